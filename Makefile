@@ -1,0 +1,48 @@
+# xdsbus: make run | make test | make bench | make lint
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PROTO_OUT := libs/xdsbus/src
+PROTO_FILES := $(shell find protos -name '*.proto')
+PACKAGES := -e libs/xdsbus -e services/builder -e services/watch-file
+PYTEST_ARGS ?=
+BENCH ?=
+
+.PHONY: install protos run test test-fast bench lint fmt clean
+
+install: $(STAMP) protos
+
+$(STAMP): requirements-dev.txt libs/xdsbus/pyproject.toml $(wildcard services/*/pyproject.toml)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements-dev.txt $(PACKAGES)
+	touch $(STAMP)
+
+protos: $(STAMP)
+	$(BIN)/python -m grpc_tools.protoc -Iprotos --python_out=$(PROTO_OUT) --pyi_out=$(PROTO_OUT) $(PROTO_FILES)
+
+run: install
+	$(BIN)/xdsbus up --config-dir examples
+
+test: install
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-fast: install
+	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
+
+bench: install
+	$(BIN)/python -m bench $(BENCH)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+fmt: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) .data bench/results/*.json
+	find . -name __pycache__ -prune -exec rm -rf {} +

@@ -1,0 +1,107 @@
+"""The event envelope: what every watcher publishes to XDSBUS_EVENTS (DESIGN §4)."""
+
+from __future__ import annotations
+
+import enum
+import re
+from typing import Any
+
+import msgspec
+
+ENVELOPE_VERSION = 1
+EVENTS_STREAM = "XDSBUS_EVENTS"
+EVENTS_SUBJECT_PREFIX = "xdsbus.events"
+
+# Subject tokens may not hold '.', '*', '>' or white space; source names and kinds are folded to this.
+_TOKEN_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+
+
+class Op(str, enum.Enum):
+    UPSERT = "upsert"
+    DELETE = "delete"
+    SYNC_BEGIN = "sync_begin"
+    SYNC_END = "sync_end"
+
+
+class Event(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """One normalized change, exactly as a source reported it."""
+
+    v: int = ENVELOPE_VERSION
+    source: str
+    kind: str
+    key: str = ""
+    op: Op
+    rev: str = ""
+    epoch: int = 0
+    at: int = 0
+    body: Any = None
+
+
+class SyncEnd(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """Body of a sync_end: the keys present at the end of a resync, possibly in several parts."""
+
+    keys: list[str]
+    part: int = 0
+    parts: int = 1
+
+
+# Keys per sync_end message; keeps each message well under nats-server's 1 MiB max_payload.
+SYNC_END_CHUNK = 5000
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(Event)
+
+
+class MalformedEvent(ValueError):
+    """An event that cannot be decoded or violates the envelope contract."""
+
+
+def encode(event: Event) -> bytes:
+    """Serialize an event for the wire (msgpack)."""
+    return _encoder.encode(event)
+
+
+def decode(data: bytes) -> Event:
+    """Decode and validate an envelope; raises MalformedEvent naming what is wrong."""
+    try:
+        event = _decoder.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise MalformedEvent(f"undecodable envelope: {exc}") from exc
+    if event.v != ENVELOPE_VERSION:
+        raise MalformedEvent(f"unsupported envelope version {event.v}")
+    if "/" not in event.source:
+        raise MalformedEvent(f"source {event.source!r} is not '<type>/<name>'")
+    if not event.kind:
+        raise MalformedEvent("empty kind")
+    if event.op in (Op.UPSERT, Op.DELETE) and not event.key:
+        raise MalformedEvent(f"{event.op.value} of {event.kind} without a key")
+    if event.op is Op.UPSERT and event.body is None:
+        raise MalformedEvent(f"upsert of {event.kind} {event.key} without a body")
+    return event
+
+
+def subject_token(text: str) -> str:
+    """Fold arbitrary text into one NATS subject token."""
+    return _TOKEN_UNSAFE.sub("_", text) or "_"
+
+
+def subject_for(source: str, kind: str) -> str:
+    """`xdsbus.events.<source_type>.<source_name>.<kind>`."""
+    source_type, _, source_name = source.partition("/")
+    return ".".join(
+        (EVENTS_SUBJECT_PREFIX, subject_token(source_type), subject_token(source_name), subject_token(kind))
+    )
+
+
+def msg_id(event: Event) -> str:
+    """Nats-Msg-Id: the same fact published twice (two replicas, a retry) is stored once."""
+    if event.op is Op.SYNC_BEGIN:
+        return f"{event.source}:{event.kind}:sync_begin:{event.epoch}"
+    if event.op is Op.SYNC_END:
+        body = event.body
+        part = (
+            body.part if isinstance(body, SyncEnd) else body.get("part", 0) if isinstance(body, dict) else 0
+        )
+        return f"{event.source}:{event.kind}:sync_end:{event.epoch}:{part}"
+    suffix = ":delete" if event.op is Op.DELETE else ""
+    return f"{event.source}:{event.kind}:{event.key}:{event.rev}{suffix}"

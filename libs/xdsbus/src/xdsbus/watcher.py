@@ -1,0 +1,188 @@
+"""The base of every watcher: publishing with Nats-Msg-Id, resync epochs, reconnects with backoff.
+
+A subclass implements `watch()`: it lists its source, calls `resync()` with everything present, then
+streams changes through `upsert()` and `delete()` until the source fails, when it raises. The base class
+backs off and calls `watch()` again. Nothing is ever deleted because the source is unreachable: only an
+explicit deletion from the source, or a completed resync that no longer lists a key, removes anything.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import hashlib
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import msgspec
+from nats.errors import ConnectionClosedError, NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js.errors import APIError, NoStreamResponseError
+from xdsbus.backoff import Backoff
+from xdsbus.bus import Bus
+from xdsbus.events import SYNC_END_CHUNK, Event, Op, SyncEnd, encode, msg_id, subject_for
+from xdsbus.secretbox import SecretBox
+
+log = logging.getLogger(__name__)
+
+_PUBLISH_ERRORS = (
+    NatsTimeoutError,
+    NoRespondersError,
+    NoStreamResponseError,
+    ConnectionClosedError,
+    APIError,
+)
+
+
+def content_rev(body: Any) -> str:
+    """A revision for sources that have none: a hash of the canonical encoding of the body."""
+    return hashlib.sha256(msgspec.msgpack.encode(body, order="sorted")).hexdigest()[:20]
+
+
+class SourceUnavailable(Exception):
+    """The source cannot be reached or read right now; last known state stays."""
+
+
+class Watcher(abc.ABC):
+    """Publishes one source's facts to the event log."""
+
+    def __init__(
+        self,
+        bus: Bus,
+        source: str,
+        *,
+        secret_box: SecretBox | None = None,
+        stop: asyncio.Event | None = None,
+    ) -> None:
+        if "/" not in source:
+            raise ValueError(f"source {source!r} must be '<type>/<name>'")
+        self.bus = bus
+        self.source = source
+        self.secret_box = secret_box
+        self.stop = stop or asyncio.Event()
+        self._epoch = 0
+        # Deletions published per key in this process: a key re-created with identical content after a
+        # delete must not be dropped as a duplicate of its first upsert.
+        self._generation: dict[tuple[str, str], int] = {}
+
+    @abc.abstractmethod
+    async def watch(self) -> None:
+        """List, resync and follow the source until it fails (raise) or `self.stop` is set (return)."""
+
+    async def run(self) -> None:
+        """Run `watch()` until stopped, backing off after each failure."""
+        backoff = Backoff()
+        while not self.stop.is_set():
+            try:
+                await self.watch()
+                backoff.reset()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                delay = backoff.next_delay()
+                log.warning(
+                    "%s: source failed (%s); keeping last known state, retrying in %.1fs",
+                    self.source,
+                    exc,
+                    delay,
+                )
+                try:
+                    await asyncio.wait_for(self.stop.wait(), timeout=delay)
+                except TimeoutError:
+                    pass
+
+    def new_epoch(self) -> int:
+        """A fresh resync epoch: increasing within this process and across restarts."""
+        self._epoch = max(self._epoch + 1, time.time_ns())
+        return self._epoch
+
+    async def upsert(self, kind: str, key: str, body: Any, rev: str | None = None) -> None:
+        """Publish that `kind/key` now has `body` (rev defaults to a content hash of the plain body).
+
+        Secret bodies are sealed before they leave the process."""
+        rev = rev or content_rev(body)
+        if kind == "Secret":
+            if self.secret_box is None:
+                raise SourceUnavailable(f"{self.source}: Secret {key} seen but no secret key is configured")
+            body = self.secret_box.seal(body)
+        generation = self._generation.get((kind, key), 0)
+        event = Event(
+            source=self.source,
+            kind=kind,
+            key=key,
+            op=Op.UPSERT,
+            rev=rev,
+            epoch=self._epoch,
+            at=time.time_ns(),
+            body=body,
+        )
+        await self._publish(event, f"{msg_id(event)}~{generation}" if generation else msg_id(event))
+
+    async def delete(self, kind: str, key: str, rev: str = "") -> None:
+        """Publish that `kind/key` no longer exists at the source."""
+        generation = self._generation.get((kind, key), 0)
+        self._generation[(kind, key)] = generation + 1
+        event = Event(
+            source=self.source,
+            kind=kind,
+            key=key,
+            op=Op.DELETE,
+            rev=rev,
+            epoch=self._epoch,
+            at=time.time_ns(),
+        )
+        await self._publish(event, f"{msg_id(event)}~{generation}")
+
+    async def begin_sync(self, kinds: Iterable[str]) -> int:
+        """Start a resync epoch for these kinds; returns the epoch."""
+        epoch = self.new_epoch()
+        for kind in sorted(set(kinds)):
+            event = Event(source=self.source, kind=kind, op=Op.SYNC_BEGIN, epoch=epoch, at=time.time_ns())
+            await self._publish(event, msg_id(event))
+        return epoch
+
+    async def end_sync(self, epoch: int, keys_by_kind: Mapping[str, Iterable[str]]) -> None:
+        """Close a resync: for each kind, every key present. Keys not listed are dropped by the builder."""
+        for kind in sorted(keys_by_kind):
+            keys = sorted(set(keys_by_kind[kind]))
+            chunks = [keys[i : i + SYNC_END_CHUNK] for i in range(0, len(keys), SYNC_END_CHUNK)] or [[]]
+            for part, chunk in enumerate(chunks):
+                body = SyncEnd(keys=chunk, part=part, parts=len(chunks))
+                event = Event(
+                    source=self.source, kind=kind, op=Op.SYNC_END, epoch=epoch, at=time.time_ns(), body=body
+                )
+                await self._publish(event, msg_id(event))
+
+    async def resync(self, objects: Mapping[str, Mapping[str, Any]], kinds: Iterable[str] = ()) -> None:
+        """A whole resync in one call: `objects[kind][key] = body`; `kinds` adds kinds with no objects."""
+        all_kinds = set(objects) | set(kinds)
+        epoch = await self.begin_sync(all_kinds)
+        for kind in sorted(objects):
+            for key in sorted(objects[kind]):
+                await self.upsert(kind, key, objects[kind][key])
+        await self.end_sync(epoch, {kind: objects.get(kind, {}).keys() for kind in all_kinds})
+
+    async def _publish(self, event: Event, message_id: str) -> None:
+        """Publish until JetStream acknowledges; the message id makes retries harmless."""
+        payload = encode(event)
+        subject = subject_for(event.source, event.kind)
+        backoff = Backoff(base=0.1, cap=5.0)
+        while True:
+            try:
+                await self.bus.js.publish(subject, payload, headers={"Nats-Msg-Id": message_id})
+                return
+            except _PUBLISH_ERRORS as exc:
+                if self.stop.is_set():
+                    raise SourceUnavailable(f"stopping with {event.kind} {event.key} unpublished") from exc
+                delay = backoff.next_delay()
+                log.warning(
+                    "%s: publish of %s %s failed (%s); retrying in %.1fs",
+                    self.source,
+                    event.kind,
+                    event.key,
+                    exc,
+                    delay,
+                )
+                await asyncio.sleep(delay)
