@@ -66,6 +66,10 @@ class Watcher(abc.ABC):
         # Deletions published per key in this process: a key re-created with identical content after a
         # delete must not be dropped as a duplicate of its first upsert.
         self._generation: dict[tuple[str, str], int] = {}
+        # Revisions upserted per key recently (rev -> monotonic time, newest last): a source that goes
+        # back to a revision it published moments ago (an edit, then its undo) must not be dropped as a
+        # duplicate of that earlier upsert while the stream's duplicate window still remembers its id.
+        self._recent_revs: dict[tuple[str, str], dict[str, float]] = {}
 
     @abc.abstractmethod
     async def watch(self) -> None:
@@ -107,6 +111,7 @@ class Watcher(abc.ABC):
             if self.secret_box is None:
                 raise SourceUnavailable(f"{self.source}: Secret {key} seen but no secret key is configured")
             body = self.secret_box.seal(body)
+        self._note_upserted_rev(kind, key, rev)
         generation = self._generation.get((kind, key), 0)
         event = Event(
             source=self.source,
@@ -124,6 +129,8 @@ class Watcher(abc.ABC):
         """Publish that `kind/key` no longer exists at the source."""
         generation = self._generation.get((kind, key), 0)
         self._generation[(kind, key)] = generation + 1
+        # A new generation gives every later upsert a fresh id: the revisions seen before are moot.
+        self._recent_revs.pop((kind, key), None)
         event = Event(
             source=self.source,
             kind=kind,
@@ -134,6 +141,25 @@ class Watcher(abc.ABC):
             at=time.time_ns(),
         )
         await self._publish(event, f"{msg_id(event)}~{generation}")
+
+    def _note_upserted_rev(self, kind: str, key: str, rev: str) -> None:
+        """Start a new generation for `kind/key` when `rev` returns after another revision within the
+        duplicate window, so the upsert gets an id the stream has not seen. Repeating the latest revision
+        (a retry, a resync, another replica) keeps its id and is still deduplicated."""
+        ident = (kind, key)
+        recent = self._recent_revs.setdefault(ident, {})
+        now = time.monotonic()
+        # Margin over the stream's window: a spare generation only costs one duplicate upsert, which the
+        # builder ignores, while reusing a remembered id would lose the change.
+        horizon = self.bus.settings.duplicate_window + 10.0
+        for old in [r for r, seen in recent.items() if now - seen > horizon]:
+            del recent[old]
+        latest = next(reversed(recent), None)
+        if rev in recent and rev != latest:
+            self._generation[ident] = self._generation.get(ident, 0) + 1
+            recent.clear()
+        recent.pop(rev, None)
+        recent[rev] = now
 
     async def begin_sync(self, kinds: Iterable[str]) -> int:
         """Start a resync epoch for these kinds; returns the epoch."""

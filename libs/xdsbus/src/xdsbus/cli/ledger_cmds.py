@@ -1,0 +1,132 @@
+"""`xdsbus ledger log|show|diff` and `xdsbus dump`."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+from typing import Any
+
+from google.protobuf import json_format
+
+from xdsbus.bus import Bus
+from xdsbus.cli.output import emit
+from xdsbus.ledger import reader
+from xdsbus.ledger.dump import write_dump
+from xdsbus.ledger.store import fetch_body
+from xdsbus.proto.ledger.v1 import ledger_pb2
+
+
+def _summary(record: ledger_pb2.Version) -> dict[str, Any]:
+    when = datetime.datetime.fromtimestamp(record.time_unix_nano / 1e9, tz=datetime.UTC)
+    return {
+        "version": record.version,
+        "parent": record.parent,
+        "first_seq": record.first_seq,
+        "last_seq": record.last_seq,
+        "time": when.isoformat(timespec="milliseconds"),
+        "digest": record.digest,
+        "resources": record.resource_count,
+        "changed": record.changed_count,
+        "removed": record.removed_count,
+        "translator_version": record.translator_version,
+    }
+
+
+async def log(bus: Bus, args: argparse.Namespace) -> int:
+    """List the scope's versions, oldest first."""
+    rows = [_summary(entry.record) async for entry in reader.entries(bus, args.scope)]
+    if args.limit:
+        rows = rows[-args.limit :]
+
+    def text(rows: list[dict[str, Any]]) -> str:
+        lines = [f"{'VERSION':>10} {'PARENT':>10} {'TIME':<30} {'RES':>7} {'CHG':>6} {'DEL':>6}  DIGEST"]
+        lines += [
+            f"{r['version']:>10} {r['parent']:>10} {r['time']:<30} {r['resources']:>7} {r['changed']:>6} "
+            f"{r['removed']:>6}  {r['digest']}"
+            for r in rows
+        ]
+        return "\n".join(lines) + "\n"
+
+    emit(args, rows, text)
+    return 0
+
+
+async def show(bus: Bus, args: argparse.Namespace) -> int:
+    """One version's record, its changes, and optionally every resource at it."""
+    entry = await reader.find(bus, args.scope, args.version)
+    data = _summary(entry.record)
+    changes = await reader.changes_of(bus, entry.record)
+    data["changes"] = json_format.MessageToDict(changes, preserving_proto_field_name=True)
+    if args.resources:
+        resources = await reader.resource_set(bus, args.scope, args.version)
+        data["resource_list"] = [
+            {"type_url": k.type_url, "name": k.name, "sha256": sha} for k, sha in sorted(resources.items())
+        ]
+
+    def text(d: dict[str, Any]) -> str:
+        lines = [
+            f"{key}: {d[key]}"
+            for key in (
+                "version",
+                "parent",
+                "first_seq",
+                "last_seq",
+                "time",
+                "digest",
+                "resources",
+                "translator_version",
+            )
+        ]
+        for ref in d["changes"].get("changed", []):
+            lines.append(f"  ~ {ref['type_url'].rsplit('.', 1)[-1]} {ref['name']} {ref['sha256'][:12]}")
+        for ref in d["changes"].get("removed", []):
+            lines.append(f"  - {ref['type_url'].rsplit('.', 1)[-1]} {ref['name']}")
+        for ref in d.get("resource_list", []):
+            lines.append(f"    {ref['type_url'].rsplit('.', 1)[-1]} {ref['name']} {ref['sha256'][:12]}")
+        return "\n".join(lines) + "\n"
+
+    emit(args, data, text)
+    return 0
+
+
+async def diff(bus: Bus, args: argparse.Namespace) -> int:
+    """Resources added, removed and changed from version A to version B."""
+    a = await reader.resource_set(bus, args.scope, args.a)
+    b = await reader.resource_set(bus, args.scope, args.b)
+    data = {
+        "from": args.a,
+        "to": args.b,
+        "added": [{"type_url": k.type_url, "name": k.name} for k in sorted(b.keys() - a.keys())],
+        "removed": [{"type_url": k.type_url, "name": k.name} for k in sorted(a.keys() - b.keys())],
+        "changed": [
+            {"type_url": k.type_url, "name": k.name} for k in sorted(a.keys() & b.keys()) if a[k] != b[k]
+        ],
+    }
+
+    def text(d: dict[str, Any]) -> str:
+        lines = [f"{d['from']} -> {d['to']}"]
+        for mark, key in (("+", "added"), ("-", "removed"), ("~", "changed")):
+            lines += [f"  {mark} {r['type_url'].rsplit('.', 1)[-1]} {r['name']}" for r in d[key]]
+        return "\n".join(lines) + "\n"
+
+    emit(args, data, text)
+    return 0
+
+
+async def dump(bus: Bus, args: argparse.Namespace) -> int:
+    """Write a ledger version (default: the head) as Envoy config JSON, one file per type."""
+    version = args.version
+    if not version:
+        head = await reader.head(bus, args.scope)
+        if head is None:
+            raise LookupError(f"the ledger of scope {args.scope!r} is empty")
+        version = head.record.version
+    resources = await reader.resource_set(bus, args.scope, version)
+    bodies = [(key.type_url, await fetch_body(bus, sha)) for key, sha in sorted(resources.items())]
+    paths = write_dump(args.directory, bodies)
+    emit(
+        args,
+        {"version": version, "files": [str(p) for p in paths]},
+        lambda d: "".join(f"{p}\n" for p in d["files"]),
+    )
+    return 0

@@ -1,0 +1,108 @@
+"""`xdsbus up`: the whole local stack as child processes, stopped together on Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import os
+import shutil
+import signal
+import socket
+import sys
+from pathlib import Path
+
+_BIN = Path(sys.executable).parent
+
+
+def _tool(name: str) -> str:
+    path = _BIN / name
+    return str(path) if path.exists() else (shutil.which(name) or name)
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+async def _wait_port(port: int, timeout: float = 10.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not _port_open(port):
+        if loop.time() > deadline:
+            raise TimeoutError(f"nothing listens on port {port} after {timeout}s")
+        await asyncio.sleep(0.05)
+
+
+async def _stack(args: argparse.Namespace) -> int:
+    data = args.data_dir.resolve()
+    data.mkdir(parents=True, exist_ok=True)
+    key_file = data / "secret.key"
+    if not key_file.exists():
+        key_file.write_text(base64.b64encode(os.urandom(32)).decode() + "\n")
+        key_file.chmod(0o600)
+    nats_port = int(os.environ.get("XDSBUS_NATS_PORT", "4222"))
+    nats_url = f"nats://127.0.0.1:{nats_port}"
+    env = {**os.environ, "XDSBUS_NATS_URL": nats_url, "XDSBUS_SECRET_KEY_FILE": str(key_file)}
+    env.pop("XDSBUS_SECRET_KEY", None)
+    children: list[tuple[str, asyncio.subprocess.Process]] = []
+
+    async def start(name: str, *argv: str) -> None:
+        proc = await asyncio.create_subprocess_exec(*argv, env=env)
+        children.append((name, proc))
+
+    try:
+        await start(
+            "nats-server",
+            _tool("nats-server"),
+            "-a",
+            "127.0.0.1",
+            "-p",
+            str(nats_port),
+            "-js",
+            "-sd",
+            str(data / "nats"),
+        )
+        await _wait_port(nats_port)
+        await start(
+            "builder",
+            _tool("xdsbus-builder"),
+            "--gateway-http-port",
+            str(args.gateway_http_port),
+            "--instance-id",
+            "local",
+        )
+        await start("watch-file", _tool("xdsbus-watch-file"), "--dir", str(args.config_dir.resolve()))
+        print(
+            f"\nxdsbus is up: NATS at {nats_url}, watching {args.config_dir}.\n"
+            f"  xdsbus ledger log --nats-url {nats_url}     versions as you edit {args.config_dir}/\n"
+            f"  xdsbus status --nats-url {nats_url}         what the builder accepted or rejected\n"
+            "Press Ctrl-C to stop.\n",
+            flush=True,
+        )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        waiters = [asyncio.create_task(proc.wait()) for _, proc in children]
+        stopper = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait([stopper, *waiters], return_when=asyncio.FIRST_COMPLETED)
+        for (name, proc), waiter in zip(children, waiters, strict=True):
+            if waiter in done:
+                print(f"{name} exited with status {proc.returncode}; stopping the stack", file=sys.stderr)
+        return 0 if stopper in done else 1
+    finally:
+        # Stop in reverse start order: sources, then the builder, then NATS.
+        for _, proc in reversed(children):
+            if proc.returncode is None:
+                proc.terminate()
+                try:
+                    await asyncio.wait_for(proc.wait(), timeout=10)
+                except TimeoutError:
+                    proc.kill()
+                    await proc.wait()
+
+
+def up(args: argparse.Namespace) -> int:
+    """Run the stack until Ctrl-C."""
+    return asyncio.run(_stack(args))

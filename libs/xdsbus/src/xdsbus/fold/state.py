@@ -1,0 +1,138 @@
+"""The folded state: what every source currently says, built from the event log in stream order.
+
+The fold is the single place where events become state. It is deterministic: the same events, in the
+same order, give the same state whatever the batching; replay and the builder both use it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import msgspec
+
+from xdsbus.events import Event, MalformedEvent, Op, SyncEnd
+
+
+class StoredObject(msgspec.Struct, array_like=True):
+    """The latest body a source published for one object."""
+
+    rev: str
+    body: Any
+
+
+class ObjectRef(msgspec.Struct, frozen=True, array_like=True, order=True):
+    """Identity of an object: its kind, the source that published it, and its key in that source."""
+
+    kind: str
+    source: str
+    key: str
+
+
+class SyncProgress(msgspec.Struct, array_like=True):
+    """The parts of a sync_end received so far for one epoch."""
+
+    epoch: int
+    parts: int = 0
+    received: list[int] = []
+    keys: list[str] = []
+
+
+class FoldState(msgspec.Struct):
+    """Everything folded up to event sequence `seq`; checkpoints serialize exactly this."""
+
+    seq: int = 0
+    # kind -> source -> key -> object
+    objects: dict[str, dict[str, dict[str, StoredObject]]] = {}
+    # source -> kind -> current resync epoch
+    epochs: dict[str, dict[str, int]] = {}
+    # source -> kind -> sync_end parts gathered for the current epoch
+    syncs: dict[str, dict[str, SyncProgress]] = {}
+
+    def get(self, ref: ObjectRef) -> StoredObject | None:
+        """The stored object, if any."""
+        return self.objects.get(ref.kind, {}).get(ref.source, {}).get(ref.key)
+
+    def of_kind(self, kind: str) -> Iterator[tuple[ObjectRef, StoredObject]]:
+        """Every object of a kind, in a fixed order (source, then key)."""
+        by_source = self.objects.get(kind, {})
+        for source in sorted(by_source):
+            objects = by_source[source]
+            for key in sorted(objects):
+                yield ObjectRef(kind, source, key), objects[key]
+
+    def count(self) -> int:
+        """Number of objects held."""
+        return sum(len(objs) for by_source in self.objects.values() for objs in by_source.values())
+
+
+def apply(state: FoldState, seq: int, event: Event) -> list[ObjectRef]:
+    """Fold one event at stream sequence `seq`; returns the objects whose content changed."""
+    if seq <= state.seq:
+        # Already folded (a redelivery after restart): folding it again must change nothing.
+        return []
+    state.seq = seq
+    if event.op is Op.UPSERT:
+        return _upsert(state, event)
+    if event.op is Op.DELETE:
+        return _delete(state, ObjectRef(event.kind, event.source, event.key))
+    if event.op is Op.SYNC_BEGIN:
+        _begin_sync(state, event)
+        return []
+    return _end_sync(state, event)
+
+
+def _upsert(state: FoldState, event: Event) -> list[ObjectRef]:
+    objects = state.objects.setdefault(event.kind, {}).setdefault(event.source, {})
+    old = objects.get(event.key)
+    if old is not None and ((event.rev and old.rev == event.rev) or old.body == event.body):
+        return []
+    objects[event.key] = StoredObject(rev=event.rev, body=event.body)
+    return [ObjectRef(event.kind, event.source, event.key)]
+
+
+def _delete(state: FoldState, ref: ObjectRef) -> list[ObjectRef]:
+    objects = state.objects.get(ref.kind, {}).get(ref.source)
+    if not objects or ref.key not in objects:
+        return []
+    del objects[ref.key]
+    return [ref]
+
+
+def _begin_sync(state: FoldState, event: Event) -> None:
+    epochs = state.epochs.setdefault(event.source, {})
+    if event.epoch < epochs.get(event.kind, 0):
+        return
+    epochs[event.kind] = event.epoch
+    state.syncs.setdefault(event.source, {}).pop(event.kind, None)
+
+
+def _end_sync(state: FoldState, event: Event) -> list[ObjectRef]:
+    epochs = state.epochs.setdefault(event.source, {})
+    current = epochs.get(event.kind, 0)
+    if event.epoch < current:
+        # A resync superseded by a newer one (another replica, a restart): it decides nothing.
+        return []
+    try:
+        end = msgspec.convert(event.body, SyncEnd)
+    except msgspec.ValidationError as exc:
+        raise MalformedEvent(f"sync_end of {event.source} {event.kind}: {exc}") from exc
+    epochs[event.kind] = event.epoch
+    syncs = state.syncs.setdefault(event.source, {})
+    progress = syncs.get(event.kind)
+    if progress is None or progress.epoch != event.epoch:
+        progress = syncs[event.kind] = SyncProgress(epoch=event.epoch, parts=end.parts)
+    if end.part in progress.received:
+        return []
+    progress.received.append(end.part)
+    progress.keys.extend(end.keys)
+    if len(progress.received) < progress.parts:
+        return []
+    del syncs[event.kind]
+    present = set(progress.keys)
+    objects = state.objects.get(event.kind, {}).get(event.source, {})
+    removed = [key for key in objects if key not in present]
+    changed = []
+    for key in sorted(removed):
+        changed.extend(_delete(state, ObjectRef(event.kind, event.source, key)))
+    return changed

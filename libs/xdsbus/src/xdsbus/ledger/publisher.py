@@ -1,0 +1,84 @@
+"""Publishing ledger versions, fenced so that two builders can never both publish."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from nats.js.errors import APIError
+
+from xdsbus.bus import LEDGER_STREAM, Bus, ledger_subject
+from xdsbus.ledger.records import INLINE_CHANGES_LIMIT, changes_message, changes_object_name
+from xdsbus.ledger.store import store_bodies
+from xdsbus.proto.ledger.v1 import ledger_pb2
+from xdsbus.translate.resources import Changes
+
+log = logging.getLogger(__name__)
+
+# JetStream's "wrong last sequence" errors: someone else published on the subject since we looked.
+_WRONG_LAST_SEQUENCE = (10071, 10164)
+
+
+class LostLedger(RuntimeError):
+    """Another builder published to this scope's ledger: this one must stop publishing."""
+
+
+class LedgerPublisher:
+    """Appends versions to one scope's ledger subject, expecting to be its only writer."""
+
+    def __init__(self, bus: Bus, scope: str, translator_version: str) -> None:
+        self.bus = bus
+        self.scope = scope
+        self.subject = ledger_subject(scope)
+        self.translator_version = translator_version
+        self.last_stream_seq = 0
+        self.head_version = 0
+
+    def adopt_head(self, stream_seq: int, version: int) -> None:
+        """Continue after the given ledger head (stream sequence of its record, and its version)."""
+        self.last_stream_seq = stream_seq
+        self.head_version = version
+
+    async def publish(
+        self, *, version: int, first_seq: int, changes: Changes, digest: str, resource_count: int
+    ) -> ledger_pb2.Version:
+        """Store the changed bodies, then append the version record (bodies first: a reader that sees
+        the record can always fetch what it names)."""
+        await store_bodies(self.bus, (res for _, res in changes.changed))
+        record = ledger_pb2.Version(
+            version=version,
+            parent=self.head_version,
+            first_seq=first_seq,
+            last_seq=version,
+            time_unix_nano=time.time_ns(),
+            translator_version=self.translator_version,
+            digest=digest,
+            scope=self.scope,
+            resource_count=resource_count,
+            changed_count=len(changes.changed),
+            removed_count=len(changes.removed),
+        )
+        change_list = changes_message(changes)
+        if change_list.ByteSize() > INLINE_CHANGES_LIMIT:
+            name = changes_object_name(self.scope, version)
+            await self.bus.ledger_changes.put(name, change_list.SerializeToString())
+            record.changes_object = name
+        else:
+            record.changes.CopyFrom(change_list)
+        headers = {
+            "Nats-Expected-Last-Subject-Sequence": str(self.last_stream_seq),
+            "Nats-Msg-Id": f"{self.scope}:{version}",
+        }
+        try:
+            ack = await self.bus.js.publish(
+                self.subject, record.SerializeToString(), stream=LEDGER_STREAM, headers=headers
+            )
+        except APIError as exc:
+            if exc.err_code in _WRONG_LAST_SEQUENCE:
+                raise LostLedger(f"ledger {self.subject} was written by another builder") from exc
+            raise
+        if ack.duplicate:
+            raise LostLedger(f"version {version} of {self.scope} was already published")
+        self.last_stream_seq = ack.seq
+        self.head_version = version
+        return record

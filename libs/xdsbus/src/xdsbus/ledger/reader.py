@@ -1,0 +1,94 @@
+"""Reading the ledger: its head, its versions in order, and the resource set at any version."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import msgspec
+from nats.js import api
+from nats.js.errors import NotFoundError
+
+from xdsbus.bus import LEDGER_STREAM, Bus, ledger_subject
+from xdsbus.proto.ledger.v1 import ledger_pb2
+from xdsbus.translate.resources import ResourceKey
+
+
+class LedgerEntry(msgspec.Struct, frozen=True):
+    """A version record and the stream sequence it sits at."""
+
+    stream_seq: int
+    record: ledger_pb2.Version
+
+
+class VersionNotFound(LookupError):
+    """No such version in the scope's ledger."""
+
+
+async def head(bus: Bus, scope: str) -> LedgerEntry | None:
+    """The newest version of a scope, or None for an empty ledger."""
+    try:
+        msg = await bus.js._jsm.get_last_msg(LEDGER_STREAM, ledger_subject(scope))  # noqa: SLF001
+    except NotFoundError:
+        return None
+    record = ledger_pb2.Version()
+    record.ParseFromString(msg.data or b"")
+    return LedgerEntry(stream_seq=msg.seq or 0, record=record)
+
+
+async def entries(bus: Bus, scope: str, *, until: int | None = None) -> AsyncIterator[LedgerEntry]:
+    """Every version of a scope in order (up to version `until`), read with an ordered consumer."""
+    last = await head(bus, scope)
+    if last is None:
+        return
+    sub = await bus.js.subscribe(
+        ledger_subject(scope), ordered_consumer=True, deliver_policy=api.DeliverPolicy.ALL
+    )
+    try:
+        while True:
+            msg = await sub.next_msg(timeout=10)
+            record = ledger_pb2.Version()
+            record.ParseFromString(msg.data)
+            seq = msg.metadata.sequence.stream
+            if until is not None and record.version > until:
+                return
+            yield LedgerEntry(stream_seq=seq, record=record)
+            if seq >= last.stream_seq:
+                return
+    finally:
+        await sub.unsubscribe()
+
+
+async def find(bus: Bus, scope: str, version: int) -> LedgerEntry:
+    """The record of one version."""
+    async for entry in entries(bus, scope, until=version):
+        if entry.record.version == version:
+            return entry
+    raise VersionNotFound(f"version {version} is not in the ledger of scope {scope!r}")
+
+
+async def changes_of(bus: Bus, record: ledger_pb2.Version) -> ledger_pb2.Changes:
+    """A record's change list, inline or from the Object Store."""
+    if not record.changes_object:
+        return record.changes
+    obj = await bus.ledger_changes.get(record.changes_object)
+    changes = ledger_pb2.Changes()
+    changes.ParseFromString(obj.data or b"")
+    return changes
+
+
+async def resource_set(bus: Bus, scope: str, version: int) -> dict[ResourceKey, str]:
+    """Every resource at a version (key -> sha256), by applying records from the first up to it."""
+    resources: dict[ResourceKey, str] = {}
+    found = False
+    async for entry in entries(bus, scope, until=version):
+        changes = await changes_of(bus, entry.record)
+        for ref in changes.changed:
+            resources[ResourceKey(ref.type_url, ref.name)] = ref.sha256
+        for gone in changes.removed:
+            resources.pop(ResourceKey(gone.type_url, gone.name), None)
+        found = entry.record.version == version
+        await asyncio.sleep(0)
+    if not found:
+        raise VersionNotFound(f"version {version} is not in the ledger of scope {scope!r}")
+    return resources

@@ -1,0 +1,58 @@
+"""The internal service model every source translates into: services, ports and endpoints."""
+
+from __future__ import annotations
+
+import enum
+
+import msgspec
+
+
+class Resolution(enum.StrEnum):
+    EDS = "EDS"
+    STRICT_DNS = "STRICT_DNS"
+    STATIC = "STATIC"
+
+
+class Health(enum.StrEnum):
+    HEALTHY = "HEALTHY"
+    UNHEALTHY = "UNHEALTHY"
+    DRAINING = "DRAINING"
+
+
+class ServicePort(msgspec.Struct, frozen=True, kw_only=True):
+    """A port a service exposes; `target` is the endpoint port (a number, or a name to resolve)."""
+
+    number: int
+    name: str = ""
+    protocol: str = "HTTP"
+    target: int | str | None = None
+
+
+class ServiceModel(msgspec.Struct, frozen=True, kw_only=True):
+    """A routable service under one hostname (`name.ns.svc.cluster.local`, `svc.dc.consul`, ...)."""
+
+    hostname: str
+    ports: tuple[ServicePort, ...]
+    resolution: Resolution = Resolution.EDS
+    # For STRICT_DNS services: the DNS name to resolve (ExternalName, dns registries).
+    dns_name: str = ""
+
+
+class Endpoint(msgspec.Struct, frozen=True, kw_only=True, order=True):
+    """One backend address serving one service port."""
+
+    address: str
+    port: int
+    health: Health = Health.HEALTHY
+    weight: int = 1
+    zone: str = ""
+
+
+def cluster_name(port: int, hostname: str) -> str:
+    """Istio/Higress naming: `outbound|<port>||<host>`."""
+    return f"outbound|{port}||{hostname}"
+
+
+def k8s_hostname(name: str, namespace: str) -> str:
+    """The cluster-local hostname of a Kubernetes Service."""
+    return f"{name}.{namespace}.svc.cluster.local"

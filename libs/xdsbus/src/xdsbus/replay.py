@@ -1,0 +1,43 @@
+"""Replay: the folded state and resources at any event sequence, with the builder's own code."""
+
+from __future__ import annotations
+
+import msgspec
+
+from xdsbus.bus import Bus
+from xdsbus.fold.folding import Rejection
+from xdsbus.fold.reading import fold_until
+from xdsbus.fold.state import FoldState
+from xdsbus.ledger import checkpoints
+from xdsbus.translate.settings import TranslatorSettings
+from xdsbus.translate.translator import Translator
+
+
+class ReplayResult(msgspec.Struct):
+    seq: int
+    digest: str
+    resource_count: int
+    checkpoint_seq: int
+    events_folded: int
+    rejected: list[Rejection]
+
+
+async def replay_to(
+    bus: Bus, scope: str, seq: int, settings: TranslatorSettings
+) -> tuple[ReplayResult, Translator]:
+    """Fold the log up to `seq`, starting from the newest checkpoint at or before it, and translate."""
+    checkpoint = await checkpoints.load_at_or_before(bus, scope, seq)
+    state = checkpoint.state if checkpoint else FoldState()
+    start = state.seq
+    folded = await fold_until(bus, state, seq)
+    translator = Translator(settings)
+    translator.full_build(state)
+    result = ReplayResult(
+        seq=seq,
+        digest=translator.table.digest(),
+        resource_count=len(translator.table),
+        checkpoint_seq=start,
+        events_folded=state.seq - start,
+        rejected=folded.rejected,
+    )
+    return result, translator

@@ -1,0 +1,52 @@
+"""Running a service's main coroutine with a clean stop on SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+
+log = logging.getLogger(__name__)
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def run_service(main: Callable[[asyncio.Event], Awaitable[None]]) -> int:
+    """Run `main(stop)` in a fresh event loop and return the process exit status.
+
+    The first SIGTERM or SIGINT sets `stop`; `main` is expected to finish its work in hand and return.
+    A second signal cancels `main` (an operator who asks twice does not want to wait). Returns 0 when
+    `main` returns, 1 when it raised or had to be cancelled."""
+
+    async def runner() -> None:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        task = asyncio.current_task()
+
+        def on_signal(name: str) -> None:
+            if stop.is_set():
+                log.warning("%s received again: cancelling", name)
+                if task is not None:
+                    task.cancel()
+            else:
+                log.info("%s received: stopping", name)
+                stop.set()
+
+        for sig in STOP_SIGNALS:
+            loop.add_signal_handler(sig, on_signal, sig.name)
+        try:
+            await main(stop)
+        finally:
+            for sig in STOP_SIGNALS:
+                loop.remove_signal_handler(sig)
+
+    try:
+        asyncio.run(runner())
+    except asyncio.CancelledError:
+        log.error("stopped before shutdown completed")
+        return 1
+    except Exception:
+        log.exception("service failed")
+        return 1
+    return 0

@@ -1,0 +1,70 @@
+"""KV xdsbus_status: what the builder decided about each object, readable by `xdsbus status`."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Iterable
+
+import msgspec
+from nats.js.errors import KeyNotFoundError, NoKeysError
+
+from xdsbus.bus import STATUS_BUCKET, Bus
+from xdsbus.fold.folding import Rejection
+from xdsbus.fold.state import ObjectRef
+from xdsbus.translate.status import ObjectStatus, Verdict
+
+_UNSAFE = re.compile(r"[^-/_=.a-zA-Z0-9]")
+
+
+def status_key(kind: str, source: str, key: str) -> str:
+    """KV key of an object's status: `<kind>/<source>/<key>` folded to KV's alphabet."""
+    return _UNSAFE.sub("_", f"{kind}/{source}/{key}").strip(".")
+
+
+async def publish(bus: Bus, statuses: Iterable[ObjectStatus | ObjectRef]) -> None:
+    """Write changed statuses (a bare ObjectRef deletes the object's entry), pipelined."""
+    pending = []
+    for item in statuses:
+        if isinstance(item, ObjectRef):
+            try:
+                await bus.status.delete(status_key(item.kind, item.source, item.key))
+            except KeyNotFoundError:
+                pass
+            continue
+        subject = f"$KV.{STATUS_BUCKET}.{status_key(item.kind, item.source, item.key)}"
+        pending.append(await bus.js.publish_async(subject, msgspec.json.encode(item)))
+    if pending:
+        await asyncio.gather(*pending)
+
+
+async def publish_rejections(bus: Bus, rejections: Iterable[Rejection]) -> None:
+    """Malformed events, named by their subject and sequence."""
+    await publish(
+        bus,
+        (
+            ObjectStatus(
+                kind="Event", source=r.subject, key=str(r.seq), state=Verdict.REJECTED, reason=r.reason
+            )
+            for r in rejections
+        ),
+    )
+
+
+async def read_all(bus: Bus) -> list[ObjectStatus]:
+    """Every status entry, sorted by kind, source and key."""
+    try:
+        keys = await bus.status.keys()
+    except NoKeysError:
+        return []
+    out = []
+    for key in sorted(keys):
+        try:
+            entry = await bus.status.get(key)
+        except KeyNotFoundError:
+            continue
+        try:
+            out.append(msgspec.json.decode(entry.value or b"", type=ObjectStatus))
+        except msgspec.DecodeError:
+            continue
+    return sorted(out, key=lambda s: (s.kind, s.source, s.key))

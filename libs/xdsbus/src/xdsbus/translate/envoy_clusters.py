@@ -1,0 +1,74 @@
+"""Clusters and ClusterLoadAssignments from the service model."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from itertools import groupby
+
+from envoy.config.cluster.v3 import cluster_pb2
+from envoy.config.core.v3 import address_pb2, base_pb2, config_source_pb2, health_check_pb2
+from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
+from google.protobuf import duration_pb2, wrappers_pb2
+
+from xdsbus.model.services import Endpoint, Health, Resolution, ServiceModel, ServicePort, cluster_name
+
+CONNECT_TIMEOUT = duration_pb2.Duration(seconds=10)
+
+_HEALTH = {
+    Health.HEALTHY: health_check_pb2.HEALTHY,
+    Health.UNHEALTHY: health_check_pb2.UNHEALTHY,
+    Health.DRAINING: health_check_pb2.DRAINING,
+}
+
+
+def _ads_source() -> config_source_pb2.ConfigSource:
+    return config_source_pb2.ConfigSource(ads={}, resource_api_version=config_source_pb2.V3)
+
+
+def build_cluster(service: ServiceModel, port: ServicePort) -> cluster_pb2.Cluster:
+    """One cluster per service port: EDS for registries and Kubernetes, STRICT_DNS for DNS names."""
+    name = cluster_name(port.number, service.hostname)
+    cluster = cluster_pb2.Cluster(name=name, connect_timeout=CONNECT_TIMEOUT)
+    if service.resolution is Resolution.STRICT_DNS:
+        cluster.type = cluster_pb2.Cluster.STRICT_DNS
+        cluster.dns_lookup_family = cluster_pb2.Cluster.V4_PREFERRED
+        target = port.target if isinstance(port.target, int) else port.number
+        cluster.load_assignment.CopyFrom(
+            endpoint_pb2.ClusterLoadAssignment(
+                cluster_name=name,
+                endpoints=[
+                    endpoint_components_pb2.LocalityLbEndpoints(
+                        lb_endpoints=[_lb_endpoint(Endpoint(address=service.dns_name, port=target))]
+                    )
+                ],
+            )
+        )
+    else:
+        cluster.type = cluster_pb2.Cluster.EDS
+        cluster.eds_cluster_config.eds_config.CopyFrom(_ads_source())
+    return cluster
+
+
+def _lb_endpoint(ep: Endpoint) -> endpoint_components_pb2.LbEndpoint:
+    lb = endpoint_components_pb2.LbEndpoint(
+        endpoint=endpoint_components_pb2.Endpoint(
+            address=address_pb2.Address(
+                socket_address=address_pb2.SocketAddress(address=ep.address, port_value=ep.port)
+            )
+        ),
+        health_status=_HEALTH[ep.health],
+    )
+    if ep.weight != 1:
+        lb.load_balancing_weight.CopyFrom(wrappers_pb2.UInt32Value(value=ep.weight))
+    return lb
+
+
+def build_load_assignment(name: str, endpoints: Sequence[Endpoint]) -> endpoint_pb2.ClusterLoadAssignment:
+    """A ClusterLoadAssignment grouping endpoints by zone; `endpoints` must be sorted by (zone, ...)."""
+    cla = endpoint_pb2.ClusterLoadAssignment(cluster_name=name)
+    for zone, members in groupby(endpoints, key=lambda ep: ep.zone):
+        group = cla.endpoints.add()
+        if zone:
+            group.locality.CopyFrom(base_pb2.Locality(zone=zone))
+        group.lb_endpoints.extend(_lb_endpoint(ep) for ep in members)
+    return cla

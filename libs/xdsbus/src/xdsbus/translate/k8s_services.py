@@ -1,0 +1,100 @@
+"""Kubernetes Services, EndpointSlices and Endpoints into the service model."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from xdsbus.model.k8s import K8sEndpoints, K8sEndpointSlice, K8sService, ServicePortSpec
+from xdsbus.model.services import Endpoint, Health, Resolution, ServiceModel, ServicePort, k8s_hostname
+
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+
+_GRPC_PROTOCOLS = {"grpc", "grpc-web"}
+_HTTP2_PROTOCOLS = {"http2", "h2c", "kubernetes.io/h2c"}
+
+
+class ServiceError(ValueError):
+    """A Service that cannot be translated; the message names the reason."""
+
+
+def _protocol(port: ServicePortSpec) -> str:
+    hint = (port.app_protocol or port.name.split("-", 1)[0]).lower()
+    if port.protocol.upper() == "UDP":
+        return "UDP"
+    if hint in _GRPC_PROTOCOLS:
+        return "GRPC"
+    if hint in _HTTP2_PROTOCOLS:
+        return "HTTP2"
+    return "HTTP"
+
+
+def service_model(svc: K8sService) -> ServiceModel:
+    """The model of a Service: one port per spec port; ExternalName services resolve through DNS."""
+    meta = svc.metadata
+    ports: list[ServicePort] = []
+    seen: set[int] = set()
+    for port in svc.spec.ports:
+        if not 0 < port.port < 65536:
+            raise ServiceError(f"port {port.port} is out of range")
+        if port.port in seen:
+            raise ServiceError(f"port {port.port} is declared twice")
+        seen.add(port.port)
+        ports.append(
+            ServicePort(number=port.port, name=port.name, protocol=_protocol(port), target=port.target_port)
+        )
+    ports.sort(key=lambda p: p.number)
+    if svc.spec.type == "ExternalName":
+        if not svc.spec.external_name:
+            raise ServiceError("type ExternalName without spec.externalName")
+        return ServiceModel(
+            hostname=k8s_hostname(meta.name, meta.namespace),
+            ports=tuple(ports),
+            resolution=Resolution.STRICT_DNS,
+            dns_name=svc.spec.external_name,
+        )
+    return ServiceModel(hostname=k8s_hostname(meta.name, meta.namespace), ports=tuple(ports))
+
+
+def slice_service_name(slice_: K8sEndpointSlice) -> str:
+    """The Service an EndpointSlice belongs to (its kubernetes.io/service-name label)."""
+    return slice_.metadata.labels.get(SERVICE_NAME_LABEL, "")
+
+
+def endpoints_from_slices(port: ServicePort, slices: Iterable[K8sEndpointSlice]) -> list[Endpoint]:
+    """Ready endpoints of one service port, from the slices of its Service, sorted."""
+    out: set[Endpoint] = set()
+    for slice_ in slices:
+        if slice_.address_type not in ("IPv4", "IPv6"):
+            continue
+        number = _slice_port(port, slice_)
+        if number is None:
+            continue
+        for ep in slice_.endpoints:
+            # A nil `ready` means unknown and must be read as ready (EndpointSlice API). Not-ready
+            # endpoints are left out, as Istio does by default.
+            if ep.conditions.ready is False:
+                continue
+            for address in ep.addresses:
+                out.add(Endpoint(address=address, port=number, health=Health.HEALTHY, zone=ep.zone))
+    return sorted(out, key=lambda e: (e.zone, e.address, e.port))
+
+
+def _slice_port(port: ServicePort, slice_: K8sEndpointSlice) -> int | None:
+    for sp in slice_.ports:
+        if sp.name == port.name and sp.port is not None:
+            return sp.port
+    return None
+
+
+def endpoints_from_v1(port: ServicePort, endpoints: K8sEndpoints) -> list[Endpoint]:
+    """Ready endpoints of one service port from a v1 Endpoints object (manually managed endpoints)."""
+    out: set[Endpoint] = set()
+    for subset in endpoints.subsets:
+        number = next((p.port for p in subset.ports if p.name == port.name), None)
+        if number is None and len(subset.ports) == 1 and not port.name:
+            number = subset.ports[0].port
+        if number is None:
+            continue
+        for address in subset.addresses:
+            out.add(Endpoint(address=address.ip, port=number))
+    return sorted(out, key=lambda e: (e.zone, e.address, e.port))

@@ -1,0 +1,145 @@
+"""The resource table: every Envoy resource of a scope as serialized `Any` bytes and their sha256.
+
+Resources are serialized once per content change. The table tracks what changed since the last commit,
+so a ledger version lists exactly the resources whose bytes differ from the previous version.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+from collections.abc import Iterable
+
+import msgspec
+
+CLUSTER = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
+ENDPOINT = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
+LISTENER = "type.googleapis.com/envoy.config.listener.v3.Listener"
+ROUTE = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
+SECRET = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
+
+# The order a proxy must receive types in (DESIGN §7).
+TYPE_ORDER = (CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET)
+
+
+def varint(n: int) -> bytes:
+    """Protobuf base-128 varint."""
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def length_delimited(field: int, payload: bytes) -> bytes:
+    """One length-delimited protobuf field (wire type 2)."""
+    return varint((field << 3) | 2) + varint(len(payload)) + payload
+
+
+def pack_any(type_url: str, message_bytes: bytes) -> bytes:
+    """Serialized google.protobuf.Any, byte-identical to Any(type_url, value).SerializeToString()."""
+    return length_delimited(1, type_url.encode()) + length_delimited(2, message_bytes)
+
+
+class Resource(msgspec.Struct, frozen=True, array_like=True):
+    """One resource's serialized Any and its digest."""
+
+    sha256: str
+    body: bytes
+
+
+class ResourceKey(msgspec.Struct, frozen=True, array_like=True, order=True):
+    type_url: str
+    name: str
+
+
+class Changes(msgspec.Struct, frozen=True):
+    """What a commit changed: resources with new bytes, and resources that went away."""
+
+    changed: list[tuple[ResourceKey, Resource]]
+    removed: list[ResourceKey]
+
+    def __bool__(self) -> bool:
+        return bool(self.changed or self.removed)
+
+
+def _digest_line(key: ResourceKey, sha: str) -> bytes:
+    return f"{key.type_url}\x00{key.name}\x00{sha}\n".encode()
+
+
+class ResourceTable:
+    """The current resources, the set last committed, and the digest over them."""
+
+    def __init__(self) -> None:
+        self._entries: dict[ResourceKey, Resource] = {}
+        self._committed: dict[ResourceKey, str] = {}
+        self._dirty: set[ResourceKey] = set()
+        # Sorted keys and their digest lines, maintained incrementally so a digest costs one join.
+        self._sorted: list[ResourceKey] = []
+        self._lines: dict[ResourceKey, bytes] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def put(self, type_url: str, name: str, message_bytes: bytes) -> None:
+        """Set a resource from its serialized message; unchanged bytes are a no-op."""
+        key = ResourceKey(type_url, name)
+        body = pack_any(type_url, message_bytes)
+        old = self._entries.get(key)
+        if old is not None and old.body == body:
+            return
+        sha = hashlib.sha256(body).hexdigest()
+        self._entries[key] = Resource(sha, body)
+        if old is None:
+            bisect.insort(self._sorted, key)
+        self._lines[key] = _digest_line(key, sha)
+        self._dirty.add(key)
+
+    def remove(self, type_url: str, name: str) -> None:
+        """Drop a resource if present."""
+        key = ResourceKey(type_url, name)
+        if self._entries.pop(key, None) is None:
+            return
+        del self._sorted[bisect.bisect_left(self._sorted, key)]
+        del self._lines[key]
+        self._dirty.add(key)
+
+    def get(self, type_url: str, name: str) -> Resource | None:
+        """The resource, if present."""
+        return self._entries.get(ResourceKey(type_url, name))
+
+    def items(self) -> Iterable[tuple[ResourceKey, Resource]]:
+        """Every resource in digest order."""
+        return ((key, self._entries[key]) for key in self._sorted)
+
+    def digest(self) -> str:
+        """sha256 over the sorted `type_url NUL name NUL sha256 LF` lines of every resource."""
+        lines = self._lines
+        return hashlib.sha256(b"".join([lines[key] for key in self._sorted])).hexdigest()
+
+    def set_committed(self, committed: dict[ResourceKey, str]) -> None:
+        """Declare what the ledger already holds; the next commit is the difference to it."""
+        self._committed = dict(committed)
+        self._dirty = set(committed) | set(self._entries)
+
+    def committed(self) -> dict[ResourceKey, str]:
+        """What the last commit published: key -> sha256."""
+        return dict(self._committed)
+
+    def commit(self) -> Changes:
+        """The changes since the last commit, in a fixed order, and mark them committed."""
+        changed: list[tuple[ResourceKey, Resource]] = []
+        removed: list[ResourceKey] = []
+        for key in sorted(self._dirty):
+            entry = self._entries.get(key)
+            before = self._committed.get(key)
+            if entry is None:
+                if before is not None:
+                    removed.append(key)
+                    del self._committed[key]
+            elif entry.sha256 != before:
+                changed.append((key, entry))
+                self._committed[key] = entry.sha256
+        self._dirty.clear()
+        return Changes(changed=changed, removed=removed)

@@ -1,0 +1,23 @@
+"""Settings that change what the translator emits; recorded in every ledger version so a replay
+translates exactly as the builder did."""
+
+from __future__ import annotations
+
+import msgspec
+
+TRANSLATOR_VERSION = "xdsbus-translate/1"
+
+
+class TranslatorSettings(msgspec.Struct, frozen=True, kw_only=True):
+    http_port: int = 80
+    https_port: int = 443
+
+    def describe(self) -> str:
+        """The ledger's translator_version field: `xdsbus-translate/1 http=80 https=443`."""
+        return f"{TRANSLATOR_VERSION} http={self.http_port} https={self.https_port}"
+
+    @classmethod
+    def parse(cls, text: str) -> TranslatorSettings:
+        """Settings from a translator_version field (defaults for anything missing)."""
+        fields = dict(part.split("=", 1) for part in text.split()[1:] if "=" in part)
+        return cls(http_port=int(fields.get("http", 80)), https_port=int(fields.get("https", 443)))

@@ -1,0 +1,1 @@
+"""xdsbus builder: folds the event log into versioned ledger snapshots."""

@@ -1,0 +1,209 @@
+"""The builder: while it holds the lease, fold events, debounce, translate and publish versions."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import msgspec
+from nats.js import api
+from nats.js.errors import NotFoundError
+
+from xdsbus.bus import Bus
+from xdsbus.events import EVENTS_STREAM, EVENTS_SUBJECT_PREFIX
+from xdsbus.fold.folding import BatchResult, fold_message
+from xdsbus.fold.state import FoldState
+from xdsbus.ledger import checkpoints
+from xdsbus.ledger.publisher import LedgerPublisher, LostLedger
+from xdsbus import status_store
+from xdsbus.translate.settings import TranslatorSettings
+from xdsbus.translate.translator import Translator
+from xdsbus_builder.lease import Lease
+from xdsbus_builder.restore import restore
+
+log = logging.getLogger(__name__)
+
+FETCH_BATCH = 1000
+
+
+class BuilderConfig(msgspec.Struct, frozen=True, kw_only=True):
+    scope: str = "default"
+    instance_id: str = "builder"
+    debounce_quiet: float = 0.1
+    debounce_max: float = 1.0
+    checkpoint_events: int = 10_000
+    checkpoint_seconds: float = 30.0
+    lease_ttl: float = 6.0
+    translator: TranslatorSettings = TranslatorSettings()
+
+
+class Builder:
+    """One builder process; only the lease holder publishes."""
+
+    def __init__(self, bus: Bus, config: BuilderConfig) -> None:
+        self.bus = bus
+        self.config = config
+        self.consumer_name = f"xdsbus-builder-{config.scope}"
+        self.lease = Lease(bus, f"builder.{config.scope}", config.instance_id, config.lease_ttl)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Wait for the lease, lead until stopped or the lease is lost, and wait again."""
+        while not stop.is_set():
+            log.info("%s waiting for the lease of scope %s", self.config.instance_id, self.config.scope)
+            if not await self.lease.acquire(stop):
+                return
+            try:
+                await _Leader(self, stop).lead()
+            except LostLedger as exc:
+                log.error("stepping down: %s", exc)
+            finally:
+                await self.lease.release()
+
+
+class _Leader:
+    """State of one term of leadership."""
+
+    def __init__(self, builder: Builder, stop: asyncio.Event) -> None:
+        self.bus = builder.bus
+        self.config = builder.config
+        self.consumer_name = builder.consumer_name
+        self.lease = builder.lease
+        self.stop = stop
+        self.state = FoldState()
+        self.translator = Translator(self.config.translator)
+        self.publisher = LedgerPublisher(self.bus, self.config.scope, self.config.translator.describe())
+        self.checkpoint_seq = 0
+        self.checkpoint_time = time.monotonic()
+        self.checkpoint_task: asyncio.Task[None] | None = None
+
+    async def lead(self) -> None:
+        restored = await restore(self.bus, self.config.scope)
+        self.state = restored.state
+        self.checkpoint_seq = self.state.seq
+        self.publisher.adopt_head(restored.head_stream_seq, restored.head_version)
+        self.translator.full_build(self.state)
+        self.translator.table.set_committed(restored.committed)
+        await status_store.publish(self.bus, self.translator.take_status_changes())
+        sub = await self._subscribe()
+        try:
+            await self._loop(sub)
+        finally:
+            if self.checkpoint_task is not None:
+                await asyncio.shield(self.checkpoint_task)
+            try:
+                await sub.unsubscribe()
+            except NotFoundError:
+                pass
+
+    async def _subscribe(self):  # type: ignore[no-untyped-def]
+        try:
+            await self.bus.js.delete_consumer(EVENTS_STREAM, self.consumer_name)
+        except NotFoundError:
+            pass
+        config = api.ConsumerConfig(
+            durable_name=self.consumer_name,
+            deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
+            opt_start_seq=self.state.seq + 1,
+            ack_policy=api.AckPolicy.ALL,
+            max_ack_pending=-1,
+            ack_wait=300,
+        )
+        return await self.bus.js.pull_subscribe(
+            f"{EVENTS_SUBJECT_PREFIX}.>", durable=self.consumer_name, stream=EVENTS_STREAM, config=config
+        )
+
+    async def _loop(self, sub) -> None:  # type: ignore[no-untyped-def]
+        quiet, longest = self.config.debounce_quiet, self.config.debounce_max
+        batch_started: float | None = None
+        last_msg = None
+        while not self.stop.is_set():
+            if self.lease.lost.is_set():
+                raise LostLedger("lease lost")
+            if batch_started is None:
+                timeout = 1.0
+            else:
+                timeout = max(0.001, min(quiet, batch_started + longest - time.monotonic()))
+            try:
+                msgs = await sub.fetch(FETCH_BATCH, timeout=timeout)
+            except TimeoutError:
+                msgs = []
+            if msgs:
+                result = BatchResult()
+                for msg in msgs:
+                    fold_message(self.state, msg.metadata.sequence.stream, msg.subject, msg.data, result)
+                self.translator.update(self.state, result.changed)
+                if result.rejected:
+                    for rejection in result.rejected:
+                        log.error(
+                            "event %d on %s rejected: %s", rejection.seq, rejection.subject, rejection.reason
+                        )
+                    await status_store.publish_rejections(self.bus, result.rejected)
+                last_msg = msgs[-1]
+                if batch_started is None:
+                    batch_started = time.monotonic()
+            now = time.monotonic()
+            if batch_started is not None and (not msgs or now - batch_started >= longest):
+                await self._flush()
+                if last_msg is not None:
+                    await last_msg.ack()
+                batch_started = None
+            elif batch_started is None:
+                await self._maybe_checkpoint()
+
+    async def _flush(self) -> None:
+        """Publish a version when the resources changed; the version is the last folded sequence."""
+        table = self.translator.table
+        changes = table.commit()
+        if changes:
+            record = await self.publisher.publish(
+                version=self.state.seq,
+                first_seq=self.publisher.head_version + 1,
+                changes=changes,
+                digest=table.digest(),
+                resource_count=len(table),
+            )
+            log.info(
+                "version %d: %d changed, %d removed, %d resources, digest %s",
+                record.version,
+                record.changed_count,
+                record.removed_count,
+                record.resource_count,
+                record.digest[:12],
+            )
+        await status_store.publish(self.bus, self.translator.take_status_changes())
+        await self._maybe_checkpoint()
+
+    async def _maybe_checkpoint(self) -> None:
+        """Checkpoint when enough events or time passed, at a point where everything is published."""
+        folded = self.state.seq - self.checkpoint_seq
+        if folded <= 0:
+            return
+        due = folded >= self.config.checkpoint_events or (
+            time.monotonic() - self.checkpoint_time >= self.config.checkpoint_seconds
+        )
+        if not due or (self.checkpoint_task is not None and not self.checkpoint_task.done()):
+            return
+        # Encoded now, uploaded in the background: the fold goes on mutating the live state.
+        data = checkpoints.encode(
+            checkpoints.Checkpoint(
+                scope=self.config.scope,
+                translator_version=self.config.translator.describe(),
+                state=self.state,
+                ledger_version=self.publisher.head_version,
+                ledger_stream_seq=self.publisher.last_stream_seq,
+                published=[
+                    (k.type_url, k.name, sha) for k, sha in sorted(self.translator.table.committed().items())
+                ],
+            )
+        )
+        self.checkpoint_seq = self.state.seq
+        self.checkpoint_time = time.monotonic()
+        self.checkpoint_task = asyncio.create_task(self._save(self.state.seq, data))
+
+    async def _save(self, seq: int, data: bytes) -> None:
+        try:
+            name = await checkpoints.save(self.bus, self.config.scope, seq, data)
+            log.info("checkpoint %s saved (%d bytes)", name, len(data))
+        except Exception as exc:  # a failed checkpoint only costs a longer refold later
+            log.warning("checkpoint at %d failed: %s", seq, exc)

@@ -1,0 +1,62 @@
+"""Where a new leader starts: the newest checkpoint, the ledger head, and the resources it holds."""
+
+from __future__ import annotations
+
+import logging
+
+import msgspec
+
+from xdsbus.bus import Bus
+from xdsbus.fold.reading import fold_until
+from xdsbus.fold.state import FoldState
+from xdsbus.ledger import checkpoints, reader
+from xdsbus.translate.resources import ResourceKey
+
+log = logging.getLogger(__name__)
+
+
+class Restored(msgspec.Struct):
+    state: FoldState
+    # The ledger head: its version and the stream sequence of its record (0, 0 for an empty ledger).
+    head_version: int
+    head_stream_seq: int
+    # What the ledger holds at its head, so the first new version is the difference to it.
+    committed: dict[ResourceKey, str]
+
+
+async def restore(bus: Bus, scope: str) -> Restored:
+    """Load the newest checkpoint and fold forward to the ledger head."""
+    checkpoint = await checkpoints.load_at_or_before(bus, scope)
+    state = checkpoint.state if checkpoint else FoldState()
+    committed: dict[ResourceKey, str] = {}
+    after_version = 0
+    if checkpoint is not None:
+        committed = {ResourceKey(t, n): sha for t, n, sha in checkpoint.published}
+        after_version = checkpoint.ledger_version
+    head = await reader.head(bus, scope)
+    if head is not None and head.record.version > after_version:
+        # Versions published after the checkpoint: apply their changes to what the ledger holds, and
+        # fold the events they cover so the state matches the head.
+        async for entry in reader.entries(bus, scope):
+            if entry.record.version <= after_version:
+                continue
+            changes = await reader.changes_of(bus, entry.record)
+            for ref in changes.changed:
+                committed[ResourceKey(ref.type_url, ref.name)] = ref.sha256
+            for gone in changes.removed:
+                committed.pop(ResourceKey(gone.type_url, gone.name), None)
+        await fold_until(bus, state, head.record.version)
+    log.info(
+        "restored scope %s: checkpoint at %s, ledger head %s, state at %s (%d objects)",
+        scope,
+        checkpoint.state.seq if checkpoint else 0,
+        head.record.version if head else 0,
+        state.seq,
+        state.count(),
+    )
+    return Restored(
+        state=state,
+        head_version=head.record.version if head else 0,
+        head_stream_seq=head.stream_seq if head else 0,
+        committed=committed,
+    )
