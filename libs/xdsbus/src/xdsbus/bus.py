@@ -9,11 +9,12 @@ import os
 
 import nats
 from nats.aio.client import Client
-from nats.js import JetStreamContext, api
 from nats.errors import NoServersError
+from nats.js import JetStreamContext, api
 from nats.js.errors import BadRequestError, NotFoundError
 from nats.js.kv import KeyValue
 from nats.js.object_store import ObjectStore
+
 from xdsbus.backoff import Backoff
 from xdsbus.events import EVENTS_STREAM, EVENTS_SUBJECT_PREFIX
 
@@ -82,10 +83,11 @@ async def _ensure_stream(js: JetStreamContext, config: api.StreamConfig) -> None
     try:
         await js.add_stream(config)
     except BadRequestError as exc:
-        # 10058: a stream with this name exists with another configuration: bring it to ours.
+        # 10058: the stream exists with another configuration. Adopt it as it is: one service started
+        # with other settings (say, without XDSBUS_NATS_REPLICAS) must not reshape the operator's stream.
         if exc.err_code != 10058:
             raise
-        await js.update_stream(config)
+        log.info("stream %s exists with another configuration; using it as it is", config.name)
 
 
 async def _ensure_kv(js: JetStreamContext, bucket: str, **params: object) -> KeyValue:
@@ -125,7 +127,7 @@ async def ensure_layout(js: JetStreamContext, settings: BusSettings) -> Bus:
             subjects=[f"{LEDGER_SUBJECT_PREFIX}.>"],
             storage=api.StorageType.FILE,
             retention=api.RetentionPolicy.LIMITS,
-            max_age=settings.events_max_age,
+            # Kept without an age limit: a quiet scope must never lose its head version.
             num_replicas=settings.replicas,
             allow_direct=True,
         ),

@@ -16,7 +16,7 @@ EVENTS_SUBJECT_PREFIX = "xdsbus.events"
 _TOKEN_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 
 
-class Op(str, enum.Enum):
+class Op(enum.StrEnum):
     UPSERT = "upsert"
     DELETE = "delete"
     SYNC_BEGIN = "sync_begin"

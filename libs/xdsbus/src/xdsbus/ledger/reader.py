@@ -28,7 +28,7 @@ class VersionNotFound(LookupError):
 async def head(bus: Bus, scope: str) -> LedgerEntry | None:
     """The newest version of a scope, or None for an empty ledger."""
     try:
-        msg = await bus.js._jsm.get_last_msg(LEDGER_STREAM, ledger_subject(scope))  # noqa: SLF001
+        msg = await bus.js._jsm.get_last_msg(LEDGER_STREAM, ledger_subject(scope))
     except NotFoundError:
         return None
     record = ledger_pb2.Version()

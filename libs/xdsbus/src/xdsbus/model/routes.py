@@ -36,6 +36,7 @@ class RouteOrigin(msgspec.Struct, frozen=True, kw_only=True, order=True):
     created: str
     kind: str
     key: str
+    source: str = ""
 
 
 class Route(msgspec.Struct, frozen=True, kw_only=True):

@@ -79,10 +79,12 @@ def _destination(
     return None, f"service {namespace}/{backend.service.name} has no port named {port.name!r}"
 
 
-def translate_ingress(ingress: K8sIngress, key: str, lookup: ServiceLookup) -> IngressTranslation:
+def translate_ingress(
+    ingress: K8sIngress, source: str, key: str, lookup: ServiceLookup
+) -> IngressTranslation:
     """Routes of one Ingress. Rules that cannot be translated become warnings; the rest still serve."""
     meta = ingress.metadata
-    origin = RouteOrigin(created=meta.creation_timestamp, kind="Ingress", key=key)
+    origin = RouteOrigin(created=meta.creation_timestamp, kind="Ingress", key=key, source=source)
     routes: list[HostRoute] = []
     services: list[str] = []
     warnings: list[str] = []

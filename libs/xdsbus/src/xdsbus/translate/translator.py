@@ -66,6 +66,8 @@ class Translator:
         self._vhost_members: dict[str, set[ObjectRef]] = {}
         self._dependents: dict[str, set[ObjectRef]] = {}
         self._vhost_bytes: dict[str, bytes] = {}
+        # Routes that lost their match to an older object, per virtual host, reported on the loser.
+        self._conflicts: dict[str, dict[ObjectRef, list[str]]] = {}
 
     # -- entry points -------------------------------------------------------------------------
 
@@ -256,7 +258,7 @@ class Translator:
             return vhosts
         try:
             ingress = decode_object(stored.body, K8sIngress)
-            translation = translate_ingress(ingress, ref.key, self._lookup)
+            translation = translate_ingress(ingress, ref.source, ref.key, self._lookup)
         except (msgspec.ValidationError, IngressError) as exc:
             self._set_status(ref, Verdict.REJECTED, f"Ingress {ref.key}: {exc}")
             return vhosts
@@ -266,21 +268,50 @@ class Translator:
             self._vhost_members.setdefault(hr.host, set()).add(ref)
         for host in translation.services:
             self._dependents.setdefault(host, set()).add(ref)
-        self._set_status(ref, Verdict.ACCEPTED, warnings=translation.warnings)
+        self._ingress_status(ref)
         return vhosts
+
+    def _ingress_status(self, ref: ObjectRef) -> None:
+        translation = self._ingresses.get(ref)
+        if translation is None:
+            return
+        lost = [
+            msg
+            for host in sorted({hr.host for hr in translation.routes})
+            for msg in self._conflicts.get(host, {}).get(ref, [])
+        ]
+        self._set_status(ref, Verdict.ACCEPTED, warnings=translation.warnings + lost)
 
     def _regenerate_vhost(self, host: str) -> None:
         members = self._vhost_members.get(host)
+        previous = self._conflicts.pop(host, {})
         if not members:
             self._vhost_members.pop(host, None)
             self._vhost_bytes.pop(host, None)
+            self._refresh_conflict_status(previous, {})
             return
         routes: list[Route] = []
         for ref in sorted(members):
             routes.extend(hr.route for hr in self._ingresses[ref].routes if hr.host == host)
-        ordered, _conflicts = order_routes(routes)
+        ordered, conflicts = order_routes(routes)
+        current: dict[ObjectRef, list[str]] = {}
+        for c in conflicts:
+            loser = ObjectRef(c.loser.kind, c.loser.source, c.loser.key)
+            current.setdefault(loser, []).append(
+                f"host {host}: {c.match} is already served by {c.winner.kind} {c.winner.key} (older wins)"
+            )
+        if current:
+            self._conflicts[host] = current
+        self._refresh_conflict_status(previous, current)
         model = VirtualHostModel(name=f"{host}:{self.http_port}", domains=(host,), routes=tuple(ordered))
         self._vhost_bytes[host] = envoy_routes.build_virtual_host(model).SerializeToString(deterministic=True)
+
+    def _refresh_conflict_status(
+        self, before: dict[ObjectRef, list[str]], after: dict[ObjectRef, list[str]]
+    ) -> None:
+        for ref in sorted(before.keys() | after.keys()):
+            if before.get(ref) != after.get(ref):
+                self._ingress_status(ref)
 
     def _regenerate_gateway(self) -> None:
         """The HTTP listener and its route configuration, spliced from the cached virtual hosts."""
