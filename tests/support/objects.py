@@ -5,11 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 
-def service(name: str, namespace: str = "default", ports: tuple[int, ...] = (80,), created: str = "") -> dict[str, Any]:
+def service(
+    name: str, namespace: str = "default", ports: tuple[int, ...] = (80,), created: str = ""
+) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": {"name": name, "namespace": namespace, "creationTimestamp": created or "2026-01-01T00:00:00Z"},
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "creationTimestamp": created or "2026-01-01T00:00:00Z",
+        },
         "spec": {"ports": [{"name": f"http-{p}", "port": p, "targetPort": 8000 + p % 1000} for p in ports]},
     }
 
@@ -32,13 +38,22 @@ def endpoint_slice(
 
 
 def ingress(
-    name: str, host: str, backend: str, path: str = "/", namespace: str = "default", port: int = 80,
+    name: str,
+    host: str,
+    backend: str,
+    path: str = "/",
+    namespace: str = "default",
+    port: int = 80,
     created: str = "",
 ) -> dict[str, Any]:
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "Ingress",
-        "metadata": {"name": name, "namespace": namespace, "creationTimestamp": created or "2026-01-01T00:00:00Z"},
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "creationTimestamp": created or "2026-01-01T00:00:00Z",
+        },
         "spec": {
             "rules": [
                 {

@@ -20,6 +20,7 @@ import msgspec
 from nats.errors import ConnectionClosedError, NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.errors import APIError, NoStreamResponseError
+
 from xdsbus.backoff import Backoff
 from xdsbus.bus import Bus
 from xdsbus.events import SYNC_END_CHUNK, Event, Op, SyncEnd, encode, msg_id, subject_for

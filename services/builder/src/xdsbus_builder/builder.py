@@ -10,13 +10,13 @@ import msgspec
 from nats.js import api
 from nats.js.errors import NotFoundError
 
+from xdsbus import status_store
 from xdsbus.bus import Bus
 from xdsbus.events import EVENTS_STREAM, EVENTS_SUBJECT_PREFIX
 from xdsbus.fold.folding import BatchResult, fold_message
 from xdsbus.fold.state import FoldState
 from xdsbus.ledger import checkpoints
 from xdsbus.ledger.publisher import LedgerPublisher, LostLedger
-from xdsbus import status_store
 from xdsbus.translate.settings import TranslatorSettings
 from xdsbus.translate.translator import Translator
 from xdsbus_builder.lease import Lease

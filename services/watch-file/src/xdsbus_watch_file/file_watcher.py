@@ -1,0 +1,264 @@
+"""FileWatcher: publishes the objects of a directory of manifests to the event log.
+
+State, in three layers:
+- per file, the objects it *holds*: what it last parsed to, or, while it is broken, what it held before
+  (a file we cannot read may still hold anything, so nothing it held is deleted);
+- the *desired* objects: every file's held objects merged in path order, the first file winning a key;
+- the *present* objects: what the builder has been told exists since the last resync began.
+Each poll reads changed files, recomputes desired, and publishes the difference from present.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import os
+from collections import defaultdict
+from collections.abc import Iterable
+from pathlib import Path
+
+from xdsbus.bus import Bus
+from xdsbus.secretbox import SecretBox
+from xdsbus.watcher import Watcher
+from xdsbus_watch_file.manifests import KNOWN_KINDS, Manifest, ManifestError, ObjectId, parse_manifests
+from xdsbus_watch_file.scanner import DirectoryScanner, FileChange
+from xdsbus_watch_file.status import StatusReporter
+
+log = logging.getLogger(__name__)
+
+# Largest object body published (msgpack bytes): the event must fit nats-server's default 1 MiB
+# max_payload with room to spare, and a config object this large is almost certainly a mistake.
+MAX_OBJECT_BYTES = 512 * 1024
+
+DEFAULT_POLL_INTERVAL = 0.2
+
+
+def default_source_name(directory: Path) -> str:
+    """The basename of the directory (`examples` for `./examples/`), after normalising `.` and `..`."""
+    return os.path.basename(os.path.abspath(directory)) or "root"
+
+
+@dataclasses.dataclass(slots=True)
+class _FileState:
+    held: dict[ObjectId, Manifest]  # what the file contributes, in document order
+    errors: tuple[ManifestError, ...]  # from its latest parse
+    known: bool  # `held` is all the file holds (it parsed completely at least once in this process)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _OpenSync:
+    epoch: int
+    kinds: frozenset[str]
+
+
+class FileWatcher(Watcher):
+    """Watches `directory` (recursively) and publishes one event per manifest object as `file/<name>`."""
+
+    def __init__(
+        self,
+        bus: Bus,
+        directory: Path,
+        *,
+        source_name: str | None = None,
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
+        max_object_bytes: int = MAX_OBJECT_BYTES,
+        secret_box: SecretBox | None = None,
+        stop: asyncio.Event | None = None,
+    ) -> None:
+        name = source_name or default_source_name(directory)
+        super().__init__(bus, f"file/{name}", secret_box=secret_box, stop=stop)
+        self.directory = directory
+        self.poll_interval = poll_interval
+        self.max_object_bytes = max_object_bytes
+        self._scanner = DirectoryScanner(directory)
+        self._status = StatusReporter(bus.status, self.source)
+        # Kept across calls of watch(): what a file held is knowledge worth keeping while it is broken.
+        self._files: dict[str, _FileState] = {}
+        self._present: dict[ObjectId, str | None] = {}  # rev told to the builder; None: not published
+        self._open_sync: _OpenSync | None = None
+        self._logged_errors: dict[str, tuple[ManifestError, ...]] = {}
+        self._deferral_logged = False
+
+    async def watch(self) -> None:
+        """Resync from a full read of the directory, then publish changes every poll interval."""
+        scan = self._scanner.scan(full=True)  # raises SourceUnavailable before any event is sent
+        await self._status.load()
+        for path in set(self._files) - scan.paths:
+            del self._files[path]
+        for path in scan.paths - {c.path for c in scan.changes}:
+            # Present but not read (being written): unknown until the next poll reads it.
+            self._files.setdefault(path, _FileState(held={}, errors=(), known=False))
+        # A resync starts from nothing told: every object is upserted again (stored once, by message id)
+        # and the sync_end's key list, not deletions, removes what is gone.
+        self._present = {}
+        self._open_sync = None
+        self._deferral_logged = False
+        await self._apply(scan.changes, resync=True)
+        while not self.stop.is_set():
+            try:
+                await asyncio.wait_for(self.stop.wait(), timeout=self.poll_interval)
+            except TimeoutError:
+                pass
+            else:
+                return
+            changes = self._scanner.scan().changes
+            if changes:
+                await self._apply(changes, resync=False)
+            else:
+                await self._status.flush()  # retries a status write that failed earlier
+
+    async def _apply(self, changes: list[FileChange], *, resync: bool) -> None:
+        for change in changes:
+            self._absorb(change)
+        desired, merge_errors = self._merge()
+        if resync:
+            kinds = frozenset(KNOWN_KINDS | {oid.kind for oid in desired})
+            self._open_sync = _OpenSync(await self.begin_sync(kinds), kinds)
+            log.info(
+                "%s: resync of %s: %d objects in %d files",
+                self.source,
+                self.directory,
+                len(desired),
+                len(self._files),
+                extra={"epoch": self._open_sync.epoch},
+            )
+        await self._publish_changes(desired)
+        await self._close_sync(desired)
+        errors = {
+            path: state.errors + tuple(merge_errors.get(path, ())) for path, state in self._files.items()
+        }
+        self._log_errors(errors)
+        self._status.update(self._files, errors)
+        # Last in the cycle: once a file's status is visible, every event of the same change is stored.
+        await self._status.flush()
+
+    def _absorb(self, change: FileChange) -> None:
+        """Update what one file holds after it changed."""
+        previous = self._files.get(change.path)
+        if change.removed:
+            self._files.pop(change.path, None)
+            return
+        if change.data is None:  # unreadable
+            error = ManifestError(change.path, None, change.error or "cannot read")
+            self._files[change.path] = _FileState(
+                held=previous.held if previous else {},
+                errors=(error,),
+                known=previous.known if previous else False,
+            )
+            return
+        parsed = parse_manifests(change.path, change.data)
+        held = {m.id: m for m in parsed.objects}
+        if not parsed.parsed:
+            # The file is unknown: everything it held stays exactly as it was.
+            held = previous.held if previous else {}
+        elif not parsed.complete and previous is not None:
+            # Some document could not be identified; it may be an object the file held before (a name
+            # deleted by mistake), so objects that vanished from the file are kept until it is fixed.
+            for oid, manifest in previous.held.items():
+                held.setdefault(oid, manifest)
+        known = parsed.complete or (previous is not None and previous.known)
+        self._files[change.path] = _FileState(held=held, errors=parsed.errors, known=known)
+
+    def _merge(self) -> tuple[dict[ObjectId, Manifest], dict[str, list[ManifestError]]]:
+        """The objects to publish (first file in path order wins a key) and per-file merge errors."""
+        desired: dict[ObjectId, Manifest] = {}
+        errors: dict[str, list[ManifestError]] = defaultdict(list)
+        for path in sorted(self._files):
+            for oid, manifest in self._files[path].held.items():
+                winner = desired.get(oid)
+                if winner is None:
+                    desired[oid] = manifest
+                    continue
+                errors[path].append(
+                    ManifestError(
+                        path,
+                        manifest.line,
+                        f"{oid} is also defined in {winner.where}, which wins (first file in path order); "
+                        f"the definition in {path} is ignored",
+                    )
+                )
+        for oid, manifest in desired.items():
+            if manifest.size > self.max_object_bytes:
+                errors[manifest.path].append(
+                    ManifestError(
+                        manifest.path,
+                        manifest.line,
+                        f"{oid} is too large: {manifest.size} bytes encoded, more than the limit of "
+                        f"{self.max_object_bytes}; it is not published (the last published version stays)",
+                    )
+                )
+        return desired, errors
+
+    async def _publish_changes(self, desired: dict[ObjectId, Manifest]) -> None:
+        """Upsert what is new or changed, delete what is present and no longer desired."""
+        for oid in sorted(desired):
+            manifest = desired[oid]
+            if manifest.size > self.max_object_bytes:
+                # Still there, only unpublishable: neither upserted nor deleted, and listed at sync_end.
+                self._present.setdefault(oid, None)
+                continue
+            if self._present.get(oid) != manifest.rev:
+                await self.upsert(oid.kind, oid.key, manifest.body, rev=manifest.rev)
+                self._present[oid] = manifest.rev
+        for oid in sorted(set(self._present) - set(desired)):
+            await self.delete(oid.kind, oid.key)
+            del self._present[oid]
+
+    async def _close_sync(self, desired: dict[ObjectId, Manifest]) -> None:
+        """Emit the open resync's sync_end once every file's content is known.
+
+        While a file has never parsed completely we cannot tell what it holds; ending the resync would
+        make the builder drop its objects. So the sync_end waits, and nothing is deleted meanwhile."""
+        sync = self._open_sync
+        if sync is None:
+            return
+        unknown = sorted(path for path, state in self._files.items() if not state.known)
+        if unknown:
+            if not self._deferral_logged:
+                log.warning(
+                    "%s: resync stays open (no deletions) until these files parse: %s",
+                    self.source,
+                    ", ".join(unknown),
+                )
+                self._deferral_logged = True
+            return
+        kinds = {oid.kind for oid in desired}
+        if not kinds <= sync.kinds:
+            # A kind appeared that the open resync did not announce; a fresh one covering it lets the
+            # builder also drop that kind's keys from earlier runs. Its key lists decide, not upserts.
+            all_kinds = frozenset(sync.kinds | kinds)
+            sync = _OpenSync(await self.begin_sync(all_kinds), all_kinds)
+        keys: dict[str, list[str]] = {kind: [] for kind in sync.kinds}
+        for oid in desired:
+            keys[oid.kind].append(oid.key)
+        await self.end_sync(sync.epoch, keys)
+        self._open_sync = None
+        if self._deferral_logged:
+            log.info("%s: every file parses again; resync complete", self.source)
+
+    def _log_errors(self, errors: dict[str, tuple[ManifestError, ...]]) -> None:
+        """Log each file's errors when they change (not at every poll), and when a file is fixed."""
+        for path in sorted(set(errors) | set(self._logged_errors)):
+            now = errors.get(path, ())
+            before = self._logged_errors.get(path, ())
+            if now == before:
+                continue
+            for error in _new(now, before):
+                log.error(
+                    "%s: rejected %s",
+                    self.source,
+                    error,
+                    extra={"file": error.path, "line": error.line, "reason": error.reason},
+                )
+            if before and not now and path in errors:
+                log.info("%s: %s accepted", self.source, path, extra={"file": path})
+            if now:
+                self._logged_errors[path] = now
+            else:
+                self._logged_errors.pop(path, None)
+
+
+def _new(now: Iterable[ManifestError], before: Iterable[ManifestError]) -> list[ManifestError]:
+    seen = set(before)
+    return [e for e in now if e not in seen]

@@ -1,0 +1,170 @@
+"""`xdsbus-watch-file`: command line, configuration and lifecycle of the file source."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import functools
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from xdsbus.bus import DEFAULT_NATS_URL, Bus, BusSettings, connect
+from xdsbus.logs import LOG_FORMATS, setup_logging
+from xdsbus.secretbox import SecretBox, SecretKeyError
+from xdsbus.service import run_service
+from xdsbus_watch_file.file_watcher import DEFAULT_POLL_INTERVAL, FileWatcher, default_source_name
+
+log = logging.getLogger("xdsbus_watch_file")
+
+# Where the local stack keeps its secret key when neither XDSBUS_SECRET_KEY nor _FILE is set.
+DEFAULT_SECRET_KEY_FILE = Path(".data/secret.key")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Settings:
+    """The service's configuration, from flags with environment fallbacks."""
+
+    directory: Path
+    source_name: str
+    poll_interval: float
+    nats_url: str
+    log_format: str
+    log_level: str
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Flags; each defaults to its XDSBUS_* environment variable."""
+    env = os.environ.get
+    parser = argparse.ArgumentParser(
+        prog="xdsbus-watch-file",
+        description="Publish the Kubernetes-style manifests of a directory (*.yaml, *.yml, *.json, "
+        "recursively) to the xdsbus event log as source file/<name>.",
+    )
+    parser.add_argument(
+        "--dir",
+        default=env("XDSBUS_WATCH_DIR"),
+        help="directory to watch (env XDSBUS_WATCH_DIR; required)",
+    )
+    parser.add_argument(
+        "--source-name",
+        default=env("XDSBUS_SOURCE_NAME"),
+        help="source name, published as file/<name> (env XDSBUS_SOURCE_NAME; default: the directory's name)",
+    )
+    parser.add_argument(
+        "--poll-interval",
+        default=env("XDSBUS_POLL_INTERVAL", str(DEFAULT_POLL_INTERVAL)),
+        help="seconds between scans of the directory "
+        f"(env XDSBUS_POLL_INTERVAL; default {DEFAULT_POLL_INTERVAL})",
+    )
+    parser.add_argument(
+        "--nats-url",
+        default=env("XDSBUS_NATS_URL", DEFAULT_NATS_URL),
+        help=f"NATS server (env XDSBUS_NATS_URL; default {DEFAULT_NATS_URL})",
+    )
+    parser.add_argument(
+        "--log-format",
+        default=env("XDSBUS_LOG_FORMAT", "text"),
+        help="text or json (env XDSBUS_LOG_FORMAT; default text)",
+    )
+    parser.add_argument(
+        "--log-level",
+        default=env("XDSBUS_LOG_LEVEL", "info"),
+        help="debug, info, warning or error (env XDSBUS_LOG_LEVEL; default info)",
+    )
+    return parser
+
+
+def parse_settings(argv: Sequence[str] | None = None) -> Settings:
+    """Parse and validate the command line; exits with status 2 and a message on a bad value.
+
+    Validation is done here rather than with argparse `type=`/`choices=`, which do not check values
+    that come from the environment."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.dir:
+        parser.error("--dir (or XDSBUS_WATCH_DIR) is required")
+    try:
+        poll_interval = float(args.poll_interval)
+    except ValueError:
+        parser.error(f"--poll-interval: {args.poll_interval!r} is not a number")
+    if not poll_interval > 0:
+        parser.error("--poll-interval must be more than 0")
+    if args.log_format not in LOG_FORMATS:
+        parser.error(f"--log-format must be one of {', '.join(LOG_FORMATS)}, not {args.log_format!r}")
+    if not isinstance(logging.getLevelName(str(args.log_level).upper()), int):
+        parser.error(f"--log-level: unknown level {args.log_level!r}")
+    directory = Path(args.dir)
+    source_name = args.source_name or default_source_name(directory)
+    if "/" in source_name:
+        parser.error(f"--source-name {source_name!r}: give the name only, without 'file/' or any '/'")
+    return Settings(
+        directory=directory,
+        source_name=source_name,
+        poll_interval=poll_interval,
+        nats_url=args.nats_url,
+        log_format=args.log_format,
+        log_level=args.log_level,
+    )
+
+
+async def serve(settings: Settings, secret_box: SecretBox, stop: asyncio.Event) -> None:
+    """Connect to NATS and run the watcher until `stop` is set."""
+    bus = await _connect_unless_stopped(settings, stop)
+    if bus is None:
+        return
+    try:
+        watcher = FileWatcher(
+            bus,
+            settings.directory,
+            source_name=settings.source_name,
+            poll_interval=settings.poll_interval,
+            secret_box=secret_box,
+            stop=stop,
+        )
+        log.info(
+            "watching %s as %s",
+            settings.directory,
+            watcher.source,
+            extra={"nats_url": settings.nats_url, "poll_interval": settings.poll_interval},
+        )
+        await watcher.run()
+        log.info("stopped")
+    finally:
+        await bus.close()
+
+
+async def _connect_unless_stopped(settings: Settings, stop: asyncio.Event) -> Bus | None:
+    """Connect (retrying while NATS is down) unless asked to stop first; then None."""
+    connecting = asyncio.ensure_future(
+        connect(BusSettings.from_env(settings.nats_url), name=f"xdsbus-watch-file {settings.source_name}")
+    )
+    stopping = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({connecting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    if connecting.done():
+        return connecting.result()
+    connecting.cancel()
+    try:
+        await connecting
+    except asyncio.CancelledError:
+        pass
+    return None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `xdsbus-watch-file`; returns the exit status (0 after SIGTERM/SIGINT)."""
+    settings = parse_settings(argv)
+    setup_logging(settings.log_format, settings.log_level)
+    try:
+        secret_box = SecretBox.from_env(default_key_file=DEFAULT_SECRET_KEY_FILE)
+    except (SecretKeyError, OSError) as exc:
+        log.error("no usable secret key (set XDSBUS_SECRET_KEY or XDSBUS_SECRET_KEY_FILE): %s", exc)
+        return 2
+    return run_service(functools.partial(serve, settings, secret_box))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
