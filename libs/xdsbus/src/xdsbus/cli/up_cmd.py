@@ -48,7 +48,8 @@ async def _stack(args: argparse.Namespace) -> int:
     children: list[tuple[str, asyncio.subprocess.Process]] = []
 
     async def start(name: str, *argv: str) -> None:
-        proc = await asyncio.create_subprocess_exec(*argv, env=env)
+        # Own session: Ctrl-C reaches `up` alone, which then stops the children in order.
+        proc = await asyncio.create_subprocess_exec(*argv, env=env, start_new_session=True)
         children.append((name, proc))
 
     try:
