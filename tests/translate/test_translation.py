@@ -74,7 +74,9 @@ def test_service_with_slices_becomes_eds_cluster_and_ready_endpoints() -> None:
     assert addresses == ["10.0.0.1", "10.0.0.2"], "not-ready endpoints are left out, the rest sorted"
     assert ports == {8080}
     # The slice carries no port named http-9090: that port's assignment is empty, not borrowed.
-    other = h.get(ENDPOINT, "outbound|9090||web.default.svc.cluster.local", endpoint_pb2.ClusterLoadAssignment)
+    other = h.get(
+        ENDPOINT, "outbound|9090||web.default.svc.cluster.local", endpoint_pb2.ClusterLoadAssignment
+    )
     assert not other.endpoints
 
 
