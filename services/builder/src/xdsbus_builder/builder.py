@@ -12,7 +12,7 @@ from nats.js.errors import NotFoundError
 
 from xdsbus import status_store
 from xdsbus.bus import Bus
-from xdsbus.events import EVENTS_STREAM, EVENTS_SUBJECT_PREFIX
+from xdsbus.events import EVENTS_STREAM, EVENTS_SUBJECT_PREFIX, subject_token
 from xdsbus.fold.folding import BatchResult, fold_message
 from xdsbus.fold.state import FoldState
 from xdsbus.ledger import checkpoints
@@ -44,7 +44,10 @@ class Builder:
     def __init__(self, bus: Bus, config: BuilderConfig) -> None:
         self.bus = bus
         self.config = config
-        self.consumer_name = f"xdsbus-builder-{config.scope}"
+        # One consumer per instance, never shared: a paused leader that wakes up fetches from its own
+        # consumer, never from its successor's, where its fetch would take events the successor then acks
+        # past (AckPolicy.ALL) without ever folding them.
+        self.consumer_name = f"xdsbus-builder-{config.scope}-{subject_token(config.instance_id)}"
         self.lease = Lease(bus, f"builder.{config.scope}", config.instance_id, config.lease_ttl)
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -108,6 +111,8 @@ class _Leader:
             ack_policy=api.AckPolicy.ALL,
             max_ack_pending=-1,
             ack_wait=300,
+            # The consumers of instances that are gone (or stand by) are removed by the server.
+            inactive_threshold=3600.0,
         )
         return await self.bus.js.pull_subscribe(
             f"{EVENTS_SUBJECT_PREFIX}.>", durable=self.consumer_name, stream=EVENTS_STREAM, config=config

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncGenerator
 
 import msgspec
 from nats.js import api
@@ -36,7 +37,7 @@ async def head(bus: Bus, scope: str) -> LedgerEntry | None:
     return LedgerEntry(stream_seq=msg.seq or 0, record=record)
 
 
-async def entries(bus: Bus, scope: str, *, until: int | None = None) -> AsyncIterator[LedgerEntry]:
+async def entries(bus: Bus, scope: str, *, until: int | None = None) -> AsyncGenerator[LedgerEntry, None]:
     """Every version of a scope in order (up to version `until`), read with an ordered consumer."""
     last = await head(bus, scope)
     if last is None:
@@ -61,9 +62,12 @@ async def entries(bus: Bus, scope: str, *, until: int | None = None) -> AsyncIte
 
 async def find(bus: Bus, scope: str, version: int) -> LedgerEntry:
     """The record of one version."""
-    async for entry in entries(bus, scope, until=version):
-        if entry.record.version == version:
-            return entry
+    # aclosing: returning mid-iteration must unsubscribe now, or the consumer's undelivered records stall
+    # the connection's drain at close (5 s, then a CancelledError traceback).
+    async with contextlib.aclosing(entries(bus, scope, until=version)) as found:
+        async for entry in found:
+            if entry.record.version == version:
+                return entry
     raise VersionNotFound(f"version {version} is not in the ledger of scope {scope!r}")
 
 

@@ -6,11 +6,15 @@ name the field, which becomes the rejection reason reported on the object.
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import msgspec
 
 T = TypeVar("T")
+
+# A port number Envoy can hold (uint32 in the API, 1-65535 in Kubernetes). Declared on every port that
+# reaches an Envoy address, so an impossible one rejects its object instead of failing the build.
+PortNumber = Annotated[int, msgspec.Meta(ge=1, le=65535)]
 
 
 class _K8s(msgspec.Struct, rename="camel", kw_only=True, omit_defaults=True):
@@ -31,7 +35,7 @@ class ServicePortSpec(_K8s):
     name: str = ""
     protocol: str = "TCP"
     app_protocol: str = ""
-    target_port: int | str | None = None
+    target_port: PortNumber | str | None = None
 
 
 class ServiceSpec(_K8s):
@@ -62,7 +66,7 @@ class SliceEndpoint(_K8s):
 
 class SlicePort(_K8s):
     name: str = ""
-    port: int | None = None
+    port: PortNumber | None = None
     protocol: str = "TCP"
     app_protocol: str = ""
 
@@ -80,7 +84,7 @@ class EndpointAddress(_K8s):
 
 
 class EndpointPort(_K8s):
-    port: int
+    port: PortNumber
     name: str = ""
     protocol: str = "TCP"
 
