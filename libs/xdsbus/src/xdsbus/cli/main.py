@@ -10,6 +10,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from xdsbus import echo
 from xdsbus.bus import Bus, BusSettings, connect
 from xdsbus.cli import ledger_cmds, replay_cmd, status_cmd, up_cmd
 
@@ -74,6 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--gateway-http-port", type=int, default=int(os.environ.get("XDSBUS_GATEWAY_HTTP_PORT", "10080"))
     )
     up.set_defaults(run=None)
+
+    echo_parser = sub.add_parser(
+        "echo", help="an echo backend: answers every request with a JSON description of it"
+    )
+    echo.add_arguments(echo_parser)
+    echo_parser.set_defaults(run=None)
     return parser
 
 
@@ -92,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "up":
         return up_cmd.up(args)
+    if args.command == "echo":
+        return echo.run(args)
     try:
         return asyncio.run(_with_bus(args, args.run))
     except (LookupError, ValueError) as exc:

@@ -12,12 +12,28 @@ import socket
 import sys
 from pathlib import Path
 
+from xdsbus.envoy_bootstrap import ads_bootstrap, write_bootstrap
+
 _BIN = Path(sys.executable).parent
+
+# The demo: echo backends where examples/ points its EndpointSlices, two edges, one Envoy.
+ECHO_BACKENDS = (
+    ("echo-a", "echo-a-7c9d5f-x2k4p", 18081),
+    ("echo-b", "echo-b-5b8f6d-q7m2n", 18082),
+)
+DEMO_NAMESPACE = "demo"
+DEMO_HOST = "demo.local"
+EDGES = ((18000, 15014), (18001, 15015))  # (xDS port, HTTP port)
+ENVOY_ADMIN_PORT = 19000
+
+
+def _find_tool(name: str) -> str | None:
+    path = _BIN / name
+    return str(path) if path.exists() else shutil.which(name)
 
 
 def _tool(name: str) -> str:
-    path = _BIN / name
-    return str(path) if path.exists() else (shutil.which(name) or name)
+    return _find_tool(name) or name
 
 
 def _port_open(port: int) -> bool:
@@ -47,9 +63,18 @@ async def _stack(args: argparse.Namespace) -> int:
     env.pop("XDSBUS_SECRET_KEY", None)
     children: list[tuple[str, asyncio.subprocess.Process]] = []
 
-    async def start(name: str, *argv: str) -> None:
+    async def start(name: str, *argv: str, log: Path | None = None) -> None:
         # Own session: Ctrl-C reaches `up` alone, which then stops the children in order.
-        proc = await asyncio.create_subprocess_exec(*argv, env=env, start_new_session=True)
+        if log is None:
+            proc = await asyncio.create_subprocess_exec(*argv, env=env, start_new_session=True)
+        else:
+            out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            try:
+                proc = await asyncio.create_subprocess_exec(
+                    *argv, env=env, start_new_session=True, stdout=out, stderr=out
+                )
+            finally:
+                os.close(out)
         children.append((name, proc))
 
     try:
@@ -74,8 +99,68 @@ async def _stack(args: argparse.Namespace) -> int:
             "local",
         )
         await start("watch-file", _tool("xdsbus-watch-file"), "--dir", str(args.config_dir.resolve()))
+        for service, pod, port in ECHO_BACKENDS:
+            await start(
+                service,
+                _tool("xdsbus"),
+                "echo",
+                "--port",
+                str(port),
+                "--pod",
+                pod,
+                "--namespace",
+                DEMO_NAMESPACE,
+                "--service",
+                service,
+                "--log-level",
+                "warning",
+            )
+        edge = _find_tool("xdsbus-edge")
+        if edge is None:
+            print(
+                "xdsbus up: the edge is missing (xdsbus-edge is not installed: "
+                "`pip install -e services/edge`); starting the rest. Envoy gets no configuration without it.",
+                file=sys.stderr,
+                flush=True,
+            )
+        else:
+            for index, (xds_port, http_port) in enumerate(EDGES):
+                await start(
+                    f"edge-{index}",
+                    edge,
+                    "--xds-listen",
+                    f"127.0.0.1:{xds_port}",
+                    "--http-listen",
+                    f"127.0.0.1:{http_port}",
+                )
+        bootstrap = write_bootstrap(
+            data / "envoy-bootstrap.yaml",
+            ads_bootstrap(
+                edges=[("127.0.0.1", xds_port) for xds_port, _ in EDGES],
+                admin_port=ENVOY_ADMIN_PORT,
+                node_id="gateway-local",
+            ),
+        )
+        envoy_log = data / "envoy.log"
+        await start(
+            "envoy",
+            _tool("envoy"),
+            "-c",
+            str(bootstrap),
+            "--disable-hot-restart",
+            "--log-level",
+            "warn",
+            "--concurrency",
+            "2",
+            log=envoy_log,
+        )
+        port = args.gateway_http_port
+        edges_line = ", ".join(f"127.0.0.1:{x} (http {h})" for x, h in EDGES) if edge else "none"
         print(
             f"\nxdsbus is up: NATS at {nats_url}, watching {args.config_dir}.\n"
+            f"  edges: {edges_line}; Envoy admin http://127.0.0.1:{ENVOY_ADMIN_PORT}, log {envoy_log}\n"
+            f"  curl -H 'Host: {DEMO_HOST}' http://127.0.0.1:{port}/a     answered by echo-a\n"
+            f"  curl -H 'Host: {DEMO_HOST}' http://127.0.0.1:{port}/      answered by echo-b\n"
             f"  xdsbus ledger log --nats-url {nats_url}     versions as you edit {args.config_dir}/\n"
             f"  xdsbus status --nats-url {nats_url}         what the builder accepted or rejected\n"
             "Press Ctrl-C to stop.\n",
@@ -91,9 +176,12 @@ async def _stack(args: argparse.Namespace) -> int:
         for (name, proc), waiter in zip(children, waiters, strict=True):
             if waiter in done:
                 print(f"{name} exited with status {proc.returncode}; stopping the stack", file=sys.stderr)
+                if name == "envoy":
+                    tail = envoy_log.read_text(errors="replace")[-2000:] if envoy_log.exists() else ""
+                    print(f"--- {envoy_log} ---\n{tail}", file=sys.stderr)
         return 0 if stopper in done else 1
     finally:
-        # Stop in reverse start order: sources, then the builder, then NATS.
+        # Stop in reverse start order: Envoy, the edges, the echo backends, sources, the builder, NATS.
         for _, proc in reversed(children):
             if proc.returncode is None:
                 proc.terminate()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from operator import attrgetter
 
 from xdsbus.model.k8s import K8sEndpoints, K8sEndpointSlice, K8sService, ServicePortSpec
 from xdsbus.model.services import Endpoint, Health, Resolution, ServiceModel, ServicePort, k8s_hostname
@@ -11,6 +12,9 @@ SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 
 _GRPC_PROTOCOLS = {"grpc", "grpc-web"}
 _HTTP2_PROTOCOLS = {"http2", "h2c", "kubernetes.io/h2c"}
+
+# Endpoints are sorted by zone first: a ClusterLoadAssignment groups them by zone.
+_ENDPOINT_ORDER = attrgetter("zone", "address", "port")
 
 
 class ServiceError(ValueError):
@@ -76,7 +80,7 @@ def endpoints_from_slices(port: ServicePort, slices: Iterable[K8sEndpointSlice])
                 continue
             for address in ep.addresses:
                 out.add(Endpoint(address=address, port=number, health=Health.HEALTHY, zone=ep.zone))
-    return sorted(out, key=lambda e: (e.zone, e.address, e.port))
+    return sorted(out, key=_ENDPOINT_ORDER)
 
 
 def _slice_port(port: ServicePort, slice_: K8sEndpointSlice) -> int | None:
@@ -97,4 +101,4 @@ def endpoints_from_v1(port: ServicePort, endpoints: K8sEndpoints) -> list[Endpoi
             continue
         for address in subset.addresses:
             out.add(Endpoint(address=address.ip, port=number))
-    return sorted(out, key=lambda e: (e.zone, e.address, e.port))
+    return sorted(out, key=_ENDPOINT_ORDER)

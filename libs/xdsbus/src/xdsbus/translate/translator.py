@@ -8,6 +8,7 @@ no randomness, and every iteration over a collection is in sorted order.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterable
 
 import msgspec
@@ -76,7 +77,16 @@ class Translator:
         refs: list[ObjectRef] = []
         for kind in (SERVICE, ENDPOINT_SLICE, ENDPOINTS, INGRESS):
             refs.extend(ref for ref, _ in state.of_kind(kind))
-        self.update(state, refs, force_gateway=True)
+        # A full build allocates a dozen container objects per resource and frees almost none: the
+        # cyclic collector's passes over the folded state find no garbage yet cost ~40% of the build at
+        # 10k services (bench builder_full_build). Pause it for the build.
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            self.update(state, refs, force_gateway=True)
+        finally:
+            if collecting:
+                gc.enable()
 
     def update(self, state: FoldState, refs: Iterable[ObjectRef], *, force_gateway: bool = False) -> None:
         """Bring the resources up to date after the objects in `refs` changed in `state`."""

@@ -1,0 +1,273 @@
+"""replay_1m: replay to ledger versions of a 1M-event log, from checkpoints, with identical digests.
+
+Setup (not timed as the value): a real nats-server in a temporary directory; BENCH_REPLAY_EVENTS (1M)
+events published to XDSBUS_EVENTS in the real envelope (Services, their EndpointSlices and Ingresses, then
+endpoint changes over BENCH_REPLAY_SERVICES (1k) services); the real Builder, in process, folds them all
+and publishes ledger versions and a checkpoint every BENCH_REPLAY_CHECKPOINT_EVENTS (50k) events, until
+the ledger head's version is the last event sequence.
+
+value     the slowest (p99 of a handful) `replay_to(bus, "default", V, settings)`, over versions V spread
+          across the ledger plus the version farthest from the checkpoint before it (the worst case for a
+          checkpointed replay). Every replay's digest is asserted equal to the ledger record's.
+baseline  10.0 s: DESIGN §8's budget ("under 10 s using checkpoints, identical digest"), not a measurement
+          (a replay of 1M events without checkpoints is the thing checkpoints exist to avoid; set
+          BENCH_REPLAY_SCRATCH=1 to time one anyway, reported in params).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import workload
+from bench.results_io import env_float, env_int, latency_summary, median, write_result
+from tests.support.processes import NatsServer
+from xdsbus.bus import Bus, BusSettings, connect
+from xdsbus.events import EVENTS_STREAM
+from xdsbus.fold.reading import fold_until
+from xdsbus.fold.state import FoldState
+from xdsbus.ledger import checkpoints, reader
+from xdsbus.proto.ledger.v1 import ledger_pb2
+from xdsbus.replay import replay_to
+from xdsbus.translate.settings import TranslatorSettings
+from xdsbus.translate.translator import Translator
+from xdsbus_builder.builder import Builder, BuilderConfig
+
+NAME = "replay_1m"
+SCOPE = "default"
+PARAMS = {
+    "BENCH_REPLAY_EVENTS": (1_000_000, "events in the log"),
+    "BENCH_REPLAY_SERVICES": (1_000, "Services the endpoint changes spread over"),
+    "BENCH_REPLAY_INGRESSES": (1_000, "Ingresses (one host, one path each)"),
+    "BENCH_REPLAY_ENDPOINTS": (10, "endpoints per EndpointSlice"),
+    "BENCH_REPLAY_CHECKPOINT_EVENTS": (50_000, "builder checkpoint interval, in events"),
+    "BENCH_REPLAY_TARGETS": (5, "versions spread across the ledger (plus the worst case)"),
+    "BENCH_REPLAY_SCRATCH": (0, "1: also time one replay without checkpoints (slow)"),
+    "BENCH_REPLAY_BUILDER_TIMEOUT": (1200, "seconds allowed for the builder to fold everything"),
+}
+
+# nats-py allows 4000 unacknowledged publish_async calls by default.
+PUBLISH_WINDOW = 4000
+BUDGET_S = 10.0
+
+
+def _progress(text: str) -> None:
+    print(f"   {text}", file=sys.stderr, flush=True)
+
+
+async def _publish(bus: Bus, total: int, services: int, ingresses: int, endpoints: int) -> int:
+    """Publish `total` events: the initial objects, then endpoint changes. Returns the last sequence."""
+    initial = list(workload.initial_events(services, endpoints, ingresses))
+    if total < len(initial) + 1:
+        raise ValueError(f"BENCH_REPLAY_EVENTS must exceed the {len(initial)} initial objects")
+    churn = workload.EndpointChurn(services, endpoints, seed=3)
+    pending: list[asyncio.Future[Any]] = []
+    step = max(1, total // 10)
+    for n in range(total):
+        event = initial[n] if n < len(initial) else churn.next()
+        subject, payload = workload.wire(event)
+        pending.append(await bus.js.publish_async(subject, payload))
+        if len(pending) >= PUBLISH_WINDOW:
+            await asyncio.gather(*pending)
+            pending.clear()
+        if (n + 1) % step == 0:
+            _progress(f"published {n + 1:,} events")
+    await asyncio.gather(*pending)
+    info = await bus.js.stream_info(EVENTS_STREAM)
+    if info.state.messages != total:
+        raise AssertionError(f"stream holds {info.state.messages} messages, published {total}")
+    return info.state.last_seq
+
+
+async def _run_builder(bus: Bus, last_seq: int, checkpoint_events: int, timeout: float) -> dict[str, Any]:
+    """Run the real builder until the ledger head is `last_seq`, then stop it cleanly."""
+    config = BuilderConfig(
+        instance_id="bench",
+        debounce_quiet=0.02,
+        debounce_max=1.0,
+        checkpoint_events=checkpoint_events,
+        checkpoint_seconds=24 * 3600.0,
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(Builder(bus, config).run(stop))
+    started = time.perf_counter()
+    reported = 0
+    try:
+        while True:
+            if task.done():
+                task.result()
+                raise AssertionError("the builder stopped before folding everything")
+            head = await reader.head(bus, SCOPE)
+            version = head.record.version if head else 0
+            if version >= last_seq:
+                break
+            elapsed = time.perf_counter() - started
+            if elapsed > timeout:
+                raise TimeoutError(f"builder at version {version} of {last_seq} after {elapsed:.0f} s")
+            if version - reported >= last_seq // 10:
+                reported = version
+                _progress(f"builder at version {version:,} after {elapsed:.0f} s")
+            await asyncio.sleep(0.25)
+        catchup = time.perf_counter() - started
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=60)
+    return {"builder_catchup_s": round(catchup, 2), "builder_events_per_s": round(last_seq / catchup)}
+
+
+def _targets(versions: list[int], checkpoint_seqs: list[int], count: int) -> list[tuple[int, str]]:
+    """Versions spread evenly across the ledger (first and last included), plus the worst case."""
+    picked: dict[int, str] = {}
+    count = max(1, min(count, len(versions)))
+    for k in range(count):
+        index = round(k * (len(versions) - 1) / max(1, count - 1))
+        picked.setdefault(versions[index], "spread")
+
+    def distance(v: int) -> int:
+        before = [c for c in checkpoint_seqs if c <= v]
+        return v - (before[-1] if before else 0)
+
+    worst = max(versions, key=distance)
+    picked.setdefault(worst, "farthest from its checkpoint")
+    return sorted(picked.items())
+
+
+async def _replays(
+    bus: Bus, records: dict[int, ledger_pb2.Version], targets: list[tuple[int, str]]
+) -> list[dict[str, Any]]:
+    out = []
+    for version, why in targets:
+        record = records[version]
+        settings = TranslatorSettings.parse(record.translator_version)
+        started = time.perf_counter()
+        result, _ = await replay_to(bus, SCOPE, version, settings)
+        seconds = time.perf_counter() - started
+        if result.digest != record.digest:
+            raise AssertionError(f"replay to {version}: digest {result.digest} != ledger {record.digest}")
+        if result.resource_count != record.resource_count:
+            raise AssertionError(
+                f"replay to {version}: {result.resource_count} resources, ledger has {record.resource_count}"
+            )
+        out.append(
+            {
+                "version": version,
+                "why": why,
+                "seconds": round(seconds, 3),
+                "checkpoint_seq": result.checkpoint_seq,
+                "events_folded": result.events_folded,
+                "resources": result.resource_count,
+                "digest_equal": True,
+            }
+        )
+        _progress(f"replay to {version:,}: {seconds:.2f} s, {result.events_folded:,} events after checkpoint")
+    return out
+
+
+async def _breakdown(bus: Bus, record: ledger_pb2.Version) -> dict[str, Any]:
+    """replay_to's steps timed one by one (checkpoint load, fold, full build), for the slowest target."""
+    t0 = time.perf_counter()
+    checkpoint = await checkpoints.load_at_or_before(bus, SCOPE, record.version)
+    t1 = time.perf_counter()
+    state = checkpoint.state if checkpoint else FoldState()
+    events = record.version - state.seq
+    await fold_until(bus, state, record.version)
+    t2 = time.perf_counter()
+    translator = Translator(TranslatorSettings.parse(record.translator_version))
+    translator.full_build(state)
+    digest = translator.table.digest()
+    t3 = time.perf_counter()
+    if digest != record.digest:
+        raise AssertionError(f"replay to {record.version} step by step: digest differs from the ledger's")
+    return {
+        "version": record.version,
+        "load_checkpoint_s": round(t1 - t0, 3),
+        "fold_s": round(t2 - t1, 3),
+        "events_folded": events,
+        "fold_us_per_event": round((t2 - t1) / max(1, events) * 1e6, 1),
+        "full_build_s": round(t3 - t2, 3),
+    }
+
+
+async def _scratch(bus: Bus, record: ledger_pb2.Version) -> dict[str, Any]:
+    """A replay without checkpoints: fold everything from the first event, then a full build."""
+    started = time.perf_counter()
+    state = FoldState()
+    await fold_until(bus, state, record.version)
+    translator = Translator()
+    translator.full_build(state)
+    seconds = time.perf_counter() - started
+    if translator.table.digest() != record.digest:
+        raise AssertionError(f"replay from scratch to {record.version}: digest differs from the ledger's")
+    _progress(f"replay to {record.version:,} without checkpoints: {seconds:.1f} s")
+    return {"version": record.version, "seconds": round(seconds, 2), "digest_equal": True}
+
+
+async def _main(store: Path) -> dict[str, Any]:
+    total = env_int("BENCH_REPLAY_EVENTS", 1_000_000)
+    services = env_int("BENCH_REPLAY_SERVICES", 1_000)
+    ingresses = env_int("BENCH_REPLAY_INGRESSES", 1_000)
+    endpoints = env_int("BENCH_REPLAY_ENDPOINTS", 10)
+    checkpoint_events = env_int("BENCH_REPLAY_CHECKPOINT_EVENTS", 50_000)
+    target_count = env_int("BENCH_REPLAY_TARGETS", 5)
+    builder_timeout = env_float("BENCH_REPLAY_BUILDER_TIMEOUT", 1200.0)
+
+    server = NatsServer(store / "nats")
+    server.start()
+    try:
+        bus = await connect(BusSettings(url=server.url), name="bench-replay", attempts=5)
+        try:
+            started = time.perf_counter()
+            last_seq = await _publish(bus, total, services, ingresses, endpoints)
+            publish_s = time.perf_counter() - started
+            _progress(f"published {total:,} events in {publish_s:.0f} s; running the builder")
+            built = await _run_builder(bus, last_seq, checkpoint_events, builder_timeout)
+            records = {e.record.version: e.record async for e in reader.entries(bus, SCOPE)}
+            versions = sorted(records)
+            checkpoint_seqs = await checkpoints.sequences(bus, SCOPE)
+            targets = _targets(versions, checkpoint_seqs, target_count)
+            replays = await _replays(bus, records, targets)
+            slowest = max(replays, key=lambda r: r["seconds"])["version"]
+            breakdown = await _breakdown(bus, records[slowest])
+            scratch = None
+            if env_int("BENCH_REPLAY_SCRATCH", 0):
+                scratch = await _scratch(bus, records[versions[len(versions) // 2]])
+            info = await bus.js.stream_info(EVENTS_STREAM)
+        finally:
+            await bus.close()
+    finally:
+        server.stop()
+
+    seconds = [r["seconds"] for r in replays]
+    return {
+        "value_is": "the slowest replay_to() of the targets (p99 of a handful = max), seconds",
+        "baseline_is": "10.0 s, DESIGN §8's budget; not measured",
+        "events": total,
+        "events_scaled_down": total < 1_000_000,
+        "services": services,
+        "ingresses": ingresses,
+        "endpoints_per_service": endpoints,
+        "event_stream_bytes": info.state.bytes,
+        **latency_summary(seconds),
+        "median_s": round(median(seconds), 3),
+        "replays": replays,
+        "slowest_breakdown": breakdown,
+        "ledger_versions": len(versions),
+        "checkpoints": len(checkpoint_seqs),
+        "checkpoint_events": checkpoint_events,
+        "publish_s": round(publish_s, 1),
+        "publish_events_per_s": round(total / publish_s),
+        **built,
+        "scratch_replay": scratch,
+        "budget": "under 10 s using checkpoints, identical digest (DESIGN §8)",
+    }
+
+
+def run() -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="xdsbus-bench-replay-") as tmp:
+        params = asyncio.run(_main(Path(tmp)))
+    value = max(r["seconds"] for r in params["replays"])
+    return write_result(NAME, value=value, unit="s", baseline=BUDGET_S, params=params)

@@ -1,0 +1,135 @@
+"""Envoy bootstraps for proxies that take all their configuration from xdsbus edges over ADS.
+
+Used by `xdsbus up` and by the test harness. The `xds` cluster lists every edge given: an active TCP
+health check marks a dead edge unhealthy within about a second, so Envoy's reconnect goes to a live one.
+Edges serve identical version strings, so that reconnect causes no configuration churn.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+ApiType = Literal["GRPC", "DELTA_GRPC"]
+
+XDS_CLUSTER = "xds"
+_HTTP_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    """`HOST:PORT` (IPv6 as `[::1]:PORT`) into (host, port)."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ValueError(f"expected HOST:PORT, got {text!r}")
+    return host.strip("[]"), int(port)
+
+
+def ads_bootstrap(
+    *,
+    edges: Sequence[tuple[str, int]],
+    admin_port: int,
+    node_id: str = "gateway-1",
+    node_cluster: str = "higress-gateway",
+    scope: str = "default",
+    api_type: ApiType = "GRPC",
+    admin_address: str = "127.0.0.1",
+    health_check_interval: float = 1.0,
+    initial_fetch_timeout: float | None = None,
+) -> dict[str, Any]:
+    """A bootstrap: node (id, cluster, metadata XDSBUS_SCOPE), admin, ADS over the `xds` cluster for CDS and
+    LDS. `api_type` GRPC is State of the World, DELTA_GRPC incremental."""
+    if not edges:
+        raise ValueError("at least one edge address is needed")
+    if api_type not in ("GRPC", "DELTA_GRPC"):
+        raise ValueError(f"api_type must be GRPC or DELTA_GRPC, not {api_type!r}")
+    interval = f"{health_check_interval:g}s"
+    ads_source: dict[str, Any] = {"ads": {}, "resource_api_version": "V3"}
+    if initial_fetch_timeout is not None:
+        ads_source["initial_fetch_timeout"] = f"{initial_fetch_timeout:g}s"
+    return {
+        "node": {
+            "id": node_id,
+            "cluster": node_cluster,
+            "metadata": {"XDSBUS_SCOPE": scope},
+        },
+        "admin": {"address": {"socket_address": {"address": admin_address, "port_value": admin_port}}},
+        "dynamic_resources": {
+            "ads_config": {
+                "api_type": api_type,
+                "transport_api_version": "V3",
+                "set_node_on_first_message_only": True,
+                "grpc_services": [
+                    {
+                        "envoy_grpc": {
+                            "cluster_name": XDS_CLUSTER,
+                            # Reconnect soon after an edge goes away (Envoy's default backs off to 30 s).
+                            "retry_policy": {
+                                "retry_back_off": {"base_interval": "0.1s", "max_interval": "1s"}
+                            },
+                        }
+                    }
+                ],
+            },
+            "cds_config": ads_source,
+            "lds_config": ads_source,
+        },
+        "static_resources": {
+            "clusters": [
+                {
+                    "name": XDS_CLUSTER,
+                    "type": "STATIC",
+                    "connect_timeout": "1s",
+                    "typed_extension_protocol_options": {
+                        _HTTP_OPTIONS: {
+                            "@type": f"type.googleapis.com/{_HTTP_OPTIONS}",
+                            "explicit_http_config": {
+                                "http2_protocol_options": {
+                                    "connection_keepalive": {"interval": "5s", "timeout": "5s"}
+                                }
+                            },
+                        }
+                    },
+                    # Never route the ADS stream to an edge known dead while another is healthy, and keep
+                    # trying the dead ones when every edge is down.
+                    "common_lb_config": {"healthy_panic_threshold": {"value": 0}},
+                    "health_checks": [
+                        {
+                            "timeout": "1s",
+                            "interval": interval,
+                            "no_traffic_interval": interval,
+                            "no_traffic_healthy_interval": interval,
+                            "unhealthy_threshold": 1,
+                            "healthy_threshold": 1,
+                            "tcp_health_check": {},
+                        }
+                    ],
+                    "load_assignment": {
+                        "cluster_name": XDS_CLUSTER,
+                        "endpoints": [
+                            {
+                                "lb_endpoints": [
+                                    {
+                                        "endpoint": {
+                                            "address": {
+                                                "socket_address": {"address": host, "port_value": port}
+                                            }
+                                        }
+                                    }
+                                    for host, port in edges
+                                ]
+                            }
+                        ],
+                    },
+                }
+            ]
+        },
+    }
+
+
+def write_bootstrap(path: Path, bootstrap: dict[str, Any]) -> Path:
+    """Write a bootstrap as JSON (valid YAML too, so the file may be named .yaml)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(bootstrap, indent=2) + "\n")
+    return path
