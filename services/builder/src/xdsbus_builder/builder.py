@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 
@@ -87,6 +88,8 @@ class _Leader:
         self.publisher.adopt_head(restored.head_stream_seq, restored.head_version)
         self.translator.full_build(self.state)
         self.translator.table.set_committed(restored.committed)
+        # What the restore built lives as long as this term: keep the cyclic collector off it.
+        gc.freeze()
         await status_store.publish(self.bus, self.translator.take_status_changes())
         sub = await self._subscribe()
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import socket
 
@@ -40,6 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the xdsbus-builder command."""
     args = parse_args(argv)
     setup_logging(args.log_format, args.log_level)
+    # The folded state is millions of long-lived objects: with the default thresholds the cyclic
+    # collector rescans them constantly (measured: a quarter of fold throughput).
+    gc.set_threshold(50_000, 20, 100)
     config = BuilderConfig(
         scope=args.scope,
         instance_id=args.instance_id,

@@ -9,6 +9,7 @@ no randomness, and every iteration over a collection is in sorted order.
 from __future__ import annotations
 
 import gc
+import logging
 from collections.abc import Iterable
 
 import msgspec
@@ -31,10 +32,24 @@ from xdsbus.translate.route_order import order_routes
 from xdsbus.translate.settings import TranslatorSettings
 from xdsbus.translate.status import ObjectStatus, Verdict
 
+log = logging.getLogger(__name__)
+
 SERVICE = "Service"
 ENDPOINT_SLICE = "EndpointSlice"
 ENDPOINTS = "Endpoints"
 INGRESS = "Ingress"
+
+
+_EXPECTED_ERRORS = (msgspec.ValidationError, ServiceError, IngressError)
+
+
+def _reason(exc: Exception) -> str:
+    """The rejection reason for an object. Any failure rejects the object alone (the builder must never
+    crash on input); an unexpected one is also logged with its traceback, as a translator bug."""
+    if isinstance(exc, _EXPECTED_ERRORS):
+        return str(exc)
+    log.error("translator error", exc_info=exc)
+    return f"internal error: {exc!r}"
 
 
 class _ServiceEntry(msgspec.Struct, frozen=True):
@@ -151,8 +166,8 @@ class Translator:
         try:
             svc = decode_object(stored.body, K8sService)
             model = service_model(svc)
-        except (msgspec.ValidationError, ServiceError) as exc:
-            self._set_status(ref, Verdict.REJECTED, f"Service {ref.key}: {exc}")
+        except Exception as exc:
+            self._set_status(ref, Verdict.REJECTED, f"Service {ref.key}: {_reason(exc)}")
             return hosts
         self._services[ref] = _ServiceEntry(ref=ref, created=svc.metadata.creation_timestamp, model=model)
         self._host_candidates.setdefault(model.hostname, set()).add(ref)
@@ -173,8 +188,8 @@ class Translator:
             return hosts
         try:
             slice_ = decode_object(stored.body, K8sEndpointSlice)
-        except msgspec.ValidationError as exc:
-            self._set_status(ref, Verdict.REJECTED, f"EndpointSlice {ref.key}: {exc}")
+        except Exception as exc:
+            self._set_status(ref, Verdict.REJECTED, f"EndpointSlice {ref.key}: {_reason(exc)}")
             return hosts
         service = slice_service_name(slice_)
         if not service:
@@ -200,8 +215,8 @@ class Translator:
             return {host}
         try:
             self._v1_endpoints[ref] = decode_object(stored.body, K8sEndpoints)
-        except msgspec.ValidationError as exc:
-            self._set_status(ref, Verdict.REJECTED, f"Endpoints {ref.key}: {exc}")
+        except Exception as exc:
+            self._set_status(ref, Verdict.REJECTED, f"Endpoints {ref.key}: {_reason(exc)}")
             return {host}
         self._set_status(ref, Verdict.ACCEPTED)
         return {host}
@@ -269,8 +284,8 @@ class Translator:
         try:
             ingress = decode_object(stored.body, K8sIngress)
             translation = translate_ingress(ingress, ref.source, ref.key, self._lookup)
-        except (msgspec.ValidationError, IngressError) as exc:
-            self._set_status(ref, Verdict.REJECTED, f"Ingress {ref.key}: {exc}")
+        except Exception as exc:
+            self._set_status(ref, Verdict.REJECTED, f"Ingress {ref.key}: {_reason(exc)}")
             return vhosts
         self._ingresses[ref] = translation
         for hr in translation.routes:
