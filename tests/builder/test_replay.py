@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import random
 import time
@@ -177,3 +178,26 @@ async def test_ledger_show_of_an_old_version(bus, nats_server):
     rc, out, err = await run_cli(nats_server.url, "ledger", "show", str(b + 100))
     assert (rc, out) == (2, "")
     assert f"xdsbus: version {b + 100} is not in the ledger of scope 'default'" in err
+
+
+async def test_replay_at_a_time_reproduces_the_version_then_in_force(bus, nats_server):
+    """`xdsbus replay --at TIME` folds the events stored at or before TIME: the version of that moment."""
+    a, b = await _setup_two_versions(bus)
+    stored_a = await bus.js._jsm.get_msg("XDSBUS_EVENTS", a)
+    stored_next = await bus.js._jsm.get_msg("XDSBUS_EVENTS", a + 1)
+    assert stored_a.time is not None and stored_next.time is not None
+    assert stored_next.time > stored_a.time, (
+        "events a and a+1 share a timestamp; the test cannot tell them apart"
+    )
+    shown_a = await cli(nats_server.url, "ledger", "show", str(a))
+    # A moment just after event a was stored (the stored time has nanoseconds; datetime has microseconds).
+    just_after_a = stored_a.time + datetime.timedelta(microseconds=1)
+    assert just_after_a < stored_next.time
+    replayed = await cli(nats_server.url, "replay", "--at", just_after_a.isoformat())
+    assert replayed["seq"] == a
+    assert replayed["digest"] == shown_a["digest"]
+    # After the last event, the replay is the head.
+    shown_b = await cli(nats_server.url, "ledger", "show", str(b))
+    replayed = await cli(nats_server.url, "replay", "--at", "2100-01-01T00:00:00")
+    assert replayed["seq"] == b
+    assert replayed["digest"] == shown_b["digest"]

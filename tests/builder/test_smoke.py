@@ -25,9 +25,11 @@ async def test_smoke(bus):
     h = await eventually(head, what="version 3")
     print(h.record)
     await src.put(endpoint_slice("a", ["10.0.0.1"]))
+
     async def head4():
         h = await reader.head(bus, "default")
         return h if h and h.record.version == 4 else None
+
     h4 = await eventually(head4, what="version 4")
     print(h4.record)
     stop.set()
