@@ -1,0 +1,1 @@
+"""xdsbus edge: follows the ledger and serves it to Envoy over xDS."""

@@ -1,0 +1,92 @@
+"""One edge: the snapshot cache fed by ledger followers, the xDS gRPC server, the HTTP port."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import grpc
+
+from xdsbus.bus import Bus
+from xdsbus.translate.resources import TYPE_ORDER
+from xdsbus_edge.cache import DEFAULT_SCOPE, SnapshotCache
+from xdsbus_edge.http import DebugApi, HttpServer
+from xdsbus_edge.metrics import EdgeMetrics
+from xdsbus_edge.server import SERVER_OPTIONS, XdsServer
+from xdsbus_edge.snapshot import Snapshot, short_type
+
+log = logging.getLogger(__name__)
+
+
+def split_host_port(address: str) -> tuple[str, int]:
+    """`HOST:PORT` or `[V6]:PORT` -> (host, port)."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"expected HOST:PORT, got {address!r}")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+@dataclasses.dataclass
+class EdgeConfig:
+    xds_listen: str = "0.0.0.0:18000"
+    http_listen: str = "0.0.0.0:15014"
+    # Scopes followed from the start (and required by /ready); others are followed when a proxy asks.
+    scopes: tuple[str, ...] = (DEFAULT_SCOPE,)
+    lazy_scopes: bool = True
+    lazy_scope_wait: float = 2.0
+
+
+class Edge:
+    """Start, serve, stop."""
+
+    def __init__(self, bus: Bus, config: EdgeConfig) -> None:
+        self.bus = bus
+        self.config = config
+        self.metrics = EdgeMetrics()
+        self.cache = SnapshotCache(
+            bus,
+            scopes=config.scopes,
+            lazy=config.lazy_scopes,
+            on_switch=self._switched,
+            on_rejected=self._rejected,
+        )
+        self.xds = XdsServer(self.cache, self.metrics, lazy_scope_wait=config.lazy_scope_wait)
+        self.http = HttpServer(DebugApi(self.cache, self.xds, self.metrics))
+        self._grpc: grpc.aio.Server | None = None
+        self.xds_port = 0
+        self.http_port = 0
+
+    async def start(self) -> None:
+        """Listen on both ports, then start following the ledger."""
+        self._grpc = grpc.aio.server(options=SERVER_OPTIONS)
+        self.xds.add_to(self._grpc)
+        self.xds_port = self._grpc.add_insecure_port(self.config.xds_listen)
+        if not self.xds_port:
+            raise OSError(f"cannot listen for xDS on {self.config.xds_listen}")
+        await self._grpc.start()
+        self.http_port = await self.http.start(*split_host_port(self.config.http_listen))
+        await self.cache.start()
+        log.info(
+            "edge serving xDS on port %d, HTTP on port %d, scopes %s",
+            self.xds_port,
+            self.http_port,
+            ",".join(self.config.scopes),
+        )
+
+    async def stop(self, grace: float = 1.0) -> None:
+        """Stop accepting streams, end the open ones (proxies reconnect to another replica), stop
+        following the ledger."""
+        if self._grpc is not None:
+            await self._grpc.stop(grace)
+        await self.http.stop()
+        await self.cache.stop()
+
+    def _switched(self, snap: Snapshot) -> None:
+        m = self.metrics
+        m.snapshot_version.set(snap.version, snap.scope)
+        for type_url in dict.fromkeys((*TYPE_ORDER, *snap.type_urls())):
+            m.snapshot_resources.set(len(snap.of(type_url)), snap.scope, short_type(type_url))
+            m.snapshot_bytes.set(snap.size_bytes(type_url), snap.scope, short_type(type_url))
+
+    def _rejected(self, scope: str, version: int, reason: str) -> None:
+        self.metrics.versions_rejected.inc(scope)

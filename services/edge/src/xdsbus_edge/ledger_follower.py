@@ -1,0 +1,416 @@
+"""Following one scope's ledger and turning each complete version into a Snapshot.
+
+At start: the ledger head, its resource set (`reader.resource_set`), every body fetched and verified.
+Then an ordered consumer on `xdsbus.ledger.<scope>` from the record after the head. For each record
+the follower applies its changes to the ledger state (key -> sha256), checks the state against the
+record's digest, fetches the bodies it lacks (content-addressed: a body already held by the served
+snapshot or by another scope is reused), and only when every body is there and verified switches to a
+new immutable Snapshot. A version that cannot be completed is never served: the previous snapshot
+stays, the reason is kept in `status()` and logged, and fetching is retried until a later version
+completes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import hashlib
+import logging
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import nats.errors
+from nats.js import api
+
+from xdsbus.backoff import Backoff
+from xdsbus.bus import LEDGER_STREAM, Bus, ledger_subject
+from xdsbus.ledger import reader
+from xdsbus.ledger.store import BodyCorrupt, BodyMissing, fetch_body
+from xdsbus.proto.ledger.v1 import ledger_pb2
+from xdsbus.translate.resources import ResourceKey
+from xdsbus_edge.snapshot import CachedResource, Snapshot
+
+log = logging.getLogger(__name__)
+
+# Bodies fetched at once.
+FETCH_CONCURRENCY = 128
+
+
+class VersionIncomplete(Exception):
+    """A ledger version whose resources cannot all be fetched and verified."""
+
+
+# Finds a resource another scope already holds: (key, sha256) -> resource or None.
+Lookup = Callable[[ResourceKey, str], "CachedResource | None"]
+
+
+def _line(key: ResourceKey, sha: str) -> bytes:
+    return f"{key.type_url}\x00{key.name}\x00{sha}\n".encode()
+
+
+def _prefix(key: ResourceKey) -> bytes:
+    return f"{key.type_url}\x00{key.name}\x00".encode()
+
+
+class _LedgerState:
+    """The resource set at the newest applied version, with its digest kept up to date incrementally.
+
+    The digest lines (`type_url NUL name NUL sha256 LF`) are kept sorted: byte order of the lines is the
+    order of (type_url, name), since NUL sorts first and UTF-8 keeps code point order."""
+
+    def __init__(self, resources: dict[ResourceKey, str] | None = None) -> None:
+        # Type URLs interned: one string per type instead of one per resource.
+        self.resources: dict[ResourceKey, str] = {
+            ResourceKey(sys.intern(k.type_url), k.name): sha for k, sha in (resources or {}).items()
+        }
+        self._lines = sorted(_line(k, sha) for k, sha in self.resources.items())
+
+    @staticmethod
+    def key(type_url: str, name: str) -> ResourceKey:
+        return ResourceKey(sys.intern(type_url), name)
+
+    def set(self, key: ResourceKey, sha: str) -> None:
+        old = self.resources.get(key)
+        self.resources[key] = sha
+        index = bisect.bisect_left(self._lines, _prefix(key))
+        if old is None:
+            self._lines.insert(index, _line(key, sha))
+        else:
+            self._lines[index] = _line(key, sha)
+
+    def remove(self, key: ResourceKey) -> bool:
+        if self.resources.pop(key, None) is None:
+            return False
+        del self._lines[bisect.bisect_left(self._lines, _prefix(key))]
+        return True
+
+    def digest(self) -> str:
+        return hashlib.sha256(b"".join(self._lines)).hexdigest()
+
+
+class LedgerFollower:
+    """Follows `xdsbus.ledger.<scope>` and calls `on_snapshot` with each complete version."""
+
+    def __init__(
+        self,
+        bus: Bus,
+        scope: str,
+        on_snapshot: Callable[[Snapshot], None],
+        *,
+        lookup: Lookup | None = None,
+        on_rejected: Callable[[str, int, str], None] | None = None,
+        retry_base: float = 0.2,
+        retry_cap: float = 5.0,
+    ) -> None:
+        self.bus = bus
+        self.scope = scope
+        self.on_snapshot = on_snapshot
+        self.on_rejected = on_rejected
+        self.lookup = lookup
+        self.snapshot: Snapshot | None = None
+        self._state = _LedgerState()
+        self._record: ledger_pb2.Version | None = None
+        # Set when the state could not follow a record (a gap, an unreadable change list): the next
+        # switch rebuilds it from the ledger.
+        self._stale = False
+        # Keys changed since the served snapshot (their target is in _state, or gone), and resources
+        # already fetched for them, kept across retries of an incomplete version.
+        self._dirty: set[ResourceKey] = set()
+        self._staged: dict[tuple[ResourceKey, str], CachedResource] = {}
+        self._backoff = Backoff(base=retry_base, cap=retry_cap)
+        self._retry_at: float | None = None
+        self.last_error: str | None = None
+        self.last_error_version: int | None = None
+        self.rejected_versions = 0
+        self.first_loaded = asyncio.Event()
+
+    @property
+    def ledger_version(self) -> int:
+        """The newest version read from the ledger (served or not)."""
+        return self._record.version if self._record else 0
+
+    def status(self) -> dict[str, Any]:
+        """What /debug pages show about this scope."""
+        return {
+            "scope": self.scope,
+            "serving": self.snapshot.version if self.snapshot else None,
+            "ledger_head": self.ledger_version or None,
+            "resources": self.snapshot.resource_count() if self.snapshot else 0,
+            "last_error": self.last_error,
+            "last_error_version": self.last_error_version,
+            "rejected_versions": self.rejected_versions,
+        }
+
+    async def run(self) -> None:
+        """Follow the ledger until cancelled; start over (keeping the served snapshot) after a failure."""
+        backoff = Backoff(base=0.5, cap=10.0)
+        while True:
+            try:
+                await self._follow()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                delay = backoff.next_delay()
+                log.warning(
+                    "following the ledger of scope %s failed (%s); starting over in %.1fs",
+                    self.scope,
+                    exc or type(exc).__name__,
+                    delay,
+                    exc_info=not isinstance(exc, nats.errors.Error),
+                )
+                await asyncio.sleep(delay)
+
+    async def _follow(self) -> None:
+        sub = await self._start()
+        try:
+            while True:
+                timeout = 1.0
+                if self._retry_at is not None:
+                    timeout = max(0.0, min(timeout, self._retry_at - time.monotonic()))
+                try:
+                    msg = await sub.next_msg(timeout=timeout or 0.001)
+                except nats.errors.TimeoutError:
+                    if self._retry_at is not None and time.monotonic() >= self._retry_at:
+                        await self._try_switch()
+                    continue
+                await self._on_record(msg.data)
+                # Catch up in one switch: apply every record already delivered before fetching.
+                while sub.pending_msgs:
+                    msg = await sub.next_msg(timeout=1.0)
+                    await self._on_record(msg.data)
+                await self._try_switch()
+        finally:
+            try:
+                await sub.unsubscribe()
+            except Exception:  # the connection may be closing; nothing to release then
+                log.debug("unsubscribe from %s failed", ledger_subject(self.scope), exc_info=True)
+
+    async def _start(self) -> Any:
+        """Load the head version (retrying while the ledger cannot be read) and subscribe after it."""
+        backoff = Backoff(base=0.2, cap=5.0)
+        while True:
+            try:
+                head = await reader.head(self.bus, self.scope)
+                if head is not None:
+                    resources = await reader.resource_set(self.bus, self.scope, head.record.version)
+                break
+            except (nats.errors.Error, reader.VersionNotFound, TimeoutError) as exc:
+                delay = backoff.next_delay()
+                log.warning(
+                    "cannot read the ledger of scope %s (%s); retrying in %.1fs", self.scope, exc, delay
+                )
+                await asyncio.sleep(delay)
+        config = api.ConsumerConfig(deliver_policy=api.DeliverPolicy.ALL)
+        if head is not None:
+            # Everything that may differ from the served snapshot (none at first; after a restart, the
+            # snapshot still served) is dirty until the next switch.
+            self._dirty |= set(self._state.resources) | set(resources) | self._served_keys()
+            self._state = _LedgerState(resources)
+            self._record = head.record
+            self._stale = False
+            config = api.ConsumerConfig(
+                deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=head.stream_seq + 1
+            )
+        # Heartbeats every second: a consumer lost with a NATS restart is recreated within ~2 s.
+        sub = await self.bus.js.subscribe(
+            ledger_subject(self.scope),
+            stream=LEDGER_STREAM,
+            ordered_consumer=True,
+            config=config,
+            idle_heartbeat=1.0,
+        )
+        if head is not None:
+            await self._try_switch()
+        else:
+            log.info("scope %s has no ledger version yet; waiting for the first", self.scope)
+        return sub
+
+    async def _on_record(self, data: bytes) -> None:
+        record = ledger_pb2.Version()
+        record.ParseFromString(data)
+        if record.version <= self.ledger_version:
+            return  # already applied (a redelivery after the consumer was reset)
+        previous, self._record = self.ledger_version, record
+        if self._stale:
+            return  # the state is rebuilt from the ledger at the next switch anyway
+        if record.parent != previous:
+            log.warning(
+                "scope %s: version %d follows %d, not %d; reloading its resource set",
+                self.scope,
+                record.version,
+                record.parent,
+                previous,
+            )
+            self._stale = True
+            return
+        try:
+            changes = await reader.changes_of(self.bus, record)
+        except (nats.errors.Error, TimeoutError) as exc:
+            log.warning(
+                "scope %s: change list of version %d unreadable (%s); reloading",
+                self.scope,
+                record.version,
+                exc,
+            )
+            self._stale = True
+            return
+        for ref in changes.changed:
+            key = self._state.key(ref.type_url, ref.name)
+            self._state.set(key, ref.sha256)
+            self._dirty.add(key)
+        for gone in changes.removed:
+            key = self._state.key(gone.type_url, gone.name)
+            if self._state.remove(key):
+                self._dirty.add(key)
+
+    def _served_keys(self) -> set[ResourceKey]:
+        snap = self.snapshot
+        if snap is None:
+            return set()
+        return {ResourceKey(t, name) for t in snap.resources for name in snap.of(t)}
+
+    async def _reload(self, record: ledger_pb2.Version) -> None:
+        """Replace the ledger state by the full resource set at `record`'s version."""
+        resources = await reader.resource_set(self.bus, self.scope, record.version)
+        self._dirty |= set(self._state.resources) | set(resources) | self._served_keys()
+        self._state = _LedgerState(resources)
+        self._stale = False
+
+    async def _try_switch(self) -> None:
+        """Complete the newest version and serve it, or keep the served one and say why."""
+        record = self._record
+        if record is None:
+            return
+        if self.snapshot is not None and self.snapshot.version == record.version and not self._stale:
+            # Already served (a restart found the same head): nothing differs from the snapshot.
+            self._dirty = set()
+            self._retry_at = None
+            return
+        try:
+            if self._stale:
+                await self._reload(record)
+            if record.digest and self._state.digest() != record.digest:
+                # The applied changes do not add up to the version: rebuild the set from the ledger once.
+                await self._reload(record)
+                if self._state.digest() != record.digest:
+                    raise VersionIncomplete(
+                        f"resource set does not match the version's digest {record.digest}"
+                    )
+            resolved = await self._resolve()
+        except (VersionIncomplete, BodyMissing, BodyCorrupt, reader.VersionNotFound) as exc:
+            self._reject(record.version, str(exc) or type(exc).__name__)
+            return
+        except (nats.errors.Error, TimeoutError) as exc:
+            self._reject(record.version, f"ledger unreadable: {exc or type(exc).__name__}")
+            return
+        self._switch(record, resolved)
+
+    def _reject(self, version: int, reason: str) -> None:
+        if self.last_error_version != version:
+            self.rejected_versions += 1
+            log.warning(
+                "scope %s: version %d not served: %s; still serving %s",
+                self.scope,
+                version,
+                reason,
+                self.snapshot.version if self.snapshot else "nothing",
+                extra={"scope": self.scope, "version": version},
+            )
+            if self.on_rejected:
+                self.on_rejected(self.scope, version, reason)
+        self.last_error = f"version {version} not served: {reason}"
+        self.last_error_version = version
+        self._retry_at = time.monotonic() + self._backoff.next_delay()
+
+    async def _resolve(self) -> dict[ResourceKey, CachedResource]:
+        """A resource for every dirty key still in the state; fetches (and verifies) missing bodies."""
+        served = self.snapshot
+        resolved: dict[ResourceKey, CachedResource] = {}
+        missing: list[tuple[ResourceKey, str]] = []
+        for key in self._dirty:
+            sha = self._state.resources.get(key)
+            if sha is None:
+                continue
+            held = served.of(key.type_url).get(key.name) if served else None
+            found = held if held is not None and held.sha256 == sha else self._staged.get((key, sha))
+            if found is None and self.lookup is not None:
+                found = self.lookup(key, sha)
+            if found is not None:
+                resolved[key] = found
+            else:
+                missing.append((key, sha))
+        if missing:
+            failures: list[str] = []
+            todo = iter(missing)
+
+            async def worker() -> None:
+                # A few workers draining one iterator: no task per body, however many are missing.
+                for key, sha in todo:
+                    try:
+                        body = await fetch_body(self.bus, sha)
+                    except (BodyMissing, BodyCorrupt) as exc:
+                        failures.append(f"{key.type_url.rsplit('.', 1)[-1]} {key.name!r}: {exc}")
+                        continue
+                    res = CachedResource(key.type_url, key.name, sha, body)
+                    self._staged[(key, sha)] = res
+                    resolved[key] = res
+
+            await asyncio.gather(*(worker() for _ in range(min(FETCH_CONCURRENCY, len(missing)))))
+            if failures:
+                more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
+                raise VersionIncomplete(sorted(failures)[0] + more)
+        return resolved
+
+    def _switch(self, record: ledger_pb2.Version, resolved: dict[ResourceKey, CachedResource]) -> None:
+        served = self.snapshot
+        types: dict[str, dict[str, CachedResource]] = {}
+        changed: dict[str, set[str]] = {}
+        for key in self._dirty:
+            changed.setdefault(key.type_url, set()).add(key.name)
+        resources: dict[str, Any] = dict(served.resources) if served else {}
+        for type_url, names in changed.items():
+            current = dict(resources.get(type_url, {}))
+            for name in names:
+                res = resolved.get(ResourceKey(type_url, name))
+                if res is None:
+                    current.pop(name, None)
+                else:
+                    current[name] = res
+            types[type_url] = current
+        for type_url, current in types.items():
+            if current:
+                resources[type_url] = current
+            else:
+                resources.pop(type_url, None)
+        snapshot = Snapshot(
+            scope=self.scope,
+            version=record.version,
+            digest=record.digest,
+            resources=resources,
+            predecessor=served.version if served else 0,
+            changed={t: frozenset(n) for t, n in changed.items()},
+            published_ns=record.time_unix_nano,
+            translator_version=record.translator_version,
+        )
+        self._dirty = set()
+        self._staged = {}
+        self._retry_at = None
+        self._backoff.reset()
+        if self.last_error is not None:
+            log.info(
+                "scope %s: serving version %d again after %s", self.scope, record.version, self.last_error
+            )
+        self.last_error = None
+        self.last_error_version = None
+        self.snapshot = snapshot
+        log.info(
+            "scope %s: serving version %d (%d resources, %d changed)",
+            self.scope,
+            snapshot.version,
+            snapshot.resource_count(),
+            sum(len(n) for n in changed.values()),
+        )
+        self.first_loaded.set()
+        self.on_snapshot(snapshot)

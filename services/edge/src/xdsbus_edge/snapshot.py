@@ -1,0 +1,154 @@
+"""Immutable snapshots: one complete ledger version of a scope, every resource serialized once.
+
+A `CachedResource` holds a resource's ledger body (the serialized `Any`) already framed as the
+`resources` field of a response, so every connection that receives it shares the same bytes. A
+`Snapshot` maps type URL -> name -> CachedResource for one version. Snapshots are never modified after
+they are built; a new ledger version produces a new Snapshot that shares the unchanged resources (and
+the per-type maps of types that did not change) with its predecessor.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from types import MappingProxyType
+
+from envoy.config.cluster.v3 import cluster_pb2
+from google.protobuf import any_pb2
+
+from xdsbus.translate.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET, TYPE_ORDER
+from xdsbus_edge.encoding import field, field_head
+
+SHORT_NAMES = {CLUSTER: "cds", ENDPOINT: "eds", LISTENER: "lds", ROUTE: "rds", SECRET: "sds"}
+
+# Types whose SotW responses must carry the complete set (absence means deletion).
+FULL_STATE_TYPES = frozenset({CLUSTER, LISTENER})
+
+_EMPTY: Mapping[str, CachedResource] = MappingProxyType({})
+
+
+def short_type(type_url: str) -> str:
+    """`cds`, `eds`, `lds`, `rds`, `sds`, or the message name for other types."""
+    return SHORT_NAMES.get(type_url) or type_url.rsplit(".", 1)[-1]
+
+
+def type_rank(type_url: str) -> tuple[int, str]:
+    """Sort key putting types in push order: CDS, EDS, LDS, RDS, SDS, then anything else by name."""
+    try:
+        return (TYPE_ORDER.index(type_url), "")
+    except ValueError:
+        return (len(TYPE_ORDER), type_url)
+
+
+def _eds_service_name(any_bytes: bytes) -> str | None:
+    """The ClusterLoadAssignment name an EDS cluster subscribes to, or None for other clusters."""
+    wrapper = any_pb2.Any()
+    wrapper.ParseFromString(any_bytes)
+    cluster = cluster_pb2.Cluster()
+    if not wrapper.Unpack(cluster):
+        return None
+    if cluster.type != cluster_pb2.Cluster.EDS and not cluster.HasField("eds_cluster_config"):
+        return None
+    return cluster.eds_cluster_config.service_name or cluster.name
+
+
+class CachedResource:
+    """One resource, serialized once and shared by every snapshot and connection that holds it."""
+
+    __slots__ = ("_delta", "_offset", "eds_name", "field", "name", "sha256")
+
+    def __init__(self, type_url: str, name: str, sha256: str, any_bytes: bytes) -> None:
+        self.name = name
+        # The delta resource version: the content digest, the same on every replica.
+        self.sha256 = sha256
+        # `resources` entry of a SotW response (field 2 = Any); also field 2 of a delta `Resource`.
+        head = field_head(2, len(any_bytes))
+        self.field = head + any_bytes
+        self._offset = len(head)
+        self._delta: tuple[bytes, bytes, bytes] | None = None
+        eds_name = _eds_service_name(any_bytes) if type_url == CLUSTER else None
+        self.eds_name = name if eds_name == name else eds_name
+
+    def delta_entry(self) -> tuple[bytes, bytes, bytes]:
+        """The resource as a `resources` entry of a delta response: a `Resource{version=1, resource=2,
+        name=3}` (fields in number order, as protobuf writes them) framed as field 2. Built on first use
+        (only delta streams need it) and kept."""
+        entry = self._delta
+        if entry is None:
+            version_field = field(1, self.sha256.encode())
+            name_field = field(3, self.name.encode())
+            inner = len(version_field) + len(self.field) + len(name_field)
+            entry = self._delta = (field_head(2, inner) + version_field, self.field, name_field)
+        return entry
+
+    @property
+    def body(self) -> bytes:
+        """The serialized Any (a copy: for debug pages, not for the hot path)."""
+        return self.field[self._offset :]
+
+    @property
+    def size(self) -> int:
+        return len(self.field) - self._offset
+
+    def __repr__(self) -> str:
+        return f"CachedResource({self.name!r}, {self.sha256[:12]})"
+
+
+class Snapshot:
+    """A complete, verified ledger version of one scope. Never modified once built."""
+
+    def __init__(
+        self,
+        *,
+        scope: str,
+        version: int,
+        digest: str,
+        resources: Mapping[str, Mapping[str, CachedResource]],
+        predecessor: int = 0,
+        changed: Mapping[str, frozenset[str]] | None = None,
+        published_ns: int = 0,
+        translator_version: str = "",
+    ) -> None:
+        self.scope = scope
+        self.version = version
+        # The xDS version string: the ledger version in decimal, identical on every edge replica.
+        self.version_info = str(version)
+        self.digest = digest
+        self.resources = resources
+        # The version of the snapshot served before this one, and the names (per type) that were
+        # added, changed or removed since it: lets a stream that holds the predecessor check only those.
+        self.predecessor = predecessor
+        self.changed: Mapping[str, frozenset[str]] = changed or {}
+        self.published_ns = published_ns
+        self.translator_version = translator_version
+        self.loaded_at = time.monotonic()
+        self._blobs: dict[str, bytes] = {}
+
+    def of(self, type_url: str) -> Mapping[str, CachedResource]:
+        """name -> resource for one type (empty for a type the scope does not have)."""
+        return self.resources.get(type_url, _EMPTY)
+
+    def wildcard_blob(self, type_url: str) -> bytes:
+        """Every resource of a type as the joined `resources` entries of a SotW response, sorted by name.
+
+        Built on first use and shared by every wildcard subscriber of this snapshot."""
+        blob = self._blobs.get(type_url)
+        if blob is None:
+            resources = self.of(type_url)
+            blob = b"".join(resources[name].field for name in sorted(resources))
+            self._blobs[type_url] = blob
+        return blob
+
+    def type_urls(self) -> list[str]:
+        return sorted(self.resources, key=type_rank)
+
+    def resource_count(self) -> int:
+        return sum(len(m) for m in self.resources.values())
+
+    def size_bytes(self, type_url: str | None = None) -> int:
+        """Bytes of the serialized resources (of one type, or all)."""
+        types = [type_url] if type_url else list(self.resources)
+        return sum(r.size for t in types for r in self.of(t).values())
+
+    def __repr__(self) -> str:
+        return f"Snapshot({self.scope!r}, v{self.version}, {self.resource_count()} resources)"

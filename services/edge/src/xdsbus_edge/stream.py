@@ -1,0 +1,298 @@
+"""What every xDS stream does, SotW or delta, aggregated or per type.
+
+One task per stream reads requests into a queue; the stream's own task takes requests, snapshot
+wake-ups and "EDS after CDS" notices from that queue in order and is the only one that writes. The
+stream holds the snapshot it last pushed (`snap`) and answers requests from it, so within one stream
+every type moves from one version to the next together and in order (CDS, EDS, LDS, RDS, SDS).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import grpc
+from envoy.config.core.v3 import base_pb2
+
+from xdsbus.translate.resources import ENDPOINT
+from xdsbus_edge.cache import DEFAULT_SCOPE, SCOPE_PATTERN
+from xdsbus_edge.snapshot import Snapshot, short_type, type_rank
+from xdsbus_edge.subscriptions import Watch
+
+if TYPE_CHECKING:
+    from xdsbus_edge.server import XdsServer
+
+log = logging.getLogger(__name__)
+
+SCOPE_METADATA_KEY = "XDSBUS_SCOPE"
+
+_ids = itertools.count(1)
+
+
+class _Signal:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+WAKE = _Signal("WAKE")
+EDS_AFTER_CDS = _Signal("EDS_AFTER_CDS")
+EOF = _Signal("EOF")
+
+
+class StreamRefused(Exception):
+    def __init__(self, code: grpc.StatusCode, details: str, reason: str) -> None:
+        super().__init__(details)
+        self.code = code
+        self.details = details
+        self.reason = reason
+
+
+def scope_of(node: base_pb2.Node) -> str:
+    """The scope a proxy asks for: node metadata XDSBUS_SCOPE, or `default`."""
+    value = node.metadata.fields.get(SCOPE_METADATA_KEY) if node.HasField("metadata") else None
+    if value is None or value.WhichOneof("kind") != "string_value" or not value.string_value:
+        return DEFAULT_SCOPE
+    return value.string_value
+
+
+class XdsStream:
+    """Base of SotwStream and DeltaStream."""
+
+    mode: ClassVar[str] = ""
+
+    def __init__(self, server: XdsServer, rpc: str, fixed_type: str | None, context: Any) -> None:
+        self.id = next(_ids)
+        self.server = server
+        self.metrics = server.metrics
+        self.rpc = rpc
+        self.fixed_type = fixed_type
+        self.context = context
+        self.peer = context.peer() if hasattr(context, "peer") else ""
+        self.node: base_pb2.Node | None = None
+        self.node_id = ""
+        self.scope = ""
+        self.snap: Snapshot | None = None
+        self.watches: dict[str, Watch] = {}
+        self.connected_at = time.time()
+        self.queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._wake_queued = False
+        self._nonces = itertools.count(1)
+        # Convergence: when the push in flight started, and the types still waiting for their ACK.
+        self._converging: tuple[float, set[str]] | None = None
+
+    # ---- lifecycle ----------------------------------------------------------------------------
+
+    async def run(self, requests: AsyncIterator[Any]) -> None:
+        reader = asyncio.create_task(self._read(requests), name=f"xds-read-{self.id}")
+        registered = False
+        try:
+            first = await self.queue.get()
+            if first is EOF:
+                return
+            if isinstance(first, BaseException):
+                raise first
+            try:
+                await self._open(first)
+            except StreamRefused as refused:
+                self.metrics.refused.inc(refused.reason)
+                log.info(
+                    "refusing %s stream from %s: %s", self.rpc, self.node_id or self.peer, refused.details
+                )
+                await self.context.abort(refused.code, refused.details)
+                return
+            self.server.register(self)
+            registered = True
+            self.server.cache.watch(self.scope, self._wake)
+            if self.server.cache.current(self.scope) is not self.snap:
+                self._wake()
+            await self._handle(first)
+            while True:
+                item = await self.queue.get()
+                if item is EOF:
+                    return
+                if item is WAKE:
+                    self._wake_queued = False
+                    snap = self.server.cache.current(self.scope)
+                    if snap is not None and snap is not self.snap:
+                        await self.push(snap)
+                elif item is EDS_AFTER_CDS:
+                    await self.eds_after_cds()
+                elif isinstance(item, BaseException):
+                    raise item
+                else:
+                    await self._handle(item)
+        except (asyncio.CancelledError, grpc.aio.AbortError, grpc.RpcError):
+            raise
+        except Exception:
+            log.exception("%s stream %d of proxy %s failed", self.rpc, self.id, self.node_id or self.peer)
+            raise
+        finally:
+            reader.cancel()
+            if registered:
+                self.server.cache.unwatch(self.scope, self._wake)
+                self.server.unregister(self)
+
+    async def _read(self, requests: AsyncIterator[Any]) -> None:
+        try:
+            async for request in requests:
+                self.queue.put_nowait(request)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the RPC failed under us: let the stream's task end
+            self.queue.put_nowait(exc)
+            return
+        self.queue.put_nowait(EOF)
+
+    def _wake(self) -> None:
+        if not self._wake_queued:
+            self._wake_queued = True
+            self.queue.put_nowait(WAKE)
+
+    async def _open(self, first: Any) -> None:
+        """Take node and scope from the first request and the scope's snapshot; refuse the stream when
+        there is no complete snapshot to serve."""
+        if not first.HasField("node") or not first.node.id:
+            raise StreamRefused(grpc.StatusCode.INVALID_ARGUMENT, "missing node information", "no_node")
+        self.node = first.node
+        self.node_id = first.node.id
+        scope = scope_of(first.node)
+        if not SCOPE_PATTERN.match(scope):
+            raise StreamRefused(
+                grpc.StatusCode.INVALID_ARGUMENT, f"invalid {SCOPE_METADATA_KEY} {scope!r}", "bad_scope"
+            )
+        self.scope = scope
+        cache = self.server.cache
+        wait = 0.0 if scope in cache.preload else self.server.lazy_scope_wait
+        snap = await cache.wait_snapshot(scope, wait)
+        if snap is None:
+            raise StreamRefused(
+                grpc.StatusCode.UNAVAILABLE,
+                f"server is not ready: no complete configuration for scope {scope!r} yet",
+                "not_ready",
+            )
+        self.snap = snap
+
+    def type_of(self, request_type: str) -> str:
+        """The type a request is about; raises StreamRefused for a missing or foreign type URL."""
+        if self.fixed_type is None:
+            if not request_type:
+                raise StreamRefused(
+                    grpc.StatusCode.INVALID_ARGUMENT, "type_url is required on ADS", "no_type"
+                )
+            return request_type
+        if request_type and request_type != self.fixed_type:
+            raise StreamRefused(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"type_url {request_type!r} on a {short_type(self.fixed_type).upper()} stream",
+                "wrong_type",
+            )
+        return self.fixed_type
+
+    async def _handle(self, request: Any) -> None:
+        try:
+            await self.handle_request(request)
+        except StreamRefused as refused:
+            self.metrics.refused.inc(refused.reason)
+            await self.context.abort(refused.code, refused.details)
+
+    # ---- to implement -------------------------------------------------------------------------
+
+    async def handle_request(self, request: Any) -> None:
+        raise NotImplementedError
+
+    async def push(self, snap: Snapshot) -> None:
+        """Bring every watched type up to `snap`, in push order."""
+        raise NotImplementedError
+
+    async def eds_after_cds(self) -> None:
+        """Another stream of this proxy sent clusters: make sure their endpoints follow."""
+        raise NotImplementedError
+
+    def cds_sent_elsewhere(self, eds_names: set[str]) -> None:
+        raise NotImplementedError
+
+    # ---- shared helpers ---------------------------------------------------------------------------
+
+    def ordered_watches(self) -> list[Watch]:
+        return [self.watches[t] for t in sorted(self.watches, key=type_rank)]
+
+    def next_nonce(self) -> str:
+        return str(next(self._nonces))
+
+    async def write(self, watch: Watch, body: bytes, nonce: str, started: float) -> None:
+        """Send one response and account for it."""
+        assert self.snap is not None
+        watch.sent(nonce, self.snap.version_info)
+        await self.context.write(body)
+        short = watch.short
+        self.metrics.pushes.inc(short)
+        self.metrics.push_time.observe(time.perf_counter() - started, short)
+        self.metrics.config_size.observe(len(body), short)
+
+    def after_cds(self, eds_names: Callable[[], set[str]]) -> None:
+        """Clusters were just sent on this stream: tell this proxy's other streams that carry EDS
+        (per-type streams: CDS and EDS on separate streams of one proxy)."""
+        names: set[str] | None = None
+        for other in self.server.streams_of(self.node_id):
+            if other is not self and other.scope == self.scope and ENDPOINT in other.watches:
+                if names is None:
+                    names = eds_names()
+                other.cds_sent_elsewhere(names)
+
+    def record_ack(self, watch: Watch, nonce: str, version: str) -> None:
+        watch.acked(nonce, version)
+        if self._converging is not None and nonce == watch.nonce_sent:
+            started, waiting = self._converging
+            waiting.discard(watch.type_url)
+            if not waiting:
+                self.metrics.convergence.observe(time.monotonic() - started)
+                self._converging = None
+
+    def record_nack(self, watch: Watch | None, type_url: str, nonce: str, error: str) -> None:
+        short = short_type(type_url)
+        self.metrics.rejects.inc(short)
+        if short in self.metrics.type_rejects:
+            self.metrics.type_rejects[short].inc()
+        self._converging = None
+        if watch is None:
+            return
+        version = watch.version_of(nonce) or (watch.version_sent if not nonce else "") or "unknown"
+        first_time = watch.version_nacked != version or watch.last_error != error
+        watch.nacked(version, error)
+        if first_time:
+            log.warning(
+                "proxy %s rejected %s version %s: %s",
+                self.node_id,
+                short.upper(),
+                version,
+                error,
+                extra={"proxy": self.node_id, "type": short, "version": version, "scope": self.scope},
+            )
+
+    def push_started(self, snap: Snapshot, types: set[str]) -> None:
+        if not types:
+            return
+        if self._converging is None:
+            self._converging = (snap.loaded_at, set(types))
+        else:
+            self._converging[1].update(types)
+
+    def debug(self) -> dict[str, Any]:
+        return {
+            "proxy": self.node_id,
+            "stream": self.id,
+            "peer": self.peer,
+            "scope": self.scope,
+            "rpc": self.rpc,
+            "mode": self.mode,
+            "connected_at": self.connected_at,
+            "snapshot": self.snap.version if self.snap else None,
+            "types": {w.short: w.debug() for w in self.ordered_watches()},
+        }

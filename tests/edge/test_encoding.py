@@ -1,0 +1,68 @@
+"""Spliced responses are byte-for-byte what protobuf writes for the same message."""
+
+from __future__ import annotations
+
+import hashlib
+
+from envoy.service.discovery.v3 import discovery_pb2
+from google.protobuf import any_pb2
+
+from tests.edge.support import cla, cluster, listener
+from xdsbus.translate.resources import CLUSTER, ENDPOINT, LISTENER, pack_any
+from xdsbus_edge.encoding import delta_response, sotw_response
+from xdsbus_edge.snapshot import CachedResource, Snapshot
+
+
+def cached(type_url, message, name):
+    body = pack_any(type_url, message.SerializeToString(deterministic=True))
+    return CachedResource(type_url, name, hashlib.sha256(body).hexdigest(), body)
+
+
+# Big enough that lengths take multi-byte varints.
+CLUSTERS = [
+    cached(CLUSTER, cluster(f"outbound|80||svc-{i}.example"), f"outbound|80||svc-{i}.example")
+    for i in range(300)
+]
+ENDPOINTS = [cached(ENDPOINT, cla("a", *(f"10.0.{i // 250}.{i % 250}" for i in range(400))), "a")]
+
+
+def test_sotw_response_matches_protobuf():
+    body = sotw_response("12345", CLUSTER, "77", [r.field for r in CLUSTERS])
+    expected = discovery_pb2.DiscoveryResponse(version_info="12345", type_url=CLUSTER, nonce="77")
+    for r in CLUSTERS:
+        any_ = any_pb2.Any()
+        any_.ParseFromString(r.body)
+        expected.resources.append(any_)
+    assert body == expected.SerializeToString(deterministic=True)
+
+
+def test_wildcard_blob_is_the_same_response():
+    snap = Snapshot(scope="s", version=9, digest="", resources={CLUSTER: {r.name: r for r in CLUSTERS}})
+    spliced = sotw_response("9", CLUSTER, "1", [snap.wildcard_blob(CLUSTER)])
+    parsed = discovery_pb2.DiscoveryResponse.FromString(spliced)
+    assert len(parsed.resources) == len(CLUSTERS)
+    assert spliced == parsed.SerializeToString(deterministic=True)
+    assert snap.wildcard_blob(CLUSTER) is snap.wildcard_blob(CLUSTER)  # built once
+
+
+def test_delta_response_matches_protobuf():
+    resources = CLUSTERS[:5] + ENDPOINTS
+    pieces = []
+    for r in resources:
+        pieces += r.delta_entry()
+    body = delta_response("42", CLUSTER, "n-1", pieces, ["gone-1", "gone-2"])
+    expected = discovery_pb2.DeltaDiscoveryResponse(
+        system_version_info="42", type_url=CLUSTER, nonce="n-1", removed_resources=["gone-1", "gone-2"]
+    )
+    for r in resources:
+        entry = expected.resources.add(name=r.name, version=r.sha256)
+        entry.resource.ParseFromString(r.body)
+    assert body == expected.SerializeToString(deterministic=True)
+
+
+def test_cached_resource_knows_the_endpoints_a_cluster_needs():
+    assert CLUSTERS[0].eds_name == "outbound|80||svc-0.example"
+    named = cluster("x")
+    named.eds_cluster_config.service_name = "x-endpoints"
+    assert cached(CLUSTER, named, "x").eds_name == "x-endpoints"
+    assert cached(LISTENER, listener("l"), "l").eds_name is None
