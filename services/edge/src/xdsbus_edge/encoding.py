@@ -17,29 +17,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterable
 
-_ONE_BYTE = [bytes((n,)) for n in range(0x80)]
-
-
-def varint(n: int) -> bytes:
-    """Protobuf base-128 varint of a non-negative integer."""
-    if n < 0x80:
-        return _ONE_BYTE[n]
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
-def field(number: int, payload: bytes) -> bytes:
-    """One length-delimited field (wire type 2): tag, length, payload."""
-    return varint((number << 3) | 2) + varint(len(payload)) + payload
-
-
-def field_head(number: int, length: int) -> bytes:
-    """The tag and length of a length-delimited field whose payload follows."""
-    return varint((number << 3) | 2) + varint(length)
+from xdsbus.wire import field
 
 
 def _string_field(number: int, text: str) -> bytes:

@@ -17,7 +17,7 @@ from envoy.config.cluster.v3 import cluster_pb2
 from google.protobuf import any_pb2
 
 from xdsbus.translate.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET, TYPE_ORDER
-from xdsbus_edge.encoding import field, field_head
+from xdsbus.wire import field, field_head
 
 SHORT_NAMES = {CLUSTER: "cds", ENDPOINT: "eds", LISTENER: "lds", ROUTE: "rds", SECRET: "sds"}
 

@@ -18,7 +18,7 @@ from google.protobuf import any_pb2, wrappers_pb2
 
 from xdsbus.model.routes import ListenerModel, PathKind, Route, VirtualHostModel
 from xdsbus.model.services import cluster_name
-from xdsbus.translate.resources import length_delimited
+from xdsbus.wire import field
 
 _HCM_TYPE = (
     "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
@@ -128,4 +128,4 @@ def assemble_route_config(name: str, virtual_hosts: Iterable[bytes]) -> bytes:
     written in field-number order, name (1) then virtual_hosts (2), and nothing else is set.
     """
     head = route_pb2.RouteConfiguration(name=name).SerializeToString(deterministic=True)
-    return head + b"".join([length_delimited(_VIRTUAL_HOSTS_FIELD, vh) for vh in virtual_hosts])
+    return head + b"".join([field(_VIRTUAL_HOSTS_FIELD, vh) for vh in virtual_hosts])

@@ -13,6 +13,8 @@ from collections.abc import Iterable
 
 import msgspec
 
+from xdsbus.wire import field, varint
+
 CLUSTER = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
 ENDPOINT = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
 LISTENER = "type.googleapis.com/envoy.config.listener.v3.Listener"
@@ -23,30 +25,10 @@ SECRET = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
 TYPE_ORDER = (CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET)
 
 
-_ONE_BYTE_VARINTS = [bytes((n,)) for n in range(0x80)]
-
-
-def varint(n: int) -> bytes:
-    """Protobuf base-128 varint."""
-    if n < 0x80:
-        return _ONE_BYTE_VARINTS[n]
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
-def length_delimited(field: int, payload: bytes) -> bytes:
-    """One length-delimited protobuf field (wire type 2)."""
-    return varint((field << 3) | 2) + varint(len(payload)) + payload
-
-
 @functools.cache
 def _any_head(type_url: str) -> bytes:
     # Field 1 (type_url) in full, then the tag of field 2 (value): the same for every resource of a type.
-    return length_delimited(1, type_url.encode()) + varint((2 << 3) | 2)
+    return field(1, type_url.encode()) + varint((2 << 3) | 2)
 
 
 def pack_any(type_url: str, message_bytes: bytes) -> bytes:
