@@ -15,6 +15,9 @@ BENCHMARKS = {
     "builder_full_build": "bench.builder_full_build",
     "builder_fold_rate": "bench.builder_fold_rate",
     "replay_1m": "bench.replay_1m",
+    "edge_fanout_1000": "bench.edge_fanout_1000",
+    "edge_memory": "bench.edge_memory",
+    "propagation": "bench.propagation",
 }
 
 

@@ -133,7 +133,9 @@ class _Leader:
             else:
                 timeout = max(0.001, min(quiet, batch_started + longest - time.monotonic()))
             try:
-                msgs = await sub.fetch(FETCH_BATCH, timeout=timeout)
+                # Idle, wait for one message: a long-polling batch fetch (nats-py 2.16) was measured
+                # holding a lone event until its timeout. Once a batch is open, take what is there.
+                msgs = await sub.fetch(1 if batch_started is None else FETCH_BATCH, timeout=timeout)
             except TimeoutError:
                 msgs = []
             if msgs:

@@ -393,6 +393,7 @@ class LedgerFollower:
             changed={t: frozenset(n) for t, n in changed.items()},
             published_ns=record.time_unix_nano,
             translator_version=record.translator_version,
+            previous=served,
         )
         self._dirty = set()
         self._staged = {}

@@ -108,6 +108,7 @@ class Snapshot:
         changed: Mapping[str, frozenset[str]] | None = None,
         published_ns: int = 0,
         translator_version: str = "",
+        previous: Snapshot | None = None,
     ) -> None:
         self.scope = scope
         self.version = version
@@ -123,6 +124,11 @@ class Snapshot:
         self.translator_version = translator_version
         self.loaded_at = time.monotonic()
         self._blobs: dict[str, bytes] = {}
+        # Bytes per type, computed on first use; carried over from `previous` (the predecessor, not kept)
+        # by looking at the changed names only, so a version costs what it changed, not what it holds.
+        self._sizes: dict[str, int] = {}
+        if previous is not None and previous.version == predecessor:
+            self._inherit_sizes(previous)
 
     def of(self, type_url: str) -> Mapping[str, CachedResource]:
         """name -> resource for one type (empty for a type the scope does not have)."""
@@ -148,7 +154,26 @@ class Snapshot:
     def size_bytes(self, type_url: str | None = None) -> int:
         """Bytes of the serialized resources (of one type, or all)."""
         types = [type_url] if type_url else list(self.resources)
-        return sum(r.size for t in types for r in self.of(t).values())
+        return sum(self._type_size(t) for t in types)
+
+    def _type_size(self, type_url: str) -> int:
+        size = self._sizes.get(type_url)
+        if size is None:
+            size = self._sizes[type_url] = sum(r.size for r in self.of(type_url).values())
+        return size
+
+    def _inherit_sizes(self, previous: Snapshot) -> None:
+        """Sizes of the types `previous` has measured: the same for a map shared with it; for a changed
+        type, its size adjusted by the resources named in `changed` (the only names that differ)."""
+        for type_url, size in previous._sizes.items():
+            old, new = previous.of(type_url), self.of(type_url)
+            if new is not old:
+                names = self.changed.get(type_url)
+                if names is None:
+                    continue
+                size -= sum(r.size for n in names if (r := old.get(n)) is not None)
+                size += sum(r.size for n in names if (r := new.get(n)) is not None)
+            self._sizes[type_url] = size
 
     def __repr__(self) -> str:
         return f"Snapshot({self.scope!r}, v{self.version}, {self.resource_count()} resources)"
