@@ -93,7 +93,12 @@ async def test_nack_is_recorded_and_the_rejected_version_not_resent(ledger, make
     cds4 = await proxy.recv()
     assert (cds4.type_url, cds4.version_info, names(cds4)) == (CLUSTER, str(v4), ["a", "b"])
     await proxy.ack(cds4)
-    assert (await syncz(edge))[0]["types"]["cds"]["acked"] == str(v4)
+
+    async def acked_v4() -> bool:
+        # The ACK travels to the edge on its own: poll, do not race it.
+        return (await syncz(edge))[0]["types"]["cds"]["acked"] == str(v4)
+
+    await eventually(acked_v4, what=f"CDS ACK of version {v4} in /debug/syncz")
 
 
 async def test_stale_nonce_is_ignored(ledger, make_edge, clients):
