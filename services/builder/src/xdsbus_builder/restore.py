@@ -37,14 +37,9 @@ async def restore(bus: Bus, scope: str) -> Restored:
     if head is not None and head.record.version > after_version:
         # Versions published after the checkpoint: apply their changes to what the ledger holds, and
         # fold the events they cover so the state matches the head.
-        async for entry in reader.entries(bus, scope):
-            if entry.record.version <= after_version:
-                continue
-            changes = await reader.changes_of(bus, entry.record)
-            for ref in changes.changed:
-                committed[ResourceKey(ref.type_url, ref.name)] = ref.sha256
-            for gone in changes.removed:
-                committed.pop(ResourceKey(gone.type_url, gone.name), None)
+        committed = await reader.resource_set(
+            bus, scope, head.record.version, base=committed, after=after_version
+        )
         await fold_until(bus, state, head.record.version)
     log.info(
         "restored scope %s: checkpoint at %s, ledger head %s, state at %s (%d objects)",

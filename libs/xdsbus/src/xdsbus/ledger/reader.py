@@ -81,16 +81,25 @@ async def changes_of(bus: Bus, record: ledger_pb2.Version) -> ledger_pb2.Changes
     return changes
 
 
-async def resource_set(bus: Bus, scope: str, version: int) -> dict[ResourceKey, str]:
-    """Every resource at a version (key -> sha256), by applying records from the first up to it."""
-    resources: dict[ResourceKey, str] = {}
-    found = False
+def apply_changes(resources: dict[ResourceKey, str], changes: ledger_pb2.Changes) -> None:
+    """Advance a resource set (key -> sha256) by one version's change list."""
+    for ref in changes.changed:
+        resources[ResourceKey(ref.type_url, ref.name)] = ref.sha256
+    for gone in changes.removed:
+        resources.pop(ResourceKey(gone.type_url, gone.name), None)
+
+
+async def resource_set(
+    bus: Bus, scope: str, version: int, *, base: dict[ResourceKey, str] | None = None, after: int = 0
+) -> dict[ResourceKey, str]:
+    """Every resource at a version (key -> sha256): `base`, the set at version `after` (default: empty
+    before the first version), advanced by the records after it up to `version`."""
+    resources = dict(base or {})
+    found = version == after
     async for entry in entries(bus, scope, until=version):
-        changes = await changes_of(bus, entry.record)
-        for ref in changes.changed:
-            resources[ResourceKey(ref.type_url, ref.name)] = ref.sha256
-        for gone in changes.removed:
-            resources.pop(ResourceKey(gone.type_url, gone.name), None)
+        if entry.record.version <= after:
+            continue
+        apply_changes(resources, await changes_of(bus, entry.record))
         found = entry.record.version == version
         await asyncio.sleep(0)
     if not found:
