@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import ssl
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,17 +43,36 @@ class HttpError(Exception):
 class Connection:
     """One keep-alive HTTP/1.1 connection; requests are sent one after another."""
 
-    def __init__(self, host: str, port: int, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        timeout: float = 10.0,
+        *,
+        tls: ssl.SSLContext | None = None,
+        server_name: str | None = None,
+    ) -> None:
         self.host = host
         self.port = port
         self.timeout = timeout
+        # With `tls`, the connection is HTTPS and sends `server_name` as SNI.
+        self.tls = tls
+        self.server_name = server_name
+        self.peer_certificate: bytes | None = None
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
 
     async def connect(self) -> Connection:
-        self._reader, self._writer = await asyncio.wait_for(
-            asyncio.open_connection(self.host, self.port), self.timeout
-        )
+        if self.tls is None:
+            opened = asyncio.open_connection(self.host, self.port)
+        else:
+            opened = asyncio.open_connection(
+                self.host, self.port, ssl=self.tls, server_hostname=self.server_name or self.host
+            )
+        self._reader, self._writer = await asyncio.wait_for(opened, self.timeout)
+        if self.tls is not None:
+            ssl_object = self._writer.get_extra_info("ssl_object")
+            self.peer_certificate = ssl_object.getpeercert(binary_form=True) if ssl_object else None
         return self
 
     @property
@@ -151,9 +171,11 @@ async def request(
     headers: dict[str, str] | list[tuple[str, str]] | None = None,
     body: bytes = b"",
     timeout: float = 10.0,
+    tls: ssl.SSLContext | None = None,
+    server_name: str | None = None,
 ) -> Response:
     """One request on a fresh connection, closed afterwards."""
-    async with Connection(host, port, timeout) as conn:
+    async with Connection(host, port, timeout, tls=tls, server_name=server_name) as conn:
         return await conn.request(method, target, host=host_header, headers=headers, body=body, close=True)
 
 

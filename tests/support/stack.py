@@ -10,10 +10,12 @@ every edge. Everything on free ports; `stop()` tears it down in reverse order.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import hashlib
 import os
 import re
+import ssl
 from collections.abc import AsyncIterator, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -74,6 +76,22 @@ def endpoint_slice_manifest(
         "addressType": "IPv4",
         "endpoints": [{"addresses": [a], "conditions": {"ready": True}} for a in addresses],
         "ports": [{"name": "http", "port": port}],
+    }
+
+
+def tls_secret_manifest(
+    name: str, cert_pem: bytes, key_pem: bytes, namespace: str = NAMESPACE
+) -> dict[str, Any]:
+    """A kubernetes.io/tls Secret, base64 data as the API server returns it."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "kubernetes.io/tls",
+        "metadata": {"name": name, "namespace": namespace, "creationTimestamp": CREATED},
+        "data": {
+            "tls.crt": base64.b64encode(cert_pem).decode(),
+            "tls.key": base64.b64encode(key_pem).decode(),
+        },
     }
 
 
@@ -220,6 +238,7 @@ class Stack:
         self.with_ingress = ingress
         self.with_envoy = envoy
         self.gateway_port = free_port()
+        self.https_port = free_port()
         self.nats = NatsServer(workdir / "nats")
         self.builder: Service | None = None
         self.watch_file: Service | None = None
@@ -258,6 +277,8 @@ class Stack:
                 "e2e",
                 "--gateway-http-port",
                 str(self.gateway_port),
+                "--gateway-https-port",
+                str(self.https_port),
                 *BUILDER_FLAGS,
             ],
             self.log_dir / "builder.log",
@@ -410,6 +431,27 @@ class Stack:
     async def curl(self, path: str, host: str = HOST, headers: dict[str, str] | None = None) -> http.Response:
         assert self.envoy is not None
         return await self.envoy.get(path, host=host, headers=headers)
+
+    async def curl_tls(
+        self,
+        path: str,
+        host: str,
+        context: ssl.SSLContext,
+        *,
+        server_name: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> http.Response:
+        """GET through Envoy's HTTPS listener with SNI `server_name` (default: `host`)."""
+        return await http.request(
+            "GET",
+            "127.0.0.1",
+            self.https_port,
+            path,
+            host_header=host,
+            headers=headers,
+            tls=context,
+            server_name=server_name or host,
+        )
 
     async def pod_for(self, path: str, host: str = HOST) -> str | None:
         """The pod that answered `path` through Envoy, or None when it did not answer 200."""

@@ -9,6 +9,7 @@ from xdsbus.fold.folding import Rejection
 from xdsbus.fold.reading import fold_until
 from xdsbus.fold.state import FoldState
 from xdsbus.ledger import checkpoints
+from xdsbus.secretbox import SecretBox
 from xdsbus.translate.settings import TranslatorSettings
 from xdsbus.translate.translator import Translator
 
@@ -23,14 +24,17 @@ class ReplayResult(msgspec.Struct):
 
 
 async def replay_to(
-    bus: Bus, scope: str, seq: int, settings: TranslatorSettings
+    bus: Bus, scope: str, seq: int, settings: TranslatorSettings, secret_box: SecretBox | None = None
 ) -> tuple[ReplayResult, Translator]:
-    """Fold the log up to `seq`, starting from the newest checkpoint at or before it, and translate."""
+    """Fold the log up to `seq`, starting from the newest checkpoint at or before it, and translate.
+
+    Reproducing a version that serves TLS needs the key the builder used: without it the Secrets are
+    rejected and the digest differs."""
     checkpoint = await checkpoints.load_at_or_before(bus, scope, seq)
     state = checkpoint.state if checkpoint else FoldState()
     start = state.seq
     folded = await fold_until(bus, state, seq)
-    translator = Translator(settings)
+    translator = Translator(settings, secret_box=secret_box)
     translator.full_build(state)
     result = ReplayResult(
         seq=seq,

@@ -16,11 +16,12 @@ from xdsbus.bus import Bus
 from xdsbus.events import EVENTS_STREAM, EVENTS_SUBJECT_PREFIX, subject_token
 from xdsbus.fold.folding import BatchResult, fold_message
 from xdsbus.fold.state import FoldState
+from xdsbus.lease import Lease
 from xdsbus.ledger import checkpoints
 from xdsbus.ledger.publisher import LedgerPublisher, LostLedger
+from xdsbus.secretbox import SecretBox
 from xdsbus.translate.settings import TranslatorSettings
 from xdsbus.translate.translator import Translator
-from xdsbus_builder.lease import Lease
 from xdsbus_builder.restore import restore
 
 log = logging.getLogger(__name__)
@@ -42,9 +43,11 @@ class BuilderConfig(msgspec.Struct, frozen=True, kw_only=True):
 class Builder:
     """One builder process; only the lease holder publishes."""
 
-    def __init__(self, bus: Bus, config: BuilderConfig) -> None:
+    def __init__(self, bus: Bus, config: BuilderConfig, *, secret_box: SecretBox | None = None) -> None:
         self.bus = bus
         self.config = config
+        # Opens the sealed Secret bodies of the event log; without it Secrets are rejected.
+        self.secret_box = secret_box
         # One consumer per instance, never shared: a paused leader that wakes up fetches from its own
         # consumer, never from its successor's, where its fetch would take events the successor then acks
         # past (AckPolicy.ALL) without ever folding them.
@@ -75,7 +78,7 @@ class _Leader:
         self.lease = builder.lease
         self.stop = stop
         self.state = FoldState()
-        self.translator = Translator(self.config.translator)
+        self.translator = Translator(self.config.translator, secret_box=builder.secret_box)
         self.publisher = LedgerPublisher(self.bus, self.config.scope, self.config.translator.describe())
         self.checkpoint_seq = 0
         self.checkpoint_time = time.monotonic()

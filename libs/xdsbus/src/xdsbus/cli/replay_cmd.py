@@ -15,6 +15,7 @@ from xdsbus.fold.reading import last_event_seq
 from xdsbus.ledger import reader
 from xdsbus.ledger.dump import write_dump
 from xdsbus.replay import replay_to
+from xdsbus.secretbox import SecretBox, SecretKeyError
 from xdsbus.translate.settings import TranslatorSettings
 
 
@@ -42,7 +43,11 @@ async def replay(bus: Bus, args: argparse.Namespace) -> int:
     seq = args.seq if args.seq is not None else await seq_at(bus, args.at)
     head = await reader.head(bus, args.scope)
     settings = TranslatorSettings.parse(head.record.translator_version) if head else TranslatorSettings()
-    result, translator = await replay_to(bus, args.scope, seq, settings)
+    try:
+        secret_box: SecretBox | None = SecretBox.from_env()
+    except SecretKeyError:
+        secret_box = None
+    result, translator = await replay_to(bus, args.scope, seq, settings, secret_box)
     data: dict[str, Any] = {
         "seq": result.seq,
         "digest": result.digest,

@@ -53,6 +53,11 @@ def cluster_name(port: int, hostname: str) -> str:
     return f"outbound|{port}||{hostname}"
 
 
+def subset_cluster_name(port: int, subset: str, hostname: str) -> str:
+    """Istio/Higress naming for a variant of a service's cluster: `outbound|<port>|<subset>|<host>`."""
+    return f"outbound|{port}|{subset}|{hostname}"
+
+
 def k8s_hostname(name: str, namespace: str) -> str:
     """The cluster-local hostname of a Kubernetes Service."""
     return f"{name}.{namespace}.svc.cluster.local"

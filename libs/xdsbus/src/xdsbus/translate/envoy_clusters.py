@@ -6,11 +6,13 @@ from collections.abc import Sequence
 from itertools import groupby
 
 from envoy.config.cluster.v3 import cluster_pb2
-from envoy.config.core.v3 import config_source_pb2, health_check_pb2
+from envoy.config.core.v3 import health_check_pb2, protocol_pb2
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
+from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
 from google.protobuf import duration_pb2
 
 from xdsbus.model.services import Endpoint, Health, Resolution, ServiceModel, ServicePort, cluster_name
+from xdsbus.translate.envoy_common import ads_source, pack
 
 CONNECT_TIMEOUT = duration_pb2.Duration(seconds=10)
 
@@ -20,13 +22,31 @@ _HEALTH = {
     Health.DRAINING: health_check_pb2.DRAINING,
 }
 
+# ServicePort.protocol values that speak HTTP/2 to the backend (Istio: appProtocol `grpc`,
+# `kubernetes.io/h2c`, or a port name starting with `grpc`/`http2`).
+_HTTP2_PORT_PROTOCOLS = frozenset({"HTTP2", "GRPC", "H2C"})
 
-def _ads_source() -> config_source_pb2.ConfigSource:
-    return config_source_pb2.ConfigSource(ads={}, resource_api_version=config_source_pb2.V3)
+HTTP_PROTOCOL_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+
+
+def port_speaks_http2(port: ServicePort) -> bool:
+    """True when the backend behind `port` expects HTTP/2 (gRPC, h2c)."""
+    return port.protocol.upper() in _HTTP2_PORT_PROTOCOLS
+
+
+def set_http2(cluster: cluster_pb2.Cluster) -> None:
+    """Make `cluster` speak HTTP/2 (prior knowledge, or ALPN h2 over TLS) to its endpoints."""
+    options = http_protocol_options_pb2.HttpProtocolOptions(
+        explicit_http_config=http_protocol_options_pb2.HttpProtocolOptions.ExplicitHttpConfig(
+            http2_protocol_options=protocol_pb2.Http2ProtocolOptions()
+        )
+    )
+    cluster.typed_extension_protocol_options[HTTP_PROTOCOL_OPTIONS].CopyFrom(pack(options))
 
 
 def build_cluster(service: ServiceModel, port: ServicePort) -> cluster_pb2.Cluster:
-    """One cluster per service port: EDS for registries and Kubernetes, STRICT_DNS for DNS names."""
+    """One cluster per service port: EDS for registries and Kubernetes, STRICT_DNS for DNS names; HTTP/2
+    upstream when the port says so."""
     name = cluster_name(port.number, service.hostname)
     cluster = cluster_pb2.Cluster(name=name, connect_timeout=CONNECT_TIMEOUT)
     if service.resolution is Resolution.STRICT_DNS:
@@ -45,7 +65,9 @@ def build_cluster(service: ServiceModel, port: ServicePort) -> cluster_pb2.Clust
         )
     else:
         cluster.type = cluster_pb2.Cluster.EDS
-        cluster.eds_cluster_config.eds_config.CopyFrom(_ads_source())
+        cluster.eds_cluster_config.eds_config.CopyFrom(ads_source())
+    if port_speaks_http2(port):
+        set_http2(cluster)
     return cluster
 
 

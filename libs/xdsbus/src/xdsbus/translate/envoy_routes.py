@@ -1,124 +1,464 @@
-"""Listeners, RouteConfigurations and VirtualHosts from the route model.
+"""RouteConfigurations, VirtualHosts and Routes from the route model.
 
 A RouteConfiguration is assembled from virtual hosts serialized one by one and cached: one Ingress change
 re-serializes one virtual host, not the ten thousand around it.
+
+Features that live in HTTP filters (CORS, source ranges, error pages) are per-route configs of the filters
+every connection manager carries (see `envoy_listeners`).
 """
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from collections.abc import Iterable
 
-from envoy.config.core.v3 import address_pb2, config_source_pb2
-from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
-from envoy.config.route.v3 import route_components_pb2, route_pb2
-from envoy.extensions.filters.http.router.v3 import router_pb2
-from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm
-from envoy.type.matcher.v3 import regex_pb2
-from google.protobuf import any_pb2, wrappers_pb2
+import msgspec
+from envoy.config.core.v3 import address_pb2, base_pb2
+from envoy.config.rbac.v3 import rbac_pb2
+from envoy.config.route.v3 import route_components_pb2 as rc
+from envoy.config.route.v3 import route_pb2
+from envoy.extensions.filters.http.cors.v3 import cors_pb2
+from envoy.extensions.filters.http.custom_response.v3 import custom_response_pb2
+from envoy.extensions.filters.http.rbac.v3 import rbac_pb2 as rbac_filter_pb2
+from envoy.extensions.http.custom_response.redirect_policy.v3 import redirect_policy_pb2
+from envoy.type.matcher.v3 import regex_pb2, status_code_input_pb2, string_pb2
+from envoy.type.v3 import percent_pb2
+from google.protobuf import duration_pb2, wrappers_pb2
+from xds.core.v3 import extension_pb2
+from xds.type.matcher.v3 import matcher_pb2
 
-from xdsbus.model.routes import ListenerModel, PathKind, Route, VirtualHostModel
-from xdsbus.model.services import cluster_name
-from xdsbus.wire import field
-
-_HCM_TYPE = (
-    "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
+from xdsbus.model.routes import (
+    CorsPolicy,
+    Destination,
+    ErrorPages,
+    HashKind,
+    HashPolicy,
+    HeaderMatch,
+    HeaderMutation,
+    PathKind,
+    QueryMatch,
+    Redirect,
+    RetryPolicy,
+    Route,
+    StringMatchKind,
+    VirtualHostModel,
 )
-_ROUTER_TYPE = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
+from xdsbus.translate.envoy_common import pack
+from xdsbus.translate.envoy_destinations import destination_cluster
+from xdsbus.translate.envoy_listeners import CORS_FILTER, CUSTOM_RESPONSE_FILTER, RBAC_FILTER
+
+# Re-exported: the listener builders moved to envoy_listeners, callers still import them from here.
+from xdsbus.translate.envoy_listeners import build_http_listener as build_http_listener
+from xdsbus.translate.envoy_listeners import http_route_config_name as http_route_config_name
+from xdsbus.translate.envoy_listeners import listener_name as listener_name
+from xdsbus.wire import field
 
 _VIRTUAL_HOSTS_FIELD = route_pb2.RouteConfiguration.VIRTUAL_HOSTS_FIELD_NUMBER
 
+# A request the custom_response filter re-issues for an error page carries this header, naming the error
+# page cluster; the virtual host's first routes match it (Higress/ingress-nginx send error pages to a
+# backend the same way). The backend also gets the original status code, as ingress-nginx's X-Code.
+ERROR_PAGE_HEADER = "x-xdsbus-error-page"
+ERROR_CODE_HEADER = "x-code"
 
-def listener_name(port: int) -> str:
-    """Istio/Higress naming: `0.0.0.0_<port>`."""
-    return f"0.0.0.0_{port}"
+_REDIRECT_CODES = {
+    301: rc.RedirectAction.MOVED_PERMANENTLY,
+    302: rc.RedirectAction.FOUND,
+    303: rc.RedirectAction.SEE_OTHER,
+    307: rc.RedirectAction.TEMPORARY_REDIRECT,
+    308: rc.RedirectAction.PERMANENT_REDIRECT,
+}
 
+_APPEND = base_pb2.HeaderValueOption.APPEND_IF_EXISTS_OR_ADD
+_OVERWRITE = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
 
-def http_route_config_name(port: int) -> str:
-    """Istio/Higress naming: `http.<port>`."""
-    return f"http.{port}"
-
-
-def build_http_listener(model: ListenerModel) -> listener_pb2.Listener:
-    """A plaintext HTTP listener whose routes come through RDS."""
-    manager = hcm.HttpConnectionManager(
-        stat_prefix=model.name,
-        codec_type=hcm.HttpConnectionManager.AUTO,
-        rds=hcm.Rds(
-            route_config_name=model.route_config,
-            config_source=config_source_pb2.ConfigSource(ads={}, resource_api_version=config_source_pb2.V3),
-        ),
-        # Match virtual hosts on the host alone: clients send `Host: example.com:8080` too.
-        strip_any_host_port=True,
-        use_remote_address=wrappers_pb2.BoolValue(value=True),
-        http_filters=[
-            hcm.HttpFilter(
-                name="envoy.filters.http.router",
-                typed_config=any_pb2.Any(
-                    type_url=_ROUTER_TYPE, value=router_pb2.Router().SerializeToString()
-                ),
-            )
-        ],
-    )
-    return listener_pb2.Listener(
-        name=model.name,
-        address=address_pb2.Address(
-            socket_address=address_pb2.SocketAddress(address="0.0.0.0", port_value=model.port)
-        ),
-        filter_chains=[
-            listener_components_pb2.FilterChain(
-                filters=[
-                    listener_components_pb2.Filter(
-                        name="envoy.filters.network.http_connection_manager",
-                        typed_config=any_pb2.Any(
-                            type_url=_HCM_TYPE, value=manager.SerializeToString(deterministic=True)
-                        ),
-                    )
-                ]
-            )
-        ],
-    )
+# Every destination weighted 0: Envoy refuses such a weighted_clusters, Gateway API answers 500.
+_NO_WEIGHT_STATUS = 500
+_NO_DESTINATION_STATUS = 503
 
 
-def _route_match(route: Route) -> route_components_pb2.RouteMatch:
-    path = route.path
-    if path.kind is PathKind.EXACT:
-        return route_components_pb2.RouteMatch(path=path.value)
-    if path.kind is PathKind.REGEX:
-        return route_components_pb2.RouteMatch(safe_regex=regex_pb2.RegexMatcher(regex=path.value))
-    if path.value == "/" or path.value.endswith("/"):
-        return route_components_pb2.RouteMatch(prefix=path.value)
-    # Kubernetes Prefix semantics: /foo matches /foo and /foo/bar, not /foobar.
-    return route_components_pb2.RouteMatch(path_separated_prefix=path.value)
+# -- matching -------------------------------------------------------------------------------------
 
 
-def build_route(route: Route, index: int) -> route_components_pb2.Route:
-    """One Envoy route; unresolvable destinations answer with the route's direct status."""
-    out = route_components_pb2.Route(
-        name=f"{route.origin.kind.lower()}/{route.origin.key}/{index}", match=_route_match(route)
-    )
-    destinations = route.destinations
-    if not destinations:
-        out.direct_response.status = route.direct_status or 503
-        return out
-    if len(destinations) == 1:
-        out.route.cluster = cluster_name(destinations[0].port, destinations[0].hostname)
+def _string_matcher(kind: StringMatchKind, value: str) -> string_pb2.StringMatcher | None:
+    """The StringMatcher for a condition, or None when it only asks for presence.
+
+    Envoy refuses an empty prefix, suffix or substring; each matches any value, so they mean presence.
+    """
+    if kind is StringMatchKind.PRESENT:
+        return None
+    if kind is StringMatchKind.EXACT:
+        return string_pb2.StringMatcher(exact=value)
+    if kind is StringMatchKind.REGEX:
+        return string_pb2.StringMatcher(safe_regex=regex_pb2.RegexMatcher(regex=value))
+    if not value:
+        return None
+    if kind is StringMatchKind.PREFIX:
+        return string_pb2.StringMatcher(prefix=value)
+    if kind is StringMatchKind.SUFFIX:
+        return string_pb2.StringMatcher(suffix=value)
+    return string_pb2.StringMatcher(contains=value)
+
+
+def _header_matcher(match: HeaderMatch) -> rc.HeaderMatcher:
+    out = rc.HeaderMatcher(name=match.name, invert_match=match.invert)
+    matcher = _string_matcher(match.kind, match.value)
+    if matcher is None:
+        out.present_match = True
     else:
-        weighted = out.route.weighted_clusters
-        for dest in destinations:
-            weighted.clusters.add(
-                name=cluster_name(dest.port, dest.hostname),
-                weight=wrappers_pb2.UInt32Value(value=dest.weight),
-            )
+        out.string_match.CopyFrom(matcher)
     return out
 
 
-def build_virtual_host(model: VirtualHostModel) -> route_components_pb2.VirtualHost:
-    """A virtual host with its routes in the order the model gives."""
-    return route_components_pb2.VirtualHost(
-        name=model.name,
-        domains=list(model.domains),
-        routes=[build_route(route, i) for i, route in enumerate(model.routes)],
+def _query_matcher(match: QueryMatch) -> rc.QueryParameterMatcher:
+    out = rc.QueryParameterMatcher(name=match.name)
+    matcher = _string_matcher(match.kind, match.value)
+    if matcher is None:
+        out.present_match = True
+    else:
+        out.string_match.CopyFrom(matcher)
+    return out
+
+
+def _method_matcher(methods: tuple[str, ...]) -> rc.HeaderMatcher:
+    if len(methods) == 1:
+        return rc.HeaderMatcher(name=":method", string_match=string_pb2.StringMatcher(exact=methods[0]))
+    # Envoy's safe_regex matches the whole value, so the alternation needs no anchors.
+    pattern = "|".join(re.escape(m) for m in methods)
+    return rc.HeaderMatcher(
+        name=":method",
+        string_match=string_pb2.StringMatcher(safe_regex=regex_pb2.RegexMatcher(regex=pattern)),
     )
+
+
+def _route_match(route: Route) -> rc.RouteMatch:
+    path = route.path
+    match = rc.RouteMatch()
+    if path.kind is PathKind.EXACT:
+        match.path = path.value
+    elif path.kind is PathKind.REGEX:
+        # case_sensitive does not apply to regexes; RE2's flag does.
+        match.safe_regex.regex = ("(?i)" if route.ignore_case else "") + path.value
+    elif path.value == "/" or path.value.endswith("/"):
+        match.prefix = path.value
+    else:
+        # Kubernetes Prefix semantics: /foo matches /foo and /foo/bar, not /foobar.
+        match.path_separated_prefix = path.value
+    if route.ignore_case and path.kind is not PathKind.REGEX:
+        match.case_sensitive.value = False
+    match.headers.extend(_header_matcher(h) for h in route.headers)
+    if route.methods:
+        match.headers.append(_method_matcher(route.methods))
+    match.query_parameters.extend(_query_matcher(q) for q in route.query)
+    return match
+
+
+# -- header mutations -----------------------------------------------------------------------------
+
+
+def _modifiable(name: str) -> bool:
+    # Envoy refuses configs that add, set or remove pseudo-headers or Host; a Host change is a rewrite.
+    return not name.startswith(":") and name.lower() != "host"
+
+
+def _is_host(name: str) -> bool:
+    return name.lower() in ("host", ":authority")
+
+
+def _header_options(mutation: HeaderMutation) -> list[base_pb2.HeaderValueOption]:
+    options = []
+    for pairs, action in ((mutation.add, _APPEND), (mutation.set, _OVERWRITE)):
+        for name, value in pairs:
+            if _modifiable(name):
+                # Envoy reads `%...%` in header values as substitutions; the model's values are literal.
+                header = base_pb2.HeaderValue(key=name, value=value.replace("%", "%%"))
+                options.append(base_pb2.HeaderValueOption(header=header, append_action=action))
+    return options
+
+
+def _removals(mutation: HeaderMutation) -> list[str]:
+    return [name for name in mutation.remove if _modifiable(name)]
+
+
+def _host_override(mutation: HeaderMutation | None) -> str:
+    """The Host a request mutation sets, which Envoy applies as a host rewrite."""
+    if mutation is None:
+        return ""
+    hosts = [value for name, value in (*mutation.add, *mutation.set) if _is_host(name)]
+    return hosts[-1] if hosts else ""
+
+
+def _mutate(
+    target: rc.Route | rc.WeightedCluster.ClusterWeight,
+    request: HeaderMutation | None,
+    response: HeaderMutation | None,
+) -> None:
+    if request is not None:
+        target.request_headers_to_add.extend(_header_options(request))
+        target.request_headers_to_remove.extend(_removals(request))
+    if response is not None:
+        target.response_headers_to_add.extend(_header_options(response))
+        target.response_headers_to_remove.extend(_removals(response))
+
+
+# -- actions --------------------------------------------------------------------------------------
+
+
+def _redirect(redirect: Redirect) -> rc.RedirectAction:
+    out = rc.RedirectAction(
+        host_redirect=redirect.host,
+        port_redirect=redirect.port,
+        strip_query=redirect.strip_query,
+        # Other 3xx codes have no Envoy equivalent; 302 is the generic temporary redirect.
+        response_code=_REDIRECT_CODES.get(redirect.code, rc.RedirectAction.FOUND),
+    )
+    if redirect.scheme == "https":
+        out.https_redirect = True
+    elif redirect.scheme:
+        out.scheme_redirect = redirect.scheme
+    if redirect.path:
+        out.path_redirect = redirect.path
+    elif redirect.prefix:
+        out.prefix_rewrite = redirect.prefix
+    return out
+
+
+def _has_header_mutations(dest: Destination) -> bool:
+    return dest.request_headers is not None or dest.response_headers is not None
+
+
+def _forward(action: rc.RouteAction, destinations: tuple[Destination, ...]) -> None:
+    """Point `action` at the destinations' clusters.
+
+    One destination without header mutations uses `cluster`; anything else goes through
+    weighted_clusters, whose entries carry per-destination header mutations (a single destination's
+    entry too, so they never mix with the route's own). Weight-0 entries stay: Envoy accepts them as long
+    as some weight is positive, and they keep the route's shape stable while a canary is at 0.
+    """
+    if len(destinations) == 1 and not _has_header_mutations(destinations[0]):
+        action.cluster = destination_cluster(destinations[0])
+        return
+    for dest in destinations:
+        entry = action.weighted_clusters.clusters.add(
+            name=destination_cluster(dest), weight=wrappers_pb2.UInt32Value(value=dest.weight)
+        )
+        _mutate(entry, dest.request_headers, dest.response_headers)
+        host = _host_override(dest.request_headers)
+        if host:
+            entry.host_rewrite_literal = host
+
+
+def _duration_ms(ms: int) -> duration_pb2.Duration:
+    return duration_pb2.Duration(seconds=ms // 1000, nanos=(ms % 1000) * 1_000_000)
+
+
+def _retry_policy(retry: RetryPolicy) -> rc.RetryPolicy:
+    conditions = list(retry.retry_on)
+    # Envoy retries on listed status codes only with this condition present.
+    if retry.retriable_status_codes and "retriable-status-codes" not in conditions:
+        conditions.append("retriable-status-codes")
+    out = rc.RetryPolicy(
+        retry_on=",".join(conditions),
+        num_retries=wrappers_pb2.UInt32Value(value=retry.attempts),
+        retriable_status_codes=list(retry.retriable_status_codes),
+    )
+    if retry.per_try_timeout_ms:
+        out.per_try_timeout.CopyFrom(_duration_ms(retry.per_try_timeout_ms))
+    return out
+
+
+def _hash_policy(policy: HashPolicy) -> rc.RouteAction.HashPolicy:
+    out = rc.RouteAction.HashPolicy()
+    if policy.kind is HashKind.HEADER:
+        out.header.header_name = policy.name
+    elif policy.kind is HashKind.COOKIE:
+        out.cookie.name = policy.name
+        out.cookie.path = policy.cookie_path
+        if policy.cookie_ttl_seconds or policy.generate_cookie:
+            # Envoy generates a missing cookie only when a TTL is set; an explicit 0s gives a session
+            # cookie.
+            out.cookie.ttl.CopyFrom(duration_pb2.Duration(seconds=policy.cookie_ttl_seconds))
+    elif policy.kind is HashKind.SOURCE_IP:
+        out.connection_properties.source_ip = True
+    else:
+        out.query_parameter.name = policy.name
+    return out
+
+
+def _route_action(route: Route, destinations: tuple[Destination, ...]) -> rc.RouteAction:
+    action = rc.RouteAction()
+    _forward(action, destinations)
+    rewrite = route.rewrite
+    host = _host_override(route.request_headers)
+    if rewrite is not None:
+        if rewrite.prefix:
+            action.prefix_rewrite = rewrite.prefix
+        elif rewrite.path:
+            # The whole path (not the query) becomes `path`; `\` starts a group reference in a
+            # substitution, so literal ones are doubled.
+            action.regex_rewrite.pattern.regex = "^.*$"
+            action.regex_rewrite.substitution = rewrite.path.replace("\\", "\\\\")
+        elif rewrite.regex:
+            action.regex_rewrite.pattern.regex = rewrite.regex
+            action.regex_rewrite.substitution = rewrite.substitution
+        host = rewrite.host or host
+    if host:
+        action.host_rewrite_literal = host
+    # 0 turns Envoy's 15 s default off, as Istio does: Kubernetes users expect no route timeout.
+    action.timeout.CopyFrom(_duration_ms(route.timeout_ms))
+    if route.retry is not None:
+        action.retry_policy.CopyFrom(_retry_policy(route.retry))
+    action.hash_policy.extend(_hash_policy(p) for p in route.hash_policies)
+    for mirror in route.mirrors:
+        policy = action.request_mirror_policies.add(cluster=destination_cluster(mirror.destination))
+        if mirror.millionths < 1_000_000:
+            policy.runtime_fraction.default_value.CopyFrom(
+                percent_pb2.FractionalPercent(
+                    numerator=max(mirror.millionths, 0), denominator=percent_pb2.FractionalPercent.MILLION
+                )
+            )
+    return action
+
+
+# -- per-filter configs ---------------------------------------------------------------------------
+
+
+def _cors(cors: CorsPolicy) -> cors_pb2.CorsPolicy:
+    out = cors_pb2.CorsPolicy(
+        allow_origin_string_match=[
+            _string_matcher(kind, value)
+            or string_pb2.StringMatcher(safe_regex=regex_pb2.RegexMatcher(regex=".*"))
+            for kind, value in cors.allow_origins
+        ],
+        allow_methods=",".join(cors.allow_methods),
+        allow_headers=",".join(cors.allow_headers),
+        expose_headers=",".join(cors.expose_headers),
+    )
+    if cors.max_age_seconds:
+        out.max_age = str(cors.max_age_seconds)
+    if cors.allow_credentials:
+        out.allow_credentials.value = True
+    return out
+
+
+def _cidr(source: str) -> address_pb2.CidrRange:
+    network = ipaddress.ip_network(source, strict=False)
+    return address_pb2.CidrRange(
+        address_prefix=str(network.network_address),
+        prefix_len=wrappers_pb2.UInt32Value(value=network.prefixlen),
+    )
+
+
+def _source_ranges(ranges: tuple[str, ...]) -> rbac_filter_pb2.RBACPerRoute:
+    """Allow the listed client CIDRs (the address the connection manager trusts, `remote_ip`); the RBAC
+    filter answers 403 to everyone else."""
+    policy = rbac_pb2.Policy(
+        permissions=[rbac_pb2.Permission(any=True)],
+        principals=[rbac_pb2.Principal(remote_ip=_cidr(r)) for r in ranges],
+    )
+    return rbac_filter_pb2.RBACPerRoute(
+        rbac=rbac_filter_pb2.RBAC(
+            rules=rbac_pb2.RBAC(action=rbac_pb2.RBAC.ALLOW, policies={"allow-source-ranges": policy})
+        )
+    )
+
+
+def _error_pages(pages: ErrorPages) -> custom_response_pb2.CustomResponse:
+    """Per status code, re-issue the request as `GET /` to the error page route and keep the status."""
+    marker = destination_cluster(pages.destination)
+    actions = {}
+    for code in sorted(set(pages.codes)):
+        policy = redirect_policy_pb2.RedirectPolicy(
+            redirect_action=rc.RedirectAction(path_redirect="/", strip_query=True),
+            status_code=wrappers_pb2.UInt32Value(value=code),
+            request_headers_to_add=[
+                base_pb2.HeaderValueOption(
+                    header=base_pb2.HeaderValue(key=ERROR_PAGE_HEADER, value=marker.replace("%", "%%")),
+                    append_action=_OVERWRITE,
+                ),
+                base_pb2.HeaderValueOption(
+                    header=base_pb2.HeaderValue(key=ERROR_CODE_HEADER, value=str(code)),
+                    append_action=_OVERWRITE,
+                ),
+            ],
+        )
+        actions[str(code)] = matcher_pb2.Matcher.OnMatch(
+            action=extension_pb2.TypedExtensionConfig(name=f"error-page-{code}", typed_config=pack(policy))
+        )
+    tree = matcher_pb2.Matcher.MatcherTree(
+        input=extension_pb2.TypedExtensionConfig(
+            name="status-code", typed_config=pack(status_code_input_pb2.HttpResponseStatusCodeMatchInput())
+        ),
+        exact_match_map=matcher_pb2.Matcher.MatcherTree.MatchMap(map=actions),
+    )
+    return custom_response_pb2.CustomResponse(custom_response_matcher=matcher_pb2.Matcher(matcher_tree=tree))
+
+
+def _error_page_route(dest: Destination) -> rc.Route:
+    """The route error page requests take: first in the virtual host, matched by the marker header."""
+    cluster = destination_cluster(dest)
+    out = rc.Route(
+        name=f"error-page/{cluster}",
+        match=rc.RouteMatch(
+            prefix="/",
+            headers=[
+                rc.HeaderMatcher(name=ERROR_PAGE_HEADER, string_match=string_pb2.StringMatcher(exact=cluster))
+            ],
+        ),
+        request_headers_to_remove=[ERROR_PAGE_HEADER],
+    )
+    # Its weight means nothing here, and a 0 would make a one-entry weighted_clusters Envoy refuses.
+    _forward(out.route, (msgspec.structs.replace(dest, weight=1),))
+    out.route.timeout.CopyFrom(_duration_ms(0))
+    return out
+
+
+# -- routes and virtual hosts ---------------------------------------------------------------------
+
+
+def _route_name(route: Route, index: int) -> str:
+    """The route's own name, or `<kind>/<namespace/name>/<index>` from its origin."""
+    return route.name or f"{route.origin.kind.lower()}/{route.origin.key}/{index}"
+
+
+def build_route(route: Route, index: int) -> rc.Route:
+    """One Envoy route: redirect, forward, or a direct answer when there is no destination.
+
+    Error pages also need the route `build_virtual_host` adds for them.
+    """
+    out = rc.Route(name=_route_name(route, index), match=_route_match(route))
+    if route.redirect is not None:
+        out.redirect.CopyFrom(_redirect(route.redirect))
+    elif not route.destinations:
+        out.direct_response.status = route.direct_status or _NO_DESTINATION_STATUS
+        if route.direct_body:
+            out.direct_response.body.inline_string = route.direct_body
+    elif not any(d.weight > 0 for d in route.destinations):
+        out.direct_response.status = _NO_WEIGHT_STATUS
+    else:
+        out.route.CopyFrom(_route_action(route, route.destinations))
+    _mutate(out, route.request_headers, route.response_headers)
+    if route.cors is not None:
+        out.typed_per_filter_config[CORS_FILTER].CopyFrom(pack(_cors(route.cors)))
+    if route.allow_source_ranges:
+        out.typed_per_filter_config[RBAC_FILTER].CopyFrom(pack(_source_ranges(route.allow_source_ranges)))
+    if route.error_pages is not None and out.HasField("route"):
+        out.typed_per_filter_config[CUSTOM_RESPONSE_FILTER].CopyFrom(pack(_error_pages(route.error_pages)))
+    return out
+
+
+def build_virtual_host(model: VirtualHostModel) -> rc.VirtualHost:
+    """A virtual host with its routes in the order the model gives, after one route per error page
+    backend its forwarding routes use (the re-issued error page request must not match them)."""
+    routes = [build_route(route, i) for i, route in enumerate(model.routes)]
+    error_backends = {
+        destination_cluster(route.error_pages.destination): route.error_pages.destination
+        for route, built in zip(model.routes, routes, strict=True)
+        if route.error_pages is not None and CUSTOM_RESPONSE_FILTER in built.typed_per_filter_config
+    }
+    first = [_error_page_route(error_backends[name]) for name in sorted(error_backends)]
+    return rc.VirtualHost(name=model.name, domains=list(model.domains), routes=first + routes)
 
 
 def assemble_route_config(name: str, virtual_hosts: Iterable[bytes]) -> bytes:

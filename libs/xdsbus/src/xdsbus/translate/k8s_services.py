@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from operator import attrgetter
 
-from xdsbus.model.k8s import K8sEndpoints, K8sEndpointSlice, K8sService, ServicePortSpec
+from xdsbus.model.k8s import EndpointConditions, K8sEndpoints, K8sEndpointSlice, K8sService, ServicePortSpec
 from xdsbus.model.services import Endpoint, Health, Resolution, ServiceModel, ServicePort, k8s_hostname
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
@@ -15,6 +15,8 @@ _HTTP2_PROTOCOLS = {"http2", "h2c", "kubernetes.io/h2c"}
 
 # Endpoints are sorted by zone first: a ClusterLoadAssignment groups them by zone.
 _ENDPOINT_ORDER = attrgetter("zone", "address", "port")
+
+_HEALTH_RANK = {Health.HEALTHY: 0, Health.DRAINING: 1, Health.UNHEALTHY: 2}
 
 
 class ServiceError(ValueError):
@@ -64,9 +66,27 @@ def slice_service_name(slice_: K8sEndpointSlice) -> str:
     return slice_.metadata.labels.get(SERVICE_NAME_LABEL, "")
 
 
+def _slice_health(conditions: EndpointConditions) -> Health | None:
+    """Envoy health of a slice endpoint, or None to leave it out.
+
+    A nil `ready` means unknown and must be read as ready (EndpointSlice API). A terminating endpoint
+    that still serves goes out as DRAINING: Envoy sends it no new requests but lets sticky sessions
+    finish. Anything else not ready is left out, as Istio does by default, so Envoy's panic threshold
+    never routes to a pod that is not serving.
+    """
+    if conditions.ready is not False:
+        return Health.HEALTHY
+    if conditions.serving and conditions.terminating:
+        return Health.DRAINING
+    return None
+
+
 def endpoints_from_slices(port: ServicePort, slices: Iterable[K8sEndpointSlice]) -> list[Endpoint]:
-    """Ready endpoints of one service port, from the slices of its Service, sorted."""
-    out: set[Endpoint] = set()
+    """Serving endpoints of one service port, from the slices of its Service, sorted.
+
+    An address listed twice (slices overlap while the controller moves endpoints between them) keeps
+    its healthiest state."""
+    best: dict[tuple[str, int], Endpoint] = {}
     for slice_ in slices:
         if slice_.address_type not in ("IPv4", "IPv6"):
             continue
@@ -74,13 +94,15 @@ def endpoints_from_slices(port: ServicePort, slices: Iterable[K8sEndpointSlice])
         if number is None:
             continue
         for ep in slice_.endpoints:
-            # A nil `ready` means unknown and must be read as ready (EndpointSlice API). Not-ready
-            # endpoints are left out, as Istio does by default.
-            if ep.conditions.ready is False:
+            health = _slice_health(ep.conditions)
+            if health is None:
                 continue
             for address in ep.addresses:
-                out.add(Endpoint(address=address, port=number, health=Health.HEALTHY, zone=ep.zone))
-    return sorted(out, key=_ENDPOINT_ORDER)
+                candidate = Endpoint(address=address, port=number, health=health, zone=ep.zone)
+                current = best.get((address, number))
+                if current is None or _HEALTH_RANK[health] < _HEALTH_RANK[current.health]:
+                    best[(address, number)] = candidate
+    return sorted(best.values(), key=_ENDPOINT_ORDER)
 
 
 def _slice_port(port: ServicePort, slice_: K8sEndpointSlice) -> int | None:

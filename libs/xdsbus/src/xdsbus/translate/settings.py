@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import msgspec
 
-TRANSLATOR_VERSION = "xdsbus-translate/1"
+TRANSLATOR_VERSION = "xdsbus-translate/2"
 
 
 class TranslatorSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -13,7 +13,7 @@ class TranslatorSettings(msgspec.Struct, frozen=True, kw_only=True):
     https_port: int = 443
 
     def describe(self) -> str:
-        """The ledger's translator_version field: `xdsbus-translate/1 http=80 https=443`."""
+        """The ledger's translator_version field: `xdsbus-translate/2 http=80 https=443`."""
         return f"{TRANSLATOR_VERSION} http={self.http_port} https={self.https_port}"
 
     @classmethod

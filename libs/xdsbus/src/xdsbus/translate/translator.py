@@ -16,10 +16,30 @@ import msgspec
 
 from xdsbus.fold.state import FoldState, ObjectRef
 from xdsbus.model.k8s import K8sEndpoints, K8sEndpointSlice, K8sIngress, K8sService, decode_object
-from xdsbus.model.routes import ListenerModel, Route, VirtualHostModel
+from xdsbus.model.routes import (
+    HttpsListenerModel,
+    ListenerModel,
+    Route,
+    RouteOrigin,
+    TlsFilterChainModel,
+    VirtualHostModel,
+)
 from xdsbus.model.services import Resolution, ServiceModel, cluster_name, k8s_hostname
-from xdsbus.translate import envoy_clusters, envoy_routes
-from xdsbus.translate.ingress_rules import IngressError, IngressTranslation, translate_ingress
+from xdsbus.secretbox import SecretBox, SecretKeyError
+from xdsbus.translate import envoy_clusters, envoy_listeners, envoy_routes
+from xdsbus.translate.canary import apply_canaries
+from xdsbus.translate.envoy_destinations import derived_clusters, fallback_chain, route_destinations
+from xdsbus.translate.ingress_annotations import CanarySpec
+from xdsbus.translate.ingress_rules import (
+    WILDCARD_HOST,
+    HostRoute,
+    HostTls,
+    IngressError,
+    IngressTranslation,
+    http_listener_route,
+    translate_ingress,
+)
+from xdsbus.translate.k8s_secrets import SecretError
 from xdsbus.translate.k8s_services import (
     ServiceError,
     endpoints_from_slices,
@@ -28,8 +48,10 @@ from xdsbus.translate.k8s_services import (
     slice_service_name,
 )
 from xdsbus.translate.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE, ResourceKey, ResourceTable
-from xdsbus.translate.route_order import order_routes
+from xdsbus.translate.route_order import describe_match, order_routes
+from xdsbus.translate.secret_index import SecretIndex
 from xdsbus.translate.settings import TranslatorSettings
+from xdsbus.translate.shared_resources import SharedResources
 from xdsbus.translate.status import ObjectStatus, Verdict
 
 log = logging.getLogger(__name__)
@@ -38,9 +60,10 @@ SERVICE = "Service"
 ENDPOINT_SLICE = "EndpointSlice"
 ENDPOINTS = "Endpoints"
 INGRESS = "Ingress"
+SECRET_KIND = "Secret"
 
 
-_EXPECTED_ERRORS = (msgspec.ValidationError, ServiceError, IngressError)
+_EXPECTED_ERRORS = (msgspec.ValidationError, ServiceError, IngressError, SecretError, SecretKeyError)
 
 
 def _reason(exc: Exception) -> str:
@@ -61,9 +84,12 @@ class _ServiceEntry(msgspec.Struct, frozen=True):
 class Translator:
     """Keeps the Envoy resources of one scope in step with the folded state."""
 
-    def __init__(self, settings: TranslatorSettings | None = None) -> None:
+    def __init__(
+        self, settings: TranslatorSettings | None = None, *, secret_box: SecretBox | None = None
+    ) -> None:
         self.settings = settings or TranslatorSettings()
         self.http_port = self.settings.http_port
+        self.https_port = self.settings.https_port
         self.table = ResourceTable()
         self.statuses: dict[ObjectRef, ObjectStatus] = {}
         self._status_changed: set[ObjectRef] = set()
@@ -82,15 +108,22 @@ class Translator:
         self._vhost_members: dict[str, set[ObjectRef]] = {}
         self._dependents: dict[str, set[ObjectRef]] = {}
         self._vhost_bytes: dict[str, bytes] = {}
-        # Routes that lost their match to an older object, per virtual host, reported on the loser.
+        # Problems found while assembling a virtual host (lost conflicts, orphan canaries, missing TLS
+        # secrets), per host, reported on the object concerned.
         self._conflicts: dict[str, dict[ObjectRef, list[str]]] = {}
+        # TLS: the Ingresses declaring TLS per host, and the filter chain each served host gets.
+        self._tls_members: dict[str, set[ObjectRef]] = {}
+        self._tls_hosts: dict[str, TlsFilterChainModel] = {}
+        self._secrets = SecretIndex(self.table, secret_box)
+        # Policy and fallback clusters, shared by the hosts whose routes use them.
+        self._derived = SharedResources(self.table)
 
     # -- entry points -------------------------------------------------------------------------
 
     def full_build(self, state: FoldState) -> None:
         """Translate everything in the state (after a restore or a replay)."""
         refs: list[ObjectRef] = []
-        for kind in (SERVICE, ENDPOINT_SLICE, ENDPOINTS, INGRESS):
+        for kind in (SERVICE, ENDPOINT_SLICE, ENDPOINTS, SECRET_KIND, INGRESS):
             refs.extend(ref for ref, _ in state.of_kind(kind))
         # A full build allocates a dozen container objects per resource and frees almost none: the
         # cyclic collector's passes over the folded state find no garbage yet cost ~40% of the build at
@@ -107,6 +140,7 @@ class Translator:
         """Bring the resources up to date after the objects in `refs` changed in `state`."""
         hosts: set[str] = set()
         ingresses: set[ObjectRef] = set()
+        vhosts: set[str] = set()
         for ref in refs:
             if ref.kind == SERVICE:
                 hosts |= self._fold_service(state, ref)
@@ -116,10 +150,11 @@ class Translator:
                 hosts |= self._fold_v1_endpoints(state, ref)
             elif ref.kind == INGRESS:
                 ingresses.add(ref)
+            elif ref.kind == SECRET_KIND:
+                vhosts |= self._fold_secret(state, ref)
         for host in sorted(hosts):
             if self._regenerate_service(state, host):
                 ingresses |= self._dependents.get(host, set())
-        vhosts: set[str] = set()
         for ref in sorted(ingresses):
             vhosts |= self._fold_ingress(state, ref)
         for host in sorted(vhosts):
@@ -263,6 +298,21 @@ class Translator:
             self._host_resources.pop(host, None)
         return self._host_model.get(host) != old_model
 
+    # -- secrets ------------------------------------------------------------------------------
+
+    def _fold_secret(self, state: FoldState, ref: ObjectRef) -> set[str]:
+        """Re-read a Secret; returns the virtual hosts whose TLS may have changed."""
+        try:
+            names = self._secrets.fold(state, ref)
+        except Exception as exc:
+            self._set_status(ref, Verdict.REJECTED, f"Secret {ref.key}: {_reason(exc)}")
+            return set()
+        if state.get(ref) is None:
+            self._clear_status(ref)
+        else:
+            self._set_status(ref, Verdict.ACCEPTED)
+        return self._secrets.users(names) & self._tls_members.keys()
+
     # -- ingress ------------------------------------------------------------------------------
 
     def _lookup(self, host: str) -> ServiceModel | None:
@@ -275,6 +325,9 @@ class Translator:
             for hr in old.routes:
                 vhosts.add(hr.host)
                 self._vhost_members[hr.host].discard(ref)
+            for tls in old.tls:
+                vhosts.add(tls.host)
+                self._tls_members[tls.host].discard(ref)
             for host in old.services:
                 self._dependents[host].discard(ref)
         stored = state.get(ref)
@@ -291,6 +344,9 @@ class Translator:
         for hr in translation.routes:
             vhosts.add(hr.host)
             self._vhost_members.setdefault(hr.host, set()).add(ref)
+        for tls in translation.tls:
+            vhosts.add(tls.host)
+            self._tls_members.setdefault(tls.host, set()).add(ref)
         for host in translation.services:
             self._dependents.setdefault(host, set()).add(ref)
         self._ingress_status(ref)
@@ -300,36 +356,136 @@ class Translator:
         translation = self._ingresses.get(ref)
         if translation is None:
             return
-        lost = [
-            msg
-            for host in sorted({hr.host for hr in translation.routes})
-            for msg in self._conflicts.get(host, {}).get(ref, [])
-        ]
+        hosts = sorted({hr.host for hr in translation.routes} | {t.host for t in translation.tls})
+        lost = [msg for host in hosts for msg in self._conflicts.get(host, {}).get(ref, [])]
         self._set_status(ref, Verdict.ACCEPTED, warnings=translation.warnings + lost)
 
-    def _regenerate_vhost(self, host: str) -> None:
-        members = self._vhost_members.get(host)
-        previous = self._conflicts.pop(host, {})
-        if not members:
-            self._vhost_members.pop(host, None)
-            self._vhost_bytes.pop(host, None)
-            self._refresh_conflict_status(previous, {})
-            return
-        routes: list[Route] = []
-        for ref in sorted(members):
-            routes.extend(hr.route for hr in self._ingresses[ref].routes if hr.host == host)
-        ordered, conflicts = order_routes(routes)
-        current: dict[ObjectRef, list[str]] = {}
+    def _host_tls(self, host: str, problems: dict[ObjectRef, list[str]]) -> tuple[HostTls | None, list[str]]:
+        """The TLS settings a host is served with (the oldest Ingress's, when its secrets exist), and
+        the SDS names they need: watched even while missing, so their arrival rebuilds the host."""
+        candidates = sorted(
+            (
+                tls
+                for ref in self._tls_members.get(host, ())
+                for tls in self._ingresses[ref].tls
+                if tls.host == host
+            ),
+            key=lambda tls: tls.origin,
+        )
+        if not candidates:
+            return None, []
+        chosen = candidates[0]
+        for other in candidates[1:]:
+            if other.origin != chosen.origin:
+                problems.setdefault(_origin_ref(other.origin), []).append(
+                    f"host {host}: TLS is already configured by {chosen.origin.kind} {chosen.origin.key} "
+                    "(older wins)"
+                )
+        needed = [name for name in (chosen.tls.cert_secret, chosen.tls.client_ca_secret) if name]
+        missing = [name for name in needed if self._secrets.get(name) is None]
+        if missing:
+            problems.setdefault(_origin_ref(chosen.origin), []).append(
+                f"host {host}: TLS secret {', '.join(missing)} not found or not usable; "
+                "the host is served over plain HTTP only"
+            )
+            return None, needed
+        return chosen, needed
+
+    def _ordered_routes(
+        self,
+        host: str,
+        host_routes: list[HostRoute],
+        http_listener: bool,
+        has_tls: bool,
+        problems: dict[ObjectRef, list[str]],
+    ) -> list[Route]:
+        """One listener's routes of a host: ordered, deduplicated, canaries merged."""
+        normal: list[Route] = []
+        defaults: list[Route] = []
+        canaries: list[tuple[Route, CanarySpec]] = []
+        for hr in host_routes:
+            route = http_listener_route(hr, has_tls) if http_listener else hr.route
+            if hr.canary is not None:
+                canaries.append((route, hr.canary))
+            elif hr.default_backend:
+                defaults.append(route)
+            else:
+                normal.append(route)
+        ordered, conflicts = order_routes(normal, default_backends=defaults)
+        merged = apply_canaries(ordered, canaries)
         for c in conflicts:
-            loser = ObjectRef(c.loser.kind, c.loser.source, c.loser.key)
-            current.setdefault(loser, []).append(
+            problems.setdefault(_origin_ref(c.loser), []).append(
                 f"host {host}: {c.match} is already served by {c.winner.kind} {c.winner.key} (older wins)"
             )
-        if current:
-            self._conflicts[host] = current
-        self._refresh_conflict_status(previous, current)
-        model = VirtualHostModel(name=f"{host}:{self.http_port}", domains=(host,), routes=tuple(ordered))
-        self._vhost_bytes[host] = envoy_routes.build_virtual_host(model).SerializeToString(deterministic=True)
+        for route, _ in merged.orphans:
+            problems.setdefault(_origin_ref(route.origin), []).append(
+                f"host {host}: canary has no matching non-canary route for {describe_match(route)}"
+            )
+        return merged.routes
+
+    def _regenerate_vhost(self, host: str) -> None:
+        """Rebuild one host: its HTTP virtual host, its HTTPS route configuration, and the derived
+        clusters and secrets they use."""
+        previous = self._conflicts.pop(host, {})
+        problems: dict[ObjectRef, list[str]] = {}
+        host_routes = [
+            hr
+            for ref in sorted(self._vhost_members.get(host, ()))
+            for hr in self._ingresses[ref].routes
+            if hr.host == host
+        ]
+        tls, tls_secrets = self._host_tls(host, problems) if host != WILDCARD_HOST else (None, [])
+        listeners: list[list[Route]] = []
+        if host_routes:
+            http_routes = self._ordered_routes(host, host_routes, True, tls is not None, problems)
+            model = VirtualHostModel(
+                name=f"{host}:{self.http_port}", domains=(host,), routes=tuple(http_routes)
+            )
+            self._vhost_bytes[host] = envoy_routes.build_virtual_host(model).SerializeToString(
+                deterministic=True
+            )
+            listeners.append(http_routes)
+        else:
+            self._vhost_bytes.pop(host, None)
+            self._vhost_members.pop(host, None)
+        https_name = envoy_listeners.https_route_config_name(self.https_port, host)
+        if tls is not None:
+            https_routes = self._ordered_routes(host, host_routes, False, True, {})
+            model = VirtualHostModel(
+                name=f"{host}:{self.https_port}", domains=(host,), routes=tuple(https_routes)
+            )
+            vhost = envoy_routes.build_virtual_host(model).SerializeToString(deterministic=True)
+            self.table.put(ROUTE, https_name, envoy_routes.assemble_route_config(https_name, [vhost]))
+            self._tls_hosts[host] = TlsFilterChainModel(
+                server_names=(host,), tls=tls.tls, route_config=https_name
+            )
+            listeners.append(https_routes)
+        else:
+            self.table.remove(ROUTE, https_name)
+            self._tls_hosts.pop(host, None)
+        if not self._tls_members.get(host):
+            self._tls_members.pop(host, None)
+        self._set_derived(host, listeners, tls_secrets)
+        if problems:
+            self._conflicts[host] = problems
+        self._refresh_conflict_status(previous, problems)
+
+    def _set_derived(self, host: str, listeners: list[list[Route]], tls_secrets: list[str]) -> None:
+        """The policy and fallback clusters and the secrets a host's routes need."""
+        clusters: dict[ResourceKey, bytes] = {}
+        secrets: set[str] = set(tls_secrets)
+        for routes in listeners:
+            for route in routes:
+                for dest in route_destinations(route):
+                    for name, cluster in derived_clusters(dest, self._lookup):
+                        clusters[ResourceKey(CLUSTER, name)] = cluster.SerializeToString(deterministic=True)
+                    for hop in fallback_chain(dest):
+                        if hop.policy.tls is not None:
+                            secrets.update(
+                                n for n in (hop.policy.tls.client_secret, hop.policy.tls.ca_secret) if n
+                            )
+        self._derived.set_owned(host, clusters)
+        self._secrets.set_used(host, secrets)
 
     def _refresh_conflict_status(
         self, before: dict[ObjectRef, list[str]], after: dict[ObjectRef, list[str]]
@@ -339,7 +495,7 @@ class Translator:
                 self._ingress_status(ref)
 
     def _regenerate_gateway(self) -> None:
-        """The HTTP listener and its route configuration, spliced from the cached virtual hosts."""
+        """The listeners and the HTTP route configuration, spliced from the cached virtual hosts."""
         route_name = envoy_routes.http_route_config_name(self.http_port)
         listener = ListenerModel(
             name=envoy_routes.listener_name(self.http_port), port=self.http_port, route_config=route_name
@@ -355,3 +511,21 @@ class Translator:
             route_name,
             envoy_routes.assemble_route_config(route_name, [vhosts[h] for h in sorted(vhosts)]),
         )
+        https_listener = envoy_listeners.listener_name(self.https_port)
+        if not self._tls_hosts:
+            self.table.remove(LISTENER, https_listener)
+            return
+        model = HttpsListenerModel(
+            name=https_listener,
+            port=self.https_port,
+            chains=tuple(self._tls_hosts[h] for h in sorted(self._tls_hosts)),
+        )
+        self.table.put(
+            LISTENER,
+            https_listener,
+            envoy_listeners.build_https_listener(model).SerializeToString(deterministic=True),
+        )
+
+
+def _origin_ref(origin: RouteOrigin) -> ObjectRef:
+    return ObjectRef(origin.kind, origin.source, origin.key)

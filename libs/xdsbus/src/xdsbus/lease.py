@@ -1,8 +1,9 @@
-"""Leadership through a lease in NATS KV: one active builder per scope, standbys wait to take over.
+"""Leadership through a lease in NATS KV: one active instance per job, standbys wait to take over.
 
 The lease key lives in a bucket whose entries expire after the lease TTL; the holder renews it with a
-compare-and-set on the revision it last wrote. The ledger publisher's sequence fence backs this up:
-even a holder that has not yet noticed it lost the lease cannot publish.
+compare-and-set on the revision it last wrote. Used by the builder (`builder.<scope>`, backed up by the
+ledger publisher's sequence fence: even a holder that has not yet noticed it lost the lease cannot
+publish) and by the Kubernetes watcher's status writer (`watch-k8s.<cluster>.status`).
 """
 
 from __future__ import annotations

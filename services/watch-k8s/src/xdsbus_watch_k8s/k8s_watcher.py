@@ -1,0 +1,202 @@
+"""K8sWatcher: a Kubernetes cluster as the source `k8s/<cluster>`.
+
+One list+watch loop per feed (resources.py), all running concurrently: a kind that fails, or a CRD that
+is not installed, holds up nothing else. Each feed turns the API's objects into event bodies
+(normalize.py), keeps the ones it publishes, and hands them to its kind's publisher (publisher.py), which
+resyncs the kind after every list and publishes what changed after every watch event.
+
+Two kinds depend on each other: which Ingresses are published depends on the IngressClass objects
+(ingress_class.py). The Ingress feed starts only once IngressClasses are listed, and every IngressClass
+change re-evaluates the Ingresses: one that stops matching is published as deleted, one that starts
+matching as upserted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from collections import Counter
+from collections.abc import Coroutine, Sequence
+from typing import Any
+
+from kubernetes_asyncio import client
+
+from xdsbus.bus import Bus
+from xdsbus.lease import Lease
+from xdsbus.secretbox import SecretBox
+from xdsbus.watcher import Watcher
+from xdsbus_watch_k8s.api import KubeApi
+from xdsbus_watch_k8s.ingress_class import DEFAULT_INGRESS_CLASS, IngressClassFilter
+from xdsbus_watch_k8s.list_watch import DEFAULT_PAGE_SIZE, DEFAULT_WATCH_TIMEOUT, DELETED, ListWatch
+from xdsbus_watch_k8s.normalize import normalize, object_name
+from xdsbus_watch_k8s.publisher import Body, KindPublisher
+from xdsbus_watch_k8s.resources import DEFAULT_SYSTEM_NAMESPACE, INGRESS, INGRESS_CLASS, Feed, feeds
+from xdsbus_watch_k8s.status_writer import StatusWriter, lease_name, load_balancer_ingress
+
+log = logging.getLogger(__name__)
+
+
+def default_instance_id() -> str:
+    """`<hostname>-<pid>`: unique enough among replicas, readable in the lease and in logs."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class K8sWatcher(Watcher):
+    """Lists and watches one cluster and publishes it as `k8s/<cluster>`."""
+
+    def __init__(
+        self,
+        bus: Bus,
+        configuration: client.Configuration,
+        *,
+        cluster: str = "default",
+        watch_namespace: str = "",
+        system_namespace: str = DEFAULT_SYSTEM_NAMESPACE,
+        ingress_class: str = DEFAULT_INGRESS_CLASS,
+        gateway_addresses: Sequence[str] = (),
+        watch_timeout: int = DEFAULT_WATCH_TIMEOUT,
+        page_size: int = DEFAULT_PAGE_SIZE,
+        retry_cap: float = 30.0,
+        instance_id: str | None = None,
+        secret_box: SecretBox | None = None,
+        stop: asyncio.Event | None = None,
+    ) -> None:
+        super().__init__(bus, f"k8s/{cluster}", secret_box=secret_box, stop=stop)
+        self.configuration = configuration
+        self.cluster = cluster
+        self.instance_id = instance_id or default_instance_id()
+        self.gateway_addresses = load_balancer_ingress(gateway_addresses)
+        self.watch_timeout = watch_timeout
+        self.page_size = page_size
+        self.retry_cap = retry_cap
+        self.feeds = feeds(watch_namespace, system_namespace)
+        self.class_filter = IngressClassFilter(ingress_class)
+        # Kept across calls of watch(): what was published is what the next resync is compared with.
+        counts = Counter(feed.kind for feed in self.feeds)
+        self.publishers = {kind: KindPublisher(self, kind, count) for kind, count in counts.items()}
+        self.publishers[INGRESS.kind].visible = self._ingress_matches
+        self.loops: list[ListWatch] = []
+        self.status_writer: StatusWriter | None = None
+
+    def _ingress_matches(self, _key: str, body: Body) -> bool:
+        return self.class_filter.matches(body, self.publishers[INGRESS_CLASS.kind].objects())
+
+    async def watch(self) -> None:
+        """Run every feed (and the status writer) until `stop` is set."""
+        async with KubeApi(self.configuration, f"xdsbus-watch-k8s/{self.instance_id}") as api:
+            ingresses = self.publishers[INGRESS.kind]
+            if self.gateway_addresses:
+                lease = Lease(
+                    self.bus, lease_name(self.cluster), self.instance_id, self.bus.settings.lease_ttl
+                )
+                self.status_writer = StatusWriter(
+                    api,
+                    lease,
+                    self.gateway_addresses,
+                    ingresses.is_published,
+                    self.stop,
+                    retry_cap=self.retry_cap,
+                )
+            indexes: Counter[str] = Counter()
+            self.loops = []
+            tasks: list[asyncio.Task[None]] = []
+            for feed in self.feeds:
+                sink = _FeedSink(self, feed, indexes[feed.kind])
+                indexes[feed.kind] += 1
+                loop = ListWatch(
+                    api,
+                    feed,
+                    sink,
+                    self.stop,
+                    watch_timeout=self.watch_timeout,
+                    page_size=self.page_size,
+                    retry_cap=self.retry_cap,
+                )
+                self.loops.append(loop)
+                run: Coroutine[Any, Any, None] = loop.run()
+                if feed.kind == INGRESS.kind:
+                    # Which Ingresses match depends on the IngressClasses: a resync before they are known
+                    # would drop Ingresses that only match through a class object.
+                    run = _after(self.publishers[INGRESS_CLASS.kind].synced, run)
+                tasks.append(asyncio.create_task(run, name=f"watch {feed.name}"))
+            writer = None
+            if self.status_writer is not None:
+                writer = asyncio.create_task(self.status_writer.run(), name="ingress status")
+            log.info("%s: watching %d feeds as %s", self.source, len(self.feeds), self.instance_id)
+            try:
+                await self.stop.wait()
+            finally:
+                # The loops sit in a read: cancel them. The status writer returns by itself once stop is
+                # set, releasing its lease so that a standby takes over at once.
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                if writer is not None:
+                    if not self.stop.is_set():
+                        writer.cancel()
+                    with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                        await asyncio.wait_for(writer, timeout=5)
+
+
+async def _after(ready: asyncio.Event, run: Coroutine[Any, Any, None]) -> None:
+    try:
+        await ready.wait()
+    except asyncio.CancelledError:
+        run.close()
+        raise
+    await run
+
+
+class _FeedSink:
+    """Turns one feed's API objects into its kind's published state."""
+
+    def __init__(self, watcher: K8sWatcher, feed: Feed, index: int) -> None:
+        self.watcher = watcher
+        self.feed = feed
+        self.index = index
+        self.publisher = watcher.publishers[feed.kind]
+
+    def _body(self, api_version: str, obj: dict[str, Any]) -> tuple[str, Body | None]:
+        namespace, name = object_name(obj)
+        key = self.feed.resource.key(namespace, name)
+        if not name or not self.feed.accept(obj):
+            return key, None
+        return key, normalize(obj, api_version, self.feed.kind)
+
+    async def replace(self, feed: Feed, api_version: str, items: list[dict[str, Any]]) -> None:
+        """A list: everything the feed holds."""
+        objects: dict[str, Body] = {}
+        for obj in items:
+            key, body = self._body(api_version, obj)
+            if body is not None:
+                objects[key] = body
+        await self.publisher.replace(self.index, objects)
+        await self._after_change(items, deleted=False, relisted=True)
+
+    async def apply(self, feed: Feed, api_version: str, event_type: str, obj: dict[str, Any]) -> None:
+        """A watch event."""
+        key, body = self._body(api_version, obj)
+        if event_type == DELETED:
+            body = None
+        await self.publisher.put(self.index, key, body)
+        await self._after_change([obj], deleted=event_type == DELETED, relisted=False)
+
+    async def _after_change(self, objs: list[dict[str, Any]], *, deleted: bool, relisted: bool) -> None:
+        kind = self.feed.kind
+        if kind == INGRESS_CLASS.kind:
+            await self.watcher.publishers[INGRESS.kind].reevaluate()
+            if self.watcher.status_writer is not None:
+                self.watcher.status_writer.touch()
+        elif kind == INGRESS.kind and self.watcher.status_writer is not None:
+            writer = self.watcher.status_writer
+            keys = [self.feed.resource.key(*object_name(obj)) for obj in objs]
+            if relisted:
+                writer.retain(keys)
+            for key, obj in zip(keys, objs, strict=True):
+                if deleted:
+                    writer.forget(key)
+                else:
+                    writer.observe(key, obj)

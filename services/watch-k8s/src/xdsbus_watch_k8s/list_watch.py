@@ -1,0 +1,216 @@
+"""The list+watch loop of one feed, written directly against the API's JSON protocol.
+
+    list (paged) ──▶ sink.replace ──▶ watch from the list's resourceVersion ──▶ sink.apply per event
+        ▲                                  │ stream ends (timeoutSeconds): watch again from the last RV
+        └──── 410 Expired (in-stream ERROR or HTTP), or the resource vanished ──┘
+
+Every list is a full resync of what the feed holds, so objects deleted while the watcher was away, or
+during the gap a 410 leaves, disappear. Bookmarks move the resourceVersion forward without an object,
+so a quiet resource resumes from a recent RV instead of running into 410. Any other failure (API server
+unreachable, 5xx, a dropped connection) waits with backoff and resumes the watch from the last RV: the
+state already published stays, nothing is deleted because the server could not be reached.
+
+kubernetes_asyncio's `Watch` is not used: it deserialises into typed models, retries a 410 with the same
+RV, and hides bookmarks. This loop reads the stream line by line as JSON data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+import aiohttp
+import msgspec
+
+from xdsbus.backoff import Backoff
+from xdsbus.watcher import SourceUnavailable
+from xdsbus_watch_k8s.api import ApiError, Gone, KubeApi, NotFound, error_from_status
+from xdsbus_watch_k8s.resources import Feed
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PAGE_SIZE = 500
+DEFAULT_WATCH_TIMEOUT = 300
+# Beyond the server's own timeoutSeconds: how long a watch may stay silent before it is presumed dead.
+_READ_GRACE = 30.0
+
+ADDED, MODIFIED, DELETED, BOOKMARK, ERROR = "ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR"
+
+# What may go wrong talking to the API server (ValueError covers undecodable JSON); all of it is retried.
+_TRANSIENT = (ApiError, aiohttp.ClientError, TimeoutError, OSError, ValueError)
+# A watch that ends sooner than this without a single event counts as a failure, so a server that closes
+# every watch at once is not hammered.
+_SHORT_WATCH = 1.0
+
+
+class FeedSink(Protocol):
+    """Where a feed's objects go (the raw JSON objects as the API returns them)."""
+
+    async def replace(self, feed: Feed, api_version: str, items: list[dict[str, Any]]) -> None:
+        """Everything the feed holds now (after a list)."""
+
+    async def apply(self, feed: Feed, api_version: str, event_type: str, obj: dict[str, Any]) -> None:
+        """One watch event: ADDED, MODIFIED or DELETED."""
+
+
+class NotServed(Exception):
+    """No version of the resource is served: a CRD that is not installed (yet)."""
+
+
+class ListWatch:
+    """Lists and watches one feed until `stop` is set; never raises for the API's sake."""
+
+    def __init__(
+        self,
+        api: KubeApi,
+        feed: Feed,
+        sink: FeedSink,
+        stop: asyncio.Event,
+        *,
+        watch_timeout: int = DEFAULT_WATCH_TIMEOUT,
+        page_size: int = DEFAULT_PAGE_SIZE,
+        retry_base: float = 0.2,
+        retry_cap: float = 30.0,
+    ) -> None:
+        self.api = api
+        self.feed = feed
+        self.sink = sink
+        self.stop = stop
+        self.watch_timeout = watch_timeout
+        self.page_size = page_size
+        self.retry_base = retry_base
+        self.retry_cap = retry_cap
+        self.resource_version: str | None = None  # where the next watch starts; None: list first
+        self.version: str = feed.resource.versions[0]  # the API version served, found by the last list
+        self.lists = 0  # successful lists, for logs and tests
+
+    async def run(self) -> None:
+        """List, watch, and recover, until stopped."""
+        backoff = Backoff(base=self.retry_base, cap=self.retry_cap)
+        missing = False
+        while not self.stop.is_set():
+            try:
+                if self.resource_version is None:
+                    await self._list()
+                    if missing:
+                        log.info("%s: now served (%s); listed", self.feed.name, self.version)
+                        missing = False
+                    backoff.reset()
+                if await self._watch(backoff):
+                    continue
+            except Gone as exc:
+                log.info("%s: resourceVersion expired (%s); relisting", self.feed.name, exc.message or exc)
+                self.resource_version = None
+            except NotServed:
+                if not missing:
+                    # Expected of a CRD that is not installed; a surprise for a built-in kind.
+                    level = logging.INFO if self.feed.resource.optional else logging.WARNING
+                    log.log(
+                        level,
+                        "%s: not served by the API server (CRD not installed?); checking again with backoff",
+                        self.feed.name,
+                    )
+                    missing = True
+            except NotFound as exc:
+                # Served at the list, gone at the watch: the CRD was removed, or is being replaced.
+                log.warning("%s: %s; relisting", self.feed.name, exc)
+                self.resource_version = None
+            except _TRANSIENT as exc:
+                log.warning(
+                    "%s: %s: %s; keeping the last known state", self.feed.name, type(exc).__name__, exc
+                )
+            except SourceUnavailable as exc:  # the event log refused an event (stopping, no secret key)
+                log.warning("%s: %s", self.feed.name, exc)
+            except Exception:
+                # A bug in handling one object must not silence the whole feed: log it, retry later.
+                log.exception("%s: unexpected failure; keeping the last known state", self.feed.name)
+            delay = backoff.next_delay()
+            try:
+                await asyncio.wait_for(self.stop.wait(), timeout=delay)
+            except TimeoutError:
+                pass
+
+    async def _list(self) -> None:
+        """List every page of the first served version and hand the objects to the sink."""
+        for version in self.feed.resource.versions:
+            try:
+                items, resource_version = await self._list_version(version)
+            except NotFound:
+                continue
+            self.version = version
+            await self.sink.replace(self.feed, self.feed.resource.api_version(version), items)
+            self.resource_version = resource_version
+            self.lists += 1
+            log.debug("%s: listed %d objects at %s", self.feed.name, len(items), resource_version)
+            return
+        raise NotServed(self.feed.name)
+
+    async def _list_version(self, version: str) -> tuple[list[dict[str, Any]], str]:
+        path = self.feed.resource.collection_path(version, self.feed.namespace)
+        params = [("limit", str(self.page_size)), *self._selector()]
+        items: list[dict[str, Any]] = []
+        token = ""
+        while True:
+            # An expired continue token is a 410 too: the caller relists from the start.
+            page = await self.api.get(path, [*params, ("continue", token)] if token else params)
+            page_items = page.get("items") or []
+            items.extend(item for item in page_items if isinstance(item, dict))
+            metadata = page.get("metadata") or {}
+            token = str(metadata.get("continue") or "")
+            if not token:
+                return items, str(metadata.get("resourceVersion") or "")
+
+    async def _watch(self, backoff: Backoff) -> bool:
+        """One watch request from `resource_version`, until the server ends it (timeoutSeconds).
+
+        Returns False when it ended at once without an event (the caller backs off before the next)."""
+        assert self.resource_version is not None
+        path = self.feed.resource.collection_path(self.version, self.feed.namespace)
+        params = [
+            ("watch", "true"),
+            ("allowWatchBookmarks", "true"),
+            ("timeoutSeconds", str(self.watch_timeout)),
+            *self._selector(),
+        ]
+        if self.resource_version:
+            params.append(("resourceVersion", self.resource_version))
+        api_version = self.feed.resource.api_version(self.version)
+        started = time.monotonic()
+        async with self.api.stream(path, params, read_timeout=self.watch_timeout + _READ_GRACE) as body:
+            lines = 0
+            while True:
+                line = await body.readline()
+                if not line:
+                    return lines > 0 or time.monotonic() - started >= _SHORT_WATCH
+                if line.strip():
+                    await self._handle(api_version, line)
+                    if not lines:
+                        backoff.reset()  # the stream works
+                    lines += 1
+
+    async def _handle(self, api_version: str, line: bytes) -> None:
+        event = msgspec.json.decode(line)
+        if not isinstance(event, dict):
+            raise ValueError(f"watch frame is not an object: {line[:100]!r}")
+        event_type = event.get("type")
+        obj = event.get("object")
+        if event_type == ERROR or (event_type is None and "code" in event):
+            status = obj if isinstance(obj, Mapping) else event
+            raise error_from_status(int(status.get("code") or 500), status)
+        if not isinstance(obj, dict):
+            raise ValueError(f"watch frame without an object: {line[:100]!r}")
+        if event_type in (ADDED, MODIFIED, DELETED):
+            await self.sink.apply(self.feed, api_version, event_type, obj)
+        elif event_type != BOOKMARK:
+            log.debug("%s: ignoring watch event type %r", self.feed.name, event_type)
+            return
+        # Only once the event is handled: a failure before this point resumes at, and repeats, the event.
+        metadata = obj.get("metadata") or {}
+        if rv := metadata.get("resourceVersion"):
+            self.resource_version = str(rv)
+
+    def _selector(self) -> list[tuple[str, str]]:
+        return [("fieldSelector", self.feed.field_selector)] if self.feed.field_selector else []

@@ -1,0 +1,246 @@
+"""`xdsbus-watch-k8s`: command line, configuration and lifecycle of the Kubernetes source."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import functools
+import logging
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+from kubernetes_asyncio import client
+
+from xdsbus.bus import DEFAULT_NATS_URL, Bus, BusSettings, connect
+from xdsbus.logs import LOG_FORMATS, setup_logging
+from xdsbus.secretbox import SecretBox, SecretKeyError
+from xdsbus.service import run_service
+from xdsbus_watch_k8s.api import ConfigError, load_configuration
+from xdsbus_watch_k8s.ingress_class import DEFAULT_INGRESS_CLASS
+from xdsbus_watch_k8s.k8s_watcher import K8sWatcher, default_instance_id
+from xdsbus_watch_k8s.list_watch import DEFAULT_WATCH_TIMEOUT
+from xdsbus_watch_k8s.resources import DEFAULT_SYSTEM_NAMESPACE
+
+log = logging.getLogger("xdsbus_watch_k8s")
+
+# Where the local stack keeps its secret key when neither XDSBUS_SECRET_KEY nor _FILE is set.
+DEFAULT_SECRET_KEY_FILE = Path(".data/secret.key")
+
+# The cluster name ends up in NATS subjects and in a KV key (the status lease).
+_CLUSTER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+_NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Settings:
+    """The service's configuration, from flags with environment fallbacks."""
+
+    cluster: str
+    kubeconfig: str | None
+    watch_namespace: str
+    system_namespace: str
+    ingress_class: str
+    gateway_addresses: tuple[str, ...]
+    resync_timeout: int
+    instance_id: str
+    nats_url: str
+    log_format: str
+    log_level: str
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Flags; each defaults to its XDSBUS_* environment variable."""
+    env = os.environ.get
+    parser = argparse.ArgumentParser(
+        prog="xdsbus-watch-k8s",
+        description="Publish a Kubernetes cluster's Ingresses, Services, EndpointSlices, TLS Secrets, "
+        "Higress configuration and CRDs and Gateway API objects to the xdsbus event log as source "
+        "k8s/<cluster>.",
+    )
+    parser.add_argument(
+        "--cluster",
+        default=env("XDSBUS_CLUSTER", "default"),
+        help="cluster name, published as k8s/<cluster> (env XDSBUS_CLUSTER; default default)",
+    )
+    parser.add_argument(
+        "--kubeconfig",
+        default=env("XDSBUS_KUBECONFIG") or env("KUBECONFIG"),
+        help="kubeconfig file(s) (env XDSBUS_KUBECONFIG, then KUBECONFIG; default: in-cluster "
+        "configuration from the pod's service account)",
+    )
+    parser.add_argument(
+        "--watch-namespace",
+        default=env("XDSBUS_WATCH_NAMESPACE", ""),
+        help="the one namespace to watch for Ingresses, Services, EndpointSlices, Secrets and Gateway API "
+        "objects (env XDSBUS_WATCH_NAMESPACE; default empty: all namespaces)",
+    )
+    parser.add_argument(
+        "--system-namespace",
+        default=env("XDSBUS_SYSTEM_NAMESPACE", DEFAULT_SYSTEM_NAMESPACE),
+        help="Higress' namespace: higress-config, higress-https, McpBridge, WasmPlugin, Http2Rpc and all "
+        f"Secrets are read there (env XDSBUS_SYSTEM_NAMESPACE; default {DEFAULT_SYSTEM_NAMESPACE})",
+    )
+    parser.add_argument(
+        "--ingress-class",
+        default=env("XDSBUS_INGRESS_CLASS", DEFAULT_INGRESS_CLASS),
+        help="the ingress class served; empty: every Ingress; nginx: class nginx or none "
+        f"(env XDSBUS_INGRESS_CLASS; default {DEFAULT_INGRESS_CLASS})",
+    )
+    parser.add_argument(
+        "--gateway-address",
+        default=env("XDSBUS_GATEWAY_ADDRESS", ""),
+        help="comma-separated IPs and host names written to status.loadBalancer of accepted Ingresses by "
+        "the replica holding the status lease (env XDSBUS_GATEWAY_ADDRESS; default empty: no status writes)",
+    )
+    parser.add_argument(
+        "--resync-timeout",
+        default=env("XDSBUS_RESYNC_TIMEOUT", str(DEFAULT_WATCH_TIMEOUT)),
+        help="seconds each watch request lasts (timeoutSeconds) before it is renewed from the last "
+        f"resourceVersion (env XDSBUS_RESYNC_TIMEOUT; default {DEFAULT_WATCH_TIMEOUT})",
+    )
+    parser.add_argument(
+        "--instance-id",
+        default=env("XDSBUS_INSTANCE_ID", default_instance_id()),
+        help="this replica's name in the status lease and in logs (env XDSBUS_INSTANCE_ID; "
+        "default <hostname>-<pid>)",
+    )
+    parser.add_argument(
+        "--nats-url",
+        default=env("XDSBUS_NATS_URL", DEFAULT_NATS_URL),
+        help=f"NATS server (env XDSBUS_NATS_URL; default {DEFAULT_NATS_URL})",
+    )
+    parser.add_argument(
+        "--log-format",
+        default=env("XDSBUS_LOG_FORMAT", "text"),
+        help="text or json (env XDSBUS_LOG_FORMAT; default text)",
+    )
+    parser.add_argument(
+        "--log-level",
+        default=env("XDSBUS_LOG_LEVEL", "info"),
+        help="debug, info, warning or error (env XDSBUS_LOG_LEVEL; default info)",
+    )
+    return parser
+
+
+def parse_settings(argv: Sequence[str] | None = None) -> Settings:
+    """Parse and validate the command line; exits with status 2 and a message on a bad value.
+
+    Validation is done here rather than with argparse `type=`/`choices=`, which do not check values
+    that come from the environment."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not _CLUSTER_NAME.match(args.cluster):
+        parser.error(f"--cluster {args.cluster!r}: use letters, digits, '-' and '_'")
+    for flag, value in (
+        ("--watch-namespace", args.watch_namespace),
+        ("--system-namespace", args.system_namespace),
+    ):
+        if value and not _NAMESPACE.match(value):
+            parser.error(f"{flag} {value!r} is not a namespace name")
+    if not args.system_namespace:
+        parser.error("--system-namespace must not be empty")
+    try:
+        resync_timeout = int(args.resync_timeout)
+    except ValueError:
+        parser.error(f"--resync-timeout: {args.resync_timeout!r} is not a whole number of seconds")
+    if resync_timeout < 1:
+        parser.error("--resync-timeout must be at least 1")
+    addresses = tuple(a.strip() for a in args.gateway_address.split(",") if a.strip())
+    if args.log_format not in LOG_FORMATS:
+        parser.error(f"--log-format must be one of {', '.join(LOG_FORMATS)}, not {args.log_format!r}")
+    if not isinstance(logging.getLevelName(str(args.log_level).upper()), int):
+        parser.error(f"--log-level: unknown level {args.log_level!r}")
+    return Settings(
+        cluster=args.cluster,
+        kubeconfig=args.kubeconfig or None,
+        watch_namespace=args.watch_namespace,
+        system_namespace=args.system_namespace,
+        ingress_class=args.ingress_class,
+        gateway_addresses=addresses,
+        resync_timeout=resync_timeout,
+        instance_id=args.instance_id,
+        nats_url=args.nats_url,
+        log_format=args.log_format,
+        log_level=args.log_level,
+    )
+
+
+async def serve(
+    settings: Settings, configuration: client.Configuration, secret_box: SecretBox, stop: asyncio.Event
+) -> None:
+    """Connect to NATS and run the watcher until `stop` is set."""
+    bus = await _connect_unless_stopped(settings, stop)
+    if bus is None:
+        return
+    try:
+        watcher = K8sWatcher(
+            bus,
+            configuration,
+            cluster=settings.cluster,
+            watch_namespace=settings.watch_namespace,
+            system_namespace=settings.system_namespace,
+            ingress_class=settings.ingress_class,
+            gateway_addresses=settings.gateway_addresses,
+            watch_timeout=settings.resync_timeout,
+            instance_id=settings.instance_id,
+            secret_box=secret_box,
+            stop=stop,
+        )
+        log.info(
+            "watching %s as %s",
+            configuration.host,
+            watcher.source,
+            extra={
+                "nats_url": settings.nats_url,
+                "watch_namespace": settings.watch_namespace or "*",
+                "system_namespace": settings.system_namespace,
+                "ingress_class": settings.ingress_class,
+                "instance_id": settings.instance_id,
+            },
+        )
+        await watcher.run()
+        log.info("stopped")
+    finally:
+        await bus.close()
+
+
+async def _connect_unless_stopped(settings: Settings, stop: asyncio.Event) -> Bus | None:
+    """Connect (retrying while NATS is down) unless asked to stop first; then None."""
+    connecting = asyncio.ensure_future(
+        connect(BusSettings.from_env(settings.nats_url), name=f"xdsbus-watch-k8s {settings.instance_id}")
+    )
+    stopping = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({connecting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    if connecting.done():
+        return connecting.result()
+    connecting.cancel()
+    try:
+        await connecting
+    except asyncio.CancelledError:
+        pass
+    return None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `xdsbus-watch-k8s`; returns the exit status (0 after SIGTERM/SIGINT)."""
+    settings = parse_settings(argv)
+    setup_logging(settings.log_format, settings.log_level)
+    try:
+        secret_box = SecretBox.from_env(default_key_file=DEFAULT_SECRET_KEY_FILE)
+    except (SecretKeyError, OSError) as exc:
+        log.error("no usable secret key (set XDSBUS_SECRET_KEY or XDSBUS_SECRET_KEY_FILE): %s", exc)
+        return 2
+    try:
+        configuration = asyncio.run(load_configuration(settings.kubeconfig))
+    except ConfigError as exc:
+        log.error("cannot configure the Kubernetes client: %s", exc)
+        return 2
+    return run_service(functools.partial(serve, settings, configuration, secret_box))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

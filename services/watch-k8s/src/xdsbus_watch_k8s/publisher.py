@@ -1,0 +1,123 @@
+"""Per kind: the objects its feeds hold, what has been published, and the difference between the two.
+
+A kind's first resync waits until every feed of the kind has listed once, so a restart never publishes a
+key list missing what a slower feed holds (the builder would drop those objects until the feed caught
+up). Later relists of one feed resync the whole kind: that feed's fresh list plus what the other feeds
+hold now.
+
+Publishing is skipped when a key's normalized body has the digest last published for it: a status write,
+a no-op update or a relist of unchanged objects sends nothing. The digest is the event's `rev`, a
+content hash, so two replicas publish identical message ids and JetStream stores one copy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from xdsbus.watcher import Watcher, content_rev
+
+log = logging.getLogger(__name__)
+
+Body = dict[str, Any]
+Visible = Callable[[str, Body], bool]
+
+
+def _always(_key: str, _body: Body) -> bool:
+    return True
+
+
+class KindPublisher:
+    """The published state of one kind, fed by one or more feeds (numbered from 0)."""
+
+    def __init__(self, watcher: Watcher, kind: str, feeds: int, visible: Visible = _always) -> None:
+        self.watcher = watcher
+        self.kind = kind
+        self.visible = visible
+        self.synced = asyncio.Event()  # set after the kind's first resync
+        # One lock per kind: a resync (sync_begin, upserts, sync_end) never interleaves with other events
+        # of the same kind, and the key list of a sync_end is exactly what was published.
+        self._lock = asyncio.Lock()
+        self._feeds: list[dict[str, Body] | None] = [None] * feeds  # None until the feed has listed
+        self._published: dict[str, str] = {}  # key -> rev told to the builder
+
+    def objects(self) -> dict[str, Body]:
+        """Every object the feeds hold (visible or not), by key."""
+        merged: dict[str, Body] = {}
+        for held in self._feeds:
+            if held:
+                for key, body in held.items():
+                    merged.setdefault(key, body)
+        return merged
+
+    def is_published(self, key: str) -> bool:
+        """Whether `key` is present for the builder (accepted and published)."""
+        return key in self._published
+
+    async def replace(self, feed: int, objects: Mapping[str, Body]) -> None:
+        """A feed listed: `objects` is all it holds. Resyncs the kind once every feed has listed."""
+        async with self._lock:
+            self._feeds[feed] = dict(objects)
+            if any(held is None for held in self._feeds):
+                return
+            await self._resync()
+            self.synced.set()
+
+    async def put(self, feed: int, key: str, body: Body | None) -> None:
+        """A feed saw `key` change (`body`) or go away (None)."""
+        async with self._lock:
+            held = self._feeds[feed]
+            if held is None:
+                return  # a watch follows its feed's list: nothing arrives before
+            if body is None:
+                held.pop(key, None)
+            else:
+                held[key] = body
+            if self.synced.is_set():
+                await self._publish(key)
+            # Before the first resync the change is only recorded: that resync publishes it.
+
+    async def reevaluate(self) -> None:
+        """Publish what `visible` now says differently (an IngressClass changed)."""
+        async with self._lock:
+            if not self.synced.is_set():
+                return
+            objects = self.objects()
+            for key in sorted(set(objects) | set(self._published)):
+                # Bodies did not change, only whether they are visible: skip hashing what stays as it is.
+                body = objects.get(key)
+                if (body is not None and self.visible(key, body)) != (key in self._published):
+                    await self._publish(key)
+
+    def _current(self, key: str) -> Body | None:
+        for held in self._feeds:
+            if held and key in held:
+                body = held[key]
+                return body if self.visible(key, body) else None
+        return None
+
+    async def _publish(self, key: str) -> None:
+        body = self._current(key)
+        if body is not None:
+            rev = content_rev(body)  # the Watcher's default rev, computed once for the digest too
+            if self._published.get(key) != rev:
+                await self.watcher.upsert(self.kind, key, body, rev=rev)
+                self._published[key] = rev
+        elif key in self._published:
+            await self.watcher.delete(self.kind, key)
+            del self._published[key]
+
+    async def _resync(self) -> None:
+        present = {key: body for key, body in self.objects().items() if self.visible(key, body)}
+        epoch = await self.watcher.begin_sync([self.kind])
+        for key in sorted(present):
+            rev = content_rev(present[key])
+            if self._published.get(key) != rev:
+                await self.watcher.upsert(self.kind, key, present[key], rev=rev)
+                self._published[key] = rev
+        await self.watcher.end_sync(epoch, {self.kind: present})
+        # The sync_end makes the builder drop what is not listed; so is it forgotten here.
+        self._published = {key: rev for key, rev in self._published.items() if key in present}
+        log.info("%s: resync of %s: %d objects", self.watcher.source, self.kind, len(present))
