@@ -178,3 +178,20 @@ async def connect(settings: BusSettings, name: str, attempts: int = 0) -> Bus:
             await asyncio.sleep(delay)
     js = nc.jetstream(timeout=10)
     return await ensure_layout(js, settings)
+
+
+async def connect_unless_stopped(settings: BusSettings, name: str, stop: asyncio.Event) -> Bus | None:
+    """`connect`, retrying while NATS is down, unless `stop` is set first: then None, so a service asked
+    to stop while NATS is unreachable exits instead of waiting for it."""
+    connecting = asyncio.ensure_future(connect(settings, name=name))
+    stopping = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({connecting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    if connecting.done():
+        return connecting.result()
+    connecting.cancel()
+    try:
+        await connecting
+    except asyncio.CancelledError:
+        pass
+    return None

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from kubernetes_asyncio import client
 
-from xdsbus.bus import DEFAULT_NATS_URL, Bus, BusSettings, connect
+from xdsbus.bus import DEFAULT_NATS_URL, BusSettings, connect_unless_stopped
 from xdsbus.logs import LOG_FORMATS, setup_logging
 from xdsbus.secretbox import SecretBox, SecretKeyError
 from xdsbus.service import run_service
@@ -172,7 +172,9 @@ async def serve(
     settings: Settings, configuration: client.Configuration, secret_box: SecretBox, stop: asyncio.Event
 ) -> None:
     """Connect to NATS and run the watcher until `stop` is set."""
-    bus = await _connect_unless_stopped(settings, stop)
+    bus = await connect_unless_stopped(
+        BusSettings.from_env(settings.nats_url), f"xdsbus-watch-k8s {settings.instance_id}", stop
+    )
     if bus is None:
         return
     try:
@@ -205,24 +207,6 @@ async def serve(
         log.info("stopped")
     finally:
         await bus.close()
-
-
-async def _connect_unless_stopped(settings: Settings, stop: asyncio.Event) -> Bus | None:
-    """Connect (retrying while NATS is down) unless asked to stop first; then None."""
-    connecting = asyncio.ensure_future(
-        connect(BusSettings.from_env(settings.nats_url), name=f"xdsbus-watch-k8s {settings.instance_id}")
-    )
-    stopping = asyncio.ensure_future(stop.wait())
-    await asyncio.wait({connecting, stopping}, return_when=asyncio.FIRST_COMPLETED)
-    stopping.cancel()
-    if connecting.done():
-        return connecting.result()
-    connecting.cancel()
-    try:
-        await connecting
-    except asyncio.CancelledError:
-        pass
-    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
