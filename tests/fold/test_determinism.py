@@ -8,6 +8,8 @@ No NATS here: events go through the same path the builder uses (`fold_message` o
 
 from __future__ import annotations
 
+import base64
+import os
 import zlib
 from typing import Any
 
@@ -15,11 +17,13 @@ import msgspec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.support.certs import KeyPair, TestCA
 from tests.support.objects import endpoint_slice, ingress, service
-from xdsbus.events import Event, Op, SyncEnd, encode, subject_for
+from xdsbus.events import Event, Op, SyncEnd, decode, encode, subject_for
 from xdsbus.fold.folding import BatchResult, fold_message
 from xdsbus.fold.state import FoldState, ObjectRef
 from xdsbus.ledger import checkpoints
+from xdsbus.secretbox import SecretBox, is_sealed
 from xdsbus.translate.resources import Changes, ResourceKey
 from xdsbus.translate.translator import Translator
 from xdsbus.watcher import content_rev
@@ -64,6 +68,12 @@ def _bad_host_ingress() -> dict[str, Any]:
     return ingress("bad", "*.*.example.com", "a")
 
 
+def _tls_ingress() -> dict[str, Any]:
+    body = ingress("s", "foo.com", "a", path="/secure", created=OLD)
+    body["spec"]["tls"] = [{"hosts": ["foo.com"], "secretName": "cert"}]
+    return body
+
+
 # A few bodies per kind, chosen so objects interact: names do not always match the key, so two objects (of
 # one or two sources) can claim the same hostname and the oldest must win (with other ports); Ingresses
 # with named ports depend on the Service model; two Ingresses claim the same host and path; and some
@@ -92,36 +102,180 @@ BODIES: dict[str, list[dict[str, Any]]] = {
         _named_port_ingress("n", "foo.com", "a", "http-8080"),
         _named_port_ingress("m", "", "b", "http-9090"),
         _bad_host_ingress(),
+        _tls_ingress(),
     ],
 }
-KINDS = tuple(BODIES)
+
+# -- TLS: Secrets and Ingresses with spec.tls and annotations -------------------------------------------
+
+# Made once per module: a CA and three leaf certificates (EC keys, milliseconds).
+_CA = TestCA()
+_CERT = _CA.issue("tls.com")
+_CERT_ROTATED = _CA.issue("tls.com")
+_OTHER = _CA.issue("foo.com")
+# The builder's key; Secrets travel sealed with it, as watchers publish them.
+BOX = SecretBox(os.urandom(32))
+_FOREIGN_BOX = SecretBox(os.urandom(32))
+
+
+def _secret(name: str, data: dict[str, bytes | str], type_: str = "kubernetes.io/tls") -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": type_,
+        "metadata": {"name": name, "namespace": "default"},
+        "data": {k: v if isinstance(v, str) else base64.b64encode(v).decode() for k, v in data.items()},
+    }
+
+
+def _tls(name: str, pair: KeyPair, ca: bytes | None = None) -> dict[str, Any]:
+    data: dict[str, bytes | str] = {"tls.crt": pair.cert_pem, "tls.key": pair.key_pem}
+    if ca is not None:
+        data["ca.crt"] = ca
+    return _secret(name, data)
+
+
+# Plain Secret bodies: valid ones (a rotation of "cert", a CA bundle under both of its names, a second
+# certificate) and ones the translator rejects. Names do not follow the event keys, so two keys (or two
+# sources) can provide the same SDS name.
+SECRET_BODIES: list[dict[str, Any]] = [
+    _tls("cert", _CERT),
+    _tls("cert", _CERT_ROTATED, ca=_CA.cert_pem),
+    _tls("cert2", _OTHER),
+    _secret("cert-cacert", {"ca.crt": _CA.cert_pem}, type_="Opaque"),
+    _tls("cert", KeyPair(_CERT.cert_pem, _OTHER.key_pem)),  # key of another certificate: rejected
+    _secret("cert", {"tls.crt": "not base64!", "tls.key": "eA=="}),  # rejected
+    _secret("cert2", {"tls.crt": b"not PEM", "tls.key": _OTHER.key_pem}),  # rejected
+]
+# Each body sealed twice with the builder's key (another nonce: other bytes, same content), and once with
+# another key (rejected). Sealed here, once, so that hypothesis replays identical examples.
+SEALED: list[list[dict[str, Any]]] = [
+    [BOX.seal(body), BOX.seal(body), _FOREIGN_BOX.seal(body)] for body in SECRET_BODIES
+]
+
+N = "nginx.ingress.kubernetes.io/"
+H = "higress.io/"
+# Annotation values to draw from: mostly usable, some not (a warning, never a rejection).
+ANNOTATIONS: dict[str, list[str]] = {
+    N + "canary": ["true", "true", "false"],
+    N + "canary-weight": ["30", "100", "-1"],
+    N + "canary-by-header": ["x-canary", "bad header"],
+    N + "ssl-redirect": ["true", "false", "maybe"],
+    N + "force-ssl-redirect": ["true"],
+    N + "rewrite-target": ["/", "/$1", "/(unclosed"],
+    N + "use-regex": ["true"],
+    N + "load-balance": ["random", "least_conn", "passthrough"],
+    N + "upstream-hash-by": ["$request_uri", "$remote_addr", "nope"],
+    N + "backend-protocol": ["HTTPS", "GRPC", "ftp"],
+    N + "default-backend": ["b", "missing", "default/a"],
+    N + "custom-http-errors": ["404,503", "42"],
+    N + "whitelist-source-range": ["10.0.0.0/8, 1.2.3.4", "not-an-ip"],
+    H + "request-header-control-add": ["x-a 1", "no-value"],
+    H + "response-header-control-remove": ["server", "bad header"],
+    N + "auth-tls-secret": ["cert", "cert", "cert-cacert", "elsewhere/cert"],
+    N + "proxy-ssl-secret": ["cert2"],
+    N + "tls-min-protocol-version": ["TLSv1.2", "SSLv3"],
+}
+
+# The annotations that make Ingresses meet (canaries, shared clusters, fallbacks, client certificates,
+# redirects depending on TLS) are drawn more often.
+# (key, value) pairs to draw from, one draw per annotation. The annotations that make Ingresses meet
+# (canaries, shared clusters, fallbacks, client certificates, redirects depending on TLS) come more often.
+ANNOTATION_ITEMS = [(key, value) for key, values in ANNOTATIONS.items() for value in values] + [
+    (N + key, ANNOTATIONS[N + key][0])
+    for key in ("canary", "load-balance", "default-backend", "auth-tls-secret", "ssl-redirect")
+    for _ in range(2)
+]
+# Building blocks of the rules, so that an Ingress costs a handful of draws (generation dominates the
+# run time of these properties).
+_PATHS = [
+    [(path, backend, port)] for path in ("/", "/api") for backend in ("a", "b") for port in (80, 8080)
+] + [[("/", "a", 80), ("/api", "b", 8080)], [("/api", "a", 8080), ("/", "b", 80)]]
+_RULE_HOSTS = [["tls.com"], ["foo.com"], [""], ["tls.com", "foo.com"], ["foo.com", ""]]
+_SECRET_NAMES = ("cert", "cert", "cert2", "nope")
+
+
+def _rule(host: str, paths: list[tuple[str, str, int]]) -> dict[str, Any]:
+    return {
+        "host": host,
+        "http": {
+            "paths": [
+                {
+                    "path": path,
+                    "pathType": "Prefix",
+                    "backend": {"service": {"name": backend, "port": {"number": port}}},
+                }
+                for path, backend, port in paths
+            ]
+        },
+    }
+
+
+@st.composite
+def annotated_ingresses(draw: st.DrawFn) -> dict[str, Any]:
+    """An Ingress of one or two rules (hosts that meet the fixed bodies' and each other's), mostly with
+    spec.tls (sometimes for a host it has no rule for), sometimes a default backend, and a few
+    annotations."""
+    body = ingress(draw(st.sampled_from(("t", "u", "c"))), "", "a", created=draw(st.sampled_from((OLD, ""))))
+    hosts = draw(st.sampled_from(_RULE_HOSTS))
+    body["spec"]["rules"] = [_rule(host, draw(st.sampled_from(_PATHS))) for host in hosts]
+    tls_hosts = [h for h in hosts if h] or ["other.com"]
+    choice = draw(st.integers(0, 5))
+    if choice <= 2:  # its rule hosts, one certificate
+        body["spec"]["tls"] = [{"hosts": tls_hosts, "secretName": draw(st.sampled_from(_SECRET_NAMES))}]
+    elif choice == 3:  # a host without a rule, and a second certificate for the same host
+        body["spec"]["tls"] = [
+            {"hosts": [*tls_hosts, "other.com"], "secretName": "cert"},
+            {"hosts": tls_hosts[:1], "secretName": "cert2"},
+        ]
+    if draw(st.integers(0, 4)) == 0:
+        body["spec"]["defaultBackend"] = {"service": {"name": "b", "port": {"number": 9090}}}
+    items = draw(
+        st.lists(st.sampled_from(ANNOTATION_ITEMS), min_size=1, max_size=4, unique_by=lambda i: i[0])
+    )
+    body["metadata"]["annotations"] = dict(items)
+    return body
+
+
+KINDS = (*BODIES, "Secret")
 
 
 # -- event generation -------------------------------------------------------------------------------
 
 
-def _upsert(source: str, kind: str, key: str, body_index: int, rev: str) -> Event:
-    body = BODIES[kind][body_index]
+def _upsert(source: str, kind: str, key: str, body: Any, rev: str) -> Event:
     return Event(
         source=source, kind=kind, key=key, op=Op.UPSERT, rev=rev or content_rev(body), epoch=0, body=body
     )
 
 
 @st.composite
-def upserts(draw: st.DrawFn) -> Event:
-    kind = draw(st.sampled_from(KINDS))
-    body_index = draw(st.integers(0, len(BODIES[kind]) - 1))
+def upserts(draw: st.DrawFn, kinds: tuple[str, ...] = KINDS, sources: tuple[str, ...] = SOURCES) -> Event:
+    kind = draw(st.sampled_from(kinds))
     # Mostly a content hash (what sources without revisions send); sometimes an opaque revision, which
     # also gives "same body, different rev" and "same rev again" upserts.
     rev = draw(st.sampled_from(["", "", "r1", "r2"]))
-    return _upsert(draw(st.sampled_from(SOURCES)), kind, draw(st.sampled_from(KEYS)), body_index, rev)
+    if kind == "Secret":
+        # Mostly usable ones.
+        index = draw(st.sampled_from((0, 0, 1, 1, 1, 2, 3, 3, *range(len(SECRET_BODIES)))))
+        # The revision hashes the plain body (as watchers compute it), or is an opaque one of this
+        # content (a source's resourceVersion: never the same for two contents, or resealing the same
+        # events could legitimately fold otherwise). The body travels sealed, mostly with the builder's
+        # key.
+        rev = {"": content_rev(SECRET_BODIES[index]), "r1": f"r1-{index}", "r2": f"r2-{index}"}[rev]
+        body = SEALED[index][draw(st.sampled_from((0, 0, 0, 1, 1, 1, 2)))]
+    elif kind == "Ingress" and draw(st.integers(0, 2)):
+        body = draw(annotated_ingresses())
+    else:
+        body = BODIES[kind][draw(st.integers(0, len(BODIES[kind]) - 1))]
+    return _upsert(draw(st.sampled_from(sources)), kind, draw(st.sampled_from(KEYS)), body, rev)
 
 
 @st.composite
-def deletes(draw: st.DrawFn) -> Event:
+def deletes(draw: st.DrawFn, kinds: tuple[str, ...] = KINDS, sources: tuple[str, ...] = SOURCES) -> Event:
     return Event(
-        source=draw(st.sampled_from(SOURCES)),
-        kind=draw(st.sampled_from(KINDS)),
+        source=draw(st.sampled_from(sources)),
+        kind=draw(st.sampled_from(kinds)),
         key=draw(st.sampled_from(KEYS)),
         op=Op.DELETE,
     )
@@ -129,7 +283,7 @@ def deletes(draw: st.DrawFn) -> Event:
 
 # Resyncs mostly of one source and kind, so they overlap, go stale and straddle checkpoints.
 SYNC_SOURCES = st.sampled_from(("k8s/one", "k8s/one", "k8s/two"))
-SYNC_KINDS = st.sampled_from(("Service", "Service", "EndpointSlice", "Ingress"))
+SYNC_KINDS = st.sampled_from(("Service", "Service", "EndpointSlice", "Ingress", "Secret"))
 
 
 @st.composite
@@ -167,18 +321,35 @@ def _message(event: Event) -> Message:
     return subject_for(event.source, event.kind), encode(event)
 
 
+# TLS-heavy logs: one source, the Services of the fixed bodies, Secrets and annotated Ingresses coming
+# and going, so that hosts meet their certificates (and lose them) within a few dozen events.
+TLS_KINDS = ("Service", "Ingress", "Ingress", "Secret", "Secret")
+TLS_SOURCES = ("k8s/one",)
+
+
 @st.composite
-def logs(draw: st.DrawFn) -> list[Message]:
-    events = st.one_of(
-        upserts(),
-        upserts(),
-        upserts(),
-        deletes(),
-        sync_begins(),
-        sync_ends(),
-        st.just("dup"),
-        st.just("junk"),
-    )
+def logs(draw: st.DrawFn, tls: bool = False) -> list[Message]:
+    if tls:
+        events = st.one_of(
+            upserts(TLS_KINDS, TLS_SOURCES),
+            upserts(TLS_KINDS, TLS_SOURCES),
+            upserts(TLS_KINDS, TLS_SOURCES),
+            upserts(TLS_KINDS, TLS_SOURCES),
+            deletes(("Ingress", "Secret"), TLS_SOURCES),
+            sync_ends(),
+            st.just("dup"),
+        )
+    else:
+        events = st.one_of(
+            upserts(),
+            upserts(),
+            upserts(),
+            deletes(),
+            sync_begins(),
+            sync_ends(),
+            st.just("dup"),
+            st.just("junk"),
+        )
     out: list[Message] = []
     for item in draw(st.lists(events, min_size=8, max_size=50)):
         if item == "dup":
@@ -190,6 +361,10 @@ def logs(draw: st.DrawFn) -> list[Message]:
         else:
             out.append(_message(item))
     return out
+
+
+# Half the examples of the translator properties are TLS-heavy logs.
+ANY_LOG = st.one_of(logs(), logs(tls=True))
 
 
 def _split(draw: st.DrawFn, n: int) -> list[int]:
@@ -214,7 +389,7 @@ def _reference(messages: list[Message], end: int) -> Translator:
     """What replay computes at sequence `end`: the whole prefix folded at once, then a full build."""
     state = FoldState()
     _fold(state, messages, 0, end)
-    translator = Translator()
+    translator = Translator(secret_box=BOX)
     translator.full_build(state)
     return translator
 
@@ -262,13 +437,13 @@ def test_batching_and_checkpoints_do_not_change_any_version(data: st.DataObject)
     """Fold in random batches, with checkpoint save/loads (and redeliveries of already-folded events) at
     random points: at every batch boundary the digest equals a fresh full build of the events so far,
     and the change lists applied one after the other give exactly the table."""
-    messages = data.draw(logs(), label="log")
+    messages = data.draw(ANY_LOG, label="log")
     n = len(messages)
     cuts = _split(data.draw, n)
     restarts = data.draw(st.sets(st.sampled_from(cuts[:-1])) if len(cuts) > 1 else st.just(set()))
 
     state = FoldState()
-    translator = Translator()
+    translator = Translator(secret_box=BOX)
     translator.full_build(state)  # the builder starts every term with a full build
     ledger: dict[ResourceKey, str] = {}
     _apply(ledger, translator.table.commit())
@@ -287,7 +462,7 @@ def test_batching_and_checkpoints_do_not_change_any_version(data: st.DataObject)
 
         if cut in restarts:
             state, published = _checkpoint_round_trip(state, ledger)
-            translator = Translator()
+            translator = Translator(secret_box=BOX)
             translator.full_build(state)
             translator.table.set_committed(published)
             # A restart reproduces what the ledger holds: its first commit publishes nothing.
@@ -306,17 +481,45 @@ def test_batching_and_checkpoints_do_not_change_any_version(data: st.DataObject)
 
 
 @FAST
-@given(messages=logs())
+@given(messages=ANY_LOG)
 def test_incremental_from_scratch_equals_full_build(messages: list[Message]) -> None:
     """One event per batch (the finest batching) and a full build of the final state agree."""
     state = FoldState()
-    translator = Translator()
+    translator = Translator(secret_box=BOX)
     translator.full_build(state)
     for index, (subject, data) in enumerate(messages):
         result = BatchResult()
         fold_message(state, index + 1, subject, data, result)
         translator.update(state, result.changed)
-    assert translator.table.digest() == _reference(messages, len(messages)).table.digest()
+    reference = _reference(messages, len(messages))
+    assert translator.table.digest() == reference.table.digest()
+    assert translator.statuses == reference.statuses
+
+
+def _resealed(messages: list[Message]) -> list[Message]:
+    """The same log with every sealed Secret sealed again: other nonces, other bytes, same content."""
+    out: list[Message] = []
+    for subject, data in messages:
+        try:
+            event = decode(data)
+        except Exception:
+            out.append((subject, data))
+            continue
+        if event.kind == "Secret" and is_sealed(event.body) and event.body.get("kid") == BOX.kid:
+            event = msgspec.structs.replace(event, body=BOX.seal(BOX.open(event.body)))
+        out.append((subject, encode(event)))
+    return out
+
+
+@FAST
+@given(messages=ANY_LOG)
+def test_sealing_does_not_change_what_is_published(messages: list[Message]) -> None:
+    """Secret sealing uses random nonces: the same events sealed again have other bodies, yet the
+    translated resources and verdicts are the same."""
+    again = _resealed(messages)
+    first, second = _reference(messages, len(messages)), _reference(again, len(again))
+    assert first.table.digest() == second.table.digest()
+    assert first.statuses == second.statuses
 
 
 @settings(max_examples=250, deadline=None)

@@ -329,7 +329,16 @@ def test_retry_unknown_condition() -> None:
 def test_timeout() -> None:
     assert only_route(annotated({H + "timeout": "30"})).timeout_ms == 30_000
     t = annotated({H + "timeout": "-1"})
-    assert only_route(t).timeout_ms == 0 and t.warnings == [f'annotation {H}timeout: "-1" must be at least 0']
+    assert only_route(t).timeout_ms == 0 and t.warnings == [
+        f'annotation {H}timeout: "-1" is out of range 0-604800'
+    ]
+    # Beyond Envoy's Duration once in milliseconds: reported, not passed on to break the route table.
+    huge = annotated({H + "timeout": "999999999999", N + "proxy-next-upstream-tries": "5000000000"})
+    assert only_route(huge).timeout_ms == 0
+    assert huge.warnings == [
+        f'annotation {N}proxy-next-upstream-tries: "5000000000" is out of range 0-100',
+        f'annotation {H}timeout: "999999999999" is out of range 0-604800',
+    ]
 
 
 # -- load balancing ----------------------------------------------------------------------------

@@ -99,6 +99,8 @@ async def test_up_runs_the_demo_and_stops_on_ctrl_c(tmp_path: Path) -> None:
 
             await until(lambda: serving("/a", "echo-a-"), 40, "demo.local/a through Envoy", proc)
             assert (await pod("/")).startswith("echo-b-")
+            # examples/mcpbridge.yaml: a static registry, routed through higress.io/destination.
+            await until(lambda: serving("/static", "echo-a-"), 10, "the static registry's route", proc)
 
             ingress = config / "ingress.yaml"
             ingress.write_text(ingress.read_text().replace("name: echo-a", "name: echo-b"))

@@ -27,6 +27,9 @@ EDGES = ((18000, 15014), (18001, 15015))  # (xDS port, HTTP port)
 ENVOY_ADMIN_PORT = 19000
 
 
+REGISTRY_WATCHERS = ("xdsbus-watch-nacos", "xdsbus-watch-consul", "xdsbus-watch-eureka")
+
+
 def _find_tool(name: str) -> str | None:
     path = _BIN / name
     return str(path) if path.exists() else shutil.which(name)
@@ -99,6 +102,11 @@ async def _stack(args: argparse.Namespace) -> int:
             "local",
         )
         await start("watch-file", _tool("xdsbus-watch-file"), "--dir", str(args.config_dir.resolve()))
+        # The registry watchers idle until an McpBridge manifest in the config directory lists a registry
+        # of their type; the ones not installed are simply not started.
+        for registry in REGISTRY_WATCHERS:
+            if (path := _find_tool(registry)) is not None:
+                await start(registry.removeprefix("xdsbus-"), path, "--instance-id", "local")
         for service, pod, port in ECHO_BACKENDS:
             await start(
                 service,

@@ -11,10 +11,11 @@ import logging
 import zlib
 
 import msgspec
-from nats.js.errors import NotFoundError, ObjectNotFoundError
+from nats.js.errors import DigestMismatchError, NotFoundError, ObjectNotFoundError
 
 from xdsbus.bus import Bus
 from xdsbus.fold.state import FoldState
+from xdsbus.objects import read_object
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +78,14 @@ async def load_at_or_before(bus: Bus, scope: str, seq: int | None = None) -> Che
         if seq is not None and candidate > seq:
             continue
         try:
-            obj = await bus.checkpoints.get(_name(scope, candidate))
-            return _decoder.decode(zlib.decompress(obj.data or b""))
-        except (ObjectNotFoundError, NotFoundError, zlib.error, msgspec.DecodeError) as exc:
+            data = await read_object(bus.js, bus.checkpoints, _name(scope, candidate))
+            return _decoder.decode(zlib.decompress(data))
+        except (
+            ObjectNotFoundError,
+            NotFoundError,
+            DigestMismatchError,
+            zlib.error,
+            msgspec.DecodeError,
+        ) as exc:
             log.warning("checkpoint %s of %s unreadable (%s); trying an older one", candidate, scope, exc)
     return None

@@ -11,6 +11,7 @@ from nats.js import api
 from nats.js.errors import NotFoundError
 
 from xdsbus.bus import LEDGER_STREAM, Bus, ledger_subject
+from xdsbus.objects import read_object
 from xdsbus.proto.ledger.v1 import ledger_pb2
 from xdsbus.translate.resources import ResourceKey
 
@@ -75,9 +76,9 @@ async def changes_of(bus: Bus, record: ledger_pb2.Version) -> ledger_pb2.Changes
     """A record's change list, inline or from the Object Store."""
     if not record.changes_object:
         return record.changes
-    obj = await bus.ledger_changes.get(record.changes_object)
+    data = await read_object(bus.js, bus.ledger_changes, record.changes_object)
     changes = ledger_pb2.Changes()
-    changes.ParseFromString(obj.data or b"")
+    changes.ParseFromString(data)
     return changes
 
 

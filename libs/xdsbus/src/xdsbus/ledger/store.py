@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from nats.js.errors import KeyNotFoundError, NotFoundError, ObjectNotFoundError
 
 from xdsbus.bus import RESOURCES_BUCKET, Bus
+from xdsbus.objects import read_object
 from xdsbus.translate.resources import Resource
 
 LARGE_BODY = 512 * 1024
@@ -50,7 +51,7 @@ async def fetch_body(bus: Bus, sha256: str) -> bytes:
         body = (await bus.resources.get(sha256)).value or b""
     except KeyNotFoundError:
         try:
-            body = (await bus.large_resources.get(sha256)).data or b""
+            body = await read_object(bus.js, bus.large_resources, sha256)
         except (ObjectNotFoundError, NotFoundError) as exc:
             raise BodyMissing(f"resource body {sha256} is not stored") from exc
     if hashlib.sha256(body).hexdigest() != sha256:

@@ -28,16 +28,6 @@ class ServicePort(msgspec.Struct, frozen=True, kw_only=True):
     target: int | str | None = None
 
 
-class ServiceModel(msgspec.Struct, frozen=True, kw_only=True):
-    """A routable service under one hostname (`name.ns.svc.cluster.local`, `svc.dc.consul`, ...)."""
-
-    hostname: str
-    ports: tuple[ServicePort, ...]
-    resolution: Resolution = Resolution.EDS
-    # For STRICT_DNS services: the DNS name to resolve (ExternalName, dns registries).
-    dns_name: str = ""
-
-
 class Endpoint(msgspec.Struct, frozen=True, kw_only=True, order=True):
     """One backend address serving one service port."""
 
@@ -46,6 +36,23 @@ class Endpoint(msgspec.Struct, frozen=True, kw_only=True, order=True):
     health: Health = Health.HEALTHY
     weight: int = 1
     zone: str = ""
+
+
+class ServiceModel(msgspec.Struct, frozen=True, kw_only=True):
+    """A routable service under one hostname (`name.ns.svc.cluster.local`, `svc.dc.consul`, ...)."""
+
+    hostname: str
+    ports: tuple[ServicePort, ...]
+    resolution: Resolution = Resolution.EDS
+    # For STRICT_DNS services: the DNS name to resolve (ExternalName).
+    dns_name: str = ""
+    # Endpoints carried in the cluster itself (its load_assignment) rather than over EDS: the addresses of
+    # a STATIC service (`static` registries), or the names a STRICT_DNS service resolves (`dns`
+    # registries, registry instances registered by host name); they take precedence over `dns_name`.
+    # Sorted by (zone, address, port). Empty for EDS services, whose endpoints change far more often.
+    endpoints: tuple[Endpoint, ...] = ()
+    # SNI for ports whose protocol is HTTPS or GRPCS (Envoy originates TLS to the endpoints).
+    sni: str = ""
 
 
 def cluster_name(port: int, hostname: str) -> str:

@@ -8,6 +8,7 @@ from itertools import groupby
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.core.v3 import health_check_pb2, protocol_pb2
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
+from envoy.extensions.transport_sockets.tls.v3 import tls_pb2
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
 from google.protobuf import duration_pb2
 
@@ -23,8 +24,12 @@ _HEALTH = {
 }
 
 # ServicePort.protocol values that speak HTTP/2 to the backend (Istio: appProtocol `grpc`,
-# `kubernetes.io/h2c`, or a port name starting with `grpc`/`http2`).
-_HTTP2_PORT_PROTOCOLS = frozenset({"HTTP2", "GRPC", "H2C"})
+# `kubernetes.io/h2c`, or a port name starting with `grpc`/`http2`; registries: HTTP2, GRPC, GRPCS).
+_HTTP2_PORT_PROTOCOLS = frozenset({"HTTP2", "GRPC", "GRPCS", "H2C"})
+# ServicePort.protocol values whose backend expects TLS (registry services and McpBridge `dns`/`static`
+# registries with protocol HTTPS or GRPCS; Higress makes a DestinationRule with TLS SIMPLE for them).
+_TLS_PORT_PROTOCOLS = frozenset({"HTTPS", "GRPCS"})
+_TLS_SOCKET = "envoy.transport_sockets.tls"
 
 HTTP_PROTOCOL_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 
@@ -45,11 +50,23 @@ def set_http2(cluster: cluster_pb2.Cluster) -> None:
 
 
 def build_cluster(service: ServiceModel, port: ServicePort) -> cluster_pb2.Cluster:
-    """One cluster per service port: EDS for registries and Kubernetes, STRICT_DNS for DNS names; HTTP/2
-    upstream when the port says so."""
+    """One cluster per service port: EDS for registries and Kubernetes, STRICT_DNS for DNS names, STATIC
+    with the endpoints inline for `static` registries; HTTP/2 upstream and TLS when the port says so."""
     name = cluster_name(port.number, service.hostname)
     cluster = cluster_pb2.Cluster(name=name, connect_timeout=CONNECT_TIMEOUT)
-    if service.resolution is Resolution.STRICT_DNS:
+    if service.resolution is not Resolution.EDS and service.endpoints:
+        # Endpoints carried by the model (registries): STATIC addresses, or names STRICT_DNS resolves.
+        if service.resolution is Resolution.STRICT_DNS:
+            cluster.type = cluster_pb2.Cluster.STRICT_DNS
+            cluster.dns_lookup_family = cluster_pb2.Cluster.V4_PREFERRED
+        else:
+            cluster.type = cluster_pb2.Cluster.STATIC
+        cluster.load_assignment.CopyFrom(build_load_assignment(name, service.endpoints))
+    elif service.resolution is Resolution.STATIC:
+        # A static service without endpoints: a valid cluster that answers 503.
+        cluster.type = cluster_pb2.Cluster.STATIC
+        cluster.load_assignment.cluster_name = name
+    elif service.resolution is Resolution.STRICT_DNS:
         cluster.type = cluster_pb2.Cluster.STRICT_DNS
         cluster.dns_lookup_family = cluster_pb2.Cluster.V4_PREFERRED
         target = port.target if isinstance(port.target, int) else port.number
@@ -68,7 +85,19 @@ def build_cluster(service: ServiceModel, port: ServicePort) -> cluster_pb2.Clust
         cluster.eds_cluster_config.eds_config.CopyFrom(ads_source())
     if port_speaks_http2(port):
         set_http2(cluster)
+    if port.protocol.upper() in _TLS_PORT_PROTOCOLS:
+        set_upstream_tls(cluster, sni=service.sni, http2=port_speaks_http2(port))
     return cluster
+
+
+def set_upstream_tls(cluster: cluster_pb2.Cluster, *, sni: str, http2: bool) -> None:
+    """TLS from Envoy to the endpoints without verifying them (Higress' TLS SIMPLE without a CA), with
+    ALPN h2 for HTTP/2 backends so a TLS server that negotiates the protocol agrees to it."""
+    context = tls_pb2.UpstreamTlsContext(sni=sni)
+    if http2:
+        context.common_tls_context.alpn_protocols.append("h2")
+    cluster.transport_socket.name = _TLS_SOCKET
+    cluster.transport_socket.typed_config.CopyFrom(pack(context))
 
 
 def _lb_endpoint(ep: Endpoint) -> endpoint_components_pb2.LbEndpoint:

@@ -20,6 +20,13 @@ from xdsbus.model.secrets import SecretModel, TlsCertificate, ca_secret_name, se
 TLS_CERT_KEY = "tls.crt"
 TLS_KEY_KEY = "tls.key"
 CA_KEYS = ("ca.crt", "cacert")
+# A Secret named `<name>-cacert` is the CA bundle of `<name>` (Istio and Higress: auth-tls-secret may
+# name it); its SDS name is its own name, which the CA bundle of Secret `<name>` also answers to.
+CA_SECRET_SUFFIX = "-cacert"
+# What Envoy loads as a certificate (Envoy ContextImpl): RSA of 2048 bits or more, ECDSA on these
+# curves, Ed25519. Anything else is refused with the listener or cluster using it.
+MIN_RSA_BITS = 2048
+EC_CURVES = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
 
 
 class SecretError(ValueError):
@@ -63,6 +70,16 @@ def _check_key_matches(chain: bytes, private_key: bytes) -> None:
         raise SecretError(f"{TLS_KEY_KEY} is not an unencrypted PEM private key ({exc})") from exc
     if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey):
         raise SecretError(f"{TLS_KEY_KEY}: {type(key).__name__} keys are not supported by Envoy")
+    if isinstance(key, rsa.RSAPrivateKey) and key.key_size < MIN_RSA_BITS:
+        raise SecretError(
+            f"{TLS_KEY_KEY}: a {key.key_size}-bit RSA key is not supported by Envoy "
+            f"({MIN_RSA_BITS} bits or more)"
+        )
+    if isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.name not in EC_CURVES:
+        raise SecretError(
+            f"{TLS_KEY_KEY}: ECDSA curve {key.curve.name} is not supported by Envoy "
+            f"({', '.join(EC_CURVES.values())})"
+        )
     public = serialization.PublicFormat.SubjectPublicKeyInfo
     encoding = serialization.Encoding.DER
     if key.public_key().public_bytes(encoding, public) != leaf.public_key().public_bytes(encoding, public):
@@ -72,28 +89,34 @@ def _check_key_matches(chain: bytes, private_key: bytes) -> None:
 def secret_models(secret: K8sSecret) -> list[SecretModel]:
     """The SDS secrets a Kubernetes Secret provides, by SDS name order: its certificate (when it has
     tls.crt and tls.key) and its CA bundle (ca.crt, or Istio's `cacert`). Raises SecretError naming
-    the key at fault; a Secret with neither yields nothing."""
+    the key at fault; a Secret with neither yields nothing.
+
+    The CA bundle of a Secret named `<name>-cacert` is also published under its own name, which then
+    means a CA bundle (as in Istio), not its certificate."""
     meta = secret.metadata
     out: list[SecretModel] = []
     chain = _value(secret, TLS_CERT_KEY)
     private_key = _value(secret, TLS_KEY_KEY)
+    certificate: TlsCertificate | None = None
     if chain is not None or private_key is not None:
         if chain is None or private_key is None:
             missing = TLS_CERT_KEY if chain is None else TLS_KEY_KEY
             raise SecretError(f"has {TLS_CERT_KEY if chain is not None else TLS_KEY_KEY} but no {missing}")
         _check_key_matches(chain, private_key)
-        out.append(
-            SecretModel(
-                name=secret_name(meta.namespace, meta.name),
-                certificate=TlsCertificate(cert_chain=chain, private_key=private_key),
-            )
-        )
+        certificate = TlsCertificate(cert_chain=chain, private_key=private_key)
     elif secret.type == "kubernetes.io/tls":
         raise SecretError(f"type kubernetes.io/tls without {TLS_CERT_KEY} and {TLS_KEY_KEY}")
+    ca: bytes | None = None
     for key in CA_KEYS:
         ca = _value(secret, key)
         if ca is not None:
             _certificates(ca, key)
-            out.append(SecretModel(name=ca_secret_name(meta.namespace, meta.name), trusted_ca=ca))
             break
+    own = secret_name(meta.namespace, meta.name)
+    if ca is not None and meta.name.endswith(CA_SECRET_SUFFIX):
+        out.append(SecretModel(name=own, trusted_ca=ca))
+    elif certificate is not None:
+        out.append(SecretModel(name=own, certificate=certificate))
+    if ca is not None:
+        out.append(SecretModel(name=ca_secret_name(meta.namespace, meta.name), trusted_ca=ca))
     return out

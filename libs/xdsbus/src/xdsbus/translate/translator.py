@@ -10,17 +10,23 @@ from __future__ import annotations
 
 import gc
 import logging
-from collections.abc import Iterable
+import re
+from collections.abc import Hashable, Iterable
+from typing import TypeVar
 
 import msgspec
 
 from xdsbus.fold.state import FoldState, ObjectRef
 from xdsbus.model.k8s import K8sEndpoints, K8sEndpointSlice, K8sIngress, K8sService, decode_object
+from xdsbus.model.mcpbridge import MCPBRIDGE_KEY, MCPBRIDGE_KIND
+from xdsbus.model.registry import REGISTRY_SERVICE_KIND
 from xdsbus.model.routes import (
+    HeaderMatch,
     HttpsListenerModel,
     ListenerModel,
     Route,
     RouteOrigin,
+    StringMatchKind,
     TlsFilterChainModel,
     VirtualHostModel,
 )
@@ -47,6 +53,13 @@ from xdsbus.translate.k8s_services import (
     service_model,
     slice_service_name,
 )
+from xdsbus.translate.registry_services import (
+    RegistryEndpoints,
+    RegistryServiceError,
+    bridge_services,
+    bridge_winner,
+    registry_service,
+)
 from xdsbus.translate.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE, ResourceKey, ResourceTable
 from xdsbus.translate.route_order import describe_match, order_routes
 from xdsbus.translate.secret_index import SecretIndex
@@ -56,14 +69,27 @@ from xdsbus.translate.status import ObjectStatus, Verdict
 
 log = logging.getLogger(__name__)
 
+K = TypeVar("K", bound=Hashable)
+
 SERVICE = "Service"
 ENDPOINT_SLICE = "EndpointSlice"
 ENDPOINTS = "Endpoints"
 INGRESS = "Ingress"
 SECRET_KIND = "Secret"
+REGISTRY_SERVICE = REGISTRY_SERVICE_KIND
+MCPBRIDGE = MCPBRIDGE_KIND
+# The kind of the service entries an McpBridge's `dns` and `static` registries make (never an event kind).
+BRIDGE_SERVICE = "McpBridge/registry"
 
 
-_EXPECTED_ERRORS = (msgspec.ValidationError, ServiceError, IngressError, SecretError, SecretKeyError)
+_EXPECTED_ERRORS = (
+    msgspec.ValidationError,
+    ServiceError,
+    IngressError,
+    SecretError,
+    SecretKeyError,
+    RegistryServiceError,
+)
 
 
 def _reason(exc: Exception) -> str:
@@ -114,16 +140,22 @@ class Translator:
         # TLS: the Ingresses declaring TLS per host, and the filter chain each served host gets.
         self._tls_members: dict[str, set[ObjectRef]] = {}
         self._tls_hosts: dict[str, TlsFilterChainModel] = {}
+        # The `*` host's HTTP routes: wildcard hosts end with them (see _one_label).
+        self._catch_all_routes: list[Route] = []
         self._secrets = SecretIndex(self.table, secret_box)
         # Policy and fallback clusters, shared by the hosts whose routes use them.
         self._derived = SharedResources(self.table)
+        # Registries: the EDS endpoints of each RegistryService, and the service entries the McpBridge's
+        # dns/static registries make (kind BRIDGE_SERVICE, in `_services` like any other service).
+        self._registry_endpoints: dict[ObjectRef, RegistryEndpoints] = {}
+        self._bridge_entries: list[ObjectRef] = []
 
     # -- entry points -------------------------------------------------------------------------
 
     def full_build(self, state: FoldState) -> None:
         """Translate everything in the state (after a restore or a replay)."""
         refs: list[ObjectRef] = []
-        for kind in (SERVICE, ENDPOINT_SLICE, ENDPOINTS, SECRET_KIND, INGRESS):
+        for kind in (SERVICE, ENDPOINT_SLICE, ENDPOINTS, REGISTRY_SERVICE, MCPBRIDGE, SECRET_KIND, INGRESS):
             refs.extend(ref for ref, _ in state.of_kind(kind))
         # A full build allocates a dozen container objects per resource and frees almost none: the
         # cyclic collector's passes over the folded state find no garbage yet cost ~40% of the build at
@@ -152,11 +184,18 @@ class Translator:
                 ingresses.add(ref)
             elif ref.kind == SECRET_KIND:
                 vhosts |= self._fold_secret(state, ref)
+            elif ref.kind == REGISTRY_SERVICE:
+                hosts |= self._fold_registry_service(state, ref)
+            elif ref.kind == MCPBRIDGE:
+                hosts |= self._fold_mcpbridge(state, ref)
         for host in sorted(hosts):
             if self._regenerate_service(state, host):
                 ingresses |= self._dependents.get(host, set())
         for ref in sorted(ingresses):
             vhosts |= self._fold_ingress(state, ref)
+        if WILDCARD_HOST in vhosts:
+            # Wildcard hosts end with the `*` rules (see _one_label); sorted, `*` is rebuilt first.
+            vhosts |= {host for host in self._vhost_members if _is_wildcard(host)}
         for host in sorted(vhosts):
             self._regenerate_vhost(host)
         if vhosts or force_gateway:
@@ -193,7 +232,7 @@ class Translator:
         old = self._services.pop(ref, None)
         if old is not None:
             hosts.add(old.model.hostname)
-            self._host_candidates[old.model.hostname].discard(ref)
+            _discard(self._host_candidates, old.model.hostname, ref)
         stored = state.get(ref)
         if stored is None:
             self._clear_status(ref)
@@ -216,7 +255,7 @@ class Translator:
         self._slices.pop(ref, None)
         if old_host is not None:
             hosts.add(old_host)
-            self._host_slices[(ref.source, old_host)].discard(ref)
+            _discard(self._host_slices, (ref.source, old_host), ref)
         stored = state.get(ref)
         if stored is None:
             self._clear_status(ref)
@@ -286,6 +325,8 @@ class Translator:
                 endpoints = endpoints_from_slices(port, slices) if slices else []
                 if not slices and v1 is not None:
                     endpoints = endpoints_from_v1(port, v1)
+                if owner.ref.kind == REGISTRY_SERVICE:
+                    endpoints = list(self._registry_endpoints.get(owner.ref, ()))
                 cla = envoy_clusters.build_load_assignment(name, endpoints)
                 self.table.put(ENDPOINT, name, cla.SerializeToString(deterministic=True))
                 new_keys.append(ResourceKey(ENDPOINT, name))
@@ -298,16 +339,95 @@ class Translator:
             self._host_resources.pop(host, None)
         return self._host_model.get(host) != old_model
 
+    # -- registries (RegistryService events, McpBridge dns/static) ----------------------------
+
+    def _fold_registry_service(self, state: FoldState, ref: ObjectRef) -> set[str]:
+        """Re-read a RegistryService (key: its hostname); returns the hostnames to regenerate."""
+        hosts: set[str] = set()
+        old = self._services.pop(ref, None)
+        self._registry_endpoints.pop(ref, None)
+        if old is not None:
+            hosts.add(old.model.hostname)
+            _discard(self._host_candidates, old.model.hostname, ref)
+        stored = state.get(ref)
+        if stored is None:
+            self._clear_status(ref)
+            return hosts
+        try:
+            translation = registry_service(ref.key, stored.body)
+        except Exception as exc:
+            self._set_status(ref, Verdict.REJECTED, f"RegistryService {ref.key}: {_reason(exc)}")
+            return hosts
+        model = translation.model
+        # No creation time: a registry hostname never names a Kubernetes Service; between registries
+        # claiming one hostname the first source by name wins (ObjectRef order).
+        self._services[ref] = _ServiceEntry(ref=ref, created="", model=model)
+        self._registry_endpoints[ref] = translation.endpoints
+        self._host_candidates.setdefault(model.hostname, set()).add(ref)
+        hosts.add(model.hostname)
+        self._set_status(ref, Verdict.ACCEPTED, warnings=translation.warnings)
+        return hosts
+
+    def _fold_mcpbridge(self, state: FoldState, ref: ObjectRef) -> set[str]:
+        """Re-read the McpBridge: only `higress-system/default` counts, and of the sources holding one
+        the first by name (as the registry watchers decide). Its dns/static registries become services;
+        returns the hostnames to regenerate."""
+        if ref.key != MCPBRIDGE_KEY:
+            if state.get(ref) is None:
+                self._clear_status(ref)
+            else:
+                self._set_status(
+                    ref, Verdict.REJECTED, f"McpBridge {ref.key}: ignored, only {MCPBRIDGE_KEY} is used"
+                )
+            return set()
+        hosts: set[str] = set()
+        for old in self._bridge_entries:
+            entry = self._services.pop(old)
+            hosts.add(entry.model.hostname)
+            _discard(self._host_candidates, entry.model.hostname, old)
+        self._bridge_entries = []
+        if state.get(ref) is None:
+            self._clear_status(ref)
+        bridges = state.objects.get(MCPBRIDGE, {})
+        holders = [source for source, objects in bridges.items() if MCPBRIDGE_KEY in objects]
+        winner = bridge_winner(holders)
+        for source in sorted(holders):
+            if source != winner:
+                self._set_status(
+                    ObjectRef(MCPBRIDGE, source, MCPBRIDGE_KEY),
+                    Verdict.REJECTED,
+                    f"McpBridge {MCPBRIDGE_KEY}: source {winner} also has one and is used (first by name)",
+                )
+        if winner is None:
+            return hosts
+        bridge_ref = ObjectRef(MCPBRIDGE, winner, MCPBRIDGE_KEY)
+        stored = state.get(bridge_ref)
+        assert stored is not None
+        try:
+            translation = bridge_services(stored.body)
+        except Exception as exc:
+            self._set_status(bridge_ref, Verdict.REJECTED, f"McpBridge {MCPBRIDGE_KEY}: {_reason(exc)}")
+            return hosts
+        for model in translation.services:
+            entry_ref = ObjectRef(BRIDGE_SERVICE, winner, model.hostname)
+            self._services[entry_ref] = _ServiceEntry(ref=entry_ref, created="", model=model)
+            self._host_candidates.setdefault(model.hostname, set()).add(entry_ref)
+            self._bridge_entries.append(entry_ref)
+            hosts.add(model.hostname)
+        self._set_status(bridge_ref, Verdict.ACCEPTED, warnings=translation.warnings)
+        return hosts
+
     # -- secrets ------------------------------------------------------------------------------
 
     def _fold_secret(self, state: FoldState, ref: ObjectRef) -> set[str]:
-        """Re-read a Secret; returns the virtual hosts whose TLS may have changed."""
-        try:
-            names = self._secrets.fold(state, ref)
-        except Exception as exc:
-            self._set_status(ref, Verdict.REJECTED, f"Secret {ref.key}: {_reason(exc)}")
-            return set()
-        if state.get(ref) is None:
+        """Re-read a Secret; returns the virtual hosts whose TLS may have changed.
+
+        A Secret that cannot be used is rejected and provides nothing: what a previous version provided
+        is withdrawn too, since a full build (replay, restart) never sees that version."""
+        names, error = self._secrets.fold(state, ref)
+        if error is not None:
+            self._set_status(ref, Verdict.REJECTED, f"Secret {ref.key}: {_reason(error)}")
+        elif state.get(ref) is None:
             self._clear_status(ref)
         else:
             self._set_status(ref, Verdict.ACCEPTED)
@@ -329,7 +449,7 @@ class Translator:
                 vhosts.add(tls.host)
                 self._tls_members[tls.host].discard(ref)
             for host in old.services:
-                self._dependents[host].discard(ref)
+                _discard(self._dependents, host, ref)
         stored = state.get(ref)
         if stored is None:
             self._clear_status(ref)
@@ -382,7 +502,14 @@ class Translator:
                     "(older wins)"
                 )
         needed = [name for name in (chosen.tls.cert_secret, chosen.tls.client_ca_secret) if name]
-        missing = [name for name in needed if self._secrets.get(name) is None]
+        missing = [
+            name
+            for name, want_certificate in (
+                (chosen.tls.cert_secret, True),
+                (chosen.tls.client_ca_secret, False),
+            )
+            if name and not self._secret_holds(name, want_certificate)
+        ]
         if missing:
             problems.setdefault(_origin_ref(chosen.origin), []).append(
                 f"host {host}: TLS secret {', '.join(missing)} not found or not usable; "
@@ -390,6 +517,13 @@ class Translator:
             )
             return None, needed
         return chosen, needed
+
+    def _secret_holds(self, name: str, certificate: bool) -> bool:
+        """Whether an SDS name is provided, as a certificate with its key or as a CA bundle."""
+        model = self._secrets.get(name)
+        if model is None:
+            return False
+        return model.certificate is not None if certificate else bool(model.trusted_ca)
 
     def _ordered_routes(
         self,
@@ -438,23 +572,24 @@ class Translator:
         listeners: list[list[Route]] = []
         if host_routes:
             http_routes = self._ordered_routes(host, host_routes, True, tls is not None, problems)
-            model = VirtualHostModel(
-                name=f"{host}:{self.http_port}", domains=(host,), routes=tuple(http_routes)
-            )
-            self._vhost_bytes[host] = envoy_routes.build_virtual_host(model).SerializeToString(
-                deterministic=True
+            if _is_wildcard(host):
+                # Names deeper than one label are not this host's: they fall through to the `*` rules.
+                http_routes = [_one_label(route, host) for route in http_routes] + self._catch_all_routes
+            self._vhost_bytes[host], http_routes = self._virtual_host(
+                f"{host}:{self.http_port}", host, http_routes, problems
             )
             listeners.append(http_routes)
         else:
             self._vhost_bytes.pop(host, None)
             self._vhost_members.pop(host, None)
+        if host == WILDCARD_HOST:
+            self._catch_all_routes = listeners[0] if listeners else []
         https_name = envoy_listeners.https_route_config_name(self.https_port, host)
         if tls is not None:
             https_routes = self._ordered_routes(host, host_routes, False, True, {})
-            model = VirtualHostModel(
-                name=f"{host}:{self.https_port}", domains=(host,), routes=tuple(https_routes)
-            )
-            vhost = envoy_routes.build_virtual_host(model).SerializeToString(deterministic=True)
+            if _is_wildcard(host):
+                https_routes = [_one_label(route, host) for route in https_routes]
+            vhost, https_routes = self._virtual_host(f"{host}:{self.https_port}", host, https_routes, {})
             self.table.put(ROUTE, https_name, envoy_routes.assemble_route_config(https_name, [vhost]))
             self._tls_hosts[host] = TlsFilterChainModel(
                 server_names=(host,), tls=tls.tls, route_config=https_name
@@ -465,13 +600,52 @@ class Translator:
             self._tls_hosts.pop(host, None)
         if not self._tls_members.get(host):
             self._tls_members.pop(host, None)
-        self._set_derived(host, listeners, tls_secrets)
+        # A host served over TLS references its secrets (published); a host still missing one only
+        # waits for them (not published), so their arrival rebuilds it.
+        if tls is not None:
+            self._set_derived(host, listeners, tls_secrets, [])
+        else:
+            self._set_derived(host, listeners, [], tls_secrets)
         if problems:
             self._conflicts[host] = problems
         self._refresh_conflict_status(previous, problems)
 
-    def _set_derived(self, host: str, listeners: list[list[Route]], tls_secrets: list[str]) -> None:
-        """The policy and fallback clusters and the secrets a host's routes need."""
+    def _virtual_host(
+        self, name: str, host: str, routes: list[Route], problems: dict[ObjectRef, list[str]]
+    ) -> tuple[bytes, list[Route]]:
+        """A serialized virtual host and the routes it serves.
+
+        A route the generator cannot build (a value out of Envoy's range that a parser let through, a
+        translator bug) is left out and reported on the object it came from: it must not stop the
+        translation of everything else, nor every restart after it."""
+        try:
+            return _serialize_vhost(name, host, routes), routes
+        except Exception:
+            pass
+        kept: list[Route] = []
+        for index, route in enumerate(routes):
+            try:
+                envoy_routes.build_route(route, index)
+            except Exception as exc:
+                problems.setdefault(_origin_ref(route.origin), []).append(
+                    f"host {host}: {describe_match(route)} is not served: {_reason(exc)}"
+                )
+            else:
+                kept.append(route)
+        try:
+            return _serialize_vhost(name, host, kept), kept
+        except Exception as exc:
+            for route in kept:
+                problems.setdefault(_origin_ref(route.origin), []).append(
+                    f"host {host}: {describe_match(route)} is not served: {_reason(exc)}"
+                )
+            return _serialize_vhost(name, host, []), []
+
+    def _set_derived(
+        self, host: str, listeners: list[list[Route]], tls_secrets: list[str], waiting: list[str]
+    ) -> None:
+        """The policy and fallback clusters and the secrets a host's routes need; `waiting`: secrets
+        the host needs before it can be served over TLS."""
         clusters: dict[ResourceKey, bytes] = {}
         secrets: set[str] = set(tls_secrets)
         for routes in listeners:
@@ -485,7 +659,7 @@ class Translator:
                                 n for n in (hop.policy.tls.client_secret, hop.policy.tls.ca_secret) if n
                             )
         self._derived.set_owned(host, clusters)
-        self._secrets.set_used(host, secrets)
+        self._secrets.set_used(host, secrets, waiting)
 
     def _refresh_conflict_status(
         self, before: dict[ObjectRef, list[str]], after: dict[ObjectRef, list[str]]
@@ -527,5 +701,34 @@ class Translator:
         )
 
 
+def _serialize_vhost(name: str, host: str, routes: list[Route]) -> bytes:
+    model = VirtualHostModel(name=name, domains=(host,), routes=tuple(routes))
+    return envoy_routes.build_virtual_host(model).SerializeToString(deterministic=True)
+
+
+def _is_wildcard(host: str) -> bool:
+    return host.startswith("*.")
+
+
+def _one_label(route: Route, host: str) -> Route:
+    """`route` restricted to names exactly one label under the wildcard `host`: Envoy matches the domain
+    `*.example.com` as a suffix, Kubernetes means one label (`a.example.com`, not `a.b.example.com`)."""
+    authority = HeaderMatch(
+        name=":authority", kind=StringMatchKind.REGEX, value=f"(?i)[^.]+{re.escape(host[1:])}"
+    )
+    return msgspec.structs.replace(route, headers=(authority, *route.headers))
+
+
 def _origin_ref(origin: RouteOrigin) -> ObjectRef:
     return ObjectRef(origin.kind, origin.source, origin.key)
+
+
+def _discard(index: dict[K, set[ObjectRef]], key: K, ref: ObjectRef) -> None:
+    """Remove `ref` from `index[key]`, and the key with its last member: hostnames come and go, and the
+    builder runs for months."""
+    members = index.get(key)
+    if members is None:
+        return
+    members.discard(ref)
+    if not members:
+        del index[key]

@@ -61,6 +61,11 @@ def _conditions(text: str) -> tuple[tuple[str, ...], tuple[int, ...]] | None:
     return tuple(retry_on), tuple(codes)
 
 
+# Bounds that keep values inside Envoy's types; larger ones are typos, reported as such.
+MAX_TRIES = 100
+MAX_TIMEOUT_SECONDS = 24 * 3600
+
+
 def parse_retry(r: AnnotationReader) -> RetryPolicy | None:
     if not (
         r.has("proxy-next-upstream-tries")
@@ -68,8 +73,8 @@ def parse_retry(r: AnnotationReader) -> RetryPolicy | None:
         or r.has("proxy-next-upstream")
     ):
         return None
-    attempts = r.integer("proxy-next-upstream-tries", minimum=0)
-    timeout = r.integer("proxy-next-upstream-timeout", minimum=0)
+    attempts = r.integer("proxy-next-upstream-tries", minimum=0, maximum=MAX_TRIES)
+    timeout = r.integer("proxy-next-upstream-timeout", minimum=0, maximum=MAX_TIMEOUT_SECONDS)
     policy = RetryPolicy(
         attempts=DEFAULT_ATTEMPTS if attempts is None else attempts,
         retry_on=DEFAULT_RETRY_ON,

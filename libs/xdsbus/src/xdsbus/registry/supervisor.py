@@ -1,0 +1,201 @@
+"""Running one task per configured registry, as Higress' McpBridge reconcile does.
+
+`reconcile(desired)` diffs by `type/name`: a new registry is started, a changed one (its config, or the
+Secret it reads credentials from) is stopped and recreated, and a removed one is stopped and then
+cleared with an empty resync of its source, so its services go away. A registry whose `run` raises is
+retried with backoff and nothing it published is withdrawn meanwhile: an outage never removes endpoints.
+`stop_all()` stops every registry without clearing anything (this replica stops leading; another one
+takes over and its first resync reconciles).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from typing import Protocol
+
+import msgspec
+from nats.js.errors import NotFoundError
+
+from xdsbus.backoff import Backoff
+from xdsbus.bus import Bus
+from xdsbus.events import (
+    EVENTS_STREAM,
+    EVENTS_SUBJECT_PREFIX,
+    MalformedEvent,
+    Op,
+    SyncEnd,
+    decode,
+    subject_token,
+)
+from xdsbus.model.mcpbridge import RegistryConfig
+from xdsbus.model.registry import REGISTRY_SERVICE_KIND
+from xdsbus.registry.api import Credentials, Registry
+from xdsbus.registry.sink import EventSink, registry_source
+from xdsbus.registry.status import RegistryStatus
+
+log = logging.getLogger(__name__)
+
+RegistryFactory = Callable[[RegistryConfig, Credentials], Registry]
+
+# How long a stopping registry may take to finish its cancellation (close its connections).
+STOP_TIMEOUT = 10.0
+
+
+class VersionedCredentials(Credentials, Protocol):
+    """Credentials that can tell when a Secret changed (BridgeFollower's)."""
+
+    def revision(self, secret_name: str) -> str:
+        """Changes whenever the Secret does."""
+
+
+@dataclasses.dataclass
+class _Running:
+    config: RegistryConfig
+    fingerprint: bytes
+    sink: EventSink
+    status: RegistryStatus
+    task: asyncio.Task[None]
+
+
+class Supervisor:
+    """Starts, restarts and stops registry tasks to match the desired set."""
+
+    def __init__(
+        self,
+        bus: Bus,
+        factory: RegistryFactory,
+        credentials: VersionedCredentials,
+        *,
+        stop: asyncio.Event | None = None,
+        retry_base: float = 0.5,
+        retry_cap: float = 30.0,
+    ) -> None:
+        self.bus = bus
+        self.factory = factory
+        self.credentials = credentials
+        self.stop = stop or asyncio.Event()
+        self.retry_base = retry_base
+        self.retry_cap = retry_cap
+        self._running: dict[str, _Running] = {}
+        self._lock = asyncio.Lock()
+
+    @property
+    def running(self) -> dict[str, RegistryConfig]:
+        """The registries running now, by `type/name`."""
+        return {key: r.config for key, r in self._running.items()}
+
+    def _fingerprint(self, config: RegistryConfig) -> bytes:
+        revision = self.credentials.revision(config.auth_secret_name)
+        return msgspec.msgpack.encode((config, revision), order="sorted")
+
+    async def reconcile(self, desired: Mapping[str, RegistryConfig]) -> None:
+        """Make the running registries those of `desired` (keyed `type/name`)."""
+        async with self._lock:
+            for key in sorted(set(self._running) - set(desired)):
+                running = self._running.pop(key)
+                log.info("registry %s removed from McpBridge: stopping it and removing its services", key)
+                await self._stop(running)
+                await running.sink.clear()
+                await running.status.remove()
+            for key, config in sorted(desired.items()):
+                fingerprint = self._fingerprint(config)
+                current = self._running.get(key)
+                if current is not None and current.fingerprint == fingerprint:
+                    continue
+                if current is not None:
+                    log.info("registry %s changed: restarting it", key)
+                    await self._stop(current)
+                self._start(key, config, fingerprint)
+
+    async def stop_all(self) -> None:
+        """Stop every registry, keeping what they published."""
+        async with self._lock:
+            running, self._running = self._running, {}
+            for key in sorted(running):
+                await self._stop(running[key])
+
+    async def clear_sources(self, sources: Iterable[str]) -> None:
+        """Empty resyncs for registries that are not configured but left services in the log (removed
+        while no replica was leading)."""
+        async with self._lock:
+            for source in sorted(set(sources)):
+                registry_type, _, name = source.partition("/")
+                if f"{registry_type}/{name}" in self._running:
+                    continue
+                log.info("registry %s is not in McpBridge but has services: removing them", source)
+                status = RegistryStatus(self.bus, source)
+                await EventSink(self.bus, RegistryConfig(type=registry_type, name=name), status).clear()
+                await status.remove()
+
+    # -- one registry ---------------------------------------------------------------------------
+
+    def _start(self, key: str, config: RegistryConfig, fingerprint: bytes) -> None:
+        status = RegistryStatus(self.bus, registry_source(config))
+        sink = EventSink(self.bus, config, status, stop=self.stop)
+        task = asyncio.create_task(self._run(key, config, sink, status), name=f"registry {key}")
+        self._running[key] = _Running(config, fingerprint, sink, status, task)
+        log.info("registry %s started", key, extra={"domain": config.domain, "port": config.port})
+
+    async def _run(self, key: str, config: RegistryConfig, sink: EventSink, status: RegistryStatus) -> None:
+        backoff = Backoff(base=self.retry_base, cap=self.retry_cap)
+        registry: Registry | None = None
+        while True:
+            resyncs = sink.resyncs
+            try:
+                if registry is None:
+                    registry = self.factory(config, self.credentials)
+                await registry.run(sink)
+                reason = "the registry client stopped on its own"
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                reason = str(exc) or type(exc).__name__
+            if sink.resyncs > resyncs:
+                backoff.reset()  # it worked for a while: retry soon
+            delay = backoff.next_delay()
+            log.warning(
+                "registry %s failed (%s); keeping its last published services, retrying in %.1fs",
+                key,
+                reason,
+                delay,
+            )
+            status.outage(reason)
+            await asyncio.sleep(delay)
+
+    async def _stop(self, running: _Running) -> None:
+        running.task.cancel()
+        done, _ = await asyncio.wait({running.task}, timeout=STOP_TIMEOUT)
+        if not done:
+            log.error("registry %s did not stop within %.0fs", running.sink.source, STOP_TIMEOUT)
+        elif not running.task.cancelled() and running.task.exception() is not None:
+            log.error(
+                "registry %s ended with an error", running.sink.source, exc_info=running.task.exception()
+            )
+        await running.status.close()
+
+
+async def published_sources(bus: Bus, types: Iterable[str]) -> set[str]:
+    """Sources of these registry types whose RegistryService events still hold services: every source
+    whose last RegistryService message is not an empty resync."""
+    out: set[str] = set()
+    for registry_type in sorted(set(types)):
+        pattern = f"{EVENTS_SUBJECT_PREFIX}.{subject_token(registry_type)}.*.{REGISTRY_SERVICE_KIND}"
+        info = await bus.js.stream_info(EVENTS_STREAM, subjects_filter=pattern)
+        for subject in sorted(info.state.subjects or {}):
+            try:
+                last = await bus.js._jsm.get_last_msg(EVENTS_STREAM, subject)
+                event = decode(last.data or b"")
+            except (NotFoundError, MalformedEvent):
+                continue
+            if event.op is Op.SYNC_END:
+                try:
+                    end = msgspec.convert(event.body, SyncEnd)
+                except msgspec.ValidationError:
+                    end = None
+                if end is not None and end.parts == 1 and not end.keys:
+                    continue  # already cleared
+            out.add(event.source)
+    return out
