@@ -9,7 +9,7 @@ PACKAGES := -e libs/xdsbus -e services/builder -e services/watch-file -e service
 PYTEST_ARGS ?=
 BENCH ?=
 
-.PHONY: install protos run test test-fast bench lint fmt clean
+.PHONY: install protos run test test-fast bench conformance lint fmt clean
 
 install: $(STAMP) protos
 
@@ -33,6 +33,10 @@ test-fast: install
 
 bench: install
 	$(BIN)/python -m bench $(BENCH)
+
+# Gateway API conformance (HTTP traffic tests) -> bench/results/gateway_api_conformance.json
+conformance: install
+	$(BIN)/python -m bench.gateway_api_conformance $(CONFORMANCE)
 
 lint: install
 	$(BIN)/ruff check .

@@ -18,6 +18,8 @@ BENCHMARKS = {
     "edge_fanout_1000": "bench.edge_fanout_1000",
     "edge_memory": "bench.edge_memory",
     "propagation": "bench.propagation",
+    "ingress_20k": "bench.ingress_20k",
+    "registry_propagation": "bench.registry_propagation",
 }
 
 

@@ -98,7 +98,7 @@ def upb_messages(data: UpbInput) -> list[tuple[str, str, Message]]:
         out.append((ENDPOINT, name, cla))
     out.append(_listener())
     route_name = f"http.{HTTP_PORT}"
-    rc = route_pb2.RouteConfiguration(name=route_name)
+    rc = route_pb2.RouteConfiguration(name=route_name, ignore_port_in_host_matching=True)
     add_vhost = rc.virtual_hosts.add
     for host, route, cluster in data.vhosts:
         vh = add_vhost(name=f"{host}:{HTTP_PORT}", domains=[host])
@@ -111,7 +111,7 @@ def upb_messages(data: UpbInput) -> list[tuple[str, str, Message]]:
 
 def _listener() -> tuple[str, str, Message]:
     name = f"0.0.0.0_{HTTP_PORT}"
-    manager = hcm.HttpConnectionManager(stat_prefix=name, strip_any_host_port=True)
+    manager = hcm.HttpConnectionManager(stat_prefix=name)
     manager.rds.route_config_name = f"http.{HTTP_PORT}"
     manager.rds.config_source.ads.SetInParent()
     manager.rds.config_source.resource_api_version = config_source_pb2.V3

@@ -14,10 +14,13 @@ Fidelity choices, and why:
   with the "service extinction" index (the last time any service lost its last instance), else the
   highest table index, as `maxIndexAndWatchChForService` does. The server never answers index 0.
 * Blocking queries follow `blockingquery.Query`: `index` 0 or missing answers at once; otherwise the
-  query is re-run on every write until its index exceeds `index` or `wait` (Go duration, default 5 m,
-  capped at 10 m, plus up to wait/16 random jitter) expires, and a timeout answers **200 with the same
-  index and body**. `restore_snapshot(index)` abandons the state store like a snapshot restore: every
-  index drops to `index` and every blocked query returns at once with that lower index.
+  query's index is checked again on every write that touches what it reads (the state store's watch
+  channels: a service's health query wakes for that service, the catalog for registrations and
+  deregistrations, queries of a service without instances for any write) until it exceeds `index` or
+  `wait` (Go duration, default 5 m, capped at 10 m, plus up to wait/16 random jitter) expires, and a
+  timeout answers **200 with the same index and body**. The body is built once, when answering.
+  `restore_snapshot(index)` abandons the state store like a snapshot restore: every index drops to
+  `index` and every blocked query returns at once with that lower index.
 * Every answer carries `X-Consul-Index`, `X-Consul-KnownLeader: true`, `X-Consul-LastContact: 0`,
   `X-Consul-Effective-Consistency`, `X-Consul-Query-Backend: blocking-query` and
   `X-Consul-Default-Acl-Policy`. Bad `index`/`wait` values give 400 "Invalid index" / "Invalid wait
@@ -189,7 +192,8 @@ class FakeConsul:
         self._extinction_index: int | None = None
         self._garbage: dict[str | None, str] = {}
         self._garbage_index: dict[str | None, int] = {}
-        self._changed = asyncio.Event()
+        # Blocked queries wait on the event of what they read: a service name, None for the catalog.
+        self._watches: dict[str | None, asyncio.Event] = {}
         self._generation = 0  # bumped by restore_snapshot: blocked queries return at once
         self._down = False
         self._open: dict[int, web.BaseRequest] = {}  # requests are unhashable: keyed by id()
@@ -318,7 +322,7 @@ class FakeConsul:
     def deregister(self, id: str) -> None:
         """Remove an instance; KeyError if there is none."""
         instance = self._instances.pop(id)
-        self._write()
+        self._write(instance.name, None)
         self._services_table_index = self._index
         if any(i.name == instance.name for i in self._instances.values()):
             self._service_index[instance.name] = self._index
@@ -335,7 +339,7 @@ class FakeConsul:
         if instance.status == status:
             return
         instance.status = status
-        self._write()
+        self._write(instance.name)
         # A check write moves the service's index, not the services table's.
         self._service_index[instance.name] = self._index
 
@@ -359,7 +363,7 @@ class FakeConsul:
         """Serve `body` (a string verbatim, else as JSON) instead of the health answer of `service`, or of
         the catalog when `service` is None, with a new index so blocked clients wake; `None` serves the
         real answer again (with another new index)."""
-        self._write()
+        self._write(service)
         if body is None:
             self._garbage.pop(service, None)
             self._garbage_index.pop(service, None)
@@ -390,21 +394,36 @@ class FakeConsul:
     # ----------------------------------------------------------------------------------------------------
     # State
 
-    def _write(self) -> None:
-        """One Raft apply: advance the index and wake blocked queries to re-run."""
+    def _write(self, *keys: str | None) -> None:
+        """One Raft apply touching `keys` (service names, None for the catalog): advance the index and wake
+        the blocked queries on them, in that order, and those of services without instances (whose index
+        is the extinction index or the latest one). A service's query is woken before the catalog's,
+        whose answer takes longer to build here, one process doing what a Consul agent does in parallel."""
         self._index += 1
-        self._wake()
+        self._wake(*keys, *(k for k in self._watches if k is not None and k not in self._service_index))
 
-    def _wake(self) -> None:
-        self._changed.set()
-        self._changed = asyncio.Event()
+    def _wake(self, *keys: str | None) -> None:
+        """Wake the blocked queries on `keys`, or all of them when no key is given."""
+        if keys:
+            events = [event for key in keys if (event := self._watches.pop(key, None)) is not None]
+        else:
+            events, self._watches = list(self._watches.values()), {}
+        for event in events:
+            event.set()
+
+    def _watch(self, key: str | None) -> asyncio.Event:
+        """The event a blocked query on `key` waits for; the next write to `key` sets and drops it."""
+        event = self._watches.get(key)
+        if event is None:
+            event = self._watches[key] = asyncio.Event()
+        return event
 
     def _register(self, instance: _Instance, node_address: str) -> None:
         existing = self._instances.get(instance.id)
         node = self._nodes.get(instance.node)
         if existing is not None and existing.content() == instance.content() and node is not None:
             return  # the state store skips writes that change nothing
-        self._write()
+        self._write(instance.name, None)
         if node is None or node.address != node_address:
             self._nodes[instance.node] = _Node(
                 instance.node, node_address, create_index=node.create_index if node else self._index
@@ -605,8 +624,11 @@ class FakeConsul:
     def _error(self, err: _ApiError) -> web.Response:
         return web.Response(status=err.status, text=err.reason, content_type="text/plain")
 
-    async def _blocking(self, request: web.Request, query: Any) -> web.Response:
-        """Answer `query() -> (index, body text)` with Consul's blocking semantics."""
+    async def _blocking(
+        self, request: web.Request, key: str | None, index_of: Any, query: Any
+    ) -> web.Response:
+        """Answer `query() -> (index, body text)` with Consul's blocking semantics; `index_of()` is its
+        index alone (what a wake-up checks), `key` what it reads (a service name, None: the catalog)."""
         try:
             min_index = int(request.query.get("index", "0") or "0")
             if min_index < 0:
@@ -620,7 +642,7 @@ class FakeConsul:
         if request.query.get("filter"):
             raise _ApiError(400, "fake consul: filter expressions are not supported")
 
-        index, body = query()
+        index = index_of()
         if min_index > 0:
             timeout = min(wait, _MAX_WAIT) if wait > 0 else _DEFAULT_WAIT
             if self.jitter:
@@ -632,16 +654,16 @@ class FakeConsul:
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     break
-                changed = self._changed
                 try:
-                    await asyncio.wait_for(changed.wait(), remaining)
+                    await asyncio.wait_for(self._watch(key).wait(), remaining)
                 except TimeoutError:
                     pass
                 if self._down:
                     raise _Down
-                index, body = query()
+                index = index_of()
                 if self._generation != generation:
                     break  # the state store was abandoned (snapshot restore): answer at once
+        index, body = query()
         return web.Response(text=body, content_type="application/json", headers=self._headers(index))
 
     async def _catalog_services(self, request: web.Request) -> web.StreamResponse:
@@ -656,7 +678,7 @@ class FakeConsul:
                     return self._catalog_index(), self._garbage[None]
                 return self._catalog_index(), json.dumps(self._catalog_body() if full else {})
 
-            return await self._blocking(request, query)
+            return await self._blocking(request, None, self._catalog_index, query)
         except _ApiError as err:
             return self._error(err)
         except _Down:
@@ -684,7 +706,7 @@ class FakeConsul:
                     entries = [e for e in entries if all(t in e["Service"]["Tags"] for t in tags)]
                 return self._health_index(name), json.dumps(entries)
 
-            return await self._blocking(request, query)
+            return await self._blocking(request, name, lambda: self._health_index(name), query)
         except _ApiError as err:
             return self._error(err)
         except _Down:

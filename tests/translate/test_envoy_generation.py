@@ -458,10 +458,12 @@ def test_route_config_assembly_equals_building_the_message() -> None:
     spliced = envoy_routes.assemble_route_config(
         "http.80", [vh.SerializeToString(deterministic=True) for vh in vhs]
     )
-    built = route_pb2.RouteConfiguration(name="http.80", virtual_hosts=vhs).SerializeToString(
-        deterministic=True
-    )
+    built = route_pb2.RouteConfiguration(
+        name="http.80", virtual_hosts=vhs, ignore_port_in_host_matching=True
+    ).SerializeToString(deterministic=True)
     assert spliced == built
+    framed = [envoy_routes.frame_virtual_host(vh.SerializeToString(deterministic=True)) for vh in vhs]
+    assert envoy_routes.assemble_framed_route_config("http.80", framed) == built
 
 
 # -- destinations and clusters --------------------------------------------------------------------

@@ -7,7 +7,7 @@ import re
 from collections.abc import Iterable
 
 import msgspec
-from nats.js.errors import KeyNotFoundError, NoKeysError
+from nats.js.errors import KeyNotFoundError
 
 from xdsbus.bus import STATUS_BUCKET, Bus
 from xdsbus.fold.folding import Rejection
@@ -52,11 +52,13 @@ async def publish_rejections(bus: Bus, rejections: Iterable[Rejection]) -> None:
 
 
 async def read_all(bus: Bus) -> list[ObjectStatus]:
-    """Every status entry, sorted by kind, source and key."""
-    try:
-        keys = await bus.status.keys()
-    except NoKeysError:
-        return []
+    """Every status entry, sorted by kind, source and key.
+
+    Keys come from the bucket stream's subjects, not `KeyValue.keys()`: nats-py's `keys()` ends early
+    while other keys are being written (nats-io/nats.py#842), and `xdsbus status` would miss entries."""
+    prefix = f"$KV.{STATUS_BUCKET}."
+    info = await bus.js.stream_info(f"KV_{STATUS_BUCKET}", subjects_filter=f"{prefix}>")
+    keys = [subject.removeprefix(prefix) for subject in info.state.subjects or {}]
     out = []
     for key in sorted(keys):
         try:

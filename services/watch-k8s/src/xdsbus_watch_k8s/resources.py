@@ -85,6 +85,8 @@ ENDPOINT_SLICE = Resource("EndpointSlice", "discovery.k8s.io", ("v1",), "endpoin
 INGRESS = Resource("Ingress", "networking.k8s.io", ("v1",), "ingresses")
 INGRESS_CLASS = Resource("IngressClass", "networking.k8s.io", ("v1",), "ingressclasses", namespaced=False)
 SECRET = Resource("Secret", "", ("v1",), "secrets")
+# Gateway API listeners select the namespaces routes may come from by their labels.
+NAMESPACE = Resource("Namespace", "", ("v1",), "namespaces", namespaced=False)
 CONFIG_MAP = Resource("ConfigMap", "", ("v1",), "configmaps")
 MCP_BRIDGE = Resource("McpBridge", "networking.higress.io", ("v1",), "mcpbridges", optional=True)
 WASM_PLUGIN = Resource("WasmPlugin", "extensions.higress.io", ("v1alpha1",), "wasmplugins", optional=True)
@@ -107,6 +109,7 @@ RESOURCES: tuple[Resource, ...] = (
     INGRESS,
     INGRESS_CLASS,
     SECRET,
+    NAMESPACE,
     CONFIG_MAP,
     MCP_BRIDGE,
     WASM_PLUGIN,
@@ -166,6 +169,7 @@ def feeds(watch_namespace: str, system_namespace: str) -> list[Feed]:
         Feed(MCP_BRIDGE, system, f"metadata.name={MCP_BRIDGE_NAME}", named(MCP_BRIDGE_NAME)),
         Feed(WASM_PLUGIN, system),
         Feed(HTTP2RPC, system),
+        Feed(NAMESPACE),
         Feed(GATEWAY_CLASS),
         Feed(GATEWAY, watched),
         Feed(HTTP_ROUTE, watched),

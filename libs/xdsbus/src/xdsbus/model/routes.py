@@ -137,6 +137,9 @@ class Redirect(msgspec.Struct, frozen=True, kw_only=True):
     prefix: str = ""
     code: int = 302
     strip_query: bool = False
+    # RE2 pattern over the path and its substitution, instead of `path`/`prefix` (at most one is set).
+    regex: str = ""
+    substitution: str = ""
 
 
 class Rewrite(msgspec.Struct, frozen=True, kw_only=True):
@@ -236,6 +239,9 @@ class Route(msgspec.Struct, frozen=True, kw_only=True):
     # 0: no route timeout (Envoy's 15 s default is not what Kubernetes users expect).
     timeout_ms: int = 0
     retry: RetryPolicy | None = None
+    # What Envoy answers when a destination's cluster does not exist (0: its default, 503). Gateway API
+    # routes point invalid backendRefs at a cluster that never exists and answer 500 for their share.
+    cluster_not_found_status: int = 0
     cors: CorsPolicy | None = None
     request_headers: HeaderMutation | None = None
     response_headers: HeaderMutation | None = None

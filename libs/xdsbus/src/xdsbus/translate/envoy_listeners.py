@@ -64,8 +64,6 @@ def _connection_manager(stat_prefix: str, route_config: str) -> listener_compone
         stat_prefix=stat_prefix,
         codec_type=hcm.HttpConnectionManager.AUTO,
         rds=hcm.Rds(route_config_name=route_config, config_source=ads_source()),
-        # Match virtual hosts on the host alone: clients send `Host: example.com:8080` too.
-        strip_any_host_port=True,
         use_remote_address=wrappers_pb2.BoolValue(value=True),
         http_filters=_http_filters(),
         # Ingress controllers pass WebSocket upgrades through without per-route opt-in.

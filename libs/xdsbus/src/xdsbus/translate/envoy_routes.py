@@ -70,6 +70,12 @@ _REDIRECT_CODES = {
     308: rc.RedirectAction.PERMANENT_REDIRECT,
 }
 
+_CLUSTER_NOT_FOUND_CODES = {
+    404: rc.RouteAction.NOT_FOUND,
+    500: rc.RouteAction.INTERNAL_SERVER_ERROR,
+    503: rc.RouteAction.SERVICE_UNAVAILABLE,
+}
+
 _APPEND = base_pb2.HeaderValueOption.APPEND_IF_EXISTS_OR_ADD
 _OVERWRITE = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
 
@@ -221,6 +227,9 @@ def _redirect(redirect: Redirect) -> rc.RedirectAction:
         out.path_redirect = redirect.path
     elif redirect.prefix:
         out.prefix_rewrite = redirect.prefix
+    elif redirect.regex:
+        out.regex_rewrite.pattern.regex = redirect.regex
+        out.regex_rewrite.substitution = redirect.substitution
     return out
 
 
@@ -309,6 +318,8 @@ def _route_action(route: Route, destinations: tuple[Destination, ...]) -> rc.Rou
     action.timeout.CopyFrom(_duration_ms(route.timeout_ms))
     if route.retry is not None:
         action.retry_policy.CopyFrom(_retry_policy(route.retry))
+    if route.cluster_not_found_status in _CLUSTER_NOT_FOUND_CODES:
+        action.cluster_not_found_response_code = _CLUSTER_NOT_FOUND_CODES[route.cluster_not_found_status]
     action.hash_policy.extend(_hash_policy(p) for p in route.hash_policies)
     for mirror in route.mirrors:
         policy = action.request_mirror_policies.add(cluster=destination_cluster(mirror.destination))
@@ -465,7 +476,27 @@ def assemble_route_config(name: str, virtual_hosts: Iterable[bytes]) -> bytes:
     """A serialized RouteConfiguration from pre-serialized VirtualHosts.
 
     Equal, byte for byte, to building the message and serializing it deterministically: fields are
-    written in field-number order, name (1) then virtual_hosts (2), and nothing else is set.
+    written in field-number order, name (1), virtual_hosts (2), then ignore_port_in_host_matching (14).
     """
+    return assemble_framed_route_config(name, [frame_virtual_host(vh) for vh in virtual_hosts])
+
+
+# Virtual hosts match on the host alone (`Host: example.com:8080` finds `example.com`) while the backend
+# still receives the header as the client sent it, which Gateway API requires.
+_ROUTE_CONFIG_TAIL = route_pb2.RouteConfiguration(ignore_port_in_host_matching=True).SerializeToString(
+    deterministic=True
+)
+
+
+def frame_virtual_host(virtual_host: bytes) -> bytes:
+    """A serialized VirtualHost as one `virtual_hosts` field of a RouteConfiguration (tag, length, bytes),
+    ready for assemble_framed_route_config."""
+    return field(_VIRTUAL_HOSTS_FIELD, virtual_host)
+
+
+def assemble_framed_route_config(name: str, framed_virtual_hosts: Iterable[bytes]) -> bytes:
+    """assemble_route_config from virtual hosts already framed by frame_virtual_host: a join, so that a
+    route configuration of many hosts is spliced without re-framing each of them (20k hosts: ~40 ms of
+    framing per change)."""
     head = route_pb2.RouteConfiguration(name=name).SerializeToString(deterministic=True)
-    return head + b"".join([field(_VIRTUAL_HOSTS_FIELD, vh) for vh in virtual_hosts])
+    return head + b"".join(framed_virtual_hosts) + _ROUTE_CONFIG_TAIL

@@ -21,6 +21,7 @@ from xdsbus.model.k8s import K8sEndpoints, K8sEndpointSlice, K8sIngress, K8sServ
 from xdsbus.model.mcpbridge import MCPBRIDGE_KEY, MCPBRIDGE_KIND
 from xdsbus.model.registry import REGISTRY_SERVICE_KIND
 from xdsbus.model.routes import (
+    DownstreamTls,
     HeaderMatch,
     HttpsListenerModel,
     ListenerModel,
@@ -35,6 +36,7 @@ from xdsbus.secretbox import SecretBox, SecretKeyError
 from xdsbus.translate import envoy_clusters, envoy_listeners, envoy_routes
 from xdsbus.translate.canary import apply_canaries
 from xdsbus.translate.envoy_destinations import derived_clusters, fallback_chain, route_destinations
+from xdsbus.translate.gateway_api.build import GATEWAY_API_KINDS, GatewayApiOutput, translate_gateway_api
 from xdsbus.translate.ingress_annotations import CanarySpec
 from xdsbus.translate.ingress_rules import (
     WILDCARD_HOST,
@@ -78,6 +80,8 @@ INGRESS = "Ingress"
 SECRET_KIND = "Secret"
 REGISTRY_SERVICE = REGISTRY_SERVICE_KIND
 MCPBRIDGE = MCPBRIDGE_KIND
+# The owner of the Gateway API's shared resources (derived clusters, secrets); never a hostname.
+_GATEWAY_API_OWNER = "gateway-api/"
 # The kind of the service entries an McpBridge's `dns` and `static` registries make (never an event kind).
 BRIDGE_SERVICE = "McpBridge/registry"
 
@@ -133,6 +137,7 @@ class Translator:
         self._ingresses: dict[ObjectRef, IngressTranslation] = {}
         self._vhost_members: dict[str, set[ObjectRef]] = {}
         self._dependents: dict[str, set[ObjectRef]] = {}
+        # Per host, its HTTP virtual host serialized and framed as a RouteConfiguration field.
         self._vhost_bytes: dict[str, bytes] = {}
         # Problems found while assembling a virtual host (lost conflicts, orphan canaries, missing TLS
         # secrets), per host, reported on the object concerned.
@@ -149,6 +154,15 @@ class Translator:
         # dns/static registries make (kind BRIDGE_SERVICE, in `_services` like any other service).
         self._registry_endpoints: dict[ObjectRef, RegistryEndpoints] = {}
         self._bridge_entries: list[ObjectRef] = []
+        # Gateway API: recomputed whole when one of its inputs changes (see gateway_api.build). Its
+        # virtual hosts per port (serialized), its HTTPS filter chains per port, the resources it owns
+        # on its own ports; and the Ingress HTTP routes per host, to merge hosts both serve.
+        self._gw = GatewayApiOutput()
+        self._gw_dirty = False
+        self._gw_http_bytes: dict[int, dict[str, bytes]] = {}
+        self._gw_chains: dict[int, list[TlsFilterChainModel]] = {}
+        self._gw_resources: set[ResourceKey] = set()
+        self._vhost_routes: dict[str, list[Route]] = {}
 
     # -- entry points -------------------------------------------------------------------------
 
@@ -156,6 +170,8 @@ class Translator:
         """Translate everything in the state (after a restore or a replay)."""
         refs: list[ObjectRef] = []
         for kind in (SERVICE, ENDPOINT_SLICE, ENDPOINTS, REGISTRY_SERVICE, MCPBRIDGE, SECRET_KIND, INGRESS):
+            refs.extend(ref for ref, _ in state.of_kind(kind))
+        for kind in GATEWAY_API_KINDS:
             refs.extend(ref for ref, _ in state.of_kind(kind))
         # A full build allocates a dozen container objects per resource and frees almost none: the
         # cyclic collector's passes over the folded state find no garbage yet cost ~40% of the build at
@@ -188,9 +204,13 @@ class Translator:
                 hosts |= self._fold_registry_service(state, ref)
             elif ref.kind == MCPBRIDGE:
                 hosts |= self._fold_mcpbridge(state, ref)
+            elif ref.kind in GATEWAY_API_KINDS:
+                self._gw_dirty = True
         for host in sorted(hosts):
             if self._regenerate_service(state, host):
                 ingresses |= self._dependents.get(host, set())
+                if host in self._gw.services:
+                    self._gw_dirty = True
         for ref in sorted(ingresses):
             vhosts |= self._fold_ingress(state, ref)
         if WILDCARD_HOST in vhosts:
@@ -198,7 +218,10 @@ class Translator:
             vhosts |= {host for host in self._vhost_members if _is_wildcard(host)}
         for host in sorted(vhosts):
             self._regenerate_vhost(host)
-        if vhosts or force_gateway:
+        gateway_api = self._gw_dirty or force_gateway
+        if gateway_api:
+            self._regenerate_gateway_api(state)
+        if vhosts or gateway_api:
             self._regenerate_gateway()
 
     def take_status_changes(self) -> list[ObjectStatus | ObjectRef]:
@@ -425,6 +448,8 @@ class Translator:
         A Secret that cannot be used is rejected and provides nothing: what a previous version provided
         is withdrawn too, since a full build (replay, restart) never sees that version."""
         names, error = self._secrets.fold(state, ref)
+        if names & self._gw.secrets:
+            self._gw_dirty = True
         if error is not None:
             self._set_status(ref, Verdict.REJECTED, f"Secret {ref.key}: {_reason(error)}")
         elif state.get(ref) is None:
@@ -575,12 +600,13 @@ class Translator:
             if _is_wildcard(host):
                 # Names deeper than one label are not this host's: they fall through to the `*` rules.
                 http_routes = [_one_label(route, host) for route in http_routes] + self._catch_all_routes
-            self._vhost_bytes[host], http_routes = self._virtual_host(
-                f"{host}:{self.http_port}", host, http_routes, problems
-            )
+            vhost, http_routes = self._virtual_host(f"{host}:{self.http_port}", host, http_routes, problems)
+            self._vhost_bytes[host] = envoy_routes.frame_virtual_host(vhost)
+            self._vhost_routes[host] = http_routes
             listeners.append(http_routes)
         else:
             self._vhost_bytes.pop(host, None)
+            self._vhost_routes.pop(host, None)
             self._vhost_members.pop(host, None)
         if host == WILDCARD_HOST:
             self._catch_all_routes = listeners[0] if listeners else []
@@ -668,6 +694,115 @@ class Translator:
             if before.get(ref) != after.get(ref):
                 self._ingress_status(ref)
 
+    # -- Gateway API --------------------------------------------------------------------------
+
+    def _merged_vhosts(self, gateway_vhosts: dict[str, bytes]) -> list[bytes]:
+        """The framed virtual hosts of the Ingress HTTP port with the Gateway API's on the same port.
+
+        A host both serve becomes one virtual host (Envoy refuses a domain twice in one route
+        configuration): the Ingress routes first, in their own order, then the Gateway API routes in the
+        spec's precedence. Ingress behaviour is unchanged; a Gateway route of such a host only gets the
+        requests no Ingress route of the host matches."""
+        vhosts = self._vhost_bytes
+        out: list[bytes] = []
+        for host in sorted(vhosts.keys() | gateway_vhosts.keys()):
+            if host not in gateway_vhosts:
+                out.append(vhosts[host])
+            elif host not in vhosts:
+                out.append(envoy_routes.frame_virtual_host(gateway_vhosts[host]))
+            else:
+                routes = self._vhost_routes.get(host, []) + self._gw.http[self.http_port][host]
+                merged, _ = self._virtual_host(f"{host}:{self.http_port}", host, routes, {})
+                out.append(envoy_routes.frame_virtual_host(merged))
+        return out
+
+    def _regenerate_gateway_api(self, state: FoldState) -> None:
+        """Translate every Gateway API object again; publish its own listeners, routes, clusters,
+        secrets and statuses (the shared Ingress ports are spliced by _regenerate_gateway)."""
+        self._gw_dirty = False
+        out = translate_gateway_api(
+            state,
+            self._lookup,
+            lambda name: self._secret_holds(name, True),
+            {self.http_port: "HTTP", self.https_port: "HTTPS"},
+        )
+        self._gw = out
+        problems: dict[ObjectRef, list[str]] = {}
+        resources: set[ResourceKey] = set()
+        served: list[Route] = []
+        self._gw_http_bytes = {}
+        for port, domains in out.http.items():
+            serialized: dict[str, bytes] = {}
+            for domain, routes in domains.items():
+                serialized[domain], kept = self._virtual_host(f"{domain}:{port}", domain, routes, problems)
+                served.extend(kept)
+            self._gw_http_bytes[port] = serialized
+            if port == self.http_port:
+                continue
+            route_name = envoy_routes.http_route_config_name(port)
+            listener = ListenerModel(
+                name=envoy_routes.listener_name(port), port=port, route_config=route_name
+            )
+            self.table.put(
+                LISTENER,
+                listener.name,
+                envoy_routes.build_http_listener(listener).SerializeToString(deterministic=True),
+            )
+            config = envoy_routes.assemble_route_config(
+                route_name, [serialized[d] for d in sorted(serialized)]
+            )
+            self.table.put(ROUTE, route_name, config)
+            resources |= {ResourceKey(LISTENER, listener.name), ResourceKey(ROUTE, route_name)}
+        self._gw_chains = {}
+        certificates: set[str] = set()
+        for port, groups in out.https.items():
+            chains: list[TlsFilterChainModel] = []
+            for hostname, group in sorted(groups.items()):
+                # `/` never appears in a hostname: these names cannot meet an Ingress host's.
+                route_name = envoy_listeners.https_route_config_name(port, f"gateway/{hostname or '*'}")
+                parts = []
+                for domain, routes in sorted(group.vhosts.items()):
+                    vhost, kept = self._virtual_host(f"{domain}:{port}", domain, routes, problems)
+                    parts.append(vhost)
+                    served.extend(kept)
+                self.table.put(ROUTE, route_name, envoy_routes.assemble_route_config(route_name, parts))
+                resources.add(ResourceKey(ROUTE, route_name))
+                certificates.add(group.cert_secret)
+                chains.append(
+                    TlsFilterChainModel(
+                        server_names=(hostname,) if hostname else (),
+                        tls=DownstreamTls(cert_secret=group.cert_secret),
+                        route_config=route_name,
+                    )
+                )
+            self._gw_chains[port] = chains
+            if port == self.https_port:
+                continue
+            name = envoy_listeners.listener_name(port)
+            model = HttpsListenerModel(name=name, port=port, chains=tuple(chains))
+            listener_bytes = envoy_listeners.build_https_listener(model).SerializeToString(deterministic=True)
+            self.table.put(LISTENER, name, listener_bytes)
+            resources.add(ResourceKey(LISTENER, name))
+        for key in sorted(self._gw_resources - resources):
+            self.table.remove(key.type_url, key.name)
+        self._gw_resources = resources
+        clusters: dict[ResourceKey, bytes] = {}
+        for route in served:
+            for dest in route_destinations(route):
+                for name, cluster in derived_clusters(dest, self._lookup):
+                    clusters[ResourceKey(CLUSTER, name)] = cluster.SerializeToString(deterministic=True)
+        self._derived.set_owned(_GATEWAY_API_OWNER, clusters)
+        self._secrets.set_used(_GATEWAY_API_OWNER, certificates, out.secrets)
+        for ref, status in out.statuses.items():
+            extra = problems.get(ref)
+            if extra:
+                status = msgspec.structs.replace(status, warnings=status.warnings + extra)
+            if self.statuses.get(ref) != status:
+                self.statuses[ref] = status
+                self._status_changed.add(ref)
+        for ref in sorted(r for r in self.statuses if r.kind in GATEWAY_API_KINDS and r not in out.statuses):
+            self._clear_status(ref)
+
     def _regenerate_gateway(self) -> None:
         """The listeners and the HTTP route configuration, spliced from the cached virtual hosts."""
         route_name = envoy_routes.http_route_config_name(self.http_port)
@@ -680,19 +815,18 @@ class Translator:
             envoy_routes.build_http_listener(listener).SerializeToString(deterministic=True),
         )
         vhosts = self._vhost_bytes
-        self.table.put(
-            ROUTE,
-            route_name,
-            envoy_routes.assemble_route_config(route_name, [vhosts[h] for h in sorted(vhosts)]),
-        )
+        gateway_vhosts = self._gw_http_bytes.get(self.http_port)
+        parts = self._merged_vhosts(gateway_vhosts) if gateway_vhosts else [vhosts[h] for h in sorted(vhosts)]
+        self.table.put(ROUTE, route_name, envoy_routes.assemble_framed_route_config(route_name, parts))
         https_listener = envoy_listeners.listener_name(self.https_port)
-        if not self._tls_hosts:
+        gateway_chains = self._gw_chains.get(self.https_port, [])
+        if not self._tls_hosts and not gateway_chains:
             self.table.remove(LISTENER, https_listener)
             return
         model = HttpsListenerModel(
             name=https_listener,
             port=self.https_port,
-            chains=tuple(self._tls_hosts[h] for h in sorted(self._tls_hosts)),
+            chains=tuple(self._tls_hosts[h] for h in sorted(self._tls_hosts)) + tuple(gateway_chains),
         )
         self.table.put(
             LISTENER,
@@ -714,7 +848,7 @@ def _one_label(route: Route, host: str) -> Route:
     """`route` restricted to names exactly one label under the wildcard `host`: Envoy matches the domain
     `*.example.com` as a suffix, Kubernetes means one label (`a.example.com`, not `a.b.example.com`)."""
     authority = HeaderMatch(
-        name=":authority", kind=StringMatchKind.REGEX, value=f"(?i)[^.]+{re.escape(host[1:])}"
+        name=":authority", kind=StringMatchKind.REGEX, value=f"(?i)[^.]+{re.escape(host[1:])}(:[0-9]+)?"
     )
     return msgspec.structs.replace(route, headers=(authority, *route.headers))
 

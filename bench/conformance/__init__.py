@@ -1,0 +1,1 @@
+"""Gateway API conformance runner helpers: cases, manifests, an HTTP/2 client."""
