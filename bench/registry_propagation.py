@@ -14,15 +14,16 @@ The change under test: BENCH_REGISTRY_CHANGES (100) changes (after 3 untimed one
 BENCH_REGISTRY_INTERVAL (0.3) s, each on a service with no change in flight, cycling through: register an
 instance, change an instance's weight (Eureka has none: an instance's status goes UP <-> DOWN, which is
 how Eureka takes one out), and deregister one (cancel on Eureka). Each change is timed from the driver
-call on the fake to Envoy's worker taking the cluster's new hosts: the time stamp of Envoy's last "batch membership update for TLS cluster
-<name>" log line (the `upstream` logger at debug, microsecond stamps) before Envoy's admin
-`/config_dump?resource=dynamic_endpoint_configs&include_eds&name_regex=<the clusters in flight>` first
-shows the new (address, port, weight) set, which is polled every BENCH_REGISTRY_PROBE_MS (20) ms to
-confirm the content. The EDS dump is built from the cluster's host sets, i.e. what Envoy load balances
-on. Envoy's own stamp is used because a probe is not free: any config dump costs Envoy's main thread
-(the thread applying xDS) ~4 ms at 1,000 clusters, whatever the filter, so polling every few ms would
-both delay the updates and add the polling period to every figure. A change whose log line is missing is
-timed to its confirming probe (`landed_from_envoy_log` counts those that were not).
+call on the fake to Envoy's worker taking the cluster's new hosts: the time stamp of Envoy's last "batch
+membership update for TLS cluster <name>" log line (the `upstream` logger at debug, microsecond stamps)
+before Envoy's admin `/config_dump?resource=dynamic_endpoint_configs&include_eds&name_regex=<the clusters
+in flight>` first shows the new (address, port, weight) set, which is polled every
+BENCH_REGISTRY_PROBE_MS (20) ms to confirm the content. The EDS dump is built from the cluster's host
+sets, i.e. what Envoy load balances on. Envoy's own stamp is used because a probe is not free: any config
+dump costs Envoy's main thread (the thread applying xDS) ~4 ms at 1,000 clusters, whatever the filter, so
+polling every few ms would both delay the updates and add the polling period to every figure. A change
+whose log line is missing is timed to its confirming probe (`landed_from_envoy_log` counts those that
+were not).
 
 Stages per change, from JetStream ordered consumers in this process, each at the message's JetStream
 timestamp: the change at the fake -> the watcher's RegistryService event of that hostname stored in the

@@ -29,6 +29,7 @@ from xdsbus.lease import Lease
 from xdsbus.secretbox import SecretBox
 from xdsbus.watcher import Watcher
 from xdsbus_watch_k8s.api import KubeApi
+from xdsbus_watch_k8s.gateway_status import GatewayStatusWriter
 from xdsbus_watch_k8s.ingress_class import DEFAULT_INGRESS_CLASS, IngressClassFilter
 from xdsbus_watch_k8s.list_watch import DEFAULT_PAGE_SIZE, DEFAULT_WATCH_TIMEOUT, DELETED, ListWatch
 from xdsbus_watch_k8s.normalize import normalize, object_name
@@ -57,6 +58,7 @@ class K8sWatcher(Watcher):
         system_namespace: str = DEFAULT_SYSTEM_NAMESPACE,
         ingress_class: str = DEFAULT_INGRESS_CLASS,
         gateway_addresses: Sequence[str] = (),
+        gateway_status: bool = True,
         watch_timeout: int = DEFAULT_WATCH_TIMEOUT,
         page_size: int = DEFAULT_PAGE_SIZE,
         retry_cap: float = 30.0,
@@ -69,6 +71,7 @@ class K8sWatcher(Watcher):
         self.cluster = cluster
         self.instance_id = instance_id or default_instance_id()
         self.gateway_addresses = load_balancer_ingress(gateway_addresses)
+        self.gateway_status = gateway_status
         self.watch_timeout = watch_timeout
         self.page_size = page_size
         self.retry_cap = retry_cap
@@ -88,7 +91,7 @@ class K8sWatcher(Watcher):
         """Run every feed (and the status writer) until `stop` is set."""
         async with KubeApi(self.configuration, f"xdsbus-watch-k8s/{self.instance_id}") as api:
             ingresses = self.publishers[INGRESS.kind]
-            if self.gateway_addresses:
+            if self.gateway_addresses or self.gateway_status:
                 lease = Lease(
                     self.bus, lease_name(self.cluster), self.instance_id, self.bus.settings.lease_ttl
                 )
@@ -99,6 +102,9 @@ class K8sWatcher(Watcher):
                     ingresses.is_published,
                     self.stop,
                     retry_cap=self.retry_cap,
+                    gateway=GatewayStatusWriter(api, self.bus.status, self.source, retry_cap=self.retry_cap)
+                    if self.gateway_status
+                    else None,
                 )
             indexes: Counter[str] = Counter()
             self.loops = []
@@ -124,7 +130,7 @@ class K8sWatcher(Watcher):
                 tasks.append(asyncio.create_task(run, name=f"watch {feed.name}"))
             writer = None
             if self.status_writer is not None:
-                writer = asyncio.create_task(self.status_writer.run(), name="ingress status")
+                writer = asyncio.create_task(self.status_writer.run(), name="status writes")
             log.info("%s: watching %d feeds as %s", self.source, len(self.feeds), self.instance_id)
             try:
                 await self.stop.wait()

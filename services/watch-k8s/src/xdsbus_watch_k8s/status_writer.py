@@ -21,6 +21,7 @@ import aiohttp
 from xdsbus.backoff import Backoff
 from xdsbus.lease import Lease
 from xdsbus_watch_k8s.api import ApiError, KubeApi, NotFound
+from xdsbus_watch_k8s.gateway_status import GatewayStatusWriter
 from xdsbus_watch_k8s.resources import INGRESS
 
 log = logging.getLogger(__name__)
@@ -56,8 +57,10 @@ class StatusWriter:
         stop: asyncio.Event,
         *,
         retry_cap: float = 30.0,
+        gateway: GatewayStatusWriter | None = None,
     ) -> None:
         self.api = api
+        self.gateway = gateway
         self.lease = lease
         self.wanted = addresses
         self.accepted = accepted
@@ -108,6 +111,10 @@ class StatusWriter:
         backoff = Backoff(base=0.5, cap=self.retry_cap)
         stop = asyncio.ensure_future(self.stop.wait())
         lost = asyncio.ensure_future(self.lease.lost.wait())
+        # Gateway API statuses (gateway_status.py) are written under the same lease.
+        gateway = None
+        if self.gateway is not None:
+            gateway = asyncio.create_task(self.gateway.lead(), name="gateway api status")
         try:
             while not (self.stop.is_set() or self.lease.lost.is_set()):
                 wake = asyncio.ensure_future(self._wake.wait())
@@ -128,11 +135,16 @@ class StatusWriter:
         finally:
             stop.cancel()
             lost.cancel()
+            if gateway is not None:
+                gateway.cancel()
+                await asyncio.gather(gateway, return_exceptions=True)
 
     async def _write_pending(self) -> bool:
         """Patch every pending Ingress whose status differs; False when a write failed."""
         pending, self._pending = self._pending, set()
         ok = True
+        if not self.wanted:
+            return ok  # no gateway addresses given: Ingress status is not ours to write
         for key in sorted(pending):
             if self.stop.is_set() or self.lease.lost.is_set():
                 self._pending.update(pending)
