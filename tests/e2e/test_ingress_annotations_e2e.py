@@ -371,17 +371,23 @@ def _attempts(stack: Stack, marker: str) -> int:
 
 async def test_retries(stack: Stack) -> None:
     first = uuid.uuid4().hex
-    response = await request(stack, "retry.example.com", f"/retry/a?uuid={first}&succeedAfter=2")
+    response = await request(
+        stack, "retry.example.com", f"/retry/a?uuid={first}&succeedAfter=2&responseCode=503"
+    )
     assert _body(response)["path"].startswith("/retry/a")
     assert _attempts(stack, first) == 3
     # Higress maps tries 3 to Istio attempts 3, which Envoy reads as 3 retries: 4 attempts in all.
     second = uuid.uuid4().hex
-    response = await request(stack, "retry.example.com", f"/retry/b?uuid={second}&succeedAfter=9")
+    response = await request(
+        stack, "retry.example.com", f"/retry/b?uuid={second}&succeedAfter=9&responseCode=503"
+    )
     assert response.status == 503
     assert _attempts(stack, second) == 4
     # off: the first failure is the answer.
     third = uuid.uuid4().hex
-    response = await request(stack, "retryoff.example.com", f"/retry/c?uuid={third}&succeedAfter=1")
+    response = await request(
+        stack, "retryoff.example.com", f"/retry/c?uuid={third}&succeedAfter=1&responseCode=503"
+    )
     assert response.status == 503
     assert _attempts(stack, third) == 1
     # http_502 retries that status only (no other 5xx), once here.

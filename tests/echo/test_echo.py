@@ -148,7 +148,15 @@ async def test_retry_fails_the_first_attempts_per_uuid(echo: EchoServer) -> None
     target = "/retry/x?uuid=u1&succeedAfter=2&responseCode=502"
     statuses = [(await http.get("127.0.0.1", echo.port, target)).status for _ in range(3)]
     assert statuses == [502, 502, 200]
-    assert (await http.get("127.0.0.1", echo.port, "/retry/x?uuid=u2&succeedAfter=1")).status == 503
+    # Without responseCode a failing attempt resets the connection (the suite's connection-error case);
+    # delayRetry makes each failure wait first.
+    with pytest.raises((ConnectionError, asyncio.IncompleteReadError)):
+        await http.get("127.0.0.1", echo.port, "/retry/x?uuid=u2&succeedAfter=1")
+    assert (await http.get("127.0.0.1", echo.port, "/retry/x?uuid=u2&succeedAfter=1")).status == 200
+    started = asyncio.get_running_loop().time()
+    delayed = "/retry/x?uuid=u3&succeedAfter=1&responseCode=500&delayRetry=200ms"
+    assert (await http.get("127.0.0.1", echo.port, delayed)).status == 500
+    assert asyncio.get_running_loop().time() - started >= 0.2
 
 
 async def test_malformed_request_gets_400_and_close(echo: EchoServer) -> None:

@@ -65,11 +65,16 @@ async def test_log_keeps_every_request_read_even_failed_ones() -> None:
     async with EchoServer(EchoIdentity(pod="p-x-y")) as echo:
         await http.get("127.0.0.1", echo.port, "/a?q=1", host_header="one.local", headers={"X-N": "1"})
         await http.get("127.0.0.1", echo.port, "/status/500", host_header="two.local")
-        await http.get("127.0.0.1", echo.port, "/retry/r?uuid=u&succeedAfter=1", host_header="three.local")
+        await http.get(
+            "127.0.0.1",
+            echo.port,
+            "/retry/r?uuid=u&succeedAfter=1&responseCode=503",
+            host_header="three.local",
+        )
         assert [(r.method, r.target, r.host) for r in echo.log] == [
             ("GET", "/a?q=1", "one.local"),
             ("GET", "/status/500", "two.local"),
-            ("GET", "/retry/r?uuid=u&succeedAfter=1", "three.local"),
+            ("GET", "/retry/r?uuid=u&succeedAfter=1&responseCode=503", "three.local"),
         ]
         assert echo.log[0].header("x-n") == "1"
 

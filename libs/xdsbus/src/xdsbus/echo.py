@@ -9,7 +9,8 @@ Plain asyncio streams, HTTP/1.1 with keep-alive, no threads:
 - `X-Echo-Set-Header: name:value,...` sets response headers;
 - `?delay=<duration>` (Go syntax: `300ms`, `1.5s`, `1m`) waits before answering;
 - `/status/NNN` answers with that status and no body;
-- `/retry/...?uuid=U&succeedAfter=N[&responseCode=C]` fails the first N requests per uuid with C (503);
+- `/retry/...?uuid=U&succeedAfter=N[&responseCode=C][&delayRetry=D]` fails the first N requests per uuid
+  with status C, or without `responseCode` by resetting the connection; each failure waits D first;
 - `/health` answers 200 `OK`;
 - with a TLS context (`EchoServer(tls=...)`, `xdsbus echo --tls-cert --tls-key`) it serves HTTPS and the
   body gains `tls: {version, serverName, negotiatedProtocol, cipherSuite}`.
@@ -83,6 +84,14 @@ class EchoIdentity:
     namespace: str = "default"
     service: str = ""
     ingress: str = ""
+
+
+# `_retry_failure`'s answer when a failing attempt has no status: the connection is reset instead.
+_RESET = 0
+
+
+class ResetConnection(ConnectionResetError):
+    """Raised by `handle` to answer a request by resetting its connection."""
 
 
 class BadRequest(Exception):
@@ -387,6 +396,9 @@ class EchoServer:
                 self.requests_served += 1
                 if close:
                     return
+        except ResetConnection:
+            # A reset, not a clean close: what the suite's connection-error retry cases expect.
+            writer.transport.abort()
         except (ConnectionError, asyncio.CancelledError):
             pass
         finally:
@@ -421,6 +433,14 @@ class EchoServer:
         if path.startswith("/retry/") or path == "/retry":
             failure = self._retry_failure(query)
             if failure is not None:
+                try:
+                    delay = parse_duration(query.get("delayRetry", ["0s"])[0])
+                except ValueError:
+                    return 400, [("Content-Type", "text/plain; charset=utf-8")], b"invalid delayRetry\n"
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                if failure == _RESET:
+                    raise ResetConnection(f"retry attempt for {request.target}")
                 return failure, [("Content-Type", "text/plain; charset=utf-8")], b"retry\n"
         headers: list[tuple[str, str]] = []
         for spec in request.header_values("x-echo-set-header"):
@@ -435,7 +455,7 @@ class EchoServer:
         uuid = query.get("uuid", [""])[0]
         try:
             succeed_after = int(query.get("succeedAfter", ["0"])[0])
-            code = int(query.get("responseCode", ["503"])[0])
+            code = int(query["responseCode"][0]) if "responseCode" in query else _RESET
         except ValueError:
             return 400
         seen = self._retries.get(uuid, 0) + 1
