@@ -11,10 +11,11 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from xdsbus.bus import DEFAULT_NATS_URL, BusSettings, connect_unless_stopped
-from xdsbus.logs import LOG_FORMATS, setup_logging
+from xdsbus.bus import BusSettings, connect_unless_stopped
+from xdsbus.logs import setup_logging
 from xdsbus.secretbox import SecretBox, SecretKeyError
 from xdsbus.service import run_service
+from xdsbus.service_flags import add_common_flags, check_common_flags
 from xdsbus_watch_file.file_watcher import DEFAULT_POLL_INTERVAL, FileWatcher, default_source_name
 
 log = logging.getLogger("xdsbus_watch_file")
@@ -59,21 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds between scans of the directory "
         f"(env XDSBUS_POLL_INTERVAL; default {DEFAULT_POLL_INTERVAL})",
     )
-    parser.add_argument(
-        "--nats-url",
-        default=env("XDSBUS_NATS_URL", DEFAULT_NATS_URL),
-        help=f"NATS server (env XDSBUS_NATS_URL; default {DEFAULT_NATS_URL})",
-    )
-    parser.add_argument(
-        "--log-format",
-        default=env("XDSBUS_LOG_FORMAT", "text"),
-        help="text or json (env XDSBUS_LOG_FORMAT; default text)",
-    )
-    parser.add_argument(
-        "--log-level",
-        default=env("XDSBUS_LOG_LEVEL", "info"),
-        help="debug, info, warning or error (env XDSBUS_LOG_LEVEL; default info)",
-    )
+    add_common_flags(parser)
     return parser
 
 
@@ -92,10 +79,7 @@ def parse_settings(argv: Sequence[str] | None = None) -> Settings:
         parser.error(f"--poll-interval: {args.poll_interval!r} is not a number")
     if not poll_interval > 0:
         parser.error("--poll-interval must be more than 0")
-    if args.log_format not in LOG_FORMATS:
-        parser.error(f"--log-format must be one of {', '.join(LOG_FORMATS)}, not {args.log_format!r}")
-    if not isinstance(logging.getLevelName(str(args.log_level).upper()), int):
-        parser.error(f"--log-level: unknown level {args.log_level!r}")
+    check_common_flags(parser, args)
     directory = Path(args.dir)
     source_name = args.source_name or default_source_name(directory)
     if "/" in source_name:

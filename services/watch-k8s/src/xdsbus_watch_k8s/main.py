@@ -14,10 +14,11 @@ from pathlib import Path
 
 from kubernetes_asyncio import client
 
-from xdsbus.bus import DEFAULT_NATS_URL, BusSettings, connect_unless_stopped
-from xdsbus.logs import LOG_FORMATS, setup_logging
+from xdsbus.bus import BusSettings, connect_unless_stopped
+from xdsbus.logs import setup_logging
 from xdsbus.secretbox import SecretBox, SecretKeyError
 from xdsbus.service import run_service
+from xdsbus.service_flags import add_common_flags, check_common_flags
 from xdsbus_watch_k8s.api import ConfigError, load_configuration
 from xdsbus_watch_k8s.ingress_class import DEFAULT_INGRESS_CLASS
 from xdsbus_watch_k8s.k8s_watcher import K8sWatcher, default_instance_id
@@ -107,21 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="this replica's name in the status lease and in logs (env XDSBUS_INSTANCE_ID; "
         "default <hostname>-<pid>)",
     )
-    parser.add_argument(
-        "--nats-url",
-        default=env("XDSBUS_NATS_URL", DEFAULT_NATS_URL),
-        help=f"NATS server (env XDSBUS_NATS_URL; default {DEFAULT_NATS_URL})",
-    )
-    parser.add_argument(
-        "--log-format",
-        default=env("XDSBUS_LOG_FORMAT", "text"),
-        help="text or json (env XDSBUS_LOG_FORMAT; default text)",
-    )
-    parser.add_argument(
-        "--log-level",
-        default=env("XDSBUS_LOG_LEVEL", "info"),
-        help="debug, info, warning or error (env XDSBUS_LOG_LEVEL; default info)",
-    )
+    add_common_flags(parser)
     return parser
 
 
@@ -149,10 +136,7 @@ def parse_settings(argv: Sequence[str] | None = None) -> Settings:
     if resync_timeout < 1:
         parser.error("--resync-timeout must be at least 1")
     addresses = tuple(a.strip() for a in args.gateway_address.split(",") if a.strip())
-    if args.log_format not in LOG_FORMATS:
-        parser.error(f"--log-format must be one of {', '.join(LOG_FORMATS)}, not {args.log_format!r}")
-    if not isinstance(logging.getLevelName(str(args.log_level).upper()), int):
-        parser.error(f"--log-level: unknown level {args.log_level!r}")
+    check_common_flags(parser, args)
     return Settings(
         cluster=args.cluster,
         kubeconfig=args.kubeconfig or None,

@@ -21,13 +21,14 @@ import socket
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from xdsbus.bus import DEFAULT_NATS_URL, Bus, BusSettings, connect_unless_stopped
-from xdsbus.logs import LOG_FORMATS, setup_logging
+from xdsbus.bus import Bus, BusSettings, connect_unless_stopped
+from xdsbus.logs import setup_logging
 from xdsbus.registry.bridge_follower import DEFAULT_SYSTEM_NAMESPACE, BridgeFollower
 from xdsbus.registry.leadership import Leadership, lease_name
 from xdsbus.registry.supervisor import RegistryFactory, Supervisor
 from xdsbus.secretbox import SecretBox, SecretKeyError
 from xdsbus.service import run_service
+from xdsbus.service_flags import add_common_flags, check_common_flags
 
 log = logging.getLogger(__name__)
 
@@ -70,11 +71,6 @@ def build_parser(prog: str, types: Iterable[str]) -> argparse.ArgumentParser:
         "event log as source <type>/<registry name>. One replica of each group publishes at a time.",
     )
     parser.add_argument(
-        "--nats-url",
-        default=env("XDSBUS_NATS_URL", DEFAULT_NATS_URL),
-        help=f"NATS server (env XDSBUS_NATS_URL; default {DEFAULT_NATS_URL})",
-    )
-    parser.add_argument(
         "--instance-id",
         default=env("XDSBUS_INSTANCE_ID", default_instance_id()),
         help="this replica's name in the lease and in logs "
@@ -98,16 +94,7 @@ def build_parser(prog: str, types: Iterable[str]) -> argparse.ArgumentParser:
         help="Higress' namespace: the McpBridge <namespace>/default and the authSecretName Secrets are read "
         f"there (env XDSBUS_SYSTEM_NAMESPACE; default {DEFAULT_SYSTEM_NAMESPACE})",
     )
-    parser.add_argument(
-        "--log-format",
-        default=env("XDSBUS_LOG_FORMAT", "text"),
-        help="text or json (env XDSBUS_LOG_FORMAT; default text)",
-    )
-    parser.add_argument(
-        "--log-level",
-        default=env("XDSBUS_LOG_LEVEL", "info"),
-        help="debug, info, warning or error (env XDSBUS_LOG_LEVEL; default info)",
-    )
+    add_common_flags(parser)
     return parser
 
 
@@ -130,10 +117,7 @@ def parse_settings(argv: Sequence[str] | None, prog: str, types: Iterable[str]) 
         parser.error(f"--system-namespace {args.system_namespace!r} is not a namespace name")
     if not args.instance_id:
         parser.error("--instance-id must not be empty")
-    if args.log_format not in LOG_FORMATS:
-        parser.error(f"--log-format must be one of {', '.join(LOG_FORMATS)}, not {args.log_format!r}")
-    if not isinstance(logging.getLevelName(str(args.log_level).upper()), int):
-        parser.error(f"--log-level: unknown level {args.log_level!r}")
+    check_common_flags(parser, args)
     return Settings(
         nats_url=args.nats_url,
         instance_id=args.instance_id,
