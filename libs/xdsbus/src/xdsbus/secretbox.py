@@ -15,6 +15,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 SEALED_MARKER = "xdsbus-sealed-v1"
 KEY_ENV = "XDSBUS_SECRET_KEY"
 KEY_FILE_ENV = "XDSBUS_SECRET_KEY_FILE"
+# Where the local stack keeps its key when neither variable is set: one file every service shares.
+LOCAL_KEY_FILE = Path(".data/secret.key")
 
 
 class SecretKeyError(RuntimeError):

@@ -8,6 +8,7 @@ import os
 
 from xdsbus.bus import DEFAULT_NATS_URL
 from xdsbus.logs import LOG_FORMATS
+from xdsbus.secretbox import LOCAL_KEY_FILE, SecretBox, SecretKeyError
 
 
 def add_common_flags(parser: argparse.ArgumentParser) -> None:
@@ -37,3 +38,13 @@ def check_common_flags(parser: argparse.ArgumentParser, args: argparse.Namespace
         parser.error(f"--log-format must be one of {', '.join(LOG_FORMATS)}, not {args.log_format!r}")
     if not isinstance(logging.getLevelName(str(args.log_level).upper()), int):
         parser.error(f"--log-level: unknown level {args.log_level!r}")
+
+
+def watcher_secret_box(log: logging.Logger) -> SecretBox | None:
+    """The key a watcher seals Secrets with (XDSBUS_SECRET_KEY, XDSBUS_SECRET_KEY_FILE, else the local
+    stack's file); None after logging why when there is none: the watcher must then exit with status 2."""
+    try:
+        return SecretBox.from_env(default_key_file=LOCAL_KEY_FILE)
+    except (SecretKeyError, OSError) as exc:
+        log.error("no usable secret key (set XDSBUS_SECRET_KEY or XDSBUS_SECRET_KEY_FILE): %s", exc)
+        return None

@@ -8,19 +8,15 @@ import gc
 import logging
 import os
 import socket
-from pathlib import Path
 
 from xdsbus.bus import BusSettings, connect
 from xdsbus.logs import LOG_FORMATS, setup_logging
-from xdsbus.secretbox import SecretBox, SecretKeyError
+from xdsbus.secretbox import LOCAL_KEY_FILE, SecretBox, SecretKeyError
 from xdsbus.service import run_service
 from xdsbus.translate.settings import TranslatorSettings
 from xdsbus_builder.builder import Builder, BuilderConfig
 
 log = logging.getLogger("xdsbus_builder")
-
-# The same default as watch-file's, so the local stack shares one key without configuration.
-DEFAULT_SECRET_KEY_FILE = Path(".data/secret.key")
 
 
 def _env(name: str, default: str) -> str:
@@ -71,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     try:
-        secret_box: SecretBox | None = SecretBox.from_env(default_key_file=DEFAULT_SECRET_KEY_FILE)
+        secret_box: SecretBox | None = SecretBox.from_env(default_key_file=LOCAL_KEY_FILE)
     except SecretKeyError as exc:
         log.warning("no secret key (%s): Secrets are rejected and TLS hosts are served over HTTP only", exc)
         secret_box = None

@@ -13,15 +13,12 @@ from pathlib import Path
 
 from xdsbus.bus import BusSettings, connect_unless_stopped
 from xdsbus.logs import setup_logging
-from xdsbus.secretbox import SecretBox, SecretKeyError
+from xdsbus.secretbox import SecretBox
 from xdsbus.service import run_service
-from xdsbus.service_flags import add_common_flags, check_common_flags
+from xdsbus.service_flags import add_common_flags, check_common_flags, watcher_secret_box
 from xdsbus_watch_file.file_watcher import DEFAULT_POLL_INTERVAL, FileWatcher, default_source_name
 
 log = logging.getLogger("xdsbus_watch_file")
-
-# Where the local stack keeps its secret key when neither XDSBUS_SECRET_KEY nor _FILE is set.
-DEFAULT_SECRET_KEY_FILE = Path(".data/secret.key")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -126,10 +123,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `xdsbus-watch-file`; returns the exit status (0 after SIGTERM/SIGINT)."""
     settings = parse_settings(argv)
     setup_logging(settings.log_format, settings.log_level)
-    try:
-        secret_box = SecretBox.from_env(default_key_file=DEFAULT_SECRET_KEY_FILE)
-    except (SecretKeyError, OSError) as exc:
-        log.error("no usable secret key (set XDSBUS_SECRET_KEY or XDSBUS_SECRET_KEY_FILE): %s", exc)
+    secret_box = watcher_secret_box(log)
+    if secret_box is None:
         return 2
     return run_service(functools.partial(serve, settings, secret_box))
 

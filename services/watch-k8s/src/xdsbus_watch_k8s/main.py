@@ -10,15 +10,14 @@ import logging
 import os
 import re
 from collections.abc import Sequence
-from pathlib import Path
 
 from kubernetes_asyncio import client
 
 from xdsbus.bus import BusSettings, connect_unless_stopped
 from xdsbus.logs import setup_logging
-from xdsbus.secretbox import SecretBox, SecretKeyError
+from xdsbus.secretbox import SecretBox
 from xdsbus.service import run_service
-from xdsbus.service_flags import add_common_flags, check_common_flags
+from xdsbus.service_flags import add_common_flags, check_common_flags, watcher_secret_box
 from xdsbus_watch_k8s.api import ConfigError, load_configuration
 from xdsbus_watch_k8s.ingress_class import DEFAULT_INGRESS_CLASS
 from xdsbus_watch_k8s.k8s_watcher import K8sWatcher, default_instance_id
@@ -27,8 +26,6 @@ from xdsbus_watch_k8s.resources import DEFAULT_SYSTEM_NAMESPACE
 
 log = logging.getLogger("xdsbus_watch_k8s")
 
-# Where the local stack keeps its secret key when neither XDSBUS_SECRET_KEY nor _FILE is set.
-DEFAULT_SECRET_KEY_FILE = Path(".data/secret.key")
 
 # The cluster name ends up in NATS subjects and in a KV key (the status lease).
 _CLUSTER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
@@ -197,10 +194,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `xdsbus-watch-k8s`; returns the exit status (0 after SIGTERM/SIGINT)."""
     settings = parse_settings(argv)
     setup_logging(settings.log_format, settings.log_level)
-    try:
-        secret_box = SecretBox.from_env(default_key_file=DEFAULT_SECRET_KEY_FILE)
-    except (SecretKeyError, OSError) as exc:
-        log.error("no usable secret key (set XDSBUS_SECRET_KEY or XDSBUS_SECRET_KEY_FILE): %s", exc)
+    secret_box = watcher_secret_box(log)
+    if secret_box is None:
         return 2
     try:
         configuration = asyncio.run(load_configuration(settings.kubeconfig))

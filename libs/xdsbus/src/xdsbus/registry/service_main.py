@@ -19,21 +19,18 @@ import os
 import re
 import socket
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 
 from xdsbus.bus import Bus, BusSettings, connect_unless_stopped
 from xdsbus.logs import setup_logging
 from xdsbus.registry.bridge_follower import DEFAULT_SYSTEM_NAMESPACE, BridgeFollower
 from xdsbus.registry.leadership import Leadership, lease_name
 from xdsbus.registry.supervisor import RegistryFactory, Supervisor
-from xdsbus.secretbox import SecretBox, SecretKeyError
+from xdsbus.secretbox import SecretBox
 from xdsbus.service import run_service
-from xdsbus.service_flags import add_common_flags, check_common_flags
+from xdsbus.service_flags import add_common_flags, check_common_flags, watcher_secret_box
 
 log = logging.getLogger(__name__)
 
-# Where the local stack keeps its secret key when neither XDSBUS_SECRET_KEY nor _FILE is set.
-DEFAULT_SECRET_KEY_FILE = Path(".data/secret.key")
 DEFAULT_GROUP = "default"
 DEFAULT_LEASE_TTL = 6.0
 
@@ -218,9 +215,7 @@ def run_registry_service(
     kinds = frozenset(types)
     settings = parse_settings(argv, prog, kinds)
     setup_logging(settings.log_format, settings.log_level)
-    try:
-        secret_box = SecretBox.from_env(default_key_file=DEFAULT_SECRET_KEY_FILE)
-    except (SecretKeyError, OSError) as exc:
-        log.error("no usable secret key (set XDSBUS_SECRET_KEY or XDSBUS_SECRET_KEY_FILE): %s", exc)
+    secret_box = watcher_secret_box(log)
+    if secret_box is None:
         return 2
     return run_service(functools.partial(serve, settings, prog, kinds, factory, secret_box))
