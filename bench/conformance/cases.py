@@ -30,6 +30,10 @@ CORE_FEATURES = frozenset({"Gateway", "HTTPRoute", "ReferenceGrant"})
 
 TIMEOUT_STATUSES = frozenset({408, 504})
 DEFAULT_PORTS = {"http": "80", "https": "443"}
+SWITCHING_PROTOCOLS = 101
+# What HTTPRouteBackendProtocolWebSocket sends over its websocket: a text and a binary message, each to be
+# echoed back unchanged.
+WEBSOCKET_MESSAGES: tuple[str | bytes, ...] = ("Websocket Support!", bytes([1, 2, 3, 4, 5, 6, 7]))
 
 
 class ResponseLike(Protocol):
@@ -77,6 +81,17 @@ class Case:
     @property
     def scheme(self) -> str:
         return str(self.request["scheme"])
+
+    @property
+    def websocket(self) -> bool:
+        """A case that dials a websocket and exchanges WEBSOCKET_MESSAGES instead of making one round trip:
+        the one expecting 101 Switching Protocols."""
+        return SWITCHING_PROTOCOLS in self.expect["status"]
+
+    @property
+    def websocket_origin(self) -> str:
+        """The Origin header of the suite's websocket dial (`ws://gateway/<test name>`)."""
+        return f"ws://gateway/{self.test}"
 
     @property
     def gateway_port(self) -> int:
@@ -310,6 +325,14 @@ def evaluate(
             unmap_port=unmap_port,
         )
     return "; ".join(problems) or None
+
+
+def websocket_echo_problem(sent: str | bytes, received: object) -> str | None:
+    """None when a websocket message came back unchanged: the same data, text for text, binary for binary
+    (a text reply is a str, a binary one bytes)."""
+    if type(received) is type(sent) and received == sent:
+        return None
+    return f"websocket: sent {sent!r}, got {received!r}"
 
 
 def weight_problems(

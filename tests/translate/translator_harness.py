@@ -23,6 +23,7 @@ from xdsbus.events import Event, Op
 from xdsbus.fold.state import FoldState, ObjectRef, apply
 from xdsbus.secretbox import SecretBox
 from xdsbus.translate.resources import LISTENER, ROUTE, SECRET, Changes
+from xdsbus.translate.settings import TranslatorSettings
 from xdsbus.translate.status import ObjectStatus
 from xdsbus.translate.translator import Translator
 
@@ -132,14 +133,21 @@ def unpack(body: bytes, cls: type[Message]) -> Any:
 class Harness:
     """Folds objects one update at a time (or several in one update) and reads the resources back."""
 
-    def __init__(self, *, secret_box: SecretBox | bool | None = True, seal: SecretBox | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        secret_box: SecretBox | bool | None = True,
+        seal: SecretBox | None = None,
+        settings: TranslatorSettings | None = None,
+    ) -> None:
         """`secret_box`: the translator's key (True: a fresh one, None: no key); `seal`: the key Secrets
         are sealed with (default: the translator's; none at all when neither is set)."""
         box = SecretBox(os.urandom(32)) if secret_box is True else secret_box or None
         self.box = box
         self.seal_box = seal or box
         self.state = FoldState()
-        self.translator = Translator(secret_box=box)
+        self.settings = settings
+        self.translator = Translator(settings, secret_box=box)
         self.translator.full_build(self.state)
         self.seq = 0
 
@@ -239,7 +247,7 @@ class Harness:
 
     def assert_matches_full_build(self) -> None:
         """A fresh translator built from the folded state publishes the same resources and verdicts."""
-        fresh = Translator(secret_box=self.box)
+        fresh = Translator(self.settings, secret_box=self.box)
         fresh.full_build(self.state)
         mine = {key: res.sha256 for key, res in self.translator.table.items()}
         theirs = {key: res.sha256 for key, res in fresh.table.items()}

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import msgspec
+
 from tests.fakes.kube_api import GATEWAY_API_CRDS, FakeKubeApi
 from tests.support.processes import eventually
 from tests.watch_file.conftest import EventLog
@@ -14,6 +16,7 @@ from xdsbus import status_store
 from xdsbus.bus import Bus
 from xdsbus.events import Op
 from xdsbus.translate.status import Condition, ListenerStatus, ObjectStatus, ParentStatus, Verdict
+from xdsbus_watch_k8s.gateway_status import wanted_status
 from xdsbus_watch_k8s.status_writer import lease_name
 
 GW = "gateway.networking.k8s.io/v1"
@@ -205,3 +208,16 @@ async def test_standby_writes_no_gateway_api_status(
         holder.cancel()
     await bus.leases.delete(lease_name("default"))  # the holder goes away: this one takes over
     await eventually(lambda: _true(written(kube)), what="status written after the takeover")
+
+
+def test_gateway_addresses_fall_back_to_the_watchers_own() -> None:
+    """A builder without --gateway-address leaves the addresses to watch-k8s's --gateway-address."""
+    obj = {"spec": {"listeners": []}, "status": {}}
+    status = ObjectStatus(kind="Gateway", source=SOURCE, key="shop/gw", state=Verdict.ACCEPTED)
+    wanted = wanted_status(status, obj, addresses=("192.0.2.7",))
+    assert wanted["addresses"] == [{"type": "IPAddress", "value": "192.0.2.7"}]
+    # The builder's addresses win when it has some.
+    status = msgspec.structs.replace(status, addresses=["gw.example.com"])
+    assert wanted_status(status, obj, addresses=("192.0.2.7",))["addresses"] == [
+        {"type": "Hostname", "value": "gw.example.com"}
+    ]

@@ -12,6 +12,9 @@ Plain asyncio streams, HTTP/1.1 with keep-alive, no threads:
 - `/retry/...?uuid=U&succeedAfter=N[&responseCode=C][&delayRetry=D]` fails the first N requests per uuid
   with status C, or without `responseCode` by resetting the connection; each failure waits D first;
 - `/health` answers 200 `OK`;
+- `GET /ws` with `Upgrade: websocket` becomes a websocket (RFC 6455, over HTTP/1.1) echoing every text and
+  binary message back unchanged (xdsbus.echo_websocket); an invalid opening handshake is answered 400, and
+  `/ws` without `Upgrade` is echoed as any other request;
 - with a TLS context (`EchoServer(tls=...)`, `xdsbus echo --tls-cert --tls-key`) it serves HTTPS and the
   body gains `tls: {version, serverName, negotiatedProtocol, cipherSuite}`.
 
@@ -22,7 +25,7 @@ HTTP/2 with prior knowledge (h2c) is served on the same port: a connection start
 preface is read as HTTP/2 and its requests get the same answers, with `proto` `HTTP/2.0` (the HPACK
 decoder knows the Huffman codes of printable ASCII only, which is what a proxy's headers hold).
 
-Not implemented: `/ws`, h2 over TLS (ALPN offers http/1.1 only).
+Not implemented: h2 over TLS (ALPN offers http/1.1 only), websockets over HTTP/2 (RFC 8441).
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
+from xdsbus import echo_websocket
+
 log = logging.getLogger("xdsbus.echo")
 
 MAX_LINE = 64 * 1024
@@ -49,9 +54,13 @@ MAX_HEADERS = 200
 MAX_BODY = 16 * 1024 * 1024
 LOG_SIZE = 1000
 _SNI_ATTRIBUTE = "echo_server_name"
+# The request log line the suite's echo server writes (shared/conformance/README.md).
+_ECHOING = "Echoing back request made to %s to client (%s)"
+_WEBSOCKET_PATH = "/ws"
 
 _REASONS = {
     100: "Continue",
+    101: "Switching Protocols",
     200: "OK",
     201: "Created",
     204: "No Content",
@@ -160,6 +169,11 @@ class Request:
         if "://" in self.target:
             return urlsplit(self.target).netloc
         return self.header("host") or ""
+
+    @property
+    def wants_websocket(self) -> bool:
+        """A request to `/ws` asking to become a websocket (whether its handshake is valid or not)."""
+        return urlsplit(self.target).path == _WEBSOCKET_PATH and echo_websocket.wants_upgrade(self.headers)
 
     @property
     def keep_alive(self) -> bool:
@@ -380,6 +394,9 @@ class EchoServer:
                     return
                 request.tls = tls
                 self.log.append(request)
+                if request.wants_websocket:
+                    await self._websocket(request, client, reader, writer)
+                    return
                 close = not request.keep_alive
                 status, headers, body = await self.handle(request, client)
                 writer.write(
@@ -409,7 +426,7 @@ class EchoServer:
 
     async def handle(self, request: Request, client: str = "") -> tuple[int, list[tuple[str, str]], bytes]:
         """Status, headers and body for one request."""
-        log.info("Echoing back request made to %s to client (%s)", request.target, client)
+        log.info(_ECHOING, request.target, client)
         url = urlsplit(request.target)
         path = url.path
         query = parse_qs(url.query, keep_blank_values=True)
@@ -450,6 +467,26 @@ class EchoServer:
                     headers.append((name.strip(), value.strip()))
         headers += [("Content-Type", "application/json"), ("X-Content-Type-Options", "nosniff")]
         return 200, headers, self.describe(request)
+
+    async def _websocket(
+        self, request: Request, client: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        """A request for a websocket: the opening handshake, then an echo of every message until the
+        connection ends (the connection is the websocket's, no further request follows on it)."""
+        log.info(_ECHOING, request.target, client)
+        try:
+            headers = echo_websocket.handshake(request.method, request.proto, request.headers)
+        except echo_websocket.HandshakeError as exc:
+            headers = [("Content-Type", "text/plain; charset=utf-8"), *exc.headers]
+            body = f"{exc}\n".encode()
+            writer.write(_response(400, headers, body, head=request.method == "HEAD", close=True))
+            await writer.drain()
+            self.requests_served += 1
+            return
+        writer.write(_response(101, headers, b"", head=False, close=False))
+        await writer.drain()
+        self.requests_served += 1
+        await echo_websocket.echo_messages(reader, writer)
 
     def _retry_failure(self, query: dict[str, list[str]]) -> int | None:
         uuid = query.get("uuid", [""])[0]

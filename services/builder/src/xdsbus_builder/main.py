@@ -34,6 +34,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--checkpoint-seconds", type=float, default=float(_env("CHECKPOINT_SECONDS", "30")))
     p.add_argument("--gateway-http-port", type=int, default=int(_env("GATEWAY_HTTP_PORT", "80")))
     p.add_argument("--gateway-https-port", type=int, default=int(_env("GATEWAY_HTTPS_PORT", "443")))
+    p.add_argument(
+        "--gateway-address",
+        default=_env("GATEWAY_ADDRESS", ""),
+        help="comma-separated IPs or host names clients reach the gateway at (Gateway status)",
+    )
     p.add_argument("--lease-ttl", type=float, default=float(_env("LEASE_TTL", "6")))
     p.add_argument("--instance-id", default=_env("INSTANCE_ID", f"{socket.gethostname()}-{os.getpid()}"))
     p.add_argument("--log-format", choices=LOG_FORMATS, default=_env("LOG_FORMAT", "text"))
@@ -56,7 +61,11 @@ def main(argv: list[str] | None = None) -> int:
         checkpoint_events=args.checkpoint_events,
         checkpoint_seconds=args.checkpoint_seconds,
         lease_ttl=args.lease_ttl,
-        translator=TranslatorSettings(http_port=args.gateway_http_port, https_port=args.gateway_https_port),
+        translator=TranslatorSettings(
+            http_port=args.gateway_http_port,
+            https_port=args.gateway_https_port,
+            addresses=tuple(sorted({a.strip() for a in args.gateway_address.split(",") if a.strip()})),
+        ),
     )
     settings = BusSettings.from_env(args.nats_url)
     settings = BusSettings(

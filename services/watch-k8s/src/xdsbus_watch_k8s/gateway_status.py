@@ -119,8 +119,13 @@ def _same_ref(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
     return all(a.get(k) == b.get(k) for k in keys)
 
 
-def wanted_status(status: ObjectStatus, obj: Mapping[str, Any], clock: Clock = now) -> JSON:
-    """The status fields to set on `obj` (as the API returned it) for the builder's `status`."""
+def wanted_status(
+    status: ObjectStatus, obj: Mapping[str, Any], clock: Clock = now, addresses: tuple[str, ...] = ()
+) -> JSON:
+    """The status fields to set on `obj` (as the API returned it) for the builder's `status`.
+
+    A Gateway's addresses are the builder's (--gateway-address there), else `addresses` (the watcher's
+    own --gateway-address, which Ingress status uses too)."""
     current = obj.get("status")
     current = current if isinstance(current, dict) else {}
     if status.kind in (GATEWAY_CLASS.kind, GATEWAY.kind):
@@ -136,7 +141,7 @@ def wanted_status(status: ObjectStatus, obj: Mapping[str, Any], clock: Clock = n
                 _listener(li, spec_listeners.get(li.name, {}), existing.get(li.name, {}), clock)
                 for li in status.listeners
             ]
-            out["addresses"] = [_address(a) for a in status.addresses]
+            out["addresses"] = [_address(a) for a in status.addresses or addresses]
         return out
     parents = _dicts(current.get("parents"))
     others = [p for p in parents if p.get("controllerName") != CONTROLLER_NAME]
@@ -173,13 +178,21 @@ class GatewayStatusWriter:
     """Writes the builder's Gateway API statuses of one source to the objects, while leading."""
 
     def __init__(
-        self, api: KubeApi, status: KeyValue, source: str, *, retry_cap: float = 30.0, clock: Clock = now
+        self,
+        api: KubeApi,
+        status: KeyValue,
+        source: str,
+        *,
+        retry_cap: float = 30.0,
+        clock: Clock = now,
+        addresses: tuple[str, ...] = (),
     ) -> None:
         self.api = api
         self.status = status
         self.source = source
         self.retry_cap = retry_cap
         self.clock = clock
+        self.addresses = addresses
         self._wanted: dict[tuple[str, str], ObjectStatus] = {}
         self._pending: set[tuple[str, str]] = set()
         self._wake = asyncio.Event()
@@ -250,7 +263,7 @@ class GatewayStatusWriter:
             path = object_path(RESOURCES[kind], key)
             try:
                 obj = await self.api.get(path)
-                wanted = wanted_status(status, obj, self.clock)
+                wanted = wanted_status(status, obj, self.clock, self.addresses)
                 if not differs(wanted, obj):
                     continue
                 await self.api.merge_patch(path + "/status", {"status": wanted})

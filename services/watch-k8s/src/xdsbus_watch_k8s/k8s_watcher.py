@@ -71,6 +71,7 @@ class K8sWatcher(Watcher):
         self.cluster = cluster
         self.instance_id = instance_id or default_instance_id()
         self.gateway_addresses = load_balancer_ingress(gateway_addresses)
+        self.gateway_address_list = tuple(gateway_addresses)
         self.gateway_status = gateway_status
         self.watch_timeout = watch_timeout
         self.page_size = page_size
@@ -102,7 +103,13 @@ class K8sWatcher(Watcher):
                     ingresses.is_published,
                     self.stop,
                     retry_cap=self.retry_cap,
-                    gateway=GatewayStatusWriter(api, self.bus.status, self.source, retry_cap=self.retry_cap)
+                    gateway=GatewayStatusWriter(
+                        api,
+                        self.bus.status,
+                        self.source,
+                        retry_cap=self.retry_cap,
+                        addresses=self.gateway_address_list,
+                    )
                     if self.gateway_status
                     else None,
                 )

@@ -165,7 +165,8 @@ class Listener(_Api):
 
 
 class GatewayAddress(_Api):
-    value: str
+    # Without a value, the Gateway asks for any address of the type (GatewayOptionalAddressValue).
+    value: str = ""
     type: str = "IPAddress"
 
 

@@ -5,19 +5,29 @@ from __future__ import annotations
 
 import msgspec
 
-TRANSLATOR_VERSION = "xdsbus-translate/2"
+TRANSLATOR_VERSION = "xdsbus-translate/3"
 
 
 class TranslatorSettings(msgspec.Struct, frozen=True, kw_only=True):
     http_port: int = 80
     https_port: int = 443
+    # The addresses clients reach the gateway at, reported in Gateway status (sorted, no duplicates).
+    addresses: tuple[str, ...] = ()
 
     def describe(self) -> str:
-        """The ledger's translator_version field: `xdsbus-translate/2 http=80 https=443`."""
-        return f"{TRANSLATOR_VERSION} http={self.http_port} https={self.https_port}"
+        """The ledger's translator_version field: `xdsbus-translate/3 http=80 https=443`, with
+        ` addresses=a,b` when the gateway has addresses."""
+        out = f"{TRANSLATOR_VERSION} http={self.http_port} https={self.https_port}"
+        if self.addresses:
+            out += f" addresses={','.join(self.addresses)}"
+        return out
 
     @classmethod
     def parse(cls, text: str) -> TranslatorSettings:
         """Settings from a translator_version field (defaults for anything missing)."""
         fields = dict(part.split("=", 1) for part in text.split()[1:] if "=" in part)
-        return cls(http_port=int(fields.get("http", 80)), https_port=int(fields.get("https", 443)))
+        return cls(
+            http_port=int(fields.get("http", 80)),
+            https_port=int(fields.get("https", 443)),
+            addresses=tuple(a for a in fields.get("addresses", "").split(",") if a),
+        )

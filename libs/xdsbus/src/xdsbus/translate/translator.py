@@ -725,6 +725,7 @@ class Translator:
             self._lookup,
             lambda name: self._secret_holds(name, True),
             {self.http_port: "HTTP", self.https_port: "HTTPS"},
+            self.settings.addresses,
         )
         self._gw = out
         problems: dict[ObjectRef, list[str]] = {}

@@ -44,6 +44,7 @@ from xdsbus.translate.gateway_api.gateways import (
 from xdsbus.translate.gateway_api.grpcroute import grpc_route_routes
 from xdsbus.translate.gateway_api.hostnames import intersect
 from xdsbus.translate.gateway_api.httproute import http_route_routes
+from xdsbus.translate.gateway_api.isolation import PortListeners, https_chain_domains, misdirected_route
 from xdsbus.translate.gateway_api.precedence import PrecedenceKey
 from xdsbus.translate.gateway_api.reference_grants import ReferenceGrants
 from xdsbus.translate.status import Condition, ObjectStatus, ParentStatus, Verdict
@@ -134,7 +135,7 @@ def translate_gateway_api(
 ) -> GatewayApiOutput:
     """Translate every Gateway API object in `state`. `lookup` finds a service by hostname, `secret_ok`
     says whether an SDS name holds a certificate, `reserved_ports` are the Ingress listeners' ports
-    with their protocols."""
+    with their protocols, `addresses` the gateway's own (Gateway status and requested addresses)."""
     out = GatewayApiOutput()
     classes: dict[tuple[str, str], GatewayClass] = {}
     for ref, gc in _decoded(state, GATEWAY_CLASS_KIND, GatewayClass, out):
@@ -172,8 +173,9 @@ def translate_gateway_api(
             item[0],
         )
     )
-    listeners, out.secrets = gateway_listeners(owned, grants_of, secret_ok, reserved_ports)
+    listeners, out.secrets = gateway_listeners(owned, grants_of, secret_ok, reserved_ports, addresses)
     by_name = {(ref.source, gw.metadata.namespace, gw.metadata.name): ref for ref, gw in owned}
+    ports = _port_listeners(listeners)
 
     routes: list[_RouteObject] = []
     for ref, hr in _decoded(state, HTTP_ROUTE_KIND, HTTPRoute, out):
@@ -193,12 +195,18 @@ def translate_gateway_api(
             namespaces.get(ro.ref.source, {}),
             grants_of(ro.ref.source),
             lookup,
+            ports,
             out,
             http_routes,
             https_routes,
             https_certs,
         )
 
+    # Every listener hostname gets its virtual host, so that its requests stay with its own routes.
+    for entries in listeners.values():
+        for e in entries:
+            if e.programmed and e.protocol == "HTTP" and e.hostname:
+                http_routes.setdefault(e.port, {}).setdefault(e.hostname, {})
     for port, domains in sorted(http_routes.items()):
         out.http[port] = {
             d: [r for _, r in sorted(rs.values(), key=lambda kr: kr[0])] for d, rs in sorted(domains.items())
@@ -217,10 +225,11 @@ def translate_gateway_api(
                 out.https.setdefault(e.port, {})[e.hostname] = HttpsGroup(
                     hostname=e.hostname, cert_secret=e.cert_secret
                 )
+    _add_misdirected(out.https, listeners, ports)
 
     for ref, gw in owned:
         entries = listeners[ref]
-        conds = gateway_conditions(gw, entries)
+        conds = gateway_conditions(gw, entries, addresses)
         ok = all(cond.status == "True" for cond in conds)
         out.statuses[ref] = ObjectStatus(
             kind=ref.kind,
@@ -241,6 +250,45 @@ def translate_gateway_api(
     return out
 
 
+def _port_listeners(listeners: dict[ObjectRef, list[ListenerEntry]]) -> dict[int, PortListeners]:
+    hostnames: dict[int, set[str]] = {}
+    for entries in listeners.values():
+        for e in entries:
+            if e.programmed:
+                hostnames.setdefault(e.port, set()).add(e.hostname)
+    return {port: PortListeners(tuple(sorted(names))) for port, names in hostnames.items()}
+
+
+def _add_misdirected(
+    https: dict[int, dict[str, HttpsGroup]],
+    listeners: dict[ObjectRef, list[ListenerEntry]],
+    ports: dict[int, PortListeners],
+) -> None:
+    """Give each SNI chain a virtual host for its own hostname (404 for what no route serves) and a
+    421 answer for the hosts that belong to another listener of the port (see isolation.py)."""
+    # The oldest listener of a port and hostname speaks for the chain (listeners are in precedence order).
+    owners: dict[tuple[int, str], ListenerEntry] = {}
+    for entries in listeners.values():
+        for e in entries:
+            if e.programmed and e.protocol == "HTTPS":
+                owners.setdefault((e.port, e.hostname), e)
+    for port, groups in https.items():
+        for hostname, group in groups.items():
+            owner = owners[(port, hostname)]
+            origin = RouteOrigin(
+                created=owner.gateway.metadata.creation_timestamp,
+                kind=GATEWAY_KIND,
+                key=owner.gateway_ref.key,
+                source=owner.gateway_ref.source,
+            )
+            own, misdirected = https_chain_domains(hostname, ports[port])
+            group.vhosts.setdefault(own, [])
+            for domain in misdirected:
+                name = f"gateway/{owner.gateway_ref.key}/listener/{owner.name}/misdirected/{domain}"
+                group.vhosts[domain] = [misdirected_route(origin, name)]
+        https[port] = dict(sorted(groups.items()))
+
+
 def _attach_route(
     ro: _RouteObject,
     by_name: dict[tuple[str, str, str], ObjectRef],
@@ -248,6 +296,7 @@ def _attach_route(
     namespace_labels: dict[str, dict[str, str]],
     grants: ReferenceGrants,
     lookup: Callable[[str], ServiceModel | None],
+    ports: dict[int, PortListeners],
     out: GatewayApiOutput,
     http_routes: dict[int, dict[str, dict[str, tuple[PrecedenceKey, Route]]]],
     https_routes: dict[tuple[int, str], dict[str, dict[str, tuple[PrecedenceKey, Route]]]],
@@ -324,6 +373,8 @@ def _attach_route(
             else:
                 target = http_routes.setdefault(e.port, {})
             for domain in domains:
+                if ports[e.port].shadows(e.hostname, domain):
+                    continue
                 vhost = target.setdefault(domain, {})
                 for key, model in translated(e.port):
                     vhost.setdefault(model.name, (key, model))

@@ -11,6 +11,8 @@ ACCEPTED = "Accepted"
 PROGRAMMED = "Programmed"
 RESOLVED_REFS = "ResolvedRefs"
 CONFLICTED = "Conflicted"
+SUPPORTED_VERSION = "SupportedVersion"
+PARTIALLY_INVALID = "PartiallyInvalid"
 
 # Reasons.
 R_ACCEPTED = "Accepted"
@@ -34,6 +36,9 @@ R_INVALID_KIND = "InvalidKind"
 # No port on a Service backendRef: the spec has no reason of its own for it.
 R_UNSUPPORTED_VALUE_PORT = "UnsupportedValue"
 R_PENDING = "Pending"
+R_SUPPORTED_VERSION = "SupportedVersion"
+R_ADDRESS_NOT_USABLE = "AddressNotUsable"
+R_UNSUPPORTED_ADDRESS = "UnsupportedAddress"
 
 
 def condition(type_: str, ok: bool, reason: str, message: str, generation: int) -> Condition:

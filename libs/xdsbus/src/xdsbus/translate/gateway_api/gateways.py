@@ -22,6 +22,8 @@ from xdsbus.translate.gateway_api.reference_grants import ReferenceGrants
 from xdsbus.translate.status import Condition, ListenerStatus
 
 SUPPORTED_PROTOCOLS = ("HTTP", "HTTPS")
+SUPPORTED_API_VERSION = "v1"
+ADDRESS_TYPES = ("IPAddress", "Hostname")
 
 
 @dataclass
@@ -54,15 +56,36 @@ def class_accepted(gateway_class: GatewayClass) -> bool:
 
 
 def class_conditions(gateway_class: GatewayClass) -> list[Condition]:
+    generation = gateway_class.metadata.generation
     return [
+        c.condition(c.ACCEPTED, True, c.R_ACCEPTED, f"handled by {c.CONTROLLER_NAME}", generation),
+        # The translation reads the v1 API (and ReferenceGrant v1beta1); the CRDs installed are not
+        # visible to it, so this says what it supports rather than what it found.
         c.condition(
-            c.ACCEPTED,
+            c.SUPPORTED_VERSION,
             True,
-            c.R_ACCEPTED,
-            f"handled by {c.CONTROLLER_NAME}",
-            gateway_class.metadata.generation,
-        )
+            c.R_SUPPORTED_VERSION,
+            f"Gateway API {SUPPORTED_API_VERSION} is supported",
+            generation,
+        ),
     ]
+
+
+def address_problem(gw: Gateway, addresses: tuple[str, ...]) -> tuple[str, str] | None:
+    """(reason, message) when the Gateway asks for an address it cannot have, else None.
+
+    Every Gateway is served at the gateway's addresses (the builder's --gateway-address): a requested
+    address must be one of them, and Hostname/IPAddress are the only types."""
+    for address in gw.spec.addresses:
+        if address.type not in ADDRESS_TYPES:
+            return c.R_UNSUPPORTED_ADDRESS, f"address type {address.type} is not supported"
+        if address.value and address.value not in addresses:
+            served = ", ".join(addresses) or "none configured"
+            return (
+                c.R_ADDRESS_NOT_USABLE,
+                f"address {address.value} is not one of the gateway's addresses ({served})",
+            )
+    return None
 
 
 def _certificate(
@@ -115,15 +138,18 @@ def gateway_listeners(
     grants: Callable[[str], ReferenceGrants],
     secret_ok: Callable[[str], bool],
     reserved_ports: dict[int, str],
+    addresses: tuple[str, ...] = (),
 ) -> tuple[dict[ObjectRef, list[ListenerEntry]], set[str]]:
     """Every listener of our Gateways with its verdict, and the SDS names they refer to.
 
-    `gateways` must be in precedence order (oldest first), which decides port protocol conflicts."""
+    `gateways` must be in precedence order (oldest first), which decides port protocol conflicts. A
+    Gateway asking for an address it cannot have programs none of its listeners."""
     port_protocol = dict(reserved_ports)
     watched: set[str] = set()
     out: dict[ObjectRef, list[ListenerEntry]] = {}
     for ref, gw in gateways:
         generation = gw.metadata.generation
+        unusable = address_problem(gw, addresses)
         entries: list[ListenerEntry] = []
         own_ports: dict[int, str] = {}
         own_hosts: dict[tuple[int, str], int] = {}
@@ -177,13 +203,16 @@ def gateway_listeners(
             entry.accepted = accepted[0] and not conflicted[0]
             # A listener with some invalid route kinds still serves the valid ones.
             entry.programmed = entry.accepted and (resolved[0] or resolved[1] == c.R_INVALID_ROUTE_KINDS)
-            if entry.programmed:
-                port_protocol.setdefault(spec.port, protocol)
             programmed = (
                 (True, c.R_PROGRAMMED, "listener programmed")
                 if entry.programmed
                 else (False, c.R_INVALID, "listener is not served")
             )
+            if entry.programmed and unusable is not None:
+                entry.programmed = False
+                programmed = (False, c.R_INVALID, f"listener is not served: {unusable[1]}")
+            if entry.programmed:
+                port_protocol.setdefault(spec.port, protocol)
             entry.conditions = [
                 c.condition(c.ACCEPTED, *accepted, generation),
                 c.condition(c.PROGRAMMED, *programmed, generation),
@@ -195,7 +224,9 @@ def gateway_listeners(
     return out, watched
 
 
-def gateway_conditions(gw: Gateway, listeners: list[ListenerEntry]) -> list[Condition]:
+def gateway_conditions(
+    gw: Gateway, listeners: list[ListenerEntry], addresses: tuple[str, ...] = ()
+) -> list[Condition]:
     generation = gw.metadata.generation
     any_accepted = any(e.accepted for e in listeners)
     all_accepted = all(e.accepted for e in listeners)
@@ -217,4 +248,7 @@ def gateway_conditions(gw: Gateway, listeners: list[ListenerEntry]) -> list[Cond
         "gateway programmed" if any_programmed else "no listener is served",
         generation,
     )
+    unusable = address_problem(gw, addresses)
+    if unusable is not None:
+        programmed = c.condition(c.PROGRAMMED, False, *unusable, generation)
     return [accepted, programmed]
