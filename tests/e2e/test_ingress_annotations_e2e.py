@@ -347,6 +347,8 @@ async def test_cors_preflight_and_simple_requests(stack: Stack) -> None:
     evil = {**preflight, "Origin": "https://evil.example.net"}
     response = await request(stack, host, "/r", method="OPTIONS", headers=evil)
     assert response.header("access-control-allow-origin") is None
+    # A refused origin's preflight is answered by the gateway too: the backend never sees it.
+    assert response.header("content-type") != "application/json"
 
     response = await request(stack, host, "/r", headers={"Origin": "https://app.example.com"})
     assert _body(response)["method"] == "GET"

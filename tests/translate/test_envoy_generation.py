@@ -375,6 +375,8 @@ def test_cors_per_route_config() -> None:
         expose_headers="x-c",
         max_age="30",
         allow_credentials=wrappers_pb2.BoolValue(value=True),
+        # Preflights from origins the policy refuses are answered by Envoy, not forwarded.
+        forward_not_matching_preflights=wrappers_pb2.BoolValue(value=False),
     )
 
 

@@ -508,3 +508,35 @@ def test_undecodable_objects_are_rejected_alone() -> None:
     assert h.gw_status("HTTPRoute", f"{NS}/bad").state is Verdict.REJECTED
     assert cluster_of(h.routes()[0]) == svc_cluster()
     h.assert_matches_full_build()
+
+
+def test_a_route_with_some_invalid_rules_is_partially_invalid() -> None:
+    h = GatewayHarness()
+    _base(h)
+    bad_filter = [{"type": "ExtensionRef", "extensionRef": {"group": "x.io", "kind": "Thing", "name": "t"}}]
+    h.put(
+        http_route(
+            rules=[
+                rule(path=("PathPrefix", "/good")),
+                rule(path=("PathPrefix", "/bad"), filters=bad_filter),
+                rule(path=("RegularExpression", "/re.*"), timeouts={"request": "soon"}),
+            ]
+        )
+    )
+    status = h.gw_status("HTTPRoute", f"{NS}/route")
+    assert cond(status, "Accepted", 0) == ("True", "Accepted")
+    assert cond(status, "PartiallyInvalid", 0) == ("True", "UnsupportedValue")
+    message = next(c.message for c in status.parents[0].conditions if c.type == "PartiallyInvalid")
+    assert message.startswith("invalid rule(s) 1, 2: ")
+    assert "filter ExtensionRef is not supported" in message and "'soon'" in message
+    # The valid rule serves; the invalid ones answer 500.
+    routes = {r.match.path_separated_prefix or r.match.safe_regex.regex: r for r in h.routes()}
+    assert cluster_of(routes["/good"]) == svc_cluster()
+    assert routes["/bad"].direct_response.status == 500
+    assert routes["/re.*"].direct_response.status == 500
+    h.assert_matches_full_build()
+    # Fixed: the condition goes.
+    h.put(http_route(rules=[rule(path=("PathPrefix", "/good"))]))
+    status = h.gw_status("HTTPRoute", f"{NS}/route")
+    assert [c.type for c in status.parents[0].conditions] == ["Accepted", "ResolvedRefs"]
+    h.assert_matches_full_build()

@@ -98,6 +98,9 @@ async def _stack(args: argparse.Namespace) -> int:
             _tool("xdsbus-builder"),
             "--gateway-http-port",
             str(args.gateway_http_port),
+            # Envoy listens on loopback here: what a Gateway's status.addresses should say.
+            "--gateway-address",
+            "127.0.0.1",
             "--instance-id",
             "local",
         )

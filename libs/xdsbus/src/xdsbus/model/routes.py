@@ -173,6 +173,9 @@ class RetryPolicy(msgspec.Struct, frozen=True, kw_only=True):
     retry_on: tuple[str, ...] = ("5xx",)
     retriable_status_codes: tuple[int, ...] = ()
     per_try_timeout_ms: int = 0
+    # The shortest wait between tries, growing exponentially (with jitter) up to ten times it; None:
+    # Envoy's default (25 ms). 0 asks for no wait, which Envoy approximates with its shortest (1 ms).
+    backoff_ms: int | None = None
 
 
 class HashKind(enum.StrEnum):
@@ -250,6 +253,11 @@ class Route(msgspec.Struct, frozen=True, kw_only=True):
     # Only clients from these CIDRs are served (403 otherwise); empty serves everyone.
     allow_source_ranges: tuple[str, ...] = ()
     error_pages: ErrorPages | None = None
+    # Part of a traffic split over consecutive routes with the same match: Envoy draws one random value
+    # per request and checks every route's fraction against that same draw (modulo a million), so with
+    # cumulative values a < b the first route takes the draws below a, the next those in [a, b), and
+    # the last route of the split, which has None, the rest. None: no such condition.
+    split_millionths: int | None = None
 
     origin: RouteOrigin
     # Envoy route name; the generator derives one from the origin when empty.

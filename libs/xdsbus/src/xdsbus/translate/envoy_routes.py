@@ -79,6 +79,9 @@ _CLUSTER_NOT_FOUND_CODES = {
 _APPEND = base_pb2.HeaderValueOption.APPEND_IF_EXISTS_OR_ADD
 _OVERWRITE = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
 
+# Retry backoff: the longest wait between tries, as a multiple of the shortest (Envoy's default).
+_BACKOFF_CAP_FACTOR = 10
+
 # Every destination weighted 0: Envoy refuses such a weighted_clusters, Gateway API answers 500.
 _NO_WEIGHT_STATUS = 500
 _NO_DESTINATION_STATUS = 503
@@ -158,6 +161,18 @@ def _route_match(route: Route) -> rc.RouteMatch:
         match.headers.append(_method_matcher(route.methods))
     match.query_parameters.extend(_query_matcher(q) for q in route.query)
     return match
+
+
+def _split_fraction(match: rc.RouteMatch, millionths: int, name: str) -> None:
+    """Make `match` take the requests whose per-request random draw is below `millionths` of a million
+    (see `Route.split_millionths`). The runtime key, which Envoy reads before the default, is derived from
+    the route's name: stable across builds and distinct per route, so an operator could shift one part."""
+    match.runtime_fraction.default_value.CopyFrom(
+        percent_pb2.FractionalPercent(
+            numerator=max(millionths, 0), denominator=percent_pb2.FractionalPercent.MILLION
+        )
+    )
+    match.runtime_fraction.runtime_key = f"xdsbus.split.{name}"
 
 
 # -- header mutations -----------------------------------------------------------------------------
@@ -274,6 +289,12 @@ def _retry_policy(retry: RetryPolicy) -> rc.RetryPolicy:
     )
     if retry.per_try_timeout_ms:
         out.per_try_timeout.CopyFrom(_duration_ms(retry.per_try_timeout_ms))
+    if retry.backoff_ms is not None:
+        # Envoy refuses a zero interval. The cap is the one Envoy applies when none is given (ten times
+        # the base), written out so that the route says how long a retry may wait.
+        base = max(retry.backoff_ms, 1)
+        out.retry_back_off.base_interval.CopyFrom(_duration_ms(base))
+        out.retry_back_off.max_interval.CopyFrom(_duration_ms(base * _BACKOFF_CAP_FACTOR))
     return out
 
 
@@ -346,6 +367,9 @@ def _cors(cors: CorsPolicy) -> cors_pb2.CorsPolicy:
         allow_headers=",".join(cors.allow_headers),
         expose_headers=",".join(cors.expose_headers),
     )
+    # A preflight from an origin the policy does not allow is answered here, without CORS headers:
+    # forwarding it would let the backend answer for an origin the route refused.
+    out.forward_not_matching_preflights.value = False
     if cors.max_age_seconds:
         out.max_age = str(cors.max_age_seconds)
     if cors.allow_credentials:
@@ -439,6 +463,8 @@ def build_route(route: Route, index: int) -> rc.Route:
     Error pages also need the route `build_virtual_host` adds for them.
     """
     out = rc.Route(name=_route_name(route, index), match=_route_match(route))
+    if route.split_millionths is not None:
+        _split_fraction(out.match, route.split_millionths, out.name)
     if route.redirect is not None:
         out.redirect.CopyFrom(_redirect(route.redirect))
     elif not route.destinations:

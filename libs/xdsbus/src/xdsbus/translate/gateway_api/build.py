@@ -314,14 +314,15 @@ def _attach_route(
     )
     origin = RouteOrigin(created=meta.creation_timestamp, kind=ro.kind, key=ro.ref.key, source=ro.ref.source)
     warnings: list[str] = []
+    invalid_rules: set[int] = set()
     per_port: dict[int, list[tuple[PrecedenceKey, Route]]] = {}
 
     def translated(port: int) -> list[tuple[PrecedenceKey, Route]]:
         if port not in per_port:
             if isinstance(route, HTTPRoute):
-                per_port[port] = http_route_routes(route, origin, port, resolver, warnings)
+                per_port[port] = http_route_routes(route, origin, port, resolver, warnings, invalid_rules)
             else:
-                per_port[port] = grpc_route_routes(route, origin, port, resolver, warnings)
+                per_port[port] = grpc_route_routes(route, origin, port, resolver, warnings, invalid_rules)
         return per_port[port]
 
     parents: list[tuple[ParentReference, Condition]] = []
@@ -403,11 +404,25 @@ def _attach_route(
         )
     else:
         resolved = c.condition(c.RESOLVED_REFS, True, c.R_RESOLVED_REFS, "references resolved", generation)
+    extra: list[Condition] = []
+    if invalid_rules and len(invalid_rules) < len(route.spec.rules):
+        # The spec's condition for a route mixing valid and invalid rules; ours answer 500 for an
+        # unservable rule (or drop an unservable match) and serve the rest.
+        rules = ", ".join(str(i) for i in sorted(invalid_rules))
+        extra.append(
+            c.condition(
+                c.PARTIALLY_INVALID,
+                True,
+                c.R_UNSUPPORTED_VALUE,
+                f"invalid rule(s) {rules}: " + "; ".join(sorted(set(warnings))),
+                generation,
+            )
+        )
     statuses = [
         ParentStatus(
             parent_ref=_parent_ref_dict(parent, meta.namespace),
             controller_name=c.CONTROLLER_NAME,
-            conditions=[accepted, resolved],
+            conditions=[accepted, resolved, *extra],
         )
         for parent, accepted in parents
     ]

@@ -45,8 +45,10 @@ def grpc_route_routes(
     listener_port: int,
     resolver: BackendResolver,
     warnings: list[str],
+    invalid_rules: set[int],
 ) -> list[tuple[PrecedenceKey, Route]]:
-    """Every match of every rule of a GRPCRoute as a model route, with its precedence key."""
+    """Every match of every rule of a GRPCRoute as a model route, with its precedence key (invalid
+    rules as for HTTPRoute)."""
     meta = route.metadata
     out: list[tuple[PrecedenceKey, Route]] = []
     for rule_index, rule in enumerate(route.spec.rules):
@@ -57,6 +59,7 @@ def grpc_route_routes(
                 path = method_path(match.method)
             except GatewayRouteError as exc:
                 warnings.append(f"rule {rule_index}: {exc}; the match is not served")
+                invalid_rules.add(rule_index)
                 continue
             try:
                 unsupported = [f.type for f in rule.filters if f.type not in _GRPC_FILTERS]
@@ -74,6 +77,7 @@ def grpc_route_routes(
                 model = apply_filters(model, rule.filters, resolver, listener_port)
             except GatewayRouteError as exc:
                 warnings.append(f"rule {rule_index}: {exc}; it answers {RULE_ERROR_STATUS}")
+                invalid_rules.add(rule_index)
                 model = msgspec.structs.replace(
                     Route(path=path, origin=origin, name=name), direct_status=RULE_ERROR_STATUS
                 )
