@@ -22,7 +22,8 @@ from tests.translate.gateway_api_objects import (
     svc_cluster,
 )
 from tests.translate.translator_harness import A_CERT, tls_secret
-from xdsbus.translate.gateway_api.isolation import PortListeners, covers
+from xdsbus.translate.gateway_api.hostnames import covers
+from xdsbus.translate.gateway_api.isolation import PortListeners
 from xdsbus.translate.settings import TranslatorSettings
 
 CERTS = [{"kind": "Secret", "group": "", "name": "cert"}]

@@ -163,6 +163,8 @@ class Translator:
         self._gw_chains: dict[int, list[TlsFilterChainModel]] = {}
         self._gw_resources: set[ResourceKey] = set()
         self._vhost_routes: dict[str, list[Route]] = {}
+        # The HTTPS listener's chains as last published, so that it is rebuilt only when they change.
+        self._https_chains: tuple[TlsFilterChainModel, ...] = ()
 
     # -- entry points -------------------------------------------------------------------------
 
@@ -672,20 +674,25 @@ class Translator:
     ) -> None:
         """The policy and fallback clusters and the secrets a host's routes need; `waiting`: secrets
         the host needs before it can be served over TLS."""
-        clusters: dict[ResourceKey, bytes] = {}
-        secrets: set[str] = set(tls_secrets)
-        for routes in listeners:
-            for route in routes:
-                for dest in route_destinations(route):
-                    for name, cluster in derived_clusters(dest, self._lookup):
-                        clusters[ResourceKey(CLUSTER, name)] = cluster.SerializeToString(deterministic=True)
-                    for hop in fallback_chain(dest):
-                        if hop.policy.tls is not None:
-                            secrets.update(
-                                n for n in (hop.policy.tls.client_secret, hop.policy.tls.ca_secret) if n
-                            )
+        clusters, secrets = self._route_needs(route for routes in listeners for route in routes)
         self._derived.set_owned(host, clusters)
-        self._secrets.set_used(host, secrets, waiting)
+        self._secrets.set_used(host, secrets | set(tls_secrets), waiting)
+
+    def _route_needs(self, routes: Iterable[Route]) -> tuple[dict[ResourceKey, bytes], set[str]]:
+        """The derived (policy and fallback) clusters `routes` send to, serialized, and the SDS names
+        of the upstream TLS they use."""
+        clusters: dict[ResourceKey, bytes] = {}
+        secrets: set[str] = set()
+        for route in routes:
+            for dest in route_destinations(route):
+                for name, cluster in derived_clusters(dest, self._lookup):
+                    clusters[ResourceKey(CLUSTER, name)] = cluster.SerializeToString(deterministic=True)
+                for hop in fallback_chain(dest):
+                    if hop.policy.tls is not None:
+                        secrets.update(
+                            n for n in (hop.policy.tls.client_secret, hop.policy.tls.ca_secret) if n
+                        )
+        return clusters, secrets
 
     def _refresh_conflict_status(
         self, before: dict[ObjectRef, list[str]], after: dict[ObjectRef, list[str]]
@@ -740,20 +747,12 @@ class Translator:
             self._gw_http_bytes[port] = serialized
             if port == self.http_port:
                 continue
-            route_name = envoy_routes.http_route_config_name(port)
-            listener = ListenerModel(
-                name=envoy_routes.listener_name(port), port=port, route_config=route_name
-            )
-            self.table.put(
-                LISTENER,
-                listener.name,
-                envoy_routes.build_http_listener(listener).SerializeToString(deterministic=True),
-            )
+            listener_name, route_name = self._put_http_listener(port)
             config = envoy_routes.assemble_route_config(
                 route_name, [serialized[d] for d in sorted(serialized)]
             )
             self.table.put(ROUTE, route_name, config)
-            resources |= {ResourceKey(LISTENER, listener.name), ResourceKey(ROUTE, route_name)}
+            resources |= {ResourceKey(LISTENER, listener_name), ResourceKey(ROUTE, route_name)}
         self._gw_chains = {}
         certificates: set[str] = set()
         for port, groups in out.https.items():
@@ -779,21 +778,13 @@ class Translator:
             self._gw_chains[port] = chains
             if port == self.https_port:
                 continue
-            name = envoy_listeners.listener_name(port)
-            model = HttpsListenerModel(name=name, port=port, chains=tuple(chains))
-            listener_bytes = envoy_listeners.build_https_listener(model).SerializeToString(deterministic=True)
-            self.table.put(LISTENER, name, listener_bytes)
-            resources.add(ResourceKey(LISTENER, name))
+            resources.add(ResourceKey(LISTENER, self._put_https_listener(port, tuple(chains))))
         for key in sorted(self._gw_resources - resources):
             self.table.remove(key.type_url, key.name)
         self._gw_resources = resources
-        clusters: dict[ResourceKey, bytes] = {}
-        for route in served:
-            for dest in route_destinations(route):
-                for name, cluster in derived_clusters(dest, self._lookup):
-                    clusters[ResourceKey(CLUSTER, name)] = cluster.SerializeToString(deterministic=True)
+        clusters, upstream_secrets = self._route_needs(served)
         self._derived.set_owned(_GATEWAY_API_OWNER, clusters)
-        self._secrets.set_used(_GATEWAY_API_OWNER, certificates, out.secrets)
+        self._secrets.set_used(_GATEWAY_API_OWNER, certificates | upstream_secrets, out.secrets)
         for ref, status in out.statuses.items():
             extra = problems.get(ref)
             if extra:
@@ -806,34 +797,41 @@ class Translator:
 
     def _regenerate_gateway(self) -> None:
         """The listeners and the HTTP route configuration, spliced from the cached virtual hosts."""
-        route_name = envoy_routes.http_route_config_name(self.http_port)
-        listener = ListenerModel(
-            name=envoy_routes.listener_name(self.http_port), port=self.http_port, route_config=route_name
+        _, route_name = self._put_http_listener(self.http_port)
+        vhosts = self._vhost_bytes
+        gateway_vhosts = self._gw_http_bytes.get(self.http_port)
+        parts = self._merged_vhosts(gateway_vhosts) if gateway_vhosts else [vhosts[h] for h in sorted(vhosts)]
+        self.table.put(ROUTE, route_name, envoy_routes.assemble_framed_route_config(route_name, parts))
+        chains = tuple(self._tls_hosts[h] for h in sorted(self._tls_hosts)) + tuple(
+            self._gw_chains.get(self.https_port, [])
         )
+        if not chains:
+            self.table.remove(LISTENER, envoy_listeners.listener_name(self.https_port))
+        elif chains != self._https_chains:
+            # Most changes touch no TLS host: building one filter chain per TLS host on each of them
+            # would cost more than the rest of the commit when there are thousands.
+            self._put_https_listener(self.https_port, chains)
+        self._https_chains = chains
+
+    def _put_http_listener(self, port: int) -> tuple[str, str]:
+        """Publish the HTTP listener of `port`; returns its name and its route configuration's."""
+        route_name = envoy_routes.http_route_config_name(port)
+        listener = ListenerModel(name=envoy_routes.listener_name(port), port=port, route_config=route_name)
         self.table.put(
             LISTENER,
             listener.name,
             envoy_routes.build_http_listener(listener).SerializeToString(deterministic=True),
         )
-        vhosts = self._vhost_bytes
-        gateway_vhosts = self._gw_http_bytes.get(self.http_port)
-        parts = self._merged_vhosts(gateway_vhosts) if gateway_vhosts else [vhosts[h] for h in sorted(vhosts)]
-        self.table.put(ROUTE, route_name, envoy_routes.assemble_framed_route_config(route_name, parts))
-        https_listener = envoy_listeners.listener_name(self.https_port)
-        gateway_chains = self._gw_chains.get(self.https_port, [])
-        if not self._tls_hosts and not gateway_chains:
-            self.table.remove(LISTENER, https_listener)
-            return
-        model = HttpsListenerModel(
-            name=https_listener,
-            port=self.https_port,
-            chains=tuple(self._tls_hosts[h] for h in sorted(self._tls_hosts)) + tuple(gateway_chains),
-        )
+        return listener.name, route_name
+
+    def _put_https_listener(self, port: int, chains: tuple[TlsFilterChainModel, ...]) -> str:
+        """Publish the HTTPS listener of `port` with its SNI filter chains; returns its name."""
+        name = envoy_listeners.listener_name(port)
+        model = HttpsListenerModel(name=name, port=port, chains=chains)
         self.table.put(
-            LISTENER,
-            https_listener,
-            envoy_listeners.build_https_listener(model).SerializeToString(deterministic=True),
+            LISTENER, name, envoy_listeners.build_https_listener(model).SerializeToString(deterministic=True)
         )
+        return name
 
 
 def _serialize_vhost(name: str, host: str, routes: list[Route]) -> bytes:

@@ -286,7 +286,6 @@ def _add_misdirected(
             for domain in misdirected:
                 name = f"gateway/{owner.gateway_ref.key}/listener/{owner.name}/misdirected/{domain}"
                 group.vhosts[domain] = [misdirected_route(origin, name)]
-        https[port] = dict(sorted(groups.items()))
 
 
 def _attach_route(

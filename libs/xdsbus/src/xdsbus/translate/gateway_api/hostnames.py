@@ -10,19 +10,19 @@ from __future__ import annotations
 ANY_HOST = "*"
 
 
-def _wildcard_covers(wildcard: str, name: str) -> bool:
-    """Whether the wildcard hostname `*.suffix` matches `name` (itself possibly a deeper wildcard)."""
-    suffix = wildcard[1:]
-    return name.endswith(suffix) and len(name) > len(suffix)
+def covers(hostname: str, name: str) -> bool:
+    """Whether `hostname` ("" for a listener without one) matches every name `name` matches; `name` may
+    itself be a wildcard, deeper or equal."""
+    if not hostname or hostname == name:
+        return True
+    return hostname.startswith("*.") and name.endswith(hostname[1:]) and len(name) >= len(hostname)
 
 
 def intersect_one(listener: str, route: str) -> str | None:
     """The names both a listener hostname and a route hostname match, as one hostname, or None."""
-    if listener == route:
+    if covers(listener, route):
         return route
-    if listener.startswith("*.") and _wildcard_covers(listener, route):
-        return route
-    if route.startswith("*.") and _wildcard_covers(route, listener):
+    if covers(route, listener):
         return listener
     return None
 

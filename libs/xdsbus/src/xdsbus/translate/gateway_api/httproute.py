@@ -15,6 +15,7 @@ from xdsbus.model.gateway_api import (
     HTTPBackendRef,
     HTTPHeaderMatch,
     HTTPPathMatch,
+    HTTPPathModifier,
     HTTPRoute,
     HTTPRouteFilter,
     HTTPRouteMatch,
@@ -142,6 +143,20 @@ def _prefix_replacement(path: PathMatch, replacement: str) -> tuple[str, str, st
     return stem, "", ""
 
 
+def _path_modifier(
+    modifier: HTTPPathModifier | None, path: PathMatch, what: str
+) -> tuple[str, str, str, str]:
+    """(full path, prefix, regex, substitution) of a redirect's or rewrite's path part; all empty when
+    it has none."""
+    if modifier is None:
+        return "", "", "", ""
+    if modifier.type == "ReplaceFullPath":
+        return modifier.replace_full_path or "/", "", "", ""
+    if modifier.type == "ReplacePrefixMatch":
+        return "", *_prefix_replacement(path, modifier.replace_prefix_match or "/")
+    raise GatewayRouteError(f"{what} path type {modifier.type} is not supported")
+
+
 def _redirect(f: HTTPRouteFilter, path: PathMatch, listener_port: int) -> Redirect:
     rr = f.request_redirect
     if rr is None:
@@ -149,14 +164,7 @@ def _redirect(f: HTTPRouteFilter, path: PathMatch, listener_port: int) -> Redire
     scheme = (rr.scheme or "").lower()
     # The spec's defaults: the scheme's well-known port, else the listener's port.
     port = rr.port or ({"https": 443, "http": 80}.get(scheme) or listener_port)
-    full = prefix = regex = substitution = ""
-    if rr.path is not None:
-        if rr.path.type == "ReplaceFullPath":
-            full = rr.path.replace_full_path or "/"
-        elif rr.path.type == "ReplacePrefixMatch":
-            prefix, regex, substitution = _prefix_replacement(path, rr.path.replace_prefix_match or "/")
-        else:
-            raise GatewayRouteError(f"redirect path type {rr.path.type} is not supported")
+    full, prefix, regex, substitution = _path_modifier(rr.path, path, "redirect")
     return Redirect(
         scheme=scheme,
         host=rr.hostname or "",
@@ -173,14 +181,7 @@ def _rewrite(f: HTTPRouteFilter, path: PathMatch) -> Rewrite:
     rw = f.url_rewrite
     if rw is None:
         raise GatewayRouteError("URLRewrite filter without urlRewrite")
-    full = prefix = regex = substitution = ""
-    if rw.path is not None:
-        if rw.path.type == "ReplaceFullPath":
-            full = rw.path.replace_full_path or "/"
-        elif rw.path.type == "ReplacePrefixMatch":
-            prefix, regex, substitution = _prefix_replacement(path, rw.path.replace_prefix_match or "/")
-        else:
-            raise GatewayRouteError(f"rewrite path type {rw.path.type} is not supported")
+    full, prefix, regex, substitution = _path_modifier(rw.path, path, "rewrite")
     return Rewrite(host=rw.hostname or "", path=full, prefix=prefix, regex=regex, substitution=substitution)
 
 

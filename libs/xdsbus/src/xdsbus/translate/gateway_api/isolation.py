@@ -21,16 +21,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from xdsbus.model.routes import PathKind, PathMatch, Route, RouteOrigin
-from xdsbus.translate.gateway_api.hostnames import ANY_HOST
+from xdsbus.translate.gateway_api.hostnames import ANY_HOST, covers
 
 MISDIRECTED_STATUS = 421
-
-
-def covers(listener: str, name: str) -> bool:
-    """Whether the listener hostname `listener` ("" for none) matches every name `name` matches."""
-    if not listener or listener == name:
-        return True
-    return listener.startswith("*.") and name.endswith(listener[1:]) and len(name) >= len(listener)
 
 
 @dataclass(frozen=True)
