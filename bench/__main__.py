@@ -20,6 +20,7 @@ BENCHMARKS = {
     "propagation": "bench.propagation",
     "ingress_20k": "bench.ingress_20k",
     "registry_propagation": "bench.registry_propagation",
+    "tls_hosts_change": "bench.tls_hosts_change",
 }
 
 
