@@ -64,6 +64,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 JSON = Any
 
@@ -226,7 +227,7 @@ class FakeConsul:
 
     async def start(self) -> None:
         """Serve on a free port of 127.0.0.1."""
-        app = web.Application()
+        app = web.Application(middlewares=[self._serve])
         app.router.add_get("/v1/catalog/services", self._catalog_services)
         app.router.add_get("/v1/health/service/{name}", self._health_service)
         app.router.add_get("/v1/status/leader", self._status_leader)
@@ -608,12 +609,23 @@ class FakeConsul:
             "Vary": "Accept-Encoding",
         }
 
-    def _begin(self, request: web.Request) -> None:
+    @web.middleware
+    async def _serve(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Every request: recorded, held in `_open` while answered (an outage cuts it), and its
+        `_ApiError` or `_Down` turned into Consul's answer."""
         self.requests.append((request.method, request.path, dict(request.query)))
-        if self._down:
-            # A request that slipped in between go_down()'s abort and the listener closing.
-            raise _Down
-        self._open[id(request)] = request
+        try:
+            if self._down:
+                # A request that slipped in between go_down()'s abort and the listener closing.
+                raise _Down
+            self._open[id(request)] = request
+            return await handler(request)
+        except _ApiError as err:
+            return self._error(err)
+        except _Down:
+            return self._lost(request)
+        finally:
+            self._open.pop(id(request), None)
 
     def _lost(self, request: web.Request) -> web.Response:
         """The connection of a request caught by an outage is cut; the answer is never delivered."""
@@ -667,128 +679,91 @@ class FakeConsul:
         return web.Response(text=body, content_type="application/json", headers=self._headers(index))
 
     async def _catalog_services(self, request: web.Request) -> web.StreamResponse:
-        try:
-            self._begin(request)
-            self._check_tenancy(request)
-            full = self._authorize(request)
-            self._check_dc(request)
+        self._check_tenancy(request)
+        full = self._authorize(request)
+        self._check_dc(request)
 
-            def query() -> tuple[int, str]:
-                if None in self._garbage:
-                    return self._catalog_index(), self._garbage[None]
-                return self._catalog_index(), json.dumps(self._catalog_body() if full else {})
+        def query() -> tuple[int, str]:
+            if None in self._garbage:
+                return self._catalog_index(), self._garbage[None]
+            return self._catalog_index(), json.dumps(self._catalog_body() if full else {})
 
-            return await self._blocking(request, None, self._catalog_index, query)
-        except _ApiError as err:
-            return self._error(err)
-        except _Down:
-            return self._lost(request)
-        finally:
-            self._open.pop(id(request), None)
+        return await self._blocking(request, None, self._catalog_index, query)
 
     async def _health_service(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]
-        try:
-            self._begin(request)
-            self._check_tenancy(request)
-            full = self._authorize(request)
-            self._check_dc(request)
-            passing = request.query.get("passing", "").lower() not in ("", "0", "false")
-            tags = request.query.getall("tag", [])
+        self._check_tenancy(request)
+        full = self._authorize(request)
+        self._check_dc(request)
+        passing = request.query.get("passing", "").lower() not in ("", "0", "false")
+        tags = request.query.getall("tag", [])
 
-            def query() -> tuple[int, str]:
-                if name in self._garbage:
-                    return self._health_index(name), self._garbage[name]
-                entries = self._health_entries(name) if full else []
-                if passing:
-                    entries = [e for e in entries if all(c["Status"] == "passing" for c in e["Checks"])]
-                if tags:
-                    entries = [e for e in entries if all(t in e["Service"]["Tags"] for t in tags)]
-                return self._health_index(name), json.dumps(entries)
+        def query() -> tuple[int, str]:
+            if name in self._garbage:
+                return self._health_index(name), self._garbage[name]
+            entries = self._health_entries(name) if full else []
+            if passing:
+                entries = [e for e in entries if all(c["Status"] == "passing" for c in e["Checks"])]
+            if tags:
+                entries = [e for e in entries if all(t in e["Service"]["Tags"] for t in tags)]
+            return self._health_index(name), json.dumps(entries)
 
-            return await self._blocking(request, name, lambda: self._health_index(name), query)
-        except _ApiError as err:
-            return self._error(err)
-        except _Down:
-            return self._lost(request)
-        finally:
-            self._open.pop(id(request), None)
+        return await self._blocking(request, name, lambda: self._health_index(name), query)
 
     async def _status_leader(self, request: web.Request) -> web.StreamResponse:
-        try:
-            self._begin(request)
-        except _Down:
-            return self._lost(request)
-        self._open.pop(id(request), None)
         return web.json_response(f"{_SERVER_ADDRESS}:8300")
 
     async def _agent_register(self, request: web.Request) -> web.StreamResponse:
+        self._check_tenancy(request)
         try:
-            self._begin(request)
-            self._check_tenancy(request)
-            try:
-                body = _ci(await request.json())
-            except json.JSONDecodeError as exc:
-                raise _ApiError(400, f"Request decode failed: {exc}") from None
-            name = body.get("name")
-            if not name or not isinstance(name, str):
-                raise _ApiError(400, "Invalid Service Meta: Missing service name")
-            self._authorize(request, write=name)
-            port = body.get("port") or 0
-            if not isinstance(port, int):
-                raise _ApiError(400, "Request decode failed: Port must be a number")
-            weights = _ci(body.get("weights") or {"Passing": 1, "Warning": 1})
-            passing_weight = weights.get("passing", 1)
-            if not isinstance(passing_weight, int) or passing_weight < 1:
-                raise _ApiError(400, "Invalid Weights: Passing must be greater than 0")
-            checks = list(body.get("checks") or [])
-            if body.get("check"):
-                checks.insert(0, body["check"])
-            status: str | None = None
-            if checks:
-                # A new check starts critical unless its definition gives a Status.
-                statuses = [_ci(c).get("status") or "critical" for c in checks]
-                status = max(statuses, key=lambda s: _STATUSES.index(s) if s in _STATUSES else 2)
-            self._register(
-                _Instance(
-                    id=body.get("id") or name,
-                    name=name,
-                    node=_AGENT_NODE,
-                    address=body.get("address") or "",
-                    port=port,
-                    tags=[str(t) for t in body.get("tags") or []],
-                    meta={str(k): str(v) for k, v in (body.get("meta") or {}).items()},
-                    weights={"Passing": passing_weight, "Warning": int(weights.get("warning", 1))},
-                    status=status,
-                ),
-                "127.0.0.1",
-            )
-            return web.Response(status=200)
-        except _ApiError as err:
-            return self._error(err)
-        except _Down:
-            return self._lost(request)
-        finally:
-            self._open.pop(id(request), None)
+            body = _ci(await request.json())
+        except json.JSONDecodeError as exc:
+            raise _ApiError(400, f"Request decode failed: {exc}") from None
+        name = body.get("name")
+        if not name or not isinstance(name, str):
+            raise _ApiError(400, "Invalid Service Meta: Missing service name")
+        self._authorize(request, write=name)
+        port = body.get("port") or 0
+        if not isinstance(port, int):
+            raise _ApiError(400, "Request decode failed: Port must be a number")
+        weights = _ci(body.get("weights") or {"Passing": 1, "Warning": 1})
+        passing_weight = weights.get("passing", 1)
+        if not isinstance(passing_weight, int) or passing_weight < 1:
+            raise _ApiError(400, "Invalid Weights: Passing must be greater than 0")
+        checks = list(body.get("checks") or [])
+        if body.get("check"):
+            checks.insert(0, body["check"])
+        status: str | None = None
+        if checks:
+            # A new check starts critical unless its definition gives a Status.
+            statuses = [_ci(c).get("status") or "critical" for c in checks]
+            status = max(statuses, key=lambda s: _STATUSES.index(s) if s in _STATUSES else 2)
+        self._register(
+            _Instance(
+                id=body.get("id") or name,
+                name=name,
+                node=_AGENT_NODE,
+                address=body.get("address") or "",
+                port=port,
+                tags=[str(t) for t in body.get("tags") or []],
+                meta={str(k): str(v) for k, v in (body.get("meta") or {}).items()},
+                weights={"Passing": passing_weight, "Warning": int(weights.get("warning", 1))},
+                status=status,
+            ),
+            "127.0.0.1",
+        )
+        return web.Response(status=200)
 
     async def _agent_deregister(self, request: web.Request) -> web.StreamResponse:
         service_id = request.match_info["id"]
-        try:
-            self._begin(request)
-            self._check_tenancy(request)
-            instance = self._instances.get(service_id)
-            self._authorize(request, write=instance.name if instance else service_id)
-            if instance is None or instance.node != _AGENT_NODE:
-                raise _ApiError(
-                    404,
-                    f'Unknown service ID "{service_id}". Ensure that the service ID is passed, '
-                    "not the service name.",
-                )
-            self.deregister(service_id)
-            return web.Response(status=200)
-        except _ApiError as err:
-            return self._error(err)
-        except _Down:
-            return self._lost(request)
-        finally:
-            self._open.pop(id(request), None)
+        self._check_tenancy(request)
+        instance = self._instances.get(service_id)
+        self._authorize(request, write=instance.name if instance else service_id)
+        if instance is None or instance.node != _AGENT_NODE:
+            raise _ApiError(
+                404,
+                f'Unknown service ID "{service_id}". Ensure that the service ID is passed, '
+                "not the service name.",
+            )
+        self.deregister(service_id)
+        return web.Response(status=200)

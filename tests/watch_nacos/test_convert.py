@@ -15,7 +15,6 @@ from xdsbus_watch_nacos.convert import (
     higress_weight,
     protocol_of,
     to_endpoint,
-    vport_for,
 )
 from xdsbus_watch_nacos.registry import refresh_interval, should_watch
 
@@ -63,9 +62,9 @@ def test_vport_per_service_case_insensitive_else_default() -> None:
     config = RegistryConfig(
         type="nacos2", vport=Vport(default=80, services=[VportService(name="Web", value=8000)])
     )
-    assert vport_for(config, "web") == 8000
-    assert vport_for(config, "other") == 80
-    assert vport_for(CONFIG, "web") == 0
+    assert config.vport_for("web") == 8000
+    assert config.vport_for("other") == 80
+    assert CONFIG.vport_for("web") == 0
 
 
 @pytest.mark.parametrize(

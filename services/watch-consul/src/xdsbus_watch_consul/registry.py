@@ -593,5 +593,7 @@ class _Session:
         if published.get(name) == service:
             return
         async with self.lock:
-            await self.sink.upsert(service)
+            # Recorded first: if this task is cancelled mid-upsert (the service left the catalog) the
+            # event may still have been stored, and `_reconcile` must then publish the delete.
             published[name] = service
+            await self.sink.upsert(service)

@@ -18,23 +18,12 @@ from collections.abc import Iterable
 from typing import Any
 from xml.etree import ElementTree
 
+from xdsbus.model.registry import METADATA_PROTOCOLS
+
 # InstanceInfo.InstanceStatus; anything else reads as UNKNOWN, as InstanceStatus.toEnum does.
 STATUSES = frozenset({"UP", "DOWN", "STARTING", "OUT_OF_SERVICE", "UNKNOWN"})
 STATUS_UP = "UP"
 ADDED, MODIFIED, DELETED = "ADDED", "MODIFIED", "DELETED"
-
-# Instance metadata `protocol` → RegistryService.protocol. Higress' common.ParseProtocol takes these
-# names in any case; `triple`/`tri` (Dubbo 3 over gRPC) are gRPC as in its Nacos mapping.
-_PROTOCOLS = {
-    "http": "HTTP",
-    "https": "HTTPS",
-    "http2": "HTTP2",
-    "h2c": "HTTP2",
-    "grpc": "GRPC",
-    "grpcs": "GRPCS",
-    "triple": "GRPC",
-    "tri": "GRPC",
-}
 
 
 class DocumentError(ValueError):
@@ -240,7 +229,7 @@ def _instance(app: str, raw: Any) -> EurekaInstance | tuple[str, str, str]:
 
     protocol = ""
     if metadata.get("protocol"):
-        protocol = _PROTOCOLS.get(metadata["protocol"].lower(), "")
+        protocol = METADATA_PROTOCOLS.get(metadata["protocol"].lower(), "")
         if not protocol:
             problems.append(f"metadata protocol {metadata['protocol']!r} is not HTTP/HTTPS/HTTP2/GRPC/GRPCS")
 

@@ -17,16 +17,6 @@ def hostname(app: str) -> str:
     return higress_hostname(app, REGISTRY_TYPE)
 
 
-def vport(config: RegistryConfig, app: str) -> int:
-    """The McpBridge `vport` override for an app (service names match case-insensitively), 0 if none."""
-    if config.vport is None:
-        return 0
-    for service in config.vport.services:
-        if service.name.lower() == app.lower():
-            return service.value
-    return config.vport.default
-
-
 def _endpoint_key(e: RegistryEndpoint) -> tuple[str, int]:
     return (e.address, e.port)
 
@@ -69,7 +59,7 @@ def build_service(
         registry_type=REGISTRY_TYPE,
         registry=config.name,
         service=app,
-        port=vport(config, app) or first.port,
+        port=config.vport_for(app) or first.port,
         # An instance that only enabled its secure port speaks TLS unless it says otherwise.
         protocol=first.protocol or ("HTTPS" if first.secure else "HTTP"),
         endpoints=endpoints,

@@ -26,24 +26,11 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from xdsbus.model.mcpbridge import RegistryConfig
-from xdsbus.model.registry import RegistryEndpoint, RegistryService
+from xdsbus.model.registry import METADATA_PROTOCOLS, RegistryEndpoint, RegistryService
+from xdsbus.registry.api import higress_hostname
 
 # Nacos' own bounds for an instance weight (`Constants.MAX_WEIGHT_VALUE`).
 MAX_WEIGHT = 10000.0
-
-# Instance metadata `protocol` (case-insensitive) -> RegistryService.protocol. Higress: grpc/triple/tri are
-# gRPC, anything else HTTP; http2/https/grpcs are our additions for the builder's other protocols. Dubbo
-# and unknown values fall back to HTTP (Higress turns Dubbo into HTTP through Http2Rpc anyway).
-PROTOCOLS = {
-    "http": "HTTP",
-    "grpc": "GRPC",
-    "triple": "GRPC",
-    "tri": "GRPC",
-    "http2": "HTTP2",
-    "h2c": "HTTP2",
-    "https": "HTTPS",
-    "grpcs": "GRPCS",
-}
 
 MCP_BRIDGE_MARK = ("register-resource", "mcp-bridge")
 
@@ -73,22 +60,13 @@ class Problem:
 
 def higress_nacos_hostname(service: str, group: str, namespace: str) -> str:
     """`<service>.<group>.<namespace>.nacos` with `_` -> `-` in the suffix only, as Higress builds it."""
-    suffix = f"{group}.{namespace}.nacos".replace("_", "-")
-    return f"{service}.{suffix}"
-
-
-def vport_for(config: RegistryConfig, service: str) -> int:
-    """McpBridge `vport`: the entry whose name matches case-insensitively, else the default; 0 = none."""
-    if config.vport is None:
-        return 0
-    for entry in config.vport.services:
-        if entry.name.lower() == service.lower() and entry.value > 0:
-            return entry.value
-    return max(config.vport.default, 0)
+    return f"{service}.{higress_hostname(group, namespace, 'nacos')}"
 
 
 def protocol_of(metadata: Mapping[str, str]) -> str:
-    return PROTOCOLS.get(metadata.get("protocol", "").strip().lower(), "HTTP")
+    """The service protocol an instance's metadata names. Dubbo and unknown values fall back to HTTP, as
+    in Higress (which turns Dubbo into HTTP through Http2Rpc anyway)."""
+    return METADATA_PROTOCOLS.get(metadata.get("protocol", "").strip().lower(), "HTTP")
 
 
 def higress_weight(weight: float) -> int:
@@ -171,7 +149,7 @@ def build_service(
             registry_type=config.type,
             registry=config.name,
             service=service,
-            port=vport_for(config, service) or first.port,
+            port=config.vport_for(service) or first.port,
             protocol=protocol_of(first.metadata),
             endpoints=endpoints,
         ),

@@ -49,8 +49,19 @@ class RegistryConfig(msgspec.Struct, rename="camel", kw_only=True, omit_defaults
 
     @property
     def key(self) -> str:
-        """`type/name`, the identity Higress diffs registries by."""
+        """`type/name`, the identity Higress diffs registries by; also the event source of the
+        registry's services."""
         return f"{self.type}/{self.name}"
+
+    def vport_for(self, service: str) -> int:
+        """The `vport` override of a service: the entry whose name matches case-insensitively, else the
+        default; 0 when there is none (a value that is no port counts as none)."""
+        if self.vport is None:
+            return 0
+        for entry in self.vport.services:
+            if entry.name.lower() == service.lower() and entry.value > 0:
+                return entry.value
+        return max(self.vport.default, 0)
 
 
 class McpBridgeSpec(msgspec.Struct, rename="camel", kw_only=True, omit_defaults=True):

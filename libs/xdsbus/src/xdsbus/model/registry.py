@@ -11,6 +11,20 @@ import msgspec
 
 REGISTRY_SERVICE_KIND = "RegistryService"
 
+# Instance metadata `protocol` (any case) -> `RegistryService.protocol`, for the registries that map it
+# as Higress' Nacos watcher does: grpc/triple/tri (Dubbo 3 over gRPC) are gRPC; http2/h2c/https/grpcs
+# name the builder's other protocols.
+METADATA_PROTOCOLS = {
+    "http": "HTTP",
+    "https": "HTTPS",
+    "http2": "HTTP2",
+    "h2c": "HTTP2",
+    "grpc": "GRPC",
+    "grpcs": "GRPCS",
+    "triple": "GRPC",
+    "tri": "GRPC",
+}
+
 
 class RegistryEndpoint(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, order=True):
     """One instance of a registry service."""

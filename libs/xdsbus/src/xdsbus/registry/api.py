@@ -60,6 +60,6 @@ class Registry(abc.ABC):
 
 def higress_hostname(*labels: str) -> str:
     """A Higress registry hostname from its labels, `_` made DNS-safe as `-` (higress.md §2.2):
-    `higress_hostname(svc, group, ns, "nacos")`, `higress_hostname(svc, dc, "consul")`,
-    `higress_hostname(APP, "eureka")`."""
+    `higress_hostname(svc, dc, "consul")`, `higress_hostname(APP, "eureka")`. Nacos keeps its service
+    label as it is: `f"{svc}.{higress_hostname(group, ns, 'nacos')}"`."""
     return ".".join(label.replace("_", "-") for label in labels)

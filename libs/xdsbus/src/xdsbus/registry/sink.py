@@ -21,11 +21,6 @@ from xdsbus.registry.status import RegistryStatus
 from xdsbus.watcher import Watcher, content_rev
 
 
-def registry_source(config: RegistryConfig) -> str:
-    """The event source of a registry: `<type>/<name>`."""
-    return f"{config.type}/{config.name}"
-
-
 class _Publisher(Watcher):
     """The Watcher base used for publishing only: the registry client drives, not a watch loop."""
 
@@ -43,7 +38,7 @@ class EventSink:
         self, bus: Bus, config: RegistryConfig, status: RegistryStatus, *, stop: asyncio.Event | None = None
     ) -> None:
         self.config = config
-        self.source = registry_source(config)
+        self.source = config.key
         self.status = status
         self._publisher = _Publisher(bus, self.source, stop=stop)
         self._lock = asyncio.Lock()

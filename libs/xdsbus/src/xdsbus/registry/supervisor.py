@@ -33,7 +33,7 @@ from xdsbus.events import (
 from xdsbus.model.mcpbridge import RegistryConfig
 from xdsbus.model.registry import REGISTRY_SERVICE_KIND
 from xdsbus.registry.api import Credentials, Registry
-from xdsbus.registry.sink import EventSink, registry_source
+from xdsbus.registry.sink import EventSink
 from xdsbus.registry.status import RegistryStatus
 
 log = logging.getLogger(__name__)
@@ -122,9 +122,9 @@ class Supervisor:
         while no replica was leading)."""
         async with self._lock:
             for source in sorted(set(sources)):
-                registry_type, _, name = source.partition("/")
-                if f"{registry_type}/{name}" in self._running:
+                if source in self._running:
                     continue
+                registry_type, _, name = source.partition("/")
                 log.info("registry %s is not in McpBridge but has services: removing them", source)
                 status = RegistryStatus(self.bus, source)
                 await EventSink(self.bus, RegistryConfig(type=registry_type, name=name), status).clear()
@@ -133,7 +133,7 @@ class Supervisor:
     # -- one registry ---------------------------------------------------------------------------
 
     def _start(self, key: str, config: RegistryConfig, fingerprint: bytes) -> None:
-        status = RegistryStatus(self.bus, registry_source(config))
+        status = RegistryStatus(self.bus, config.key)
         sink = EventSink(self.bus, config, status, stop=self.stop)
         task = asyncio.create_task(self._run(key, config, sink, status), name=f"registry {key}")
         self._running[key] = _Running(config, fingerprint, sink, status, task)

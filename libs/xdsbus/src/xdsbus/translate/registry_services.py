@@ -35,11 +35,7 @@ from xdsbus.registry.bridge import (
     WATCHED_TYPES,
     bridge_registries,
     type_problem,
-    winning_source,
 )
-
-# The McpBridge that counts when several sources hold one: the first source by name (as the watchers).
-bridge_winner = winning_source
 
 # Endpoints as the translator keeps them per registry service.
 RegistryEndpoints = tuple[Endpoint, ...]

@@ -32,6 +32,7 @@ from xdsbus.model.routes import (
     VirtualHostModel,
 )
 from xdsbus.model.services import Resolution, ServiceModel, cluster_name, k8s_hostname
+from xdsbus.registry.bridge import winning_source
 from xdsbus.secretbox import SecretBox, SecretKeyError
 from xdsbus.translate import envoy_clusters, envoy_listeners, envoy_routes
 from xdsbus.translate.canary import apply_canaries
@@ -59,7 +60,6 @@ from xdsbus.translate.registry_services import (
     RegistryEndpoints,
     RegistryServiceError,
     bridge_services,
-    bridge_winner,
     registry_service,
 )
 from xdsbus.translate.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE, ResourceKey, ResourceTable
@@ -415,7 +415,8 @@ class Translator:
             self._clear_status(ref)
         bridges = state.objects.get(MCPBRIDGE, {})
         holders = [source for source, objects in bridges.items() if MCPBRIDGE_KEY in objects]
-        winner = bridge_winner(holders)
+        # The first source by name, as the registry watchers decide.
+        winner = winning_source(holders)
         for source in sorted(holders):
             if source != winner:
                 self._set_status(
