@@ -13,7 +13,7 @@ from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
 from google.protobuf import duration_pb2
 
 from xdsbus.model.services import Endpoint, Health, Resolution, ServiceModel, ServicePort, cluster_name
-from xdsbus.translate.envoy_common import ads_source, pack
+from xdsbus.translate.envoy_common import ads_source, pack, tls_transport_socket
 
 CONNECT_TIMEOUT = duration_pb2.Duration(seconds=10)
 
@@ -29,7 +29,6 @@ _HTTP2_PORT_PROTOCOLS = frozenset({"HTTP2", "GRPC", "GRPCS", "H2C"})
 # ServicePort.protocol values whose backend expects TLS (registry services and McpBridge `dns`/`static`
 # registries with protocol HTTPS or GRPCS; Higress makes a DestinationRule with TLS SIMPLE for them).
 _TLS_PORT_PROTOCOLS = frozenset({"HTTPS", "GRPCS"})
-_TLS_SOCKET = "envoy.transport_sockets.tls"
 
 HTTP_PROTOCOL_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 
@@ -96,8 +95,7 @@ def set_upstream_tls(cluster: cluster_pb2.Cluster, *, sni: str, http2: bool) -> 
     context = tls_pb2.UpstreamTlsContext(sni=sni)
     if http2:
         context.common_tls_context.alpn_protocols.append("h2")
-    cluster.transport_socket.name = _TLS_SOCKET
-    cluster.transport_socket.typed_config.CopyFrom(pack(context))
+    cluster.transport_socket.CopyFrom(tls_transport_socket(context))
 
 
 def _lb_endpoint(ep: Endpoint) -> endpoint_components_pb2.LbEndpoint:

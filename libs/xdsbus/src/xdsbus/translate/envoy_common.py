@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from envoy.config.core.v3 import config_source_pb2
+from envoy.config.core.v3 import base_pb2, config_source_pb2
 from envoy.extensions.transport_sockets.tls.v3 import secret_pb2
 from google.protobuf import any_pb2
 from google.protobuf.message import Message
+
+_TLS_SOCKET = "envoy.transport_sockets.tls"
 
 
 def pack(message: Message) -> any_pb2.Any:
@@ -24,3 +26,8 @@ def ads_source() -> config_source_pb2.ConfigSource:
 def sds_secret(name: str) -> secret_pb2.SdsSecretConfig:
     """A reference to an SDS secret served over ADS."""
     return secret_pb2.SdsSecretConfig(name=name, sds_config=ads_source())
+
+
+def tls_transport_socket(context: Message) -> base_pb2.TransportSocket:
+    """The TLS transport socket carrying `context`, an Upstream- or DownstreamTlsContext."""
+    return base_pb2.TransportSocket(name=_TLS_SOCKET, typed_config=pack(context))

@@ -12,6 +12,7 @@ the clusters themselves need the services (`derived_clusters`).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable
 
@@ -32,14 +33,13 @@ from xdsbus.model.routes import (
 )
 from xdsbus.model.services import ServiceModel, cluster_name, subset_cluster_name
 from xdsbus.translate import envoy_clusters
-from xdsbus.translate.envoy_common import pack, sds_secret
+from xdsbus.translate.envoy_common import pack, sds_secret, tls_transport_socket
 
 _AGGREGATE = "envoy.clusters.aggregate"
 # The system trust bundle of Debian/Ubuntu-based Envoy images (Istio uses the same path). Envoy's own
 # `system_root_certs` cannot be combined with the subject name check ("SAN-based verification without
 # trusted CA is insecure"), so the bundle is named as a file.
 SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
-_TLS_SOCKET = "envoy.transport_sockets.tls"
 
 _LB_POLICY = {
     LbAlgorithm.ROUND_ROBIN: cluster_pb2.Cluster.ROUND_ROBIN,
@@ -54,6 +54,9 @@ def _short_hash(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:10]
 
 
+# Routes name the cluster of each destination and derived_clusters names it again; the policies in use
+# are few (one per annotation combination), so their hashes are kept.
+@functools.lru_cache(maxsize=1024)
 def policy_subset(policy: UpstreamPolicy) -> str:
     """The subset part of a policy cluster's name: `p-` and 10 hex digits of the policy's hash."""
     return "p-" + _short_hash(msgspec.msgpack.encode(policy))
@@ -74,10 +77,14 @@ def fallback_chain(dest: Destination) -> list[Destination]:
     return chain
 
 
-def _chain_clusters(dest: Destination) -> list[str]:
+def _chain_clusters(chain: list[Destination]) -> list[str]:
     # Aggregate clusters cannot contain aggregate clusters, so a chain of fallbacks is flattened into one
     # priority list; a cluster repeated later in the chain adds nothing.
-    return list(dict.fromkeys(_primary_cluster(d) for d in fallback_chain(dest)))
+    return list(dict.fromkeys(_primary_cluster(d) for d in chain))
+
+
+def _aggregate_name(dest: Destination, members: list[str]) -> str:
+    return subset_cluster_name(dest.port, "fb-" + _short_hash("\n".join(members).encode()), dest.hostname)
 
 
 def destination_cluster(dest: Destination) -> str:
@@ -87,11 +94,8 @@ def destination_cluster(dest: Destination) -> str:
     (`outbound|port|p-<hash>|host`) otherwise, and with a fallback an aggregate cluster
     (`outbound|port|fb-<hash>|host`) over the primary and fallback clusters.
     """
-    clusters = _chain_clusters(dest)
-    if len(clusters) == 1:
-        return clusters[0]
-    subset = "fb-" + _short_hash("\n".join(clusters).encode())
-    return subset_cluster_name(dest.port, subset, dest.hostname)
+    clusters = _chain_clusters(fallback_chain(dest))
+    return clusters[0] if len(clusters) == 1 else _aggregate_name(dest, clusters)
 
 
 def route_destinations(route: Route) -> list[Destination]:
@@ -117,7 +121,8 @@ def derived_clusters(
     """
     out: list[tuple[str, cluster_pb2.Cluster]] = []
     seen: set[str] = set()
-    for member in fallback_chain(dest):
+    chain = fallback_chain(dest)
+    for member in chain:
         name = _primary_cluster(member)
         if member.policy.is_default() or name in seen:
             continue
@@ -125,9 +130,9 @@ def derived_clusters(
         cluster = _policy_cluster(member, name, lookup(member.hostname))
         if cluster is not None:
             out.append((name, cluster))
-    members = _chain_clusters(dest)
+    members = _chain_clusters(chain)
     if len(members) > 1:
-        aggregate = destination_cluster(dest)
+        aggregate = _aggregate_name(dest, members)
         out.append((aggregate, _aggregate_cluster(aggregate, members)))
     return out
 
@@ -136,15 +141,13 @@ def _policy_cluster(dest: Destination, name: str, service: ServiceModel | None) 
     port = next((p for p in service.ports if p.number == dest.port), None) if service else None
     if service is None or port is None:
         return None
-    base = envoy_clusters.build_cluster(service, port)
-    cluster = cluster_pb2.Cluster()
-    cluster.CopyFrom(base)
-    cluster.name = name
+    cluster = envoy_clusters.build_cluster(service, port)
     if cluster.type == cluster_pb2.Cluster.EDS:
         # Share the service cluster's ClusterLoadAssignment instead of publishing a copy.
-        cluster.eds_cluster_config.service_name = base.name
+        cluster.eds_cluster_config.service_name = cluster.name
     else:
         cluster.load_assignment.cluster_name = name
+    cluster.name = name
     policy = dest.policy
     cluster.lb_policy = _LB_POLICY[policy.lb]
     http2 = envoy_clusters.port_speaks_http2(port)
@@ -154,8 +157,7 @@ def _policy_cluster(dest: Destination, name: str, service: ServiceModel | None) 
         if http2:
             envoy_clusters.set_http2(cluster)
     if policy.tls is not None:
-        cluster.transport_socket.name = _TLS_SOCKET
-        cluster.transport_socket.typed_config.CopyFrom(pack(upstream_tls_context(policy.tls, http2=http2)))
+        cluster.transport_socket.CopyFrom(tls_transport_socket(upstream_tls_context(policy.tls, http2=http2)))
     return cluster
 
 

@@ -7,7 +7,7 @@ only routes with a per-route config are affected.
 
 from __future__ import annotations
 
-from envoy.config.core.v3 import address_pb2, base_pb2
+from envoy.config.core.v3 import address_pb2
 from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
 from envoy.extensions.filters.http.cors.v3 import cors_pb2
 from envoy.extensions.filters.http.custom_response.v3 import custom_response_pb2
@@ -19,7 +19,7 @@ from envoy.extensions.transport_sockets.tls.v3 import common_pb2, tls_pb2
 from google.protobuf import wrappers_pb2
 
 from xdsbus.model.routes import DownstreamTls, HttpsListenerModel, ListenerModel, TlsFilterChainModel
-from xdsbus.translate.envoy_common import ads_source, pack, sds_secret
+from xdsbus.translate.envoy_common import ads_source, pack, sds_secret, tls_transport_socket
 
 # HTTP filter names; routes key their typed_per_filter_config by these.
 CORS_FILTER = "envoy.filters.http.cors"
@@ -29,7 +29,6 @@ ROUTER_FILTER = "envoy.filters.http.router"
 
 _HCM_FILTER = "envoy.filters.network.http_connection_manager"
 _TLS_INSPECTOR = "envoy.filters.listener.tls_inspector"
-_TLS_SOCKET = "envoy.transport_sockets.tls"
 
 
 def listener_name(port: int) -> str:
@@ -59,16 +58,24 @@ def _http_filters() -> list[hcm.HttpFilter]:
     ]
 
 
+# Everything of a connection manager but its stat prefix and route configuration name. An HTTPS listener
+# has one manager per SNI chain (20k TLS hosts: 20k of them, rebuilt with the listener), so each is a copy
+# of this rather than a build of its filters and typed configs.
+_MANAGER_TEMPLATE = hcm.HttpConnectionManager(
+    codec_type=hcm.HttpConnectionManager.AUTO,
+    rds=hcm.Rds(config_source=ads_source()),
+    use_remote_address=wrappers_pb2.BoolValue(value=True),
+    http_filters=_http_filters(),
+    # Ingress controllers pass WebSocket upgrades through without per-route opt-in.
+    upgrade_configs=[hcm.HttpConnectionManager.UpgradeConfig(upgrade_type="websocket")],
+)
+
+
 def _connection_manager(stat_prefix: str, route_config: str) -> listener_components_pb2.Filter:
-    manager = hcm.HttpConnectionManager(
-        stat_prefix=stat_prefix,
-        codec_type=hcm.HttpConnectionManager.AUTO,
-        rds=hcm.Rds(route_config_name=route_config, config_source=ads_source()),
-        use_remote_address=wrappers_pb2.BoolValue(value=True),
-        http_filters=_http_filters(),
-        # Ingress controllers pass WebSocket upgrades through without per-route opt-in.
-        upgrade_configs=[hcm.HttpConnectionManager.UpgradeConfig(upgrade_type="websocket")],
-    )
+    manager = hcm.HttpConnectionManager()
+    manager.CopyFrom(_MANAGER_TEMPLATE)
+    manager.stat_prefix = stat_prefix
+    manager.rds.route_config_name = route_config
     return listener_components_pb2.Filter(name=_HCM_FILTER, typed_config=pack(manager))
 
 
@@ -135,9 +142,7 @@ def build_https_listener(model: HttpsListenerModel) -> listener_pb2.Listener:
             listener_components_pb2.FilterChain(
                 filter_chain_match=listener_components_pb2.FilterChainMatch(server_names=names),
                 filters=[_connection_manager(model.name, chain.route_config)],
-                transport_socket=base_pb2.TransportSocket(
-                    name=_TLS_SOCKET, typed_config=pack(downstream_tls_context(chain.tls))
-                ),
+                transport_socket=tls_transport_socket(downstream_tls_context(chain.tls)),
             )
         )
     return listener_pb2.Listener(

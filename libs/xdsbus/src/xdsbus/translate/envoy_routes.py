@@ -163,15 +163,17 @@ def _route_match(route: Route) -> rc.RouteMatch:
     return match
 
 
+def _millionths(millionths: int) -> percent_pb2.FractionalPercent:
+    return percent_pb2.FractionalPercent(
+        numerator=max(millionths, 0), denominator=percent_pb2.FractionalPercent.MILLION
+    )
+
+
 def _split_fraction(match: rc.RouteMatch, millionths: int, name: str) -> None:
     """Make `match` take the requests whose per-request random draw is below `millionths` of a million
     (see `Route.split_millionths`). The runtime key, which Envoy reads before the default, is derived from
     the route's name: stable across builds and distinct per route, so an operator could shift one part."""
-    match.runtime_fraction.default_value.CopyFrom(
-        percent_pb2.FractionalPercent(
-            numerator=max(millionths, 0), denominator=percent_pb2.FractionalPercent.MILLION
-        )
-    )
+    match.runtime_fraction.default_value.CopyFrom(_millionths(millionths))
     match.runtime_fraction.runtime_key = f"xdsbus.split.{name}"
 
 
@@ -345,11 +347,7 @@ def _route_action(route: Route, destinations: tuple[Destination, ...]) -> rc.Rou
     for mirror in route.mirrors:
         policy = action.request_mirror_policies.add(cluster=destination_cluster(mirror.destination))
         if mirror.millionths < 1_000_000:
-            policy.runtime_fraction.default_value.CopyFrom(
-                percent_pb2.FractionalPercent(
-                    numerator=max(mirror.millionths, 0), denominator=percent_pb2.FractionalPercent.MILLION
-                )
-            )
+            policy.runtime_fraction.default_value.CopyFrom(_millionths(mirror.millionths))
     return action
 
 

@@ -8,15 +8,18 @@ should add up to 100 (a different sum is reported, and the weights are scaled as
 
 from __future__ import annotations
 
-import re
-
 import msgspec
 
-from xdsbus.translate.ingress_annotations.reader import AnnotationReader, AnnotationRef, parse_port, quote
+from xdsbus.translate.ingress_annotations.reader import (
+    HOST_NAME,
+    AnnotationReader,
+    AnnotationRef,
+    parse_port,
+    quote,
+)
 
 DEFAULT_WEIGHT = 100
 DEFAULT_PORT = 80
-_HOST = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
 
 
 class DestinationLine(msgspec.Struct, frozen=True, kw_only=True):
@@ -48,7 +51,7 @@ def _line(line: str) -> DestinationLine:
             port = parse_port(port_text)
         except ValueError:
             raise ValueError(f"has line {quote(line)} whose port is not a port number") from None
-    if not _HOST.fullmatch(host):
+    if not HOST_NAME.fullmatch(host):
         raise ValueError(f"has line {quote(line)} whose host is not a host name")
     return DestinationLine(host=host, port=port, weight=weight, subset=fields[1] if len(fields) > 1 else "")
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import msgspec
 
 from xdsbus.model.routes import TlsVersion
-from xdsbus.translate.ingress_annotations.reader import AnnotationReader, SecretRef, namespaced
+from xdsbus.translate.ingress_annotations.reader import AnnotationReader, SecretRef, namespaced_parser
 
 # Istio security.ValidCipherSuites (`bssl ciphers -openssl-name ALL`, without PSK).
 VALID_CIPHER_SUITES = (
@@ -63,7 +63,7 @@ def _version(text: str) -> TlsVersion:
 
 
 def parse_downstream_tls(r: AnnotationReader, namespace: str) -> DownstreamTlsSpec | None:
-    ca = r.get("auth-tls-secret", lambda text: namespaced(text, namespace, "Secret"))
+    ca = r.get("auth-tls-secret", namespaced_parser(namespace, "Secret"))
     spec = DownstreamTlsSpec(
         client_ca=None if ca is None else SecretRef(namespace=ca.value[0], name=ca.value[1], ref=r.ref(ca)),
         cipher_suites=r.value("ssl-cipher", _ciphers) or (),

@@ -10,7 +10,12 @@ from __future__ import annotations
 
 import msgspec
 
-from xdsbus.translate.ingress_annotations.reader import AnnotationReader, ServiceRef, namespaced, split_list
+from xdsbus.translate.ingress_annotations.reader import (
+    AnnotationReader,
+    ServiceRef,
+    namespaced_parser,
+    split_list,
+)
 
 MIN_ERROR_CODE = 400
 MAX_ERROR_CODE = 599
@@ -36,7 +41,7 @@ def _codes(text: str) -> tuple[int, ...]:
 
 
 def parse_fallback(r: AnnotationReader, namespace: str) -> FallbackSpec | None:
-    backend = r.get("default-backend", lambda text: namespaced(text, namespace, "Service"))
+    backend = r.get("default-backend", namespaced_parser(namespace, "Service"))
     codes = r.get("custom-http-errors", _codes)
     if backend is None:
         if codes is not None:

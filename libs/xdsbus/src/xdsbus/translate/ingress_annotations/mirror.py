@@ -7,11 +7,10 @@ mirror-percentage applies only below 100.
 
 from __future__ import annotations
 
-import re
-
 import msgspec
 
 from xdsbus.translate.ingress_annotations.reader import (
+    HOST_NAME,
     AnnotationReader,
     ServiceRef,
     parse_port,
@@ -20,7 +19,6 @@ from xdsbus.translate.ingress_annotations.reader import (
 
 DEFAULT_FQDN_PORT = 80
 EVERY_REQUEST = 1_000_000
-_FQDN = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
 
 
 class MirrorSpec(msgspec.Struct, frozen=True, kw_only=True):
@@ -32,7 +30,7 @@ class MirrorSpec(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def _fqdn(text: str) -> str:
-    if not _FQDN.fullmatch(text):
+    if not HOST_NAME.fullmatch(text):
         raise ValueError("is not a host name")
     return text
 

@@ -11,14 +11,14 @@ import re
 import warnings
 
 # Go regexp.QuoteMeta escapes exactly these.
-_META = frozenset("\\.+*?()|[]{}^$")
+META_CHARS = frozenset("\\.+*?()|[]{}^$")
 _REPEAT = re.compile(r"\{(\d+)(?:,(\d*))?\}")
 _MAX_REPEAT = 1000
 
 
 def quote_meta(text: str) -> str:
     """A pattern matching `text` literally (Go regexp.QuoteMeta)."""
-    return "".join("\\" + c if c in _META else c for c in text)
+    return "".join("\\" + c if c in META_CHARS else c for c in text)
 
 
 def _scan(pattern: str) -> tuple[str | None, str]:

@@ -28,6 +28,8 @@ _FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
 _INT = re.compile(r"[+-]?[0-9]+")
 # An HTTP header or cookie name (RFC 9110 token).
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+# A host name as annotations write a backend (registry hostnames may carry `_`).
+HOST_NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
 # A Kubernetes object name (DNS-1123 subdomain, lenient on length).
 _K8S_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?")
 
@@ -159,6 +161,11 @@ def namespaced(text: str, namespace: str, what: str) -> tuple[str, str]:
     if "/" in text and not ns:
         raise ValueError(f"is not [namespace/]name of a {what}")
     return (_k8s_name(ns, "namespace") if ns else namespace), _k8s_name(name, what)
+
+
+def namespaced_parser(namespace: str, what: str) -> Callable[[str], tuple[str, str]]:
+    """A parser of `[namespace/]name` of a `what` → (namespace, name)."""
+    return lambda text: namespaced(text, namespace, what)
 
 
 def service_parser(namespace: str) -> Callable[[str], tuple[str, str, int]]:

@@ -14,11 +14,9 @@ import re
 import msgspec
 
 from xdsbus.model.routes import PathKind, PathMatch, Rewrite
-from xdsbus.translate.ingress_annotations.re2 import quote_meta
+from xdsbus.translate.ingress_annotations.re2 import META_CHARS, quote_meta
 from xdsbus.translate.ingress_annotations.reader import AnnotationReader
 
-# Characters that make a path a regex when rewrite-target is set (Higress NeedRegexMatch).
-_REGEX_CHARS = frozenset("\\.+*?()|[]{}^$")
 _NGINX_GROUP = re.compile(r"\$[0-9]")
 _HOST = re.compile(r"[^\s/]+")
 
@@ -48,7 +46,8 @@ class RewriteSpec(msgspec.Struct, frozen=True, kw_only=True):
         if self.use_regex:
             return RegexMode.PREFIX
         if self.target and not self.path:
-            if any(c in _REGEX_CHARS for c in path) or any(c in "$\\" for c in self.target):
+            # Higress NeedRegexMatch: a path with a character regexp.QuoteMeta would escape.
+            if any(c in META_CHARS for c in path) or any(c in "$\\" for c in self.target):
                 return RegexMode.PREFIX
         return RegexMode.NONE
 

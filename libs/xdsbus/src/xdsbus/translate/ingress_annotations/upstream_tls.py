@@ -14,7 +14,7 @@ import msgspec
 
 from xdsbus.model.routes import UpstreamProtocol, UpstreamTls, UpstreamTlsMode
 from xdsbus.model.secrets import ca_secret_name, secret_name
-from xdsbus.translate.ingress_annotations.reader import AnnotationReader, namespaced, parse_on_off
+from xdsbus.translate.ingress_annotations.reader import AnnotationReader, namespaced_parser, parse_on_off
 
 _PROTOCOLS = ("HTTP", "HTTP2", "HTTPS", "GRPC", "GRPCS")
 _H2 = frozenset({"HTTP2", "GRPC", "GRPCS"})
@@ -43,7 +43,7 @@ def parse_upstream(r: AnnotationReader, namespace: str) -> UpstreamSpec | None:
     if not (r.has("backend-protocol") or r.has("proxy-ssl-secret")):
         return None
     proto = r.value("backend-protocol", _protocol) or "HTTP"
-    secret = r.get("proxy-ssl-secret", lambda text: namespaced(text, namespace, "Secret"))
+    secret = r.get("proxy-ssl-secret", namespaced_parser(namespace, "Secret"))
     verify = bool(r.value("proxy-ssl-verify", parse_on_off))
     sni = r.value("proxy-ssl-name", _sni) or ""
     if not r.value("proxy-ssl-server-name", parse_on_off):
