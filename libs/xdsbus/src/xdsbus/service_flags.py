@@ -5,10 +5,16 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import socket
 
 from xdsbus.bus import DEFAULT_NATS_URL
 from xdsbus.logs import LOG_FORMATS
 from xdsbus.secretbox import LOCAL_KEY_FILE, SecretBox, SecretKeyError
+
+
+def default_instance_id() -> str:
+    """`<hostname>-<pid>`: unique enough among replicas, readable in leases and in logs."""
+    return f"{socket.gethostname()}-{os.getpid()}"
 
 
 def add_common_flags(parser: argparse.ArgumentParser) -> None:

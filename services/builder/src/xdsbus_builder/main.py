@@ -7,12 +7,12 @@ import asyncio
 import gc
 import logging
 import os
-import socket
 
 from xdsbus.bus import BusSettings, connect
 from xdsbus.logs import LOG_FORMATS, setup_logging
 from xdsbus.secretbox import LOCAL_KEY_FILE, SecretBox, SecretKeyError
 from xdsbus.service import run_service
+from xdsbus.service_flags import default_instance_id
 from xdsbus.translate.settings import TranslatorSettings
 from xdsbus_builder.builder import Builder, BuilderConfig
 
@@ -40,7 +40,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="comma-separated IPs or host names clients reach the gateway at (Gateway status)",
     )
     p.add_argument("--lease-ttl", type=float, default=float(_env("LEASE_TTL", "6")))
-    p.add_argument("--instance-id", default=_env("INSTANCE_ID", f"{socket.gethostname()}-{os.getpid()}"))
+    p.add_argument("--instance-id", default=_env("INSTANCE_ID", default_instance_id()))
     p.add_argument("--log-format", choices=LOG_FORMATS, default=_env("LOG_FORMAT", "text"))
     p.add_argument("--log-level", default=_env("LOG_LEVEL", "info"))
     return p.parse_args(argv)

@@ -33,6 +33,7 @@ import msgspec
 from nats.js.kv import KeyValue
 
 from xdsbus.backoff import Backoff
+from xdsbus.status_store import status_key
 from xdsbus.translate.status import Condition, ListenerStatus, ObjectStatus
 from xdsbus_watch_k8s.api import ApiError, KubeApi, NotFound
 from xdsbus_watch_k8s.resources import GATEWAY, GATEWAY_CLASS, GRPC_ROUTE, HTTP_ROUTE, Resource
@@ -193,6 +194,9 @@ class GatewayStatusWriter:
         self.retry_cap = retry_cap
         self.clock = clock
         self.addresses = addresses
+        # The bucket holds the builder's verdict on every object of every source: entries of other kinds
+        # and sources are told apart by their key, without decoding them.
+        self._key_prefixes = tuple(status_key(kind, source, "") for kind in RESOURCES)
         self._wanted: dict[tuple[str, str], ObjectStatus] = {}
         self._pending: set[tuple[str, str]] = set()
         self._wake = asyncio.Event()
@@ -236,7 +240,7 @@ class GatewayStatusWriter:
 
     async def _read(self, watcher: KeyValue.KeyWatcher) -> None:
         async for entry in watcher:
-            if entry is None or not entry.value:
+            if entry is None or not entry.value or not entry.key.startswith(self._key_prefixes):
                 continue
             try:
                 status = msgspec.json.decode(entry.value, type=ObjectStatus)

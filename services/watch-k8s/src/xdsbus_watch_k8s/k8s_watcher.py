@@ -16,8 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import socket
 from collections import Counter
 from collections.abc import Coroutine, Sequence
 from typing import Any
@@ -27,6 +25,7 @@ from kubernetes_asyncio import client
 from xdsbus.bus import Bus
 from xdsbus.lease import Lease
 from xdsbus.secretbox import SecretBox
+from xdsbus.service_flags import default_instance_id
 from xdsbus.watcher import Watcher
 from xdsbus_watch_k8s.api import KubeApi
 from xdsbus_watch_k8s.gateway_status import GatewayStatusWriter
@@ -38,11 +37,6 @@ from xdsbus_watch_k8s.resources import DEFAULT_SYSTEM_NAMESPACE, INGRESS, INGRES
 from xdsbus_watch_k8s.status_writer import StatusWriter, lease_name, load_balancer_ingress
 
 log = logging.getLogger(__name__)
-
-
-def default_instance_id() -> str:
-    """`<hostname>-<pid>`: unique enough among replicas, readable in the lease and in logs."""
-    return f"{socket.gethostname()}-{os.getpid()}"
 
 
 class K8sWatcher(Watcher):
@@ -70,8 +64,7 @@ class K8sWatcher(Watcher):
         self.configuration = configuration
         self.cluster = cluster
         self.instance_id = instance_id or default_instance_id()
-        self.gateway_addresses = load_balancer_ingress(gateway_addresses)
-        self.gateway_address_list = tuple(gateway_addresses)
+        self.gateway_addresses = tuple(gateway_addresses)
         self.gateway_status = gateway_status
         self.watch_timeout = watch_timeout
         self.page_size = page_size
@@ -99,7 +92,7 @@ class K8sWatcher(Watcher):
                 self.status_writer = StatusWriter(
                     api,
                     lease,
-                    self.gateway_addresses,
+                    load_balancer_ingress(self.gateway_addresses),
                     ingresses.is_published,
                     self.stop,
                     retry_cap=self.retry_cap,
@@ -108,7 +101,7 @@ class K8sWatcher(Watcher):
                         self.bus.status,
                         self.source,
                         retry_cap=self.retry_cap,
-                        addresses=self.gateway_address_list,
+                        addresses=self.gateway_addresses,
                     )
                     if self.gateway_status
                     else None,
@@ -172,32 +165,38 @@ class _FeedSink:
         self.index = index
         self.publisher = watcher.publishers[feed.kind]
 
-    def _body(self, api_version: str, obj: dict[str, Any]) -> tuple[str, Body | None]:
+    def _key(self, obj: dict[str, Any]) -> tuple[str, str]:
+        """(event key, name); the name is "" when the object has none."""
         namespace, name = object_name(obj)
-        key = self.feed.resource.key(namespace, name)
+        return self.feed.resource.key(namespace, name), name
+
+    def _body(self, api_version: str, obj: dict[str, Any], name: str) -> Body | None:
         if not name or not self.feed.accept(obj):
-            return key, None
-        return key, normalize(obj, api_version, self.feed.kind)
+            return None
+        return normalize(obj, api_version, self.feed.kind)
 
     async def replace(self, feed: Feed, api_version: str, items: list[dict[str, Any]]) -> None:
         """A list: everything the feed holds."""
         objects: dict[str, Body] = {}
+        keyed: list[tuple[str, dict[str, Any]]] = []
         for obj in items:
-            key, body = self._body(api_version, obj)
-            if body is not None:
+            key, name = self._key(obj)
+            keyed.append((key, obj))
+            if (body := self._body(api_version, obj, name)) is not None:
                 objects[key] = body
         await self.publisher.replace(self.index, objects)
-        await self._after_change(items, deleted=False, relisted=True)
+        await self._after_change(keyed, deleted=False, relisted=True)
 
     async def apply(self, feed: Feed, api_version: str, event_type: str, obj: dict[str, Any]) -> None:
         """A watch event."""
-        key, body = self._body(api_version, obj)
-        if event_type == DELETED:
-            body = None
-        await self.publisher.put(self.index, key, body)
-        await self._after_change([obj], deleted=event_type == DELETED, relisted=False)
+        key, name = self._key(obj)
+        deleted = event_type == DELETED
+        await self.publisher.put(self.index, key, None if deleted else self._body(api_version, obj, name))
+        await self._after_change([(key, obj)], deleted=deleted, relisted=False)
 
-    async def _after_change(self, objs: list[dict[str, Any]], *, deleted: bool, relisted: bool) -> None:
+    async def _after_change(
+        self, keyed: list[tuple[str, dict[str, Any]]], *, deleted: bool, relisted: bool
+    ) -> None:
         kind = self.feed.kind
         if kind == INGRESS_CLASS.kind:
             await self.watcher.publishers[INGRESS.kind].reevaluate()
@@ -205,10 +204,9 @@ class _FeedSink:
                 self.watcher.status_writer.touch()
         elif kind == INGRESS.kind and self.watcher.status_writer is not None:
             writer = self.watcher.status_writer
-            keys = [self.feed.resource.key(*object_name(obj)) for obj in objs]
             if relisted:
-                writer.retain(keys)
-            for key, obj in zip(keys, objs, strict=True):
+                writer.retain(key for key, _ in keyed)
+            for key, obj in keyed:
                 if deleted:
                     writer.forget(key)
                 else:

@@ -17,10 +17,15 @@ from xdsbus.bus import BusSettings, connect_unless_stopped
 from xdsbus.logs import setup_logging
 from xdsbus.secretbox import SecretBox
 from xdsbus.service import run_service
-from xdsbus.service_flags import add_common_flags, check_common_flags, watcher_secret_box
+from xdsbus.service_flags import (
+    add_common_flags,
+    check_common_flags,
+    default_instance_id,
+    watcher_secret_box,
+)
 from xdsbus_watch_k8s.api import ConfigError, load_configuration
 from xdsbus_watch_k8s.ingress_class import DEFAULT_INGRESS_CLASS
-from xdsbus_watch_k8s.k8s_watcher import K8sWatcher, default_instance_id
+from xdsbus_watch_k8s.k8s_watcher import K8sWatcher
 from xdsbus_watch_k8s.list_watch import DEFAULT_WATCH_TIMEOUT
 from xdsbus_watch_k8s.resources import DEFAULT_SYSTEM_NAMESPACE
 

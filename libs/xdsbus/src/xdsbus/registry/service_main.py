@@ -17,7 +17,6 @@ import functools
 import logging
 import os
 import re
-import socket
 from collections.abc import Iterable, Sequence
 
 from xdsbus.bus import Bus, BusSettings, connect_unless_stopped
@@ -27,7 +26,7 @@ from xdsbus.registry.leadership import Leadership, lease_name
 from xdsbus.registry.supervisor import RegistryFactory, Supervisor
 from xdsbus.secretbox import SecretBox
 from xdsbus.service import run_service
-from xdsbus.service_flags import add_common_flags, check_common_flags, watcher_secret_box
+from xdsbus.service_flags import add_common_flags, check_common_flags, default_instance_id, watcher_secret_box
 
 log = logging.getLogger(__name__)
 
@@ -37,11 +36,6 @@ DEFAULT_LEASE_TTL = 6.0
 # The group ends up in a KV key (the lease); namespaces follow Kubernetes' rules.
 _GROUP = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 _NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-
-
-def default_instance_id() -> str:
-    """`<hostname>-<pid>`: unique enough among replicas, readable in the lease and in logs."""
-    return f"{socket.gethostname()}-{os.getpid()}"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
