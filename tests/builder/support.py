@@ -22,6 +22,7 @@ from xdsbus.fold.reading import fold_until, last_event_seq
 from xdsbus.fold.state import FoldState
 from xdsbus.ledger import reader
 from xdsbus.proto.ledger.v1 import ledger_pb2
+from xdsbus.secretbox import SecretBox
 from xdsbus.translate.resources import ResourceKey
 from xdsbus.translate.settings import TranslatorSettings
 from xdsbus.translate.translator import Translator
@@ -48,8 +49,11 @@ async def connect_bus(url: str, lease_ttl: float = 6.0) -> Bus:
 
 
 @contextlib.asynccontextmanager
-async def running_builder(bus: Bus, **config: Any) -> AsyncIterator[asyncio.Task[None]]:
-    """An in-process Builder; on exit it is stopped, and a crash inside it fails the test."""
+async def running_builder(
+    bus: Bus, secret_box: SecretBox | None = None, **config: Any
+) -> AsyncIterator[asyncio.Task[None]]:
+    """An in-process Builder (opening Secrets with `secret_box`, if given); on exit it is stopped, and a
+    crash inside it fails the test."""
     defaults: dict[str, Any] = {
         "instance_id": "in-process",
         "debounce_quiet": 0.02,
@@ -57,7 +61,9 @@ async def running_builder(bus: Bus, **config: Any) -> AsyncIterator[asyncio.Task
         "checkpoint_events": 20,
     }
     stop = asyncio.Event()
-    task = asyncio.create_task(Builder(bus, BuilderConfig(**{**defaults, **config})).run(stop))
+    task = asyncio.create_task(
+        Builder(bus, BuilderConfig(**{**defaults, **config}), secret_box=secret_box).run(stop)
+    )
     _IN_PROCESS.add(task)
     try:
         yield task
@@ -112,8 +118,10 @@ async def lease_holder(bus: Bus) -> str | None:
 # -- the CLI --------------------------------------------------------------------------------------
 
 
-async def run_cli(url: str, *args: str) -> tuple[int, str, str]:
-    """Run `xdsbus <args> --nats-url URL`: exit status, stdout, stderr."""
+async def run_cli(
+    url: str, *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> tuple[int, str, str]:
+    """Run `xdsbus <args> --nats-url URL` (in `cwd`, with `env` if given): exit status, stdout, stderr."""
     proc = await asyncio.create_subprocess_exec(
         tool("xdsbus"),
         *args,
@@ -121,14 +129,18 @@ async def run_cli(url: str, *args: str) -> tuple[int, str, str]:
         url,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
+        cwd=cwd,
+        env=env,
     )
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     return proc.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace")
 
 
-async def cli(url: str, *args: str, as_json: bool = True) -> Any:
+async def cli(
+    url: str, *args: str, as_json: bool = True, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> Any:
     """Run `xdsbus <args> --json` (or without --json: the text); it must succeed without a traceback."""
-    rc, out, err = await run_cli(url, *args, *(["--json"] if as_json else []))
+    rc, out, err = await run_cli(url, *args, *(["--json"] if as_json else []), cwd=cwd, env=env)
     assert rc == 0, f"xdsbus {' '.join(args)} exited {rc}: {err}"
     assert "Traceback" not in err, f"xdsbus {' '.join(args)} printed a traceback:\n{err}"
     return json.loads(out) if as_json else out

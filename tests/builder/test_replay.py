@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
+import base64
 import datetime
 import json
+import os
 import random
 import time
 from pathlib import Path
+from typing import Any
 
 from tests.builder.support import (
     SCOPE,
@@ -23,10 +26,12 @@ from tests.builder.support import (
     table_of,
     wait_for_caught_up,
 )
+from tests.support.certs import KeyPair, TestCA
 from tests.support.objects import endpoint_slice, ingress, service
 from tests.support.sources import ScriptedSource
 from xdsbus.ledger import checkpoints
 from xdsbus.replay import replay_to
+from xdsbus.secretbox import LOCAL_KEY_FILE, SecretBox
 from xdsbus.translate.settings import TranslatorSettings
 
 
@@ -201,3 +206,44 @@ async def test_replay_at_a_time_reproduces_the_version_then_in_force(bus, nats_s
     replayed = await cli(nats_server.url, "replay", "--at", "2100-01-01T00:00:00")
     assert replayed["seq"] == b
     assert replayed["digest"] == shown_b["digest"]
+
+
+CA = TestCA()
+
+
+def tls_secret(name: str, pair: KeyPair) -> dict[str, Any]:
+    data = {"tls.crt": pair.cert_pem, "tls.key": pair.key_pem}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "kubernetes.io/tls",
+        "metadata": {"name": name, "namespace": "default", "creationTimestamp": "2026-01-01T00:00:00Z"},
+        "data": {k: base64.b64encode(v).decode() for k, v in data.items()},
+    }
+
+
+async def test_replay_reads_the_local_stacks_key_file(bus, nats_server, tmp_path: Path):
+    """`xdsbus replay` run where `xdsbus up` keeps its key file (.data/secret.key) opens the sealed
+    Secrets as the builder did: the TLS host is rebuilt, the digest is the ledger's."""
+    key = os.environ["XDSBUS_SECRET_KEY"]
+    src = ScriptedSource(bus)
+    src.secret_box = SecretBox.from_env()
+    async with running_builder(bus, secret_box=src.secret_box):
+        await src.put(service("a"))
+        await src.put(tls_secret("cert", CA.issue("shop.example.com")))
+        tls_ingress = ingress("web", "shop.example.com", "a")
+        tls_ingress["spec"]["tls"] = [{"hosts": ["shop.example.com"], "secretName": "cert"}]
+        await src.put(tls_ingress)
+        version = (await wait_for_caught_up(bus)).version
+    shown = await cli(nats_server.url, "ledger", "show", str(version))
+    assert shown["resources"] > 4, "the TLS host was not served live"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("XDSBUS_SECRET_KEY")}
+    (tmp_path / LOCAL_KEY_FILE).parent.mkdir(parents=True)
+    (tmp_path / LOCAL_KEY_FILE).write_text(key + "\n")
+    replayed = await cli(nats_server.url, "replay", "--seq", str(version), cwd=tmp_path, env=env)
+    assert replayed["digest"] == shown["digest"]
+    # Without any key the Secret cannot be opened: the replay differs (and says nothing is wrong).
+    (tmp_path / LOCAL_KEY_FILE).unlink()
+    keyless = await cli(nats_server.url, "replay", "--seq", str(version), cwd=tmp_path, env=env)
+    assert keyless["digest"] != shown["digest"]
+    assert not (tmp_path / LOCAL_KEY_FILE).exists(), "replay made up a key of its own"

@@ -15,7 +15,7 @@ from xdsbus.fold.reading import last_event_seq
 from xdsbus.ledger import reader
 from xdsbus.ledger.dump import write_dump
 from xdsbus.replay import replay_to
-from xdsbus.secretbox import SecretBox, SecretKeyError
+from xdsbus.secretbox import LOCAL_KEY_FILE, SecretBox, SecretKeyError
 from xdsbus.translate.settings import TranslatorSettings
 
 
@@ -44,7 +44,10 @@ async def replay(bus: Bus, args: argparse.Namespace) -> int:
     head = await reader.head(bus, args.scope)
     settings = TranslatorSettings.parse(head.record.translator_version) if head else TranslatorSettings()
     try:
-        secret_box: SecretBox | None = SecretBox.from_env()
+        # The local stack's key file, as the builder reads it, when there is one; never a fresh key,
+        # which could open nothing the builder sealed with.
+        local = LOCAL_KEY_FILE if LOCAL_KEY_FILE.exists() else None
+        secret_box: SecretBox | None = SecretBox.from_env(default_key_file=local)
     except SecretKeyError:
         secret_box = None
     result, translator = await replay_to(bus, args.scope, seq, settings, secret_box)
