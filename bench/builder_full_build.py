@@ -36,7 +36,7 @@ from google.protobuf.message import Message
 
 from bench import workload
 from bench.results_io import env_int, median, write_result
-from xdsbus.translate.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE
+from xdsbus.contract.type_urls import CLUSTER, ENDPOINT, LISTENER, ROUTE
 from xdsbus.translate.translator import Translator
 
 NAME = "builder_full_build"

@@ -43,10 +43,11 @@ from tests.edge.support import LedgerWriter, cla, cluster
 from tests.support import http
 from tests.support.processes import NatsServer, Service, free_port, tool, wait_for_port
 from xdsbus.bus import LEDGER_STREAM, BusSettings, connect, ledger_subject
+from xdsbus.contract.resources import pack_any
+from xdsbus.contract.type_urls import CLUSTER, ENDPOINT
 from xdsbus.ledger.records import changes_message
 from xdsbus.ledger.store import store_bodies
 from xdsbus.proto.ledger.v1 import ledger_pb2
-from xdsbus.translate.resources import CLUSTER, ENDPOINT, pack_any
 
 NAME = "edge_fanout_1000"
 PARAMS = {

@@ -33,8 +33,8 @@ from tests.edge.support import SotwClient
 from tests.support import http
 from tests.support.processes import NatsServer
 from xdsbus.bus import BusSettings, connect
+from xdsbus.contract.type_urls import CLUSTER, ENDPOINT, LISTENER, ROUTE
 from xdsbus.ledger.publisher import LedgerPublisher
-from xdsbus.translate.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE
 from xdsbus.translate.translator import Translator
 
 NAME = "edge_memory"

@@ -64,13 +64,14 @@ from tests.support.envoy import Envoy
 from tests.support.processes import NatsServer, Service, free_port, tool
 from tests.support.stack import Edge, endpoint_slice_manifest, ingress_manifest, service_manifest
 from xdsbus.bus import BusSettings, connect
+from xdsbus.contract.resources import ResourceKey
+from xdsbus.contract.type_urls import CLUSTER, LISTENER, ROUTE
+from xdsbus.contract.wire import field
 from xdsbus.echo import EchoIdentity, EchoServer
 from xdsbus.events import EVENTS_STREAM, subject_token
 from xdsbus.ledger import reader
 from xdsbus.ledger.store import fetch_body
 from xdsbus.translate.envoy_listeners import http_route_config_name, listener_name
-from xdsbus.translate.resources import CLUSTER, LISTENER, ROUTE, ResourceKey
-from xdsbus.wire import field
 
 NAME = "ingress_20k"
 PARAMS = {

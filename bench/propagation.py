@@ -61,9 +61,9 @@ from tests.support import http
 from tests.support.envoy import Envoy
 from tests.support.processes import free_port
 from tests.support.stack import Stack, ingress_manifest
+from xdsbus.contract.type_urls import CLUSTER, ENDPOINT, LISTENER, ROUTE
 from xdsbus.ledger import reader
 from xdsbus.ledger.store import fetch_body
-from xdsbus.translate.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE
 
 NAME = "propagation"
 PARAMS = {

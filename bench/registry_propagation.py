@@ -79,10 +79,10 @@ from tests.fakes.nacos_server import FakeNacos
 from tests.support import http
 from tests.support.processes import Service, tool
 from tests.support.stack import Stack
+from xdsbus.contract.type_urls import ENDPOINT
 from xdsbus.events import MalformedEvent, Op, decode
 from xdsbus.model.registry import REGISTRY_SERVICE_KIND
 from xdsbus.proto.ledger.v1 import ledger_pb2
-from xdsbus.translate.resources import ENDPOINT
 
 NAME = "registry_propagation"
 PARAMS = {

@@ -18,12 +18,12 @@ from tests.support.objects import endpoint_slice, ingress, service
 from tests.support.processes import Service, eventually, tool
 from tests.support.sources import ScriptedSource
 from xdsbus.bus import Bus, BusSettings, connect
+from xdsbus.contract.resources import ResourceKey
 from xdsbus.fold.reading import fold_until, last_event_seq
 from xdsbus.fold.state import FoldState
 from xdsbus.ledger import reader
 from xdsbus.proto.ledger.v1 import ledger_pb2
 from xdsbus.secretbox import SecretBox
-from xdsbus.translate.resources import ResourceKey
 from xdsbus.translate.settings import TranslatorSettings
 from xdsbus.translate.translator import Translator
 from xdsbus_builder.builder import Builder, BuilderConfig

@@ -17,7 +17,7 @@ from tests.support.objects import endpoint_slice, service
 from tests.support.processes import eventually
 from tests.support.sources import ScriptedSource
 from xdsbus import status_store
-from xdsbus.translate.resources import CLUSTER, ENDPOINT
+from xdsbus.contract.type_urls import CLUSTER, ENDPOINT
 
 SUBJECT = "xdsbus.events.test.scripted.Service"
 

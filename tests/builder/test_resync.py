@@ -17,9 +17,9 @@ from tests.builder.support import (
 from tests.support.objects import service
 from tests.support.processes import eventually
 from tests.support.sources import ScriptedSource
+from xdsbus.contract.type_urls import CLUSTER
 from xdsbus.events import EVENTS_STREAM, Event, Op, SyncEnd, encode, msg_id, subject_for
 from xdsbus.fold.reading import last_event_seq
-from xdsbus.translate.resources import CLUSTER
 
 
 async def clusters_at(bus, version: int) -> set[str]:

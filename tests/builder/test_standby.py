@@ -26,8 +26,8 @@ from tests.builder.support import (
 from tests.support.objects import endpoint_slice, service
 from tests.support.processes import Service, eventually
 from tests.support.sources import ScriptedSource
+from xdsbus.contract.type_urls import CLUSTER
 from xdsbus.replay import replay_to
-from xdsbus.translate.resources import CLUSTER
 from xdsbus.translate.settings import TranslatorSettings
 
 

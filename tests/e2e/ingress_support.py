@@ -20,8 +20,8 @@ from tests.support import http
 from tests.support.processes import tool
 from tests.support.stack import CREATED, NAMESPACE, Stack, StackError, service_manifest
 from xdsbus import status_store
+from xdsbus.contract.status import ObjectStatus
 from xdsbus.echo import EchoIdentity, EchoServer
-from xdsbus.translate.status import ObjectStatus
 
 # -- manifests --------------------------------------------------------------------------------------
 

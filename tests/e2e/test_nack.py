@@ -13,7 +13,8 @@ import pytest
 from envoy.config.cluster.v3 import cluster_pb2
 
 from tests.support.stack import Stack, publish_by_hand, resource_message
-from xdsbus.translate.resources import CLUSTER, ResourceKey
+from xdsbus.contract.resources import ResourceKey
+from xdsbus.contract.type_urls import CLUSTER
 
 pytestmark = pytest.mark.slow
 

@@ -18,10 +18,11 @@ from tests.support.stack import (
     publish_by_hand,
     service_manifest,
 )
+from xdsbus.contract.resources import ResourceKey
+from xdsbus.contract.type_urls import LISTENER, ROUTE
 from xdsbus.ledger import reader
 from xdsbus.model.routes import ListenerModel
 from xdsbus.translate.envoy_routes import build_http_listener, http_route_config_name, listener_name
-from xdsbus.translate.resources import LISTENER, ROUTE, ResourceKey
 
 pytestmark = pytest.mark.slow
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from tests.edge.support import base_config, cla, cluster, http_get, listener, names, route, secret, serving
-from xdsbus.translate.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET
+from xdsbus.contract.type_urls import CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET
 
 
 async def start(ledger, make_edge, clients, **kw):

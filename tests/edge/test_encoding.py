@@ -8,7 +8,8 @@ from envoy.service.discovery.v3 import discovery_pb2
 from google.protobuf import any_pb2
 
 from tests.edge.support import cla, cluster, listener
-from xdsbus.translate.resources import CLUSTER, ENDPOINT, LISTENER, pack_any
+from xdsbus.contract.resources import pack_any
+from xdsbus.contract.type_urls import CLUSTER, ENDPOINT, LISTENER
 from xdsbus_edge.encoding import delta_response, sotw_response
 from xdsbus_edge.snapshot import CachedResource, Snapshot
 

@@ -11,8 +11,9 @@ from tests.edge.support import LedgerWriter, base_config, cla, cluster, http_get
 from tests.support.objects import endpoint_slice, ingress, service
 from tests.support.processes import eventually
 from tests.support.sources import ScriptedSource
+from xdsbus.contract.resources import Resource
+from xdsbus.contract.type_urls import CLUSTER, ENDPOINT, LISTENER, ROUTE
 from xdsbus.ledger.store import store_bodies
-from xdsbus.translate.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE, Resource
 from xdsbus_builder.builder import Builder, BuilderConfig
 
 

@@ -18,7 +18,7 @@ from tests.edge.support import (
     serving,
 )
 from tests.support.processes import eventually
-from xdsbus.translate.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET
+from xdsbus.contract.type_urls import CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET
 
 
 async def start(ledger, make_edge, clients, **kw):

@@ -11,9 +11,9 @@ import pytest
 from tests.support.envoy import Envoy
 from tests.support.fake_ads import FakeAds, cluster, load_assignment, route_config, serve_demo
 from tests.support.processes import eventually, free_port
+from xdsbus.contract.type_urls import CLUSTER, ENDPOINT, ROUTE
 from xdsbus.echo import EchoIdentity, EchoServer
 from xdsbus.envoy_bootstrap import ads_bootstrap, parse_address
-from xdsbus.translate.resources import CLUSTER, ENDPOINT, ROUTE
 
 API_TYPES = ["GRPC", "DELTA_GRPC"]
 

@@ -19,12 +19,12 @@ from hypothesis import strategies as st
 
 from tests.support.certs import KeyPair, TestCA
 from tests.support.objects import endpoint_slice, ingress, service
+from xdsbus.contract.resources import Changes, ResourceKey
 from xdsbus.events import Event, Op, SyncEnd, decode, encode, subject_for
 from xdsbus.fold.folding import BatchResult, fold_message
 from xdsbus.fold.state import FoldState, ObjectRef
 from xdsbus.ledger import checkpoints
 from xdsbus.secretbox import SecretBox, is_sealed
-from xdsbus.translate.resources import Changes, ResourceKey
 from xdsbus.translate.translator import Translator
 from xdsbus.watcher import content_rev
 

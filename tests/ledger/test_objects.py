@@ -11,9 +11,9 @@ from nats.js.object_store import OBJ_CHUNKS_PRE_TEMPLATE, OBJ_DEFAULT_CHUNK_SIZE
 
 from xdsbus import objects
 from xdsbus.bus import LARGE_RESOURCES_STORE, Bus
+from xdsbus.contract.resources import Resource
 from xdsbus.ledger.store import fetch_body, store_bodies
 from xdsbus.objects import read_object
-from xdsbus.translate.resources import Resource
 
 STREAM = OBJ_STREAM_TEMPLATE.format(bucket=LARGE_RESOURCES_STORE)
 

@@ -12,15 +12,14 @@ from nats.js.errors import KeyNotFoundError
 from tests.registry.support import Counts, World, folded, hostnames, op_counts, service, until
 from tests.support.processes import eventually
 from xdsbus.bus import Bus
+from xdsbus.contract.status import ObjectStatus, Verdict, status_key
+from xdsbus.contract.type_urls import CLUSTER, ENDPOINT
 from xdsbus.model.mcpbridge import RegistryConfig
 from xdsbus.model.registry import RegistryEndpoint
 from xdsbus.registry.api import Credentials, Registry
 from xdsbus.registry.sink import EventSink
 from xdsbus.registry.status import RegistryStatus
 from xdsbus.registry.supervisor import Supervisor
-from xdsbus.status_store import status_key
-from xdsbus.translate.resources import CLUSTER, ENDPOINT
-from xdsbus.translate.status import ObjectStatus, Verdict
 from xdsbus.translate.translator import Translator
 
 ONE = "fake/one"

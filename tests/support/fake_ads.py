@@ -19,9 +19,9 @@ from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 from google.protobuf import any_pb2, duration_pb2
 from google.protobuf.message import Message
 
+from xdsbus.contract.type_urls import CLUSTER, ENDPOINT, LISTENER, ROUTE, TYPE_ORDER
 from xdsbus.model.routes import ListenerModel
 from xdsbus.translate.envoy_routes import build_http_listener, http_route_config_name, listener_name
-from xdsbus.translate.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE, TYPE_ORDER
 
 WILDCARD_TYPES = (CLUSTER, LISTENER)
 

@@ -34,11 +34,12 @@ from tests.support import http
 from tests.support.envoy import terminate_process
 from tests.support.processes import Service, tool
 from tests.support.stack import NAMESPACE, Stack, StackError
+from xdsbus.contract.resources import ResourceKey
+from xdsbus.contract.type_urls import ROUTE
 from xdsbus.envoy_bootstrap import ApiType
 from xdsbus.ledger import reader
 from xdsbus.ledger.store import fetch_body
 from xdsbus.translate.envoy_routes import http_route_config_name
-from xdsbus.translate.resources import ROUTE, ResourceKey
 
 GATEWAY_ADDRESS = "10.0.0.7"
 INGRESS_API = "networking.k8s.io/v1"

@@ -45,9 +45,9 @@ from tests.support.envoy import terminate_process
 from tests.support.processes import Service, tool
 from tests.support.stack import CREATED, NAMESPACE, Stack, StackError
 from xdsbus import status_store
+from xdsbus.contract.status import ObjectStatus
 from xdsbus.echo import EchoIdentity, EchoServer
 from xdsbus.registry.status import STATUS_KIND
-from xdsbus.translate.status import ObjectStatus
 
 SYSTEM_NAMESPACE = "higress-system"
 MCP_BRIDGE_BACKEND = {"apiGroup": "networking.higress.io", "kind": "McpBridge", "name": "default"}

@@ -27,12 +27,12 @@ from tests.support import http
 from tests.support.envoy import Envoy, terminate_process
 from tests.support.processes import NatsServer, Service, free_port, tool
 from xdsbus.bus import Bus, BusSettings, connect
+from xdsbus.contract.resources import Changes, Resource, ResourceKey, pack_any
 from xdsbus.echo import EchoIdentity, EchoServer
 from xdsbus.envoy_bootstrap import ApiType
 from xdsbus.ledger import reader
 from xdsbus.ledger.publisher import LedgerPublisher
 from xdsbus.ledger.store import fetch_body
-from xdsbus.translate.resources import Changes, Resource, ResourceKey, pack_any
 
 NAMESPACE = "demo"
 HOST = "demo.local"

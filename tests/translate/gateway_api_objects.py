@@ -8,8 +8,8 @@ from typing import Any
 from envoy.config.route.v3 import route_components_pb2 as rc
 
 from tests.translate.translator_harness import SOURCE, Harness
+from xdsbus.contract.status import ObjectStatus
 from xdsbus.events import Event, Op
-from xdsbus.translate.status import ObjectStatus
 
 CONTROLLER = "higress.io/gateway-controller"
 NS = "infra"

@@ -25,9 +25,9 @@ from tests.translate.gateway_api_objects import (
     weighted,
 )
 from tests.translate.translator_harness import A_CERT, ingress_body, tls_secret
+from xdsbus.contract.status import Verdict
+from xdsbus.contract.type_urls import LISTENER, ROUTE
 from xdsbus.translate.gateway_api.hostnames import intersect
-from xdsbus.translate.resources import LISTENER, ROUTE
-from xdsbus.translate.status import Verdict
 
 
 def _base(h: GatewayHarness, *listeners: dict) -> None:

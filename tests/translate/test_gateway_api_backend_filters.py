@@ -22,7 +22,7 @@ from tests.translate.gateway_api_objects import (
     svc_cluster,
     weighted,
 )
-from xdsbus.translate.status import Verdict
+from xdsbus.contract.status import Verdict
 
 ROUTE_NAME = f"httproute/{NS}/route/rule/0/match/0"
 

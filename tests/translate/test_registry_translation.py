@@ -17,11 +17,11 @@ from google.protobuf.message import Message
 
 from tests.support.envoy_config import EnvoyConfig, static_bootstrap, write_json
 from tests.support.processes import tool
+from xdsbus.contract.status import ObjectStatus, Verdict
+from xdsbus.contract.type_urls import CLUSTER, ENDPOINT, LISTENER, ROUTE
 from xdsbus.events import Event, Op
 from xdsbus.fold.state import FoldState, ObjectRef, apply
 from xdsbus.translate.envoy_clusters import HTTP_PROTOCOL_OPTIONS
-from xdsbus.translate.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE
-from xdsbus.translate.status import ObjectStatus, Verdict
 from xdsbus.translate.translator import Translator
 
 NACOS = "nacos/prod"

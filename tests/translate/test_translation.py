@@ -11,11 +11,11 @@ from google.protobuf import any_pb2
 from google.protobuf.message import Message
 
 from tests.support.objects import endpoint_slice, ingress, service
+from xdsbus.contract.status import Verdict
+from xdsbus.contract.type_urls import CLUSTER, ENDPOINT, LISTENER, ROUTE
 from xdsbus.events import Event, Op
 from xdsbus.fold.state import FoldState, apply
-from xdsbus.translate.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE
 from xdsbus.translate.settings import TranslatorSettings
-from xdsbus.translate.status import Verdict
 from xdsbus.translate.translator import Translator
 
 SOURCE = "test/unit"

@@ -20,6 +20,7 @@ from tests.translate.translator_harness import (
     ingress_body,
     tls_secret,
 )
+from xdsbus.contract.type_urls import CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET
 from xdsbus.model.routes import (
     Destination,
     LbAlgorithm,
@@ -29,7 +30,6 @@ from xdsbus.model.routes import (
 )
 from xdsbus.model.services import k8s_hostname
 from xdsbus.translate.envoy_destinations import destination_cluster
-from xdsbus.translate.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET
 
 HOST = "a.example.com"
 WEB_HOST = k8s_hostname("web", "default")

@@ -35,10 +35,10 @@ from tests.translate.translator_harness import (
     secret_body,
     tls_secret,
 )
+from xdsbus.contract.status import Verdict
+from xdsbus.contract.type_urls import CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET
 from xdsbus.events import Event, Op
 from xdsbus.secretbox import SecretBox
-from xdsbus.translate.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET
-from xdsbus.translate.status import Verdict
 
 HOST = "a.example.com"
 WEB = "outbound|80||web.default.svc.cluster.local"

@@ -19,12 +19,13 @@ from google.protobuf import any_pb2
 from google.protobuf.message import Message
 
 from tests.support.certs import KeyPair, TestCA
+from xdsbus.contract.resources import Changes
+from xdsbus.contract.status import ObjectStatus
+from xdsbus.contract.type_urls import LISTENER, ROUTE, SECRET
 from xdsbus.events import Event, Op
 from xdsbus.fold.state import FoldState, ObjectRef, apply
 from xdsbus.secretbox import SecretBox
-from xdsbus.translate.resources import LISTENER, ROUTE, SECRET, Changes
 from xdsbus.translate.settings import TranslatorSettings
-from xdsbus.translate.status import ObjectStatus
 from xdsbus.translate.translator import Translator
 
 SOURCE = "test/unit"

@@ -14,8 +14,8 @@ from tests.watch_file.conftest import EventLog
 from tests.watch_k8s.conftest import StartWatcher, custom, install, wait_synced
 from xdsbus import status_store
 from xdsbus.bus import Bus
+from xdsbus.contract.status import Condition, ListenerStatus, ObjectStatus, ParentStatus, Verdict
 from xdsbus.events import Op
-from xdsbus.translate.status import Condition, ListenerStatus, ObjectStatus, ParentStatus, Verdict
 from xdsbus_watch_k8s.gateway_status import wanted_status
 from xdsbus_watch_k8s.status_writer import lease_name
 

@@ -3,23 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Iterable
 
 import msgspec
 from nats.js.errors import KeyNotFoundError
 
 from xdsbus.bus import STATUS_BUCKET, Bus
+from xdsbus.contract.status import ObjectStatus, Verdict, status_key
 from xdsbus.fold.folding import Rejection
 from xdsbus.fold.state import ObjectRef
-from xdsbus.translate.status import ObjectStatus, Verdict
-
-_UNSAFE = re.compile(r"[^-/_=.a-zA-Z0-9]")
-
-
-def status_key(kind: str, source: str, key: str) -> str:
-    """KV key of an object's status: `<kind>/<source>/<key>` folded to KV's alphabet."""
-    return _UNSAFE.sub("_", f"{kind}/{source}/{key}").strip(".")
 
 
 async def publish(bus: Bus, statuses: Iterable[ObjectStatus | ObjectRef]) -> None:

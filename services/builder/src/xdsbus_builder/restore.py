@@ -7,10 +7,10 @@ import logging
 import msgspec
 
 from xdsbus.bus import Bus
+from xdsbus.contract.resources import ResourceKey
 from xdsbus.fold.reading import fold_until
 from xdsbus.fold.state import FoldState
 from xdsbus.ledger import checkpoints, reader
-from xdsbus.translate.resources import ResourceKey
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ import logging
 import grpc
 
 from xdsbus.bus import Bus
-from xdsbus.translate.resources import TYPE_ORDER
+from xdsbus.contract.type_urls import TYPE_ORDER
 from xdsbus_edge.cache import DEFAULT_SCOPE, SnapshotCache
 from xdsbus_edge.http import DebugApi, HttpServer
 from xdsbus_edge.metrics import EdgeMetrics

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from xdsbus.bus import Bus
-from xdsbus.translate.resources import ResourceKey
+from xdsbus.contract.resources import ResourceKey
 from xdsbus_edge.ledger_follower import LedgerFollower
 from xdsbus_edge.snapshot import CachedResource, Snapshot
 

@@ -20,7 +20,7 @@ from collections.abc import Iterable
 
 from envoy.service.discovery.v3 import discovery_pb2
 
-from xdsbus.translate.resources import CLUSTER, ENDPOINT
+from xdsbus.contract.type_urls import CLUSTER, ENDPOINT
 from xdsbus_edge.encoding import delta_response
 from xdsbus_edge.snapshot import CachedResource, Snapshot
 from xdsbus_edge.stream import EDS_AFTER_CDS, XdsStream

@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterable
 
-from xdsbus.wire import field
+from xdsbus.contract.wire import field
 
 
 def _string_field(number: int, text: str) -> bytes:

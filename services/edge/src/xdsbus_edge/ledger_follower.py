@@ -26,10 +26,10 @@ from nats.js import api
 
 from xdsbus.backoff import Backoff
 from xdsbus.bus import LEDGER_STREAM, Bus, ledger_subject
+from xdsbus.contract.resources import ResourceKey
 from xdsbus.ledger import reader
 from xdsbus.ledger.store import BodyCorrupt, BodyMissing, fetch_body
 from xdsbus.proto.ledger.v1 import ledger_pb2
-from xdsbus.translate.resources import ResourceKey
 from xdsbus_edge.snapshot import CachedResource, Snapshot
 
 log = logging.getLogger(__name__)

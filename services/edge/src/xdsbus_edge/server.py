@@ -13,7 +13,7 @@ from typing import Any
 import grpc
 from envoy.service.discovery.v3 import discovery_pb2
 
-from xdsbus.translate.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET
+from xdsbus.contract.type_urls import CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET
 from xdsbus_edge.cache import SnapshotCache
 from xdsbus_edge.delta import DeltaStream
 from xdsbus_edge.metrics import EdgeMetrics

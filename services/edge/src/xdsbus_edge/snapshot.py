@@ -16,8 +16,8 @@ from types import MappingProxyType
 from envoy.config.cluster.v3 import cluster_pb2
 from google.protobuf import any_pb2
 
-from xdsbus.translate.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET, TYPE_ORDER
-from xdsbus.wire import field, field_head
+from xdsbus.contract.type_urls import CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET, TYPE_ORDER
+from xdsbus.contract.wire import field, field_head
 
 SHORT_NAMES = {CLUSTER: "cds", ENDPOINT: "eds", LISTENER: "lds", ROUTE: "rds", SECRET: "sds"}
 

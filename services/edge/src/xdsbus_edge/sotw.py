@@ -22,7 +22,7 @@ from typing import Any
 
 from envoy.service.discovery.v3 import discovery_pb2
 
-from xdsbus.translate.resources import CLUSTER, ENDPOINT
+from xdsbus.contract.type_urls import CLUSTER, ENDPOINT
 from xdsbus_edge.encoding import sotw_response
 from xdsbus_edge.snapshot import FULL_STATE_TYPES, CachedResource, Snapshot
 from xdsbus_edge.stream import XdsStream

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import grpc
 from envoy.config.core.v3 import base_pb2
 
-from xdsbus.translate.resources import ENDPOINT
+from xdsbus.contract.type_urls import ENDPOINT
 from xdsbus_edge.cache import DEFAULT_SCOPE, SCOPE_PATTERN
 from xdsbus_edge.snapshot import Snapshot, short_type, type_rank
 from xdsbus_edge.subscriptions import Watch

@@ -43,9 +43,10 @@ import aiohttp
 import consul
 import consul.aio
 
+from xdsbus.contract.hostnames import higress_hostname
 from xdsbus.model.mcpbridge import RegistryConfig
 from xdsbus.model.registry import RegistryEndpoint, RegistryService
-from xdsbus.registry.api import Credentials, Registry, RegistrySink, higress_hostname
+from xdsbus.registry.api import Credentials, Registry, RegistrySink
 
 log = logging.getLogger(__name__)
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
+from xdsbus.contract.hostnames import higress_hostname
 from xdsbus.model.mcpbridge import RegistryConfig
 from xdsbus.model.registry import RegistryEndpoint, RegistryService
-from xdsbus.registry.api import higress_hostname
 from xdsbus_watch_eureka.codec import EurekaInstance
 
 REGISTRY_TYPE = "eureka"

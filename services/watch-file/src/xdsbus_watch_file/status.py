@@ -59,7 +59,7 @@ class FileStatus:
         """JSON: object, state, reason (every error, '; '-separated), and errors with their lines.
 
         kind/source/key/state/reason are also the fields of the builder's per-object statuses
-        (xdsbus.translate.status.ObjectStatus), so `xdsbus status` lists files next to objects."""
+        (xdsbus.contract.status.ObjectStatus), so `xdsbus status` lists files next to objects."""
         value = {
             "kind": STATUS_KIND,
             "key": self.path,

@@ -33,8 +33,7 @@ import msgspec
 from nats.js.kv import KeyValue
 
 from xdsbus.backoff import Backoff
-from xdsbus.status_store import status_key
-from xdsbus.translate.status import Condition, ListenerStatus, ObjectStatus
+from xdsbus.contract.status import Condition, ListenerStatus, ObjectStatus, status_key
 from xdsbus_watch_k8s.api import ApiError, KubeApi, NotFound
 from xdsbus_watch_k8s.resources import GATEWAY, GATEWAY_CLASS, GRPC_ROUTE, HTTP_ROUTE, Resource
 

@@ -25,9 +25,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from xdsbus.contract.hostnames import higress_hostname
 from xdsbus.model.mcpbridge import RegistryConfig
 from xdsbus.model.registry import METADATA_PROTOCOLS, RegistryEndpoint, RegistryService
-from xdsbus.registry.api import higress_hostname
 
 # Nacos' own bounds for an instance weight (`Constants.MAX_WEIGHT_VALUE`).
 MAX_WEIGHT = 10000.0

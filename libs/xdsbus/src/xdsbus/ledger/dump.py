@@ -18,7 +18,7 @@ from envoy.extensions.transport_sockets.tls.v3 import secret_pb2
 from google.protobuf import any_pb2, json_format
 from google.protobuf.message import Message
 
-from xdsbus.translate.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET, TYPE_ORDER
+from xdsbus.contract.type_urls import CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET, TYPE_ORDER
 
 FILE_NAMES = {
     CLUSTER: "clusters.json",

@@ -8,10 +8,10 @@ import time
 from nats.js.errors import APIError
 
 from xdsbus.bus import LEDGER_STREAM, Bus, ledger_subject
+from xdsbus.contract.resources import Changes
 from xdsbus.ledger.records import INLINE_CHANGES_LIMIT, changes_message, changes_object_name
 from xdsbus.ledger.store import store_bodies
 from xdsbus.proto.ledger.v1 import ledger_pb2
-from xdsbus.translate.resources import Changes
 
 log = logging.getLogger(__name__)
 

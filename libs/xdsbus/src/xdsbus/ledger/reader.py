@@ -11,9 +11,9 @@ from nats.js import api
 from nats.js.errors import NotFoundError
 
 from xdsbus.bus import LEDGER_STREAM, Bus, ledger_subject
+from xdsbus.contract.resources import ResourceKey
 from xdsbus.objects import read_object
 from xdsbus.proto.ledger.v1 import ledger_pb2
-from xdsbus.translate.resources import ResourceKey
 
 
 class LedgerEntry(msgspec.Struct, frozen=True):

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from xdsbus.contract.resources import Changes
 from xdsbus.proto.ledger.v1 import ledger_pb2
-from xdsbus.translate.resources import Changes
 
 # Change lists above this go to the Object Store so the record stays under NATS's max payload.
 INLINE_CHANGES_LIMIT = 768 * 1024

@@ -9,8 +9,8 @@ from collections.abc import Iterable
 from nats.js.errors import KeyNotFoundError, NotFoundError, ObjectNotFoundError
 
 from xdsbus.bus import RESOURCES_BUCKET, Bus
+from xdsbus.contract.resources import Resource
 from xdsbus.objects import read_object
-from xdsbus.translate.resources import Resource
 
 LARGE_BODY = 512 * 1024
 # Publishes in flight at once when storing a version's bodies.

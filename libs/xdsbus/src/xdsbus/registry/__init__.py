@@ -3,7 +3,8 @@ event log, running one watch per configured registry, and publishing normalized 
 
 A registry watcher service implements one class and calls one function:
 
-    from xdsbus.registry.api import Credentials, Registry, RegistrySink, higress_hostname
+    from xdsbus.contract.hostnames import higress_hostname
+from xdsbus.registry.api import Credentials, Registry, RegistrySink
     from xdsbus.registry.service_main import run_registry_service
 
     class NacosRegistry(Registry):

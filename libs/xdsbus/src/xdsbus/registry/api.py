@@ -56,10 +56,3 @@ class Registry(abc.ABC):
         Raise when the registry is unreachable or fails: the machinery keeps the last published state
         (a registry outage never removes endpoints), backs off, and calls `run` again, whose first
         `resync` then removes what vanished meanwhile."""
-
-
-def higress_hostname(*labels: str) -> str:
-    """A Higress registry hostname from its labels, `_` made DNS-safe as `-` (higress.md §2.2):
-    `higress_hostname(svc, dc, "consul")`, `higress_hostname(APP, "eureka")`. Nacos keeps its service
-    label as it is: `f"{svc}.{higress_hostname(group, ns, 'nacos')}"`."""
-    return ".".join(label.replace("_", "-") for label in labels)

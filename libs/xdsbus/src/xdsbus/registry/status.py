@@ -3,7 +3,7 @@ it: accepted with the garbage its client reported as warnings, or rejected while
 unreachable (its last published services are kept meanwhile).
 
 One entry per registry (kind `Registry`, source and key `<type>/<name>`), in the format of the builder's
-per-object statuses (xdsbus.translate.status.ObjectStatus). Writes are coalesced and skipped when
+per-object statuses (xdsbus.contract.status.ObjectStatus). Writes are coalesced and skipped when
 nothing changed, so a registry reporting the same bad instance at every relist costs no KV traffic.
 """
 
@@ -17,8 +17,7 @@ from nats.errors import Error as NatsError
 from nats.js.errors import KeyNotFoundError
 
 from xdsbus.bus import Bus
-from xdsbus.status_store import status_key
-from xdsbus.translate.status import ObjectStatus, Verdict
+from xdsbus.contract.status import ObjectStatus, Verdict, status_key
 
 log = logging.getLogger(__name__)
 

@@ -28,6 +28,7 @@ from google.protobuf import duration_pb2, wrappers_pb2
 from xds.core.v3 import extension_pb2
 from xds.type.matcher.v3 import matcher_pb2
 
+from xdsbus.contract.wire import field
 from xdsbus.model.routes import (
     CorsPolicy,
     Destination,
@@ -52,7 +53,6 @@ from xdsbus.translate.envoy_listeners import CORS_FILTER, CUSTOM_RESPONSE_FILTER
 from xdsbus.translate.envoy_listeners import build_http_listener as build_http_listener
 from xdsbus.translate.envoy_listeners import http_route_config_name as http_route_config_name
 from xdsbus.translate.envoy_listeners import listener_name as listener_name
-from xdsbus.wire import field
 
 _VIRTUAL_HOSTS_FIELD = route_pb2.RouteConfiguration.VIRTUAL_HOSTS_FIELD_NUMBER
 

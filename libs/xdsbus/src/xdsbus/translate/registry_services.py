@@ -26,10 +26,10 @@ from typing import Any
 
 import msgspec
 
+from xdsbus.contract.hostnames import higress_hostname
 from xdsbus.model.mcpbridge import RegistryConfig
 from xdsbus.model.registry import RegistryService
 from xdsbus.model.services import Endpoint, Resolution, ServiceModel, ServicePort
-from xdsbus.registry.api import higress_hostname
 from xdsbus.registry.bridge import (
     BUILDER_TYPES,
     WATCHED_TYPES,

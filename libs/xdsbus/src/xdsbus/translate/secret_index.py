@@ -14,13 +14,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from xdsbus.contract.type_urls import SECRET
 from xdsbus.fold.state import FoldState, ObjectRef
 from xdsbus.model.k8s import decode_object
 from xdsbus.model.secrets import SecretModel, secret_name
 from xdsbus.secretbox import SecretBox, SecretKeyError, is_sealed
 from xdsbus.translate import envoy_secrets
 from xdsbus.translate.k8s_secrets import K8sSecret, secret_models
-from xdsbus.translate.resources import SECRET, ResourceTable
+from xdsbus.translate.resource_table import ResourceTable
 
 # Who provides an SDS name when several Secrets do: a Secret under its own name first (`x-cacert`
 # before the `x` Secret's ca.crt, as Istio looks them up), then by object ref.

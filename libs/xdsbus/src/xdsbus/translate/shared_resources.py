@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from xdsbus.translate.resources import ResourceKey, ResourceTable
+from xdsbus.contract.resources import ResourceKey
+from xdsbus.translate.resource_table import ResourceTable
 
 
 class SharedResources:

@@ -16,6 +16,9 @@ from typing import TypeVar
 
 import msgspec
 
+from xdsbus.contract.resources import ResourceKey
+from xdsbus.contract.status import ObjectStatus, Verdict
+from xdsbus.contract.type_urls import CLUSTER, ENDPOINT, LISTENER, ROUTE
 from xdsbus.fold.state import FoldState, ObjectRef
 from xdsbus.model.k8s import K8sEndpoints, K8sEndpointSlice, K8sIngress, K8sService, decode_object
 from xdsbus.model.mcpbridge import MCPBRIDGE_KEY, MCPBRIDGE_KIND
@@ -62,12 +65,11 @@ from xdsbus.translate.registry_services import (
     bridge_services,
     registry_service,
 )
-from xdsbus.translate.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE, ResourceKey, ResourceTable
+from xdsbus.translate.resource_table import ResourceTable
 from xdsbus.translate.route_order import describe_match, order_routes
 from xdsbus.translate.secret_index import SecretIndex
 from xdsbus.translate.settings import TranslatorSettings
 from xdsbus.translate.shared_resources import SharedResources
-from xdsbus.translate.status import ObjectStatus, Verdict
 
 log = logging.getLogger(__name__)
 

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from xdsbus.contract.status import Condition, ObjectStatus, ParentStatus, Verdict
 from xdsbus.fold.state import FoldState, ObjectRef
 from xdsbus.model.gateway_api import (
     GATEWAY_CLASS_KIND,
@@ -47,7 +48,6 @@ from xdsbus.translate.gateway_api.httproute import http_route_routes
 from xdsbus.translate.gateway_api.isolation import PortListeners, https_chain_domains, misdirected_route
 from xdsbus.translate.gateway_api.precedence import PrecedenceKey
 from xdsbus.translate.gateway_api.reference_grants import ReferenceGrants
-from xdsbus.translate.status import Condition, ObjectStatus, ParentStatus, Verdict
 
 T = TypeVar("T")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from xdsbus.translate.status import Condition
+from xdsbus.contract.status import Condition
 
 CONTROLLER_NAME = "higress.io/gateway-controller"
 

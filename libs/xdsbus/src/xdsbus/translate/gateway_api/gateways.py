@@ -13,13 +13,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from xdsbus.contract.status import Condition, ListenerStatus
 from xdsbus.fold.state import ObjectRef
 from xdsbus.model.gateway_api import GATEWAY_GROUP, GATEWAY_KIND, Gateway, GatewayClass, Listener
 from xdsbus.model.secrets import secret_name
 from xdsbus.translate.gateway_api import conditions as c
 from xdsbus.translate.gateway_api.attachment import listener_kinds
 from xdsbus.translate.gateway_api.reference_grants import ReferenceGrants
-from xdsbus.translate.status import Condition, ListenerStatus
 
 SUPPORTED_PROTOCOLS = ("HTTP", "HTTPS")
 SUPPORTED_API_VERSION = "v1"

@@ -1,10 +1,19 @@
-"""What the translator decided about each object: accepted, or rejected and why."""
+"""Status records in KV `xdsbus_status` and their one key scheme: what the builder decided about each
+object (accepted, or rejected and why), and what sources report about themselves (files, registries)."""
 
 from __future__ import annotations
 
 import enum
+import re
 
 import msgspec
+
+_UNSAFE = re.compile(r"[^-/_=.a-zA-Z0-9]")
+
+
+def status_key(kind: str, source: str, key: str) -> str:
+    """KV key of an object's status: `<kind>/<source>/<key>` folded to KV's alphabet."""
+    return _UNSAFE.sub("_", f"{kind}/{source}/{key}").strip(".")
 
 
 class Verdict(enum.StrEnum):

@@ -7,55 +7,10 @@ so a ledger version lists exactly the resources whose bytes differ from the prev
 from __future__ import annotations
 
 import bisect
-import functools
 import hashlib
 from collections.abc import Iterable
 
-import msgspec
-
-from xdsbus.wire import field, varint
-
-CLUSTER = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
-ENDPOINT = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
-LISTENER = "type.googleapis.com/envoy.config.listener.v3.Listener"
-ROUTE = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
-SECRET = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
-
-# The order a proxy must receive types in (DESIGN §7).
-TYPE_ORDER = (CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET)
-
-
-@functools.cache
-def _any_head(type_url: str) -> bytes:
-    # Field 1 (type_url) in full, then the tag of field 2 (value): the same for every resource of a type.
-    return field(1, type_url.encode()) + varint((2 << 3) | 2)
-
-
-def pack_any(type_url: str, message_bytes: bytes) -> bytes:
-    """Serialized google.protobuf.Any, byte-identical to Any(type_url, value).SerializeToString()."""
-    return b"".join((_any_head(type_url), varint(len(message_bytes)), message_bytes))
-
-
-class Resource(msgspec.Struct, frozen=True, array_like=True):
-    """One resource's serialized Any and its digest."""
-
-    sha256: str
-    body: bytes
-
-
-class ResourceKey(msgspec.Struct, frozen=True, array_like=True, order=True):
-    type_url: str
-    name: str
-
-
-class Changes(msgspec.Struct, frozen=True):
-    """What a commit changed: resources with new bytes, and resources that went away."""
-
-    changed: list[tuple[ResourceKey, Resource]]
-    removed: list[ResourceKey]
-
-    def __bool__(self) -> bool:
-        return bool(self.changed or self.removed)
+from xdsbus.contract.resources import Changes, Resource, ResourceKey, pack_any
 
 
 def _digest_line(key: ResourceKey, sha: str) -> bytes:

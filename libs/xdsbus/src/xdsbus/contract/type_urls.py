@@ -1,0 +1,13 @@
+"""Envoy xDS type URLs and the order a proxy must receive them in."""
+
+from __future__ import annotations
+
+CLUSTER = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
+ENDPOINT = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
+LISTENER = "type.googleapis.com/envoy.config.listener.v3.Listener"
+ROUTE = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
+SECRET = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
+
+# The order a proxy must receive types in (docs/xds-protocol.md): clusters before their endpoints,
+# listeners before their routes, secrets last.
+TYPE_ORDER = (CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET)
