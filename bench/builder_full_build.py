@@ -29,7 +29,6 @@ from envoy.config.core.v3 import address_pb2, config_source_pb2, health_check_pb
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
 from envoy.config.listener.v3 import listener_pb2
 from envoy.config.route.v3 import route_components_pb2, route_pb2
-from envoy.extensions.filters.http.router.v3 import router_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm
 from google.protobuf import any_pb2, duration_pb2
 from google.protobuf.message import Message
@@ -51,7 +50,17 @@ HTTP_PORT = 80
 _HCM_TYPE = (
     "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 )
-_ROUTER_TYPE = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
+# The HTTP filters every connection manager carries, in the translator's order, each with an empty
+# (pass-through) config: (filter name, type URL of its config).
+_HTTP_FILTERS = (
+    ("envoy.filters.http.cors", "type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors"),
+    ("envoy.filters.http.rbac", "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC"),
+    (
+        "envoy.filters.http.custom_response",
+        "type.googleapis.com/envoy.extensions.filters.http.custom_response.v3.CustomResponse",
+    ),
+    ("envoy.filters.http.router", "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"),
+)
 
 Resources = list[tuple[str, str, bytes]]
 
@@ -105,6 +114,8 @@ def upb_messages(data: UpbInput) -> list[tuple[str, str, Message]]:
         r = vh.routes.add(name=route)
         r.match.path_separated_prefix = workload.INGRESS_PATH
         r.route.cluster = cluster
+        # A zero timeout turns Envoy's 15 s default off, as the translator does for every route.
+        r.route.timeout.SetInParent()
     out.append((ROUTE, route_name, rc))
     return out
 
@@ -116,9 +127,10 @@ def _listener() -> tuple[str, str, Message]:
     manager.rds.config_source.ads.SetInParent()
     manager.rds.config_source.resource_api_version = config_source_pb2.V3
     manager.use_remote_address.value = True
-    router = manager.http_filters.add(name="envoy.filters.http.router")
-    router.typed_config.type_url = _ROUTER_TYPE
-    router.typed_config.value = router_pb2.Router().SerializeToString()
+    for filter_name, type_url in _HTTP_FILTERS:
+        # An empty config serializes to no bytes: setting the type URL is the whole `Any`.
+        manager.http_filters.add(name=filter_name).typed_config.type_url = type_url
+    manager.upgrade_configs.add(upgrade_type="websocket")
     listener = listener_pb2.Listener(name=name)
     listener.address.socket_address.address = "0.0.0.0"
     listener.address.socket_address.port_value = HTTP_PORT
@@ -178,13 +190,21 @@ def upb_build_kwargs(data: UpbInput) -> Resources:
                 route_components_pb2.Route(
                     name=route,
                     match=route_components_pb2.RouteMatch(path_separated_prefix=workload.INGRESS_PATH),
-                    route=route_components_pb2.RouteAction(cluster=cluster),
+                    route=route_components_pb2.RouteAction(cluster=cluster, timeout=duration_pb2.Duration()),
                 )
             ],
         )
         for host, route, cluster in data.vhosts
     ]
-    messages.append((ROUTE, route_name, route_pb2.RouteConfiguration(name=route_name, virtual_hosts=vhosts)))
+    messages.append(
+        (
+            ROUTE,
+            route_name,
+            route_pb2.RouteConfiguration(
+                name=route_name, virtual_hosts=vhosts, ignore_port_in_host_matching=True
+            ),
+        )
+    )
     for type_url, name, message in messages:
         value = message.SerializeToString(deterministic=True)
         out.append((type_url, name, any_pb2.Any(type_url=type_url, value=value).SerializeToString()))
