@@ -4,7 +4,7 @@ event log, running one watch per configured registry, and publishing normalized 
 A registry watcher service implements one class and calls one function:
 
     from xdsbus.contract.hostnames import higress_hostname
-from xdsbus.registry.api import Credentials, Registry, RegistrySink
+    from xdsbus.registry.api import Credentials, Registry, RegistrySink
     from xdsbus.registry.service_main import run_registry_service
 
     class NacosRegistry(Registry):
@@ -14,14 +14,14 @@ from xdsbus.registry.api import Credentials, Registry, RegistrySink
     def main(argv=None) -> int:
         return run_registry_service(argv, {"nacos", "nacos2", "nacos3"}, NacosRegistry, "xdsbus-watch-nacos")
 
+Reading an McpBridge (`bridge_registries`, `winning_source`, `type_problem`) lives below, in
+xdsbus.model.mcpbridge_registries, shared with the builder so both read McpBridge the same way.
+
 Modules, one job each:
 
 * `api` — the contract: `Registry` (one `spec.registries[]` entry; `run(sink)` raises on failure),
   `RegistrySink` (`resync`, `upsert`, `delete`, `problem`), `Credentials` (`get(secret, key)`),
   `higress_hostname(*labels)`.
-* `bridge` — reading an McpBridge: `bridge_registries(body)` (entries by `type/name`, each decoded on its
-  own, problems named `registries[i]`), `winning_source(sources)` (first by name), `type_problem(type)`.
-  Shared with the builder (translate.registry_services), so both read McpBridge the same way.
 * `bridge_follower` — `BridgeFollower(bus, types, system_namespace=, secret_box=)`: an ordered consumer
   on `xdsbus.events.*.*.McpBridge` and `.Secret`, folded with the builder's fold code. `run(stop)`;
   `ready` (caught up once); `generation` and `wait_changed(generation)`; `desired()` → the registries of

@@ -26,7 +26,7 @@ from xdsbus.bus import Bus
 from xdsbus.events import EVENTS_STREAM, EVENTS_SUBJECT_PREFIX, MalformedEvent, Op, decode
 from xdsbus.fold.state import FoldState, StoredObject, apply
 from xdsbus.model.mcpbridge import MCPBRIDGE_KIND, RegistryConfig
-from xdsbus.registry.bridge import bridge_registries, winning_source
+from xdsbus.model.mcpbridge_registries import bridge_registries, winning_source
 from xdsbus.secretbox import SecretBox, SecretKeyError, is_sealed
 
 log = logging.getLogger(__name__)

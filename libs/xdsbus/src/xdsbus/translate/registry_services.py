@@ -28,14 +28,9 @@ import msgspec
 
 from xdsbus.contract.hostnames import higress_hostname
 from xdsbus.model.mcpbridge import RegistryConfig
+from xdsbus.model.mcpbridge_registries import BUILDER_TYPES, WATCHED_TYPES, bridge_registries, type_problem
 from xdsbus.model.registry import RegistryService
 from xdsbus.model.services import Endpoint, Resolution, ServiceModel, ServicePort
-from xdsbus.registry.bridge import (
-    BUILDER_TYPES,
-    WATCHED_TYPES,
-    bridge_registries,
-    type_problem,
-)
 
 # Endpoints as the translator keeps them per registry service.
 RegistryEndpoints = tuple[Endpoint, ...]

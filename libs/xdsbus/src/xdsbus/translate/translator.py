@@ -22,6 +22,7 @@ from xdsbus.contract.type_urls import CLUSTER, ENDPOINT, LISTENER, ROUTE
 from xdsbus.fold.state import FoldState, ObjectRef
 from xdsbus.model.k8s import K8sEndpoints, K8sEndpointSlice, K8sIngress, K8sService, decode_object
 from xdsbus.model.mcpbridge import MCPBRIDGE_KEY, MCPBRIDGE_KIND
+from xdsbus.model.mcpbridge_registries import winning_source
 from xdsbus.model.registry import REGISTRY_SERVICE_KIND
 from xdsbus.model.routes import (
     DownstreamTls,
@@ -35,7 +36,6 @@ from xdsbus.model.routes import (
     VirtualHostModel,
 )
 from xdsbus.model.services import Resolution, ServiceModel, cluster_name, k8s_hostname
-from xdsbus.registry.bridge import winning_source
 from xdsbus.secretbox import SecretBox, SecretKeyError
 from xdsbus.translate import envoy_clusters, envoy_listeners, envoy_routes
 from xdsbus.translate.canary import apply_canaries
