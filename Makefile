@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PROTO_OUT := libs/xdsbus/src
 PROTO_FILES := $(shell find protos -name '*.proto')
-PACKAGES := -e libs/xdsbus -e services/builder -e services/watch-file -e services/edge -e services/watch-k8s -e services/watch-consul -e services/watch-eureka -e services/watch-nacos
+PACKAGES := -e libs/xdsbus -e libs/xdsbus-dev -e services/builder -e services/watch-file -e services/edge -e services/watch-k8s -e services/watch-consul -e services/watch-eureka -e services/watch-nacos
 PYTEST_ARGS ?=
 BENCH ?=
 
@@ -13,7 +13,7 @@ BENCH ?=
 
 install: $(STAMP) protos
 
-$(STAMP): requirements-dev.txt libs/xdsbus/pyproject.toml $(wildcard services/*/pyproject.toml)
+$(STAMP): requirements-dev.txt libs/xdsbus/pyproject.toml libs/xdsbus-dev/pyproject.toml $(wildcard services/*/pyproject.toml)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements-dev.txt $(PACKAGES)

@@ -40,14 +40,14 @@ from google.protobuf import any_pb2
 
 from bench.results_io import env_float, env_int, latency_summary, median, write_result
 from tests.edge.support import LedgerWriter, cla, cluster
-from tests.support import http
-from tests.support.processes import NatsServer, Service, free_port, tool, wait_for_port
 from xdsbus.bus import LEDGER_STREAM, BusSettings, connect, ledger_subject
 from xdsbus.contract.resources import pack_any
 from xdsbus.contract.type_urls import CLUSTER, ENDPOINT
 from xdsbus.ledger.records import changes_message
 from xdsbus.ledger.store import store_bodies
 from xdsbus.proto.ledger.v1 import ledger_pb2
+from xdsbus_dev.harness import http
+from xdsbus_dev.harness.processes import NatsServer, Service, free_port, tool, wait_for_port
 
 NAME = "edge_fanout_1000"
 PARAMS = {

@@ -30,12 +30,12 @@ from bench import workload
 from bench.edge_fanout_1000 import EdgeSide, _metric_sum
 from bench.results_io import env_int, write_result
 from tests.edge.support import SotwClient
-from tests.support import http
-from tests.support.processes import NatsServer
 from xdsbus.bus import BusSettings, connect
 from xdsbus.contract.type_urls import CLUSTER, ENDPOINT, LISTENER, ROUTE
 from xdsbus.ledger.publisher import LedgerPublisher
 from xdsbus.translate.translator import Translator
+from xdsbus_dev.harness import http
+from xdsbus_dev.harness.processes import NatsServer
 
 NAME = "edge_memory"
 PARAMS = {

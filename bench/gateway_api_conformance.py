@@ -61,12 +61,12 @@ from bench.conformance.cases import (
     weight_problems,
 )
 from bench.results_io import RESULTS_DIR, machine
-from tests.support import http
-from tests.support.certs import TestCA
-from tests.support.processes import free_port
-from tests.support.stack import Stack, tls_secret_manifest
-from xdsbus.echo import EchoIdentity, EchoServer, H2Error
 from xdsbus.ledger import reader
+from xdsbus_dev.echo import EchoIdentity, EchoServer, H2Error
+from xdsbus_dev.harness import http
+from xdsbus_dev.harness.certs import TestCA
+from xdsbus_dev.harness.processes import free_port
+from xdsbus_dev.harness.stack import Stack, tls_secret_manifest
 
 NAME = "gateway_api_conformance"
 DEFAULT_SUITE = Path(os.environ.get("XDSBUS_CONFORMANCE_DIR", "/work/shared/conformance/gateway-api"))

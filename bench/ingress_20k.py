@@ -59,19 +59,19 @@ from bench.edge_memory import rss_bytes, stable_rss
 from bench.propagation import FileEnvoy, Stages, _discovery
 from bench.results_io import env_float, env_int, latency_summary, percentile, write_result
 from tests.fakes.kube_api import FakeKubeApi
-from tests.support import http
-from tests.support.envoy import Envoy
-from tests.support.processes import NatsServer, Service, free_port, tool
-from tests.support.stack import Edge, endpoint_slice_manifest, ingress_manifest, service_manifest
 from xdsbus.bus import BusSettings, connect
 from xdsbus.contract.resources import ResourceKey
 from xdsbus.contract.type_urls import CLUSTER, LISTENER, ROUTE
 from xdsbus.contract.wire import field
-from xdsbus.echo import EchoIdentity, EchoServer
 from xdsbus.events import EVENTS_STREAM, subject_token
 from xdsbus.ledger import reader
 from xdsbus.ledger.store import fetch_body
 from xdsbus.translate.envoy_listeners import http_route_config_name, listener_name
+from xdsbus_dev.echo import EchoIdentity, EchoServer
+from xdsbus_dev.harness import http
+from xdsbus_dev.harness.envoy import Envoy
+from xdsbus_dev.harness.processes import NatsServer, Service, free_port, tool
+from xdsbus_dev.harness.stack import Edge, endpoint_slice_manifest, ingress_manifest, service_manifest
 
 NAME = "ingress_20k"
 PARAMS = {

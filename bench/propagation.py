@@ -53,17 +53,17 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import http_con
 from envoy.service.discovery.v3 import discovery_pb2
 from google.protobuf import any_pb2
 
-import tests.support.stack as stack_module
+import xdsbus_dev.harness.stack as stack_module
 from bench import workload
 from bench.edge_fanout_1000 import cpu_seconds
 from bench.results_io import env_float, env_int, latency_summary, percentile, write_result
-from tests.support import http
-from tests.support.envoy import Envoy
-from tests.support.processes import free_port
-from tests.support.stack import Stack, ingress_manifest
 from xdsbus.contract.type_urls import CLUSTER, ENDPOINT, LISTENER, ROUTE
 from xdsbus.ledger import reader
 from xdsbus.ledger.store import fetch_body
+from xdsbus_dev.harness import http
+from xdsbus_dev.harness.envoy import Envoy
+from xdsbus_dev.harness.processes import free_port
+from xdsbus_dev.harness.stack import Stack, ingress_manifest
 
 NAME = "propagation"
 PARAMS = {

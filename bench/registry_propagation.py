@@ -69,20 +69,20 @@ from typing import Any
 
 from nats.js import api
 
-import tests.support.stack as stack_module
+import xdsbus_dev.harness.stack as stack_module
 from bench.edge_fanout_1000 import cpu_seconds
 from bench.propagation import _stack_flags
 from bench.results_io import env_float, env_int, latency_summary, percentile, write_result
 from tests.fakes.consul_server import FakeConsul
 from tests.fakes.eureka_server import FakeEureka
 from tests.fakes.nacos_server import FakeNacos
-from tests.support import http
-from tests.support.processes import Service, tool
-from tests.support.stack import Stack
 from xdsbus.contract.type_urls import ENDPOINT
 from xdsbus.events import MalformedEvent, Op, decode
 from xdsbus.model.registry import REGISTRY_SERVICE_KIND
 from xdsbus.proto.ledger.v1 import ledger_pb2
+from xdsbus_dev.harness import http
+from xdsbus_dev.harness.processes import Service, tool
+from xdsbus_dev.harness.stack import Stack
 
 NAME = "registry_propagation"
 PARAMS = {

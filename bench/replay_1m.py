@@ -25,7 +25,6 @@ from typing import Any
 
 from bench import workload
 from bench.results_io import env_float, env_int, latency_summary, median, write_result
-from tests.support.processes import NatsServer
 from xdsbus.bus import Bus, BusSettings, connect
 from xdsbus.events import EVENTS_STREAM
 from xdsbus.fold.reading import fold_until
@@ -36,6 +35,7 @@ from xdsbus.replay import replay_to
 from xdsbus.translate.settings import TranslatorSettings
 from xdsbus.translate.translator import Translator
 from xdsbus_builder.builder import Builder, BuilderConfig
+from xdsbus_dev.harness.processes import NatsServer
 
 NAME = "replay_1m"
 SCOPE = "default"

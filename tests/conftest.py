@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.processes import NatsServer
 from xdsbus.bus import Bus, BusSettings, connect
+from xdsbus_dev.harness.processes import NatsServer
 
 # One fixed key for the whole test session; child services inherit it through the environment.
 os.environ.setdefault("XDSBUS_SECRET_KEY", base64.b64encode(b"k" * 32).decode())

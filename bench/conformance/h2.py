@@ -13,7 +13,7 @@ import contextlib
 import ssl
 from dataclasses import dataclass, field
 
-from xdsbus.echo import HpackDecoder, hpack_encode
+from xdsbus_dev.echo import HpackDecoder, hpack_encode
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 DATA, HEADERS, RST_STREAM, SETTINGS, PING, GOAWAY, WINDOW_UPDATE, CONTINUATION = 0, 1, 3, 4, 6, 7, 8, 9

@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 
 from tests.builder.support import connect_bus
-from tests.support.processes import NatsServer
 from xdsbus.bus import Bus
+from xdsbus_dev.harness.processes import NatsServer
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ from typing import Any
 from nats.js.errors import KeyNotFoundError
 
 from tests.support.objects import endpoint_slice, ingress, service
-from tests.support.processes import Service, eventually, tool
 from tests.support.sources import ScriptedSource
 from xdsbus.bus import Bus, BusSettings, connect
 from xdsbus.contract.resources import ResourceKey
@@ -27,6 +26,7 @@ from xdsbus.secretbox import SecretBox
 from xdsbus.translate.settings import TranslatorSettings
 from xdsbus.translate.translator import Translator
 from xdsbus_builder.builder import Builder, BuilderConfig
+from xdsbus_dev.harness.processes import Service, eventually, tool
 
 SCOPE = "default"
 LEASE = f"builder.{SCOPE}"

@@ -27,12 +27,12 @@ from tests.builder.support import (
     wait_for_caught_up,
     wait_for_version,
 )
-from tests.support.processes import Service, eventually
 from tests.support.sources import ScriptedSource
 from xdsbus.fold.reading import last_event_seq
 from xdsbus.ledger import checkpoints
 from xdsbus.replay import replay_to
 from xdsbus.translate.settings import TranslatorSettings
+from xdsbus_dev.harness.processes import Service, eventually
 
 # Leases expire fast so a restarted builder does not wait long for its predecessor's lease.
 LEASE_TTL = 1.5

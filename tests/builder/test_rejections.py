@@ -14,10 +14,10 @@ from tests.builder.support import (
     wait_for_caught_up,
 )
 from tests.support.objects import endpoint_slice, service
-from tests.support.processes import eventually
 from tests.support.sources import ScriptedSource
 from xdsbus import status_store
 from xdsbus.contract.type_urls import CLUSTER, ENDPOINT
+from xdsbus_dev.harness.processes import eventually
 
 SUBJECT = "xdsbus.events.test.scripted.Service"
 

@@ -26,13 +26,13 @@ from tests.builder.support import (
     table_of,
     wait_for_caught_up,
 )
-from tests.support.certs import KeyPair, TestCA
 from tests.support.objects import endpoint_slice, ingress, service
 from tests.support.sources import ScriptedSource
 from xdsbus.ledger import checkpoints
 from xdsbus.replay import replay_to
 from xdsbus.secretbox import LOCAL_KEY_FILE, SecretBox
 from xdsbus.translate.settings import TranslatorSettings
+from xdsbus_dev.harness.certs import KeyPair, TestCA
 
 
 async def test_replay_equals_live_for_every_version(bus, nats_server):

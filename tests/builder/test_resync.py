@@ -15,11 +15,11 @@ from tests.builder.support import (
     wait_for_version,
 )
 from tests.support.objects import service
-from tests.support.processes import eventually
 from tests.support.sources import ScriptedSource
 from xdsbus.contract.type_urls import CLUSTER
 from xdsbus.events import EVENTS_STREAM, Event, Op, SyncEnd, encode, msg_id, subject_for
 from xdsbus.fold.reading import last_event_seq
+from xdsbus_dev.harness.processes import eventually
 
 
 async def clusters_at(bus, version: int) -> set[str]:

@@ -24,11 +24,11 @@ from tests.builder.support import (
     wait_for_version,
 )
 from tests.support.objects import endpoint_slice, service
-from tests.support.processes import Service, eventually
 from tests.support.sources import ScriptedSource
 from xdsbus.contract.type_urls import CLUSTER
 from xdsbus.replay import replay_to
 from xdsbus.translate.settings import TranslatorSettings
+from xdsbus_dev.harness.processes import Service, eventually
 
 
 async def _holds(bus, instance: str) -> bool:

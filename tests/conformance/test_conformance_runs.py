@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from bench import gateway_api_conformance as conformance
-from tests.support.stack import edge_installed
+from xdsbus_dev.harness.stack import edge_installed
 
 FLOOR = Path(__file__).with_name("floor.json")
 CI_WINDOW = 5.0

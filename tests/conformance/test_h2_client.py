@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bench.conformance import h2
-from xdsbus.echo import EchoIdentity, EchoServer
+from xdsbus_dev.echo import EchoIdentity, EchoServer
 
 
 async def test_h2c_prior_knowledge_round_trip() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.stack import edge_installed
+from xdsbus_dev.harness.stack import edge_installed
 
 
 @pytest.fixture(autouse=True)

@@ -16,12 +16,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.support import http
-from tests.support.processes import tool
-from tests.support.stack import CREATED, NAMESPACE, Stack, StackError, service_manifest
 from xdsbus import status_store
 from xdsbus.contract.status import ObjectStatus
-from xdsbus.echo import EchoIdentity, EchoServer
+from xdsbus_dev.echo import EchoIdentity, EchoServer
+from xdsbus_dev.harness import http
+from xdsbus_dev.harness.processes import tool
+from xdsbus_dev.harness.stack import CREATED, NAMESPACE, Stack, StackError, service_manifest
 
 # -- manifests --------------------------------------------------------------------------------------
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.stack import Stack, endpoint_slice_manifest, service_manifest
+from xdsbus_dev.harness.stack import Stack, endpoint_slice_manifest, service_manifest
 
 pytestmark = pytest.mark.slow
 

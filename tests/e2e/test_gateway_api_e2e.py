@@ -12,8 +12,8 @@ import grpc
 import pytest
 
 from tests.support.grpc_backend import SAY, GrpcBackend, call
-from tests.support.processes import tool
-from tests.support.stack import (
+from xdsbus_dev.harness.processes import tool
+from xdsbus_dev.harness.stack import (
     CREATED,
     NAMESPACE,
     Stack,

@@ -27,11 +27,11 @@ from tests.e2e.ingress_support import (
     wait_statuses,
     wait_warning,
 )
-from tests.support import http
-from tests.support.certs import TestCA
-from tests.support.envoy import Envoy
-from tests.support.stack import Stack, edge_installed, service_manifest, tls_secret_manifest
-from xdsbus.echo import server_context
+from xdsbus_dev.echo import server_context
+from xdsbus_dev.harness import http
+from xdsbus_dev.harness.certs import TestCA
+from xdsbus_dev.harness.envoy import Envoy
+from xdsbus_dev.harness.stack import Stack, edge_installed, service_manifest, tls_secret_manifest
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 

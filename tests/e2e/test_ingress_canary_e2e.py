@@ -22,7 +22,7 @@ from tests.e2e.ingress_support import (
     wait_statuses,
     wait_warning,
 )
-from tests.support.stack import Stack, edge_installed, service_manifest
+from xdsbus_dev.harness.stack import Stack, edge_installed, service_manifest
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 

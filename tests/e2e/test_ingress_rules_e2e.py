@@ -23,7 +23,7 @@ from tests.e2e.ingress_support import (
     wait_all,
     wait_warning,
 )
-from tests.support.stack import Stack, edge_installed
+from xdsbus_dev.harness.stack import Stack, edge_installed
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 

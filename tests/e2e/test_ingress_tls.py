@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import http
-from tests.support.certs import TestCA, certificate_names
-from tests.support.stack import Stack, ingress_manifest, tls_secret_manifest
+from xdsbus_dev.harness import http
+from xdsbus_dev.harness.certs import TestCA, certificate_names
+from xdsbus_dev.harness.stack import Stack, ingress_manifest, tls_secret_manifest
 
 pytestmark = pytest.mark.slow
 

@@ -19,10 +19,10 @@ import pytest
 import pytest_asyncio
 from envoy.config.route.v3 import route_pb2
 
-from tests.support import http
-from tests.support.certs import TestCA, certificate_names
 from tests.support.kube_stack import GATEWAY_ADDRESS, KubeStack, poll_statuses
-from tests.support.stack import HOST, edge_installed, ingress_manifest, tls_secret_manifest
+from xdsbus_dev.harness import http
+from xdsbus_dev.harness.certs import TestCA, certificate_names
+from xdsbus_dev.harness.stack import HOST, edge_installed, ingress_manifest, tls_secret_manifest
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 

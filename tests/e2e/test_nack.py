@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from envoy.config.cluster.v3 import cluster_pb2
 
-from tests.support.stack import Stack, publish_by_hand, resource_message
 from xdsbus.contract.resources import ResourceKey
 from xdsbus.contract.type_urls import CLUSTER
+from xdsbus_dev.harness.stack import Stack, publish_by_hand, resource_message
 
 pytestmark = pytest.mark.slow
 

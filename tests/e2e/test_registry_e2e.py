@@ -37,7 +37,7 @@ from tests.support.registry_stack import (
     registry_ingress,
     start_pods,
 )
-from tests.support.stack import edge_installed
+from xdsbus_dev.harness.stack import edge_installed
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 

@@ -9,8 +9,13 @@ from pathlib import Path
 import pytest
 from envoy.config.route.v3 import route_pb2
 
-from tests.support.processes import free_port
-from tests.support.stack import (
+from xdsbus.contract.resources import ResourceKey
+from xdsbus.contract.type_urls import LISTENER, ROUTE
+from xdsbus.ledger import reader
+from xdsbus.model.routes import ListenerModel
+from xdsbus.translate.envoy_routes import build_http_listener, http_route_config_name, listener_name
+from xdsbus_dev.harness.processes import free_port
+from xdsbus_dev.harness.stack import (
     HOST,
     Stack,
     endpoint_slice_manifest,
@@ -18,11 +23,6 @@ from tests.support.stack import (
     publish_by_hand,
     service_manifest,
 )
-from xdsbus.contract.resources import ResourceKey
-from xdsbus.contract.type_urls import LISTENER, ROUTE
-from xdsbus.ledger import reader
-from xdsbus.model.routes import ListenerModel
-from xdsbus.translate.envoy_routes import build_http_listener, http_route_config_name, listener_name
 
 pytestmark = pytest.mark.slow
 

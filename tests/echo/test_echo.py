@@ -5,14 +5,15 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sys
 import time
 from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.support import http
-from tests.support.processes import free_port, tool
-from xdsbus.echo import EchoIdentity, EchoServer, canonical_header_key, parse_duration
+from xdsbus_dev.echo import EchoIdentity, EchoServer, canonical_header_key, parse_duration
+from xdsbus_dev.harness import http
+from xdsbus_dev.harness.processes import free_port
 
 
 @pytest.fixture
@@ -202,8 +203,9 @@ def test_parse_duration() -> None:
 async def test_cli_serves_and_stops_on_sigterm() -> None:
     port = free_port()
     proc = await asyncio.create_subprocess_exec(
-        tool("xdsbus"),
-        "echo",
+        sys.executable,
+        "-m",
+        "xdsbus_dev.echo",
         "--port",
         str(port),
         "--pod",

@@ -5,14 +5,15 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sys
 from pathlib import Path
 
 import pytest
 
-from tests.support import http
-from tests.support.certs import TestCA
-from tests.support.processes import free_port, tool
-from xdsbus.echo import EchoIdentity, EchoServer, server_context
+from xdsbus_dev.echo import EchoIdentity, EchoServer, server_context
+from xdsbus_dev.harness import http
+from xdsbus_dev.harness.certs import TestCA
+from xdsbus_dev.harness.processes import free_port
 
 
 @pytest.fixture
@@ -83,8 +84,9 @@ async def test_cli_serves_https_with_a_certificate(ca: TestCA, tmp_path: Path) -
     cert, key = _context(ca, tmp_path, "cli.demo")
     port = free_port()
     proc = await asyncio.create_subprocess_exec(
-        tool("xdsbus"),
-        "echo",
+        sys.executable,
+        "-m",
+        "xdsbus_dev.echo",
         "--port",
         str(port),
         "--pod",

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from tests.support import http
-from xdsbus.echo import EchoIdentity, EchoServer, H2Error, HpackDecoder, hpack_encode, huffman_decode
+from xdsbus_dev.echo import EchoIdentity, EchoServer, H2Error, HpackDecoder, hpack_encode, huffman_decode
+from xdsbus_dev.harness import http
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 DATA, HEADERS, SETTINGS, PING, GOAWAY, WINDOW_UPDATE = 0, 1, 4, 6, 7, 8

@@ -10,9 +10,9 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from tests.support import http
-from xdsbus import echo_websocket
-from xdsbus.echo import EchoIdentity, EchoServer
+from xdsbus_dev import echo_websocket
+from xdsbus_dev.echo import EchoIdentity, EchoServer
+from xdsbus_dev.harness import http
 
 # The example handshake of RFC 6455 §1.3.
 RFC_KEY = "dGhlIHNhbXBsZSBub25jZQ=="
@@ -235,7 +235,7 @@ async def test_ws_without_upgrade_is_an_ordinary_echo(echo: EchoServer) -> None:
 async def test_websocket_requests_are_logged(
     echo: EchoServer, session: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="xdsbus.echo")
+    caplog.set_level(logging.INFO, logger="xdsbus_dev.echo")
     async with session.ws_connect(ws_url(echo, "/ws?from=test")) as ws:
         await ws.send_str("hello")
         assert (await ws.receive(TIMEOUT)).data == "hello"

@@ -18,7 +18,6 @@ from envoy.service.discovery.v3 import discovery_pb2
 from google.protobuf import struct_pb2
 from google.rpc import status_pb2
 
-from tests.support.processes import eventually
 from xdsbus.bus import LEDGER_STREAM, Bus, ledger_subject
 from xdsbus.contract.type_urls import CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET
 from xdsbus.ledger.publisher import LedgerPublisher
@@ -26,6 +25,7 @@ from xdsbus.ledger.records import changes_message
 from xdsbus.ledger.store import store_bodies
 from xdsbus.proto.ledger.v1 import ledger_pb2
 from xdsbus.translate.resource_table import ResourceTable
+from xdsbus_dev.harness.processes import eventually
 from xdsbus_edge.app import Edge
 
 # A type no snapshot holds: requests for it are the "barrier" that proves nothing else was answered.

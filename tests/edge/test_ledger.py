@@ -9,12 +9,12 @@ import grpc
 
 from tests.edge.support import LedgerWriter, base_config, cla, cluster, http_get, names, secret, serving
 from tests.support.objects import endpoint_slice, ingress, service
-from tests.support.processes import eventually
 from tests.support.sources import ScriptedSource
 from xdsbus.contract.resources import Resource
 from xdsbus.contract.type_urls import CLUSTER, ENDPOINT, LISTENER, ROUTE
 from xdsbus.ledger.store import store_bodies
 from xdsbus_builder.builder import Builder, BuilderConfig
+from xdsbus_dev.harness.processes import eventually
 
 
 async def test_streams_are_refused_until_a_first_version_is_loaded(ledger, make_edge, clients):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tests.edge.support import LedgerWriter, base_config, http_get
-from tests.support.processes import Service, eventually, free_port, tool, wait_for_port
+from xdsbus_dev.harness.processes import Service, eventually, free_port, tool, wait_for_port
 
 
 async def test_xdsbus_edge_command(bus, nats_server, tmp_path):

@@ -17,8 +17,8 @@ from tests.edge.support import (
     secret,
     serving,
 )
-from tests.support.processes import eventually
 from xdsbus.contract.type_urls import CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET
+from xdsbus_dev.harness.processes import eventually
 
 
 async def start(ledger, make_edge, clients, **kw):

@@ -14,11 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import http
-from tests.support.envoy import terminate_process
 from tests.support.envoy_config import EnvoyConfig, self_signed, static_bootstrap, write_json
-from tests.support.processes import eventually, free_port, tool
-from xdsbus.echo import EchoIdentity, EchoServer
 from xdsbus.model.routes import (
     CorsPolicy,
     Destination,
@@ -46,6 +42,10 @@ from xdsbus.model.routes import (
 from xdsbus.model.secrets import SecretModel, TlsCertificate
 from xdsbus.model.services import ServiceModel, ServicePort, cluster_name
 from xdsbus.translate import envoy_listeners, envoy_secrets
+from xdsbus_dev.echo import EchoIdentity, EchoServer
+from xdsbus_dev.harness import http
+from xdsbus_dev.harness.envoy import terminate_process
+from xdsbus_dev.harness.processes import eventually, free_port, tool
 
 pytestmark = pytest.mark.slow
 

@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 from tests.support.envoy_config import everything, static_bootstrap, write_json
-from tests.support.processes import tool
+from xdsbus_dev.harness.processes import tool
 
 
 def test_envoy_validates_every_generated_feature(tmp_path: Path) -> None:

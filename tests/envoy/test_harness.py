@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.envoy import Envoy
 from tests.support.fake_ads import FakeAds, cluster, load_assignment, route_config, serve_demo
-from tests.support.processes import eventually, free_port
 from xdsbus.contract.type_urls import CLUSTER, ENDPOINT, ROUTE
-from xdsbus.echo import EchoIdentity, EchoServer
-from xdsbus.envoy_bootstrap import ads_bootstrap, parse_address
+from xdsbus_dev.echo import EchoIdentity, EchoServer
+from xdsbus_dev.envoy_bootstrap import ads_bootstrap, parse_address
+from xdsbus_dev.harness.envoy import Envoy
+from xdsbus_dev.harness.processes import eventually, free_port
 
 API_TYPES = ["GRPC", "DELTA_GRPC"]
 

@@ -21,7 +21,7 @@ from tests.fakes.kube_api import (
     REFERENCEGRANTS_V1BETA1,
     FakeKubeApi,
 )
-from tests.support.processes import eventually
+from xdsbus_dev.harness.processes import eventually
 
 GW = "gateway.networking.k8s.io"
 

@@ -29,7 +29,7 @@ from v2.nacos.transport.grpcauto.nacos_grpc_service_pb2 import Metadata, Payload
 from v2.nacos.transport.grpcauto.nacos_grpc_service_pb2_grpc import RequestStub
 
 from tests.fakes.nacos_server import FakeNacos
-from tests.support.processes import eventually
+from xdsbus_dev.harness.processes import eventually
 
 
 @pytest.fixture

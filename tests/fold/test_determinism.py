@@ -17,7 +17,6 @@ import msgspec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.support.certs import KeyPair, TestCA
 from tests.support.objects import endpoint_slice, ingress, service
 from xdsbus.contract.resources import Changes, ResourceKey
 from xdsbus.events import Event, Op, SyncEnd, decode, encode, subject_for
@@ -27,6 +26,7 @@ from xdsbus.ledger import checkpoints
 from xdsbus.secretbox import SecretBox, is_sealed
 from xdsbus.translate.translator import Translator
 from xdsbus.watcher import content_rev
+from xdsbus_dev.harness.certs import KeyPair, TestCA
 
 # Mostly one source, so objects meet (a Service and its slices count only within one source).
 SOURCES = ("k8s/one", "k8s/one", "k8s/one", "k8s/two")

@@ -12,12 +12,12 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.support.certs import TestCA
 from tests.support.objects import endpoint_slice, ingress, service
 from xdsbus.events import Event, Op
 from xdsbus.fold.state import FoldState, ObjectRef, apply
 from xdsbus.secretbox import SecretBox
 from xdsbus.translate.translator import Translator
+from xdsbus_dev.harness.certs import TestCA
 
 SOURCE = "k8s/fuzz"
 BOX = SecretBox(os.urandom(32))

@@ -12,7 +12,6 @@ from typing import Any
 
 from nats.js import api
 
-from tests.support.processes import eventually
 from xdsbus.bus import Bus
 from xdsbus.events import EVENTS_STREAM, Event, Op, decode, subject_for
 from xdsbus.fold.reading import fold_until, last_event_seq
@@ -22,6 +21,7 @@ from xdsbus.model.registry import RegistryEndpoint, RegistryService
 from xdsbus.registry.api import Credentials, Registry, RegistrySink
 from xdsbus.secretbox import SecretBox
 from xdsbus.watcher import Watcher
+from xdsbus_dev.harness.processes import eventually
 
 KIND = "RegistryService"
 SYSTEM = "higress-system"

@@ -7,10 +7,10 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from tests.registry.support import BRIDGE_KEY, SYSTEM, Source, events_of, mcpbridge, registry, secret, until
-from tests.support.processes import eventually
 from xdsbus.bus import Bus
 from xdsbus.registry.bridge_follower import BridgeFollower
 from xdsbus.secretbox import SecretBox, is_sealed
+from xdsbus_dev.harness.processes import eventually
 
 NACOS_TYPES = {"nacos", "nacos2", "nacos3"}
 BOX = SecretBox(b"k" * 32)

@@ -21,7 +21,6 @@ from tests.registry.support import (
     until,
     until_async,
 )
-from tests.support.processes import NatsServer
 from xdsbus.bus import Bus, BusSettings, connect
 from xdsbus.model.mcpbridge import RegistryConfig
 from xdsbus.registry.bridge_follower import BridgeFollower
@@ -30,6 +29,7 @@ from xdsbus.registry.sink import EventSink
 from xdsbus.registry.status import RegistryStatus
 from xdsbus.registry.supervisor import Supervisor
 from xdsbus.secretbox import SecretBox
+from xdsbus_dev.harness.processes import NatsServer
 
 BOX = SecretBox(b"k" * 32)
 ONE = "fake/one"

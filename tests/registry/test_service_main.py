@@ -9,10 +9,10 @@ import pytest
 from nats.js.errors import KeyNotFoundError
 
 from tests.registry.support import Source, World, hostnames, mcpbridge, registry, service, until_async
-from tests.support.processes import NatsServer
 from xdsbus.bus import Bus
 from xdsbus.registry.service_main import parse_settings, serve
 from xdsbus.secretbox import SecretBox
+from xdsbus_dev.harness.processes import NatsServer
 
 PROG = "xdsbus-watch-fake"
 TYPES = frozenset({"fake"})

@@ -10,7 +10,6 @@ import pytest
 from nats.js.errors import KeyNotFoundError
 
 from tests.registry.support import Counts, World, folded, hostnames, op_counts, service, until
-from tests.support.processes import eventually
 from xdsbus.bus import Bus
 from xdsbus.contract.status import ObjectStatus, Verdict, status_key
 from xdsbus.contract.type_urls import CLUSTER, ENDPOINT
@@ -21,6 +20,7 @@ from xdsbus.registry.sink import EventSink
 from xdsbus.registry.status import RegistryStatus
 from xdsbus.registry.supervisor import Supervisor
 from xdsbus.translate.translator import Translator
+from xdsbus_dev.harness.processes import eventually
 
 ONE = "fake/one"
 

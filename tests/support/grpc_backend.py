@@ -11,7 +11,7 @@ from __future__ import annotations
 import grpc
 from grpc import aio
 
-from tests.support.processes import free_port
+from xdsbus_dev.harness.processes import free_port
 
 SERVICE = "echo.Echo"
 SAY = f"/{SERVICE}/Say"

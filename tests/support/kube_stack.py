@@ -30,16 +30,16 @@ from envoy.config.route.v3 import route_pb2
 from google.protobuf import any_pb2
 
 from tests.fakes.kube_api import FakeKubeApi, StatusWrite
-from tests.support import http
-from tests.support.envoy import terminate_process
-from tests.support.processes import Service, tool
-from tests.support.stack import NAMESPACE, Stack, StackError
 from xdsbus.contract.resources import ResourceKey
 from xdsbus.contract.type_urls import ROUTE
-from xdsbus.envoy_bootstrap import ApiType
 from xdsbus.ledger import reader
 from xdsbus.ledger.store import fetch_body
 from xdsbus.translate.envoy_routes import http_route_config_name
+from xdsbus_dev.envoy_bootstrap import ApiType
+from xdsbus_dev.harness import http
+from xdsbus_dev.harness.envoy import terminate_process
+from xdsbus_dev.harness.processes import Service, tool
+from xdsbus_dev.harness.stack import NAMESPACE, Stack, StackError
 
 GATEWAY_ADDRESS = "10.0.0.7"
 INGRESS_API = "networking.k8s.io/v1"

@@ -40,14 +40,14 @@ from nats.js.errors import KeyNotFoundError
 from tests.fakes.consul_server import FakeConsul
 from tests.fakes.eureka_server import FakeEureka
 from tests.fakes.nacos_server import FakeNacos
-from tests.support import http
-from tests.support.envoy import terminate_process
-from tests.support.processes import Service, tool
-from tests.support.stack import CREATED, NAMESPACE, Stack, StackError
 from xdsbus import status_store
 from xdsbus.contract.status import ObjectStatus
-from xdsbus.echo import EchoIdentity, EchoServer
 from xdsbus.registry.status import STATUS_KIND
+from xdsbus_dev.echo import EchoIdentity, EchoServer
+from xdsbus_dev.harness import http
+from xdsbus_dev.harness.envoy import terminate_process
+from xdsbus_dev.harness.processes import Service, tool
+from xdsbus_dev.harness.stack import CREATED, NAMESPACE, Stack, StackError
 
 SYSTEM_NAMESPACE = "higress-system"
 MCP_BRIDGE_BACKEND = {"apiGroup": "networking.higress.io", "kind": "McpBridge", "name": "default"}

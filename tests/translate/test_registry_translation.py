@@ -16,13 +16,13 @@ from google.protobuf import any_pb2
 from google.protobuf.message import Message
 
 from tests.support.envoy_config import EnvoyConfig, static_bootstrap, write_json
-from tests.support.processes import tool
 from xdsbus.contract.status import ObjectStatus, Verdict
 from xdsbus.contract.type_urls import CLUSTER, ENDPOINT, LISTENER, ROUTE
 from xdsbus.events import Event, Op
 from xdsbus.fold.state import FoldState, ObjectRef, apply
 from xdsbus.translate.envoy_clusters import HTTP_PROTOCOL_OPTIONS
 from xdsbus.translate.translator import Translator
+from xdsbus_dev.harness.processes import tool
 
 NACOS = "nacos/prod"
 NACOS_HOST = "svc.DEFAULT-GROUP.public.nacos"

@@ -16,7 +16,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from envoy.config.route.v3 import route_components_pb2 as rc
 
-from tests.support.certs import KeyPair
 from tests.translate.translator_harness import (
     A_CERT,
     A_CERT_ROTATED,
@@ -39,6 +38,7 @@ from xdsbus.contract.status import Verdict
 from xdsbus.contract.type_urls import CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET
 from xdsbus.events import Event, Op
 from xdsbus.secretbox import SecretBox
+from xdsbus_dev.harness.certs import KeyPair
 
 HOST = "a.example.com"
 WEB = "outbound|80||web.default.svc.cluster.local"

@@ -18,7 +18,6 @@ from envoy.extensions.transport_sockets.tls.v3 import secret_pb2, tls_pb2
 from google.protobuf import any_pb2
 from google.protobuf.message import Message
 
-from tests.support.certs import KeyPair, TestCA
 from xdsbus.contract.resources import Changes
 from xdsbus.contract.status import ObjectStatus
 from xdsbus.contract.type_urls import LISTENER, ROUTE, SECRET
@@ -27,6 +26,7 @@ from xdsbus.fold.state import FoldState, ObjectRef, apply
 from xdsbus.secretbox import SecretBox
 from xdsbus.translate.settings import TranslatorSettings
 from xdsbus.translate.translator import Translator
+from xdsbus_dev.harness.certs import KeyPair, TestCA
 
 SOURCE = "test/unit"
 HTTP_LISTENER = "0.0.0.0_80"

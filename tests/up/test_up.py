@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import http
-from tests.support.processes import free_port, tool
-from tests.support.stack import edge_installed
-from xdsbus.cli.up_cmd import ECHO_BACKENDS, EDGES, ENVOY_ADMIN_PORT
+from xdsbus_dev.harness import http
+from xdsbus_dev.harness.processes import free_port, tool
+from xdsbus_dev.harness.stack import edge_installed
+from xdsbus_dev.up import ECHO_BACKENDS, EDGES, ENVOY_ADMIN_PORT
 
 pytestmark = pytest.mark.slow
 

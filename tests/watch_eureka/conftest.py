@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from tests.fakes.eureka_server import FakeEureka
-from tests.support.processes import eventually
 from xdsbus.model.mcpbridge import RegistryConfig
 from xdsbus.model.registry import RegistryService
+from xdsbus_dev.harness.processes import eventually
 from xdsbus_watch_eureka import EurekaRegistry
 
 # Short enough that a few polls take well under a second.

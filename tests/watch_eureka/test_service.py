@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from tests.fakes.eureka_server import FakeEureka
-from tests.support.processes import NatsServer, Service, tool
 from tests.support.sources import ScriptedSource
 from tests.watch_file.conftest import EventLog
 from xdsbus.bus import Bus
 from xdsbus.events import Op
 from xdsbus.model.registry import REGISTRY_SERVICE_KIND
+from xdsbus_dev.harness.processes import NatsServer, Service, tool
 
 
 def mcpbridge(port: int) -> dict[str, Any]:

@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 from nats.js.errors import KeyNotFoundError
 
-from tests.support.processes import eventually
 from xdsbus.bus import Bus
 from xdsbus.events import EVENTS_STREAM, Event, Op, decode
 from xdsbus.secretbox import SecretBox
+from xdsbus_dev.harness.processes import eventually
 from xdsbus_watch_file import FileWatcher
 from xdsbus_watch_file.status import status_key
 

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.processes import eventually
 from tests.watch_file.conftest import EventLog, StartWatcher, file_status, wait_status, write
 from xdsbus import status_store
 from xdsbus.bus import Bus
 from xdsbus.events import EVENTS_STREAM, Op
 from xdsbus.secretbox import SecretBox, is_sealed
+from xdsbus_dev.harness.processes import eventually
 from xdsbus_watch_file.manifests import KNOWN_KINDS
 
 WEB = """

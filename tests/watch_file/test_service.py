@@ -9,11 +9,11 @@ import logging
 import subprocess
 from pathlib import Path
 
-from tests.support.processes import NatsServer, Service, eventually, tool
 from tests.watch_file.conftest import EventLog, file_status, write
 from xdsbus.bus import Bus
 from xdsbus.events import Op
 from xdsbus.logs import setup_logging
+from xdsbus_dev.harness.processes import NatsServer, Service, eventually, tool
 
 
 async def test_service_publishes_and_stops_on_sigterm(

@@ -9,13 +9,13 @@ from typing import Any
 import msgspec
 
 from tests.fakes.kube_api import GATEWAY_API_CRDS, FakeKubeApi
-from tests.support.processes import eventually
 from tests.watch_file.conftest import EventLog
 from tests.watch_k8s.conftest import StartWatcher, custom, install, wait_synced
 from xdsbus import status_store
 from xdsbus.bus import Bus
 from xdsbus.contract.status import Condition, ListenerStatus, ObjectStatus, ParentStatus, Verdict
 from xdsbus.events import Op
+from xdsbus_dev.harness.processes import eventually
 from xdsbus_watch_k8s.gateway_status import wanted_status
 from xdsbus_watch_k8s.status_writer import lease_name
 

@@ -17,7 +17,6 @@ from tests.fakes.kube_api import (
     WASMPLUGINS,
     FakeKubeApi,
 )
-from tests.support.processes import eventually
 from tests.watch_file.conftest import EventLog
 from tests.watch_k8s.conftest import (
     SYSTEM,
@@ -38,6 +37,7 @@ from xdsbus.bus import Bus
 from xdsbus.events import EVENTS_STREAM, Op, subject_for
 from xdsbus.fold.state import FoldState, apply
 from xdsbus.secretbox import SecretBox, is_sealed
+from xdsbus_dev.harness.processes import eventually
 from xdsbus_watch_k8s import K8sWatcher
 from xdsbus_watch_k8s.status_writer import lease_name
 

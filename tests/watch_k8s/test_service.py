@@ -13,11 +13,11 @@ import pytest
 from nats.js.errors import KeyNotFoundError
 
 from tests.fakes.kube_api import FakeKubeApi
-from tests.support.processes import NatsServer, Service, eventually, tool
 from tests.watch_file.conftest import EventLog
 from tests.watch_k8s.conftest import ingress, service, wait_synced
 from xdsbus.bus import Bus
 from xdsbus.events import Op
+from xdsbus_dev.harness.processes import NatsServer, Service, eventually, tool
 from xdsbus_watch_k8s.main import parse_settings
 from xdsbus_watch_k8s.status_writer import lease_name
 

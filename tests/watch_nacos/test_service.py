@@ -10,12 +10,12 @@ from typing import Any
 
 from tests.fakes.nacos_server import FakeNacos
 from tests.registry.support import Source, mcpbridge, secret
-from tests.support.processes import NatsServer, Service, tool
 from tests.watch_file.conftest import EventLog
 from xdsbus.bus import Bus
 from xdsbus.events import Op
 from xdsbus.model.registry import REGISTRY_SERVICE_KIND
 from xdsbus.secretbox import SecretBox
+from xdsbus_dev.harness.processes import NatsServer, Service, tool
 
 ORDERS = "orders.DEFAULT-GROUP.public.nacos"
 

@@ -1,4 +1,7 @@
-"""The `xdsbus` command: ledger tools, replay, status and the local stack."""
+"""The `xdsbus` command: ledger tools, replay and status, plus the subcommands installed packages add.
+
+Packages add subcommands through the entry-point group `xdsbus.commands` (xdsbus-dev adds `up`), so this
+module never imports a development package and an image without one simply lacks its subcommands."""
 
 from __future__ import annotations
 
@@ -8,11 +11,29 @@ import datetime
 import os
 import sys
 from collections.abc import Awaitable, Callable
+from importlib.metadata import entry_points
 from pathlib import Path
+from typing import Protocol, cast
 
-from xdsbus import echo
 from xdsbus.bus import Bus, BusSettings, connect
-from xdsbus.cli import ledger_cmds, replay_cmd, status_cmd, up_cmd
+from xdsbus.cli import ledger_cmds, replay_cmd, status_cmd
+
+COMMANDS_GROUP = "xdsbus.commands"
+
+
+class Command(Protocol):
+    """What an entry point of `xdsbus.commands` names (usually a module): a subcommand that runs itself."""
+
+    HELP: str
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None: ...
+
+    def run(self, args: argparse.Namespace) -> int: ...
+
+
+def installed_commands() -> dict[str, Command]:
+    """The subcommands installed packages register, by name."""
+    return {ep.name: cast(Command, ep.load()) for ep in entry_points(group=COMMANDS_GROUP)}
 
 
 def parse_time(text: str) -> datetime.datetime:
@@ -25,8 +46,8 @@ def parse_time(text: str) -> datetime.datetime:
     return when if when.tzinfo else when.replace(tzinfo=datetime.UTC)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """All subcommands and their flags."""
+def build_parser(extra: dict[str, Command] | None = None) -> argparse.ArgumentParser:
+    """All subcommands and their flags; `extra` adds installed subcommands."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--nats-url", default=os.environ.get("XDSBUS_NATS_URL", "nats://127.0.0.1:4222"))
     common.add_argument("--scope", default=os.environ.get("XDSBUS_SCOPE", "default"))
@@ -68,19 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("object", nargs="?", default="", help="KIND/NAMESPACE/NAME or a prefix of it")
     status.set_defaults(run=status_cmd.status)
 
-    up = sub.add_parser("up", help="run the whole local stack")
-    up.add_argument("--config-dir", type=Path, default=Path("examples"))
-    up.add_argument("--data-dir", type=Path, default=Path(".data"))
-    up.add_argument(
-        "--gateway-http-port", type=int, default=int(os.environ.get("XDSBUS_GATEWAY_HTTP_PORT", "10080"))
-    )
-    up.set_defaults(run=None)
-
-    echo_parser = sub.add_parser(
-        "echo", help="an echo backend: answers every request with a JSON description of it"
-    )
-    echo.add_arguments(echo_parser)
-    echo_parser.set_defaults(run=None)
+    for name, command in sorted((extra or {}).items()):
+        extra_parser = sub.add_parser(name, help=command.HELP)
+        command.add_arguments(extra_parser)
+        extra_parser.set_defaults(run=None, extra=command)
     return parser
 
 
@@ -96,11 +108,10 @@ async def _with_bus(
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the xdsbus command."""
-    args = build_parser().parse_args(argv)
-    if args.command == "up":
-        return up_cmd.up(args)
-    if args.command == "echo":
-        return echo.run(args)
+    args = build_parser(installed_commands()).parse_args(argv)
+    extra: Command | None = getattr(args, "extra", None)
+    if extra is not None:
+        return extra.run(args)
     try:
         return asyncio.run(_with_bus(args, args.run))
     except (LookupError, ValueError) as exc:

@@ -23,16 +23,16 @@ from typing import Any
 import yaml
 from google.protobuf import any_pb2
 
-from tests.support import http
-from tests.support.envoy import Envoy, terminate_process
-from tests.support.processes import NatsServer, Service, free_port, tool
 from xdsbus.bus import Bus, BusSettings, connect
 from xdsbus.contract.resources import Changes, Resource, ResourceKey, pack_any
-from xdsbus.echo import EchoIdentity, EchoServer
-from xdsbus.envoy_bootstrap import ApiType
 from xdsbus.ledger import reader
 from xdsbus.ledger.publisher import LedgerPublisher
 from xdsbus.ledger.store import fetch_body
+from xdsbus_dev.echo import EchoIdentity, EchoServer
+from xdsbus_dev.envoy_bootstrap import ApiType
+from xdsbus_dev.harness import http
+from xdsbus_dev.harness.envoy import Envoy, terminate_process
+from xdsbus_dev.harness.processes import NatsServer, Service, free_port, tool
 
 NAMESPACE = "demo"
 HOST = "demo.local"

@@ -15,9 +15,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tests.support import http
-from tests.support.processes import free_port, tool
-from xdsbus.envoy_bootstrap import ApiType, ads_bootstrap, parse_address, write_bootstrap
+from xdsbus_dev.envoy_bootstrap import ApiType, ads_bootstrap, parse_address, write_bootstrap
+from xdsbus_dev.harness import http
+from xdsbus_dev.harness.processes import free_port, tool
 
 _IDS = itertools.count(1)
 

@@ -13,10 +13,10 @@ Plain asyncio streams, HTTP/1.1 with keep-alive, no threads:
   with status C, or without `responseCode` by resetting the connection; each failure waits D first;
 - `/health` answers 200 `OK`;
 - `GET /ws` with `Upgrade: websocket` becomes a websocket (RFC 6455, over HTTP/1.1) echoing every text and
-  binary message back unchanged (xdsbus.echo_websocket); an invalid opening handshake is answered 400, and
-  `/ws` without `Upgrade` is echoed as any other request;
-- with a TLS context (`EchoServer(tls=...)`, `xdsbus echo --tls-cert --tls-key`) it serves HTTPS and the
-  body gains `tls: {version, serverName, negotiatedProtocol, cipherSuite}`.
+  binary message back unchanged (xdsbus_dev.echo_websocket); an invalid opening handshake is answered 400,
+  and `/ws` without `Upgrade` is echoed as any other request;
+- with a TLS context (`EchoServer(tls=...)`, `python -m xdsbus_dev.echo --tls-cert --tls-key`) it serves
+  HTTPS and the body gains `tls: {version, serverName, negotiatedProtocol, cipherSuite}`.
 
 Every request served is also kept in `EchoServer.log` (the last 1000), so tests can see what reached a
 backend whose answers nobody reads (a mirror target, retried attempts).
@@ -45,9 +45,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
-from xdsbus import echo_websocket
+from xdsbus_dev import echo_websocket
 
-log = logging.getLogger("xdsbus.echo")
+log = logging.getLogger(__name__)
 
 MAX_LINE = 64 * 1024
 MAX_HEADERS = 200
@@ -973,7 +973,7 @@ class _H2Connection:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The flags of `xdsbus echo`; defaults from the echo server's usual environment variables."""
+    """The flags of the echo backend; defaults from the echo server's usual environment variables."""
     env = os.environ.get
     parser.add_argument("--port", type=int, default=int(env("HTTP_PORT", "3000")))
     parser.add_argument("--host", default=env("XDSBUS_ECHO_HOST", "127.0.0.1"), help="address to bind")
@@ -1013,7 +1013,7 @@ async def _serve(args: argparse.Namespace, ready: Callable[[EchoServer], None] |
 
 
 def run(args: argparse.Namespace) -> int:
-    """Entry of `xdsbus echo`: serve until SIGINT or SIGTERM."""
+    """Serve until SIGINT or SIGTERM."""
     logging.basicConfig(
         level=getattr(logging, str(args.log_level).upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(message)s",
@@ -1021,5 +1021,19 @@ def run(args: argparse.Namespace) -> int:
     try:
         return asyncio.run(_serve(args))
     except OSError as exc:
-        print(f"xdsbus echo: cannot listen on {args.host}:{args.port}: {exc}", flush=True)
+        print(f"xdsbus_dev.echo: cannot listen on {args.host}:{args.port}: {exc}", flush=True)
         return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry of `python -m xdsbus_dev.echo`."""
+    parser = argparse.ArgumentParser(
+        prog="python -m xdsbus_dev.echo",
+        description="an echo backend: answers every request with a JSON description of it",
+    )
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,4 +1,6 @@
-"""`xdsbus up`: the whole local stack as child processes, stopped together on Ctrl-C."""
+"""`xdsbus up`: the whole local stack as child processes, stopped together on Ctrl-C.
+
+A subcommand of the core `xdsbus` CLI through the `xdsbus.commands` entry point of this package."""
 
 from __future__ import annotations
 
@@ -12,9 +14,11 @@ import socket
 import sys
 from pathlib import Path
 
-from xdsbus.envoy_bootstrap import ads_bootstrap, write_bootstrap
+from xdsbus_dev.envoy_bootstrap import ads_bootstrap, write_bootstrap
 
 _BIN = Path(sys.executable).parent
+
+HELP = "run the whole local stack"
 
 # The demo: echo backends where examples/ points its EndpointSlices, two edges, one Envoy.
 ECHO_BACKENDS = (
@@ -113,8 +117,9 @@ async def _stack(args: argparse.Namespace) -> int:
         for service, pod, port in ECHO_BACKENDS:
             await start(
                 service,
-                _tool("xdsbus"),
-                "echo",
+                sys.executable,
+                "-m",
+                "xdsbus_dev.echo",
                 "--port",
                 str(port),
                 "--pod",
@@ -203,6 +208,15 @@ async def _stack(args: argparse.Namespace) -> int:
                     await proc.wait()
 
 
-def up(args: argparse.Namespace) -> int:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of `xdsbus up`."""
+    parser.add_argument("--config-dir", type=Path, default=Path("examples"))
+    parser.add_argument("--data-dir", type=Path, default=Path(".data"))
+    parser.add_argument(
+        "--gateway-http-port", type=int, default=int(os.environ.get("XDSBUS_GATEWAY_HTTP_PORT", "10080"))
+    )
+
+
+def run(args: argparse.Namespace) -> int:
     """Run the stack until Ctrl-C."""
     return asyncio.run(_stack(args))

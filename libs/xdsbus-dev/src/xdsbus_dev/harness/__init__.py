@@ -1,0 +1,1 @@
+"""Real components for tests and benchmarks: nats-server, Envoy, the whole stack, HTTP, certificates."""
