@@ -9,9 +9,11 @@ import grpc
 
 from xdsbus.bus import Bus
 from xdsbus.contract.type_urls import TYPE_ORDER
-from xdsbus_edge.cache import DEFAULT_SCOPE, SnapshotCache
+from xdsbus_edge.cache import SnapshotCache
 from xdsbus_edge.http import DebugApi, HttpServer
 from xdsbus_edge.metrics import EdgeMetrics
+from xdsbus_edge.registry import StreamTable
+from xdsbus_edge.scopes import DEFAULT_SCOPE
 from xdsbus_edge.server import SERVER_OPTIONS, XdsServer
 from xdsbus_edge.snapshot import Snapshot, short_type
 
@@ -47,11 +49,13 @@ class Edge:
             bus,
             scopes=config.scopes,
             lazy=config.lazy_scopes,
+            lazy_wait=config.lazy_scope_wait,
             on_switch=self._switched,
             on_rejected=self._rejected,
         )
-        self.xds = XdsServer(self.cache, self.metrics, lazy_scope_wait=config.lazy_scope_wait)
-        self.http = HttpServer(DebugApi(self.cache, self.xds, self.metrics))
+        self.streams = StreamTable(self.metrics)
+        self.xds = XdsServer(self.cache, self.streams)
+        self.http = HttpServer(DebugApi(self.cache, self.streams, self.metrics))
         self._grpc: grpc.aio.Server | None = None
         self.xds_port = 0
         self.http_port = 0

@@ -12,24 +12,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from xdsbus.bus import Bus
 from xdsbus.contract.resources import ResourceKey
 from xdsbus_edge.ledger_follower import LedgerFollower
+from xdsbus_edge.scopes import DEFAULT_SCOPE
 from xdsbus_edge.snapshot import CachedResource, Snapshot
 
 log = logging.getLogger(__name__)
 
-DEFAULT_SCOPE = "default"
-# A scope is one NATS subject token.
-SCOPE_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-
 
 class SnapshotCache:
-    """Current snapshot per scope; followers feed it, streams read it."""
+    """Current snapshot per scope; followers feed it, streams read it (the edge's SnapshotSource,
+    interfaces.py)."""
 
     def __init__(
         self,
@@ -37,12 +34,15 @@ class SnapshotCache:
         *,
         scopes: Iterable[str] = (DEFAULT_SCOPE,),
         lazy: bool = True,
+        lazy_wait: float = 2.0,
         on_switch: Callable[[Snapshot], None] | None = None,
         on_rejected: Callable[[str, int, str], None] | None = None,
     ) -> None:
         self.bus = bus
         self.preload = tuple(dict.fromkeys(scopes))
         self.lazy = lazy
+        # How long a new stream for a scope not yet followed waits for its first version.
+        self.lazy_wait = lazy_wait
         self.on_switch = on_switch
         self.on_rejected = on_rejected
         self._current: dict[str, Snapshot] = {}
@@ -110,19 +110,19 @@ class SnapshotCache:
             log.exception("following scope %s failed", follower.scope)
             raise
 
-    async def wait_snapshot(self, scope: str, timeout: float) -> Snapshot | None:
-        """The scope's snapshot, starting to follow it (when lazy loading is on) and waiting up to
-        `timeout` seconds for its first version."""
+    async def first_snapshot(self, scope: str) -> Snapshot | None:
+        """The scope's snapshot for a new stream. A scope named at start is served only once loaded;
+        another one is followed now (when lazy loading is on) and waited for up to `lazy_wait` seconds."""
         snap = self._current.get(scope)
         if snap is not None:
             return snap
-        if scope not in self.preload and not self.lazy:
+        if scope in self.preload or not self.lazy:
             return None
         self.follow(scope)
         event = self._loaded.setdefault(scope, asyncio.Event())
-        if timeout > 0:
+        if self.lazy_wait > 0:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(event.wait(), timeout)
+                await asyncio.wait_for(event.wait(), self.lazy_wait)
         return self._current.get(scope)
 
     def set_snapshot(self, snapshot: Snapshot) -> None:

@@ -17,7 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 from xdsbus.ledger.dump import to_json
 from xdsbus_edge.cache import SnapshotCache
 from xdsbus_edge.metrics import EdgeMetrics
-from xdsbus_edge.server import XdsServer
+from xdsbus_edge.registry import StreamTable
 from xdsbus_edge.snapshot import short_type
 
 log = logging.getLogger(__name__)
@@ -42,11 +42,11 @@ def _json(status: int, value: Any) -> Response:
 
 
 class DebugApi:
-    """Routes of the HTTP port, over the edge's cache, server and metrics."""
+    """Routes of the HTTP port, over the edge's cache, streams and metrics."""
 
-    def __init__(self, cache: SnapshotCache, server: XdsServer, metrics: EdgeMetrics) -> None:
+    def __init__(self, cache: SnapshotCache, streams: StreamTable, metrics: EdgeMetrics) -> None:
         self.cache = cache
-        self.server = server
+        self.streams = streams
         self.metrics = metrics
         self.routes: dict[str, Callable[[dict[str, list[str]]], Response]] = {
             "/metrics": self.metrics_page,
@@ -81,7 +81,7 @@ class DebugApi:
         )
 
     def syncz(self, query: dict[str, list[str]]) -> Response:
-        entries = self.server.syncz()
+        entries = self.streams.syncz()
         proxy = query.get("proxy", [None])[0]
         if proxy:
             entries = [e for e in entries if e["proxy"] == proxy]

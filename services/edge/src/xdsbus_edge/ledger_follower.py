@@ -30,7 +30,7 @@ from xdsbus.contract.resources import ResourceKey
 from xdsbus.ledger import reader
 from xdsbus.ledger.store import BodyCorrupt, BodyMissing, fetch_body
 from xdsbus.proto.ledger.v1 import ledger_pb2
-from xdsbus_edge.snapshot import CachedResource, Snapshot
+from xdsbus_edge.snapshot import CachedResource, Snapshot, next_snapshot
 
 log = logging.getLogger(__name__)
 
@@ -364,37 +364,16 @@ class LedgerFollower:
         return resolved
 
     def _switch(self, record: ledger_pb2.Version, resolved: dict[ResourceKey, CachedResource]) -> None:
-        served = self.snapshot
-        types: dict[str, dict[str, CachedResource]] = {}
-        changed: dict[str, set[str]] = {}
-        for key in self._dirty:
-            changed.setdefault(key.type_url, set()).add(key.name)
-        resources: dict[str, Any] = dict(served.resources) if served else {}
-        for type_url, names in changed.items():
-            current = dict(resources.get(type_url, {}))
-            for name in names:
-                res = resolved.get(ResourceKey(type_url, name))
-                if res is None:
-                    current.pop(name, None)
-                else:
-                    current[name] = res
-            types[type_url] = current
-        for type_url, current in types.items():
-            if current:
-                resources[type_url] = current
-            else:
-                resources.pop(type_url, None)
-        snapshot = Snapshot(
+        snapshot = next_snapshot(
+            self.snapshot,
             scope=self.scope,
             version=record.version,
             digest=record.digest,
-            resources=resources,
-            predecessor=served.version if served else 0,
-            changed={t: frozenset(n) for t, n in changed.items()},
+            changes={key: resolved.get(key) for key in self._dirty},
             published_ns=record.time_unix_nano,
             translator_version=record.translator_version,
-            previous=served,
         )
+        changed_count = len(self._dirty)
         self._dirty = set()
         self._staged = {}
         self._retry_at = None
@@ -411,7 +390,7 @@ class LedgerFollower:
             self.scope,
             snapshot.version,
             snapshot.resource_count(),
-            sum(len(n) for n in changed.values()),
+            changed_count,
         )
         self.first_loaded.set()
         self.on_snapshot(snapshot)

@@ -10,7 +10,7 @@ from xdsbus.bus import BusSettings, connect
 from xdsbus.logs import LOG_FORMATS, setup_logging
 from xdsbus.service import run_service
 from xdsbus_edge.app import Edge, EdgeConfig, split_host_port
-from xdsbus_edge.cache import SCOPE_PATTERN
+from xdsbus_edge.scopes import SCOPE_PATTERN
 
 
 def _env(name: str, default: str) -> str:

@@ -1,12 +1,12 @@
 """The gRPC side: ADS and the per-type discovery services, SotW and delta, on one implementation.
 
 Every RPC is a generic stream-stream handler: requests are parsed with the xds-protos classes,
-responses are already serialized bytes (see encoding.py) and pass through an identity serializer.
+responses are already serialized bytes (see encoding.py) and pass through an identity serializer. The
+servicer context is the stream's Transport (interfaces.py).
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -14,13 +14,10 @@ import grpc
 from envoy.service.discovery.v3 import discovery_pb2
 
 from xdsbus.contract.type_urls import CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET
-from xdsbus_edge.cache import SnapshotCache
 from xdsbus_edge.delta import DeltaStream
-from xdsbus_edge.metrics import EdgeMetrics
+from xdsbus_edge.interfaces import SnapshotSource, StreamRegistry
 from xdsbus_edge.sotw import SotwStream
 from xdsbus_edge.stream import XdsStream
-
-log = logging.getLogger(__name__)
 
 # service -> method -> (mode, type URL the RPC is fixed to; None for ADS)
 SERVICES: dict[str, dict[str, tuple[str, str | None]]] = {
@@ -68,17 +65,11 @@ def _identity(data: bytes) -> bytes:
 
 
 class XdsServer:
-    """The xDS services of one edge, and the registry of its streams for /debug/syncz."""
+    """The xDS services of one edge: each RPC runs a stream over the edge's source and registry."""
 
-    def __init__(self, cache: SnapshotCache, metrics: EdgeMetrics, *, lazy_scope_wait: float = 2.0) -> None:
-        self.cache = cache
-        self.metrics = metrics
-        # How long a stream for a scope not yet followed waits for its first version before UNAVAILABLE.
-        self.lazy_scope_wait = lazy_scope_wait
-        self._streams: dict[int, XdsStream] = {}
-        self._by_node: dict[str, set[XdsStream]] = {}
-
-    # ---- gRPC ---------------------------------------------------------------------------------
+    def __init__(self, source: SnapshotSource, registry: StreamRegistry) -> None:
+        self.source = source
+        self.registry = registry
 
     def generic_handlers(self) -> list[grpc.GenericRpcHandler]:
         handlers = []
@@ -98,47 +89,12 @@ class XdsServer:
         name = rpc.rsplit("/", 1)[-1]
 
         async def behavior(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> None:
-            await stream_class(self, name, type_url, context).run(requests)
+            await stream_class(self.source, self.registry, name, type_url, context).run(requests)
 
         return grpc.stream_stream_rpc_method_handler(
             behavior, request_deserializer=request_class.FromString, response_serializer=_identity
         )
 
     def add_to(self, server: grpc.aio.Server) -> None:
+        """Serve the xDS services on a gRPC server."""
         server.add_generic_rpc_handlers(self.generic_handlers())
-
-    # ---- registry -----------------------------------------------------------------------------
-
-    def register(self, stream: XdsStream) -> None:
-        self._streams[stream.id] = stream
-        self._by_node.setdefault(stream.node_id, set()).add(stream)
-        self.metrics.connected.inc(stream.mode)
-        log.info(
-            "proxy %s connected (%s, scope %s, %s)",
-            stream.node_id,
-            stream.rpc,
-            stream.scope,
-            stream.peer,
-            extra={"proxy": stream.node_id, "scope": stream.scope, "stream": stream.id},
-        )
-
-    def unregister(self, stream: XdsStream) -> None:
-        if self._streams.pop(stream.id, None) is None:
-            return
-        peers = self._by_node.get(stream.node_id)
-        if peers is not None:
-            peers.discard(stream)
-            if not peers:
-                del self._by_node[stream.node_id]
-        self.metrics.connected.dec(stream.mode)
-        log.info("proxy %s disconnected (%s)", stream.node_id, stream.rpc, extra={"stream": stream.id})
-
-    def streams_of(self, node_id: str) -> list[XdsStream]:
-        return list(self._by_node.get(node_id, ()))
-
-    def streams(self) -> list[XdsStream]:
-        return list(self._streams.values())
-
-    def syncz(self) -> list[dict[str, Any]]:
-        """Per connected stream (proxy) and type: version sent, acked, nacked, last error."""
-        return [s.debug() for s in sorted(self._streams.values(), key=lambda s: (s.node_id, s.id))]

@@ -12,10 +12,12 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from types import MappingProxyType
+from typing import Any
 
 from envoy.config.cluster.v3 import cluster_pb2
 from google.protobuf import any_pb2
 
+from xdsbus.contract.resources import ResourceKey
 from xdsbus.contract.type_urls import CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET, TYPE_ORDER
 from xdsbus.contract.wire import field, field_head
 
@@ -177,3 +179,45 @@ class Snapshot:
 
     def __repr__(self) -> str:
         return f"Snapshot({self.scope!r}, v{self.version}, {self.resource_count()} resources)"
+
+
+def next_snapshot(
+    served: Snapshot | None,
+    *,
+    scope: str,
+    version: int,
+    digest: str,
+    changes: Mapping[ResourceKey, CachedResource | None],
+    published_ns: int = 0,
+    translator_version: str = "",
+) -> Snapshot:
+    """The snapshot that follows `served` (None: the first one): its resources with `changes` applied
+    (None removes a resource). Types that did not change share `served`'s maps, so a version costs what
+    it changed, not what it holds; `changed` tells streams which names to look at."""
+    changed: dict[str, set[str]] = {}
+    for key in changes:
+        changed.setdefault(key.type_url, set()).add(key.name)
+    resources: dict[str, Any] = dict(served.resources) if served else {}
+    for type_url, names in changed.items():
+        current = dict(resources.get(type_url, {}))
+        for name in names:
+            res = changes[ResourceKey(type_url, name)]
+            if res is None:
+                current.pop(name, None)
+            else:
+                current[name] = res
+        if current:
+            resources[type_url] = current
+        else:
+            resources.pop(type_url, None)
+    return Snapshot(
+        scope=scope,
+        version=version,
+        digest=digest,
+        resources=resources,
+        predecessor=served.version if served else 0,
+        changed={t: frozenset(n) for t, n in changed.items()},
+        published_ns=published_ns,
+        translator_version=translator_version,
+        previous=served,
+    )

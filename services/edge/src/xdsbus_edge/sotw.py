@@ -57,7 +57,7 @@ class SotwStream(XdsStream):
             await self.respond(watch, ALL)
             return
         if nonce != watch.nonce_sent:
-            self.metrics.expired_nonce.inc(watch.short)
+            self.registry.expired_nonce(self, type_url)
             if watch.version_of(nonce) is not None:
                 watch.acked(nonce, request.version_info)  # bookkeeping only: it is still not answered
             return

@@ -4,6 +4,9 @@ One task per stream reads requests into a queue; the stream's own task takes req
 wake-ups and "EDS after CDS" notices from that queue in order and is the only one that writes. The
 stream holds the snapshot it last pushed (`snap`) and answers requests from it, so within one stream
 every type moves from one version to the next together and in order (CDS, EDS, LDS, RDS, SDS).
+
+A stream knows the rest of the edge only through interfaces.py: the snapshot source it serves from,
+the registry it reports to, and the transport of its RPC.
 """
 
 from __future__ import annotations
@@ -13,22 +16,18 @@ import itertools
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import grpc
 from envoy.config.core.v3 import base_pb2
 
 from xdsbus.contract.type_urls import ENDPOINT
-from xdsbus_edge.cache import DEFAULT_SCOPE, SCOPE_PATTERN
+from xdsbus_edge.interfaces import SnapshotSource, StreamRegistry, Transport
+from xdsbus_edge.scopes import SCOPE_METADATA_KEY, SCOPE_PATTERN, scope_of
 from xdsbus_edge.snapshot import Snapshot, short_type, type_rank
 from xdsbus_edge.subscriptions import Watch
 
-if TYPE_CHECKING:
-    from xdsbus_edge.server import XdsServer
-
 log = logging.getLogger(__name__)
-
-SCOPE_METADATA_KEY = "XDSBUS_SCOPE"
 
 _ids = itertools.count(1)
 
@@ -54,27 +53,26 @@ class StreamRefused(Exception):
         self.reason = reason
 
 
-def scope_of(node: base_pb2.Node) -> str:
-    """The scope a proxy asks for: node metadata XDSBUS_SCOPE, or `default`."""
-    value = node.metadata.fields.get(SCOPE_METADATA_KEY) if node.HasField("metadata") else None
-    if value is None or value.WhichOneof("kind") != "string_value" or not value.string_value:
-        return DEFAULT_SCOPE
-    return value.string_value
-
-
 class XdsStream:
     """Base of SotwStream and DeltaStream."""
 
     mode: ClassVar[str] = ""
 
-    def __init__(self, server: XdsServer, rpc: str, fixed_type: str | None, context: Any) -> None:
+    def __init__(
+        self,
+        source: SnapshotSource,
+        registry: StreamRegistry,
+        rpc: str,
+        fixed_type: str | None,
+        transport: Transport,
+    ) -> None:
         self.id = next(_ids)
-        self.server = server
-        self.metrics = server.metrics
+        self.source = source
+        self.registry = registry
         self.rpc = rpc
         self.fixed_type = fixed_type
-        self.context = context
-        self.peer = context.peer() if hasattr(context, "peer") else ""
+        self.transport = transport
+        self.peer = transport.peer()
         self.node: base_pb2.Node | None = None
         self.node_id = ""
         self.scope = ""
@@ -82,6 +80,7 @@ class XdsStream:
         self.watches: dict[str, Watch] = {}
         self.connected_at = time.time()
         self.queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._registered = False
         self._wake_queued = False
         self._nonces = itertools.count(1)
         # Convergence: when the push in flight started, and the types still waiting for their ACK.
@@ -90,54 +89,54 @@ class XdsStream:
     # ---- lifecycle ----------------------------------------------------------------------------
 
     async def run(self, requests: AsyncIterator[Any]) -> None:
+        """Serve the stream until the proxy ends it; end it with an error status when it cannot be
+        served (StreamRefused)."""
         reader = asyncio.create_task(self._read(requests), name=f"xds-read-{self.id}")
-        registered = False
         try:
-            first = await self.queue.get()
-            if first is EOF:
-                return
-            if isinstance(first, BaseException):
-                raise first
-            try:
-                await self._open(first)
-            except StreamRefused as refused:
-                self.metrics.refused.inc(refused.reason)
-                log.info(
-                    "refusing %s stream from %s: %s", self.rpc, self.node_id or self.peer, refused.details
-                )
-                await self.context.abort(refused.code, refused.details)
-                return
-            self.server.register(self)
-            registered = True
-            self.server.cache.watch(self.scope, self._wake)
-            if self.server.cache.current(self.scope) is not self.snap:
-                self._wake()
-            await self._handle(first)
-            while True:
-                item = await self.queue.get()
-                if item is EOF:
-                    return
-                if item is WAKE:
-                    self._wake_queued = False
-                    snap = self.server.cache.current(self.scope)
-                    if snap is not None and snap is not self.snap:
-                        await self.push(snap)
-                elif item is EDS_AFTER_CDS:
-                    await self.eds_after_cds()
-                elif isinstance(item, BaseException):
-                    raise item
-                else:
-                    await self._handle(item)
-        except (asyncio.CancelledError, grpc.aio.AbortError, grpc.RpcError):
+            await self._serve()
+        except StreamRefused as refused:
+            self.registry.refused(self, refused.reason)
+            log.info("refusing %s stream from %s: %s", self.rpc, self.node_id or self.peer, refused.details)
+            await self.transport.abort(refused.code, refused.details)
+        except (grpc.aio.AbortError, grpc.RpcError):
             raise
         except Exception:
             log.exception("%s stream %d of proxy %s failed", self.rpc, self.id, self.node_id or self.peer)
             raise
         finally:
             reader.cancel()
-            if registered:
-                self.server.cache.unwatch(self.scope, self._wake)
-                self.server.unregister(self)
+            if self._registered:
+                self.source.unwatch(self.scope, self._wake)
+                self.registry.unregister(self)
+
+    async def _serve(self) -> None:
+        first = await self.queue.get()
+        if first is EOF:
+            return
+        if isinstance(first, BaseException):
+            raise first
+        await self._open(first)
+        self.registry.register(self)
+        self._registered = True
+        self.source.watch(self.scope, self._wake)
+        if self.source.current(self.scope) is not self.snap:
+            self._wake()
+        await self.handle_request(first)
+        while True:
+            item = await self.queue.get()
+            if item is EOF:
+                return
+            if item is WAKE:
+                self._wake_queued = False
+                snap = self.source.current(self.scope)
+                if snap is not None and snap is not self.snap:
+                    await self.push(snap)
+            elif item is EDS_AFTER_CDS:
+                await self.eds_after_cds()
+            elif isinstance(item, BaseException):
+                raise item
+            else:
+                await self.handle_request(item)
 
     async def _read(self, requests: AsyncIterator[Any]) -> None:
         try:
@@ -168,9 +167,7 @@ class XdsStream:
                 grpc.StatusCode.INVALID_ARGUMENT, f"invalid {SCOPE_METADATA_KEY} {scope!r}", "bad_scope"
             )
         self.scope = scope
-        cache = self.server.cache
-        wait = 0.0 if scope in cache.preload else self.server.lazy_scope_wait
-        snap = await cache.wait_snapshot(scope, wait)
+        snap = await self.source.first_snapshot(scope)
         if snap is None:
             raise StreamRefused(
                 grpc.StatusCode.UNAVAILABLE,
@@ -194,13 +191,6 @@ class XdsStream:
                 "wrong_type",
             )
         return self.fixed_type
-
-    async def _handle(self, request: Any) -> None:
-        try:
-            await self.handle_request(request)
-        except StreamRefused as refused:
-            self.metrics.refused.inc(refused.reason)
-            await self.context.abort(refused.code, refused.details)
 
     # ---- to implement -------------------------------------------------------------------------
 
@@ -230,17 +220,14 @@ class XdsStream:
         """Send one response and account for it."""
         assert self.snap is not None
         watch.sent(nonce, self.snap.version_info)
-        await self.context.write(body)
-        short = watch.short
-        self.metrics.pushes.inc(short)
-        self.metrics.push_time.observe(time.perf_counter() - started, short)
-        self.metrics.config_size.observe(len(body), short)
+        await self.transport.write(body)
+        self.registry.responded(self, watch.type_url, len(body), time.perf_counter() - started)
 
     def after_cds(self, eds_names: Callable[[], set[str]]) -> None:
         """Clusters were just sent on this stream: tell this proxy's other streams that carry EDS
         (per-type streams: CDS and EDS on separate streams of one proxy)."""
         names: set[str] | None = None
-        for other in self.server.streams_of(self.node_id):
+        for other in self.registry.streams_of(self.node_id):
             if other is not self and other.scope == self.scope and ENDPOINT in other.watches:
                 if names is None:
                     names = eds_names()
@@ -252,28 +239,27 @@ class XdsStream:
             started, waiting = self._converging
             waiting.discard(watch.type_url)
             if not waiting:
-                self.metrics.convergence.observe(time.monotonic() - started)
+                self.registry.converged(self, time.monotonic() - started)
                 self._converging = None
 
     def record_nack(self, watch: Watch | None, type_url: str, nonce: str, error: str) -> None:
-        short = short_type(type_url)
-        self.metrics.rejects.inc(short)
-        if short in self.metrics.type_rejects:
-            self.metrics.type_rejects[short].inc()
+        """Keep a NACK's error on the watch (one log line per new version or error) and report it."""
         self._converging = None
         if watch is None:
+            self.registry.nacked(self, type_url, "unknown", error)
             return
         version = watch.version_of(nonce) or (watch.version_sent if not nonce else "") or "unknown"
         first_time = watch.version_nacked != version or watch.last_error != error
         watch.nacked(version, error)
+        self.registry.nacked(self, type_url, version, error)
         if first_time:
             log.warning(
                 "proxy %s rejected %s version %s: %s",
                 self.node_id,
-                short.upper(),
+                watch.short.upper(),
                 version,
                 error,
-                extra={"proxy": self.node_id, "type": short, "version": version, "scope": self.scope},
+                extra={"proxy": self.node_id, "type": watch.short, "version": version, "scope": self.scope},
             )
 
     def push_started(self, snap: Snapshot, types: set[str]) -> None:

@@ -1,0 +1,99 @@
+"""What the xDS protocol code (stream.py, sotw.py, delta.py) needs from the rest of the edge.
+
+Three small interfaces, after go-control-plane's ConfigWatcher and Callbacks: the protocol code
+imports these and nothing concrete, so every rule of docs/xds-protocol.md can be tested against an
+in-memory source and registry (tests/edge/harness.py) without NATS or gRPC.
+
+- `SnapshotSource`: the current snapshot of each scope, waiting for a first one, and wake-ups when a
+  newer one is current. The edge's is `SnapshotCache` (cache.py), fed by the ledger followers.
+- `StreamRegistry`: the streams open on this edge (a proxy's per-type streams find each other through
+  it) and what they report: responses, NACKs, stale nonces, refusals, convergence. The edge's is
+  `StreamTable` (registry.py), which turns the reports into metrics and /debug/syncz.
+- `Transport`: the RPC as the stream sees it: who is at the other end, send bytes, end with a status.
+  The edge's is the gRPC servicer context (server.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, NoReturn, Protocol
+
+import grpc
+
+from xdsbus_edge.snapshot import Snapshot
+
+if TYPE_CHECKING:
+    from xdsbus_edge.stream import XdsStream
+
+
+class SnapshotSource(Protocol):
+    """Complete snapshots per scope; never a partial one."""
+
+    def current(self, scope: str) -> Snapshot | None:
+        """The snapshot served now for `scope`, or None before the first one."""
+        ...
+
+    async def first_snapshot(self, scope: str) -> Snapshot | None:
+        """The scope's snapshot for a new stream, waiting as long as the source allows for a scope it
+        has yet to load; None: nothing complete to serve (the stream is refused with UNAVAILABLE)."""
+        ...
+
+    def watch(self, scope: str, wake: Callable[[], None]) -> None:
+        """Call `wake` (no arguments, synchronously) whenever a newer snapshot of `scope` is current."""
+        ...
+
+    def unwatch(self, scope: str, wake: Callable[[], None]) -> None:
+        """Stop calling `wake`."""
+        ...
+
+
+class StreamRegistry(Protocol):
+    """The open streams and the reports they make."""
+
+    def register(self, stream: XdsStream) -> None:
+        """A stream was accepted (it has a node, a scope and a snapshot)."""
+        ...
+
+    def unregister(self, stream: XdsStream) -> None:
+        """A registered stream ended."""
+        ...
+
+    def streams_of(self, node_id: str) -> Iterable[XdsStream]:
+        """The registered streams of one proxy."""
+        ...
+
+    def refused(self, stream: XdsStream, reason: str) -> None:
+        """A stream was ended with an error status (`reason` is a short label: `not_ready`, ...)."""
+        ...
+
+    def responded(self, stream: XdsStream, type_url: str, size: int, seconds: float) -> None:
+        """A response of `size` bytes was sent, `seconds` after its building started."""
+        ...
+
+    def nacked(self, stream: XdsStream, type_url: str, version: str, error: str) -> None:
+        """The proxy rejected `version` of a type (the stream keeps the error for /debug/syncz)."""
+        ...
+
+    def expired_nonce(self, stream: XdsStream, type_url: str) -> None:
+        """A SotW request with a stale nonce was ignored."""
+        ...
+
+    def converged(self, stream: XdsStream, seconds: float) -> None:
+        """The proxy acknowledged every type of a push, `seconds` after its snapshot was loaded."""
+        ...
+
+
+class Transport(Protocol):
+    """One RPC, as a stream uses it; grpc.aio.ServicerContext fits."""
+
+    def peer(self) -> str:
+        """The address of the other end."""
+        ...
+
+    async def write(self, message: bytes) -> None:
+        """Send one serialized response."""
+        ...
+
+    async def abort(self, code: grpc.StatusCode, details: str = "") -> NoReturn:
+        """End the RPC with an error status (raises)."""
+        ...
