@@ -7,11 +7,11 @@ from collections.abc import AsyncIterator
 
 import msgspec
 import pytest
-from nats.js.errors import KeyNotFoundError
 
 from tests.registry.support import Counts, World, folded, hostnames, op_counts, service, until
+from xdsbus import status_store
 from xdsbus.bus import Bus
-from xdsbus.contract.status import ObjectStatus, Verdict, status_key
+from xdsbus.contract.status import ObjectStatus, Verdict
 from xdsbus.contract.type_urls import CLUSTER, ENDPOINT
 from xdsbus.model.mcpbridge import RegistryConfig
 from xdsbus.model.registry import RegistryEndpoint
@@ -55,11 +55,7 @@ async def supervisor(bus: Bus) -> AsyncIterator[tuple[Supervisor, World, StaticC
 
 
 async def registry_status(bus: Bus, source: str) -> ObjectStatus | None:
-    try:
-        entry = await bus.status.get(status_key("Registry", source, source))
-    except KeyNotFoundError:
-        return None
-    return msgspec.json.decode(entry.value or b"", type=ObjectStatus)
+    return await status_store.read(bus, "Registry", source, source)
 
 
 async def holds(bus: Bus, source: str, expected: set[str]) -> None:

@@ -34,9 +34,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-import msgspec
-from nats.js.errors import KeyNotFoundError
-
 from tests.fakes.consul_server import FakeConsul
 from tests.fakes.eureka_server import FakeEureka
 from tests.fakes.nacos_server import FakeNacos
@@ -371,11 +368,7 @@ class RegistryStack(Stack):
         """The entry `Registry/<type>/<name>` of KV xdsbus_status, or None. Read by its key: listing the
         keys can miss some while others are written (nats-io/nats.py#842)."""
         async with self.bus() as bus:
-            try:
-                entry = await bus.status.get(status_store.status_key(STATUS_KIND, source, source))
-            except KeyNotFoundError:
-                return None
-        return msgspec.json.decode(entry.value or b"", type=ObjectStatus)
+            return await status_store.read(bus, STATUS_KIND, source, source)
 
     async def wait_registry_status(
         self, source: str, *, state: str | None = None, warning: str | None = None, timeout: float = 20.0

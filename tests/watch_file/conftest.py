@@ -5,21 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import textwrap
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
-from nats.js.errors import KeyNotFoundError
 
+from xdsbus import status_store
 from xdsbus.bus import Bus
 from xdsbus.events import EVENTS_STREAM, Event, Op, decode
 from xdsbus.secretbox import SecretBox
 from xdsbus_dev.harness.processes import eventually
 from xdsbus_watch_file import FileWatcher
-from xdsbus_watch_file.status import status_key
+from xdsbus_watch_file.status import STATUS_KIND
 
 POLL = 0.02
 
@@ -110,12 +110,10 @@ async def start_watcher(bus: Bus) -> AsyncIterator[StartWatcher]:
 
 
 async def file_status(bus: Bus, source_name: str, path: str) -> dict[str, Any] | None:
-    """The KV status of one file of a file source, or None when there is none."""
-    try:
-        entry = await bus.status.get(status_key(source_name, path))
-    except KeyNotFoundError:
-        return None
-    return json.loads(entry.value) if entry.value else None
+    """The KV status of one file of a file source as `xdsbus status --json` shows it, or None when there
+    is none."""
+    status = await status_store.read(bus, STATUS_KIND, f"file/{source_name}", path)
+    return msgspec.to_builtins(status) if status is not None else None
 
 
 async def wait_status(bus: Bus, source_name: str, path: str, state: str) -> dict[str, Any]:

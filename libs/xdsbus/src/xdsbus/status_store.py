@@ -1,36 +1,62 @@
-"""KV xdsbus_status: what the builder decided about each object, readable by `xdsbus status`."""
+"""KV xdsbus_status, read and written only here: what the builder decided about each object, and what
+sources report about themselves (files, registries), readable by `xdsbus status`.
+
+Every entry is an xdsbus.contract.status.ObjectStatus stored as JSON under
+`status_key(kind, source, key)`, whoever writes it. Keeping the key per kind and source lets each writer
+own its entries (a watcher writes the status of its own objects, the builder its verdicts).
+"""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
+from typing import Protocol
 
 import msgspec
 from nats.js.errors import KeyNotFoundError
 
 from xdsbus.bus import STATUS_BUCKET, Bus
 from xdsbus.contract.status import ObjectStatus, Verdict, status_key
-from xdsbus.fold.folding import Rejection
-from xdsbus.fold.state import ObjectRef
+
+_SUBJECT_PREFIX = f"$KV.{STATUS_BUCKET}."
 
 
-async def publish(bus: Bus, statuses: Iterable[ObjectStatus | ObjectRef]) -> None:
-    """Write changed statuses (a bare ObjectRef deletes the object's entry), pipelined."""
+class StatusRef(Protocol):
+    """What names a status entry (the fold's ObjectRef is one)."""
+
+    @property
+    def kind(self) -> str: ...
+    @property
+    def source(self) -> str: ...
+    @property
+    def key(self) -> str: ...
+
+
+class RejectedEvent(Protocol):
+    """An event the fold could not use (the fold's Rejection is one)."""
+
+    @property
+    def subject(self) -> str: ...
+    @property
+    def seq(self) -> int: ...
+    @property
+    def reason(self) -> str: ...
+
+
+async def publish(bus: Bus, statuses: Iterable[ObjectStatus | StatusRef]) -> None:
+    """Write changed statuses (a bare reference deletes the object's entry), pipelined."""
     pending = []
     for item in statuses:
-        if isinstance(item, ObjectRef):
-            try:
-                await bus.status.delete(status_key(item.kind, item.source, item.key))
-            except KeyNotFoundError:
-                pass
+        if not isinstance(item, ObjectStatus):
+            await delete(bus, item.kind, item.source, item.key)
             continue
-        subject = f"$KV.{STATUS_BUCKET}.{status_key(item.kind, item.source, item.key)}"
+        subject = _SUBJECT_PREFIX + status_key(item.kind, item.source, item.key)
         pending.append(await bus.js.publish_async(subject, msgspec.json.encode(item)))
     if pending:
         await asyncio.gather(*pending)
 
 
-async def publish_rejections(bus: Bus, rejections: Iterable[Rejection]) -> None:
+async def publish_rejections(bus: Bus, rejections: Iterable[RejectedEvent]) -> None:
     """Malformed events, named by their subject and sequence."""
     await publish(
         bus,
@@ -43,22 +69,64 @@ async def publish_rejections(bus: Bus, rejections: Iterable[Rejection]) -> None:
     )
 
 
-async def read_all(bus: Bus) -> list[ObjectStatus]:
-    """Every status entry, sorted by kind, source and key.
+async def put(bus: Bus, status: ObjectStatus) -> None:
+    """Write one status and wait until it is stored."""
+    await bus.status.put(status_key(status.kind, status.source, status.key), msgspec.json.encode(status))
 
-    Keys come from the bucket stream's subjects, not `KeyValue.keys()`: nats-py's `keys()` ends early
-    while other keys are being written (nats-io/nats.py#842), and `xdsbus status` would miss entries."""
-    prefix = f"$KV.{STATUS_BUCKET}."
-    info = await bus.js.stream_info(f"KV_{STATUS_BUCKET}", subjects_filter=f"{prefix}>")
-    keys = [subject.removeprefix(prefix) for subject in info.state.subjects or {}]
-    out = []
-    for key in sorted(keys):
-        try:
-            entry = await bus.status.get(key)
-        except KeyNotFoundError:
-            continue
-        try:
-            out.append(msgspec.json.decode(entry.value or b"", type=ObjectStatus))
-        except msgspec.DecodeError:
-            continue
+
+async def delete(bus: Bus, kind: str, source: str, key: str) -> None:
+    """Remove an object's status; nothing happens when it has none."""
+    try:
+        await bus.status.delete(status_key(kind, source, key))
+    except KeyNotFoundError:
+        pass
+
+
+async def read(bus: Bus, kind: str, source: str, key: str) -> ObjectStatus | None:
+    """One object's status, or None when it has none (or its entry cannot be decoded)."""
+    try:
+        entry = await bus.status.get(status_key(kind, source, key))
+    except KeyNotFoundError:
+        return None
+    return _decode(entry.value)
+
+
+async def read_all(bus: Bus) -> list[ObjectStatus]:
+    """Every status entry, sorted by kind, source and key."""
+    out = [s for key in await _keys(bus, "") if (s := await _get(bus, key)) is not None]
     return sorted(out, key=lambda s: (s.kind, s.source, s.key))
+
+
+async def read_source(bus: Bus, kind: str, source: str) -> list[ObjectStatus]:
+    """The statuses of one kind written for one source (a watcher reloading its own entries)."""
+    out = []
+    for key in await _keys(bus, status_key(kind, source, "")):
+        status = await _get(bus, key)
+        # Keys are folded to KV's alphabet, so two sources could share a prefix: the record decides.
+        if status is not None and status.kind == kind and status.source == source:
+            out.append(status)
+    return sorted(out, key=lambda s: s.key)
+
+
+async def _keys(bus: Bus, prefix: str) -> list[str]:
+    """Stored keys starting with `prefix`. Read from the bucket stream's subjects, not
+    `KeyValue.keys()`: nats-py's `keys()` ends early while other keys are being written
+    (nats-io/nats.py#842), and `xdsbus status` would miss entries."""
+    info = await bus.js.stream_info(f"KV_{STATUS_BUCKET}", subjects_filter=f"{_SUBJECT_PREFIX}>")
+    keys = (subject.removeprefix(_SUBJECT_PREFIX) for subject in info.state.subjects or {})
+    return sorted(key for key in keys if key.startswith(prefix))
+
+
+async def _get(bus: Bus, kv_key: str) -> ObjectStatus | None:
+    try:
+        entry = await bus.status.get(kv_key)
+    except KeyNotFoundError:
+        return None
+    return _decode(entry.value)
+
+
+def _decode(value: bytes | None) -> ObjectStatus | None:
+    try:
+        return msgspec.json.decode(value or b"", type=ObjectStatus)
+    except msgspec.DecodeError:
+        return None

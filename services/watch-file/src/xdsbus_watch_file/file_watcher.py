@@ -72,7 +72,7 @@ class FileWatcher(Watcher):
         self.poll_interval = poll_interval
         self.max_object_bytes = max_object_bytes
         self._scanner = DirectoryScanner(directory)
-        self._status = StatusReporter(bus.status, self.source)
+        self._status = StatusReporter(bus, self.source)
         # Kept across calls of watch(): what a file held is knowledge worth keeping while it is broken.
         self._files: dict[str, _FileState] = {}
         self._present: dict[ObjectId, str | None] = {}  # rev told to the builder; None: not published

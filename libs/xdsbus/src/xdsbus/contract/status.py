@@ -9,11 +9,13 @@ import re
 import msgspec
 
 _UNSAFE = re.compile(r"[^-/_=.a-zA-Z0-9]")
+# '.' separates subject tokens, which must not be empty (a file named `a..yaml`).
+_DOTS = re.compile(r"\.{2,}")
 
 
 def status_key(kind: str, source: str, key: str) -> str:
     """KV key of an object's status: `<kind>/<source>/<key>` folded to KV's alphabet."""
-    return _UNSAFE.sub("_", f"{kind}/{source}/{key}").strip(".")
+    return _DOTS.sub(".", _UNSAFE.sub("_", f"{kind}/{source}/{key}")).strip(".")
 
 
 class Verdict(enum.StrEnum):
@@ -47,11 +49,20 @@ class ParentStatus(msgspec.Struct, frozen=True, rename="camel", kw_only=True, om
     conditions: list[Condition] = []
 
 
+class LineError(msgspec.Struct, frozen=True, omit_defaults=True):
+    """One reason a file was (partly) rejected, with its line when known (file sources)."""
+
+    reason: str
+    line: int | None = None
+
+
 class ObjectStatus(msgspec.Struct, frozen=True, omit_defaults=True):
     """Published to KV xdsbus_status under the object's key; `warnings` are partial rejections.
 
     Gateway API objects also carry their status as the API defines it: `conditions`, per-listener
-    details with `listeners` (Gateways), per-parent details with `parents` (routes) and `addresses`."""
+    details with `listeners` (Gateways), per-parent details with `parents` (routes) and `addresses`.
+    Files carry every error with its line in `errors`. Fields are optional, so every entry ever written
+    stays readable."""
 
     kind: str
     source: str
@@ -63,3 +74,4 @@ class ObjectStatus(msgspec.Struct, frozen=True, omit_defaults=True):
     listeners: list[ListenerStatus] = []
     parents: list[ParentStatus] = []
     addresses: list[str] = []
+    errors: list[LineError] = []

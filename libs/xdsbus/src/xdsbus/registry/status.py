@@ -3,8 +3,9 @@ it: accepted with the garbage its client reported as warnings, or rejected while
 unreachable (its last published services are kept meanwhile).
 
 One entry per registry (kind `Registry`, source and key `<type>/<name>`), in the format of the builder's
-per-object statuses (xdsbus.contract.status.ObjectStatus). Writes are coalesced and skipped when
-nothing changed, so a registry reporting the same bad instance at every relist costs no KV traffic.
+per-object statuses (xdsbus.contract.status.ObjectStatus), written through xdsbus.status_store. Writes
+are coalesced and skipped when nothing changed, so a registry reporting the same bad instance at every
+relist costs no KV traffic.
 """
 
 from __future__ import annotations
@@ -12,12 +13,11 @@ from __future__ import annotations
 import asyncio
 import logging
 
-import msgspec
 from nats.errors import Error as NatsError
-from nats.js.errors import KeyNotFoundError
 
+from xdsbus import status_store
 from xdsbus.bus import Bus
-from xdsbus.contract.status import ObjectStatus, Verdict, status_key
+from xdsbus.contract.status import ObjectStatus, Verdict
 
 log = logging.getLogger(__name__)
 
@@ -34,13 +34,12 @@ class RegistryStatus:
     def __init__(self, bus: Bus, source: str) -> None:
         self.bus = bus
         self.source = source
-        self.kv_key = status_key(STATUS_KIND, source, source)
         # what -> (reason, the resync generation it was reported in)
         self._problems: dict[str, tuple[str, int]] = {}
         self._generation = 0
         self._outage = ""
         self._started = False
-        self._written: bytes | None = None
+        self._written: ObjectStatus | None = None
         self._flusher: asyncio.Task[None] | None = None
 
     def problem(self, what: str, reason: str) -> None:
@@ -96,12 +95,12 @@ class RegistryStatus:
         """Write the status when it changed; a NATS failure is logged and retried at the next change."""
         if not self._started:
             return
-        value = msgspec.json.encode(self.current())
-        if value == self._written:
+        status = self.current()
+        if status == self._written:
             return
         try:
-            await self.bus.status.put(self.kv_key, value)
-            self._written = value
+            await status_store.put(self.bus, status)
+            self._written = status
         except (TimeoutError, NatsError) as exc:
             log.warning("%s: cannot write the registry status (%s)", self.source, exc)
 
@@ -119,9 +118,7 @@ class RegistryStatus:
         """The registry is gone from McpBridge: so is its status."""
         await self.close()
         try:
-            await self.bus.status.delete(self.kv_key)
-        except KeyNotFoundError:
-            pass
+            await status_store.delete(self.bus, STATUS_KIND, self.source, self.source)
         except (TimeoutError, NatsError) as exc:
             log.warning("%s: cannot delete the registry status (%s)", self.source, exc)
         self._written = None
