@@ -1,4 +1,8 @@
-"""`python -m bench [name ...]`: run every benchmark, or the named ones, and write bench/results/."""
+"""`python -m bench [name ...]`: run every benchmark, or the named ones, and write bench/results/
+(or the directory BENCH_RESULTS_DIR names).
+
+The exit status is 1 when a benchmark failed to run or one of its correctness checks failed; a budget
+that does not hold is reported (`pass: false`), not an error."""
 
 from __future__ import annotations
 
@@ -31,7 +35,8 @@ def _module(name: str) -> Any:
 def _summary(result: dict[str, Any]) -> str:
     return (
         f"{result['name']}: value {result['value']} {result['unit']}, baseline {result['baseline']} "
-        f"{result['unit']}, ratio {result['ratio']}"
+        f"{result['unit']}, ratio {result['ratio']}, budget {result['budget_on']} <= {result['budget']}: "
+        f"{'pass' if result['pass'] else 'FAIL'}"
     )
 
 

@@ -3,9 +3,9 @@
 Setup (not timed): the whole stack of tests/support/stack.py (nats-server, the builder, BENCH_PROPAGATION_
 EDGES (1) edge, watch-file on a directory, echo backends echo-a and echo-b, a real Envoy on ADS SotW).
 The watched directory also holds BENCH_PROPAGATION_SERVICES (10k) Services with an EndpointSlice of
-BENCH_PROPAGATION_ENDPOINTS (10) endpoints each (one JSON List file; DESIGN §8 states the budget at 10k
-services / 100k endpoints) and, optionally, BENCH_PROPAGATION_INGRESSES routes to them. The change under
-test is an Ingress of its own (host bench.local, path /) whose backend alternates between echo-a and
+BENCH_PROPAGATION_ENDPOINTS (10) endpoints each (one JSON List file; docs/design.md §8 states the budget
+at 10k services / 100k endpoints) and, optionally, BENCH_PROPAGATION_INGRESSES routes to them. The change
+under test is an Ingress of its own (host bench.local, path /) whose backend alternates between echo-a and
 echo-b: one RouteConfiguration changes.
 
 value     p99 over BENCH_PROPAGATION_CHANGES (50) changes of: writing the Ingress file (temp + rename, as
@@ -24,12 +24,17 @@ baseline  the same p99 for a second Envoy whose configuration comes from files (
           Both Envoys run with stats_flush_interval BENCH_PROPAGATION_STATS_FLUSH (299 s, the maximum): at
           10k clusters Envoy's default 5 s stats flush holds its main thread ~0.4 s, and any update landing
           then waits, on either side; 0 restores Envoy's default.
-params    the debounce, p99 minus it (DESIGN §8's budget: debounce + 50 ms), p99 minus debounce and the
+params    the debounce, p99 minus it (the budget: debounce + 50 ms), p99 minus debounce and the
           watch poll interval; per stage p50/p99 (file write -> event published by watch-file -> ledger
           record published by the builder -> Envoy serving), from NATS subscriptions in this process;
           CPU ms per process per change (/proc/<pid>/stat), the three slowest changes, the ledger records
           and edge responses sent during the run. BENCH_PROPAGATION_TRACE=<file> also writes every change
           with the NATS subjects seen during it (KV writes, JetStream pull requests) to that file.
+
+Budget: value <= debounce + 50 ms. docs/design.md §8 gives 50 ms from the event published to Envoy
+serving; the builder's debounce (--debounce-quiet) is a wait it chooses, so it is added to the budget.
+Checks: Envoy (ours) holds every cluster and serves the first backend; the file-based Envoy serves the
+same resources; every change is served by both Envoys (a change not served times out).
 """
 
 from __future__ import annotations
@@ -66,6 +71,7 @@ from xdsbus_dev.harness.processes import free_port
 from xdsbus_dev.harness.stack import Stack, ingress_manifest
 
 NAME = "propagation"
+BUDGET_OVER_DEBOUNCE_MS = 50.0
 PARAMS = {
     "BENCH_PROPAGATION_CHANGES": (50, "changes timed on each side (after 3 warm-up changes)"),
     "BENCH_PROPAGATION_SERVICES": (10_000, "background Services (with an EndpointSlice each)"),
@@ -527,8 +533,7 @@ async def _main(tmp: Path) -> dict[str, Any]:
         "p99_minus_debounce_ms": round(p99 - debounce * 1000, 2),
         "p50_minus_debounce_ms": round(ours_summary["p50_ms"] - debounce * 1000, 2),
         "p99_minus_debounce_and_watch_poll_ms": round(p99 - (debounce + watch_poll) * 1000, 2),
-        "budget": f"debounce + 50 ms (DESIGN §8) = {debounce * 1000 + 50:.0f} ms: "
-        + ("met" if p99 <= debounce * 1000 + 50 else "missed"),
+        "budget_is": "debounce + 50 ms",
         "stages": stage_summary,
         "ledger_records_during_run": versions,
         "edge_responses_during_run": pushes,
@@ -554,5 +559,17 @@ def run() -> dict[str, Any]:
     if trace := os.environ.get("BENCH_PROPAGATION_TRACE", ""):
         Path(trace).write_text(json.dumps(samples, indent=1))
     return write_result(
-        NAME, value=params["p99_ms"], unit="ms", baseline=params["file_xds"]["p99_ms"], params=params
+        NAME,
+        value=params["p99_ms"],
+        unit="ms",
+        baseline=params["file_xds"]["p99_ms"],
+        budget=params["debounce_quiet_ms"] + BUDGET_OVER_DEBOUNCE_MS,
+        budget_on="value",
+        # Asserted in _main: each is a wait that raises when Envoy does not get there.
+        checks={
+            "envoy_holds_every_cluster": True,
+            "file_envoy_serves_the_same_resources": True,
+            "every_change_served_by_envoy": True,
+        },
+        params=params,
     )
