@@ -9,7 +9,7 @@ own its entries (a watcher writes the status of its own objects, the builder its
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Collection, Iterable
 from typing import Protocol
 
 import msgspec
@@ -106,6 +106,24 @@ async def read_source(bus: Bus, kind: str, source: str) -> list[ObjectStatus]:
         if status is not None and status.kind == kind and status.source == source:
             out.append(status)
     return sorted(out, key=lambda s: s.key)
+
+
+async def watch(bus: Bus, kinds: Collection[str], source: str) -> AsyncIterator[ObjectStatus]:
+    """The statuses of these kinds of one source: every stored one, then each one written, until the
+    caller stops iterating (deletions are not reported)."""
+    # The bucket holds the statuses of every object of every source: entries of other kinds and sources
+    # are told apart by their key, without decoding them.
+    prefixes = tuple(status_key(kind, source, "") for kind in kinds)
+    watcher = await bus.status.watch(">", ignore_deletes=True)
+    try:
+        async for entry in watcher:
+            if entry is None or not entry.value or not entry.key.startswith(prefixes):
+                continue
+            status = _decode(entry.value)
+            if status is not None and status.kind in kinds and status.source == source:
+                yield status
+    finally:
+        await watcher.stop()
 
 
 async def _keys(bus: Bus, prefix: str) -> list[str]:

@@ -29,11 +29,11 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import aiohttp
-import msgspec
-from nats.js.kv import KeyValue
 
+from xdsbus import status_store
 from xdsbus.backoff import Backoff
-from xdsbus.contract.status import Condition, ListenerStatus, ObjectStatus, status_key
+from xdsbus.bus import Bus
+from xdsbus.contract.status import Condition, ListenerStatus, ObjectStatus
 from xdsbus_watch_k8s.api import ApiError, KubeApi, NotFound
 from xdsbus_watch_k8s.resources import GATEWAY, GATEWAY_CLASS, GRPC_ROUTE, HTTP_ROUTE, Resource
 
@@ -180,7 +180,7 @@ class GatewayStatusWriter:
     def __init__(
         self,
         api: KubeApi,
-        status: KeyValue,
+        bus: Bus,
         source: str,
         *,
         retry_cap: float = 30.0,
@@ -188,14 +188,11 @@ class GatewayStatusWriter:
         addresses: tuple[str, ...] = (),
     ) -> None:
         self.api = api
-        self.status = status
+        self.bus = bus
         self.source = source
         self.retry_cap = retry_cap
         self.clock = clock
         self.addresses = addresses
-        # The bucket holds the builder's verdict on every object of every source: entries of other kinds
-        # and sources are told apart by their key, without decoding them.
-        self._key_prefixes = tuple(status_key(kind, source, "") for kind in RESOURCES)
         self._wanted: dict[tuple[str, str], ObjectStatus] = {}
         self._pending: set[tuple[str, str]] = set()
         self._wake = asyncio.Event()
@@ -216,8 +213,7 @@ class GatewayStatusWriter:
     async def _lead_once(self) -> None:
         self._wanted.clear()
         self._pending.clear()
-        watcher = await self.status.watch(">", ignore_deletes=True)
-        reader = asyncio.create_task(self._read(watcher), name="gateway status watch")
+        reader = asyncio.create_task(self._read(), name="gateway status watch")
         try:
             backoff = Backoff(base=0.5, cap=self.retry_cap)
             while True:
@@ -234,25 +230,18 @@ class GatewayStatusWriter:
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await reader
-            with contextlib.suppress(Exception):
-                await watcher.stop()
 
-    async def _read(self, watcher: KeyValue.KeyWatcher) -> None:
-        async for entry in watcher:
-            if entry is None or not entry.value or not entry.key.startswith(self._key_prefixes):
-                continue
-            try:
-                status = msgspec.json.decode(entry.value, type=ObjectStatus)
-            except msgspec.DecodeError:
-                continue
-            if status.kind not in RESOURCES or status.source != self.source:
-                continue
-            if not (status.conditions or status.listeners or status.parents):
-                continue
-            ref = (status.kind, status.key)
-            self._wanted[ref] = status
-            self._pending.add(ref)
-            self._wake.set()
+    async def _read(self) -> None:
+        try:
+            async for status in status_store.watch(self.bus, RESOURCES, self.source):
+                if not (status.conditions or status.listeners or status.parents):
+                    continue
+                ref = (status.kind, status.key)
+                self._wanted[ref] = status
+                self._pending.add(ref)
+                self._wake.set()
+        finally:
+            self._wake.set()  # a watch that ended (NATS away) is raised and restarted by _lead_once
 
     async def _write_pending(self) -> bool:
         """Patch every pending object whose status differs; False when a write failed."""

@@ -98,7 +98,7 @@ class K8sWatcher(Watcher):
                     retry_cap=self.retry_cap,
                     gateway=GatewayStatusWriter(
                         api,
-                        self.bus.status,
+                        self.bus,
                         self.source,
                         retry_cap=self.retry_cap,
                         addresses=self.gateway_addresses,
