@@ -188,8 +188,8 @@ async def test_ledger_show_of_an_old_version(bus, nats_server):
 async def test_replay_at_a_time_reproduces_the_version_then_in_force(bus, nats_server):
     """`xdsbus replay --at TIME` folds the events stored at or before TIME: the version of that moment."""
     a, b = await _setup_two_versions(bus)
-    stored_a = await bus.js._jsm.get_msg("XDSBUS_EVENTS", a)
-    stored_next = await bus.js._jsm.get_msg("XDSBUS_EVENTS", a + 1)
+    stored_a = await bus.js.get_msg("XDSBUS_EVENTS", a)
+    stored_next = await bus.js.get_msg("XDSBUS_EVENTS", a + 1)
     assert stored_a.time is not None and stored_next.time is not None
     assert stored_next.time > stored_a.time, (
         "events a and a+1 share a timestamp; the test cannot tell them apart"

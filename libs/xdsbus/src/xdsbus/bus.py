@@ -114,8 +114,9 @@ async def _ensure_object_store(js: JetStreamContext, bucket: str, replicas: int)
         )
 
 
-async def ensure_layout(js: JetStreamContext, settings: BusSettings) -> Bus:
+async def ensure_layout(nc: Client, settings: BusSettings) -> Bus:
     """Create (or adopt) every stream, bucket and store; safe to call from every service at start."""
+    js = nc.jetstream(timeout=10)
     await _ensure_stream(
         js,
         api.StreamConfig(
@@ -142,7 +143,7 @@ async def ensure_layout(js: JetStreamContext, settings: BusSettings) -> Bus:
     )
     r = settings.replicas
     return Bus(
-        nc=js._nc,
+        nc=nc,
         js=js,
         settings=settings,
         resources=await _ensure_kv(js, RESOURCES_BUCKET, history=1, replicas=r, max_value_size=-1),
@@ -176,8 +177,7 @@ async def connect(settings: BusSettings, name: str, attempts: int = 0) -> Bus:
             delay = backoff.next_delay()
             log.warning("cannot reach NATS at %s (%s); retrying in %.1fs", settings.url, exc, delay)
             await asyncio.sleep(delay)
-    js = nc.jetstream(timeout=10)
-    return await ensure_layout(js, settings)
+    return await ensure_layout(nc, settings)
 
 
 async def connect_unless_stopped(settings: BusSettings, name: str, stop: asyncio.Event) -> Bus | None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import secrets
 
 from nats.js import JetStreamContext, api
 from nats.js.errors import BadObjectMetaError, DigestMismatchError, ObjectNotFoundError
@@ -38,10 +39,14 @@ async def read_object(js: JetStreamContext, store: ObjectStore, name: str) -> by
     if not info.size:
         return b""
     chunks = info.chunks or 0
-    sub = await js.pull_subscribe(
-        OBJ_CHUNKS_PRE_TEMPLATE.format(bucket=info.bucket, obj=info.nuid),
-        stream=OBJ_STREAM_TEMPLATE.format(bucket=info.bucket),
+    stream = OBJ_STREAM_TEMPLATE.format(bucket=info.bucket)
+    # Named here, so that it can be deleted below by name.
+    consumer = f"read-{secrets.token_hex(8)}"
+    await js.add_consumer(
+        stream,
         config=api.ConsumerConfig(
+            name=consumer,
+            filter_subject=OBJ_CHUNKS_PRE_TEMPLATE.format(bucket=info.bucket, obj=info.nuid),
             deliver_policy=api.DeliverPolicy.ALL,
             ack_policy=api.AckPolicy.NONE,
             mem_storage=True,
@@ -50,6 +55,7 @@ async def read_object(js: JetStreamContext, store: ObjectStore, name: str) -> by
             inactive_threshold=60.0,
         ),
     )
+    sub = await js.pull_subscribe_bind(consumer, stream=stream)
     data = bytearray()
     try:
         received = 0
@@ -67,7 +73,7 @@ async def read_object(js: JetStreamContext, store: ObjectStore, name: str) -> by
         with contextlib.suppress(Exception):
             await sub.unsubscribe()
         with contextlib.suppress(Exception):
-            await js.delete_consumer(sub._stream, sub._consumer)
+            await js.delete_consumer(stream, consumer)
     digest = (info.digest or "").removeprefix(OBJ_DIGEST_TYPE).removeprefix(OBJ_DIGEST_TYPE.upper())
     if len(data) != info.size or hashlib.sha256(data).digest() != base64.urlsafe_b64decode(digest):
         raise DigestMismatchError

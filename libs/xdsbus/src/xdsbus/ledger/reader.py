@@ -30,7 +30,7 @@ class VersionNotFound(LookupError):
 async def head(bus: Bus, scope: str) -> LedgerEntry | None:
     """The newest version of a scope, or None for an empty ledger."""
     try:
-        msg = await bus.js._jsm.get_last_msg(LEDGER_STREAM, ledger_subject(scope))
+        msg = await bus.js.get_last_msg(LEDGER_STREAM, ledger_subject(scope))
     except NotFoundError:
         return None
     record = ledger_pb2.Version()

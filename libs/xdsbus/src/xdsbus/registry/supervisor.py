@@ -186,7 +186,7 @@ async def published_sources(bus: Bus, types: Iterable[str]) -> set[str]:
         info = await bus.js.stream_info(EVENTS_STREAM, subjects_filter=pattern)
         for subject in sorted(info.state.subjects or {}):
             try:
-                last = await bus.js._jsm.get_last_msg(EVENTS_STREAM, subject)
+                last = await bus.js.get_last_msg(EVENTS_STREAM, subject)
                 event = decode(last.data or b"")
             except (NotFoundError, MalformedEvent):
                 continue
