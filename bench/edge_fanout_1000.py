@@ -1,7 +1,7 @@
 """edge_fanout_1000: one endpoint change pushed by a real edge to 1,000 connected ADS clients.
 
-Setup (not timed): a real nats-server; a ledger written by hand as the builder would (tests/edge/support.py
-LedgerWriter) with BENCH_FANOUT_CLUSTERS (100) EDS clusters and their ClusterLoadAssignments of
+Setup (not timed): a real nats-server; a ledger written by hand as the builder would (bodies first, then
+the record) with BENCH_FANOUT_CLUSTERS (100) EDS clusters and their ClusterLoadAssignments of
 BENCH_FANOUT_ENDPOINTS (10) endpoints; one `xdsbus-edge` subprocess following it; one client process
 (bench/fanout_clients.py) with BENCH_FANOUT_CLIENTS (1,000) ADS SotW streams, one gRPC channel (one TCP
 connection) each, every one subscribed like Envoy: CDS wildcard, then EDS naming every assignment, with
@@ -38,17 +38,21 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from envoy.config.cluster.v3 import cluster_pb2
+from envoy.config.core.v3 import config_source_pb2
+from envoy.config.endpoint.v3 import endpoint_pb2
 from envoy.service.discovery.v3 import discovery_pb2
 from google.protobuf import any_pb2
 
 from bench.results_io import env_float, env_int, latency_summary, median, write_result
-from tests.edge.support import LedgerWriter, cla, cluster
-from xdsbus.bus import LEDGER_STREAM, BusSettings, connect, ledger_subject
+from xdsbus.bus import LEDGER_STREAM, Bus, BusSettings, connect, ledger_subject
 from xdsbus.contract.resources import pack_any
 from xdsbus.contract.type_urls import CLUSTER, ENDPOINT
+from xdsbus.ledger.publisher import LedgerPublisher
 from xdsbus.ledger.records import changes_message
 from xdsbus.ledger.store import store_bodies
 from xdsbus.proto.ledger.v1 import ledger_pb2
+from xdsbus.translate.resource_table import ResourceTable
 from xdsbus_dev.harness import http
 from xdsbus_dev.harness.processes import NatsServer, Service, free_port, tool, wait_for_port
 
@@ -81,6 +85,38 @@ def _ips(k: int, endpoints: int, generation: int) -> list[str]:
     ips = [f"10.{k // 256 % 256}.{k % 256}.{100 + j}" for j in range(endpoints)]
     ips[0] = f"10.200.{generation // 256 % 256}.{generation % 256}"
     return ips
+
+
+def _cluster(name: str) -> cluster_pb2.Cluster:
+    c = cluster_pb2.Cluster(name=name, type=cluster_pb2.Cluster.EDS)
+    c.connect_timeout.seconds = 1
+    c.eds_cluster_config.eds_config.ads.SetInParent()
+    c.eds_cluster_config.eds_config.resource_api_version = config_source_pb2.V3
+    return c
+
+
+def _cla(name: str, ips: list[str], port: int = 8080) -> endpoint_pb2.ClusterLoadAssignment:
+    cla = endpoint_pb2.ClusterLoadAssignment(cluster_name=name)
+    add = cla.endpoints.add().lb_endpoints.add
+    for ip in ips:
+        socket_address = add().endpoint.address.socket_address
+        socket_address.address, socket_address.port_value = ip, port
+    return cla
+
+
+class LedgerWriter:
+    """The ledger of one scope, written by hand: a table of resources published as versions."""
+
+    def __init__(self, bus: Bus, scope: str = "default") -> None:
+        self.bus = bus
+        self.scope = scope
+        self.table = ResourceTable()
+        self.publisher = LedgerPublisher(bus, scope, "bench")
+        self.version = 0
+
+    def put(self, type_url: str, message: cluster_pb2.Cluster | endpoint_pb2.ClusterLoadAssignment) -> None:
+        name = message.name if isinstance(message, cluster_pb2.Cluster) else message.cluster_name
+        self.table.put(type_url, name, message.SerializeToString(deterministic=True))
 
 
 def cpu_seconds(pid: int) -> float:
@@ -282,8 +318,9 @@ async def _main(tmp: Path) -> dict[str, Any]:
     try:
         writer = LedgerWriter(bus, "default")
         for k in range(clusters):
-            writer.put(cluster(_cluster_name(k)), cla(_cluster_name(k), *_ips(k, endpoints, 0)))
-        first_version = await writer.commit()
+            writer.put(CLUSTER, _cluster(_cluster_name(k)))
+            writer.put(ENDPOINT, _cla(_cluster_name(k), _ips(k, endpoints, 0)))
+        first_version, _ = await _publish_change(writer)
         edge.service.start()
         await edge.ready()
 
@@ -342,7 +379,7 @@ async def _main(tmp: Path) -> dict[str, Any]:
 
         async def edge_round(r: int) -> None:
             k = r % clusters
-            writer.put(cla(_cluster_name(k), *_ips(k, endpoints, r + 1)))
+            writer.put(ENDPOINT, _cla(_cluster_name(k), _ips(k, endpoints, r + 1)))
             cpu0 = cpu_seconds(edge.pid)
             version, started = await _publish_change(writer)
             got = await edge_clients.wait(str(version), 60, version=True)
@@ -357,7 +394,7 @@ async def _main(tmp: Path) -> dict[str, Any]:
             k = r % clusters
             # The version the edge's round r carries (first_version + 1 + r): responses of equal size.
             raw_version = first_version + 1 + r
-            body = cla(_cluster_name(k), *_ips(k, endpoints, r + 1))
+            body = _cla(_cluster_name(k), _ips(k, endpoints, r + 1))
             data = _response(
                 str(raw_version), ENDPOINT, [pack_any(ENDPOINT, body.SerializeToString(deterministic=True))]
             )

@@ -29,9 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from bench import workload
+from bench.ads_proxy import SotwProxy
 from bench.edge_fanout_1000 import EdgeSide, _metric_sum
 from bench.results_io import env_float, env_int, write_result
-from tests.edge.support import SotwClient
 from xdsbus.bus import BusSettings, connect
 from xdsbus.contract.type_urls import CLUSTER, ENDPOINT, LISTENER, ROUTE
 from xdsbus.ledger.publisher import LedgerPublisher
@@ -95,9 +95,9 @@ async def _listening(edge: EdgeSide, timeout: float = 30) -> None:
     raise TimeoutError("edge HTTP port not answering")
 
 
-async def _proxy(edge: EdgeSide, table_names: dict[str, list[str]], node_id: str) -> tuple[SotwClient, int]:
+async def _proxy(edge: EdgeSide, table_names: dict[str, list[str]], node_id: str) -> tuple[SotwProxy, int]:
     """A SotW proxy on ADS that subscribes to everything (and stays connected); the responses' bytes."""
-    client = SotwClient(edge.xds_port, node_id=node_id)
+    client = SotwProxy(edge.xds_port, node_id)
     total = 0
     try:
         for type_url in (CLUSTER, ENDPOINT, LISTENER, ROUTE):
@@ -115,7 +115,6 @@ async def _proxy(edge: EdgeSide, table_names: dict[str, list[str]], node_id: str
     except BaseException:
         await client.close()
         raise
-    client.last.clear()
     return client, total
 
 
@@ -142,7 +141,7 @@ async def _main(tmp: Path) -> dict[str, Any]:
     nats.start()
     edge = EdgeSide(tmp, nats.url)
     bus = await connect(BusSettings(url=nats.url), name="bench-memory", attempts=5)
-    proxies: list[SotwClient] = []
+    proxies: list[SotwProxy] = []
     try:
         edge.service.start()
         await _listening(edge)
