@@ -89,4 +89,4 @@ def test_a_bad_poll_interval_is_a_usage_error() -> None:
         timeout=30,
     )
     assert result.returncode == 2
-    assert "XDSBUS_EUREKA_POLL_INTERVAL='soon' is not a number of seconds" in result.stderr
+    assert "XDSBUS_EUREKA_POLL_INTERVAL: invalid float value: 'soon'" in result.stderr

@@ -1,11 +1,20 @@
-"""Flags every xdsbus service takes, each defaulting to its XDSBUS_* environment variable."""
+"""Flags every xdsbus service takes, each falling back to its XDSBUS_* environment variable.
+
+A service builds a `ServiceParser`, declares its flags with `env_flag` and parses with `parse`: a bad value,
+on the command line or in the environment, is a usage error (exit status 2, argparse's message form) that
+names the flag or the variable it came from, never a traceback. Values are converted after argparse has
+parsed, because argparse checks neither `choices` nor a converter's errors against the source of a
+default."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import socket
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
 
 from xdsbus.bus import DEFAULT_NATS_URL
 from xdsbus.logs import LOG_FORMATS
@@ -17,33 +26,151 @@ def default_instance_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
-def add_common_flags(parser: argparse.ArgumentParser) -> None:
-    """`--nats-url`, `--log-format` and `--log-level`, with their environment fallbacks."""
-    env = os.environ.get
-    parser.add_argument(
-        "--nats-url",
-        default=env("XDSBUS_NATS_URL", DEFAULT_NATS_URL),
-        help=f"NATS server (env XDSBUS_NATS_URL; default {DEFAULT_NATS_URL})",
+@dataclasses.dataclass(frozen=True, slots=True)
+class _EnvFlag:
+    flag: str
+    env: str
+    convert: Callable[[str], Any]
+    default: Any
+    choices: tuple[str, ...]
+
+
+class ServiceParser(argparse.ArgumentParser):
+    """An argument parser whose `env_flag`s default to environment variables, converted and checked in
+    `parse` so that an error names where the bad value came from."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._env_flags: dict[str, _EnvFlag] = {}
+        self._env_settings: list[_EnvFlag] = []
+        self._sources: dict[str, str] = {}
+
+    def env_flag(
+        self,
+        flag: str,
+        env: str,
+        *,
+        default: Any,
+        help: str,
+        type: Callable[[str], Any] = str,
+        choices: Sequence[str] = (),
+        shown_default: str | None = None,
+    ) -> None:
+        """Declare `flag`, falling back to the variable `env`, then to `default` (not converted).
+        `type` converts a given string: a ValueError or TypeError reads "invalid <type> value", an
+        argparse.ArgumentTypeError its own message."""
+        shown = shown_default if shown_default is not None else default
+        action = self.add_argument(
+            flag,
+            default=argparse.SUPPRESS,
+            help=f"{help} (env {env}; default {shown})",
+        )
+        self._env_flags[action.dest] = _EnvFlag(flag, env, type, default, tuple(choices))
+
+    def env_setting(self, env: str, *, type: Callable[[str], Any], help: str) -> None:
+        """Check the variable `env`, which the service reads elsewhere and has no flag, at `parse`."""
+        self._env_settings.append(_EnvFlag("", env, type, None, ()))
+        self.epilog = f"{self.epilog or 'Also from the environment:'} {env} ({help})."
+
+    def parse(self, argv: Sequence[str] | None = None) -> argparse.Namespace:
+        """Parse `argv` (default: sys.argv), fill each env flag from its flag, variable or default, and
+        convert it; on a bad value print usage and exit with status 2."""
+        args = self.parse_args(argv)
+        for dest, spec in self._env_flags.items():
+            if hasattr(args, dest):
+                raw, source = getattr(args, dest), spec.flag
+            elif spec.env in os.environ:
+                raw, source = os.environ[spec.env], spec.env
+            else:
+                setattr(args, dest, spec.default)
+                self._sources[dest] = spec.flag
+                continue
+            self._sources[dest] = source
+            setattr(args, dest, self._convert(spec, raw, source))
+        for spec in self._env_settings:
+            if spec.env in os.environ:
+                self._convert(spec, os.environ[spec.env], spec.env)
+        return args
+
+    def source(self, dest: str) -> str:
+        """Where the parsed value of `dest` came from: its flag or its environment variable."""
+        return self._sources.get(dest) or self._env_flags[dest].flag
+
+    def fail(self, dest: str, message: str) -> NoReturn:
+        """A usage error about the value of `dest`, naming its flag or variable."""
+        self.error(f"{self.source(dest)}: {message}")
+
+    def _convert(self, spec: _EnvFlag, raw: str, source: str) -> Any:
+        if spec.choices and raw not in spec.choices:
+            choices = ", ".join(repr(c) for c in spec.choices)
+            self.error(f"{source}: invalid choice: {raw!r} (choose from {choices})")
+        try:
+            return spec.convert(raw)
+        except argparse.ArgumentTypeError as exc:
+            self.error(f"{source}: {exc}")
+        except (TypeError, ValueError):
+            name = getattr(spec.convert, "__name__", repr(spec.convert))
+            self.error(f"{source}: invalid {name} value: {raw!r}")
+
+
+def log_level(value: str) -> str:
+    """A logging level name (debug, info, warning, error, ...), as given."""
+    if not isinstance(logging.getLevelName(value.upper()), int):
+        raise argparse.ArgumentTypeError(f"unknown level {value!r}")
+    return value
+
+
+def _number(value: str, convert: type[int] | type[float]) -> float:
+    try:
+        return convert(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid {convert.__name__} value: {value!r}") from None
+
+
+def port(value: str) -> int:
+    """A TCP port number, 1 to 65535."""
+    number = int(_number(value, int))
+    if not 0 < number < 65536:
+        raise argparse.ArgumentTypeError(f"port {number} is out of range 1-65535")
+    return number
+
+
+def positive_int(value: str) -> int:
+    """A whole number above 0."""
+    number = int(_number(value, int))
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {number}")
+    return number
+
+
+def positive_float(value: str) -> float:
+    """A number above 0."""
+    number = _number(value, float)
+    if not number > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, not {value!r}")
+    return number
+
+
+def add_common_flags(parser: ServiceParser) -> None:
+    """`--nats-url`, `--log-format` and `--log-level`, with their environment fallbacks, and the stream
+    layout's variables every service reads through `BusSettings.from_env`."""
+    parser.env_flag(
+        "--nats-url", "XDSBUS_NATS_URL", default=DEFAULT_NATS_URL, help="NATS server(s), comma-separated"
     )
-    parser.add_argument(
-        "--log-format",
-        default=env("XDSBUS_LOG_FORMAT", "text"),
-        help="text or json (env XDSBUS_LOG_FORMAT; default text)",
+    parser.env_flag(
+        "--log-format", "XDSBUS_LOG_FORMAT", default="text", choices=LOG_FORMATS, help="text or json"
     )
-    parser.add_argument(
+    parser.env_flag(
         "--log-level",
-        default=env("XDSBUS_LOG_LEVEL", "info"),
-        help="debug, info, warning or error (env XDSBUS_LOG_LEVEL; default info)",
+        "XDSBUS_LOG_LEVEL",
+        default="info",
+        type=log_level,
+        help="debug, info, warning or error",
     )
-
-
-def check_common_flags(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """Exit with status 2 on a bad log format or level. Checked after parsing rather than with
-    argparse `choices=`, which does not check values that come from the environment."""
-    if args.log_format not in LOG_FORMATS:
-        parser.error(f"--log-format must be one of {', '.join(LOG_FORMATS)}, not {args.log_format!r}")
-    if not isinstance(logging.getLevelName(str(args.log_level).upper()), int):
-        parser.error(f"--log-level: unknown level {args.log_level!r}")
+    parser.env_setting("XDSBUS_NATS_REPLICAS", type=positive_int, help="replicas of streams and buckets")
+    parser.env_setting(
+        "XDSBUS_EVENTS_MAX_AGE_SECONDS", type=positive_float, help="how long the event log keeps events"
+    )
 
 
 def watcher_secret_box(log: logging.Logger) -> SecretBox | None:

@@ -6,47 +6,92 @@ import argparse
 import asyncio
 import gc
 import logging
-import os
+from collections.abc import Sequence
 
 from xdsbus.bus import BusSettings, connect
-from xdsbus.logs import LOG_FORMATS, setup_logging
+from xdsbus.logs import setup_logging
 from xdsbus.secretbox import LOCAL_KEY_FILE, SecretBox, SecretKeyError
 from xdsbus.service import run_service
-from xdsbus.service_flags import default_instance_id
+from xdsbus.service_flags import ServiceParser, add_common_flags, default_instance_id, port
 from xdsbus.translate.settings import TranslatorSettings
 from xdsbus_builder.builder import Builder, BuilderConfig
 
 log = logging.getLogger("xdsbus_builder")
 
 
-def _env(name: str, default: str) -> str:
-    return os.environ.get(f"XDSBUS_{name}", default)
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """Command-line flags; every flag defaults to its environment variable."""
-    p = argparse.ArgumentParser(prog="xdsbus-builder", description="Fold the event log into ledger versions.")
-    p.add_argument("--nats-url", default=_env("NATS_URL", "nats://127.0.0.1:4222"))
-    p.add_argument("--scope", default=_env("SCOPE", "default"))
-    p.add_argument("--debounce-quiet", type=float, default=float(_env("DEBOUNCE_QUIET", "0.1")))
-    p.add_argument("--debounce-max", type=float, default=float(_env("DEBOUNCE_MAX", "1.0")))
-    p.add_argument("--checkpoint-events", type=int, default=int(_env("CHECKPOINT_EVENTS", "10000")))
-    p.add_argument("--checkpoint-seconds", type=float, default=float(_env("CHECKPOINT_SECONDS", "30")))
-    p.add_argument("--gateway-http-port", type=int, default=int(_env("GATEWAY_HTTP_PORT", "80")))
-    p.add_argument("--gateway-https-port", type=int, default=int(_env("GATEWAY_HTTPS_PORT", "443")))
-    p.add_argument(
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Command-line flags; every flag defaults to its environment variable. Exits with status 2 on a bad
+    value."""
+    p = ServiceParser(prog="xdsbus-builder", description="Fold the event log into ledger versions.")
+    p.env_flag("--scope", "XDSBUS_SCOPE", default="default", help="the ledger scope this builder writes")
+    p.env_flag(
+        "--debounce-quiet",
+        "XDSBUS_DEBOUNCE_QUIET",
+        type=float,
+        default=0.1,
+        help="seconds without events before a version is built",
+    )
+    p.env_flag(
+        "--debounce-max",
+        "XDSBUS_DEBOUNCE_MAX",
+        type=float,
+        default=1.0,
+        help="most seconds a steady stream of events delays a version",
+    )
+    p.env_flag(
+        "--checkpoint-events",
+        "XDSBUS_CHECKPOINT_EVENTS",
+        type=int,
+        default=10000,
+        help="events folded between checkpoints",
+    )
+    p.env_flag(
+        "--checkpoint-seconds",
+        "XDSBUS_CHECKPOINT_SECONDS",
+        type=float,
+        default=30.0,
+        help="most seconds between checkpoints",
+    )
+    p.env_flag(
+        "--gateway-http-port",
+        "XDSBUS_GATEWAY_HTTP_PORT",
+        type=port,
+        default=80,
+        help="the gateway's HTTP port (Ingress listeners)",
+    )
+    p.env_flag(
+        "--gateway-https-port",
+        "XDSBUS_GATEWAY_HTTPS_PORT",
+        type=port,
+        default=443,
+        help="the gateway's HTTPS port (Ingress listeners)",
+    )
+    p.env_flag(
         "--gateway-address",
-        default=_env("GATEWAY_ADDRESS", ""),
+        "XDSBUS_GATEWAY_ADDRESS",
+        default="",
+        shown_default="none",
         help="comma-separated IPs or host names clients reach the gateway at (Gateway status)",
     )
-    p.add_argument("--lease-ttl", type=float, default=float(_env("LEASE_TTL", "6")))
-    p.add_argument("--instance-id", default=_env("INSTANCE_ID", default_instance_id()))
-    p.add_argument("--log-format", choices=LOG_FORMATS, default=_env("LOG_FORMAT", "text"))
-    p.add_argument("--log-level", default=_env("LOG_LEVEL", "info"))
-    return p.parse_args(argv)
+    p.env_flag(
+        "--lease-ttl",
+        "XDSBUS_LEASE_TTL",
+        type=float,
+        default=6.0,
+        help="seconds after which a standby takes over from a leader that died",
+    )
+    p.env_flag(
+        "--instance-id",
+        "XDSBUS_INSTANCE_ID",
+        default=default_instance_id(),
+        shown_default="<hostname>-<pid>",
+        help="this replica's name in the lease and in logs",
+    )
+    add_common_flags(p)
+    return p.parse(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the xdsbus-builder command."""
     args = parse_args(argv)
     setup_logging(args.log_format, args.log_level)

@@ -5,16 +5,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+from collections.abc import Sequence
 
 from xdsbus.bus import BusSettings, connect
-from xdsbus.logs import LOG_FORMATS, setup_logging
+from xdsbus.logs import setup_logging
 from xdsbus.service import run_service
+from xdsbus.service_flags import ServiceParser, add_common_flags
 from xdsbus_edge.app import Edge, EdgeConfig, split_host_port
 from xdsbus_edge.scopes import SCOPE_PATTERN
-
-
-def _env(name: str, default: str) -> str:
-    return os.environ.get(f"XDSBUS_{name}", default)
 
 
 def _listen(value: str) -> str:
@@ -33,37 +31,46 @@ def _scopes(value: str) -> tuple[str, ...]:
     return scopes
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """Command-line flags; every flag defaults to its environment variable."""
-    p = argparse.ArgumentParser(prog="xdsbus-edge", description="Serve the ledger to Envoy over xDS.")
-    p.add_argument("--nats-url", default=_env("NATS_URL", "nats://127.0.0.1:4222"))
-    p.add_argument(
-        "--xds-listen", type=_listen, default=_env("XDS_LISTEN", "0.0.0.0:18000"), help="gRPC xDS address"
+def _switch(value: str) -> bool:
+    return value == "true"
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Command-line flags; every flag defaults to its environment variable. Exits with status 2 on a bad
+    value."""
+    p = ServiceParser(prog="xdsbus-edge", description="Serve the ledger to Envoy over xDS.")
+    p.env_flag(
+        "--xds-listen", "XDSBUS_XDS_LISTEN", type=_listen, default="0.0.0.0:18000", help="gRPC xDS address"
     )
-    p.add_argument(
+    p.env_flag(
         "--http-listen",
+        "XDSBUS_HTTP_LISTEN",
         type=_listen,
-        default=_env("HTTP_LISTEN", "0.0.0.0:15014"),
+        default="0.0.0.0:15014",
         help="address of /metrics, /debug/syncz, /debug/configz, /ready",
     )
-    p.add_argument(
+    p.env_flag(
         "--scopes",
+        "XDSBUS_SCOPES",
         type=_scopes,
-        default=_scopes(_env("SCOPES", "default")),
+        default=("default",),
+        shown_default="default",
         help="comma-separated scopes loaded at start and required by /ready; others load when a proxy asks",
     )
-    p.add_argument(
+    p.env_flag(
         "--lazy-scopes",
+        "XDSBUS_LAZY_SCOPES",
+        type=_switch,
         choices=("true", "false"),
-        default=_env("LAZY_SCOPES", "true"),
+        default=True,
+        shown_default="true",
         help="follow scopes not listed in --scopes when a proxy asks for them",
     )
-    p.add_argument("--log-format", choices=LOG_FORMATS, default=_env("LOG_FORMAT", "text"))
-    p.add_argument("--log-level", default=_env("LOG_LEVEL", "info"))
-    return p.parse_args(argv)
+    add_common_flags(p)
+    return p.parse(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the xdsbus-edge command."""
     args = parse_args(argv)
     setup_logging(args.log_format, args.log_level)
@@ -71,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         xds_listen=args.xds_listen,
         http_listen=args.http_listen,
         scopes=args.scopes,
-        lazy_scopes=args.lazy_scopes == "true",
+        lazy_scopes=args.lazy_scopes,
     )
     settings = BusSettings.from_env(args.nats_url)
 

@@ -3,23 +3,24 @@ registry, one publishing replica) running `EurekaRegistry` for the `eureka` entr
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 
 from xdsbus.registry.service_main import run_registry_service
-from xdsbus_watch_eureka.registry import EurekaRegistry, poll_interval_from_env
+from xdsbus.service_flags import ServiceParser, positive_float
+from xdsbus_watch_eureka.registry import POLL_INTERVAL_ENV, EurekaRegistry
+
+
+def _eureka_settings(parser: ServiceParser) -> None:
+    # Checked here, once, rather than failing every registry the McpBridge names.
+    parser.env_setting(POLL_INTERVAL_ENV, type=positive_float, help="seconds between polls of each registry")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of `xdsbus-watch-eureka`; returns the exit status (0 after SIGTERM/SIGINT, 2 on bad
-    flags, a bad XDSBUS_EUREKA_POLL_INTERVAL or no usable secret key)."""
-    try:
-        # Checked here, once, rather than failing every registry the McpBridge names.
-        poll_interval_from_env()
-    except ValueError as exc:
-        print(f"xdsbus-watch-eureka: {exc}", file=sys.stderr)
-        return 2
-    return run_registry_service(argv, types={"eureka"}, factory=EurekaRegistry, prog="xdsbus-watch-eureka")
+    """Entry point of `xdsbus-watch-eureka`; returns the exit status (0 after SIGTERM/SIGINT, 2 on a bad
+    flag or variable, XDSBUS_EUREKA_POLL_INTERVAL included, or no usable secret key)."""
+    return run_registry_service(
+        argv, types={"eureka"}, factory=EurekaRegistry, prog="xdsbus-watch-eureka", configure=_eureka_settings
+    )
 
 
 if __name__ == "__main__":

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import dataclasses
 import functools
 import logging
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -15,7 +13,7 @@ from xdsbus.bus import BusSettings, connect_unless_stopped
 from xdsbus.logs import setup_logging
 from xdsbus.secretbox import SecretBox
 from xdsbus.service import run_service
-from xdsbus.service_flags import add_common_flags, check_common_flags, watcher_secret_box
+from xdsbus.service_flags import ServiceParser, add_common_flags, positive_float, watcher_secret_box
 from xdsbus_watch_file.file_watcher import DEFAULT_POLL_INTERVAL, FileWatcher, default_source_name
 
 log = logging.getLogger("xdsbus_watch_file")
@@ -33,58 +31,48 @@ class Settings:
     log_level: str
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> ServiceParser:
     """Flags; each defaults to its XDSBUS_* environment variable."""
-    env = os.environ.get
-    parser = argparse.ArgumentParser(
+    parser = ServiceParser(
         prog="xdsbus-watch-file",
         description="Publish the Kubernetes-style manifests of a directory (*.yaml, *.yml, *.json, "
         "recursively) to the xdsbus event log as source file/<name>.",
     )
-    parser.add_argument(
-        "--dir",
-        default=env("XDSBUS_WATCH_DIR"),
-        help="directory to watch (env XDSBUS_WATCH_DIR; required)",
+    parser.env_flag(
+        "--dir", "XDSBUS_WATCH_DIR", default="", shown_default="none: required", help="directory to watch"
     )
-    parser.add_argument(
+    parser.env_flag(
         "--source-name",
-        default=env("XDSBUS_SOURCE_NAME"),
-        help="source name, published as file/<name> (env XDSBUS_SOURCE_NAME; default: the directory's name)",
+        "XDSBUS_SOURCE_NAME",
+        default="",
+        shown_default="the directory's name",
+        help="source name, published as file/<name>",
     )
-    parser.add_argument(
+    parser.env_flag(
         "--poll-interval",
-        default=env("XDSBUS_POLL_INTERVAL", str(DEFAULT_POLL_INTERVAL)),
-        help="seconds between scans of the directory "
-        f"(env XDSBUS_POLL_INTERVAL; default {DEFAULT_POLL_INTERVAL})",
+        "XDSBUS_POLL_INTERVAL",
+        type=positive_float,
+        default=DEFAULT_POLL_INTERVAL,
+        help="seconds between scans of the directory",
     )
     add_common_flags(parser)
     return parser
 
 
 def parse_settings(argv: Sequence[str] | None = None) -> Settings:
-    """Parse and validate the command line; exits with status 2 and a message on a bad value.
-
-    Validation is done here rather than with argparse `type=`/`choices=`, which do not check values
-    that come from the environment."""
+    """Parse and validate the command line; exits with status 2 and a message on a bad value."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse(argv)
     if not args.dir:
         parser.error("--dir (or XDSBUS_WATCH_DIR) is required")
-    try:
-        poll_interval = float(args.poll_interval)
-    except ValueError:
-        parser.error(f"--poll-interval: {args.poll_interval!r} is not a number")
-    if not poll_interval > 0:
-        parser.error("--poll-interval must be more than 0")
-    check_common_flags(parser, args)
     directory = Path(args.dir)
     source_name = args.source_name or default_source_name(directory)
     if "/" in source_name:
-        parser.error(f"--source-name {source_name!r}: give the name only, without 'file/' or any '/'")
+        parser.fail("source_name", f"{source_name!r}: give the name only, without 'file/' or any '/'")
     return Settings(
         directory=directory,
         source_name=source_name,
-        poll_interval=poll_interval,
+        poll_interval=args.poll_interval,
         nats_url=args.nats_url,
         log_format=args.log_format,
         log_level=args.log_level,

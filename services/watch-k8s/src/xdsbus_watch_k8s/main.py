@@ -18,9 +18,10 @@ from xdsbus.logs import setup_logging
 from xdsbus.secretbox import SecretBox
 from xdsbus.service import run_service
 from xdsbus.service_flags import (
+    ServiceParser,
     add_common_flags,
-    check_common_flags,
     default_instance_id,
+    positive_int,
     watcher_secret_box,
 )
 from xdsbus_watch_k8s.api import ConfigError, load_configuration
@@ -54,19 +55,26 @@ class Settings:
     log_level: str
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _namespace(value: str) -> str:
+    if value and not _NAMESPACE.match(value):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a namespace name")
+    return value
+
+
+def build_parser() -> ServiceParser:
     """Flags; each defaults to its XDSBUS_* environment variable."""
     env = os.environ.get
-    parser = argparse.ArgumentParser(
+    parser = ServiceParser(
         prog="xdsbus-watch-k8s",
         description="Publish a Kubernetes cluster's Ingresses, Services, EndpointSlices, TLS Secrets, "
         "Higress configuration and CRDs and Gateway API objects to the xdsbus event log as source "
         "k8s/<cluster>.",
     )
-    parser.add_argument(
+    parser.env_flag(
         "--cluster",
-        default=env("XDSBUS_CLUSTER", "default"),
-        help="cluster name, published as k8s/<cluster> (env XDSBUS_CLUSTER; default default)",
+        "XDSBUS_CLUSTER",
+        default="default",
+        help="cluster name, published as k8s/<cluster>",
     )
     parser.add_argument(
         "--kubeconfig",
@@ -74,71 +82,65 @@ def build_parser() -> argparse.ArgumentParser:
         help="kubeconfig file(s) (env XDSBUS_KUBECONFIG, then KUBECONFIG; default: in-cluster "
         "configuration from the pod's service account)",
     )
-    parser.add_argument(
+    parser.env_flag(
         "--watch-namespace",
-        default=env("XDSBUS_WATCH_NAMESPACE", ""),
+        "XDSBUS_WATCH_NAMESPACE",
+        type=_namespace,
+        default="",
+        shown_default="empty: all namespaces",
         help="the one namespace to watch for Ingresses, Services, EndpointSlices, Secrets and Gateway API "
-        "objects (env XDSBUS_WATCH_NAMESPACE; default empty: all namespaces)",
+        "objects",
     )
-    parser.add_argument(
+    parser.env_flag(
         "--system-namespace",
-        default=env("XDSBUS_SYSTEM_NAMESPACE", DEFAULT_SYSTEM_NAMESPACE),
+        "XDSBUS_SYSTEM_NAMESPACE",
+        type=_namespace,
+        default=DEFAULT_SYSTEM_NAMESPACE,
         help="Higress' namespace: higress-config, higress-https, McpBridge, WasmPlugin, Http2Rpc and all "
-        f"Secrets are read there (env XDSBUS_SYSTEM_NAMESPACE; default {DEFAULT_SYSTEM_NAMESPACE})",
+        "Secrets are read there",
     )
-    parser.add_argument(
+    parser.env_flag(
         "--ingress-class",
-        default=env("XDSBUS_INGRESS_CLASS", DEFAULT_INGRESS_CLASS),
-        help="the ingress class served; empty: every Ingress; nginx: class nginx or none "
-        f"(env XDSBUS_INGRESS_CLASS; default {DEFAULT_INGRESS_CLASS})",
+        "XDSBUS_INGRESS_CLASS",
+        default=DEFAULT_INGRESS_CLASS,
+        help="the ingress class served; empty: every Ingress; nginx: class nginx or none",
     )
-    parser.add_argument(
+    parser.env_flag(
         "--gateway-address",
-        default=env("XDSBUS_GATEWAY_ADDRESS", ""),
+        "XDSBUS_GATEWAY_ADDRESS",
+        default="",
+        shown_default="empty: no status writes",
         help="comma-separated IPs and host names written to status.loadBalancer of accepted Ingresses by "
-        "the replica holding the status lease (env XDSBUS_GATEWAY_ADDRESS; default empty: no status writes)",
+        "the replica holding the status lease",
     )
-    parser.add_argument(
+    parser.env_flag(
         "--resync-timeout",
-        default=env("XDSBUS_RESYNC_TIMEOUT", str(DEFAULT_WATCH_TIMEOUT)),
+        "XDSBUS_RESYNC_TIMEOUT",
+        type=positive_int,
+        default=DEFAULT_WATCH_TIMEOUT,
         help="seconds each watch request lasts (timeoutSeconds) before it is renewed from the last "
-        f"resourceVersion (env XDSBUS_RESYNC_TIMEOUT; default {DEFAULT_WATCH_TIMEOUT})",
+        "resourceVersion",
     )
-    parser.add_argument(
+    parser.env_flag(
         "--instance-id",
-        default=env("XDSBUS_INSTANCE_ID", default_instance_id()),
-        help="this replica's name in the status lease and in logs (env XDSBUS_INSTANCE_ID; "
-        "default <hostname>-<pid>)",
+        "XDSBUS_INSTANCE_ID",
+        default=default_instance_id(),
+        shown_default="<hostname>-<pid>",
+        help="this replica's name in the status lease and in logs",
     )
     add_common_flags(parser)
     return parser
 
 
 def parse_settings(argv: Sequence[str] | None = None) -> Settings:
-    """Parse and validate the command line; exits with status 2 and a message on a bad value.
-
-    Validation is done here rather than with argparse `type=`/`choices=`, which do not check values
-    that come from the environment."""
+    """Parse and validate the command line; exits with status 2 and a message on a bad value."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse(argv)
     if not _CLUSTER_NAME.match(args.cluster):
-        parser.error(f"--cluster {args.cluster!r}: use letters, digits, '-' and '_'")
-    for flag, value in (
-        ("--watch-namespace", args.watch_namespace),
-        ("--system-namespace", args.system_namespace),
-    ):
-        if value and not _NAMESPACE.match(value):
-            parser.error(f"{flag} {value!r} is not a namespace name")
+        parser.error(f"{parser.source('cluster')} {args.cluster!r}: use letters, digits, '-' and '_'")
     if not args.system_namespace:
-        parser.error("--system-namespace must not be empty")
-    try:
-        resync_timeout = int(args.resync_timeout)
-    except ValueError:
-        parser.error(f"--resync-timeout: {args.resync_timeout!r} is not a whole number of seconds")
-    if resync_timeout < 1:
-        parser.error("--resync-timeout must be at least 1")
+        parser.fail("system_namespace", "must not be empty")
     addresses = tuple(a.strip() for a in args.gateway_address.split(",") if a.strip())
-    check_common_flags(parser, args)
     return Settings(
         cluster=args.cluster,
         kubeconfig=args.kubeconfig or None,
@@ -146,7 +148,7 @@ def parse_settings(argv: Sequence[str] | None = None) -> Settings:
         system_namespace=args.system_namespace,
         ingress_class=args.ingress_class,
         gateway_addresses=addresses,
-        resync_timeout=resync_timeout,
+        resync_timeout=args.resync_timeout,
         instance_id=args.instance_id,
         nats_url=args.nats_url,
         log_format=args.log_format,

@@ -69,9 +69,10 @@ class Connection:
             opened = asyncio.open_connection(
                 self.host, self.port, ssl=self.tls, server_hostname=self.server_name or self.host
             )
-        self._reader, self._writer = await asyncio.wait_for(opened, self.timeout)
+        self._reader, writer = await asyncio.wait_for(opened, self.timeout)
+        self._writer = writer
         if self.tls is not None:
-            ssl_object = self._writer.get_extra_info("ssl_object")
+            ssl_object = writer.get_extra_info("ssl_object")
             self.peer_certificate = ssl_object.getpeercert(binary_form=True) if ssl_object else None
         return self
 

@@ -15,9 +15,8 @@ import asyncio
 import dataclasses
 import functools
 import logging
-import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from xdsbus.bus import Bus, BusSettings, connect_unless_stopped
 from xdsbus.logs import setup_logging
@@ -26,7 +25,13 @@ from xdsbus.registry.leadership import Leadership, lease_name
 from xdsbus.registry.supervisor import RegistryFactory, Supervisor
 from xdsbus.secretbox import SecretBox
 from xdsbus.service import run_service
-from xdsbus.service_flags import add_common_flags, check_common_flags, default_instance_id, watcher_secret_box
+from xdsbus.service_flags import (
+    ServiceParser,
+    add_common_flags,
+    default_instance_id,
+    positive_float,
+    watcher_secret_box,
+)
 
 log = logging.getLogger(__name__)
 
@@ -51,69 +56,93 @@ class Settings:
     log_level: str
 
 
-def build_parser(prog: str, types: Iterable[str]) -> argparse.ArgumentParser:
-    """Flags; each defaults to its XDSBUS_* environment variable."""
-    env = os.environ.get
+def _group(value: str) -> str:
+    if not _GROUP.match(value):
+        raise argparse.ArgumentTypeError(f"{value!r}: use letters, digits, '-' and '_'")
+    return value
+
+
+def _namespace(value: str) -> str:
+    if not _NAMESPACE.match(value):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a namespace name")
+    return value
+
+
+def _lease_ttl(value: str) -> float:
+    seconds = positive_float(value)
+    if seconds < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 second, not {value!r}")
+    return seconds
+
+
+def _instance_id(value: str) -> str:
+    if not value:
+        raise argparse.ArgumentTypeError("must not be empty")
+    return value
+
+
+def build_parser(
+    prog: str, types: Iterable[str], configure: Callable[[ServiceParser], None] | None = None
+) -> ServiceParser:
+    """Flags; each defaults to its XDSBUS_* environment variable. `configure` adds a service's own."""
     service = prog.removeprefix("xdsbus-")
-    parser = argparse.ArgumentParser(
+    parser = ServiceParser(
         prog=prog,
         description=f"Run the {', '.join(sorted(types))} registries listed in the McpBridge "
         "(<system namespace>/default, as folded from the event log) and publish their services to the xdsbus "
         "event log as source <type>/<registry name>. One replica of each group publishes at a time.",
     )
-    parser.add_argument(
+    parser.env_flag(
         "--instance-id",
-        default=env("XDSBUS_INSTANCE_ID", default_instance_id()),
-        help="this replica's name in the lease and in logs "
-        "(env XDSBUS_INSTANCE_ID; default <hostname>-<pid>)",
+        "XDSBUS_INSTANCE_ID",
+        type=_instance_id,
+        default=default_instance_id(),
+        shown_default="<hostname>-<pid>",
+        help="this replica's name in the lease and in logs",
     )
-    parser.add_argument(
+    parser.env_flag(
         "--group",
-        default=env("XDSBUS_GROUP", DEFAULT_GROUP),
-        help=f"replicas of one group share the lease {service}.<group>: one of them publishes "
-        f"(env XDSBUS_GROUP; default {DEFAULT_GROUP})",
+        "XDSBUS_GROUP",
+        type=_group,
+        default=DEFAULT_GROUP,
+        help=f"replicas of one group share the lease {service}.<group>: one of them publishes",
     )
-    parser.add_argument(
+    parser.env_flag(
         "--lease-ttl",
-        default=env("XDSBUS_LEASE_TTL", str(DEFAULT_LEASE_TTL)),
+        "XDSBUS_LEASE_TTL",
+        type=_lease_ttl,
+        default=DEFAULT_LEASE_TTL,
         help="seconds after which a standby takes over from a replica that died; the leases bucket's TTL "
-        f"when this creates it (env XDSBUS_LEASE_TTL; default {DEFAULT_LEASE_TTL:g})",
+        "when this creates it",
     )
-    parser.add_argument(
+    parser.env_flag(
         "--system-namespace",
-        default=env("XDSBUS_SYSTEM_NAMESPACE", DEFAULT_SYSTEM_NAMESPACE),
+        "XDSBUS_SYSTEM_NAMESPACE",
+        type=_namespace,
+        default=DEFAULT_SYSTEM_NAMESPACE,
         help="Higress' namespace: the McpBridge <namespace>/default and the authSecretName Secrets are read "
-        f"there (env XDSBUS_SYSTEM_NAMESPACE; default {DEFAULT_SYSTEM_NAMESPACE})",
+        "there",
     )
     add_common_flags(parser)
+    if configure is not None:
+        configure(parser)
     return parser
 
 
-def parse_settings(argv: Sequence[str] | None, prog: str, types: Iterable[str]) -> Settings:
-    """Parse and validate the command line; exits with status 2 and a message on a bad value.
-
-    Validation is done here rather than with argparse `type=`/`choices=`, which do not check values
-    that come from the environment."""
-    parser = build_parser(prog, types)
-    args = parser.parse_args(argv)
-    try:
-        lease_ttl = float(args.lease_ttl)
-    except ValueError:
-        parser.error(f"--lease-ttl: {args.lease_ttl!r} is not a number of seconds")
-    if not lease_ttl >= 1:
-        parser.error("--lease-ttl must be at least 1 second")
-    if not _GROUP.match(args.group):
-        parser.error(f"--group {args.group!r}: use letters, digits, '-' and '_'")
-    if not _NAMESPACE.match(args.system_namespace):
-        parser.error(f"--system-namespace {args.system_namespace!r} is not a namespace name")
-    if not args.instance_id:
-        parser.error("--instance-id must not be empty")
-    check_common_flags(parser, args)
+def parse_settings(
+    argv: Sequence[str] | None,
+    prog: str,
+    types: Iterable[str],
+    configure: Callable[[ServiceParser], None] | None = None,
+) -> Settings:
+    """Parse and validate the command line; exits with status 2 and a message naming the flag or variable
+    on a bad value."""
+    args = build_parser(prog, types, configure).parse(argv)
     return Settings(
         nats_url=args.nats_url,
         instance_id=args.instance_id,
         group=args.group,
-        lease_ttl=lease_ttl,
+        lease_ttl=args.lease_ttl,
         system_namespace=args.system_namespace,
         log_format=args.log_format,
         log_level=args.log_level,
@@ -202,12 +231,17 @@ async def serve(
 
 
 def run_registry_service(
-    argv: Sequence[str] | None, types: Iterable[str], factory: RegistryFactory, prog: str
+    argv: Sequence[str] | None,
+    types: Iterable[str],
+    factory: RegistryFactory,
+    prog: str,
+    configure: Callable[[ServiceParser], None] | None = None,
 ) -> int:
-    """Entry point of a registry watcher service (`prog` like `xdsbus-watch-nacos`); returns the exit
-    status: 0 after SIGTERM/SIGINT, 2 on bad flags or no usable secret key."""
+    """Entry point of a registry watcher service (`prog` like `xdsbus-watch-nacos`; `configure` declares
+    its own flags or variables); returns the exit status: 0 after SIGTERM/SIGINT, 2 on a bad flag or
+    variable or no usable secret key."""
     kinds = frozenset(types)
-    settings = parse_settings(argv, prog, kinds)
+    settings = parse_settings(argv, prog, kinds, configure)
     setup_logging(settings.log_format, settings.log_level)
     secret_box = watcher_secret_box(log)
     if secret_box is None:
