@@ -2,7 +2,7 @@
 (plain or HTTPS) and chosen endpoint conditions, traffic counting through Envoy, and the statuses the
 builder publishes for each object.
 
-They wrap `tests.support.stack.Stack` without changing it: a module starts one Stack, writes every
+They wrap `xdsbus_dev.harness.stack.Stack` without changing it: a module starts one Stack, writes every
 manifest it needs at once and waits until each host answers as expected.
 """
 
