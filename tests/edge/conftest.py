@@ -1,4 +1,5 @@
-"""Edge fixtures: an in-process edge on free ports, a ledger writer, proxies that close themselves."""
+"""Edge fixtures: an in-process edge on free ports, a ledger writer, gRPC proxies that close themselves,
+and the in-memory harness."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ from typing import Any
 
 import pytest
 
-from tests.edge.support import DeltaClient, LedgerWriter, SotwClient
+from tests.edge.harness import Harness
+from tests.edge.proxies import DeltaProxy, SotwProxy
+from tests.edge.support import LedgerWriter, grpc_proxy
 from xdsbus.bus import Bus
 from xdsbus_edge.app import Edge, EdgeConfig
 
@@ -34,13 +37,21 @@ async def make_edge(bus: Bus) -> AsyncIterator[Callable[..., Awaitable[Edge]]]:
 
 @pytest.fixture
 async def clients() -> AsyncIterator[Callable[..., Any]]:
-    made: list[SotwClient | DeltaClient] = []
+    made: list[SotwProxy | DeltaProxy] = []
 
-    def make(kind: str, port: int, **kw: Any) -> SotwClient | DeltaClient:
-        client = (SotwClient if kind == "sotw" else DeltaClient)(port, **kw)
+    def make(kind: str, port: int, **kw: Any) -> SotwProxy | DeltaProxy:
+        client = grpc_proxy(kind, port, **kw)
         made.append(client)
         return client
 
     yield make
     for client in made:
         await client.close()
+
+
+@pytest.fixture
+async def harness() -> AsyncIterator[Harness]:
+    """An in-memory source and registry; streams driven without NATS or gRPC."""
+    h = Harness()
+    yield h
+    await h.close()

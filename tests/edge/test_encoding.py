@@ -7,7 +7,7 @@ import hashlib
 from envoy.service.discovery.v3 import discovery_pb2
 from google.protobuf import any_pb2
 
-from tests.edge.support import cla, cluster, listener
+from tests.edge.envoy_resources import cla, cluster, listener
 from xdsbus.contract.resources import pack_any
 from xdsbus.contract.type_urls import CLUSTER, ENDPOINT, LISTENER
 from xdsbus_edge.encoding import delta_response, sotw_response

@@ -7,7 +7,8 @@ import json
 
 import grpc
 
-from tests.edge.support import LedgerWriter, base_config, cla, cluster, http_get, names, secret, serving
+from tests.edge.envoy_resources import base_config, cla, cluster, names, secret
+from tests.edge.support import LedgerWriter, http_get, serving
 from tests.support.objects import endpoint_slice, ingress, service
 from tests.support.sources import ScriptedSource
 from xdsbus.contract.resources import Resource
@@ -151,7 +152,7 @@ async def test_scopes_are_isolated(bus, ledger, make_edge, clients):
     assert await theirs.quiet() == []
     # A scope nobody publishes: refused once the edge has waited for it.
     nowhere = clients("sotw", edge.xds_port, node_id="gw-x", scope="nowhere")
-    edge.xds.lazy_scope_wait = 0.2
+    edge.cache.lazy_wait = 0.2
     await nowhere.request(CLUSTER)
     assert await nowhere.status() == grpc.StatusCode.UNAVAILABLE
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from tests.edge.support import LedgerWriter, base_config, http_get
+from tests.edge.envoy_resources import base_config
+from tests.edge.support import LedgerWriter, http_get
 from xdsbus_dev.harness.processes import Service, eventually, free_port, tool, wait_for_port
 
 
