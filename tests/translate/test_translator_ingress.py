@@ -4,6 +4,7 @@ Service, and deletions leaving nothing behind. Every scenario ends equal to a fu
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from envoy.config.cluster.v3 import cluster_pb2
@@ -331,30 +332,16 @@ def test_deleting_every_ingress_and_secret_leaves_the_services_resources_only() 
 
 
 def _assert_no_bookkeeping_left(h: Harness) -> None:
-    """The translator's indexes are empty once every object is gone: hostnames come and go for months."""
+    """The handlers' indexes are empty once every object is gone: hostnames come and go for months."""
     t = h.translator
-    for attr in (
-        "_services",
-        "_host_candidates",
-        "_host_model",
-        "_host_resources",
-        "_slices",
-        "_slice_host",
-        "_host_slices",
-        "_v1_endpoints",
-        "_ingresses",
-        "_vhost_members",
-        "_dependents",
-        "_vhost_bytes",
-        "_conflicts",
-        "_tls_members",
-        "_tls_hosts",
-    ):
-        assert not getattr(t, attr), f"Translator.{attr} = {getattr(t, attr)!r}"
+    for index in (t._services.index, t._ingress.index):
+        for f in dataclasses.fields(index):
+            value = getattr(index, f.name)
+            assert not value, f"{type(index).__name__}.{f.name} = {value!r}"
     for attr in ("_objects", "_by_name", "_owned", "_users", "_watchers"):
-        assert not getattr(t._secrets, attr), f"SecretIndex.{attr}"
+        assert not getattr(t._secrets.index, attr), f"SecretIndex.{attr}"
     for attr in ("_owned", "_users"):
-        assert not getattr(t._derived, attr), f"SharedResources.{attr}"
+        assert not getattr(t._ingress._derived, attr), f"SharedResources.{attr}"
 
 
 # -- a route Envoy cannot represent ------------------------------------------------------------------

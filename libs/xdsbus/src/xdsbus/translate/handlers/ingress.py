@@ -1,0 +1,316 @@
+"""Ingresses: each translated into host routes and TLS entries, and per host its HTTP virtual host, its
+HTTPS route configuration and SNI filter chain, and the derived clusters and secrets they use."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+import msgspec
+
+from xdsbus.contract.status import Verdict
+from xdsbus.contract.type_urls import ROUTE
+from xdsbus.fold.state import FoldState, ObjectRef
+from xdsbus.model.k8s import K8sIngress, decode_object
+from xdsbus.model.routes import HeaderMatch, Route, StringMatchKind, TlsFilterChainModel
+from xdsbus.translate import envoy_listeners, envoy_routes
+from xdsbus.translate.canary import apply_canaries
+from xdsbus.translate.handlers.index_sets import discard
+from xdsbus.translate.handlers.status_book import StatusBook
+from xdsbus.translate.handlers.touched import Touched
+from xdsbus.translate.handlers.views import ServiceModels, TlsSecrets
+from xdsbus.translate.ingress_annotations import CanarySpec
+from xdsbus.translate.ingress_rules import (
+    WILDCARD_HOST,
+    HostRoute,
+    HostTls,
+    IngressTranslation,
+    http_listener_route,
+    translate_ingress,
+)
+from xdsbus.translate.rejections import rejection_reason
+from xdsbus.translate.resource_table import ResourceTable
+from xdsbus.translate.route_order import describe_match, order_routes
+from xdsbus.translate.settings import TranslatorSettings
+from xdsbus.translate.shared_resources import SharedResources
+from xdsbus.translate.virtual_hosts import Problems, origin_ref, route_needs, serve_virtual_host
+
+INGRESS = "Ingress"
+
+
+@dataclass
+class IngressIndex:
+    """Ingress translations, the hosts they feed, and per host what was built for it."""
+
+    translations: dict[ObjectRef, IngressTranslation] = field(default_factory=dict)
+    # The Ingresses with routes for a host, with TLS for a host, and using a service hostname.
+    vhost_members: dict[str, set[ObjectRef]] = field(default_factory=dict)
+    tls_members: dict[str, set[ObjectRef]] = field(default_factory=dict)
+    dependents: dict[str, set[ObjectRef]] = field(default_factory=dict)
+    # Per host, its HTTP virtual host serialized and framed as a RouteConfiguration field, and its routes
+    # (to merge a host the Gateway API also serves on the HTTP port).
+    vhost_bytes: dict[str, bytes] = field(default_factory=dict)
+    vhost_routes: dict[str, list[Route]] = field(default_factory=dict)
+    # Problems found while assembling a host (lost conflicts, orphan canaries, missing TLS secrets),
+    # reported on the object concerned.
+    conflicts: dict[str, Problems] = field(default_factory=dict)
+    # The SNI filter chain of each host served over TLS.
+    tls_hosts: dict[str, TlsFilterChainModel] = field(default_factory=dict)
+    # The `*` host's HTTP routes: wildcard hosts end with them (see _one_label).
+    catch_all_routes: list[Route] = field(default_factory=list)
+
+
+class IngressHandler:
+    """Folds Ingresses; rebuilds the hosts they contribute to."""
+
+    kinds = (INGRESS,)
+
+    def __init__(
+        self,
+        table: ResourceTable,
+        status: StatusBook,
+        settings: TranslatorSettings,
+        services: ServiceModels,
+        secrets: TlsSecrets,
+        derived: SharedResources,
+    ) -> None:
+        self._table = table
+        self._status = status
+        self._http_port = settings.http_port
+        self._https_port = settings.https_port
+        self._services = services
+        self._secrets = secrets
+        self._derived = derived
+        self.index = IngressIndex()
+
+    def fold(self, state: FoldState, ref: ObjectRef) -> Touched:
+        """An Ingress changed: it is translated by `translate`, once the update's services are rebuilt
+        (its routes read their models)."""
+        return Touched(ingresses=frozenset((ref,)))
+
+    # -- what other changes touch ---------------------------------------------------------------
+
+    def dependents(self, host: str) -> set[ObjectRef]:
+        """The Ingresses whose translation reads the service `host`."""
+        return self.index.dependents.get(host, set())
+
+    def hosts_using(self, secrets: Iterable[str]) -> set[str]:
+        """The hosts whose TLS uses or waits for one of these SDS names."""
+        return self._secrets.users(secrets) & self.index.tls_members.keys()
+
+    # -- what the shared listeners read -------------------------------------------------------------
+
+    def http_vhosts(self) -> Mapping[str, bytes]:
+        """Per host, its framed HTTP virtual host."""
+        return self.index.vhost_bytes
+
+    def http_routes(self, host: str) -> list[Route]:
+        """The HTTP routes a host serves."""
+        return self.index.vhost_routes.get(host, [])
+
+    def tls_chains(self) -> tuple[TlsFilterChainModel, ...]:
+        """The SNI filter chains of the hosts served over TLS, by host."""
+        tls_hosts = self.index.tls_hosts
+        return tuple(tls_hosts[h] for h in sorted(tls_hosts))
+
+    # -- translation ----------------------------------------------------------------------------
+
+    def translate(self, state: FoldState, refs: Iterable[ObjectRef]) -> set[str]:
+        """Translate these Ingresses again; returns the hosts to rebuild."""
+        vhosts: set[str] = set()
+        for ref in sorted(refs):
+            vhosts |= self._translate(state, ref)
+        return vhosts
+
+    def _translate(self, state: FoldState, ref: ObjectRef) -> set[str]:
+        index = self.index
+        vhosts: set[str] = set()
+        old = index.translations.pop(ref, None)
+        if old is not None:
+            for hr in old.routes:
+                vhosts.add(hr.host)
+                index.vhost_members[hr.host].discard(ref)
+            for tls in old.tls:
+                vhosts.add(tls.host)
+                index.tls_members[tls.host].discard(ref)
+            for host in old.services:
+                discard(index.dependents, host, ref)
+        stored = state.get(ref)
+        if stored is None:
+            self._status.clear(ref)
+            return vhosts
+        try:
+            ingress = decode_object(stored.body, K8sIngress)
+            translation = translate_ingress(ingress, ref.source, ref.key, self._services.model)
+        except Exception as exc:
+            self._status.set(ref, Verdict.REJECTED, f"Ingress {ref.key}: {rejection_reason(exc)}")
+            return vhosts
+        index.translations[ref] = translation
+        for hr in translation.routes:
+            vhosts.add(hr.host)
+            index.vhost_members.setdefault(hr.host, set()).add(ref)
+        for tls in translation.tls:
+            vhosts.add(tls.host)
+            index.tls_members.setdefault(tls.host, set()).add(ref)
+        for host in translation.services:
+            index.dependents.setdefault(host, set()).add(ref)
+        self._report(ref)
+        return vhosts
+
+    def _report(self, ref: ObjectRef) -> None:
+        translation = self.index.translations.get(ref)
+        if translation is None:
+            return
+        hosts = sorted({hr.host for hr in translation.routes} | {t.host for t in translation.tls})
+        lost = [msg for host in hosts for msg in self.index.conflicts.get(host, {}).get(ref, [])]
+        self._status.set(ref, Verdict.ACCEPTED, warnings=translation.warnings + lost)
+
+    # -- hosts ----------------------------------------------------------------------------------
+
+    def regenerate(self, vhosts: set[str]) -> None:
+        """Rebuild these hosts."""
+        if WILDCARD_HOST in vhosts:
+            # Wildcard hosts end with the `*` rules (see _one_label); sorted, `*` is rebuilt first.
+            vhosts = vhosts | {host for host in self.index.vhost_members if _is_wildcard(host)}
+        for host in sorted(vhosts):
+            self._regenerate_host(host)
+
+    def _regenerate_host(self, host: str) -> None:
+        """Rebuild one host: its HTTP virtual host, its HTTPS route configuration, and the derived
+        clusters and secrets they use."""
+        index = self.index
+        previous = index.conflicts.pop(host, {})
+        problems: Problems = {}
+        host_routes = [
+            hr
+            for ref in sorted(index.vhost_members.get(host, ()))
+            for hr in index.translations[ref].routes
+            if hr.host == host
+        ]
+        tls, tls_secrets = self._host_tls(host, problems) if host != WILDCARD_HOST else (None, [])
+        listeners: list[list[Route]] = []
+        if host_routes:
+            http_routes = self._ordered_routes(host, host_routes, True, tls is not None, problems)
+            if _is_wildcard(host):
+                # Names deeper than one label are not this host's: they fall through to the `*` rules.
+                http_routes = [_one_label(route, host) for route in http_routes] + index.catch_all_routes
+            vhost, http_routes = serve_virtual_host(f"{host}:{self._http_port}", host, http_routes, problems)
+            index.vhost_bytes[host] = envoy_routes.frame_virtual_host(vhost)
+            index.vhost_routes[host] = http_routes
+            listeners.append(http_routes)
+        else:
+            index.vhost_bytes.pop(host, None)
+            index.vhost_routes.pop(host, None)
+            index.vhost_members.pop(host, None)
+        if host == WILDCARD_HOST:
+            index.catch_all_routes = listeners[0] if listeners else []
+        https_name = envoy_listeners.https_route_config_name(self._https_port, host)
+        if tls is not None:
+            https_routes = self._ordered_routes(host, host_routes, False, True, {})
+            if _is_wildcard(host):
+                https_routes = [_one_label(route, host) for route in https_routes]
+            vhost, https_routes = serve_virtual_host(f"{host}:{self._https_port}", host, https_routes, {})
+            self._table.put(ROUTE, https_name, envoy_routes.assemble_route_config(https_name, [vhost]))
+            index.tls_hosts[host] = TlsFilterChainModel(
+                server_names=(host,), tls=tls.tls, route_config=https_name
+            )
+            listeners.append(https_routes)
+        else:
+            self._table.remove(ROUTE, https_name)
+            index.tls_hosts.pop(host, None)
+        if not index.tls_members.get(host):
+            index.tls_members.pop(host, None)
+        # A host served over TLS references its secrets (published); a host still missing one only
+        # waits for them (not published), so their arrival rebuilds it.
+        clusters, secrets = route_needs(
+            (route for routes in listeners for route in routes), self._services.model
+        )
+        self._derived.set_owned(host, clusters)
+        if tls is not None:
+            self._secrets.set_used(host, secrets | set(tls_secrets), [])
+        else:
+            self._secrets.set_used(host, secrets, tls_secrets)
+        if problems:
+            index.conflicts[host] = problems
+        for ref in sorted(previous.keys() | problems.keys()):
+            if previous.get(ref) != problems.get(ref):
+                self._report(ref)
+
+    def _host_tls(self, host: str, problems: Problems) -> tuple[HostTls | None, list[str]]:
+        """The TLS settings a host is served with (the oldest Ingress's, when its secrets exist), and
+        the SDS names they need: watched even while missing, so their arrival rebuilds the host."""
+        candidates = sorted(
+            (
+                tls
+                for ref in self.index.tls_members.get(host, ())
+                for tls in self.index.translations[ref].tls
+                if tls.host == host
+            ),
+            key=lambda tls: tls.origin,
+        )
+        if not candidates:
+            return None, []
+        chosen = candidates[0]
+        for other in candidates[1:]:
+            if other.origin != chosen.origin:
+                problems.setdefault(origin_ref(other.origin), []).append(
+                    f"host {host}: TLS is already configured by {chosen.origin.kind} {chosen.origin.key} "
+                    "(older wins)"
+                )
+        needed = [name for name in (chosen.tls.cert_secret, chosen.tls.client_ca_secret) if name]
+        missing = [
+            name
+            for name, want_certificate in (
+                (chosen.tls.cert_secret, True),
+                (chosen.tls.client_ca_secret, False),
+            )
+            if name and not self._secrets.holds(name, want_certificate)
+        ]
+        if missing:
+            problems.setdefault(origin_ref(chosen.origin), []).append(
+                f"host {host}: TLS secret {', '.join(missing)} not found or not usable; "
+                "the host is served over plain HTTP only"
+            )
+            return None, needed
+        return chosen, needed
+
+    def _ordered_routes(
+        self, host: str, host_routes: list[HostRoute], http_listener: bool, has_tls: bool, problems: Problems
+    ) -> list[Route]:
+        """One listener's routes of a host: ordered, deduplicated, canaries merged."""
+        normal: list[Route] = []
+        defaults: list[Route] = []
+        canaries: list[tuple[Route, CanarySpec]] = []
+        for hr in host_routes:
+            route = http_listener_route(hr, has_tls) if http_listener else hr.route
+            if hr.canary is not None:
+                canaries.append((route, hr.canary))
+            elif hr.default_backend:
+                defaults.append(route)
+            else:
+                normal.append(route)
+        ordered, conflicts = order_routes(normal, default_backends=defaults)
+        merged = apply_canaries(ordered, canaries)
+        for c in conflicts:
+            problems.setdefault(origin_ref(c.loser), []).append(
+                f"host {host}: {c.match} is already served by {c.winner.kind} {c.winner.key} (older wins)"
+            )
+        for route, _ in merged.orphans:
+            problems.setdefault(origin_ref(route.origin), []).append(
+                f"host {host}: canary has no matching non-canary route for {describe_match(route)}"
+            )
+        return merged.routes
+
+
+def _is_wildcard(host: str) -> bool:
+    return host.startswith("*.")
+
+
+def _one_label(route: Route, host: str) -> Route:
+    """`route` restricted to names exactly one label under the wildcard `host`: Envoy matches the domain
+    `*.example.com` as a suffix, Kubernetes means one label (`a.example.com`, not `a.b.example.com`)."""
+    authority = HeaderMatch(
+        name=":authority", kind=StringMatchKind.REGEX, value=f"(?i)[^.]+{re.escape(host[1:])}(:[0-9]+)?"
+    )
+    return msgspec.structs.replace(route, headers=(authority, *route.headers))

@@ -1,0 +1,207 @@
+"""Services and their endpoints: Kubernetes Services, EndpointSlices and Endpoints, and the hostname
+claims other handlers add (registries); each hostname's clusters and ClusterLoadAssignments."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from xdsbus.contract.resources import ResourceKey
+from xdsbus.contract.status import Verdict
+from xdsbus.contract.type_urls import CLUSTER, ENDPOINT
+from xdsbus.fold.state import FoldState, ObjectRef
+from xdsbus.model.k8s import K8sEndpoints, K8sEndpointSlice, K8sService, decode_object
+from xdsbus.model.services import Resolution, ServiceModel, cluster_name, k8s_hostname
+from xdsbus.translate import envoy_clusters
+from xdsbus.translate.handlers.index_sets import discard
+from xdsbus.translate.handlers.status_book import StatusBook
+from xdsbus.translate.handlers.touched import Touched
+from xdsbus.translate.handlers.views import ServiceClaim
+from xdsbus.translate.k8s_services import (
+    endpoints_from_slices,
+    endpoints_from_v1,
+    service_model,
+    slice_service_name,
+)
+from xdsbus.translate.rejections import rejection_reason
+from xdsbus.translate.resource_table import ResourceTable
+
+SERVICE = "Service"
+ENDPOINT_SLICE = "EndpointSlice"
+ENDPOINTS = "Endpoints"
+
+
+@dataclass
+class ServiceIndex:
+    """Claims by object and by hostname, the model each hostname is served with, and endpoints."""
+
+    claims: dict[ObjectRef, ServiceClaim] = field(default_factory=dict)
+    candidates: dict[str, set[ObjectRef]] = field(default_factory=dict)
+    models: dict[str, ServiceModel] = field(default_factory=dict)
+    # Per hostname, the clusters and ClusterLoadAssignments published for it.
+    resources: dict[str, list[ResourceKey]] = field(default_factory=dict)
+    # Slices by (source, hostname) of the Service they belong to: only a Service of their own source uses
+    # them.
+    slices: dict[ObjectRef, K8sEndpointSlice] = field(default_factory=dict)
+    slice_host: dict[ObjectRef, str] = field(default_factory=dict)
+    host_slices: dict[tuple[str, str], set[ObjectRef]] = field(default_factory=dict)
+    v1_endpoints: dict[ObjectRef, K8sEndpoints] = field(default_factory=dict)
+
+
+class ServicesHandler:
+    """Folds Services, EndpointSlices and Endpoints; rebuilds a hostname's clusters and endpoints."""
+
+    kinds = (SERVICE, ENDPOINT_SLICE, ENDPOINTS)
+
+    def __init__(self, table: ResourceTable, status: StatusBook) -> None:
+        self._table = table
+        self._status = status
+        self.index = ServiceIndex()
+
+    def fold(self, state: FoldState, ref: ObjectRef) -> Touched:
+        """Re-read one Service, EndpointSlice or Endpoints; touches the hostnames it belongs to."""
+        if ref.kind == SERVICE:
+            hosts = self._fold_service(state, ref)
+        elif ref.kind == ENDPOINT_SLICE:
+            hosts = self._fold_slice(state, ref)
+        else:
+            hosts = self._fold_v1_endpoints(state, ref)
+        return Touched(hosts=frozenset(hosts))
+
+    # -- the ServiceClaims and ServiceModels views -------------------------------------------
+
+    def claim(self, claim: ServiceClaim) -> str:
+        """Add a claim on a hostname; returns the hostname."""
+        host = claim.model.hostname
+        self.index.claims[claim.ref] = claim
+        self.index.candidates.setdefault(host, set()).add(claim.ref)
+        return host
+
+    def release(self, ref: ObjectRef) -> str | None:
+        """Withdraw `ref`'s claim; returns the hostname it claimed."""
+        old = self.index.claims.pop(ref, None)
+        if old is None:
+            return None
+        discard(self.index.candidates, old.model.hostname, ref)
+        return old.model.hostname
+
+    def model(self, host: str) -> ServiceModel | None:
+        """The model `host` is served with (its oldest claim's)."""
+        return self.index.models.get(host)
+
+    # -- folding ------------------------------------------------------------------------------
+
+    def _fold_service(self, state: FoldState, ref: ObjectRef) -> set[str]:
+        hosts: set[str] = set()
+        old_host = self.release(ref)
+        if old_host is not None:
+            hosts.add(old_host)
+        stored = state.get(ref)
+        if stored is None:
+            self._status.clear(ref)
+            return hosts
+        try:
+            svc = decode_object(stored.body, K8sService)
+            model = service_model(svc)
+        except Exception as exc:
+            self._status.set(ref, Verdict.REJECTED, f"Service {ref.key}: {rejection_reason(exc)}")
+            return hosts
+        hosts.add(self.claim(ServiceClaim(ref=ref, created=svc.metadata.creation_timestamp, model=model)))
+        self._status.set(ref, Verdict.ACCEPTED)
+        return hosts
+
+    def _fold_slice(self, state: FoldState, ref: ObjectRef) -> set[str]:
+        index = self.index
+        hosts: set[str] = set()
+        old_host = index.slice_host.pop(ref, None)
+        index.slices.pop(ref, None)
+        if old_host is not None:
+            hosts.add(old_host)
+            discard(index.host_slices, (ref.source, old_host), ref)
+        stored = state.get(ref)
+        if stored is None:
+            self._status.clear(ref)
+            return hosts
+        try:
+            slice_ = decode_object(stored.body, K8sEndpointSlice)
+        except Exception as exc:
+            self._status.set(ref, Verdict.REJECTED, f"EndpointSlice {ref.key}: {rejection_reason(exc)}")
+            return hosts
+        service = slice_service_name(slice_)
+        if not service:
+            self._status.set(
+                ref, Verdict.REJECTED, f"EndpointSlice {ref.key}: no kubernetes.io/service-name label"
+            )
+            return hosts
+        host = k8s_hostname(service, slice_.metadata.namespace)
+        index.slices[ref] = slice_
+        index.slice_host[ref] = host
+        index.host_slices.setdefault((ref.source, host), set()).add(ref)
+        hosts.add(host)
+        self._status.set(ref, Verdict.ACCEPTED)
+        return hosts
+
+    def _fold_v1_endpoints(self, state: FoldState, ref: ObjectRef) -> set[str]:
+        self.index.v1_endpoints.pop(ref, None)
+        stored = state.get(ref)
+        namespace, _, name = ref.key.rpartition("/")
+        host = k8s_hostname(name, namespace or "default")
+        if stored is None:
+            self._status.clear(ref)
+            return {host}
+        try:
+            self.index.v1_endpoints[ref] = decode_object(stored.body, K8sEndpoints)
+        except Exception as exc:
+            self._status.set(ref, Verdict.REJECTED, f"Endpoints {ref.key}: {rejection_reason(exc)}")
+            return {host}
+        self._status.set(ref, Verdict.ACCEPTED)
+        return {host}
+
+    # -- regeneration -------------------------------------------------------------------------
+
+    def _owner(self, host: str) -> ServiceClaim | None:
+        candidates = self.index.candidates.get(host)
+        if not candidates:
+            return None
+        claims = [self.index.claims[ref] for ref in candidates]
+        return min(claims, key=lambda c: (c.created, c.ref))
+
+    def regenerate(self, host: str) -> bool:
+        """Rebuild the clusters and endpoints of one hostname; True when its model changed."""
+        index = self.index
+        owner = self._owner(host)
+        old_model = index.models.get(host)
+        new_keys: list[ResourceKey] = []
+        if owner is None:
+            index.models.pop(host, None)
+        else:
+            model = owner.model
+            index.models[host] = model
+            slices = [index.slices[r] for r in sorted(index.host_slices.get((owner.ref.source, host), ()))]
+            v1 = index.v1_endpoints.get(ObjectRef(ENDPOINTS, owner.ref.source, owner.ref.key))
+            for port in model.ports:
+                name = cluster_name(port.number, host)
+                if model != old_model:
+                    cluster = envoy_clusters.build_cluster(model, port)
+                    self._table.put(CLUSTER, name, cluster.SerializeToString(deterministic=True))
+                new_keys.append(ResourceKey(CLUSTER, name))
+                if model.resolution is not Resolution.EDS:
+                    continue
+                if owner.endpoints is not None:
+                    endpoints = list(owner.endpoints)
+                elif slices:
+                    endpoints = endpoints_from_slices(port, slices)
+                elif v1 is not None:
+                    endpoints = endpoints_from_v1(port, v1)
+                else:
+                    endpoints = []
+                cla = envoy_clusters.build_load_assignment(name, endpoints)
+                self._table.put(ENDPOINT, name, cla.SerializeToString(deterministic=True))
+                new_keys.append(ResourceKey(ENDPOINT, name))
+        for key in index.resources.get(host, ()):
+            if key not in new_keys:
+                self._table.remove(key.type_url, key.name)
+        if new_keys:
+            index.resources[host] = new_keys
+        else:
+            index.resources.pop(host, None)
+        return index.models.get(host) != old_model

@@ -1,0 +1,124 @@
+"""The listeners of the Ingress ports, which Gateways on those ports share: the HTTP listener with its
+route configuration spliced from cached virtual hosts, and the HTTPS listener with one SNI chain per host."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Protocol
+
+from xdsbus.contract.type_urls import LISTENER, ROUTE
+from xdsbus.model.routes import HttpsListenerModel, ListenerModel, Route, TlsFilterChainModel
+from xdsbus.translate import envoy_listeners, envoy_routes
+from xdsbus.translate.resource_table import ResourceTable
+from xdsbus.translate.settings import TranslatorSettings
+from xdsbus.translate.virtual_hosts import serve_virtual_host
+
+
+class IngressHosts(Protocol):
+    """What the Ingress handler built for the Ingress ports."""
+
+    def http_vhosts(self) -> Mapping[str, bytes]:
+        """Per host, its framed HTTP virtual host."""
+        ...
+
+    def http_routes(self, host: str) -> list[Route]:
+        """The HTTP routes a host serves."""
+        ...
+
+    def tls_chains(self) -> tuple[TlsFilterChainModel, ...]:
+        """The SNI filter chains of the hosts served over TLS, in order."""
+        ...
+
+
+class GatewayApiHosts(Protocol):
+    """What the Gateway API handler built for a port."""
+
+    def http_vhosts(self, port: int) -> Mapping[str, bytes] | None:
+        """Per domain, its serialized virtual host on HTTP `port` (None: no Gateway listens there)."""
+        ...
+
+    def http_routes(self, port: int, domain: str) -> list[Route]:
+        """The routes of a domain on HTTP `port`."""
+        ...
+
+    def tls_chains(self, port: int) -> list[TlsFilterChainModel]:
+        """The SNI filter chains on HTTPS `port`, in order."""
+        ...
+
+
+def put_http_listener(table: ResourceTable, port: int) -> tuple[str, str]:
+    """Publish the HTTP listener of `port`; returns its name and its route configuration's."""
+    route_name = envoy_routes.http_route_config_name(port)
+    listener = ListenerModel(name=envoy_routes.listener_name(port), port=port, route_config=route_name)
+    table.put(
+        LISTENER,
+        listener.name,
+        envoy_routes.build_http_listener(listener).SerializeToString(deterministic=True),
+    )
+    return listener.name, route_name
+
+
+def put_https_listener(table: ResourceTable, port: int, chains: tuple[TlsFilterChainModel, ...]) -> str:
+    """Publish the HTTPS listener of `port` with its SNI filter chains; returns its name."""
+    name = envoy_listeners.listener_name(port)
+    model = HttpsListenerModel(name=name, port=port, chains=chains)
+    table.put(
+        LISTENER, name, envoy_listeners.build_https_listener(model).SerializeToString(deterministic=True)
+    )
+    return name
+
+
+class SharedListeners:
+    """The Ingress ports' listeners, rebuilt from what the Ingress and Gateway API handlers cached."""
+
+    def __init__(
+        self,
+        table: ResourceTable,
+        settings: TranslatorSettings,
+        ingress: IngressHosts,
+        gateway_api: GatewayApiHosts,
+    ) -> None:
+        self._table = table
+        self._http_port = settings.http_port
+        self._https_port = settings.https_port
+        self._ingress = ingress
+        self._gateway_api = gateway_api
+        # The HTTPS listener's chains as last published, so that it is rebuilt only when they change.
+        self._https_chains: tuple[TlsFilterChainModel, ...] = ()
+
+    def regenerate(self) -> None:
+        """The listeners and the HTTP route configuration, spliced from the cached virtual hosts."""
+        _, route_name = put_http_listener(self._table, self._http_port)
+        vhosts = self._ingress.http_vhosts()
+        gateway_vhosts = self._gateway_api.http_vhosts(self._http_port)
+        parts = self._merged_vhosts(gateway_vhosts) if gateway_vhosts else [vhosts[h] for h in sorted(vhosts)]
+        self._table.put(ROUTE, route_name, envoy_routes.assemble_framed_route_config(route_name, parts))
+        chains = self._ingress.tls_chains() + tuple(self._gateway_api.tls_chains(self._https_port))
+        if not chains:
+            self._table.remove(LISTENER, envoy_listeners.listener_name(self._https_port))
+        elif chains != self._https_chains:
+            # Most changes touch no TLS host: building one filter chain per TLS host on each of them
+            # would cost more than the rest of the commit when there are thousands.
+            put_https_listener(self._table, self._https_port, chains)
+        self._https_chains = chains
+
+    def _merged_vhosts(self, gateway_vhosts: Mapping[str, bytes]) -> list[bytes]:
+        """The framed virtual hosts of the Ingress HTTP port with the Gateway API's on the same port.
+
+        A host both serve becomes one virtual host (Envoy refuses a domain twice in one route
+        configuration): the Ingress routes first, in their own order, then the Gateway API routes in the
+        spec's precedence. Ingress behaviour is unchanged; a Gateway route of such a host only gets the
+        requests no Ingress route of the host matches."""
+        vhosts = self._ingress.http_vhosts()
+        port = self._http_port
+        out: list[bytes] = []
+        for host in sorted(vhosts.keys() | gateway_vhosts.keys()):
+            if host not in gateway_vhosts:
+                out.append(vhosts[host])
+            elif host not in vhosts:
+                out.append(envoy_routes.frame_virtual_host(gateway_vhosts[host]))
+            else:
+                routes = self._ingress.http_routes(host) + self._gateway_api.http_routes(port, host)
+                merged, _ = serve_virtual_host(f"{host}:{port}", host, routes, {})
+                out.append(envoy_routes.frame_virtual_host(merged))
+        return out
