@@ -60,10 +60,20 @@ class Translator:
             self._ingress,
             self._gateway_api,
         ]
-        self._handlers: dict[str, KindHandler] = {kind: h for h in handlers for kind in h.kinds}
+        self._handlers: dict[str, KindHandler] = {}
+        for handler in handlers:
+            for kind in handler.kinds:
+                if kind in self._handlers:
+                    raise ValueError(f"kind {kind} has two handlers")
+                self._handlers[kind] = handler
         # Kinds that reach the translator but no handler translates (IngressClass, ConfigMap, WasmPlugin,
         # Http2Rpc today): logged once each, and left without a status as before.
         self._unhandled: set[str] = set()
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        """The kinds some handler translates, in the order a full build folds them."""
+        return tuple(self._handlers)
 
     @property
     def statuses(self) -> dict[ObjectRef, ObjectStatus]:
@@ -74,7 +84,7 @@ class Translator:
 
     def full_build(self, state: FoldState) -> None:
         """Translate everything in the state (after a restore or a replay)."""
-        refs = [ref for kind in self._handlers for ref, _ in state.of_kind(kind)]
+        refs = [ref for kind in self.kinds for ref, _ in state.of_kind(kind)]
         # A full build allocates a dozen container objects per resource and frees almost none: the
         # cyclic collector's passes over the folded state find no garbage yet cost ~40% of the build at
         # 10k services (bench builder_full_build). Pause it for the build.
