@@ -22,11 +22,14 @@ from xdsbus.ledger.publisher import LedgerPublisher, LostLedger
 from xdsbus.secretbox import SecretBox
 from xdsbus.translate.settings import TranslatorSettings
 from xdsbus.translate.translator import Translator
+from xdsbus_builder.debounce import MIN_WAIT, decide
 from xdsbus_builder.restore import restore
 
 log = logging.getLogger(__name__)
 
 FETCH_BATCH = 1000
+# Seconds an idle builder waits for an event before it looks at its lease and checkpoint again.
+IDLE_WAIT = 1.0
 
 
 class BuilderConfig(msgspec.Struct, frozen=True, kw_only=True):
@@ -125,20 +128,20 @@ class _Leader:
         )
 
     async def _loop(self, sub) -> None:  # type: ignore[no-untyped-def]
-        quiet, longest = self.config.debounce_quiet, self.config.debounce_max
-        batch_started: float | None = None
+        quiet, max_delay = self.config.debounce_quiet, self.config.debounce_max
+        # When the pending events were folded: the oldest and the newest (None: nothing pending).
+        first: float | None = None
+        last: float | None = None
+        until: float | None = None
         last_msg = None
         while not self.stop.is_set():
             if self.lease.lost.is_set():
                 raise LostLedger("lease lost")
-            if batch_started is None:
-                timeout = 1.0
-            else:
-                timeout = max(0.001, min(quiet, batch_started + longest - time.monotonic()))
+            timeout = IDLE_WAIT if until is None else max(MIN_WAIT, until - time.monotonic())
             try:
                 # Idle, wait for one message: a long-polling batch fetch (nats-py 2.16) was measured
                 # holding a lone event until its timeout. Once a batch is open, take what is there.
-                msgs = await sub.fetch(1 if batch_started is None else FETCH_BATCH, timeout=timeout)
+                msgs = await sub.fetch(1 if first is None else FETCH_BATCH, timeout=timeout)
             except TimeoutError:
                 msgs = []
             if msgs:
@@ -153,15 +156,22 @@ class _Leader:
                         )
                     await status_store.publish_rejections(self.bus, result.rejected)
                 last_msg = msgs[-1]
-                if batch_started is None:
-                    batch_started = time.monotonic()
             now = time.monotonic()
-            if batch_started is not None and (not msgs or now - batch_started >= longest):
+            if msgs:
+                first = now if first is None else first
+                last = now
+            elif until is not None:
+                # The wait ran out without an event (nats-py ends a fetch 100 us before its timeout):
+                # its deadline has come.
+                now = max(now, until)
+            decision = decide(first, last, now, quiet=quiet, max_delay=max_delay)
+            until = decision.until
+            if decision.publish:
                 await self._flush()
                 if last_msg is not None:
                     await last_msg.ack()
-                batch_started = None
-            elif batch_started is None:
+                first = last = None
+            elif first is None:
                 await self._maybe_checkpoint()
 
     async def _flush(self) -> None:
