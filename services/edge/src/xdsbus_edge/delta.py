@@ -1,7 +1,7 @@
 """Delta (incremental) streams (DeltaAggregatedResources and the per-type Delta* RPCs).
 
 Each resource's version is its body's sha256, so a proxy that reconnects (to this edge or another)
-with `initial_resource_versions` receives only what changed. Rules (xds-protocol.md §1.7, §1.12):
+with `initial_resource_versions` receives only what changed. Rules (docs/xds-protocol.md §1.7, §1.12):
 - subscription changes are always applied, whatever the nonce (the nonce only correlates ACK/NACK);
 - a response goes out only when something is to be sent or removed, and always for the first wildcard
   request (even empty: the proxy needs it to finish initializing);

@@ -1,6 +1,6 @@
 """State-of-the-world streams (StreamAggregatedResources and the per-type Stream* RPCs).
 
-When a request is answered (xds-protocol.md §1.12):
+When a request is answered (docs/xds-protocol.md §1.12):
 - the first request for a type on the stream, or one without a nonce: always;
 - a request with an error_detail (NACK): never; the error is recorded, the rejected version is not
   resent, and the proxy gets the next version that changes what it subscribed to;

@@ -1,6 +1,6 @@
 """Per stream and type: what the proxy subscribed to and where the ACK/NACK exchange stands.
 
-The subscription rules follow the xDS spec (shared/reference/xds-protocol.md §1.5, §1.7):
+The subscription rules follow the xDS spec (docs/xds-protocol.md §1.5, §1.7):
 - legacy wildcard: until a proxy has sent any name for a type on this stream, an empty request means
   `*`; once it has sent one, an empty list means "nothing" (SotW) and `*` must be named explicitly;
 - names that do not exist yet stay subscribed and are sent when they appear.
