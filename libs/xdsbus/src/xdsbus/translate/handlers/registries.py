@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from xdsbus.contract.status import Verdict
@@ -30,20 +31,19 @@ class RegistryIndex:
 class RegistriesHandler:
     """Folds RegistryServices and McpBridges into service claims."""
 
-    kinds = (REGISTRY_SERVICE_KIND, MCPBRIDGE_KIND)
-
     def __init__(self, services: ServiceClaims, status: StatusBook) -> None:
         self._services = services
         self._status = status
         self.index = RegistryIndex()
+        self._folds: dict[str, Callable[[FoldState, ObjectRef], set[str]]] = {
+            REGISTRY_SERVICE_KIND: self._fold_registry_service,
+            MCPBRIDGE_KIND: self._fold_mcpbridge,
+        }
+        self.kinds = tuple(self._folds)
 
     def fold(self, state: FoldState, ref: ObjectRef) -> Touched:
         """Re-read a RegistryService or an McpBridge; touches the hostnames claimed or given up."""
-        if ref.kind == REGISTRY_SERVICE_KIND:
-            hosts = self._fold_registry_service(state, ref)
-        else:
-            hosts = self._fold_mcpbridge(state, ref)
-        return Touched(hosts=frozenset(hosts))
+        return Touched(hosts=frozenset(self._folds[ref.kind](state, ref)))
 
     def _fold_registry_service(self, state: FoldState, ref: ObjectRef) -> set[str]:
         """Re-read a RegistryService (key: its hostname); returns the hostnames to regenerate."""

@@ -3,6 +3,7 @@ claims other handlers add (registries); each hostname's clusters and ClusterLoad
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from xdsbus.contract.resources import ResourceKey
@@ -50,22 +51,20 @@ class ServiceIndex:
 class ServicesHandler:
     """Folds Services, EndpointSlices and Endpoints; rebuilds a hostname's clusters and endpoints."""
 
-    kinds = (SERVICE, ENDPOINT_SLICE, ENDPOINTS)
-
     def __init__(self, table: ResourceTable, status: StatusBook) -> None:
         self._table = table
         self._status = status
         self.index = ServiceIndex()
+        self._folds: dict[str, Callable[[FoldState, ObjectRef], set[str]]] = {
+            SERVICE: self._fold_service,
+            ENDPOINT_SLICE: self._fold_slice,
+            ENDPOINTS: self._fold_v1_endpoints,
+        }
+        self.kinds = tuple(self._folds)
 
     def fold(self, state: FoldState, ref: ObjectRef) -> Touched:
         """Re-read one Service, EndpointSlice or Endpoints; touches the hostnames it belongs to."""
-        if ref.kind == SERVICE:
-            hosts = self._fold_service(state, ref)
-        elif ref.kind == ENDPOINT_SLICE:
-            hosts = self._fold_slice(state, ref)
-        else:
-            hosts = self._fold_v1_endpoints(state, ref)
-        return Touched(hosts=frozenset(hosts))
+        return Touched(hosts=frozenset(self._folds[ref.kind](state, ref)))
 
     # -- the ServiceClaims and ServiceModels views -------------------------------------------
 

@@ -22,9 +22,6 @@ class Touched(msgspec.Struct, frozen=True):
     gateway_api: bool = False
 
 
-NOTHING = Touched()
-
-
 class KindHandler(Protocol):
     """One family of kinds: it owns the index of their objects and folds them into it."""
 
