@@ -242,7 +242,9 @@ def _check_same(translator: Translator, upb: Resources, upb_digest: str) -> None
         if table[key] != body:
             raise AssertionError(f"{key} differs: upb {body[:200]!r} translator {table[key][:200]!r}")
     if translator.table.digest() != upb_digest:
-        raise AssertionError("same bytes but different digest: ResourceTable.digest() disagrees with §5")
+        raise AssertionError(
+            "same bytes but different digest: ResourceTable.digest() disagrees with docs/design.md §5"
+        )
 
 
 def run() -> dict[str, Any]:

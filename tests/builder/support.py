@@ -1,5 +1,5 @@
 """Helpers for the builder tests: running builders (in-process or as `xdsbus-builder`), the `xdsbus` CLI,
-reading the ledger as users see it, and checking its contract (DESIGN §5)."""
+reading the ledger as users see it, and checking its contract (docs/design.md §5)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """`xdsbus-builder` killed with SIGKILL at awkward moments and restarted while events keep coming: the
-ledger continues as if nothing happened (DESIGN §5: restarts never change a version), and every version
-is still what replay and a fresh translation of the log compute."""
+ledger continues as if nothing happened (docs/design.md §5: restarts never change a version), and every
+version is still what replay and a fresh translation of the log compute."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Replay equals live (DESIGN §5): every ledger version the builder published is reproduced by
+"""Replay equals live (docs/design.md §5): every ledger version the builder published is reproduced by
 `xdsbus replay`, starting from checkpoints; `--dump` and `ledger diff` show what a user expects."""
 
 from __future__ import annotations

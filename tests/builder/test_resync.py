@@ -1,5 +1,5 @@
-"""Resyncs and duplicates as the builder sees them (DESIGN §4): the sync_end list decides what is removed,
-a stale epoch decides nothing, a chunked list decides only when complete, and repeated facts change
+"""Resyncs and duplicates as the builder sees them (docs/design.md §4): the sync_end list decides what is
+removed, a stale epoch decides nothing, a chunked list decides only when complete, and repeated facts change
 nothing."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The echo backend against its contract (shared/conformance/README.md)."""
+"""The echo backend against its contract (docs/conformance.md §4)."""
 
 from __future__ import annotations
 

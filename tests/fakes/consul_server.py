@@ -1,6 +1,6 @@
 """A protocol-faithful fake Consul agent for tests: aiohttp.web in the test's own event loop.
 
-The wire protocol follows /work/shared/reference/registries.md §2 (Consul's HTTP API as py-consul 1.8 and
+The wire protocol follows docs/registries.md §2 (Consul's HTTP API as py-consul 1.8 and
 Consul's own Go client use it), so the real py-consul client and our watcher talk to it unchanged. The
 driver (the test) changes the catalog through synchronous methods, which wake blocking queries exactly
 like HTTP writes do.

@@ -1,6 +1,6 @@
 """A protocol-faithful fake Eureka server for tests: aiohttp.web in the test's own event loop.
 
-The wire protocol follows /work/shared/reference/registries.md §3 (Netflix eureka-core's
+The wire protocol follows docs/registries.md §3 (Netflix eureka-core's
 ``ApplicationsResource``/``ApplicationResource``/``InstanceResource`` and ``AbstractInstanceRegistry``), so
 py-eureka-client 0.13.3 and our watcher talk to it unchanged. Tests drive it through HTTP (a real client
 registering) or through synchronous driver methods that go through the same registry code.

@@ -1,6 +1,6 @@
 """A protocol-faithful fake Kubernetes API server for tests: aiohttp.web in the test's own event loop.
 
-The wire protocol follows /work/shared/reference/registries.md §4 (what kubernetes_asyncio 36.1.0 sends and
+The wire protocol follows docs/registries.md §4 (what kubernetes_asyncio 36.1.0 sends and
 expects), so the real client library and our watchers talk to it unchanged. The driver (the test) mutates
 the store directly through synchronous methods, which notify open watches exactly like HTTP writes do.
 

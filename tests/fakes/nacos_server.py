@@ -1,6 +1,6 @@
 """A protocol-faithful fake Nacos 2.x server for tests: grpc.aio and aiohttp.web in the test's event loop.
 
-The wire protocol follows /work/shared/reference/registries.md §1.2–1.5 (what nacos-sdk-python 3.x sends and
+The wire protocol follows docs/registries.md §1.2–1.5 (what nacos-sdk-python 3.x sends and
 expects; the server side from alibaba/nacos' gRPC acceptors and naming handlers), so the real client library
 and our watcher talk to it unchanged:
 

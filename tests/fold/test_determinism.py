@@ -1,5 +1,5 @@
-"""The fold and the translator are deterministic (DESIGN §5): a version's content is a pure function of the
-events up to its sequence, whatever the batching, restarts from checkpoints and redeliveries.
+"""The fold and the translator are deterministic (docs/design.md §5): a version's content is a pure
+function of the events up to its sequence, whatever the batching, restarts from checkpoints and redeliveries.
 
 No NATS here: events go through the same path the builder uses (`fold_message` on encoded envelopes, then
 `Translator.update` per batch and `ResourceTable.commit` per version) and are compared with a fresh

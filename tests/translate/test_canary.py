@@ -1,4 +1,4 @@
-"""Canary Ingresses merged into the normal routes of a virtual host (Higress §1.1)."""
+"""Canary Ingresses merged into the normal routes of a virtual host (docs/higress.md §1.1)."""
 
 from __future__ import annotations
 

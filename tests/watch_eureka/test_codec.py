@@ -13,7 +13,7 @@ from xdsbus.model.mcpbridge import RegistryConfig
 from xdsbus_watch_eureka.codec import DocumentError, parse_document, reconcile_hashcode
 from xdsbus_watch_eureka.services import build_services
 
-# registries.md §3.1's sample, with the old Jettison habit of a bare object for a single element.
+# docs/registries.md §3.1's sample, with the old Jettison habit of a bare object for a single element.
 OLD_STYLE = {
     "applications": {
         "versions__delta": "1",

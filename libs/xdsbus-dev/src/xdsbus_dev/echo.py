@@ -54,7 +54,7 @@ MAX_HEADERS = 200
 MAX_BODY = 16 * 1024 * 1024
 LOG_SIZE = 1000
 _SNI_ATTRIBUTE = "echo_server_name"
-# The request log line the suite's echo server writes (shared/conformance/README.md).
+# The request log line the suite's echo server writes (docs/conformance.md §4).
 _ECHOING = "Echoing back request made to %s to client (%s)"
 _WEBSOCKET_PATH = "/ws"
 

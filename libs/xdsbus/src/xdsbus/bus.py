@@ -1,4 +1,4 @@
-"""Connection to NATS and the JetStream objects of DESIGN §4–5, created idempotently."""
+"""Connection to NATS and the JetStream objects of docs/design.md §4–5, created idempotently."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The event envelope: what every watcher publishes to XDSBUS_EVENTS (DESIGN §4)."""
+"""The event envelope: what every watcher publishes to XDSBUS_EVENTS (docs/design.md §4)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """`ConsulRegistry`: one McpBridge registry of type `consul`, watched with py-consul's asyncio client.
 
-What it does, after Higress's `registry/consul/watcher.go` (higress.md §2, registries.md §2.5):
+What it does, after Higress's `registry/consul/watcher.go` (docs/higress.md §2, docs/registries.md §2.5):
 
 * The service list comes from `/v1/catalog/services`, optionally only services one of whose tags equals
   `consulServiceTag` (compared lower-case). Higress re-lists every `consulRefreshInterval` (default 30 s,
@@ -15,7 +15,7 @@ What it does, after Higress's `registry/consul/watcher.go` (higress.md §2, regi
   metadata `Service.Meta`.
 * A service that leaves the catalog (or stops carrying the tag) is deleted.
 
-Blocking-query rules (registries.md §2.2, Consul's blocking-query docs): an index lower than the previous
+Blocking-query rules (docs/registries.md §2.2, Consul's blocking-query docs): an index lower than the previous
 one resets to 0 (snapshot restore), an index below 1 is raised to 1 before blocking, "same index" means
 nothing changed, every loop is rate-limited by a token bucket (burst 2, then one request per 15 s) so a
 churning service degrades to polling rather than a busy loop, and the HTTP deadline exceeds

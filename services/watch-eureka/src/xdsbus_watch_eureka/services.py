@@ -1,4 +1,4 @@
-"""Eureka applications as the registry services the builder turns into clusters (higress.md §2.2–2.3)."""
+"""Eureka applications as the registry services the builder turns into clusters (docs/higress.md §2.2–2.3)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """nacos-sdk-python 3.x's `NacosNamingService` (asyncio + gRPC), with its quirks handled in one place.
 
-What the SDK does that a long-running watcher must work around (registries.md §1.5, and its source):
+What the SDK does that a long-running watcher must work around (docs/registries.md §1.5, and its source):
 
 * It drops empty pushes unless `update_cache_when_empty` is set: without it the last instance going away is
   never reported. Set.

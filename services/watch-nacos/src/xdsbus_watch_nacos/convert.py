@@ -1,7 +1,7 @@
 """Nacos instances -> one `RegistryService`, the way Higress' nacos v2 watcher maps them.
 
 Pure functions, so the mapping is tested without a server. Higress (`registry/nacos/v2/watcher.go`,
-higress.md §2.2–2.3):
+docs/higress.md §2.2–2.3):
 
 * host `<service>.<group>.<nacosNamespace>.nacos`, `_` made `-` in the group/namespace suffix only (the
   service name is kept as it is, as Higress does: routes name these hosts);

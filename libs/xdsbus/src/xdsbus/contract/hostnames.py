@@ -1,4 +1,4 @@
-"""Registry hostnames as Higress names them (docs/higress.md): the names routes use to reach a
+"""Registry hostnames as Higress names them (docs/higress.md §2.2): the names routes use to reach a
 registry's services, shared by the registry watchers and the translator."""
 
 from __future__ import annotations

@@ -8,6 +8,6 @@ LISTENER = "type.googleapis.com/envoy.config.listener.v3.Listener"
 ROUTE = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
 SECRET = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
 
-# The order a proxy must receive types in (docs/xds-protocol.md): clusters before their endpoints,
+# The order a proxy must receive types in (docs/xds-protocol.md §1.9): clusters before their endpoints,
 # listeners before their routes, secrets last.
 TYPE_ORDER = (CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET)

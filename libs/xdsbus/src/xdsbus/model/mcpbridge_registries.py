@@ -13,7 +13,7 @@ import msgspec
 
 from xdsbus.model.mcpbridge import RegistryConfig
 
-# Registry types Higress knows (higress.md §2.1). `zookeeper` has no xdsbus watcher: it is reported.
+# Registry types Higress knows (docs/higress.md §2.1). `zookeeper` has no xdsbus watcher: it is reported.
 WATCHED_TYPES = frozenset({"nacos", "nacos2", "nacos3", "consul", "eureka"})
 BUILDER_TYPES = frozenset({"dns", "static"})
 UNSUPPORTED_TYPES = frozenset({"zookeeper"})

@@ -1,6 +1,6 @@
 """An Ingress (rules, paths, backends, default backend, TLS and Higress annotations) into the route model.
 
-Higress semantics (shared/reference/higress.md §0.1 and §1):
+Higress semantics (docs/higress.md §0.1 and §1):
 * an empty host is `*`; a wildcard host is `*.` plus a domain; hosts are lowercased;
 * pathType Exact is an exact match; Prefix and ImplementationSpecific are Kubernetes prefixes (the
   trailing `/` trimmed; `/foo` matches `/foo` and `/foo/...`); regex mode (use-regex, full-path-regex, or

@@ -1,4 +1,4 @@
-"""Registry services into the service model (higress.md §2.2–2.3).
+"""Registry services into the service model (docs/higress.md §2.2–2.3).
 
 Two inputs:
 * `RegistryService` events from the Nacos, Consul and Eureka watchers: one service per hostname, one port,

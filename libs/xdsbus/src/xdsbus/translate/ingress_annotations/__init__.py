@@ -1,6 +1,6 @@
 """Higress Ingress annotations: one module per family, `parse_annotations` reads them all.
 
-See shared/reference/higress.md §1 for the families and their semantics; `reader` holds the prefix
+See docs/higress.md §1 for the families and their semantics; `reader` holds the prefix
 resolution (`nginx.ingress.kubernetes.io/` wins over `higress.io/`; "H only" keys read `higress.io/`).
 """
 
