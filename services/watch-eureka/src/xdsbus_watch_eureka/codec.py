@@ -1,12 +1,11 @@
 """Eureka's application documents (`/apps`, `/apps/delta`), JSON or XML, as typed instances.
 
-The two representations the server produces (docs/registries.md §3.1) map onto one tree: the XML is
-turned into the shape of the Jackson JSON (`<port enabled="true">8080</port>` becomes
-`{"@enabled": "true", "$": "8080"}`, repeated elements become lists), so one reader serves both. The reader is tolerant where real
+The two representations the server produces (docs/registries.md §3.1) map onto one tree: the XML is turned
+into the shape of the Jackson JSON (`<port enabled="true">8080</port>` becomes `{"@enabled": "true", "$":
+"8080"}`, repeated elements become lists), so one reader serves both. The reader is tolerant where real
 servers differ (a bare object instead of a one-element list from old XStream/Jettison servers, numbers as
-strings) and strict where a value would make a wrong endpoint (an `ipAddr` that is not an IP, no port):
-such an instance is kept for the hashcode but marked with a `problem` and left out of the endpoints.
-"""
+strings) and strict where a value would make a wrong endpoint (an `ipAddr` that is not an IP, no port): such
+an instance is kept for the hashcode but marked with a `problem` and left out of the endpoints."""
 
 from __future__ import annotations
 
