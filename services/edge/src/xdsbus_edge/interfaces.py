@@ -15,15 +15,12 @@ in-memory source and registry (tests/edge/harness.py) without NATS or gRPC.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, NoReturn, Protocol
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, NoReturn, Protocol
 
 import grpc
 
 from xdsbus_edge.snapshot import Snapshot
-
-if TYPE_CHECKING:
-    from xdsbus_edge.stream import XdsStream
 
 
 class SnapshotSource(Protocol):
@@ -47,38 +44,67 @@ class SnapshotSource(Protocol):
         ...
 
 
+class RegisteredStream(Protocol):
+    """A stream as the registry and a proxy's other streams see it (stream.py's RegisteredStream fits)."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def node_id(self) -> str: ...
+    @property
+    def scope(self) -> str: ...
+    @property
+    def rpc(self) -> str: ...
+    @property
+    def peer(self) -> str: ...
+    @property
+    def mode(self) -> str: ...
+    @property
+    def watches(self) -> Mapping[str, object]:
+        """The types this stream serves, by type URL."""
+        ...
+
+    def cds_sent_elsewhere(self, eds_names: set[str]) -> None:
+        """Clusters went out on another stream of the same proxy; `eds_names` are their EDS names."""
+        ...
+
+    def debug(self) -> dict[str, Any]:
+        """The stream's state for /debug/syncz."""
+        ...
+
+
 class StreamRegistry(Protocol):
     """The open streams and the reports they make."""
 
-    def register(self, stream: XdsStream) -> None:
+    def register(self, stream: RegisteredStream) -> None:
         """A stream was accepted (it has a node, a scope and a snapshot)."""
         ...
 
-    def unregister(self, stream: XdsStream) -> None:
+    def unregister(self, stream: RegisteredStream) -> None:
         """A registered stream ended."""
         ...
 
-    def streams_of(self, node_id: str) -> Iterable[XdsStream]:
+    def streams_of(self, node_id: str) -> Iterable[RegisteredStream]:
         """The registered streams of one proxy."""
         ...
 
-    def refused(self, stream: XdsStream, reason: str) -> None:
+    def refused(self, stream: RegisteredStream, reason: str) -> None:
         """A stream was ended with an error status (`reason` is a short label: `not_ready`, ...)."""
         ...
 
-    def responded(self, stream: XdsStream, type_url: str, size: int, seconds: float) -> None:
+    def responded(self, stream: RegisteredStream, type_url: str, size: int, seconds: float) -> None:
         """A response of `size` bytes was sent, `seconds` after its building started."""
         ...
 
-    def nacked(self, stream: XdsStream, type_url: str, version: str, error: str) -> None:
+    def nacked(self, stream: RegisteredStream, type_url: str, version: str, error: str) -> None:
         """The proxy rejected `version` of a type (the stream keeps the error for /debug/syncz)."""
         ...
 
-    def expired_nonce(self, stream: XdsStream, type_url: str) -> None:
+    def expired_nonce(self, stream: RegisteredStream, type_url: str) -> None:
         """A SotW request with a stale nonce was ignored."""
         ...
 
-    def converged(self, stream: XdsStream, seconds: float) -> None:
+    def converged(self, stream: RegisteredStream, seconds: float) -> None:
         """The proxy acknowledged every type of a push, `seconds` after its snapshot was loaded."""
         ...
 

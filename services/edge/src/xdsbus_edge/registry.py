@@ -9,9 +9,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from xdsbus_edge.interfaces import RegisteredStream
 from xdsbus_edge.metrics import EdgeMetrics
 from xdsbus_edge.snapshot import short_type
-from xdsbus_edge.stream import XdsStream
 
 log = logging.getLogger(__name__)
 
@@ -21,10 +21,10 @@ class StreamTable:
 
     def __init__(self, metrics: EdgeMetrics) -> None:
         self.metrics = metrics
-        self._streams: dict[int, XdsStream] = {}
-        self._by_node: dict[str, set[XdsStream]] = {}
+        self._streams: dict[int, RegisteredStream] = {}
+        self._by_node: dict[str, set[RegisteredStream]] = {}
 
-    def register(self, stream: XdsStream) -> None:
+    def register(self, stream: RegisteredStream) -> None:
         """Count and log a stream that was accepted."""
         self._streams[stream.id] = stream
         self._by_node.setdefault(stream.node_id, set()).add(stream)
@@ -38,7 +38,7 @@ class StreamTable:
             extra={"proxy": stream.node_id, "scope": stream.scope, "stream": stream.id},
         )
 
-    def unregister(self, stream: XdsStream) -> None:
+    def unregister(self, stream: RegisteredStream) -> None:
         """Forget a stream that ended."""
         if self._streams.pop(stream.id, None) is None:
             return
@@ -50,26 +50,26 @@ class StreamTable:
         self.metrics.connected.dec(stream.mode)
         log.info("proxy %s disconnected (%s)", stream.node_id, stream.rpc, extra={"stream": stream.id})
 
-    def streams_of(self, node_id: str) -> list[XdsStream]:
+    def streams_of(self, node_id: str) -> list[RegisteredStream]:
         """The streams of one proxy."""
         return list(self._by_node.get(node_id, ()))
 
-    def streams(self) -> list[XdsStream]:
+    def streams(self) -> list[RegisteredStream]:
         """Every registered stream."""
         return list(self._streams.values())
 
-    def refused(self, stream: XdsStream, reason: str) -> None:
+    def refused(self, stream: RegisteredStream, reason: str) -> None:
         """Count a refusal (xdsbus_edge_streams_refused)."""
         self.metrics.refused.inc(reason)
 
-    def responded(self, stream: XdsStream, type_url: str, size: int, seconds: float) -> None:
+    def responded(self, stream: RegisteredStream, type_url: str, size: int, seconds: float) -> None:
         """Count a response, its build-and-send time and its size."""
         short = short_type(type_url)
         self.metrics.pushes.inc(short)
         self.metrics.push_time.observe(seconds, short)
         self.metrics.config_size.observe(size, short)
 
-    def nacked(self, stream: XdsStream, type_url: str, version: str, error: str) -> None:
+    def nacked(self, stream: RegisteredStream, type_url: str, version: str, error: str) -> None:
         """Count a NACK (pilot_total_xds_rejects and the per-type counter)."""
         short = short_type(type_url)
         self.metrics.rejects.inc(short)
@@ -77,11 +77,11 @@ class StreamTable:
         if per_type is not None:
             per_type.inc()
 
-    def expired_nonce(self, stream: XdsStream, type_url: str) -> None:
+    def expired_nonce(self, stream: RegisteredStream, type_url: str) -> None:
         """Count a SotW request ignored for its stale nonce."""
         self.metrics.expired_nonce.inc(short_type(type_url))
 
-    def converged(self, stream: XdsStream, seconds: float) -> None:
+    def converged(self, stream: RegisteredStream, seconds: float) -> None:
         """Observe the time from a snapshot's load to the proxy's ACK of every type pushed."""
         self.metrics.convergence.observe(seconds)
 
