@@ -196,6 +196,26 @@ async def test_malformed_file_is_rejected_and_keeps_its_objects(
     assert [e.key for e in events.of(Op.DELETE)] == ["default/two"]
 
 
+async def test_first_resync_removes_its_legacy_status_entries(
+    config: Path, events: EventLog, start_watcher: StartWatcher, bus: Bus
+) -> None:
+    # Entries as watch-file wrote them before the contract's key scheme, for this source and another.
+    def legacy(source: str, path: str) -> bytes:
+        return (
+            f'{{"errors": [{{"line": 5, "reason": "invalid YAML"}}], "key": "{path}", "kind": "File", '
+            f'"object": "file:{path}", "reason": "{path}:5: invalid YAML", "source": "{source}", '
+            '"state": "rejected"}'
+        ).encode()
+
+    await bus.status.put("source.file.config.a.yaml", legacy("file/config", "a.yaml"))
+    await bus.status.put("source.file.other.a.yaml", legacy("file/other", "a.yaml"))
+    write(config / "a.yaml", service("one"))
+    await start_watcher(config)
+    await events.wait_sync_end()
+
+    assert [(s.source, s.key) for s in await status_store.read_all(bus)] == [("file/other", "a.yaml")]
+
+
 async def test_startup_with_a_broken_file_defers_sync_end(
     config: Path, events: EventLog, start_watcher: StartWatcher, bus: Bus
 ) -> None:

@@ -82,6 +82,15 @@ async def delete(bus: Bus, kind: str, source: str, key: str) -> None:
         pass
 
 
+async def delete_legacy(bus: Bus, kv_prefix: str, source: str) -> None:
+    """Remove the entries of `source` stored under an earlier key scheme: every KV key starting with
+    `kv_prefix` whose record names `source` (the record decides, as in `read_source`)."""
+    for key in await _keys(bus, kv_prefix):
+        status = await _get(bus, key)
+        if status is not None and status.source == source:
+            await bus.status.delete(key)
+
+
 async def read(bus: Bus, kind: str, source: str, key: str) -> ObjectStatus | None:
     """One object's status, or None when it has none (or its entry cannot be decoded)."""
     try:

@@ -21,6 +21,10 @@ from xdsbus_watch_file.manifests import ManifestError
 log = logging.getLogger(__name__)
 
 STATUS_KIND = "File"
+# Before the contract's key scheme, entries were stored as `source.file.<name>.<path>`. An upgrade
+# leaves them in the bucket, where `xdsbus status` would list every file a second time: each source
+# removes its own at every resync.
+_LEGACY_KV_PREFIX = "source.file."
 
 
 def file_status(source: str, path: str, errors: Iterable[ManifestError]) -> ObjectStatus:
@@ -50,6 +54,7 @@ class StatusReporter:
     async def load(self) -> None:
         """Read the entries stored for this source (a previous run may have left rejections that have
         been fixed since, or files that are gone). Call at every resync."""
+        await status_store.delete_legacy(self.bus, _LEGACY_KV_PREFIX, self.source)
         self._stored = {s.key: s for s in await status_store.read_source(self.bus, STATUS_KIND, self.source)}
 
     def update(self, paths: Iterable[str], errors: Mapping[str, Iterable[ManifestError]]) -> None:
