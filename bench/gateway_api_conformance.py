@@ -3,7 +3,7 @@
     python -m bench.gateway_api_conformance [--window 30] [--tests HTTPRouteMatching,...]
     make conformance
 
-Brings up tests/support/stack.py once (nats-server, builder, one edge, watch-file on a directory, a real
+Brings up xdsbus_dev.harness.stack once (nats-server, builder, one edge, watch-file on a directory, a real
 Envoy), emulates the cluster (echo backends for the Deployments, EndpointSlices for the Services, the
 Namespaces with their labels, the TLS Secret the suite makes at run time, a GatewayClass `higress`), writes
 the suite's base manifests, then for each test of expectations.json: writes its manifests, waits until
@@ -15,7 +15,7 @@ Deviations from the upstream suite (see also bench/conformance/manifests.py):
 - Gateway listener ports are moved to free high ports (80, 443, 8080... are privileged) and requests go
   there; Host headers carry the suite's port (none for 80/443) as if nothing had moved, and a port in a
   redirect's Location that is one of the moved ports is mapped back before comparison.
-- Pods are in-process echo backends on 127.0.0.1 (xdsbus.echo), h2c and the /ws websocket echo on the same
+- Pods are in-process echo backends on 127.0.0.1 (xdsbus_dev.echo), h2c and the /ws websocket echo on the same
   port as HTTP/1.1; h2 (HTTP/2 over TLS) uses the small client in bench/conformance/h2.py.
 - The WebSocket test is not a round trip: aiohttp's client dials ws://<gateway>/ws, and an attempt passes
   when the text and the binary message both come back unchanged (3 attempts in a row, as for any case).

@@ -2,7 +2,7 @@
 
 Setup: the fake API server of tests/fakes/kube_api.py (in this process) holding BENCH_INGRESS_COUNT
 (20k) Ingresses, each with one host (h<i>.bench.local, path /) to a Service of its own with an
-EndpointSlice of one endpoint, an echo backend (xdsbus.echo, in this process); nats-server, the builder
+EndpointSlice of one endpoint, an echo backend (xdsbus_dev.echo, in this process); nats-server, the builder
 (its default flags: --debounce-quiet 0.1, --debounce-max 1.0, unless BENCH_INGRESS_DEBOUNCE /
 BENCH_INGRESS_DEBOUNCE_MAX say otherwise), one edge, xdsbus-watch-k8s on a kubeconfig pointing at the
 fake, and a real Envoy on ADS SotW. The fake is loaded before watch-k8s starts: it lists everything.

@@ -1,6 +1,6 @@
 """propagation: from a change of a watched file to a real Envoy serving it, against Envoy's own file xDS.
 
-Setup (not timed): the whole stack of tests/support/stack.py (nats-server, the builder, BENCH_PROPAGATION_
+Setup (not timed): the whole stack of xdsbus_dev.harness.stack (nats-server, the builder, BENCH_PROPAGATION_
 EDGES (1) edge, watch-file on a directory, echo backends echo-a and echo-b, a real Envoy on ADS SotW).
 The watched directory also holds BENCH_PROPAGATION_SERVICES (10k) Services with an EndpointSlice of
 BENCH_PROPAGATION_ENDPOINTS (10) endpoints each (one JSON List file; docs/design.md §8 states the budget

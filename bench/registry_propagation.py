@@ -5,7 +5,7 @@ Setup per case (not timed): the fake registry of tests/fakes in this process, fi
 BENCH_REGISTRY_SERVICES (1,000) services of BENCH_REGISTRY_INSTANCES (10) instances each (10k instances;
 services with several replicas are what registries hold, and Consul keeps one blocking query, i.e. one
 connection, per service: 10k services of one instance would be 10k connections, against the agent's
-default of 200 per client, see services/watch-consul/README.md); the stack of tests/support/stack.py
+default of 200 per client, see services/watch-consul/README.md); the stack of xdsbus_dev.harness.stack
 without Ingress (nats-server, the builder with its default debounce, one edge, a real Envoy on ADS
 SotW); an McpBridge naming the fake (through watch-file); the watcher process (xdsbus-watch-nacos,
 -consul, -eureka). Timing starts once Envoy holds every cluster with exactly the registry's endpoints.

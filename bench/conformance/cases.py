@@ -37,7 +37,7 @@ WEBSOCKET_MESSAGES: tuple[str | bytes, ...] = ("Websocket Support!", bytes([1, 2
 
 
 class ResponseLike(Protocol):
-    """What a client returns: tests/support/http.Response or the runner's HTTP/2 response."""
+    """What a client returns: xdsbus_dev.harness.http.Response or the runner's HTTP/2 response."""
 
     status: int
     headers: list[tuple[str, str]]

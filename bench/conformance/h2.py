@@ -3,7 +3,7 @@
 
 Enough for a small request without a body and a small answer: no flow control beyond the defaults (an
 echo JSON body is far below the 64 KiB initial window), no server push, no priority. HPACK comes from the
-echo backend's implementation (xdsbus.echo), which both sides of our tests already rely on.
+echo backend's implementation (xdsbus_dev.echo), which both sides of our tests already rely on.
 """
 
 from __future__ import annotations
