@@ -341,7 +341,7 @@ def _assert_no_bookkeeping_left(h: Harness) -> None:
     for attr in ("_objects", "_by_name", "_owned", "_users", "_watchers"):
         assert not getattr(t._secrets.index, attr), f"SecretIndex.{attr}"
     for attr in ("_owned", "_users"):
-        assert not getattr(t._ingress._derived, attr), f"SharedResources.{attr}"
+        assert not getattr(t._ingress._in.derived, attr), f"SharedResources.{attr}"
 
 
 # -- a route Envoy cannot represent ------------------------------------------------------------------

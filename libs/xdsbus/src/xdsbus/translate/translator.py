@@ -20,6 +20,7 @@ from xdsbus.secretbox import SecretBox
 from xdsbus.translate.handlers.gateway_api import GatewayApiHandler
 from xdsbus.translate.handlers.ingress import IngressHandler
 from xdsbus.translate.handlers.registries import RegistriesHandler
+from xdsbus.translate.handlers.route_inputs import RouteInputs
 from xdsbus.translate.handlers.secrets import SecretsHandler
 from xdsbus.translate.handlers.services import ServicesHandler
 from xdsbus.translate.handlers.status_book import StatusBook
@@ -45,12 +46,9 @@ class Translator:
         derived = SharedResources(self.table)
         self._services = ServicesHandler(self.table, self._status)
         self._secrets = SecretsHandler(self.table, self._status, secret_box)
-        self._ingress = IngressHandler(
-            self.table, self._status, self.settings, self._services, self._secrets, derived
-        )
-        self._gateway_api = GatewayApiHandler(
-            self.table, self._status, self.settings, self._services, self._secrets, derived
-        )
+        routes = RouteInputs(self.table, self._status, self.settings, self._services, self._secrets, derived)
+        self._ingress = IngressHandler(routes)
+        self._gateway_api = GatewayApiHandler(routes)
         self._listeners = SharedListeners(self.table, self.settings, self._ingress, self._gateway_api)
         # In the order a full build folds them: what a kind reads is folded before it.
         handlers: list[KindHandler] = [

@@ -14,13 +14,9 @@ from xdsbus.fold.state import FoldState, ObjectRef
 from xdsbus.model.routes import DownstreamTls, Route, TlsFilterChainModel
 from xdsbus.translate import envoy_listeners, envoy_routes
 from xdsbus.translate.gateway_api.build import GATEWAY_API_KINDS, GatewayApiOutput, translate_gateway_api
-from xdsbus.translate.handlers.status_book import StatusBook
+from xdsbus.translate.handlers.route_inputs import RouteInputs
 from xdsbus.translate.handlers.touched import Touched
-from xdsbus.translate.handlers.views import ServiceModels, TlsSecrets
-from xdsbus.translate.resource_table import ResourceTable
-from xdsbus.translate.settings import TranslatorSettings
 from xdsbus.translate.shared_listeners import put_http_listener, put_https_listener
-from xdsbus.translate.shared_resources import SharedResources
 from xdsbus.translate.virtual_hosts import Problems, route_needs, serve_virtual_host
 
 # The owner of the Gateway API's shared resources (derived clusters, secrets); never a hostname.
@@ -47,21 +43,8 @@ class GatewayApiHandler:
 
     kinds = GATEWAY_API_KINDS
 
-    def __init__(
-        self,
-        table: ResourceTable,
-        status: StatusBook,
-        settings: TranslatorSettings,
-        services: ServiceModels,
-        secrets: TlsSecrets,
-        derived: SharedResources,
-    ) -> None:
-        self._table = table
-        self._status = status
-        self._settings = settings
-        self._services = services
-        self._secrets = secrets
-        self._derived = derived
+    def __init__(self, inputs: RouteInputs) -> None:
+        self._in = inputs
         self.index = GatewayApiIndex()
 
     def fold(self, state: FoldState, ref: ObjectRef) -> Touched:
@@ -97,11 +80,11 @@ class GatewayApiHandler:
     def regenerate(self, state: FoldState) -> None:
         """Translate every Gateway API object again; publish its own listeners, routes, clusters,
         secrets and statuses (the shared Ingress ports are spliced by SharedListeners)."""
-        settings = self._settings
+        settings = self._in.settings
         out = translate_gateway_api(
             state,
-            self._services.model,
-            lambda name: self._secrets.holds(name, True),
+            self._in.services.model,
+            lambda name: self._in.secrets.holds(name, True),
             {settings.http_port: "HTTP", settings.https_port: "HTTPS"},
             settings.addresses,
         )
@@ -120,11 +103,11 @@ class GatewayApiHandler:
             index.http_bytes[port] = serialized
             if port == settings.http_port:
                 continue
-            listener_name, route_name = put_http_listener(self._table, port)
+            listener_name, route_name = put_http_listener(self._in.table, port)
             config = envoy_routes.assemble_route_config(
                 route_name, [serialized[d] for d in sorted(serialized)]
             )
-            self._table.put(ROUTE, route_name, config)
+            self._in.table.put(ROUTE, route_name, config)
             resources |= {ResourceKey(LISTENER, listener_name), ResourceKey(ROUTE, route_name)}
         index.chains = {}
         certificates: set[str] = set()
@@ -138,7 +121,7 @@ class GatewayApiHandler:
                     vhost, kept = serve_virtual_host(f"{domain}:{port}", domain, routes, problems)
                     parts.append(vhost)
                     served.extend(kept)
-                self._table.put(ROUTE, route_name, envoy_routes.assemble_route_config(route_name, parts))
+                self._in.table.put(ROUTE, route_name, envoy_routes.assemble_route_config(route_name, parts))
                 resources.add(ResourceKey(ROUTE, route_name))
                 certificates.add(group.cert_secret)
                 chains.append(
@@ -151,18 +134,18 @@ class GatewayApiHandler:
             index.chains[port] = chains
             if port == settings.https_port:
                 continue
-            resources.add(ResourceKey(LISTENER, put_https_listener(self._table, port, tuple(chains))))
+            resources.add(ResourceKey(LISTENER, put_https_listener(self._in.table, port, tuple(chains))))
         for key in sorted(index.resources - resources):
-            self._table.remove(key.type_url, key.name)
+            self._in.table.remove(key.type_url, key.name)
         index.resources = resources
-        clusters, upstream_secrets = route_needs(served, self._services.model)
-        self._derived.set_owned(OWNER, clusters)
-        self._secrets.set_used(OWNER, certificates | upstream_secrets, out.secrets)
+        clusters, upstream_secrets = route_needs(served, self._in.services.model)
+        self._in.derived.set_owned(OWNER, clusters)
+        self._in.secrets.set_used(OWNER, certificates | upstream_secrets, out.secrets)
         for ref, status in out.statuses.items():
             extra = problems.get(ref)
             if extra:
                 status = msgspec.structs.replace(status, warnings=status.warnings + extra)
-            self._status.put(ref, status)
+            self._in.status.put(ref, status)
         # Only this handler sets statuses of these kinds: the previous translation's are all there is.
         for ref in sorted(previous.statuses.keys() - out.statuses.keys()):
-            self._status.clear(ref)
+            self._in.status.clear(ref)

@@ -17,9 +17,8 @@ from xdsbus.model.routes import HeaderMatch, Route, StringMatchKind, TlsFilterCh
 from xdsbus.translate import envoy_listeners, envoy_routes
 from xdsbus.translate.canary import apply_canaries
 from xdsbus.translate.handlers.index_sets import discard
-from xdsbus.translate.handlers.status_book import StatusBook
+from xdsbus.translate.handlers.route_inputs import RouteInputs
 from xdsbus.translate.handlers.touched import Touched
-from xdsbus.translate.handlers.views import ServiceModels, TlsSecrets
 from xdsbus.translate.ingress_annotations import CanarySpec
 from xdsbus.translate.ingress_rules import (
     WILDCARD_HOST,
@@ -30,10 +29,7 @@ from xdsbus.translate.ingress_rules import (
     translate_ingress,
 )
 from xdsbus.translate.rejections import rejection_reason
-from xdsbus.translate.resource_table import ResourceTable
 from xdsbus.translate.route_order import describe_match, order_routes
-from xdsbus.translate.settings import TranslatorSettings
-from xdsbus.translate.shared_resources import SharedResources
 from xdsbus.translate.virtual_hosts import Problems, origin_ref, route_needs, serve_virtual_host
 
 INGRESS = "Ingress"
@@ -66,22 +62,8 @@ class IngressHandler:
 
     kinds = (INGRESS,)
 
-    def __init__(
-        self,
-        table: ResourceTable,
-        status: StatusBook,
-        settings: TranslatorSettings,
-        services: ServiceModels,
-        secrets: TlsSecrets,
-        derived: SharedResources,
-    ) -> None:
-        self._table = table
-        self._status = status
-        self._http_port = settings.http_port
-        self._https_port = settings.https_port
-        self._services = services
-        self._secrets = secrets
-        self._derived = derived
+    def __init__(self, inputs: RouteInputs) -> None:
+        self._in = inputs
         self.index = IngressIndex()
 
     def fold(self, state: FoldState, ref: ObjectRef) -> Touched:
@@ -97,7 +79,7 @@ class IngressHandler:
 
     def hosts_using(self, secrets: Iterable[str]) -> set[str]:
         """The hosts whose TLS uses or waits for one of these SDS names."""
-        return self._secrets.users(secrets) & self.index.tls_members.keys()
+        return self._in.secrets.users(secrets) & self.index.tls_members.keys()
 
     # -- what the shared listeners read -------------------------------------------------------------
 
@@ -138,13 +120,13 @@ class IngressHandler:
                 discard(index.dependents, host, ref)
         stored = state.get(ref)
         if stored is None:
-            self._status.clear(ref)
+            self._in.status.clear(ref)
             return vhosts
         try:
             ingress = decode_object(stored.body, K8sIngress)
-            translation = translate_ingress(ingress, ref.source, ref.key, self._services.model)
+            translation = translate_ingress(ingress, ref.source, ref.key, self._in.services.model)
         except Exception as exc:
-            self._status.set(ref, Verdict.REJECTED, f"Ingress {ref.key}: {rejection_reason(exc)}")
+            self._in.status.set(ref, Verdict.REJECTED, f"Ingress {ref.key}: {rejection_reason(exc)}")
             return vhosts
         index.translations[ref] = translation
         for hr in translation.routes:
@@ -164,7 +146,7 @@ class IngressHandler:
             return
         hosts = sorted({hr.host for hr in translation.routes} | {t.host for t in translation.tls})
         lost = [msg for host in hosts for msg in self.index.conflicts.get(host, {}).get(ref, [])]
-        self._status.set(ref, Verdict.ACCEPTED, warnings=translation.warnings + lost)
+        self._in.status.set(ref, Verdict.ACCEPTED, warnings=translation.warnings + lost)
 
     # -- hosts ----------------------------------------------------------------------------------
 
@@ -180,6 +162,7 @@ class IngressHandler:
         """Rebuild one host: its HTTP virtual host, its HTTPS route configuration, and the derived
         clusters and secrets they use."""
         index = self.index
+        ports = self._in.settings
         previous = index.conflicts.pop(host, {})
         problems: Problems = {}
         host_routes = [
@@ -195,7 +178,7 @@ class IngressHandler:
             if _is_wildcard(host):
                 # Names deeper than one label are not this host's: they fall through to the `*` rules.
                 http_routes = [_one_label(route, host) for route in http_routes] + index.catch_all_routes
-            vhost, http_routes = serve_virtual_host(f"{host}:{self._http_port}", host, http_routes, problems)
+            vhost, http_routes = serve_virtual_host(f"{host}:{ports.http_port}", host, http_routes, problems)
             index.vhost_bytes[host] = envoy_routes.frame_virtual_host(vhost)
             index.vhost_routes[host] = http_routes
             listeners.append(http_routes)
@@ -205,32 +188,32 @@ class IngressHandler:
             index.vhost_members.pop(host, None)
         if host == WILDCARD_HOST:
             index.catch_all_routes = listeners[0] if listeners else []
-        https_name = envoy_listeners.https_route_config_name(self._https_port, host)
+        https_name = envoy_listeners.https_route_config_name(ports.https_port, host)
         if tls is not None:
             https_routes = self._ordered_routes(host, host_routes, False, True, {})
             if _is_wildcard(host):
                 https_routes = [_one_label(route, host) for route in https_routes]
-            vhost, https_routes = serve_virtual_host(f"{host}:{self._https_port}", host, https_routes, {})
-            self._table.put(ROUTE, https_name, envoy_routes.assemble_route_config(https_name, [vhost]))
+            vhost, https_routes = serve_virtual_host(f"{host}:{ports.https_port}", host, https_routes, {})
+            self._in.table.put(ROUTE, https_name, envoy_routes.assemble_route_config(https_name, [vhost]))
             index.tls_hosts[host] = TlsFilterChainModel(
                 server_names=(host,), tls=tls.tls, route_config=https_name
             )
             listeners.append(https_routes)
         else:
-            self._table.remove(ROUTE, https_name)
+            self._in.table.remove(ROUTE, https_name)
             index.tls_hosts.pop(host, None)
         if not index.tls_members.get(host):
             index.tls_members.pop(host, None)
         # A host served over TLS references its secrets (published); a host still missing one only
         # waits for them (not published), so their arrival rebuilds it.
         clusters, secrets = route_needs(
-            (route for routes in listeners for route in routes), self._services.model
+            (route for routes in listeners for route in routes), self._in.services.model
         )
-        self._derived.set_owned(host, clusters)
+        self._in.derived.set_owned(host, clusters)
         if tls is not None:
-            self._secrets.set_used(host, secrets | set(tls_secrets), [])
+            self._in.secrets.set_used(host, secrets | set(tls_secrets), [])
         else:
-            self._secrets.set_used(host, secrets, tls_secrets)
+            self._in.secrets.set_used(host, secrets, tls_secrets)
         if problems:
             index.conflicts[host] = problems
         for ref in sorted(previous.keys() | problems.keys()):
@@ -265,7 +248,7 @@ class IngressHandler:
                 (chosen.tls.cert_secret, True),
                 (chosen.tls.client_ca_secret, False),
             )
-            if name and not self._secrets.holds(name, want_certificate)
+            if name and not self._in.secrets.holds(name, want_certificate)
         ]
         if missing:
             problems.setdefault(origin_ref(chosen.origin), []).append(
