@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from xdsbus.contract.status import Verdict
@@ -11,8 +10,8 @@ from xdsbus.fold.state import FoldState, ObjectRef
 from xdsbus.model.mcpbridge import MCPBRIDGE_KEY, MCPBRIDGE_KIND
 from xdsbus.model.mcpbridge_registries import winning_source
 from xdsbus.model.registry import REGISTRY_SERVICE_KIND
+from xdsbus.translate.handlers.host_folds import HostFolds
 from xdsbus.translate.handlers.status_book import StatusBook
-from xdsbus.translate.handlers.touched import Touched
 from xdsbus.translate.handlers.views import ServiceClaim, ServiceClaims
 from xdsbus.translate.registry_services import bridge_services, registry_service
 from xdsbus.translate.rejections import rejection_reason
@@ -28,22 +27,17 @@ class RegistryIndex:
     bridge_claims: list[ObjectRef] = field(default_factory=list)
 
 
-class RegistriesHandler:
+class RegistriesHandler(HostFolds):
     """Folds RegistryServices and McpBridges into service claims."""
 
     def __init__(self, services: ServiceClaims, status: StatusBook) -> None:
         self._services = services
         self._status = status
         self.index = RegistryIndex()
-        self._folds: dict[str, Callable[[FoldState, ObjectRef], set[str]]] = {
+        self._folds = {
             REGISTRY_SERVICE_KIND: self._fold_registry_service,
             MCPBRIDGE_KIND: self._fold_mcpbridge,
         }
-        self.kinds = tuple(self._folds)
-
-    def fold(self, state: FoldState, ref: ObjectRef) -> Touched:
-        """Re-read a RegistryService or an McpBridge; touches the hostnames claimed or given up."""
-        return Touched(hosts=frozenset(self._folds[ref.kind](state, ref)))
 
     def _fold_registry_service(self, state: FoldState, ref: ObjectRef) -> set[str]:
         """Re-read a RegistryService (key: its hostname); returns the hostnames to regenerate."""

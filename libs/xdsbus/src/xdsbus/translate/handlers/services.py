@@ -3,7 +3,6 @@ claims other handlers add (registries); each hostname's clusters and ClusterLoad
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from xdsbus.contract.resources import ResourceKey
@@ -13,9 +12,9 @@ from xdsbus.fold.state import FoldState, ObjectRef
 from xdsbus.model.k8s import K8sEndpoints, K8sEndpointSlice, K8sService, decode_object
 from xdsbus.model.services import Resolution, ServiceModel, cluster_name, k8s_hostname
 from xdsbus.translate import envoy_clusters
+from xdsbus.translate.handlers.host_folds import HostFolds
 from xdsbus.translate.handlers.index_sets import discard
 from xdsbus.translate.handlers.status_book import StatusBook
-from xdsbus.translate.handlers.touched import Touched
 from xdsbus.translate.handlers.views import ServiceClaim
 from xdsbus.translate.k8s_services import (
     endpoints_from_slices,
@@ -48,23 +47,18 @@ class ServiceIndex:
     v1_endpoints: dict[ObjectRef, K8sEndpoints] = field(default_factory=dict)
 
 
-class ServicesHandler:
+class ServicesHandler(HostFolds):
     """Folds Services, EndpointSlices and Endpoints; rebuilds a hostname's clusters and endpoints."""
 
     def __init__(self, table: ResourceTable, status: StatusBook) -> None:
         self._table = table
         self._status = status
         self.index = ServiceIndex()
-        self._folds: dict[str, Callable[[FoldState, ObjectRef], set[str]]] = {
+        self._folds = {
             SERVICE: self._fold_service,
             ENDPOINT_SLICE: self._fold_slice,
             ENDPOINTS: self._fold_v1_endpoints,
         }
-        self.kinds = tuple(self._folds)
-
-    def fold(self, state: FoldState, ref: ObjectRef) -> Touched:
-        """Re-read one Service, EndpointSlice or Endpoints; touches the hostnames it belongs to."""
-        return Touched(hosts=frozenset(self._folds[ref.kind](state, ref)))
 
     # -- the ServiceClaims and ServiceModels views -------------------------------------------
 
