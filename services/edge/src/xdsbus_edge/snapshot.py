@@ -194,14 +194,13 @@ def next_snapshot(
     """The snapshot that follows `served` (None: the first one): its resources with `changes` applied
     (None removes a resource). Types that did not change share `served`'s maps, so a version costs what
     it changed, not what it holds; `changed` tells streams which names to look at."""
-    changed: dict[str, set[str]] = {}
-    for key in changes:
-        changed.setdefault(key.type_url, set()).add(key.name)
+    changed: dict[str, dict[str, CachedResource | None]] = {}
+    for key, change in changes.items():
+        changed.setdefault(key.type_url, {})[key.name] = change
     resources: dict[str, Any] = dict(served.resources) if served else {}
-    for type_url, names in changed.items():
+    for type_url, named in changed.items():
         current = dict(resources.get(type_url, {}))
-        for name in names:
-            res = changes[ResourceKey(type_url, name)]
+        for name, res in named.items():
             if res is None:
                 current.pop(name, None)
             else:
