@@ -1,6 +1,6 @@
 """Gateway API status: what the builder decided about GatewayClasses, Gateways and routes, written back.
 
-The builder publishes its verdict on each object to KV `xdsbus_status` (status_store.py), with the
+The builder publishes its verdict on each object to KV `xdsbus_status` (xdsbus.status_store), with the
 Gateway API's own status parts: `conditions`, `listeners`, `parents`, `addresses`. While the watcher
 holds the status lease (status_writer.py), it watches that bucket for this source's GatewayClasses,
 Gateways, HTTPRoutes and GRPCRoutes, turns each verdict into the object's status as the API defines it,

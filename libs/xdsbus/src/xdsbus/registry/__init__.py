@@ -20,8 +20,8 @@ xdsbus.model.mcpbridge_registries, shared with the builder so both read McpBridg
 Modules, one job each:
 
 * `api` — the contract: `Registry` (one `spec.registries[]` entry; `run(sink)` raises on failure),
-  `RegistrySink` (`resync`, `upsert`, `delete`, `problem`), `Credentials` (`get(secret, key)`),
-  `higress_hostname(*labels)`.
+  `RegistrySink` (`resync`, `upsert`, `delete`, `problem`), `Credentials` (`get(secret, key)`);
+  `higress_hostname(*labels)` is in xdsbus.contract.hostnames.
 * `bridge_follower` — `BridgeFollower(bus, types, system_namespace=, secret_box=)`: an ordered consumer
   on `xdsbus.events.*.*.McpBridge` and `.Secret`, folded with the builder's fold code. `run(stop)`;
   `ready` (caught up once); `generation` and `wait_changed(generation)`; `desired()` → the registries of
