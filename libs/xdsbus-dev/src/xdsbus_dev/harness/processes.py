@@ -19,11 +19,21 @@ T = TypeVar("T")
 BIN = Path(sys.executable).parent
 
 
+# Ports handed out by this process. The kernel may offer a just-released port again before the process it
+# was meant for binds it, and gRPC listens with SO_REUSEPORT: two edges of one test once both bound the
+# same port, and Envoy's ADS stream could not be told apart between them.
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    """A loopback port nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A loopback port nobody listens on right now and not handed out before by this process."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 def wait_for_port(port: int, timeout: float = 10.0) -> None:
