@@ -3,6 +3,7 @@ listeners, virtual hosts and routes, with their statuses. Every scenario ends eq
 
 from __future__ import annotations
 
+import pytest
 from envoy.config.listener.v3 import listener_pb2
 from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm
@@ -27,7 +28,11 @@ from tests.translate.gateway_api_objects import (
 from tests.translate.translator_harness import A_CERT, ingress_body, tls_secret
 from xdsbus.contract.status import Verdict
 from xdsbus.contract.type_urls import LISTENER, ROUTE
+from xdsbus.model.gateway_api import GRPCMethodMatch
+from xdsbus.model.routes import PathKind, PathMatch
+from xdsbus.translate.gateway_api.grpcroute import method_path
 from xdsbus.translate.gateway_api.hostnames import intersect
+from xdsbus.translate.gateway_api.httproute import GatewayRouteError
 
 
 def _base(h: GatewayHarness, *listeners: dict) -> None:
@@ -540,3 +545,63 @@ def test_a_route_with_some_invalid_rules_is_partially_invalid() -> None:
     status = h.gw_status("HTTPRoute", f"{NS}/route")
     assert [c.type for c in status.parents[0].conditions] == ["Accepted", "ResolvedRefs"]
     h.assert_matches_full_build()
+
+
+# Envoy refuses it: RE2 program size 246 > 100 (docs/design.md §6).
+OVERSIZED_REGEX = "/api/[a-z0-9]{1,64}/items/[0-9]{1,20}"
+OVERSIZED_REASON = "has RE2 program size 246, over Envoy's limit of 100 (re2.max_program_size)"
+
+
+def test_regexes_envoy_would_refuse_make_their_rule_invalid_alone() -> None:
+    """A path, header or query regex Envoy would refuse (bad syntax or a program over its size limit)
+    invalidates its rule only: Envoy never sees it, the route is PartiallyInvalid with the reason, and
+    the other rules, simple regexes included, serve."""
+    h = GatewayHarness()
+    _base(h)
+    h.put(
+        http_route(
+            rules=[
+                rule(path=("RegularExpression", "/ok/[0-9]+")),
+                rule(path=("RegularExpression", OVERSIZED_REGEX)),
+                rule(
+                    matches=[{"headers": [{"type": "RegularExpression", "name": "X-Id", "value": "(a)\\1"}]}]
+                ),
+                rule(
+                    matches=[
+                        {
+                            "path": {"type": "PathPrefix", "value": "/q"},
+                            "queryParams": [
+                                {"type": "RegularExpression", "name": "id", "value": OVERSIZED_REGEX}
+                            ],
+                        }
+                    ]
+                ),
+            ]
+        )
+    )
+    status = h.gw_status("HTTPRoute", f"{NS}/route")
+    assert cond(status, "Accepted", 0) == ("True", "Accepted")
+    assert cond(status, "PartiallyInvalid", 0) == ("True", "UnsupportedValue")
+    message = next(c.message for c in status.parents[0].conditions if c.type == "PartiallyInvalid")
+    assert message.startswith("invalid rule(s) 1, 2, 3: ")
+    assert f"rule 1: path regex {OVERSIZED_REGEX!r} {OVERSIZED_REASON}; the match is not served" in message
+    assert "rule 2: header X-Id regex '(a)\\\\1' is not a valid RE2 regular expression" in message
+    assert (
+        f"rule 3: query parameter id regex {OVERSIZED_REGEX!r} {OVERSIZED_REASON}; it answers 500" in message
+    )
+    regexes = [r.match.safe_regex.regex for r in h.routes() if r.match.safe_regex.regex]
+    assert regexes == ["/ok/[0-9]+"]
+    assert all(
+        m.string_match.safe_regex.regex in ("", "/ok/[0-9]+")
+        for r in h.routes()
+        for m in [*r.match.headers, *r.match.query_parameters]
+    )
+    h.assert_matches_full_build()
+
+
+def test_grpc_method_regex_envoy_would_refuse_is_an_error() -> None:
+    ok = method_path(GRPCMethodMatch(type="RegularExpression", service="pkg\\.Svc", method="Get.*"))
+    assert ok == PathMatch(kind=PathKind.REGEX, value="/pkg\\.Svc/Get.*")
+    with pytest.raises(GatewayRouteError) as exc:
+        method_path(GRPCMethodMatch(type="RegularExpression", service="[a-z0-9]{1,64}", method="[0-9]{1,20}"))
+    assert "method regex '/[a-z0-9]{1,64}/[0-9]{1,20}' has RE2 program size" in str(exc.value)

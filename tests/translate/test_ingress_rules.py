@@ -83,9 +83,28 @@ def test_invalid_regex_path_is_reported() -> None:
         make_ingress(("a.com", [path("/(?=x)"), path("/ok")]), annotations={N + "use-regex": "true"})
     )
     assert [hr.route.path.value for hr in t.routes] == ["/ok.*"]
-    assert t.warnings[0].startswith(
-        "rules[0].http.paths[0]: path '/(?=x)' as a regex '/(?=x).*' uses a lookaround"
+    assert t.warnings[0] == (
+        "rules[0].http.paths[0]: path '/(?=x)' as a regex '/(?=x).*' "
+        "is not a valid RE2 regular expression (invalid perl operator: (?=)"
     )
+
+
+def test_regex_path_over_envoys_program_size_is_dropped_alone() -> None:
+    """Envoy would refuse the shared route configuration for it (docs/design.md §6), so only that
+    path goes, with its program size in the warning; the other host and path still serve."""
+    big = "/api/[a-z0-9]{1,64}/items/[0-9]{1,20}"
+    t = translate(
+        make_ingress(
+            ("a.com", [path(big), path("/ok/[0-9]+")]),
+            ("b.com", [path("/b")]),
+            annotations={H + "full-path-regex": "true"},
+        )
+    )
+    assert [(hr.host, hr.route.path.value) for hr in t.routes] == [("a.com", "/ok/[0-9]+$"), ("b.com", "/b$")]
+    assert t.warnings == [
+        f"rules[0].http.paths[0]: path {big!r} as a regex {big + '$'!r} "
+        "has RE2 program size 246, over Envoy's limit of 100 (re2.max_program_size)"
+    ]
 
 
 def test_rewrite_target_with_capture_groups() -> None:

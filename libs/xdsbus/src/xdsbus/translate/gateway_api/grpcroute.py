@@ -14,6 +14,7 @@ from xdsbus.translate.gateway_api.httproute import (
     RULE_ERROR_STATUS,
     GatewayRouteError,
     apply_filters,
+    checked_regex,
     header_matches,
     rule_destinations,
 )
@@ -33,9 +34,8 @@ def method_path(method: GRPCMethodMatch | None) -> PathMatch:
             return PathMatch(kind=PathKind.PREFIX, value=f"/{method.service}/")
         return PathMatch(kind=PathKind.REGEX, value=f"/{_NAME_PART}/{re.escape(method.method or '')}")
     if method.type == "RegularExpression":
-        return PathMatch(
-            kind=PathKind.REGEX, value=f"/{method.service or _NAME_PART}/{method.method or _NAME_PART}"
-        )
+        pattern = f"/{method.service or _NAME_PART}/{method.method or _NAME_PART}"
+        return PathMatch(kind=PathKind.REGEX, value=checked_regex(pattern, "method"))
     raise GatewayRouteError(f"method match type {method.type} is not supported")
 
 

@@ -40,6 +40,7 @@ from xdsbus.model.routes import (
 )
 from xdsbus.translate.gateway_api.backends import INVALID_BACKEND_STATUS, BackendResolver, invalid_destination
 from xdsbus.translate.gateway_api.precedence import PrecedenceKey, precedence_key
+from xdsbus.translate.ingress_annotations.re2 import re2_problem
 
 # A rule the gateway cannot carry out (no backendRefs, only invalid ones, an unsupported filter).
 RULE_ERROR_STATUS = 500
@@ -61,6 +62,19 @@ class GatewayRouteError(ValueError):
     """Something in a route that makes a rule unservable; the message names it."""
 
 
+def checked_regex(pattern: str, what: str) -> str:
+    """`pattern` when Envoy would accept it; otherwise a GatewayRouteError naming `what` and why, so
+    the rule is refused alone instead of Envoy refusing every route (docs/design.md §6)."""
+    reason = re2_problem(pattern)
+    if reason:
+        raise GatewayRouteError(f"{what} regex {pattern!r} {reason}")
+    return pattern
+
+
+def _match_value(kind: StringMatchKind, value: str, what: str) -> str:
+    return checked_regex(value, what) if kind is StringMatchKind.REGEX else value
+
+
 def parse_duration(text: str, field: str) -> int:
     """A Gateway API duration (GEP-2257: `1h`, `500ms`, `1m30s`) in milliseconds; the error names the
     `field` it was read from."""
@@ -80,7 +94,8 @@ def header_matches(matches: list[HTTPHeaderMatch]) -> tuple[HeaderMatch, ...]:
         kind = _MATCH_KINDS.get(m.type)
         if kind is None:
             raise GatewayRouteError(f"header match type {m.type} is not supported")
-        out[name] = HeaderMatch(name=name, kind=kind, value=m.value)
+        value = _match_value(kind, m.value, f"header {m.name}")
+        out[name] = HeaderMatch(name=name, kind=kind, value=value)
     return tuple(out.values())
 
 
@@ -92,7 +107,8 @@ def _query_matches(matches: list[HTTPHeaderMatch]) -> tuple[QueryMatch, ...]:
         kind = _MATCH_KINDS.get(m.type)
         if kind is None:
             raise GatewayRouteError(f"query parameter match type {m.type} is not supported")
-        out[m.name] = QueryMatch(name=m.name, kind=kind, value=m.value)
+        value = _match_value(kind, m.value, f"query parameter {m.name}")
+        out[m.name] = QueryMatch(name=m.name, kind=kind, value=value)
     return tuple(out.values())
 
 
@@ -105,7 +121,7 @@ def _path(match: HTTPPathMatch | None) -> PathMatch:
         value = match.value.rstrip("/") or "/"
         return PathMatch(kind=PathKind.PREFIX, value=value)
     if match.type == "RegularExpression":
-        return PathMatch(kind=PathKind.REGEX, value=match.value)
+        return PathMatch(kind=PathKind.REGEX, value=checked_regex(match.value, "path"))
     raise GatewayRouteError(f"path match type {match.type} is not supported")
 
 
@@ -132,7 +148,7 @@ def _prefix_replacement(path: PathMatch, replacement: str) -> tuple[str, str, st
     if not stem:
         # Replacing with `/`: the rest keeps one leading slash (`/foo` → `/`, `/foo/bar` → `/bar`).
         prefix = "" if path.value == "/" else re.escape(path.value)
-        return "", f"^{prefix}/*", "/"
+        return "", checked_regex(f"^{prefix}/*", "ReplacePrefixMatch"), "/"
     if path.value == "/":
         # Every path follows the replacement (`/bar` → `/x/bar`), except `/` itself, which becomes the
         # replacement alone (`/x`, not `/x/`). RE2 substitutions have no conditionals: the first
@@ -194,7 +210,8 @@ def _cors(f: HTTPRouteFilter) -> CorsPolicy:
         if origin == "*":
             origins.append((StringMatchKind.REGEX, ".*"))
         elif "*" in origin:
-            origins.append((StringMatchKind.REGEX, ".*".join(re.escape(p) for p in origin.split("*"))))
+            pattern = ".*".join(re.escape(p) for p in origin.split("*"))
+            origins.append((StringMatchKind.REGEX, checked_regex(pattern, f"CORS origin {origin}")))
         else:
             origins.append((StringMatchKind.EXACT, origin))
     return CorsPolicy(

@@ -51,9 +51,10 @@ class CanarySpec(msgspec.Struct, frozen=True, kw_only=True):
 
 def _regex(template: str) -> Callable[[str], str]:
     def parse(text: str) -> str:
-        reason = re2_problem(template.format(text))
+        pattern = template.format(text)
+        reason = re2_problem(pattern)
         if reason:
-            raise ValueError(f"makes a header regex that {reason.removeprefix('is ')}")
+            raise ValueError(f"makes a header regex {pattern!r} that {reason}")
         return text
 
     return parse
