@@ -277,3 +277,21 @@ def test_routes_carry_their_origin() -> None:
     )
     assert t.routes[0].route.origin == origin("prod/shop", "2025-01-01T00:00:00Z")
     assert t.routes[0].route.destinations == (Destination(hostname="web.prod.svc.cluster.local", port=80),)
+
+
+def test_regex_path_is_checked_as_envoy_compiles_it_with_ignore_path_case() -> None:
+    """ignore-path-case makes Envoy compile `(?i)` + the path: 56 without it, 156 with it."""
+    annotations = {N + "use-regex": "true"}
+    t = translate(make_ingress(("a.com", [path("/api/[a-z]{1,20}")]), annotations=annotations))
+    assert [hr.route.path.value for hr in t.routes] == ["/api/[a-z]{1,20}.*"] and t.warnings == []
+    t = translate(
+        make_ingress(
+            ("a.com", [path("/api/[a-z]{1,20}"), path("/ok")]),
+            annotations={**annotations, H + "ignore-path-case": "true"},
+        )
+    )
+    assert [hr.route.path.value for hr in t.routes] == ["/ok.*"]
+    assert t.warnings == [
+        "rules[0].http.paths[0]: path '/api/[a-z]{1,20}' as a regex '/api/[a-z]{1,20}.*' "
+        "has RE2 program size 156, over Envoy's limit of 100 (re2.max_program_size)"
+    ]

@@ -115,7 +115,9 @@ def _host(host: str) -> str:
     return host.lower()
 
 
-def _path_match(path: str, path_type: str, regex: Callable[[str], RegexMode]) -> PathMatch:
+def _path_match(
+    path: str, path_type: str, regex: Callable[[str], RegexMode], *, ignore_case: bool = False
+) -> PathMatch:
     path = path or "/"
     if not path.startswith("/"):
         raise ValueError(f"path {path!r} must start with '/'")
@@ -124,7 +126,9 @@ def _path_match(path: str, path_type: str, regex: Callable[[str], RegexMode]) ->
     mode = regex(path)
     if mode is not RegexMode.NONE:
         value = path + (".*" if mode is RegexMode.PREFIX else "$")
-        reason = re2_problem(value)
+        # Checked as Envoy will compile it: ignore-path-case prefixes `(?i)` (envoy_routes.py), which can
+        # more than double the RE2 program size.
+        reason = re2_problem(("(?i)" if ignore_case else "") + value)
         if reason:
             raise ValueError(f"path {path!r} as a regex {value!r} {reason}")
         return PathMatch(kind=PathKind.REGEX, value=value)
@@ -303,7 +307,9 @@ def _rule_routes(
     for path_index, path in enumerate(paths):
         where = f"rules[{rule_index}].http.paths[{path_index}]"
         try:
-            match = _path_match(path.path, path.path_type, b.regex_mode)
+            match = _path_match(
+                path.path, path.path_type, b.regex_mode, ignore_case=b.parsed.match.ignore_case
+            )
         except ValueError as exc:
             b.warnings.append(f"{where}: {exc}")
             continue
