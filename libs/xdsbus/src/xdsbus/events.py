@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import enum
+import itertools
 import re
+import secrets
 from typing import Any
 
 import msgspec
@@ -93,8 +95,8 @@ def subject_for(source: str, kind: str) -> str:
     )
 
 
-def msg_id(event: Event) -> str:
-    """Nats-Msg-Id: the same fact published twice (two replicas, a retry) is stored once."""
+def fact_name(event: Event) -> str:
+    """What an event says, as the readable head of its message id (not unique: a revert says it again)."""
     if event.op is Op.SYNC_BEGIN:
         return f"{event.source}:{event.kind}:sync_begin:{event.epoch}"
     if event.op is Op.SYNC_END:
@@ -105,3 +107,23 @@ def msg_id(event: Event) -> str:
         return f"{event.source}:{event.kind}:sync_end:{event.epoch}:{part}"
     suffix = ":delete" if event.op is Op.DELETE else ""
     return f"{event.source}:{event.kind}:{event.key}:{event.rev}{suffix}"
+
+
+class AttemptIds:
+    """Nats-Msg-Id per publish attempt (docs/design.md §4): `<fact>@<incarnation>.<n>`.
+
+    The incarnation is random per process start and `n` counts the attempts, so an id is never reused:
+    a revert, a re-create or a republish after a restart is stored, while the retries of one attempt
+    reuse its id and JetStream stores them once. Equal facts stored twice are ignored by the fold."""
+
+    def __init__(self, incarnation: str | None = None) -> None:
+        self.incarnation = incarnation or secrets.token_hex(8)
+        self._count = itertools.count(1)
+
+    def next(self, event: Event) -> str:
+        """The id of a new publish attempt of `event`; compute it once, before any retry."""
+        return f"{fact_name(event)}@{self.incarnation}.{next(self._count)}"
+
+
+# One incarnation per process: every watcher in it counts from the same sequence.
+PROCESS_ATTEMPTS = AttemptIds()

@@ -1,4 +1,4 @@
-"""The base of every watcher: publishing with Nats-Msg-Id, resync epochs, reconnects with backoff.
+"""The base of every watcher: publishing with attempt ids, resync epochs, reconnects with backoff.
 
 A subclass implements `watch()`: it lists its source, calls `resync()` with everything present, then
 streams changes through `upsert()` and `delete()` until the source fails, when it raises. The base class
@@ -23,7 +23,16 @@ from nats.js.errors import APIError, NoStreamResponseError
 
 from xdsbus.backoff import Backoff
 from xdsbus.bus import Bus
-from xdsbus.events import SYNC_END_CHUNK, Event, Op, SyncEnd, encode, msg_id, subject_for
+from xdsbus.events import (
+    PROCESS_ATTEMPTS,
+    SYNC_END_CHUNK,
+    AttemptIds,
+    Event,
+    Op,
+    SyncEnd,
+    encode,
+    subject_for,
+)
 from xdsbus.secretbox import SecretBox
 
 log = logging.getLogger(__name__)
@@ -56,6 +65,7 @@ class Watcher(abc.ABC):
         *,
         secret_box: SecretBox | None = None,
         stop: asyncio.Event | None = None,
+        attempt_ids: AttemptIds = PROCESS_ATTEMPTS,
     ) -> None:
         if "/" not in source:
             raise ValueError(f"source {source!r} must be '<type>/<name>'")
@@ -64,13 +74,7 @@ class Watcher(abc.ABC):
         self.secret_box = secret_box
         self.stop = stop or asyncio.Event()
         self._epoch = 0
-        # Deletions published per key in this process: a key re-created with identical content after a
-        # delete must not be dropped as a duplicate of its first upsert.
-        self._generation: dict[tuple[str, str], int] = {}
-        # Revisions upserted per key recently (rev -> monotonic time, newest last): a source that goes
-        # back to a revision it published moments ago (an edit, then its undo) must not be dropped as a
-        # duplicate of that earlier upsert while the stream's duplicate window still remembers its id.
-        self._recent_revs: dict[tuple[str, str], dict[str, float]] = {}
+        self._attempt_ids = attempt_ids
 
     @abc.abstractmethod
     async def watch(self) -> None:
@@ -112,8 +116,6 @@ class Watcher(abc.ABC):
             if self.secret_box is None:
                 raise SourceUnavailable(f"{self.source}: Secret {key} seen but no secret key is configured")
             body = self.secret_box.seal(body)
-        self._note_upserted_rev(kind, key, rev)
-        generation = self._generation.get((kind, key), 0)
         event = Event(
             source=self.source,
             kind=kind,
@@ -124,14 +126,10 @@ class Watcher(abc.ABC):
             at=time.time_ns(),
             body=body,
         )
-        await self._publish(event, f"{msg_id(event)}~{generation}" if generation else msg_id(event))
+        await self._publish(event)
 
     async def delete(self, kind: str, key: str, rev: str = "") -> None:
         """Publish that `kind/key` no longer exists at the source."""
-        generation = self._generation.get((kind, key), 0)
-        self._generation[(kind, key)] = generation + 1
-        # A new generation gives every later upsert a fresh id: the revisions seen before are moot.
-        self._recent_revs.pop((kind, key), None)
         event = Event(
             source=self.source,
             kind=kind,
@@ -141,33 +139,14 @@ class Watcher(abc.ABC):
             epoch=self._epoch,
             at=time.time_ns(),
         )
-        await self._publish(event, f"{msg_id(event)}~{generation}")
-
-    def _note_upserted_rev(self, kind: str, key: str, rev: str) -> None:
-        """Start a new generation for `kind/key` when `rev` returns after another revision within the
-        duplicate window, so the upsert gets an id the stream has not seen. Repeating the latest revision
-        (a retry, a resync, another replica) keeps its id and is still deduplicated."""
-        ident = (kind, key)
-        recent = self._recent_revs.setdefault(ident, {})
-        now = time.monotonic()
-        # Margin over the stream's window: a spare generation only costs one duplicate upsert, which the
-        # builder ignores, while reusing a remembered id would lose the change.
-        horizon = self.bus.settings.duplicate_window + 10.0
-        for old in [r for r, seen in recent.items() if now - seen > horizon]:
-            del recent[old]
-        latest = next(reversed(recent), None)
-        if rev in recent and rev != latest:
-            self._generation[ident] = self._generation.get(ident, 0) + 1
-            recent.clear()
-        recent.pop(rev, None)
-        recent[rev] = now
+        await self._publish(event)
 
     async def begin_sync(self, kinds: Iterable[str]) -> int:
         """Start a resync epoch for these kinds; returns the epoch."""
         epoch = self.new_epoch()
         for kind in sorted(set(kinds)):
             event = Event(source=self.source, kind=kind, op=Op.SYNC_BEGIN, epoch=epoch, at=time.time_ns())
-            await self._publish(event, msg_id(event))
+            await self._publish(event)
         return epoch
 
     async def end_sync(self, epoch: int, keys_by_kind: Mapping[str, Iterable[str]]) -> None:
@@ -180,7 +159,7 @@ class Watcher(abc.ABC):
                 event = Event(
                     source=self.source, kind=kind, op=Op.SYNC_END, epoch=epoch, at=time.time_ns(), body=body
                 )
-                await self._publish(event, msg_id(event))
+                await self._publish(event)
 
     async def resync(self, objects: Mapping[str, Mapping[str, Any]], kinds: Iterable[str] = ()) -> None:
         """A whole resync in one call: `objects[kind][key] = body`; `kinds` adds kinds with no objects."""
@@ -191,8 +170,10 @@ class Watcher(abc.ABC):
                 await self.upsert(kind, key, objects[kind][key])
         await self.end_sync(epoch, {kind: objects.get(kind, {}).keys() for kind in all_kinds})
 
-    async def _publish(self, event: Event, message_id: str) -> None:
-        """Publish until JetStream acknowledges; the message id makes retries harmless."""
+    async def _publish(self, event: Event) -> None:
+        """Publish until JetStream acknowledges. The attempt id is taken once, before the first try, so
+        JetStream stores the retries of this attempt once; no other publish ever reuses it."""
+        message_id = self._attempt_ids.next(event)
         payload = encode(event)
         subject = subject_for(event.source, event.kind)
         backoff = Backoff(base=0.1, cap=5.0)

@@ -89,8 +89,8 @@ class FileWatcher(Watcher):
         for path in scan.paths - {c.path for c in scan.changes}:
             # Present but not read (being written): unknown until the next poll reads it.
             self._files.setdefault(path, _FileState(held={}, errors=(), known=False))
-        # A resync starts from nothing told: every object is upserted again (stored once, by message id)
-        # and the sync_end's key list, not deletions, removes what is gone.
+        # A resync starts from nothing told: every object is upserted again (the fold ignores what it
+        # already holds) and the sync_end's key list, not deletions, removes what is gone.
         self._present = {}
         self._open_sync = None
         self._deferral_logged = False

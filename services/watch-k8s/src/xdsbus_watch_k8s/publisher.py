@@ -7,7 +7,7 @@ hold now.
 
 Publishing is skipped when a key's normalized body has the digest last published for it: a status write,
 a no-op update or a relist of unchanged objects sends nothing. The digest is the event's `rev`, a
-content hash, so two replicas publish identical message ids and JetStream stores one copy.
+content hash, so what another replica or a restart publishes again is ignored by the fold.
 """
 
 from __future__ import annotations

@@ -85,7 +85,11 @@ def apply(state: FoldState, seq: int, event: Event) -> list[ObjectRef]:
 def _upsert(state: FoldState, event: Event) -> list[ObjectRef]:
     objects = state.objects.setdefault(event.kind, {}).setdefault(event.source, {})
     old = objects.get(event.key)
-    if old is not None and ((event.rev and old.rev == event.rev) or old.body == event.body):
+    if old is not None and old.body == event.body:
+        # Message ids name publish attempts (docs/design.md §4), so a republish of what is held (a
+        # restart's resync, a second replica) is stored; it changes nothing. The same body under a new
+        # rev is recorded, but the content did not change.
+        old.rev = event.rev
         return []
     objects[event.key] = StoredObject(rev=event.rev, body=event.body)
     return [ObjectRef(event.kind, event.source, event.key)]

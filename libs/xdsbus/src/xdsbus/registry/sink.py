@@ -1,10 +1,11 @@
 """`RegistrySink` on the Watcher base: a registry client's reports become `RegistryService` events.
 
 Source `<type>/<name>`, kind `RegistryService`, key the Higress hostname, body the `RegistryService` with
-its endpoints sorted by (address, port), so equal content gives equal bytes and equal message ids. The
-Watcher base gives resync epochs, Nats-Msg-Id deduplication (two replicas, retries) and publishing until
-JetStream acknowledges. A hostname whose body did not change since this sink last published it is not
-published again: registries relist every 30 s and would otherwise grow the log with copies.
+its endpoints sorted by (address, port), so equal content gives equal bytes and an equal `rev`, which
+the fold ignores when it holds them already. The Watcher base gives resync epochs, attempt ids (a retry
+is stored once) and publishing until JetStream acknowledges. A hostname whose body did not change since
+this sink last published it is not published again: registries relist every 30 s and would otherwise
+grow the log with copies.
 """
 
 from __future__ import annotations
