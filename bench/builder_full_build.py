@@ -218,9 +218,13 @@ def serialize_only(messages: list[tuple[str, str, Message]]) -> int:
 
 
 def digest_of(resources: Resources) -> str:
-    """The digest of docs/design.md §5, computed independently of ResourceTable."""
-    lines = sorted((type_url, name, hashlib.sha256(body).hexdigest()) for type_url, name, body in resources)
-    return hashlib.sha256(b"".join(f"{t}\x00{n}\x00{s}\n".encode() for t, n, s in lines)).hexdigest()
+    """The two-level digest of docs/design.md §5 (`sha256-buckets4096-v1`), computed from its
+    definition in docs/architecture.md independently of ResourceTable."""
+    buckets: list[list[bytes]] = [[] for _ in range(4096)]
+    for type_url, name, body in resources:
+        bucket = int.from_bytes(hashlib.sha256(f"{type_url}\x00{name}".encode()).digest()[:2], "big") >> 4
+        buckets[bucket].append(f"{type_url}\x00{name}\x00{hashlib.sha256(body).hexdigest()}\n".encode())
+    return hashlib.sha256(b"".join(hashlib.sha256(b"".join(sorted(b))).digest() for b in buckets)).hexdigest()
 
 
 def _timed(fn: Callable[[], Any]) -> tuple[float, float, Any]:

@@ -46,6 +46,7 @@ from google.protobuf import any_pb2
 
 from bench.results_io import env_float, env_int, latency_summary, median, write_result
 from xdsbus.bus import LEDGER_STREAM, Bus, BusSettings, connect, ledger_subject
+from xdsbus.contract import digest as digests
 from xdsbus.contract.resources import pack_any
 from xdsbus.contract.type_urls import CLUSTER, ENDPOINT
 from xdsbus.ledger.publisher import LedgerPublisher
@@ -273,6 +274,7 @@ async def _publish_change(writer: LedgerWriter) -> tuple[int, float]:
         time_unix_nano=time.time_ns(),
         translator_version="bench",
         digest=writer.table.digest(),
+        digest_algorithm=digests.CURRENT,
         scope=writer.scope,
         resource_count=len(writer.table),
         changed_count=len(changes.changed),

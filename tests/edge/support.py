@@ -13,6 +13,7 @@ from envoy.service.discovery.v3 import discovery_pb2
 from tests.edge.envoy_resources import TYPE_OF, name_of
 from tests.edge.proxies import DeltaProxy, SotwProxy
 from xdsbus.bus import LEDGER_STREAM, Bus, ledger_subject
+from xdsbus.contract import digest as digests
 from xdsbus.contract.type_urls import CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET
 from xdsbus.ledger.publisher import LedgerPublisher
 from xdsbus.ledger.records import changes_message
@@ -49,15 +50,18 @@ class LedgerWriter:
         assert res is not None
         return res.sha256
 
-    async def commit(self, *, withhold: Iterable[str] = (), digest: str | None = None) -> int:
+    async def commit(
+        self, *, withhold: Iterable[str] = (), digest: str | None = None, legacy_digest: bool = False
+    ) -> int:
         """Publish the changes since the last commit as the next version. Bodies whose sha256 is in
         `withhold` are not stored: the record names bodies nobody can fetch. `digest` overrides the
-        record's digest."""
+        record's digest. `legacy_digest` writes the record as before digests named their algorithm:
+        the `sha256-lines-v1` digest and no `digest_algorithm`."""
         changes = self.table.commit()
         parent = self.publisher.head_version
         self.version += 1
         withheld = set(withhold)
-        if not withheld and digest is None:
+        if not withheld and digest is None and not legacy_digest:
             await self.publisher.publish(
                 version=self.version,
                 first_seq=parent + 1,
@@ -67,6 +71,13 @@ class LedgerWriter:
             )
             return self.version
         await store_bodies(self.bus, (res for _, res in changes.changed if res.sha256 not in withheld))
+        if legacy_digest:
+            algorithm = ""
+            digest = digest or digests.lines_digest(
+                (k.type_url, k.name, r.sha256) for k, r in self.table.items()
+            )
+        else:
+            algorithm = digests.CURRENT
         record = ledger_pb2.Version(
             version=self.version,
             parent=parent,
@@ -75,6 +86,7 @@ class LedgerWriter:
             time_unix_nano=time.time_ns(),
             translator_version="test",
             digest=digest if digest is not None else self.table.digest(),
+            digest_algorithm=algorithm,
             scope=self.scope,
             resource_count=len(self.table),
             changes=changes_message(changes),

@@ -108,6 +108,31 @@ async def test_corrupt_bodies_and_wrong_digests_are_not_served(bus, ledger, make
     assert edge.cache.current("default").version == v1
 
 
+async def test_records_written_before_digests_named_their_algorithm_still_verify(bus, ledger, make_edge):
+    """A record without `digest_algorithm` carries the `sha256-lines-v1` digest (docs/design.md §5): an
+    edge verifies it with that algorithm, at start and when following, and then the new records too."""
+    v1 = await base_config(ledger).commit(legacy_digest=True)
+    edge = await make_edge()
+    await serving(edge, v1)
+    follower = edge.cache.follower("default")
+    ledger.put(cla("a", "10.9.9.5"))
+    v2 = await ledger.commit(legacy_digest=True)
+    await serving(edge, v2)
+    ledger.put(cla("b", "10.9.9.4"))
+    v3 = await ledger.commit()
+    await serving(edge, v3)
+    assert follower.rejected_versions == 0
+    # The field is honoured: a two-level digest in a record that names no algorithm does not verify.
+    ledger.put(cla("a", "10.9.9.3"))
+    v4 = await ledger.commit(digest=ledger.table.digest(), legacy_digest=True)
+
+    async def rejected():
+        return follower.last_error if follower.last_error_version == v4 else None
+
+    assert "digest" in await eventually(rejected, what="v4 rejected")
+    assert edge.cache.current("default").version == v3
+
+
 async def test_a_later_complete_version_replaces_an_incomplete_one(bus, ledger, make_edge, clients):
     v1 = await base_config(ledger).commit()
     edge = await make_edge()

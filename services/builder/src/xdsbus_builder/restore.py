@@ -41,6 +41,15 @@ async def restore(bus: Bus, scope: str) -> Restored:
             bus, scope, head.record.version, base=committed, after=after_version
         )
         await fold_until(bus, state, head.record.version)
+    if head is not None and head.record.digest and not reader.digest_matches(head.record, committed):
+        # The checkpoint's resource list does not add up to the head (by the head's own digest
+        # algorithm): take the set from the ledger alone, or the next version's changes would be wrong.
+        log.warning(
+            "scope %s: checkpoint disagrees with ledger head %d; reading the ledger",
+            scope,
+            head.record.version,
+        )
+        committed = await reader.resource_set(bus, scope, head.record.version)
     log.info(
         "restored scope %s: checkpoint at %s, ledger head %s, state at %s (%d objects)",
         scope,

@@ -13,8 +13,6 @@ completes.
 from __future__ import annotations
 
 import asyncio
-import bisect
-import hashlib
 import logging
 import sys
 import time
@@ -26,6 +24,7 @@ from nats.js import api
 
 from xdsbus.backoff import Backoff
 from xdsbus.bus import LEDGER_STREAM, Bus, ledger_subject
+from xdsbus.contract import digest as digests
 from xdsbus.contract.resources import ResourceKey
 from xdsbus.ledger import reader
 from xdsbus.ledger.store import BodyCorrupt, BodyMissing, fetch_body
@@ -46,48 +45,39 @@ class VersionIncomplete(Exception):
 Lookup = Callable[[ResourceKey, str], "CachedResource | None"]
 
 
-def _line(key: ResourceKey, sha: str) -> bytes:
-    return f"{key.type_url}\x00{key.name}\x00{sha}\n".encode()
-
-
-def _prefix(key: ResourceKey) -> bytes:
-    return f"{key.type_url}\x00{key.name}\x00".encode()
-
-
 class _LedgerState:
-    """The resource set at the newest applied version, with its digest kept up to date incrementally.
-
-    The digest lines (`type_url NUL name NUL sha256 LF`) are kept sorted: byte order of the lines is the
-    order of (type_url, name), since NUL sorts first and UTF-8 keeps code point order."""
+    """The resource set at the newest applied version, with its two-level digest kept up to date
+    incrementally (docs/design.md §5), so checking a version costs O(change)."""
 
     def __init__(self, resources: dict[ResourceKey, str] | None = None) -> None:
         # Type URLs interned: one string per type instead of one per resource.
         self.resources: dict[ResourceKey, str] = {
             ResourceKey(sys.intern(k.type_url), k.name): sha for k, sha in (resources or {}).items()
         }
-        self._lines = sorted(_line(k, sha) for k, sha in self.resources.items())
+        self._buckets = digests.BucketDigest()
+        for k, sha in self.resources.items():
+            self._buckets.set(k.type_url, k.name, sha)
 
     @staticmethod
     def key(type_url: str, name: str) -> ResourceKey:
         return ResourceKey(sys.intern(type_url), name)
 
     def set(self, key: ResourceKey, sha: str) -> None:
-        old = self.resources.get(key)
         self.resources[key] = sha
-        index = bisect.bisect_left(self._lines, _prefix(key))
-        if old is None:
-            self._lines.insert(index, _line(key, sha))
-        else:
-            self._lines[index] = _line(key, sha)
+        self._buckets.set(key.type_url, key.name, sha)
 
     def remove(self, key: ResourceKey) -> bool:
         if self.resources.pop(key, None) is None:
             return False
-        del self._lines[bisect.bisect_left(self._lines, _prefix(key))]
+        self._buckets.remove(key.type_url, key.name)
         return True
 
-    def digest(self) -> str:
-        return hashlib.sha256(b"".join(self._lines)).hexdigest()
+    def digest(self, algorithm: str) -> str:
+        """The digest by the algorithm a record names. Records written before the two-level digest
+        (no algorithm named) are checked over the whole set: only a ledger from an older builder has them."""
+        if digests.algorithm_of(algorithm) == digests.BUCKETS_4096_V1:
+            return self._buckets.hexdigest()
+        return digests.digest_of(algorithm, ((k.type_url, k.name, sha) for k, sha in self.resources.items()))
 
 
 class LedgerFollower:
@@ -291,15 +281,21 @@ class LedgerFollower:
         try:
             if self._stale:
                 await self._reload(record)
-            if record.digest and self._state.digest() != record.digest:
+            if record.digest and self._state.digest(record.digest_algorithm) != record.digest:
                 # The applied changes do not add up to the version: rebuild the set from the ledger once.
                 await self._reload(record)
-                if self._state.digest() != record.digest:
+                if self._state.digest(record.digest_algorithm) != record.digest:
                     raise VersionIncomplete(
                         f"resource set does not match the version's digest {record.digest}"
                     )
             resolved = await self._resolve()
-        except (VersionIncomplete, BodyMissing, BodyCorrupt, reader.VersionNotFound) as exc:
+        except (
+            VersionIncomplete,
+            BodyMissing,
+            BodyCorrupt,
+            reader.VersionNotFound,
+            digests.UnknownDigestAlgorithm,
+        ) as exc:
             self._reject(record.version, str(exc) or type(exc).__name__)
             return
         except (nats.errors.Error, TimeoutError) as exc:

@@ -24,6 +24,7 @@ import yaml
 from google.protobuf import any_pb2
 
 from xdsbus.bus import Bus, BusSettings, connect
+from xdsbus.contract import digest as digests
 from xdsbus.contract.resources import Changes, Resource, ResourceKey, pack_any
 from xdsbus.ledger import reader
 from xdsbus.ledger.publisher import LedgerPublisher
@@ -515,9 +516,7 @@ async def publish_by_hand(
         current[key] = resource.sha256
     for key in removed:
         current.pop(key, None)
-    digest = hashlib.sha256(
-        b"".join(f"{k.type_url}\x00{k.name}\x00{sha}\n".encode() for k, sha in sorted(current.items()))
-    ).hexdigest()
+    digest = digests.digest_of(digests.CURRENT, ((k.type_url, k.name, sha) for k, sha in current.items()))
     publisher = LedgerPublisher(bus, scope, head.record.translator_version)
     publisher.adopt_head(head.stream_seq, head.record.version)
     version = head.record.version + 1
@@ -527,6 +526,7 @@ async def publish_by_hand(
         changes=Changes(changed=changes, removed=list(removed)),
         digest=digest,
         resource_count=len(current),
+        digest_algorithm=digests.CURRENT,
     )
     return version
 

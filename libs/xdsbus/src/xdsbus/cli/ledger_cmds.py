@@ -10,6 +10,7 @@ from google.protobuf import json_format
 
 from xdsbus.bus import Bus
 from xdsbus.cli.output import emit
+from xdsbus.contract import digest
 from xdsbus.ledger import reader
 from xdsbus.ledger.dump import write_dump
 from xdsbus.ledger.store import fetch_body
@@ -25,6 +26,8 @@ def _summary(record: ledger_pb2.Version) -> dict[str, Any]:
         "last_seq": record.last_seq,
         "time": when.isoformat(timespec="milliseconds"),
         "digest": record.digest,
+        # Named as is: a newer algorithm this version cannot compute is still listed.
+        "digest_algorithm": record.digest_algorithm or digest.LINES_V1,
         "resources": record.resource_count,
         "changed": record.changed_count,
         "removed": record.removed_count,
@@ -62,6 +65,7 @@ async def show(bus: Bus, args: argparse.Namespace) -> int:
         data["resource_list"] = [
             {"type_url": k.type_url, "name": k.name, "sha256": sha} for k, sha in sorted(resources.items())
         ]
+        data["digest_verified"] = reader.digest_matches(entry.record, resources)
 
     def text(d: dict[str, Any]) -> str:
         lines = [
@@ -73,6 +77,7 @@ async def show(bus: Bus, args: argparse.Namespace) -> int:
                 "last_seq",
                 "time",
                 "digest",
+                "digest_algorithm",
                 "resources",
                 "translator_version",
             )
@@ -81,6 +86,8 @@ async def show(bus: Bus, args: argparse.Namespace) -> int:
             lines.append(f"  ~ {ref['type_url'].rsplit('.', 1)[-1]} {ref['name']} {ref['sha256'][:12]}")
         for ref in d["changes"].get("removed", []):
             lines.append(f"  - {ref['type_url'].rsplit('.', 1)[-1]} {ref['name']}")
+        if "digest_verified" in d:
+            lines.append(f"digest_verified: {d['digest_verified']}")
         for ref in d.get("resource_list", []):
             lines.append(f"    {ref['type_url'].rsplit('.', 1)[-1]} {ref['name']} {ref['sha256'][:12]}")
         return "\n".join(lines) + "\n"

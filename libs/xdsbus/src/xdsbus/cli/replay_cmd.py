@@ -10,6 +10,7 @@ from nats.js import api
 
 from xdsbus.bus import Bus
 from xdsbus.cli.output import emit
+from xdsbus.contract import digest as digests
 from xdsbus.events import EVENTS_STREAM, EVENTS_SUBJECT_PREFIX
 from xdsbus.fold.reading import last_event_seq
 from xdsbus.ledger import reader
@@ -38,6 +39,16 @@ async def seq_at(bus: Bus, when: datetime.datetime) -> int:
         await sub.unsubscribe()
 
 
+async def _digest_algorithm_at(bus: Bus, scope: str, seq: int) -> str:
+    """The digest algorithm of the ledger version at `seq`, so the digests compare; the current one when
+    no version sits there."""
+    try:
+        entry = await reader.find(bus, scope, seq)
+    except reader.VersionNotFound:
+        return digests.CURRENT
+    return entry.record.digest_algorithm
+
+
 async def replay(bus: Bus, args: argparse.Namespace) -> int:
     """Rebuild the configuration at a sequence or time and print its digest."""
     seq = args.seq if args.seq is not None else await seq_at(bus, args.at)
@@ -50,10 +61,13 @@ async def replay(bus: Bus, args: argparse.Namespace) -> int:
         secret_box: SecretBox | None = SecretBox.from_env(default_key_file=local)
     except SecretKeyError:
         secret_box = None
-    result, translator = await replay_to(bus, args.scope, seq, settings, secret_box)
+    result, translator = await replay_to(
+        bus, args.scope, seq, settings, secret_box, await _digest_algorithm_at(bus, args.scope, seq)
+    )
     data: dict[str, Any] = {
         "seq": result.seq,
         "digest": result.digest,
+        "digest_algorithm": result.digest_algorithm,
         "resources": result.resource_count,
         "checkpoint_seq": result.checkpoint_seq,
         "events_folded": result.events_folded,

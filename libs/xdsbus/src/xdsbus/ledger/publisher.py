@@ -8,6 +8,7 @@ import time
 from nats.js.errors import APIError
 
 from xdsbus.bus import LEDGER_STREAM, Bus, ledger_subject
+from xdsbus.contract import digest as digests
 from xdsbus.contract.resources import Changes
 from xdsbus.ledger.records import INLINE_CHANGES_LIMIT, changes_message, changes_object_name
 from xdsbus.ledger.store import store_bodies
@@ -40,10 +41,18 @@ class LedgerPublisher:
         self.head_version = version
 
     async def publish(
-        self, *, version: int, first_seq: int, changes: Changes, digest: str, resource_count: int
+        self,
+        *,
+        version: int,
+        first_seq: int,
+        changes: Changes,
+        digest: str,
+        resource_count: int,
+        digest_algorithm: str = digests.CURRENT,
     ) -> ledger_pb2.Version:
         """Store the changed bodies, then append the version record (bodies first: a reader that sees
-        the record can always fetch what it names)."""
+        the record can always fetch what it names). `digest` was computed by `digest_algorithm`
+        (`ResourceTable.digest` uses the current one)."""
         await store_bodies(self.bus, (res for _, res in changes.changed))
         record = ledger_pb2.Version(
             version=version,
@@ -53,6 +62,7 @@ class LedgerPublisher:
             time_unix_nano=time.time_ns(),
             translator_version=self.translator_version,
             digest=digest,
+            digest_algorithm=digest_algorithm,
             scope=self.scope,
             resource_count=resource_count,
             changed_count=len(changes.changed),

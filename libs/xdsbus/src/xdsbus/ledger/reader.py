@@ -11,6 +11,7 @@ from nats.js import api
 from nats.js.errors import NotFoundError
 
 from xdsbus.bus import LEDGER_STREAM, Bus, ledger_subject
+from xdsbus.contract import digest
 from xdsbus.contract.resources import ResourceKey
 from xdsbus.objects import read_object
 from xdsbus.proto.ledger.v1 import ledger_pb2
@@ -106,3 +107,11 @@ async def resource_set(
     if not found:
         raise VersionNotFound(f"version {version} is not in the ledger of scope {scope!r}")
     return resources
+
+
+def digest_matches(record: ledger_pb2.Version, resources: dict[ResourceKey, str]) -> bool:
+    """Whether a resource set is the one a record's digest names, computed by the record's own digest
+    algorithm (records written before the field existed use `sha256-lines-v1`). Raises
+    `UnknownDigestAlgorithm` for an algorithm this version cannot compute."""
+    entries = ((k.type_url, k.name, sha) for k, sha in resources.items())
+    return digest.digest_of(record.digest_algorithm, entries) == record.digest

@@ -1,0 +1,110 @@
+"""The version digest (docs/design.md §5; exact bytes in docs/architecture.md, "Digest").
+
+Two algorithms, named in every ledger record (`Version.digest_algorithm`):
+
+- `sha256-lines-v1` (an absent or empty name means this one: records written before the field existed)
+  is the sha256 of every `type_url NUL name NUL sha256 LF` line, sorted. It costs O(all resources).
+- `sha256-buckets4096-v1` puts each line in one of 4096 buckets by the first 12 bits of
+  sha256(`type_url NUL name`); a bucket's digest is the sha256 of its sorted lines, and the version digest
+  the sha256 of the 4096 raw 32-byte bucket digests in bucket order. `BucketDigest` keeps bucket digests
+  and rehashes only the buckets a change touched, so a version costs O(change).
+
+Readers verify a record with the algorithm it names (`digest_of`), so older records stay verifiable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+
+LINES_V1 = "sha256-lines-v1"
+BUCKETS_4096_V1 = "sha256-buckets4096-v1"
+# What the builder writes.
+CURRENT = BUCKETS_4096_V1
+
+BUCKETS = 4096
+_EMPTY_BUCKET = hashlib.sha256(b"").digest()
+
+# One resource as the digest sees it: (type_url, name, sha256 hex of its serialized Any).
+Entry = tuple[str, str, str]
+
+
+class UnknownDigestAlgorithm(ValueError):
+    """A record names a digest algorithm this version cannot compute."""
+
+
+def algorithm_of(name: str) -> str:
+    """The algorithm a record's `digest_algorithm` field names; empty means `sha256-lines-v1`."""
+    algorithm = name or LINES_V1
+    if algorithm not in (LINES_V1, BUCKETS_4096_V1):
+        raise UnknownDigestAlgorithm(f"unknown digest algorithm {name!r}")
+    return algorithm
+
+
+def line(type_url: str, name: str, sha256: str) -> bytes:
+    """One resource's digest line: `type_url NUL name NUL sha256 LF`."""
+    return f"{type_url}\x00{name}\x00{sha256}\n".encode()
+
+
+def bucket_of(type_url: str, name: str) -> int:
+    """The bucket of a resource: the first 12 bits of sha256(`type_url NUL name`)."""
+    h = hashlib.sha256(f"{type_url}\x00{name}".encode()).digest()
+    return (h[0] << 4) | (h[1] >> 4)
+
+
+def lines_digest(entries: Iterable[Entry]) -> str:
+    """`sha256-lines-v1`: sha256 (hex) over every line, sorted."""
+    return hashlib.sha256(b"".join(sorted(line(*e) for e in entries))).hexdigest()
+
+
+def buckets_digest(entries: Iterable[Entry]) -> str:
+    """`sha256-buckets4096-v1` computed from scratch: what `BucketDigest` maintains incrementally."""
+    digest = BucketDigest()
+    for type_url, name, sha256 in entries:
+        digest.set(type_url, name, sha256)
+    return digest.hexdigest()
+
+
+def digest_of(algorithm: str, entries: Iterable[Entry]) -> str:
+    """The digest of a resource set by the algorithm a record names (empty: `sha256-lines-v1`)."""
+    if algorithm_of(algorithm) == LINES_V1:
+        return lines_digest(entries)
+    return buckets_digest(entries)
+
+
+class BucketDigest:
+    """`sha256-buckets4096-v1` over a changing resource set; a digest rehashes only dirty buckets."""
+
+    def __init__(self) -> None:
+        # Per bucket: (type_url, name) -> its line. Buckets are created on first use.
+        self._buckets: dict[int, dict[tuple[str, str], bytes]] = {}
+        # Bucket b's raw digest at [32*b, 32*b+32), up to date except for the dirty buckets.
+        self._digests = bytearray(_EMPTY_BUCKET * BUCKETS)
+        self._dirty: set[int] = set()
+
+    def set(self, type_url: str, name: str, sha256: str) -> None:
+        """Add a resource or change its sha256."""
+        bucket = bucket_of(type_url, name)
+        self._buckets.setdefault(bucket, {})[(type_url, name)] = line(type_url, name, sha256)
+        self._dirty.add(bucket)
+
+    def remove(self, type_url: str, name: str) -> None:
+        """Drop a resource if present."""
+        bucket = bucket_of(type_url, name)
+        lines = self._buckets.get(bucket)
+        if lines is None or lines.pop((type_url, name), None) is None:
+            return
+        if not lines:
+            del self._buckets[bucket]
+        self._dirty.add(bucket)
+
+    def hexdigest(self) -> str:
+        """The version digest (hex); rehashes the buckets changed since the last call."""
+        for bucket in self._dirty:
+            lines = self._buckets.get(bucket)
+            bucket_digest = (
+                hashlib.sha256(b"".join(sorted(lines.values()))).digest() if lines else _EMPTY_BUCKET
+            )
+            self._digests[32 * bucket : 32 * bucket + 32] = bucket_digest
+        self._dirty.clear()
+        return hashlib.sha256(self._digests).hexdigest()
