@@ -843,10 +843,8 @@ async def run_case(
                     probe_interval=probe_interval,
                     eureka=eureka,
                     label=f"{label} {name}",
-                    # Another watcher process changes other services: a new process that sets a service
-                    # back to content the previous one published under 2 minutes ago would publish it
-                    # under the same Nats-Msg-Id, which JetStream drops as a duplicate (a known issue
-                    # of xdsbus.watcher's ids; within one process new generations avoid it).
+                    # Each run changes other services than the run before it, so no run's first change
+                    # merely restores what the previous run left.
                     offset=run,
                 )
                 out[name]["change_interval_s"] = round(pace, 3)

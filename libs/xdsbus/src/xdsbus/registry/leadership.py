@@ -4,8 +4,9 @@ Every replica follows McpBridge; only the holder of the lease `watch-<type>.<gro
 When it gains the lease it waits until its follower has read the log, clears the services of registries
 that are no longer configured (removed while nobody led), then keeps the running registries in line with
 McpBridge. When it loses the lease (or stops) its registries stop, keeping what they published; the next
-holder's registries start with a resync, which reconciles. So two replicas produce one set of events, and
-what the old and new holder both publish is deduplicated by message id anyway.
+holder's registries start with a resync, which reconciles. So two replicas produce one set of events; what
+the old and new holder both publish is stored twice and folded once (the fold ignores an upsert equal in
+revision and body to what it holds).
 """
 
 from __future__ import annotations
