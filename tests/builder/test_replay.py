@@ -71,6 +71,10 @@ async def test_replay_equals_live_for_every_version(bus, nats_server):
     assert [(r["version"], r["parent"], r["digest"]) for r in log] == [
         (r.version, r.parent, r.digest) for r in recs
     ]
+    # With --terms, the builder's term record comes first, before its first version.
+    with_terms = await cli(nats_server.url, "ledger", "log", "--terms")
+    assert with_terms[0]["holder"] == "in-process" and with_terms[0]["after_version"] == 0
+    assert [r["version"] for r in with_terms[1:]] == [r.version for r in recs]
     # The first version, one right after a checkpoint, and the head.
     saved = await checkpoints.sequences(bus, SCOPE)
     after_checkpoint = next(r.version for r in recs if r.version > saved[0])

@@ -133,6 +133,29 @@ async def test_records_written_before_digests_named_their_algorithm_still_verify
     assert edge.cache.current("default").version == v3
 
 
+async def test_term_records_are_skipped(ledger, make_edge, clients):
+    """A builder's term record (docs/design.md §5, fencing) is no version: an edge following the ledger
+    passes over it to the next version, and one starting behind term records finds the head version."""
+    v1 = await base_config(ledger).commit()
+    edge = await make_edge()
+    await serving(edge, v1)
+    follower = edge.cache.follower("default")
+    await ledger.publisher.publish_term(7, "builder-b")
+    ledger.put(cla("a", "10.9.9.1"))
+    v2 = await ledger.commit()
+    await serving(edge, v2)
+    # Two successors that published nothing yet.
+    await ledger.publisher.publish_term(8, "builder-c")
+    await ledger.publisher.publish_term(9, "builder-d")
+    late = await make_edge()
+    await serving(late, v2)
+    assert follower.rejected_versions == 0 and follower.last_error is None
+    assert late.cache.follower("default").rejected_versions == 0
+    proxy = clients("sotw", late.xds_port)
+    await proxy.request(ENDPOINT, ["a"])
+    assert (await proxy.recv()).version_info == str(v2)
+
+
 async def test_a_later_complete_version_replaces_an_incomplete_one(bus, ledger, make_edge, clients):
     v1 = await base_config(ledger).commit()
     edge = await make_edge()

@@ -9,7 +9,7 @@ import time
 
 import msgspec
 from nats.js import api
-from nats.js.errors import NotFoundError
+from nats.js.errors import KeyNotFoundError, NotFoundError
 
 from xdsbus import status_store
 from xdsbus.bus import Bus
@@ -91,7 +91,8 @@ class _Leader:
         restored = await restore(self.bus, self.config.scope)
         self.state = restored.state
         self.checkpoint_seq = self.state.seq
-        self.publisher.adopt_head(restored.head_stream_seq, restored.head_version)
+        self.publisher.adopt_head(restored.last_stream_seq, restored.head_version)
+        await self._fence()
         self.translator.full_build(self.state)
         self.translator.table.set_committed(restored.committed)
         # What the restore built lives as long as this term: keep the cyclic collector off it.
@@ -107,6 +108,26 @@ class _Leader:
                 await sub.unsubscribe()
             except NotFoundError:
                 pass
+
+    async def _fence(self) -> None:
+        """Publish this term's term record (docs/design.md §5): from then on nothing a former leader
+        publishes is accepted. The term is the lease's revision, read back from the lease bucket, which
+        also shows the lease is still ours. A publish since the restore read the ledger raises
+        `LostLedger`, and this builder stands by like any leader whose publish is refused."""
+        try:
+            entry = await self.bus.leases.get(self.lease.name)
+        except KeyNotFoundError as exc:
+            raise LostLedger(f"lease {self.lease.name} expired before the term record") from exc
+        if (entry.value or b"").decode() != self.lease.holder or entry.revision is None:
+            raise LostLedger(f"lease {self.lease.name} is no longer held by {self.lease.holder}")
+        record = await self.publisher.publish_term(entry.revision, self.lease.holder)
+        log.info(
+            "term %d of scope %s: %s leads after version %d",
+            record.term.term,
+            self.config.scope,
+            self.lease.holder,
+            record.term.head_version,
+        )
 
     async def _subscribe(self):  # type: ignore[no-untyped-def]
         try:

@@ -17,9 +17,10 @@ log = logging.getLogger(__name__)
 
 class Restored(msgspec.Struct):
     state: FoldState
-    # The ledger head: its version and the stream sequence of its record (0, 0 for an empty ledger).
+    # The ledger head version (0 for none), and the stream sequence of the newest record on the ledger
+    # subject, version or term record (0 for an empty subject): the new leader's term record expects it.
     head_version: int
-    head_stream_seq: int
+    last_stream_seq: int
     # What the ledger holds at its head, so the first new version is the difference to it.
     committed: dict[ResourceKey, str]
 
@@ -33,7 +34,8 @@ async def restore(bus: Bus, scope: str) -> Restored:
     if checkpoint is not None:
         committed = {ResourceKey(t, n): sha for t, n, sha in checkpoint.published}
         after_version = checkpoint.ledger_version
-    head = await reader.head(bus, scope)
+    tip = await reader.tip(bus, scope)
+    head = tip.head
     if head is not None and head.record.version > after_version:
         # Versions published after the checkpoint: apply their changes to what the ledger holds, and
         # fold the events they cover so the state matches the head.
@@ -61,6 +63,6 @@ async def restore(bus: Bus, scope: str) -> Restored:
     return Restored(
         state=state,
         head_version=head.record.version if head else 0,
-        head_stream_seq=head.stream_seq if head else 0,
+        last_stream_seq=tip.last_stream_seq,
         committed=committed,
     )

@@ -220,6 +220,8 @@ class LedgerFollower:
     async def _on_record(self, data: bytes) -> None:
         record = ledger_pb2.Version()
         record.ParseFromString(data)
+        if reader.is_term(record):
+            return  # a new builder's term record (docs/design.md §5, fencing): no version
         if record.version <= self.ledger_version:
             return  # already applied (a redelivery after the consumer was reset)
         previous, self._record = self.ledger_version, record

@@ -505,7 +505,8 @@ async def publish_by_hand(
     """Append a version to a scope's ledger after its head, as the builder would, with `changed` resources
     (serialized messages, packed into Any here) and `removed` keys: for resources the translator would
     never make. Stop the builder first (it fences the ledger). Returns the new version."""
-    head = await reader.head(bus, scope)
+    tip = await reader.tip(bus, scope)
+    head = tip.head
     assert head is not None, f"the ledger of {scope!r} is empty"
     current = await reader.resource_set(bus, scope, head.record.version)
     changes: list[tuple[ResourceKey, Resource]] = []
@@ -518,7 +519,7 @@ async def publish_by_hand(
         current.pop(key, None)
     digest = digests.digest_of(digests.CURRENT, ((k.type_url, k.name, sha) for k, sha in current.items()))
     publisher = LedgerPublisher(bus, scope, head.record.translator_version)
-    publisher.adopt_head(head.stream_seq, head.record.version)
+    publisher.adopt_head(tip.last_stream_seq, head.record.version)
     version = head.record.version + 1
     await publisher.publish(
         version=version,

@@ -17,14 +17,28 @@ from xdsbus.ledger.store import fetch_body
 from xdsbus.proto.ledger.v1 import ledger_pb2
 
 
+def _time(unix_nano: int) -> str:
+    return datetime.datetime.fromtimestamp(unix_nano / 1e9, tz=datetime.UTC).isoformat(
+        timespec="milliseconds"
+    )
+
+
+def _term_summary(term: ledger_pb2.Term) -> dict[str, Any]:
+    return {
+        "term": term.term,
+        "holder": term.holder,
+        "after_version": term.head_version,
+        "time": _time(term.time_unix_nano),
+    }
+
+
 def _summary(record: ledger_pb2.Version) -> dict[str, Any]:
-    when = datetime.datetime.fromtimestamp(record.time_unix_nano / 1e9, tz=datetime.UTC)
     return {
         "version": record.version,
         "parent": record.parent,
         "first_seq": record.first_seq,
         "last_seq": record.last_seq,
-        "time": when.isoformat(timespec="milliseconds"),
+        "time": _time(record.time_unix_nano),
         "digest": record.digest,
         # Named as is: a newer algorithm this version cannot compute is still listed.
         "digest_algorithm": record.digest_algorithm or digest.LINES_V1,
@@ -36,18 +50,31 @@ def _summary(record: ledger_pb2.Version) -> dict[str, Any]:
 
 
 async def log(bus: Bus, args: argparse.Namespace) -> int:
-    """List the scope's versions, oldest first."""
-    rows = [_summary(entry.record) async for entry in reader.entries(bus, args.scope)]
+    """List the scope's versions, oldest first; with --terms, the term records among them."""
+    rows: list[dict[str, Any]] = []
+    async for entry in reader.records(bus, args.scope):
+        if not reader.is_term(entry.record):
+            rows.append(_summary(entry.record))
+        elif args.terms:
+            rows.append(_term_summary(entry.record.term))
     if args.limit:
-        rows = rows[-args.limit :]
+        # The limit counts versions; the term records among them stay.
+        versions = [i for i, r in enumerate(rows) if "version" in r]
+        rows = rows[versions[-args.limit] :] if len(versions) >= args.limit else rows
+
+    def line(r: dict[str, Any]) -> str:
+        if "term" in r:
+            return (
+                f"{'term':>10} {r['term']:>10} {r['time']:<30} {r['holder']} leads after {r['after_version']}"
+            )
+        return (
+            f"{r['version']:>10} {r['parent']:>10} {r['time']:<30} {r['resources']:>7} {r['changed']:>6} "
+            f"{r['removed']:>6}  {r['digest']}"
+        )
 
     def text(rows: list[dict[str, Any]]) -> str:
         lines = [f"{'VERSION':>10} {'PARENT':>10} {'TIME':<30} {'RES':>7} {'CHG':>6} {'DEL':>6}  DIGEST"]
-        lines += [
-            f"{r['version']:>10} {r['parent']:>10} {r['time']:<30} {r['resources']:>7} {r['changed']:>6} "
-            f"{r['removed']:>6}  {r['digest']}"
-            for r in rows
-        ]
+        lines += [line(r) for r in rows]
         return "\n".join(lines) + "\n"
 
     emit(args, rows, text)

@@ -61,6 +61,9 @@ def build_parser(extra: dict[str, Command] | None = None) -> argparse.ArgumentPa
     )
     log = ledger.add_parser("log", parents=[common], help="list versions, newest last")
     log.add_argument("--limit", type=int, default=0, help="only the last N versions")
+    log.add_argument(
+        "--terms", action="store_true", help="also list term records (each builder's start of leadership)"
+    )
     log.set_defaults(run=ledger_cmds.log)
     show = ledger.add_parser("show", parents=[common], help="one version's record")
     show.add_argument("version", type=int)

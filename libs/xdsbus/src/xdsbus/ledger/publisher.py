@@ -1,4 +1,8 @@
-"""Publishing ledger versions, fenced so that two builders can never both publish."""
+"""Publishing ledger versions, fenced so that two builders can never both publish.
+
+Every record carries Nats-Expected-Last-Subject-Sequence: the stream sequence of the last record this
+publisher saw on its subject. A new leader's first record is a term record (docs/design.md §5), so from
+then on a former leader's expected sequence is stale and JetStream refuses whatever it publishes."""
 
 from __future__ import annotations
 
@@ -36,9 +40,26 @@ class LedgerPublisher:
         self.head_version = 0
 
     def adopt_head(self, stream_seq: int, version: int) -> None:
-        """Continue after the given ledger head (stream sequence of its record, and its version)."""
+        """Continue after the given ledger head: `stream_seq` is the sequence of the newest record on the
+        subject (a version or a term record), `version` the newest version."""
         self.last_stream_seq = stream_seq
         self.head_version = version
+
+    async def publish_term(self, term: int, holder: str) -> ledger_pb2.Version:
+        """Append a term record after the adopted head: the fence that shuts out every former leader.
+        Raises `LostLedger` when anything was published since the head was read."""
+        record = ledger_pb2.Version(
+            scope=self.scope,
+            term=ledger_pb2.Term(
+                term=term,
+                holder=holder,
+                after_stream_seq=self.last_stream_seq,
+                head_version=self.head_version,
+                time_unix_nano=time.time_ns(),
+            ),
+        )
+        await self._append(record, f"{self.scope}:term:{term}")
+        return record
 
     async def publish(
         self,
@@ -75,9 +96,15 @@ class LedgerPublisher:
             record.changes_object = name
         else:
             record.changes.CopyFrom(change_list)
+        await self._append(record, f"{self.scope}:{version}")
+        self.head_version = version
+        return record
+
+    async def _append(self, record: ledger_pb2.Version, msg_id: str) -> None:
+        """Publish one record, fenced on the last subject sequence this publisher saw."""
         headers = {
             "Nats-Expected-Last-Subject-Sequence": str(self.last_stream_seq),
-            "Nats-Msg-Id": f"{self.scope}:{version}",
+            "Nats-Msg-Id": msg_id,
         }
         try:
             ack = await self.bus.js.publish(
@@ -88,7 +115,5 @@ class LedgerPublisher:
                 raise LostLedger(f"ledger {self.subject} was written by another builder") from exc
             raise
         if ack.duplicate:
-            raise LostLedger(f"version {version} of {self.scope} was already published")
+            raise LostLedger(f"record {msg_id} was already published")
         self.last_stream_seq = ack.seq
-        self.head_version = version
-        return record

@@ -1,4 +1,7 @@
-"""Reading the ledger: its head, its versions in order, and the resource set at any version."""
+"""Reading the ledger: its head, its versions in order, and the resource set at any version.
+
+A scope's ledger subject also holds term records (docs/design.md §5, fencing): a new leader's first
+publish. They are no versions; every function here but `tip` and `records` skips them."""
 
 from __future__ import annotations
 
@@ -28,21 +31,56 @@ class VersionNotFound(LookupError):
     """No such version in the scope's ledger."""
 
 
-async def head(bus: Bus, scope: str) -> LedgerEntry | None:
-    """The newest version of a scope, or None for an empty ledger."""
+class Tip(msgspec.Struct, frozen=True):
+    """The end of a scope's ledger subject, read at one instant."""
+
+    # Stream sequence of the newest record on the subject, version or term record (0: the subject is
+    # empty). A publisher that continues the ledger expects this as its last subject sequence.
+    last_stream_seq: int
+    # The newest version (None: no version yet).
+    head: LedgerEntry | None
+
+
+def is_term(record: ledger_pb2.Version) -> bool:
+    """Whether a record is a term record rather than a version."""
+    return record.HasField("term")
+
+
+def _parse(data: bytes | None) -> ledger_pb2.Version:
+    record = ledger_pb2.Version()
+    record.ParseFromString(data or b"")
+    return record
+
+
+async def tip(bus: Bus, scope: str) -> Tip:
+    """The newest record of a scope's subject and its newest version. The version is found from the
+    newest record by following term records back (each names the record it follows), so both come from
+    the same instant: a publish fenced on `last_stream_seq` fails if anything came after that version."""
     try:
         msg = await bus.js.get_last_msg(LEDGER_STREAM, ledger_subject(scope))
     except NotFoundError:
-        return None
-    record = ledger_pb2.Version()
-    record.ParseFromString(msg.data or b"")
-    return LedgerEntry(stream_seq=msg.seq or 0, record=record)
+        return Tip(last_stream_seq=0, head=None)
+    last = msg.seq or 0
+    record, seq = _parse(msg.data), last
+    # Usually at most one step: a chain of terms only grows while leaders come and go publishing nothing.
+    while is_term(record):
+        seq = record.term.after_stream_seq
+        if seq == 0:
+            return Tip(last_stream_seq=last, head=None)
+        record = _parse((await bus.js.get_msg(LEDGER_STREAM, seq)).data)
+    return Tip(last_stream_seq=last, head=LedgerEntry(stream_seq=seq, record=record))
 
 
-async def entries(bus: Bus, scope: str, *, until: int | None = None) -> AsyncGenerator[LedgerEntry, None]:
-    """Every version of a scope in order (up to version `until`), read with an ordered consumer."""
-    last = await head(bus, scope)
-    if last is None:
+async def head(bus: Bus, scope: str) -> LedgerEntry | None:
+    """The newest version of a scope, or None for an empty ledger."""
+    return (await tip(bus, scope)).head
+
+
+async def records(bus: Bus, scope: str) -> AsyncGenerator[LedgerEntry, None]:
+    """Every record of a scope's subject in order, term records included, read with an ordered
+    consumer up to the newest record at the time of the call."""
+    last = (await tip(bus, scope)).last_stream_seq
+    if last == 0:
         return
     sub = await bus.js.subscribe(
         ledger_subject(scope), ordered_consumer=True, deliver_policy=api.DeliverPolicy.ALL
@@ -50,16 +88,23 @@ async def entries(bus: Bus, scope: str, *, until: int | None = None) -> AsyncGen
     try:
         while True:
             msg = await sub.next_msg(timeout=10)
-            record = ledger_pb2.Version()
-            record.ParseFromString(msg.data)
             seq = msg.metadata.sequence.stream
-            if until is not None and record.version > until:
-                return
-            yield LedgerEntry(stream_seq=seq, record=record)
-            if seq >= last.stream_seq:
+            yield LedgerEntry(stream_seq=seq, record=_parse(msg.data))
+            if seq >= last:
                 return
     finally:
         await sub.unsubscribe()
+
+
+async def entries(bus: Bus, scope: str, *, until: int | None = None) -> AsyncGenerator[LedgerEntry, None]:
+    """Every version of a scope in order (up to version `until`), term records skipped."""
+    async with contextlib.aclosing(records(bus, scope)) as found:
+        async for entry in found:
+            if is_term(entry.record):
+                continue
+            if until is not None and entry.record.version > until:
+                return
+            yield entry
 
 
 async def find(bus: Bus, scope: str, version: int) -> LedgerEntry:
