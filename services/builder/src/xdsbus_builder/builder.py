@@ -228,26 +228,25 @@ class _Leader:
         )
         if not due or (self.checkpoint_task is not None and not self.checkpoint_task.done()):
             return
-        # Encoded now, uploaded in the background: the fold goes on mutating the live state.
-        data = checkpoints.encode(
-            checkpoints.Checkpoint(
-                scope=self.config.scope,
-                translator_version=self.config.translator.describe(),
-                state=self.state,
-                ledger_version=self.publisher.head_version,
-                ledger_stream_seq=self.publisher.last_stream_seq,
-                published=[
-                    (k.type_url, k.name, sha) for k, sha in sorted(self.translator.table.committed().items())
-                ],
-            )
+        # Copied now (about 10 ms at 30k objects), encoded and uploaded in the background: the fold goes
+        # on mutating the live state meanwhile, and the encoding gives the event loop back every
+        # millisecond or so (checkpoints.encode_snapshot), so nothing waits on it.
+        snap = checkpoints.snapshot(
+            scope=self.config.scope,
+            translator_version=self.config.translator.describe(),
+            state=self.state,
+            ledger_version=self.publisher.head_version,
+            ledger_stream_seq=self.publisher.last_stream_seq,
+            published=self.translator.table.committed(),
         )
         self.checkpoint_seq = self.state.seq
         self.checkpoint_time = time.monotonic()
-        self.checkpoint_task = asyncio.create_task(self._save(self.state.seq, data))
+        self.checkpoint_task = asyncio.create_task(self._save(snap))
 
-    async def _save(self, seq: int, data: bytes) -> None:
+    async def _save(self, snap: checkpoints.Snapshot) -> None:
         try:
-            name = await checkpoints.save(self.bus, self.config.scope, seq, data)
+            data = await checkpoints.encode_snapshot(snap)
+            name = await checkpoints.save(self.bus, self.config.scope, snap.seq, data)
             log.info("checkpoint %s saved (%d bytes)", name, len(data))
         except Exception as exc:  # a failed checkpoint only costs a longer refold later
-            log.warning("checkpoint at %d failed: %s", seq, exc)
+            log.warning("checkpoint at %d failed: %s", snap.seq, exc)
