@@ -45,6 +45,7 @@ SMALL: dict[str, dict[str, str]] = {
         "BENCH_FOLD_BATCH": "20",
         "BENCH_CHANGES": "20",
     },
+    "builder_stall": {"BENCH_STALL_OBJECTS": "300", "BENCH_STALL_ENDPOINTS": "3", "BENCH_STALL_REPEAT": "1"},
     "replay_1m": {
         "BENCH_REPLAY_EVENTS": "3000",
         "BENCH_REPLAY_SERVICES": "20",
