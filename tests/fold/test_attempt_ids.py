@@ -62,7 +62,11 @@ class _Source(Watcher):
 
 async def test_retries_of_one_attempt_keep_its_id_and_the_next_attempt_gets_another() -> None:
     js = _FlakyJetStream(failures=2)
-    watcher = _Source(cast(Bus, SimpleNamespace(js=js)), SOURCE, attempt_ids=AttemptIds("cafe"))
+    watcher = _Source(
+        cast(Bus, SimpleNamespace(js=js, nc=SimpleNamespace(max_payload=1024 * 1024))),
+        SOURCE,
+        attempt_ids=AttemptIds("cafe"),
+    )
     await watcher.upsert("Service", "default/a", {"port": 80}, rev="r1")
     assert js.tried == [f"{SOURCE}:Service:default/a:r1@cafe.1"] * 3
 

@@ -25,6 +25,15 @@ class Op(enum.StrEnum):
     SYNC_END = "sync_end"
 
 
+class BodyRef(msgspec.Struct, frozen=True):
+    """Where an upsert's body is when it is too large for a message: the Object Store entry of bucket
+    `xdsbus_event_bodies` named by the sha256 (hex) of the body's msgpack encoding (claim check,
+    docs/design.md §4)."""
+
+    sha256: str
+    size: int
+
+
 class Event(msgspec.Struct, kw_only=True, omit_defaults=True):
     """One normalized change, exactly as a source reported it."""
 
@@ -37,6 +46,8 @@ class Event(msgspec.Struct, kw_only=True, omit_defaults=True):
     epoch: int = 0
     at: int = 0
     body: Any = None
+    # Set instead of `body` when the body is in the Object Store; optional, so `v` stays 1.
+    body_ref: BodyRef | None = None
 
 
 class SyncEnd(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -49,6 +60,11 @@ class SyncEnd(msgspec.Struct, kw_only=True, omit_defaults=True):
 
 # Keys per sync_end message; keeps each message well under nats-server's 1 MiB max_payload.
 SYNC_END_CHUNK = 5000
+
+# An envelope larger than this carries a BodyRef instead of its body: nats-server's default max_payload.
+CLAIM_CHECK_BYTES = 1024 * 1024
+# A body larger than this is not published at all: the watcher reports the object instead.
+MAX_BODY_BYTES = 16 * 1024 * 1024
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(Event)
@@ -77,9 +93,23 @@ def decode(data: bytes) -> Event:
         raise MalformedEvent("empty kind")
     if event.op in (Op.UPSERT, Op.DELETE) and not event.key:
         raise MalformedEvent(f"{event.op.value} of {event.kind} without a key")
-    if event.op is Op.UPSERT and event.body is None:
-        raise MalformedEvent(f"upsert of {event.kind} {event.key} without a body")
+    if event.op is Op.UPSERT and (event.body is None) == (event.body_ref is None):
+        raise MalformedEvent(f"upsert of {event.kind} {event.key} needs exactly one of body and body_ref")
     return event
+
+
+def encode_body(body: Any) -> bytes:
+    """The bytes a claim-checked body is stored as: its msgpack encoding, as inside an envelope."""
+    return _encoder.encode(body)
+
+
+def with_stored_body(event: Event, data: bytes) -> Event:
+    """`event` with the body read back from its claim check (`data`, from `encode_body`)."""
+    try:
+        body = msgspec.msgpack.decode(data)
+    except msgspec.DecodeError as exc:
+        raise MalformedEvent(f"undecodable stored body of {event.kind} {event.key}: {exc}") from exc
+    return msgspec.structs.replace(event, body=body, body_ref=None)
 
 
 def subject_token(text: str) -> str:

@@ -1,4 +1,5 @@
-"""Reading JetStream Object Store objects without nats-py's flow-controlled ordered consumer.
+"""Reading JetStream Object Store objects without nats-py's flow-controlled ordered consumer, and the
+content-addressed entries of claim-checked event bodies.
 
 nats-py 2.16's `ObjectStore.get` reads the chunks through an ordered push consumer with flow control
 and answers the server's flow-control requests from a task that wakes every 250 ms: every ~2 MiB of an
@@ -17,7 +18,7 @@ import hashlib
 import secrets
 
 from nats.js import JetStreamContext, api
-from nats.js.errors import BadObjectMetaError, DigestMismatchError, ObjectNotFoundError
+from nats.js.errors import BadObjectMetaError, DigestMismatchError, NotFoundError, ObjectNotFoundError
 from nats.js.object_store import OBJ_CHUNKS_PRE_TEMPLATE, OBJ_DIGEST_TYPE, OBJ_STREAM_TEMPLATE, ObjectStore
 
 # Chunks asked for per pull request (nats-py writes 128 KiB chunks: 4 MiB per request).
@@ -78,3 +79,27 @@ async def read_object(js: JetStreamContext, store: ObjectStore, name: str) -> by
     if len(data) != info.size or hashlib.sha256(data).digest() != base64.urlsafe_b64decode(digest):
         raise DigestMismatchError
     return bytes(data)
+
+
+async def store_claimed(store: ObjectStore, data: bytes) -> str:
+    """Store `data` under its sha256 (hex), which is returned; an entry already there is kept as it is
+    (same name, same content), so republishing a large body costs no second upload."""
+    name = hashlib.sha256(data).hexdigest()
+    try:
+        info = await store.get_info(name)
+        if info.size == len(data):
+            return name
+    except NotFoundError:  # ObjectNotFoundError too
+        pass
+    await store.put(name, data)
+    return name
+
+
+async def read_claimed(js: JetStreamContext, store: ObjectStore, sha256: str) -> bytes:
+    """The content stored under `sha256`, verified to hash to its name.
+
+    Raises ObjectNotFoundError when it is gone, DigestMismatchError when it does not match."""
+    data = await read_object(js, store, sha256)
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise DigestMismatchError
+    return data

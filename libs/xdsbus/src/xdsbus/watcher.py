@@ -4,6 +4,12 @@ A subclass implements `watch()`: it lists its source, calls `resync()` with ever
 streams changes through `upsert()` and `delete()` until the source fails, when it raises. The base class
 backs off and calls `watch()` again. Nothing is ever deleted because the source is unreachable: only an
 explicit deletion from the source, or a completed resync that no longer lists a key, removes anything.
+
+A body too large for a message goes to the Object Store and the event carries its reference (claim
+check, docs/design.md §4). A publish that fails for one object (a body over MAX_BODY_BYTES, a payload or
+request the server refuses) is isolated to that object: reported in KV xdsbus_status and logged, and the
+feed goes on; the object keeps its last published version, and its key stays in the resync's key list.
+Only failures of the bus itself (timeouts, no connection) are retried.
 """
 
 from __future__ import annotations
@@ -13,30 +19,40 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
+from typing import Any, TypeVar
 
 import msgspec
 from nats.errors import ConnectionClosedError, NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
-from nats.js.errors import APIError, NoStreamResponseError
+from nats.js.errors import APIError, BadRequestError, NoStreamResponseError
 
+from xdsbus import status_store
 from xdsbus.backoff import Backoff
 from xdsbus.bus import Bus
+from xdsbus.contract.status import ObjectStatus, Verdict
 from xdsbus.events import (
+    CLAIM_CHECK_BYTES,
+    MAX_BODY_BYTES,
     PROCESS_ATTEMPTS,
     SYNC_END_CHUNK,
     AttemptIds,
+    BodyRef,
     Event,
     Op,
     SyncEnd,
     encode,
+    encode_body,
     subject_for,
 )
+from xdsbus.objects import store_claimed
 from xdsbus.secretbox import SecretBox
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
+# Failures of the bus, not of the event: retried until they pass (or the watcher stops).
 _PUBLISH_ERRORS = (
     NatsTimeoutError,
     NoRespondersError,
@@ -44,6 +60,12 @@ _PUBLISH_ERRORS = (
     ConnectionClosedError,
     APIError,
 )
+# Room left in a message for its headers (Nats-Msg-Id holds the key) next to the envelope.
+HEADER_ROOM = 8 * 1024
+
+
+class EventRefused(Exception):
+    """This one event cannot be published (too large, refused by the server); others still can."""
 
 
 def content_rev(body: Any) -> str:
@@ -75,6 +97,8 @@ class Watcher(abc.ABC):
         self.stop = stop or asyncio.Event()
         self._epoch = 0
         self._attempt_ids = attempt_ids
+        # (kind, key) of objects whose last publish was refused: their status entry is ours to clear.
+        self._refused: set[tuple[str, str]] = set()
 
     @abc.abstractmethod
     async def watch(self) -> None:
@@ -107,10 +131,11 @@ class Watcher(abc.ABC):
         self._epoch = max(self._epoch + 1, time.time_ns())
         return self._epoch
 
-    async def upsert(self, kind: str, key: str, body: Any, rev: str | None = None) -> None:
+    async def upsert(self, kind: str, key: str, body: Any, rev: str | None = None) -> bool:
         """Publish that `kind/key` now has `body` (rev defaults to a content hash of the plain body).
 
-        Secret bodies are sealed before they leave the process."""
+        Secret bodies are sealed before they leave the process. Returns False when this object was
+        refused (reported, not published: its last published version stays)."""
         rev = rev or content_rev(body)
         if kind == "Secret":
             if self.secret_box is None:
@@ -126,10 +151,10 @@ class Watcher(abc.ABC):
             at=time.time_ns(),
             body=body,
         )
-        await self._publish(event)
+        return await self._publish_object(event)
 
-    async def delete(self, kind: str, key: str, rev: str = "") -> None:
-        """Publish that `kind/key` no longer exists at the source."""
+    async def delete(self, kind: str, key: str, rev: str = "") -> bool:
+        """Publish that `kind/key` no longer exists at the source; False when it was refused."""
         event = Event(
             source=self.source,
             kind=kind,
@@ -139,7 +164,7 @@ class Watcher(abc.ABC):
             epoch=self._epoch,
             at=time.time_ns(),
         )
-        await self._publish(event)
+        return await self._publish_object(event)
 
     async def begin_sync(self, kinds: Iterable[str]) -> int:
         """Start a resync epoch for these kinds; returns the epoch."""
@@ -170,17 +195,68 @@ class Watcher(abc.ABC):
                 await self.upsert(kind, key, objects[kind][key])
         await self.end_sync(epoch, {kind: objects.get(kind, {}).keys() for kind in all_kinds})
 
+    async def _publish_object(self, event: Event) -> bool:
+        """Publish an upsert or delete; a refusal is reported and isolated to this object."""
+        ref = (event.kind, event.key)
+        try:
+            await self._publish(event)
+        except EventRefused as exc:
+            reason = f"{event.op.value} not published: {exc}; the last published version stays"
+            log.error("%s: %s %s: %s", self.source, event.kind, event.key, reason)
+            status = ObjectStatus(
+                kind=event.kind, source=self.source, key=event.key, state=Verdict.REJECTED, reason=reason
+            )
+            await self._write_status(status_store.put(self.bus, status))
+            self._refused.add(ref)
+            return False
+        if ref in self._refused:
+            self._refused.discard(ref)
+            await self._write_status(status_store.delete(self.bus, event.kind, self.source, event.key))
+        return True
+
+    async def _write_status(self, write: Coroutine[Any, Any, None]) -> None:
+        # A report that cannot be written must not stop the feed: the log line stays.
+        try:
+            await write
+        except Exception as exc:
+            log.warning("%s: cannot write status (%s)", self.source, exc)
+
+    def _inline_limit(self) -> int:
+        """The largest envelope sent as it is: CLAIM_CHECK_BYTES, or less when the server says so."""
+        return min(CLAIM_CHECK_BYTES, self.bus.nc.max_payload) - HEADER_ROOM
+
+    async def _claim_check(self, event: Event) -> Event:
+        """`event` with its body moved to the Object Store when the envelope is too large to send."""
+        data = encode_body(event.body)
+        if len(data) > MAX_BODY_BYTES:
+            raise EventRefused(f"its body is {len(data)} bytes, over the cap of {MAX_BODY_BYTES} bytes")
+        sha256 = await self._retrying(event, lambda: store_claimed(self.bus.event_bodies, data))
+        return msgspec.structs.replace(event, body=None, body_ref=BodyRef(sha256=sha256, size=len(data)))
+
     async def _publish(self, event: Event) -> None:
         """Publish until JetStream acknowledges. The attempt id is taken once, before the first try, so
-        JetStream stores the retries of this attempt once; no other publish ever reuses it."""
+        JetStream stores the retries of this attempt once; no other publish ever reuses it.
+
+        Raises EventRefused when this event cannot be published, whatever the retries."""
         message_id = self._attempt_ids.next(event)
         payload = encode(event)
+        if len(payload) > self._inline_limit() and event.body is not None:
+            event = await self._claim_check(event)
+            payload = encode(event)
         subject = subject_for(event.source, event.kind)
+        await self._retrying(
+            event, lambda: self.bus.js.publish(subject, payload, headers={"Nats-Msg-Id": message_id})
+        )
+
+    async def _retrying(self, event: Event, attempt: Callable[[], Awaitable[T]]) -> T:
+        """`attempt()` until it passes, retrying the bus's failures; others refuse this event."""
         backoff = Backoff(base=0.1, cap=5.0)
         while True:
             try:
-                await self.bus.js.publish(subject, payload, headers={"Nats-Msg-Id": message_id})
-                return
+                return await attempt()
+            except BadRequestError as exc:
+                # 400: the server refuses this request (a message over its limit): retrying repeats it.
+                raise EventRefused(f"the server refused it ({exc})") from exc
             except _PUBLISH_ERRORS as exc:
                 if self.stop.is_set():
                     raise SourceUnavailable(f"stopping with {event.kind} {event.key} unpublished") from exc
@@ -194,3 +270,8 @@ class Watcher(abc.ABC):
                     delay,
                 )
                 await asyncio.sleep(delay)
+            except (asyncio.CancelledError, SourceUnavailable):
+                raise
+            except Exception as exc:
+                # Anything else is about this event (MaxPayloadError, an unencodable body): isolate it.
+                raise EventRefused(f"{type(exc).__name__}: {exc}") from exc

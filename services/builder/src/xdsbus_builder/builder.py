@@ -14,7 +14,7 @@ from nats.js.errors import KeyNotFoundError, NotFoundError
 from xdsbus import status_store
 from xdsbus.bus import Bus
 from xdsbus.events import EVENTS_STREAM, EVENTS_SUBJECT_PREFIX, subject_token
-from xdsbus.fold.folding import BatchResult, fold_message
+from xdsbus.fold.folding import BatchResult, fold_stored
 from xdsbus.fold.state import FoldState
 from xdsbus.lease import Lease
 from xdsbus.ledger import checkpoints
@@ -168,7 +168,8 @@ class _Leader:
             if msgs:
                 result = BatchResult()
                 for msg in msgs:
-                    fold_message(self.state, msg.metadata.sequence.stream, msg.subject, msg.data, result)
+                    seq = msg.metadata.sequence.stream
+                    await fold_stored(self.bus, self.state, seq, msg.subject, msg.data, result)
                 self.translator.update(self.state, result.changed)
                 if result.rejected:
                     for rejection in result.rejected:

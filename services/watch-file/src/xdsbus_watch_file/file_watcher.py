@@ -199,11 +199,12 @@ class FileWatcher(Watcher):
                 self._present.setdefault(oid, None)
                 continue
             if self._present.get(oid) != manifest.rev:
-                await self.upsert(oid.kind, oid.key, manifest.body, rev=manifest.rev)
-                self._present[oid] = manifest.rev
+                # Refused (reported by the base class): present, its last published version stays.
+                published = await self.upsert(oid.kind, oid.key, manifest.body, rev=manifest.rev)
+                self._present[oid] = manifest.rev if published else self._present.get(oid)
         for oid in sorted(set(self._present) - set(desired)):
-            await self.delete(oid.kind, oid.key)
-            del self._present[oid]
+            if await self.delete(oid.kind, oid.key):
+                del self._present[oid]
 
     async def _close_sync(self, desired: dict[ObjectId, Manifest]) -> None:
         """Emit the open resync's sync_end once every file's content is known.

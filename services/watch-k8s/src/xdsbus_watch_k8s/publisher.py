@@ -102,21 +102,23 @@ class KindPublisher:
         body = self._current(key)
         if body is not None:
             rev = content_rev(body)  # the Watcher's default rev, computed once for the digest too
-            if self._published.get(key) != rev:
-                await self.watcher.upsert(self.kind, key, body, rev=rev)
+            # A refused upsert (reported by the watcher) leaves what was published: tried again next time.
+            if self._published.get(key) != rev and await self.watcher.upsert(self.kind, key, body, rev=rev):
                 self._published[key] = rev
         elif key in self._published:
-            await self.watcher.delete(self.kind, key)
-            del self._published[key]
+            if await self.watcher.delete(self.kind, key):
+                del self._published[key]
 
     async def _resync(self) -> None:
         present = {key: body for key, body in self.objects().items() if self.visible(key, body)}
         epoch = await self.watcher.begin_sync([self.kind])
         for key in sorted(present):
             rev = content_rev(present[key])
-            if self._published.get(key) != rev:
-                await self.watcher.upsert(self.kind, key, present[key], rev=rev)
+            if self._published.get(key) != rev and await self.watcher.upsert(
+                self.kind, key, present[key], rev=rev
+            ):
                 self._published[key] = rev
+        # Refused objects are listed too: the builder keeps the version it has of them.
         await self.watcher.end_sync(epoch, {self.kind: present})
         # The sync_end makes the builder drop what is not listed; so is it forgotten here.
         self._published = {key: rev for key, rev in self._published.items() if key in present}

@@ -7,7 +7,7 @@ from nats.js.errors import NotFoundError
 
 from xdsbus.bus import Bus
 from xdsbus.events import EVENTS_STREAM, EVENTS_SUBJECT_PREFIX
-from xdsbus.fold.folding import BatchResult, fold_message
+from xdsbus.fold.folding import BatchResult, fold_stored
 from xdsbus.fold.state import FoldState
 
 FETCH_BATCH = 2000
@@ -46,7 +46,7 @@ async def fold_until(bus: Bus, state: FoldState, end_seq: int) -> BatchResult:
                 if seq > end_seq:
                     done = True
                     break
-                fold_message(state, seq, msg.subject, msg.data, result)
+                await fold_stored(bus, state, seq, msg.subject, msg.data, result)
         state.seq = max(state.seq, end_seq)
         return result
     finally:

@@ -105,8 +105,9 @@ class EventSink:
         rev = content_rev(body)
         if self._published.get(hostname) == rev:
             return
-        await self._publisher.upsert(REGISTRY_SERVICE_KIND, hostname, body, rev)
-        self._published[hostname] = rev
+        # A refused upsert (reported by the publisher) is tried again with the next change or resync.
+        if await self._publisher.upsert(REGISTRY_SERVICE_KIND, hostname, body, rev):
+            self._published[hostname] = rev
 
     def _normalize(self, service: RegistryService) -> tuple[str, dict[str, object]] | None:
         """The hostname and event body of a service: endpoints sorted by (address, port), one per
