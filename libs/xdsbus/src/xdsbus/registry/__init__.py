@@ -22,11 +22,12 @@ Modules, one job each:
 * `api` — the contract: `Registry` (one `spec.registries[]` entry; `run(sink)` raises on failure),
   `RegistrySink` (`resync`, `upsert`, `delete`, `problem`), `Credentials` (`get(secret, key)`);
   `higress_hostname(*labels)` is in xdsbus.contract.hostnames.
-* `bridge_follower` — `BridgeFollower(bus, types, system_namespace=, secret_box=)`: an ordered consumer
-  on `xdsbus.events.*.*.McpBridge` and `.Secret`, folded with the builder's fold code. `run(stop)`;
-  `ready` (caught up once); `generation` and `wait_changed(generation)`; `desired()` → the registries of
-  `types` by `type/name`; `credentials` (`FoldedCredentials`: `get`, `revision`) from the system
-  namespace's sealed Secrets.
+* `bridge_follower` — `BridgeFollower(bus, types, system_namespace=, secret_box=, checkpoint_scope=)`:
+  the newest checkpoint's McpBridge and Secrets, then an ordered consumer on `xdsbus.events.*.*.McpBridge`
+  and `.Secret` after it, folded with the builder's fold code. `run(stop)`; `ready` (caught up once;
+  cleared while `gap`: events after the state held are gone from the log); `generation` and
+  `wait_changed(generation)`; `desired()` → the registries of `types` by `type/name`; `credentials`
+  (`FoldedCredentials`: `get`, `revision`) from the system namespace's sealed Secrets.
 * `sink` — `EventSink(bus, config, status, stop=)`: the RegistrySink on the Watcher base, source
   `<type>/<name>`, kind `RegistryService`, key the hostname; endpoints sorted; a hostname whose body did
   not change is not published again; `clear()` is an empty resync.

@@ -1,11 +1,16 @@
 """Following McpBridge (and the system namespace's Secrets) from the event log.
 
-A JetStream ordered consumer reads `xdsbus.events.*.*.McpBridge` and `xdsbus.events.*.*.Secret` from the
-start of the log, whatever the source (`k8s/<cluster>` from watch-k8s, `file/<name>` from watch-file), and
-folds them with the builder's fold code, so deletions and resyncs mean the same here as there. Only the
-McpBridge `<system namespace>/default` counts (Higress); when several sources hold one, the first source
-by name wins, as in the builder. The follower announces the registries of its types (e.g. nacos, nacos2,
-nacos3) once it has caught up with the log, and again whenever they (or the Secrets they name as
+Like the builder, it reads source state as the newest checkpoint plus the events after it, never the raw
+log alone (docs/design.md §4): the McpBridge may have aged out of the log long ago. It takes McpBridge
+and the system namespace's Secrets from the checkpoint's folded state, then a JetStream ordered consumer
+reads `xdsbus.events.*.*.McpBridge` and `xdsbus.events.*.*.Secret` after the checkpoint's sequence (from
+the start of the log where there is no checkpoint), whatever the source (`k8s/<cluster>` from
+watch-k8s, `file/<name>` from watch-file), and folds them with the builder's fold code, so deletions and
+resyncs mean the same here as there. Events missing between the checkpoint and the log's first message
+are a gap: the follower then announces nothing (it is not ready) and keeps trying for a newer checkpoint.
+Only the McpBridge `<system namespace>/default` counts (Higress); when several sources hold one, the first
+source by name wins, as in the builder. The follower announces the registries of its types (e.g. nacos,
+nacos2, nacos3) once it has caught up with the log, and again whenever they (or the Secrets they name as
 `authSecretName`) change.
 """
 
@@ -24,7 +29,9 @@ from nats.js import api
 from xdsbus.backoff import Backoff
 from xdsbus.bus import Bus
 from xdsbus.events import EVENTS_STREAM, EVENTS_SUBJECT_PREFIX, MalformedEvent, Op, decode
-from xdsbus.fold.state import FoldState, StoredObject, apply
+from xdsbus.fold.folding import BatchResult, fold_stored
+from xdsbus.fold.state import FoldState, StoredObject
+from xdsbus.ledger import checkpoints
 from xdsbus.model.mcpbridge import MCPBRIDGE_KIND, RegistryConfig
 from xdsbus.model.mcpbridge_registries import bridge_registries, winning_source
 from xdsbus.secretbox import SecretBox, SecretKeyError, is_sealed
@@ -36,6 +43,15 @@ DEFAULT_SYSTEM_NAMESPACE = "higress-system"
 BRIDGE_NAME = "default"
 # Without a message for this long the follower counts as caught up (a log with no McpBridge at all).
 IDLE_TIMEOUT = 0.5
+# The builder scope whose checkpoints the follower starts from. Every scope's builder folds the whole
+# log, so any scope's checkpoint holds the same McpBridge and Secrets; `default` is the one every
+# deployment runs (a builder's `XDSBUS_SCOPE` defaults to it).
+CHECKPOINT_SCOPE = "default"
+KINDS = (MCPBRIDGE_KIND, SECRET_KIND)
+
+
+class LogGap(Exception):
+    """Events after the state the follower holds are no longer in the log."""
 
 
 class FoldedCredentials:
@@ -136,8 +152,10 @@ class BridgeFollower:
         *,
         system_namespace: str = DEFAULT_SYSTEM_NAMESPACE,
         secret_box: SecretBox | None = None,
+        checkpoint_scope: str = CHECKPOINT_SCOPE,
     ) -> None:
         self.bus = bus
+        self.checkpoint_scope = checkpoint_scope
         self.types = frozenset(types)
         self.system_namespace = system_namespace
         self.bridge_key = f"{system_namespace}/{BRIDGE_NAME}"
@@ -150,6 +168,10 @@ class BridgeFollower:
         # Whether any McpBridge event at all was seen: without one the log says nothing about which
         # registries exist (their McpBridge may have aged out of the log), and nothing stale is cleared.
         self.evidence = False
+        # Set while events after `state.seq` are missing from the log (and no newer checkpoint covers
+        # them): nothing is announced and `ready` is clear, so registries are neither started nor stopped
+        # on an incomplete state.
+        self.gap = False
         self._changed = asyncio.Event()
         self._announced: tuple[dict[str, RegistryConfig], dict[str, str]] | None = None
 
@@ -182,7 +204,7 @@ class BridgeFollower:
         while not stop.is_set():
             try:
                 await self._follow(stop)
-            except (NatsError, TimeoutError) as exc:
+            except (NatsError, TimeoutError, LogGap) as exc:
                 delay = backoff.next_delay()
                 log.warning("following McpBridge failed (%s); resuming in %.1fs", exc, delay)
                 try:
@@ -191,6 +213,9 @@ class BridgeFollower:
                     pass
 
     async def _follow(self, stop: asyncio.Event) -> None:
+        if self.state.seq == 0 or self.gap:
+            await self._restore()
+        await self._check_gap()
         config = api.ConsumerConfig(
             filter_subjects=[
                 f"{EVENTS_SUBJECT_PREFIX}.*.*.{MCPBRIDGE_KIND}",
@@ -226,7 +251,7 @@ class BridgeFollower:
                     caught_up = True
                 else:
                     meta = msg.metadata
-                    dirty |= self._fold(meta.sequence.stream, msg.data)
+                    dirty |= await self._fold(meta.sequence.stream, msg.subject, msg.data)
                     caught_up = meta.num_pending == 0
                 if caught_up and (dirty or not self.ready.is_set()):
                     self._announce()
@@ -239,7 +264,61 @@ class BridgeFollower:
             except NatsError:
                 pass
 
-    def _fold(self, seq: int, data: bytes) -> bool:
+    async def _restore(self) -> None:
+        """Start from the newest checkpoint when it is ahead of the state held, keeping only what the
+        follower reads (the checkpoint holds every object of the log)."""
+        checkpoint = await checkpoints.load_at_or_before(self.bus, self.checkpoint_scope)
+        if checkpoint is None or checkpoint.state.seq <= self.state.seq:
+            return
+        full = checkpoint.state
+        objects: dict[str, dict[str, dict[str, StoredObject]]] = {}
+        for kind in KINDS:
+            for source, by_key in full.objects.get(kind, {}).items():
+                kept = {key: obj for key, obj in by_key.items() if self._wanted(kind, key)}
+                if kept:
+                    objects.setdefault(kind, {})[source] = kept
+        self.state = FoldState(
+            seq=full.seq,
+            objects=objects,
+            epochs={
+                s: {k: e for k, e in by_kind.items() if k in KINDS} for s, by_kind in full.epochs.items()
+            },
+            syncs={s: {k: p for k, p in by_kind.items() if k in KINDS} for s, by_kind in full.syncs.items()},
+        )
+        # The checkpoint folds McpBridge events (objects, or a resync of the kind) the log may no
+        # longer hold: what it says about McpBridge is as good as those events.
+        self.evidence |= MCPBRIDGE_KIND in full.objects or any(
+            MCPBRIDGE_KIND in by_kind for by_kind in full.epochs.values()
+        )
+        log.info("following McpBridge from checkpoint %s at %d", self.checkpoint_scope, full.seq)
+
+    async def _check_gap(self) -> None:
+        """Raise LogGap (and clear `ready`) when the events right after `state.seq` are gone."""
+        if self.state.seq == 0:
+            return  # from the log's start: whatever it still holds is all there is
+        info = await self.bus.js.stream_info(EVENTS_STREAM)
+        if info.state.first_seq <= self.state.seq + 1:
+            self.gap = False
+            return
+        if not self.gap:
+            log.error(
+                "events %d to %d are no longer in %s and no checkpoint covers them: not following "
+                "McpBridge until one does",
+                self.state.seq + 1,
+                info.state.first_seq - 1,
+                EVENTS_STREAM,
+            )
+        self.gap = True
+        self.ready.clear()
+        raise LogGap(f"events after {self.state.seq} missing (log starts at {info.state.first_seq})")
+
+    def _wanted(self, kind: str, key: str) -> bool:
+        """Other McpBridges never count and other namespaces' Secrets are never read: not kept."""
+        if kind == MCPBRIDGE_KIND:
+            return key == self.bridge_key
+        return key.startswith(f"{self.system_namespace}/")
+
+    async def _fold(self, seq: int, subject: str, data: bytes) -> bool:
         """Fold one message; True when it may change what is announced."""
         try:
             event = decode(data)
@@ -249,21 +328,15 @@ class BridgeFollower:
             return False
         if event.kind == MCPBRIDGE_KIND:
             self.evidence = True
-        keyed = event.op in (Op.UPSERT, Op.DELETE)
-        wanted = (
-            event.key == self.bridge_key
-            if event.kind == MCPBRIDGE_KIND
-            else event.key.startswith(f"{self.system_namespace}/")
-        )
-        if keyed and not wanted:
-            # Other McpBridges never count and other namespaces' Secrets are never read: not kept.
+        if event.op in (Op.UPSERT, Op.DELETE) and not self._wanted(event.kind, event.key):
             self.state.seq = max(self.state.seq, seq)
             return False
-        try:
-            return bool(apply(self.state, seq, event))
-        except MalformedEvent as exc:
-            log.warning("event %d skipped: %s", seq, exc)
-            return False
+        # The builder's fold, claim-checked bodies read from the Object Store.
+        result = BatchResult()
+        await fold_stored(self.bus, self.state, seq, subject, data, result)
+        for rejection in result.rejected:
+            log.warning("event %d skipped: %s", rejection.seq, rejection.reason)
+        return bool(result.changed)
 
     def _announce(self) -> None:
         desired = self.desired()
