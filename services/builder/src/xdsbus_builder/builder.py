@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import time
@@ -15,6 +16,7 @@ from xdsbus import status_store
 from xdsbus.bus import Bus
 from xdsbus.events import EVENTS_STREAM, EVENTS_SUBJECT_PREFIX, subject_token
 from xdsbus.fold.folding import BatchResult, fold_stored
+from xdsbus.fold.reading import EventGap, check_next, find_gap
 from xdsbus.fold.state import FoldState
 from xdsbus.lease import Lease
 from xdsbus.ledger import checkpoints
@@ -22,14 +24,17 @@ from xdsbus.ledger.publisher import LedgerPublisher, LostLedger
 from xdsbus.secretbox import SecretBox
 from xdsbus.translate.settings import TranslatorSettings
 from xdsbus.translate.translator import Translator
+from xdsbus_builder import gaps
 from xdsbus_builder.debounce import MIN_WAIT, decide
-from xdsbus_builder.restore import restore
+from xdsbus_builder.restore import Restored, restore
 
 log = logging.getLogger(__name__)
 
 FETCH_BATCH = 1000
 # Seconds an idle builder waits for an event before it looks at its lease and checkpoint again.
 IDLE_WAIT = 1.0
+# Seconds between looks at a gap in the event log: a checkpoint restored by an operator ends it.
+GAP_RETRY = 5.0
 
 
 class BuilderConfig(msgspec.Struct, frozen=True, kw_only=True):
@@ -81,33 +86,85 @@ class _Leader:
         self.lease = builder.lease
         self.stop = stop
         self.state = FoldState()
-        self.translator = Translator(self.config.translator, secret_box=builder.secret_box)
+        self.secret_box = builder.secret_box
+        # Built anew by each restore (lead).
+        self.translator: Translator
+        # The gap last reported (after, first, last), so a waiting builder logs it once.
+        self.reported_gap: tuple[int, int, int] | None = None
         self.publisher = LedgerPublisher(self.bus, self.config.scope, self.config.translator.describe())
         self.checkpoint_seq = 0
         self.checkpoint_time = time.monotonic()
         self.checkpoint_task: asyncio.Task[None] | None = None
 
     async def lead(self) -> None:
-        restored = await restore(self.bus, self.config.scope)
-        self.state = restored.state
-        self.checkpoint_seq = self.state.seq
-        self.publisher.adopt_head(restored.last_stream_seq, restored.head_version)
-        await self._fence()
-        self.translator.full_build(self.state)
-        self.translator.table.set_committed(restored.committed)
-        # What the restore built lives as long as this term: keep the cyclic collector off it.
-        gc.freeze()
-        await status_store.publish(self.bus, self.translator.take_status_changes())
-        sub = await self._subscribe()
-        try:
-            await self._loop(sub)
-        finally:
-            if self.checkpoint_task is not None:
-                await asyncio.shield(self.checkpoint_task)
+        """Restore, fence and follow the log; over a gap in it, publish nothing and wait (keeping the
+        lease: a standby would meet the same gap), then restore again."""
+        fenced = False
+        while not self.stop.is_set():
+            restored = await self._restore_without_gap()
+            if restored is None:
+                return
+            self.state = restored.state
+            self.checkpoint_seq = self.state.seq
+            self.publisher.adopt_head(restored.last_stream_seq, restored.head_version)
+            if not fenced:
+                await self._fence()
+                fenced = True
+            self.translator = Translator(self.config.translator, secret_box=self.secret_box)
+            self.translator.full_build(self.state)
+            self.translator.table.set_committed(restored.committed)
+            # What the restore built lives as long as this term: keep the cyclic collector off it.
+            gc.freeze()
+            await status_store.publish(self.bus, self.translator.take_status_changes())
+            sub = await self._subscribe()
             try:
-                await sub.unsubscribe()
-            except NotFoundError:
-                pass
+                await self._loop(sub)
+                return
+            except EventGap as gap:
+                # Events were deleted under the running builder: what it folded since its last version
+                # is dropped unpublished, and it starts over from its checkpoint once the gap is gone.
+                await self._report_gap(gap)
+                await self._pause(GAP_RETRY)
+            finally:
+                if self.checkpoint_task is not None:
+                    await asyncio.shield(self.checkpoint_task)
+                try:
+                    await sub.unsubscribe()
+                except NotFoundError:
+                    pass
+
+    async def _restore_without_gap(self) -> Restored | None:
+        """Restore from the newest checkpoint, once every event after it is in the log (docs/design.md
+        §4: no fold crosses a gap); None when stopped meanwhile."""
+        while not self.stop.is_set():
+            try:
+                restored = await restore(self.bus, self.config.scope)
+                gap = await find_gap(self.bus, restored.state.seq)
+                if gap is None:
+                    if self.reported_gap is not None:
+                        log.info("scope %s: the gap in the event log is resolved", self.config.scope)
+                    self.reported_gap = None
+                    await gaps.clear(self.bus, self.config.scope)
+                    return restored
+            except EventGap as exc:
+                gap = exc
+            await self._report_gap(gap)
+            await self._pause(GAP_RETRY)
+        return None
+
+    async def _report_gap(self, gap: EventGap) -> None:
+        """Report a gap once, not at every look."""
+        seen = (gap.after, gap.first, gap.last)
+        if seen != self.reported_gap:
+            await gaps.report(self.bus, self.config.scope, gap)
+            self.reported_gap = seen
+
+    async def _pause(self, seconds: float) -> None:
+        """Wait `seconds`, or less when stopped; LostLedger when the lease is lost meanwhile."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stop.wait(), seconds)
+        if self.lease.lost.is_set():
+            raise LostLedger("lease lost")
 
     async def _fence(self) -> None:
         """Publish this term's term record (docs/design.md §5): from then on nothing a former leader
@@ -169,6 +226,8 @@ class _Leader:
                 result = BatchResult()
                 for msg in msgs:
                     seq = msg.metadata.sequence.stream
+                    # The consumer skips what was purged while it was behind: no fold over that gap.
+                    check_next(self.state, seq)
                     await fold_stored(self.bus, self.state, seq, msg.subject, msg.data, result)
                 self.translator.update(self.state, result.changed)
                 if result.rejected:

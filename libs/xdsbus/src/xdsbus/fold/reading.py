@@ -13,6 +13,33 @@ from xdsbus.fold.state import FoldState
 FETCH_BATCH = 2000
 
 
+class EventGap(LookupError):
+    """Events `first`..`last` that a fold from sequence `after` needs are no longer in the log (purged or
+    aged out). No fold crosses a gap (docs/design.md §4): folding over it would drop every object whose
+    events were in it."""
+
+    def __init__(self, after: int, first: int, last: int) -> None:
+        super().__init__(f"events {first}..{last} are missing after sequence {after}")
+        self.after = after
+        self.first = first
+        self.last = last
+
+
+async def find_gap(bus: Bus, after: int) -> EventGap | None:
+    """The gap between sequence `after` and the oldest event still in the log, if there is one."""
+    info = await bus.js.stream_info(EVENTS_STREAM)
+    if info.state.first_seq > after + 1:
+        return EventGap(after, after + 1, info.state.first_seq - 1)
+    return None
+
+
+def check_next(state: FoldState, seq: int) -> None:
+    """Raise EventGap when the event at `seq` is not the one after `state.seq`: the log skipped some.
+    Events at or before `state.seq` (redeliveries) are no gap."""
+    if seq > state.seq + 1:
+        raise EventGap(state.seq, state.seq + 1, seq - 1)
+
+
 async def last_event_seq(bus: Bus) -> int:
     """The newest sequence in the event log (0 when empty)."""
     info = await bus.js.stream_info(EVENTS_STREAM)
@@ -20,10 +47,14 @@ async def last_event_seq(bus: Bus) -> int:
 
 
 async def fold_until(bus: Bus, state: FoldState, end_seq: int) -> BatchResult:
-    """Fold every event after `state.seq` up to and including `end_seq`."""
+    """Fold every event after `state.seq` up to and including `end_seq`; EventGap when some of them are
+    no longer in the log."""
     result = BatchResult()
     if end_seq <= state.seq:
         return result
+    gap = await find_gap(bus, state.seq)
+    if gap is not None:
+        raise gap
     config = api.ConsumerConfig(
         deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
         opt_start_seq=state.seq + 1,
@@ -38,14 +69,21 @@ async def fold_until(bus: Bus, state: FoldState, end_seq: int) -> BatchResult:
             try:
                 msgs = await sub.fetch(FETCH_BATCH, timeout=5)
             except TimeoutError:
-                # Nothing after state.seq although end_seq is ahead: the log holds no more (a gap
-                # left by deleted messages at the end); what we have is everything.
+                # Nothing after state.seq although end_seq is ahead: the log holds no more. Events
+                # once there but deleted since are a gap; sequences never written are not.
+                last = (await bus.js.stream_info(EVENTS_STREAM)).state.last_seq
+                if last > state.seq:
+                    raise EventGap(state.seq, state.seq + 1, last) from None
                 break
             for msg in msgs:
                 seq = msg.metadata.sequence.stream
                 if seq > end_seq:
+                    if state.seq < end_seq:
+                        # The next event is past end_seq, so the ones up to it were deleted.
+                        raise EventGap(state.seq, state.seq + 1, seq - 1)
                     done = True
                     break
+                check_next(state, seq)
                 await fold_stored(bus, state, seq, msg.subject, msg.data, result)
         state.seq = max(state.seq, end_seq)
         return result
