@@ -37,4 +37,6 @@ async def report(bus: Bus, scope: str, gap: EventGap) -> None:
 
 async def clear(bus: Bus, scope: str) -> None:
     """Remove a gap reported before (by this builder or an earlier one): the fold is whole again."""
-    await status_store.delete(bus, KIND, source(scope), KEY)
+    # Read first: a delete writes a marker into the bucket even when there is no entry, at every restore.
+    if await status_store.read(bus, KIND, source(scope), KEY) is not None:
+        await status_store.delete(bus, KIND, source(scope), KEY)
