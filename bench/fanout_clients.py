@@ -31,9 +31,10 @@ from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.core.v3 import base_pb2
 from envoy.service.discovery.v3 import discovery_pb2
 
+from xdsbus.contract.type_urls import CLUSTER, ENDPOINT
+from xdsbus.contract.wire import field
+
 ADS_SOTW = "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources"
-CDS = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
-EDS = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
 
 CHANNEL_OPTIONS = [
     # One TCP connection per channel: without a local subchannel pool, channels to the same target
@@ -45,19 +46,6 @@ CHANNEL_OPTIONS = [
 
 def _identity(data: bytes) -> bytes:
     return data
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
-def _field(number: int, payload: bytes) -> bytes:
-    return _varint((number << 3) | 2) + _varint(len(payload)) + payload
 
 
 class Fanout:
@@ -87,7 +75,7 @@ class Fanout:
                 any_.Unpack(cluster)
                 if cluster.type == cluster_pb2.Cluster.EDS:
                     names.append(cluster.eds_cluster_config.service_name or cluster.name)
-            blob = self._eds_names[key] = b"".join(_field(3, n.encode()) for n in sorted(names))
+            blob = self._eds_names[key] = b"".join(field(3, n.encode()) for n in sorted(names))
         return blob
 
     def arrived(self, version: str, at: float, size: int) -> None:
@@ -111,9 +99,9 @@ class Fanout:
         call = channel.stream_stream(
             ADS_SOTW, request_serializer=_identity, response_deserializer=_identity
         )()
-        cds_type = _field(4, CDS.encode())
-        eds_type = _field(4, EDS.encode())
-        await call.write(_field(2, node.SerializeToString()) + cds_type)
+        cds_type = field(4, CLUSTER.encode())
+        eds_type = field(4, ENDPOINT.encode())
+        await call.write(field(2, node.SerializeToString()) + cds_type)
         eds_names = b""
         eds_requested = False
         holding_eds = False
@@ -124,15 +112,15 @@ class Fanout:
                 if data is grpc.aio.EOF:
                     raise ConnectionError(f"client {index}: stream ended")
                 response = discovery_pb2.DiscoveryResponse.FromString(data)
-                ack_head = _field(1, response.version_info.encode()) if response.version_info else b""
-                nonce = _field(5, response.nonce.encode())
-                if response.type_url == CDS:
+                ack_head = field(1, response.version_info.encode()) if response.version_info else b""
+                nonce = field(5, response.nonce.encode())
+                if response.type_url == CLUSTER:
                     eds_names = self.eds_names(response)
                     await call.write(ack_head + cds_type + nonce)
                     if not eds_requested:
                         eds_requested = True
                         await call.write(eds_names + eds_type)
-                elif response.type_url == EDS:
+                elif response.type_url == ENDPOINT:
                     await call.write(ack_head + eds_names + eds_type + nonce)
                     if not holding_eds:
                         holding_eds = True
