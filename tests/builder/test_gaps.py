@@ -28,6 +28,7 @@ from xdsbus.contract.status import ObjectStatus, Verdict
 from xdsbus.events import EVENTS_STREAM
 from xdsbus.fold.reading import last_event_seq
 from xdsbus.ledger import checkpoints
+from xdsbus.proto.ledger.v1 import ledger_pb2
 from xdsbus_dev.harness.processes import eventually
 
 LEASE_TTL = 1.5
@@ -37,6 +38,22 @@ async def _gap_status(bus: Bus) -> ObjectStatus | None:
     return await status_store.read(bus, "Builder", f"builder/{SCOPE}", "gap")
 
 
+async def _publish_victim(bus: Bus) -> tuple[Marker, ledger_pb2.Version]:
+    """A Service with endpoints, folded into a version by the running builder; its marker and head."""
+    marker = Marker(bus)
+    await marker.setup()
+    src = ScriptedSource(bus, "test/victim")
+    await src.put(service("victim"))
+    await src.put(endpoint_slice("victim", ["10.9.0.1"]))
+    await marker.bump()
+    return marker, await wait_for_caught_up(bus)
+
+
+async def _delete_checkpoints(bus: Bus) -> None:
+    for seq in await checkpoints.sequences(bus, SCOPE):
+        await bus.checkpoints.delete(f"{SCOPE}.seq-{seq:020d}")
+
+
 async def test_a_restore_over_a_gap_publishes_nothing(nats_server, bus_with_lease_ttl, tmp_path: Path):
     bus = await bus_with_lease_ttl(LEASE_TTL)
     flags = (*FAST_FLAGS, "--lease-ttl", str(LEASE_TTL))
@@ -44,20 +61,13 @@ async def test_a_restore_over_a_gap_publishes_nothing(nats_server, bus_with_leas
     second = builder_process(nats_server.url, tmp_path, "second", *flags)
     try:
         first.start()
-        marker = Marker(bus)
-        await marker.setup()
-        src = ScriptedSource(bus, "test/victim")
-        await src.put(service("victim"))
-        await src.put(endpoint_slice("victim", ["10.9.0.1"]))
-        await marker.bump()
-        before = await wait_for_caught_up(bus)
+        marker, before = await _publish_victim(bus)
         victim = {key for key in await resources_at(bus, before.version) if "victim" in key.name}
         assert victim, "the victim Service made no resources"
         first.terminate()
 
         # The checkpoints are gone and the log now starts after a gap: only its last event is left.
-        for seq in await checkpoints.sequences(bus, SCOPE):
-            await bus.checkpoints.delete(f"{SCOPE}.seq-{seq:020d}")
+        await _delete_checkpoints(bus)
         last = await last_event_seq(bus)
         await bus.js.purge_stream(EVENTS_STREAM, seq=last)
         missing = f"events 1..{last - 1} are missing"
@@ -102,13 +112,7 @@ async def test_a_restored_checkpoint_ends_the_gap(nats_server, bus_with_lease_tt
     second = builder_process(nats_server.url, tmp_path, "second", *flags)
     try:
         first.start()
-        marker = Marker(bus)
-        await marker.setup()
-        src = ScriptedSource(bus, "test/victim")
-        await src.put(service("victim"))
-        await src.put(endpoint_slice("victim", ["10.9.0.1"]))
-        await marker.bump()
-        before = await wait_for_caught_up(bus)
+        marker, before = await _publish_victim(bus)
 
         async def checkpoint_at_head() -> bool:
             return before.version in await checkpoints.sequences(bus, SCOPE)
@@ -118,8 +122,7 @@ async def test_a_restored_checkpoint_ends_the_gap(nats_server, bus_with_lease_tt
         name = f"{SCOPE}.seq-{before.version:020d}"
         backup = (await bus.checkpoints.get(name)).data
         assert backup
-        for seq in await checkpoints.sequences(bus, SCOPE):
-            await bus.checkpoints.delete(f"{SCOPE}.seq-{seq:020d}")
+        await _delete_checkpoints(bus)
         await bus.js.purge_stream(EVENTS_STREAM, seq=before.version)
 
         second.start()
