@@ -48,6 +48,11 @@ class Event(msgspec.Struct, kw_only=True, omit_defaults=True):
     body: Any = None
     # Set instead of `body` when the body is in the Object Store; optional, so `v` stays 1.
     body_ref: BodyRef | None = None
+    # The publishing watcher's term: the revision of its source lease `watch.<type>.<name>`. The fold
+    # drops events of an older term than it has seen for the source (docs/design.md §4); 0 means none.
+    term: int = 0
+    # Id of the keyring key that sealed `body` (Secrets only; docs/design.md §4); empty when unsealed.
+    kid: str = ""
 
 
 class SyncEnd(msgspec.Struct, kw_only=True, omit_defaults=True):
