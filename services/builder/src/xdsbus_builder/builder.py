@@ -45,6 +45,12 @@ class BuilderConfig(msgspec.Struct, frozen=True, kw_only=True):
     checkpoint_events: int = 10_000
     checkpoint_seconds: float = 30.0
     lease_ttl: float = 6.0
+    # History kept (docs/design.md §4–5): versions, bases and daily checkpoints younger than this.
+    history_window: float = 30 * 24 * 3600.0
+    # Newest checkpoints kept whatever their age, besides one a day inside the window.
+    checkpoints_keep: int = 10
+    # A ledger base (full manifest) every this many versions, and at least daily.
+    base_every: int = 1000
     translator: TranslatorSettings = TranslatorSettings()
 
 

@@ -53,6 +53,28 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="most seconds between checkpoints",
     )
     p.env_flag(
+        "--history-window",
+        "XDSBUS_HISTORY_WINDOW",
+        type=float,
+        default=30 * 24 * 3600.0,
+        shown_default="2592000 (30 days)",
+        help="seconds of history kept: older versions, bases and checkpoints are purged",
+    )
+    p.env_flag(
+        "--checkpoints-keep",
+        "XDSBUS_CHECKPOINTS_KEEP",
+        type=int,
+        default=10,
+        help="newest checkpoints kept whatever their age (besides one a day inside the window)",
+    )
+    p.env_flag(
+        "--base-every",
+        "XDSBUS_BASE_EVERY",
+        type=int,
+        default=1000,
+        help="versions between ledger bases (full manifests edges and restores start from)",
+    )
+    p.env_flag(
         "--gateway-http-port",
         "XDSBUS_GATEWAY_HTTP_PORT",
         type=port,
@@ -106,6 +128,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         checkpoint_events=args.checkpoint_events,
         checkpoint_seconds=args.checkpoint_seconds,
         lease_ttl=args.lease_ttl,
+        history_window=args.history_window,
+        checkpoints_keep=args.checkpoints_keep,
+        base_every=args.base_every,
         translator=TranslatorSettings(
             http_port=args.gateway_http_port,
             https_port=args.gateway_https_port,
