@@ -29,6 +29,8 @@ RESOURCES_BUCKET = "xdsbus_resources"
 LARGE_RESOURCES_STORE = "xdsbus_resources_large"
 CHECKPOINTS_STORE = "xdsbus_checkpoints"
 LEDGER_CHANGES_STORE = "xdsbus_ledger_changes"
+# Ledger bases: the full manifest of a version every K versions (docs/design.md §5).
+LEDGER_BASES_STORE = "xdsbus_ledger_bases"
 # Event bodies too large for a message, by sha256 (claim check, docs/design.md §4).
 EVENT_BODIES_STORE = "xdsbus_event_bodies"
 STATUS_BUCKET = "xdsbus_status"
@@ -68,6 +70,7 @@ class Bus:
     large_resources: ObjectStore
     checkpoints: ObjectStore
     ledger_changes: ObjectStore
+    ledger_bases: ObjectStore
     event_bodies: ObjectStore
     status: KeyValue
     leases: KeyValue
@@ -153,6 +156,7 @@ async def ensure_layout(nc: Client, settings: BusSettings) -> Bus:
         large_resources=await _ensure_object_store(js, LARGE_RESOURCES_STORE, r),
         checkpoints=await _ensure_object_store(js, CHECKPOINTS_STORE, r),
         ledger_changes=await _ensure_object_store(js, LEDGER_CHANGES_STORE, r),
+        ledger_bases=await _ensure_object_store(js, LEDGER_BASES_STORE, r),
         event_bodies=await _ensure_object_store(js, EVENT_BODIES_STORE, r),
         status=await _ensure_kv(js, STATUS_BUCKET, history=1, replicas=r),
         leases=await _ensure_kv(js, LEASES_BUCKET, history=1, replicas=r, ttl=settings.lease_ttl),
