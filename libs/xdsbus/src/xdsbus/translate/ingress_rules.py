@@ -61,7 +61,12 @@ MCP_BRIDGE = ("networking.higress.io", "McpBridge", "default")
 
 
 class IngressError(ValueError):
-    """An Ingress that cannot be translated at all."""
+    """An Ingress that cannot be translated at all. `services` are the service hostnames its translation
+    read: the reason may name one as missing, so the Ingress is translated again when one changes."""
+
+    def __init__(self, reason: str, services: list[str]) -> None:
+        super().__init__(reason)
+        self.services = services
 
 
 class HostRoute(msgspec.Struct, frozen=True):
@@ -429,7 +434,7 @@ def translate_ingress(
     all_routes = extra_first + routes + extra_last
     tls = _tls(b, hosts)
     if attempted and not routes and not extra_last:
-        raise IngressError("; ".join(b.warnings) or "no route could be translated")
+        raise IngressError("; ".join(b.warnings) or "no route could be translated", sorted(set(b.services)))
     return IngressTranslation(
         routes=all_routes, services=sorted(set(b.services)), warnings=b.warnings, tls=tls
     )

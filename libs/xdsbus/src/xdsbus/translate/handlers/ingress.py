@@ -24,6 +24,7 @@ from xdsbus.translate.ingress_rules import (
     WILDCARD_HOST,
     HostRoute,
     HostTls,
+    IngressError,
     IngressTranslation,
     http_listener_route,
     translate_ingress,
@@ -44,6 +45,8 @@ class IngressIndex:
     vhost_members: dict[str, set[ObjectRef]] = field(default_factory=dict)
     tls_members: dict[str, set[ObjectRef]] = field(default_factory=dict)
     dependents: dict[str, set[ObjectRef]] = field(default_factory=dict)
+    # What each Ingress's last translation read (`dependents` inverted), translated or rejected.
+    read_services: dict[ObjectRef, tuple[str, ...]] = field(default_factory=dict)
     # Per host, its HTTP virtual host serialized and framed as a RouteConfiguration field, and its routes
     # (to merge a host the Gateway API also serves on the HTTP port).
     vhost_bytes: dict[str, bytes] = field(default_factory=dict)
@@ -105,6 +108,12 @@ class IngressHandler:
             vhosts |= self._translate(state, ref)
         return vhosts
 
+    def _depend(self, ref: ObjectRef, services: list[str]) -> None:
+        """Record that `ref`'s translation read these service hostnames."""
+        self.index.read_services[ref] = tuple(services)
+        for host in services:
+            self.index.dependents.setdefault(host, set()).add(ref)
+
     def _translate(self, state: FoldState, ref: ObjectRef) -> set[str]:
         index = self.index
         vhosts: set[str] = set()
@@ -116,8 +125,8 @@ class IngressHandler:
             for tls in old.tls:
                 vhosts.add(tls.host)
                 index.tls_members[tls.host].discard(ref)
-            for host in old.services:
-                discard(index.dependents, host, ref)
+        for host in index.read_services.pop(ref, ()):
+            discard(index.dependents, host, ref)
         stored = state.get(ref)
         if stored is None:
             self._in.status.clear(ref)
@@ -126,6 +135,9 @@ class IngressHandler:
             ingress = decode_object(stored.body, K8sIngress)
             translation = translate_ingress(ingress, ref.source, ref.key, self._in.services.model)
         except Exception as exc:
+            if isinstance(exc, IngressError):
+                # The reason may say a service is missing: its arrival must translate this one again.
+                self._depend(ref, exc.services)
             self._in.status.set(ref, Verdict.REJECTED, f"Ingress {ref.key}: {rejection_reason(exc)}")
             return vhosts
         index.translations[ref] = translation
@@ -135,8 +147,7 @@ class IngressHandler:
         for tls in translation.tls:
             vhosts.add(tls.host)
             index.tls_members.setdefault(tls.host, set()).add(ref)
-        for host in translation.services:
-            index.dependents.setdefault(host, set()).add(ref)
+        self._depend(ref, translation.services)
         self._report(ref)
         return vhosts
 
