@@ -15,6 +15,7 @@ from xdsbus.contract.status import Verdict
 from xdsbus.contract.type_urls import CLUSTER, ENDPOINT, LISTENER, ROUTE
 from xdsbus.events import Event, Op
 from xdsbus.fold.state import FoldState, apply
+from xdsbus.translate.ingress_annotations.re2 import re2_problem
 from xdsbus.translate.settings import TranslatorSettings
 from xdsbus.translate.translator import Translator
 
@@ -194,3 +195,33 @@ def test_spliced_route_configuration_equals_protobuf_serialization() -> None:
     wrapper.Unpack(rebuilt)
     assert rebuilt.SerializeToString(deterministic=True) == wrapper.value
     assert any_pb2.Any(type_url=ROUTE, value=wrapper.value).SerializeToString(deterministic=True) == res.body
+
+
+def _authority_regexes(h: Harness) -> dict[str, list[str]]:
+    return {
+        vh.name: [hm.string_match.safe_regex.regex for r in vh.routes for hm in r.match.headers]
+        for vh in h.routes().virtual_hosts
+    }
+
+
+def test_wildcard_hosts_match_one_label_with_a_regex_envoy_accepts() -> None:
+    # A long wildcard host spelled out in the regex would pass Envoy's RE2 limit and make Envoy refuse
+    # the route configuration of every host: the label-count form is used instead.
+    long_host = "*." + "-".join(["subdomain"] * 8) + ".example.com"
+    deep_host = "*." + ".".join(["a" * 12] * 12) + ".example.com"
+    h = Harness()
+    h.put(service("web"))
+    h.put(ingress("short", "*.example.com", "web"))
+    h.put(ingress("long", long_host, "web", path="/l"))
+    h.put(ingress("deep", deep_host, "web", path="/d"))
+    regexes = _authority_regexes(h)
+    assert regexes["*.example.com:80"] == ["(?i)[^.]+\\.example\\.com(:[0-9]+)?"]
+    assert regexes[f"{long_host}:80"] == ["[^.]+(\\.[^.]+){3}(:[0-9]+)?"]
+    for patterns in regexes.values():
+        for pattern in patterns:
+            assert re2_problem(pattern) is None, pattern
+    # Neither form fits for a long host of many labels: served unrestricted, and said so.
+    assert regexes[f"{deep_host}:80"] == []
+    assert h.status("Ingress", "default/long").warnings == []
+    (warning,) = h.status("Ingress", "default/deep").warnings
+    assert warning.startswith(f"host {deep_host}: too long to restrict to one label"), warning

@@ -20,6 +20,7 @@ from xdsbus.translate.handlers.index_sets import discard
 from xdsbus.translate.handlers.route_inputs import RouteInputs
 from xdsbus.translate.handlers.touched import Touched
 from xdsbus.translate.ingress_annotations import CanarySpec
+from xdsbus.translate.ingress_annotations.re2 import ENVOY_MAX_PROGRAM_SIZE, re2_problem, re2_program_size
 from xdsbus.translate.ingress_rules import (
     WILDCARD_HOST,
     HostRoute,
@@ -188,7 +189,7 @@ class IngressHandler:
             http_routes = self._ordered_routes(host, host_routes, True, tls is not None, problems)
             if _is_wildcard(host):
                 # Names deeper than one label are not this host's: they fall through to the `*` rules.
-                http_routes = [_one_label(route, host) for route in http_routes] + index.catch_all_routes
+                http_routes = _one_label(http_routes, host, host_routes, problems) + index.catch_all_routes
             vhost, http_routes = serve_virtual_host(f"{host}:{ports.http_port}", host, http_routes, problems)
             index.vhost_bytes[host] = envoy_routes.frame_virtual_host(vhost)
             index.vhost_routes[host] = http_routes
@@ -203,7 +204,7 @@ class IngressHandler:
         if tls is not None:
             https_routes = self._ordered_routes(host, host_routes, False, True, {})
             if _is_wildcard(host):
-                https_routes = [_one_label(route, host) for route in https_routes]
+                https_routes = _one_label(https_routes, host, host_routes, {})
             vhost, https_routes = serve_virtual_host(f"{host}:{ports.https_port}", host, https_routes, {})
             self._in.table.put(ROUTE, https_name, envoy_routes.assemble_route_config(https_name, [vhost]))
             index.tls_hosts[host] = TlsFilterChainModel(
@@ -301,10 +302,34 @@ def _is_wildcard(host: str) -> bool:
     return host.startswith("*.")
 
 
-def _one_label(route: Route, host: str) -> Route:
-    """`route` restricted to names exactly one label under the wildcard `host`: Envoy matches the domain
-    `*.example.com` as a suffix, Kubernetes means one label (`a.example.com`, not `a.b.example.com`)."""
-    authority = HeaderMatch(
-        name=":authority", kind=StringMatchKind.REGEX, value=f"(?i)[^.]+{re.escape(host[1:])}(:[0-9]+)?"
+def _one_label(routes: list[Route], host: str, members: list[HostRoute], problems: Problems) -> list[Route]:
+    """`routes` restricted to names exactly one label under the wildcard `host`: Envoy matches the domain
+    `*.example.com` as a suffix, Kubernetes means one label (`a.example.com`, not `a.b.example.com`).
+
+    The `:authority` regex grows with the host; one over Envoy's RE2 program limit would make Envoy
+    refuse the route configuration every host shares (docs/design.md §6). Of two equivalent forms (the
+    suffix spelled out, or the number of labels, the virtual host's domain matching the suffix) the
+    smaller is used; when both are over the limit the host is served without the restriction, reported
+    on each Ingress that serves it."""
+    authority = _one_label_authority(host)
+    if authority is None:
+        for ref in sorted({origin_ref(hr.route.origin) for hr in members}):
+            problems.setdefault(ref, []).append(
+                f"host {host}: too long to restrict to one label under Envoy's regex limit "
+                f"(re2.max_program_size {ENVOY_MAX_PROGRAM_SIZE}); deeper names match it too"
+            )
+        return routes
+    return [msgspec.structs.replace(route, headers=(authority, *route.headers)) for route in routes]
+
+
+def _one_label_authority(host: str) -> HeaderMatch | None:
+    """The `:authority` match of names one label under `host` that Envoy accepts, or None."""
+    suffix = host[1:]
+    candidates = (
+        f"(?i)[^.]+{re.escape(suffix)}(:[0-9]+)?",
+        f"[^.]+(\\.[^.]+){{{suffix.count('.')}}}(:[0-9]+)?",
     )
-    return msgspec.structs.replace(route, headers=(authority, *route.headers))
+    accepted = [(re2_program_size(p), p) for p in candidates if re2_problem(p) is None]
+    if not accepted:
+        return None
+    return HeaderMatch(name=":authority", kind=StringMatchKind.REGEX, value=min(accepted)[1])

@@ -28,6 +28,11 @@ def quote_meta(text: str) -> str:
     return "".join("\\" + c if c in META_CHARS else c for c in text)
 
 
+def re2_program_size(pattern: str) -> int:
+    """The size of RE2's compiled program for a valid `pattern` (what Envoy compares to its limit)."""
+    return int(re2.compile(pattern, _OPTIONS).programsize)
+
+
 def re2_problem(pattern: str) -> str | None:
     """Why Envoy would refuse `pattern` (RE2 cannot parse it, or its program is over Envoy's size
     limit), or None when Envoy accepts it."""
