@@ -65,6 +65,18 @@ async def test_wildcard_initial_request_is_answered_even_when_empty(harness):
     assert list(r.resources) == [] and list(r.removed_resources) == [] and r.nonce
 
 
+async def test_secrets_are_never_sent_by_wildcard(harness):
+    # docs/design.md §10: only named Secrets, never by a legacy or explicit wildcard.
+    harness.source.put(secret("s2")).commit()
+    proxy = harness.delta()
+    await proxy.request(SECRET)
+    assert await proxy.quiet() == []
+    await proxy.request(SECRET, ["*"])
+    assert await proxy.quiet() == []
+    await proxy.request(SECRET, ["s2"])
+    assert names(await proxy.recv()) == ["s2"]
+
+
 async def test_named_initial_request_for_nothing_known_is_not_answered(harness):
     proxy, _v = start(harness)
     await proxy.request(ENDPOINT, ["a"], initial={"a": harness.source.sha(ENDPOINT, "a")})

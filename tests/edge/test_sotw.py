@@ -157,15 +157,20 @@ async def test_legacy_wildcard(harness):
     assert sync["subscribed"] == [] and not sync["legacy_wildcard"]
 
 
-async def test_secrets_without_names_are_a_wildcard(harness):
-    # Today an SDS request without names is a legacy wildcard like any other type: the proxy receives
-    # every Secret of its scope. docs/design.md §7/§10 want a proxy to receive only the Secrets its own
-    # listeners and clusters name; until that lands, this test pins what the edge does.
+async def test_secrets_are_never_sent_by_wildcard(harness):
+    # A proxy gets a Secret only by naming it (docs/design.md §10): neither an SDS request without
+    # names (legacy wildcard) nor "*" returns any private key.
     source = harness.source
     base_config(source).put(secret("s2")).commit()
     proxy = harness.sotw()
     await proxy.request(SECRET)
-    assert names(await proxy.recv()) == ["s1", "s2"]
+    assert names(await proxy.recv()) == []  # the first request is answered, with nothing
+    await proxy.request(SECRET, ["*"])
+    assert [names(r) for r in await proxy.quiet()] in ([], [[]])
+    await proxy.request(SECRET, ["*", "s2"])
+    assert names(await proxy.recv()) == ["s2"]
+    sync = harness.sync(proxy)["sds"]
+    assert sync["subscribed"] == ["s2"] and not sync["legacy_wildcard"]
 
 
 async def test_named_resource_is_sent_when_it_appears(harness):

@@ -3,7 +3,9 @@
 The subscription rules follow the xDS spec (docs/xds-protocol.md §1.5, §1.7):
 - legacy wildcard: until a proxy has sent any name for a type on this stream, an empty request means
   `*`; once it has sent one, an empty list means "nothing" (SotW) and `*` must be named explicitly;
-- names that do not exist yet stay subscribed and are sent when they appear.
+- names that do not exist yet stay subscribed and are sent when they appear;
+- Secrets are never sent by wildcard, legacy or explicit: a proxy gets a Secret only by naming it, as
+  Envoy does for each SDS config of its listeners and clusters (docs/design.md §10).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from xdsbus.contract.type_urls import SECRET
 from xdsbus_edge.snapshot import Snapshot, short_type
 
 WILDCARD = "*"
@@ -26,6 +29,8 @@ class Watch:
         self.type_url = type_url
         self.short = short_type(type_url)
         self.wildcard = False
+        # Types a wildcard never covers: private keys go only to a proxy that names them.
+        self.named_only = type_url == SECRET
         # True once the proxy has named anything (including "*") for this type: ends legacy wildcard.
         self.explicit = False
         self.names: set[str] = set()
@@ -144,6 +149,7 @@ class SotwWatch(Watch):
         else:
             self.explicit = True
             wildcard, names = WILDCARD in requested, requested - {WILDCARD}
+        wildcard = wildcard and not self.named_only
         change = SotwChange(
             added=names - self.names,
             removed=self.names - names,
@@ -167,12 +173,12 @@ class DeltaWatch(Watch):
         ("the client may have forgotten it")."""
         names = list(names)
         if first and not names and not self.explicit:
-            self.wildcard = True  # legacy wildcard
+            self.wildcard = not self.named_only  # legacy wildcard
         fresh: set[str] = set()
         for name in names:
             self.explicit = True
             if name == WILDCARD:
-                self.wildcard = True
+                self.wildcard = not self.named_only
                 continue
             self.names.add(name)
             self.known.pop(name, None)
