@@ -26,7 +26,10 @@ class Restored(msgspec.Struct):
 
 
 async def restore(bus: Bus, scope: str) -> Restored:
-    """Load the newest checkpoint and fold forward to the ledger head."""
+    """Load the newest checkpoint and fold forward to the ledger head. What the ledger holds at the head
+    comes from the checkpoint's resource list plus the records after it, or, when those records are
+    older than the history window (purged), from the newest ledger base plus the records after it
+    (docs/design.md §5): never from the whole history."""
     checkpoint = await checkpoints.load_at_or_before(bus, scope)
     state = checkpoint.state if checkpoint else FoldState()
     committed: dict[ResourceKey, str] = {}
@@ -39,13 +42,12 @@ async def restore(bus: Bus, scope: str) -> Restored:
     if head is not None and head.record.version > after_version:
         # Versions published after the checkpoint: apply their changes to what the ledger holds, and
         # fold the events they cover so the state matches the head.
-        committed = await reader.resource_set(
-            bus, scope, head.record.version, base=committed, after=after_version
-        )
+        committed = await _committed_at(bus, scope, head.record.version, checkpoint, committed)
         await fold_until(bus, state, head.record.version)
     if head is not None and head.record.digest and not reader.digest_matches(head.record, committed):
         # The checkpoint's resource list does not add up to the head (by the head's own digest
-        # algorithm): take the set from the ledger alone, or the next version's changes would be wrong.
+        # algorithm): take the set from the ledger alone (its newest base and the records after it), or
+        # the next version's changes would be wrong.
         log.warning(
             "scope %s: checkpoint disagrees with ledger head %d; reading the ledger",
             scope,
@@ -66,3 +68,28 @@ async def restore(bus: Bus, scope: str) -> Restored:
         last_stream_seq=tip.last_stream_seq,
         committed=committed,
     )
+
+
+async def _committed_at(
+    bus: Bus,
+    scope: str,
+    version: int,
+    checkpoint: checkpoints.Checkpoint | None,
+    published: dict[ResourceKey, str],
+) -> dict[ResourceKey, str]:
+    """The ledger's resource set at `version`: the checkpoint's list plus the records after it, read
+    from the checkpoint's own record on; the newest ledger base when there is no checkpoint or its
+    records were purged."""
+    if checkpoint is not None and checkpoint.ledger_version > 0:
+        try:
+            return await reader.resource_set(
+                bus,
+                scope,
+                version,
+                base=published,
+                after=checkpoint.ledger_version,
+                after_stream_seq=checkpoint.ledger_stream_seq,
+            )
+        except reader.HistoryPurged as exc:
+            log.info("scope %s: %s; starting from the newest ledger base", scope, exc)
+    return await reader.resource_set(bus, scope, version)

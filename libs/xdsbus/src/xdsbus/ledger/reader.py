@@ -1,7 +1,12 @@
 """Reading the ledger: its head, its versions in order, and the resource set at any version.
 
 A scope's ledger subject also holds term records (docs/design.md §5, fencing): a new leader's first
-publish. They are no versions; every function here but `tip` and `records` skips them."""
+publish. They are no versions; every function here but `tip` and `records` skips them.
+
+A resource set starts from the newest ledger base at or before its version (`bases.py`) and applies the
+records after it, so its cost is the base plus at most `base_every` records, not the whole history;
+without a usable base it reads from the first record, which must then be the first version (records
+before the history window are purged, docs/design.md §5)."""
 
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ from nats.js.errors import NotFoundError
 from xdsbus.bus import LEDGER_STREAM, Bus, ledger_subject
 from xdsbus.contract import digest
 from xdsbus.contract.resources import ResourceKey
+from xdsbus.ledger import bases
 from xdsbus.objects import read_object
 from xdsbus.proto.ledger.v1 import ledger_pb2
 
@@ -29,6 +35,11 @@ class LedgerEntry(msgspec.Struct, frozen=True):
 
 class VersionNotFound(LookupError):
     """No such version in the scope's ledger."""
+
+
+class HistoryPurged(VersionNotFound):
+    """The records a resource set needs were purged (older than the history window) and no usable
+    base covers them."""
 
 
 class Tip(msgspec.Struct, frozen=True):
@@ -76,15 +87,23 @@ async def head(bus: Bus, scope: str) -> LedgerEntry | None:
     return (await tip(bus, scope)).head
 
 
-async def records(bus: Bus, scope: str) -> AsyncGenerator[LedgerEntry, None]:
-    """Every record of a scope's subject in order, term records included, read with an ordered
-    consumer up to the newest record at the time of the call."""
+async def records(bus: Bus, scope: str, *, start_seq: int = 0) -> AsyncGenerator[LedgerEntry, None]:
+    """Every record of a scope's subject in order (from stream sequence `start_seq` when given), term
+    records included, read with an ordered consumer up to the newest record at the time of the call."""
     last = (await tip(bus, scope)).last_stream_seq
-    if last == 0:
+    if last == 0 or last < start_seq:
         return
-    sub = await bus.js.subscribe(
-        ledger_subject(scope), ordered_consumer=True, deliver_policy=api.DeliverPolicy.ALL
-    )
+    if start_seq > 0:
+        sub = await bus.js.subscribe(
+            ledger_subject(scope),
+            ordered_consumer=True,
+            deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
+            config=api.ConsumerConfig(opt_start_seq=start_seq),
+        )
+    else:
+        sub = await bus.js.subscribe(
+            ledger_subject(scope), ordered_consumer=True, deliver_policy=api.DeliverPolicy.ALL
+        )
     try:
         while True:
             msg = await sub.next_msg(timeout=10)
@@ -96,9 +115,12 @@ async def records(bus: Bus, scope: str) -> AsyncGenerator[LedgerEntry, None]:
         await sub.unsubscribe()
 
 
-async def entries(bus: Bus, scope: str, *, until: int | None = None) -> AsyncGenerator[LedgerEntry, None]:
-    """Every version of a scope in order (up to version `until`), term records skipped."""
-    async with contextlib.aclosing(records(bus, scope)) as found:
+async def entries(
+    bus: Bus, scope: str, *, until: int | None = None, start_seq: int = 0
+) -> AsyncGenerator[LedgerEntry, None]:
+    """Every version of a scope in order (up to version `until`; from stream sequence `start_seq` when
+    given), term records skipped."""
+    async with contextlib.aclosing(records(bus, scope, start_seq=start_seq)) as found:
         async for entry in found:
             if is_term(entry.record):
                 continue
@@ -137,15 +159,38 @@ def apply_changes(resources: dict[ResourceKey, str], changes: ledger_pb2.Changes
 
 
 async def resource_set(
-    bus: Bus, scope: str, version: int, *, base: dict[ResourceKey, str] | None = None, after: int = 0
+    bus: Bus,
+    scope: str,
+    version: int,
+    *,
+    base: dict[ResourceKey, str] | None = None,
+    after: int = 0,
+    after_stream_seq: int = 0,
 ) -> dict[ResourceKey, str]:
-    """Every resource at a version (key -> sha256): `base`, the set at version `after` (default: empty
-    before the first version), advanced by the records after it up to `version`."""
+    """Every resource at a version (key -> sha256): `base`, the set at version `after` whose record
+    sits at stream sequence `after_stream_seq` (0: unknown, read from the first record), advanced by the
+    records after it up to `version`. Without `base`, it starts from the newest verified ledger base at
+    or before `version`, or from empty before the first version.
+
+    Raises `HistoryPurged` when records between the start and `version` are gone, `VersionNotFound`
+    when `version` is not in the ledger."""
+    if base is None and after == 0:
+        newest = await bases.newest_at_or_before(bus, scope, version)
+        if newest is not None:
+            base, after, after_stream_seq = newest.resources, newest.version, newest.stream_seq
     resources = dict(base or {})
     found = version == after
-    async for entry in entries(bus, scope, until=version):
+    start = after_stream_seq + 1 if after_stream_seq else 0
+    followed = False
+    async for entry in entries(bus, scope, until=version, start_seq=start):
         if entry.record.version <= after:
             continue
+        if not followed and entry.record.parent > after:
+            raise HistoryPurged(
+                f"scope {scope!r}: versions after {after} up to {entry.record.parent} are purged and no "
+                "ledger base covers them"
+            )
+        followed = True
         apply_changes(resources, await changes_of(bus, entry.record))
         found = entry.record.version == version
         await asyncio.sleep(0)

@@ -1,0 +1,152 @@
+"""The body sweep (docs/design.md §5): bodies no kept version of any scope references are removed.
+
+Mark: for every scope on the ledger stream, the resources of its first kept version (the base at that
+version when older records were purged, or nothing when its ledger starts at the first version) plus
+every body the records after it name. Sweep: KV `xdsbus_resources` entries and `xdsbus_resources_large`
+objects that are not marked.
+
+Safe against a concurrent publish (which stores bodies first, then its record):
+- fences: the last stream sequence of each body store is read before the mark begins, and a body
+  written after it (a sequence past the fence) is never swept, even if no record names it yet;
+- after listing the candidates, the records published meanwhile are marked too;
+- each removal is bounded by the sequence that was looked at (`removal.py`), so a body stored again
+  meanwhile, under the same content-addressed name, survives.
+A scope whose first kept version has no usable base cannot be marked: then nothing is swept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import msgspec
+from nats.js.errors import NotFoundError
+
+from xdsbus.bus import LARGE_RESOURCES_STORE, LEDGER_STREAM, RESOURCES_BUCKET, Bus
+from xdsbus.ledger import bases, reader
+from xdsbus.ledger.removal import drop_kv_entry, drop_object, object_meta_seq
+
+log = logging.getLogger(__name__)
+
+# Removals in flight at once.
+_WINDOW = 64
+
+
+class Unmarkable(RuntimeError):
+    """A scope's kept history cannot be read in full: sweeping would remove bodies it needs."""
+
+
+class Swept(msgspec.Struct, frozen=True):
+    """What one sweep did."""
+
+    marked: int
+    kv_removed: int
+    large_removed: int
+    # Unmarked bodies kept because they were written after the fence.
+    kept_recent: int
+
+
+async def scopes(bus: Bus) -> list[str]:
+    """Every scope with a subject on the ledger stream."""
+    info = await bus.js.stream_info(LEDGER_STREAM, subjects_filter="xdsbus.ledger.>")
+    subjects = info.state.subjects or {}
+    return sorted(subject.removeprefix("xdsbus.ledger.") for subject in subjects)
+
+
+async def mark_scope(bus: Bus, scope: str, marked: set[str], *, start_seq: int = 0) -> int:
+    """Add to `marked` every body the kept versions of `scope` name (from stream sequence `start_seq`
+    on: a later pass over the records published since); returns the last stream sequence read."""
+    last = start_seq - 1 if start_seq else 0
+    first = start_seq == 0
+    async with contextlib.aclosing(reader.records(bus, scope, start_seq=start_seq)) as found:
+        async for entry in found:
+            last = entry.stream_seq
+            if reader.is_term(entry.record):
+                continue
+            if first:
+                first = False
+                if entry.record.parent != 0:
+                    await _mark_base(bus, scope, entry.record.version, marked)
+            changes = await reader.changes_of(bus, entry.record)
+            marked.update(ref.sha256 for ref in changes.changed)
+            await asyncio.sleep(0)
+    return last
+
+
+async def _mark_base(bus: Bus, scope: str, version: int, marked: set[str]) -> None:
+    """The resources of a scope's first kept version, from its base."""
+    try:
+        base = await bases.load(bus, scope, version)
+    except bases.UNUSABLE as exc:
+        raise Unmarkable(f"scope {scope!r}: first kept version {version} has no usable base ({exc})") from exc
+    marked.update(base.resources.values())
+
+
+async def sweep(bus: Bus) -> Swept:
+    """Mark what every scope's kept versions reference, then remove every other body written before
+    the mark began. Raises `Unmarkable` (removing nothing) when a scope's history cannot be read."""
+    kv_stream = f"KV_{RESOURCES_BUCKET}"
+    large_stream = f"OBJ_{LARGE_RESOURCES_STORE}"
+    kv_fence = (await bus.js.stream_info(kv_stream)).state.last_seq
+    large_fence = (await bus.js.stream_info(large_stream)).state.last_seq
+    marked: set[str] = set()
+    read_up_to: dict[str, int] = {}
+    for scope in await scopes(bus):
+        read_up_to[scope] = await mark_scope(bus, scope, marked)
+
+    listed = await _kv_revisions(bus)
+    kv_candidates = [(key, rev) for key, rev in listed if key not in marked and rev <= kv_fence]
+    kept_recent = 0
+    large_candidates: list[tuple[str, str, int]] = []
+    for name, nuid in await _large_objects(bus):
+        if name in marked:
+            continue
+        meta_seq = await object_meta_seq(bus.js, LARGE_RESOURCES_STORE, name)
+        if meta_seq is None:
+            continue
+        if meta_seq > large_fence:
+            kept_recent += 1
+            continue
+        large_candidates.append((name, nuid, meta_seq))
+
+    # Versions published while the candidates were listed name bodies stored before the fence too.
+    for scope in await scopes(bus):
+        read_up_to[scope] = await mark_scope(bus, scope, marked, start_seq=read_up_to.get(scope, 0) + 1)
+    kv_candidates = [(key, rev) for key, rev in kv_candidates if key not in marked]
+    large_candidates = [c for c in large_candidates if c[0] not in marked]
+
+    for i in range(0, len(kv_candidates), _WINDOW):
+        batch = kv_candidates[i : i + _WINDOW]
+        await asyncio.gather(*(drop_kv_entry(bus.js, RESOURCES_BUCKET, key, rev) for key, rev in batch))
+    for name, nuid, meta_seq in large_candidates:
+        await drop_object(bus.js, LARGE_RESOURCES_STORE, name, nuid, meta_seq)
+    return Swept(
+        marked=len(marked),
+        kv_removed=len(kv_candidates),
+        large_removed=len(large_candidates),
+        kept_recent=kept_recent,
+    )
+
+
+async def _kv_revisions(bus: Bus) -> list[tuple[str, int]]:
+    """Every key of `xdsbus_resources` with its current revision (its stream sequence)."""
+    watcher = await bus.resources.watchall(meta_only=True, ignore_deletes=True)
+    found: list[tuple[str, int]] = []
+    try:
+        async for entry in watcher:
+            if entry is None:  # the initial values are all delivered
+                break
+            found.append((entry.key, entry.revision or 0))
+    finally:
+        await watcher.stop()
+    return found
+
+
+async def _large_objects(bus: Bus) -> list[tuple[str, str]]:
+    """Every object of `xdsbus_resources_large`: (name, nuid)."""
+    try:
+        infos = await bus.large_resources.list(ignore_deletes=True)
+    except NotFoundError:
+        return []
+    return [(info.name, info.nuid or "") for info in infos if not info.deleted]
