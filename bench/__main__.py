@@ -26,6 +26,8 @@ BENCHMARKS = {
     "ingress_20k": "bench.ingress_20k",
     "registry_propagation": "bench.registry_propagation",
     "tls_hosts_change": "bench.tls_hosts_change",
+    "edge_startup": "bench.edge_startup",
+    "storage_soak": "bench.storage_soak",
 }
 
 

@@ -70,6 +70,22 @@ SMALL: dict[str, dict[str, str]] = {
         "BENCH_MEMORY_RSS_WINDOW": "0.5",
     },
     "tls_hosts_change": {"BENCH_HOSTS": "20", "BENCH_REPEAT": "3"},
+    "edge_startup": {
+        "BENCH_STARTUP_RESOURCES": "200",
+        "BENCH_STARTUP_SHORT": "5",
+        "BENCH_STARTUP_LONG": "60",
+        "BENCH_STARTUP_BASE_EVERY": "10",
+        "BENCH_STARTUP_REPEAT": "1",
+    },
+    "storage_soak": {
+        "BENCH_SOAK_SERVICES": "50",
+        "BENCH_SOAK_ENDPOINTS": "3",
+        "BENCH_SOAK_CHANGES": "3000",
+        "BENCH_SOAK_RATE": "500",
+        "BENCH_SOAK_WINDOW": "3",
+        "BENCH_SOAK_BASE_EVERY": "5",
+        "BENCH_SOAK_CHECKPOINT_EVENTS": "500",
+    },
     "propagation": {
         "BENCH_PROPAGATION_SERVICES": "20",
         "BENCH_PROPAGATION_ENDPOINTS": "2",
