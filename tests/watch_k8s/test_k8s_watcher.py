@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections import Counter
 from typing import Any
 
 import pytest
@@ -35,7 +34,7 @@ from tests.watch_k8s.conftest import (
     wait_synced,
 )
 from xdsbus.bus import Bus
-from xdsbus.events import EVENTS_STREAM, Op, subject_for
+from xdsbus.events import Op
 from xdsbus.fold.state import FoldState, apply
 from xdsbus.secretbox import SecretBox, is_sealed
 from xdsbus_dev.harness.processes import eventually
@@ -435,40 +434,36 @@ async def test_status_writes_by_the_lease_holder_only(
     assert len(events.of(Op.UPSERT, "Ingress", "default/marker")) == 1
 
 
-async def test_two_replicas_fold_to_one_state(
+async def test_two_replicas_one_publisher(
     kube: FakeKubeApi, bus: Bus, events: EventLog, start_watcher: StartWatcher
 ) -> None:
+    """One publisher per source (docs/design.md §4): the holder of `watch.k8s.default` publishes, the other
+    replica stands by, and takes over with a full resync under a newer term when the holder stops."""
     kube.create(service("web"))
     kube.create(ingress("site"))
     kube.create(secret("tls", type_="kubernetes.io/tls", tls_crt=B64, tls_key=B64))
-    replicas = [await start_watcher(instance_id="one"), await start_watcher(instance_id="two")]
-    await wait_synced(events, "Service", "Ingress", "Secret", count=2)
+    one = await start_watcher(instance_id="one")
+    await wait_synced(events, "Service", "Ingress", "Secret")
+    two = await start_watcher(instance_id="two")
     kube.create(service("api"))
     kube.update(service("web", port=81))
     kube.delete("networking.k8s.io/v1", "Ingress", "default", "site")
+    await events.wait_for(lambda log: log.of(Op.DELETE, "Ingress", "default/site"), "site deleted")
+    assert (await bus.leases.get("watch.k8s.default")).value == b"one"
+    assert two.watcher.term == 0 and two.watcher.loops == []  # standing by: not even listing
+    assert {e.term for e in events.events} == {one.watcher.term}
+    assert one.watcher.term > 0
 
-    def caught_up(run: Any) -> bool:
-        services, ingresses = run.watcher.publishers["Service"], run.watcher.publishers["Ingress"]
-        web = services.objects().get("default/web", {})
-        return (
-            services.is_published("default/api")
-            and web.get("spec", {}).get("ports", [{}])[0].get("port") == 81
-            and not ingresses.is_published("default/site")
-        )
-
-    await eventually(lambda: _true(all(caught_up(run) for run in replicas)), what="both replicas caught up")
-    await events.read()
-
-    # Message ids name publish attempts (docs/design.md §4): each replica's facts are stored, once per
-    # replica, and the fold ignores the copies. (One publisher per source is the lease's job.)
-    facts = Counter((e.op, e.kind, e.key, e.rev) for e in events.events if e.op in (Op.UPSERT, Op.DELETE))
-    assert set(facts.values()) == {2}, facts
-    info = await bus.js.stream_info(EVENTS_STREAM, subjects_filter="xdsbus.events.k8s.default.>")
-    per_subject = info.state.subjects or {}
-    # Per subject: each replica's upserts and deletes, sync_begin and sync_end (their epochs differ; the
-    # fold lets the newer one decide).
-    assert per_subject[subject_for("k8s/default", "Service")] == 2 * 3 + 2 * 2
-    assert per_subject[subject_for("k8s/default", "Ingress")] == 2 * 2 + 2 * 2
-    assert per_subject[subject_for("k8s/default", "Secret")] == 2 * 1 + 2 * 2
+    await one.stop()  # gives the lease back: the standby takes over at once
+    await wait_synced(events, "Service", "Ingress", "Secret", count=2)
+    assert two.watcher.term > one.watcher.term
+    newer = [e for e in events.events if e.term == two.watcher.term]
+    # A new holder begins with a full resync that publishes every object again (another replica's
+    # publishes are not its own memory), even what the fold holds already.
+    assert {(e.kind, e.key) for e in newer if e.op is Op.UPSERT and e.kind == "Service"} == {
+        ("Service", "default/web"),
+        ("Service", "default/api"),
+    }
     assert folded_keys(events, "Service") == {"default/web", "default/api"}
     assert folded_keys(events, "Ingress") == set()
+    assert folded_keys(events, "Secret") == {"default/tls"}

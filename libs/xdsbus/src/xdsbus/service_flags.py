@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from xdsbus.bus import DEFAULT_NATS_URL
+from xdsbus.lease import pod_identity
 from xdsbus.logs import LOG_FORMATS
 from xdsbus.secretbox import LOCAL_KEY_FILE, SecretBox, SecretKeyError
 
@@ -24,6 +25,31 @@ from xdsbus.secretbox import LOCAL_KEY_FILE, SecretBox, SecretKeyError
 def default_instance_id() -> str:
     """`<hostname>-<pid>`: unique enough among replicas, readable in leases and in logs."""
     return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def pod_instance_id() -> str:
+    """The pod's name (`POD_NAME`, else the host name): what a watcher holds its source lease as, the same
+    for a restarted process, so it takes its own lease back at once (docs/design.md §4)."""
+    return pod_identity()
+
+
+# A watcher's lease TTL when neither --lease-ttl nor XDSBUS_LEASE_TTL says otherwise (the builder's too).
+DEFAULT_LEASE_TTL = 6.0
+
+
+def instance_name(value: str) -> str:
+    """A non-empty holder name for a lease."""
+    if not value:
+        raise argparse.ArgumentTypeError("must not be empty")
+    return value
+
+
+def lease_seconds(value: str) -> float:
+    """A lease TTL: at least one second, so that renewals (every third of it) keep up."""
+    seconds = positive_float(value)
+    if seconds < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 second, not {value!r}")
+    return seconds
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -5,6 +5,15 @@ streams changes through `upsert()` and `delete()` until the source fails, when i
 backs off and calls `watch()` again. Nothing is ever deleted because the source is unreachable: only an
 explicit deletion from the source, or a completed resync that no longer lists a key, removes anything.
 
+One publisher per source (docs/design.md §4): `run()` calls `watch()` only while it holds the source
+lease `watch.<source_type>.<source_name>` in KV xdsbus_leases, under an identity stable per pod (a
+restarted process takes its own lease back at once). The lease revision at acquisition is the term that
+every event carries; the fold drops events of an older term than it has seen for the source. Each term
+starts with a fresh `watch()`, so with a full resync. When a renewal is refused the watcher stops
+publishing at once (`LeaseLost`), cancels `watch()` and stands by. A watcher driven without `run()` (the
+registry sinks hold the lease themselves with `lead()`; tests and benchmarks publish directly) publishes
+with the term it last acquired, 0 when it never held the lease.
+
 A body too large for a message goes to the Object Store and the event carries its reference (claim
 check, docs/design.md §4). A publish that fails for one object (a body over MAX_BODY_BYTES, a payload or
 request the server refuses) is isolated to that object: reported in KV xdsbus_status and logged, and the
@@ -45,6 +54,7 @@ from xdsbus.events import (
     encode_body,
     subject_for,
 )
+from xdsbus.lease import Lease, pod_identity, source_lease_name
 from xdsbus.objects import store_claimed
 from xdsbus.secretbox import SecretBox
 
@@ -77,6 +87,10 @@ class SourceUnavailable(Exception):
     """The source cannot be reached or read right now; last known state stays."""
 
 
+class LeaseLost(SourceUnavailable):
+    """The source lease is no longer this watcher's: it publishes nothing until it leads again."""
+
+
 class Watcher(abc.ABC):
     """Publishes one source's facts to the event log."""
 
@@ -88,6 +102,8 @@ class Watcher(abc.ABC):
         secret_box: SecretBox | None = None,
         stop: asyncio.Event | None = None,
         attempt_ids: AttemptIds = PROCESS_ATTEMPTS,
+        instance_id: str | None = None,
+        lease_ttl: float | None = None,
     ) -> None:
         if "/" not in source:
             raise ValueError(f"source {source!r} must be '<type>/<name>'")
@@ -95,6 +111,11 @@ class Watcher(abc.ABC):
         self.source = source
         self.secret_box = secret_box
         self.stop = stop or asyncio.Event()
+        self.instance_id = instance_id or pod_identity()
+        self._lease_ttl = lease_ttl
+        self._lease: Lease | None = None
+        # The revision of the lease when this watcher last acquired it; 0 until then.
+        self.term = 0
         self._epoch = 0
         self._attempt_ids = attempt_ids
         # (kind, key) of objects whose last publish was refused: their status entry is ours to clear.
@@ -104,15 +125,63 @@ class Watcher(abc.ABC):
     async def watch(self) -> None:
         """List, resync and follow the source until it fails (raise) or `self.stop` is set (return)."""
 
+    @property
+    def lease(self) -> Lease:
+        """The source lease `watch.<source_type>.<source_name>`, made when first needed."""
+        if self._lease is None:
+            # The bucket's TTL expires the lease; `lease_ttl` only paces the renewals (a third of it).
+            ttl = self._lease_ttl or self.bus.settings.lease_ttl
+            self._lease = Lease(self.bus, source_lease_name(self.source), self.instance_id, ttl, reclaim=True)
+        return self._lease
+
     async def run(self) -> None:
-        """Run `watch()` until stopped, backing off after each failure."""
-        backoff = Backoff()
+        """Hold the source lease and run `watch()` while holding it, standing by whenever it is lost;
+        until stopped. The lease is given back on stop, so a standby takes over at once."""
         while not self.stop.is_set():
+            if not await self.lead():
+                return
             try:
-                await self.watch()
+                await self._watch_while_leading()
+            finally:
+                await self.lease.release()
+            if not self.stop.is_set():
+                log.warning("%s: lost the lease %s; standing by", self.source, self.lease.name)
+
+    async def lead(self, stop: asyncio.Event | None = None) -> bool:
+        """Wait until this watcher holds its source lease (True) or `stop` (default: the watcher's) is set
+        (False). A new term begins: `new_term()` forgets what an earlier term published."""
+        if not await self.lease.acquire(stop or self.stop):
+            return False
+        self.term = self.lease.term
+        self.new_term()
+        log.info(
+            "%s: publishing as %s, term %d (lease %s)",
+            self.source,
+            self.instance_id,
+            self.term,
+            self.lease.name,
+            extra={"term": self.term},
+        )
+        return True
+
+    def new_term(self) -> None:  # noqa: B027 (a hook: most watchers remember nothing across terms)
+        """Called when this watcher takes the lease. A subclass that skips publishing what it published
+        before forgets it here: another holder may have published since, so the term's first resync
+        publishes everything (the fold ignores what it holds already)."""
+
+    async def _watch_while_leading(self) -> None:
+        """`watch()` with backoff after failures, until stop or the loss of the lease."""
+        backoff = Backoff()
+        while not (self.stop.is_set() or self.lease.lost.is_set()):
+            try:
+                finished = await self._until_lost(self.watch())
+                if not finished:
+                    return
                 backoff.reset()
             except asyncio.CancelledError:
                 raise
+            except LeaseLost:
+                return
             except Exception as exc:
                 delay = backoff.next_delay()
                 log.warning(
@@ -121,10 +190,26 @@ class Watcher(abc.ABC):
                     exc,
                     delay,
                 )
-                try:
-                    await asyncio.wait_for(self.stop.wait(), timeout=delay)
-                except TimeoutError:
-                    pass
+                await self._until_lost(asyncio.wait_for(self.stop.wait(), timeout=delay), quiet=True)
+
+    async def _until_lost(self, work: Coroutine[Any, Any, Any], *, quiet: bool = False) -> bool:
+        """Run `work` unless the lease is lost first (then it is cancelled: False). `quiet` swallows
+        the TimeoutError of a wait."""
+        task = asyncio.ensure_future(work)
+        losing = asyncio.ensure_future(self.lease.lost.wait())
+        try:
+            await asyncio.wait({task, losing}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            losing.cancel()
+            if not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        if task.cancelled():
+            return False
+        if quiet and isinstance(task.exception(), TimeoutError):
+            return True
+        task.result()
+        return True
 
     def new_epoch(self) -> int:
         """A fresh resync epoch: increasing within this process and across restarts."""
@@ -148,6 +233,7 @@ class Watcher(abc.ABC):
             op=Op.UPSERT,
             rev=rev,
             epoch=self._epoch,
+            term=self.term,
             at=time.time_ns(),
             body=body,
         )
@@ -162,6 +248,7 @@ class Watcher(abc.ABC):
             op=Op.DELETE,
             rev=rev,
             epoch=self._epoch,
+            term=self.term,
             at=time.time_ns(),
         )
         return await self._publish_object(event)
@@ -170,7 +257,14 @@ class Watcher(abc.ABC):
         """Start a resync epoch for these kinds; returns the epoch."""
         epoch = self.new_epoch()
         for kind in sorted(set(kinds)):
-            event = Event(source=self.source, kind=kind, op=Op.SYNC_BEGIN, epoch=epoch, at=time.time_ns())
+            event = Event(
+                source=self.source,
+                kind=kind,
+                op=Op.SYNC_BEGIN,
+                epoch=epoch,
+                term=self.term,
+                at=time.time_ns(),
+            )
             await self._publish(event)
         return epoch
 
@@ -182,7 +276,13 @@ class Watcher(abc.ABC):
             for part, chunk in enumerate(chunks):
                 body = SyncEnd(keys=chunk, part=part, parts=len(chunks))
                 event = Event(
-                    source=self.source, kind=kind, op=Op.SYNC_END, epoch=epoch, at=time.time_ns(), body=body
+                    source=self.source,
+                    kind=kind,
+                    op=Op.SYNC_END,
+                    epoch=epoch,
+                    term=self.term,
+                    at=time.time_ns(),
+                    body=body,
                 )
                 await self._publish(event)
 
@@ -237,7 +337,9 @@ class Watcher(abc.ABC):
         """Publish until JetStream acknowledges. The attempt id is taken once, before the first try, so
         JetStream stores the retries of this attempt once; no other publish ever reuses it.
 
-        Raises EventRefused when this event cannot be published, whatever the retries."""
+        Raises EventRefused when this event cannot be published, whatever the retries, and LeaseLost
+        once the source lease is lost: a former holder stops publishing at once."""
+        self._check_lease()
         message_id = self._attempt_ids.next(event)
         payload = encode(event)
         if len(payload) > self._inline_limit() and event.body is not None:
@@ -247,6 +349,10 @@ class Watcher(abc.ABC):
         await self._retrying(
             event, lambda: self.bus.js.publish(subject, payload, headers={"Nats-Msg-Id": message_id})
         )
+
+    def _check_lease(self) -> None:
+        if self._lease is not None and self._lease.lost.is_set():
+            raise LeaseLost(f"{self.source}: lease {self.lease.name} lost (term {self.term})")
 
     async def _retrying(self, event: Event, attempt: Callable[[], Awaitable[T]]) -> T:
         """`attempt()` until it passes, retrying the bus's failures; others refuse this event."""
@@ -258,6 +364,7 @@ class Watcher(abc.ABC):
                 # 400: the server refuses this request (a message over its limit): retrying repeats it.
                 raise EventRefused(f"the server refused it ({exc})") from exc
             except _PUBLISH_ERRORS as exc:
+                self._check_lease()
                 if self.stop.is_set():
                     raise SourceUnavailable(f"stopping with {event.kind} {event.key} unpublished") from exc
                 delay = backoff.next_delay()

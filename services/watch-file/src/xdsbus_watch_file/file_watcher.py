@@ -65,9 +65,18 @@ class FileWatcher(Watcher):
         max_object_bytes: int = MAX_OBJECT_BYTES,
         secret_box: SecretBox | None = None,
         stop: asyncio.Event | None = None,
+        instance_id: str | None = None,
+        lease_ttl: float | None = None,
     ) -> None:
         name = source_name or default_source_name(directory)
-        super().__init__(bus, f"file/{name}", secret_box=secret_box, stop=stop)
+        super().__init__(
+            bus,
+            f"file/{name}",
+            secret_box=secret_box,
+            stop=stop,
+            instance_id=instance_id,
+            lease_ttl=lease_ttl,
+        )
         self.directory = directory
         self.poll_interval = poll_interval
         self.max_object_bytes = max_object_bytes

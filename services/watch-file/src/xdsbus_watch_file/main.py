@@ -13,7 +13,16 @@ from xdsbus.bus import BusSettings, connect_unless_stopped
 from xdsbus.logs import setup_logging
 from xdsbus.secretbox import SecretBox
 from xdsbus.service import run_service
-from xdsbus.service_flags import ServiceParser, add_common_flags, positive_float, watcher_secret_box
+from xdsbus.service_flags import (
+    DEFAULT_LEASE_TTL,
+    ServiceParser,
+    add_common_flags,
+    instance_name,
+    lease_seconds,
+    pod_instance_id,
+    positive_float,
+    watcher_secret_box,
+)
 from xdsbus_watch_file.file_watcher import DEFAULT_POLL_INTERVAL, FileWatcher, default_source_name
 
 log = logging.getLogger("xdsbus_watch_file")
@@ -26,6 +35,8 @@ class Settings:
     directory: Path
     source_name: str
     poll_interval: float
+    instance_id: str
+    lease_ttl: float
     nats_url: str
     log_format: str
     log_level: str
@@ -55,6 +66,23 @@ def build_parser() -> ServiceParser:
         default=DEFAULT_POLL_INTERVAL,
         help="seconds between scans of the directory",
     )
+    parser.env_flag(
+        "--instance-id",
+        "XDSBUS_INSTANCE_ID",
+        type=instance_name,
+        default=pod_instance_id(),
+        shown_default="POD_NAME, else the host name",
+        help="this replica's name in the source lease watch.file.<name>: a restarted process of the same "
+        "name takes the lease back at once",
+    )
+    parser.env_flag(
+        "--lease-ttl",
+        "XDSBUS_LEASE_TTL",
+        type=lease_seconds,
+        default=DEFAULT_LEASE_TTL,
+        help="seconds after which a standby takes over from a replica that died; the leases bucket's TTL "
+        "when this creates it",
+    )
     add_common_flags(parser)
     return parser
 
@@ -73,6 +101,8 @@ def parse_settings(argv: Sequence[str] | None = None) -> Settings:
         directory=directory,
         source_name=source_name,
         poll_interval=args.poll_interval,
+        instance_id=args.instance_id,
+        lease_ttl=args.lease_ttl,
         nats_url=args.nats_url,
         log_format=args.log_format,
         log_level=args.log_level,
@@ -81,8 +111,9 @@ def parse_settings(argv: Sequence[str] | None = None) -> Settings:
 
 async def serve(settings: Settings, secret_box: SecretBox, stop: asyncio.Event) -> None:
     """Connect to NATS and run the watcher until `stop` is set."""
+    bus_settings = dataclasses.replace(BusSettings.from_env(settings.nats_url), lease_ttl=settings.lease_ttl)
     bus = await connect_unless_stopped(
-        BusSettings.from_env(settings.nats_url), f"xdsbus-watch-file {settings.source_name}", stop
+        bus_settings, f"xdsbus-watch-file {settings.source_name} {settings.instance_id}", stop
     )
     if bus is None:
         return
@@ -94,12 +125,18 @@ async def serve(settings: Settings, secret_box: SecretBox, stop: asyncio.Event) 
             poll_interval=settings.poll_interval,
             secret_box=secret_box,
             stop=stop,
+            instance_id=settings.instance_id,
+            lease_ttl=settings.lease_ttl,
         )
         log.info(
             "watching %s as %s",
             settings.directory,
             watcher.source,
-            extra={"nats_url": settings.nats_url, "poll_interval": settings.poll_interval},
+            extra={
+                "nats_url": settings.nats_url,
+                "poll_interval": settings.poll_interval,
+                "instance_id": settings.instance_id,
+            },
         )
         await watcher.run()
         log.info("stopped")

@@ -23,9 +23,8 @@ from typing import Any
 from kubernetes_asyncio import client
 
 from xdsbus.bus import Bus
-from xdsbus.lease import Lease
+from xdsbus.lease import Lease, pod_identity
 from xdsbus.secretbox import SecretBox
-from xdsbus.service_flags import default_instance_id
 from xdsbus.watcher import Watcher
 from xdsbus_watch_k8s.api import KubeApi
 from xdsbus_watch_k8s.gateway_status import GatewayStatusWriter
@@ -57,13 +56,20 @@ class K8sWatcher(Watcher):
         page_size: int = DEFAULT_PAGE_SIZE,
         retry_cap: float = 30.0,
         instance_id: str | None = None,
+        lease_ttl: float | None = None,
         secret_box: SecretBox | None = None,
         stop: asyncio.Event | None = None,
     ) -> None:
-        super().__init__(bus, f"k8s/{cluster}", secret_box=secret_box, stop=stop)
+        super().__init__(
+            bus,
+            f"k8s/{cluster}",
+            secret_box=secret_box,
+            stop=stop,
+            instance_id=instance_id or pod_identity(),
+            lease_ttl=lease_ttl,
+        )
         self.configuration = configuration
         self.cluster = cluster
-        self.instance_id = instance_id or default_instance_id()
         self.gateway_addresses = tuple(gateway_addresses)
         self.gateway_status = gateway_status
         self.watch_timeout = watch_timeout
@@ -77,6 +83,12 @@ class K8sWatcher(Watcher):
         self.publishers[INGRESS.kind].visible = self._ingress_matches
         self.loops: list[ListWatch] = []
         self.status_writer: StatusWriter | None = None
+
+    def new_term(self) -> None:
+        """Another replica may have published while this one stood by: the term's resyncs publish every
+        object again, not only what changed since this replica last published it."""
+        for publisher in self.publishers.values():
+            publisher.forget_published()
 
     def _ingress_matches(self, _key: str, body: Body) -> bool:
         return self.class_filter.matches(body, self.publishers[INGRESS_CLASS.kind].objects())

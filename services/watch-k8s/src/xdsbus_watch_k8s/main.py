@@ -18,9 +18,12 @@ from xdsbus.logs import setup_logging
 from xdsbus.secretbox import SecretBox
 from xdsbus.service import run_service
 from xdsbus.service_flags import (
+    DEFAULT_LEASE_TTL,
     ServiceParser,
     add_common_flags,
-    default_instance_id,
+    instance_name,
+    lease_seconds,
+    pod_instance_id,
     positive_int,
     watcher_secret_box,
 )
@@ -50,6 +53,7 @@ class Settings:
     gateway_addresses: tuple[str, ...]
     resync_timeout: int
     instance_id: str
+    lease_ttl: float
     nats_url: str
     log_format: str
     log_level: str
@@ -124,9 +128,19 @@ def build_parser() -> ServiceParser:
     parser.env_flag(
         "--instance-id",
         "XDSBUS_INSTANCE_ID",
-        default=default_instance_id(),
-        shown_default="<hostname>-<pid>",
-        help="this replica's name in the status lease and in logs",
+        type=instance_name,
+        default=pod_instance_id(),
+        shown_default="POD_NAME, else the host name",
+        help="this replica's name in the source lease watch.k8s.<cluster>, the status lease and logs: a "
+        "restarted process of the same name takes its leases back at once",
+    )
+    parser.env_flag(
+        "--lease-ttl",
+        "XDSBUS_LEASE_TTL",
+        type=lease_seconds,
+        default=DEFAULT_LEASE_TTL,
+        help="seconds after which a standby takes over from a replica that died; the leases bucket's TTL "
+        "when this creates it",
     )
     add_common_flags(parser)
     return parser
@@ -150,6 +164,7 @@ def parse_settings(argv: Sequence[str] | None = None) -> Settings:
         gateway_addresses=addresses,
         resync_timeout=args.resync_timeout,
         instance_id=args.instance_id,
+        lease_ttl=args.lease_ttl,
         nats_url=args.nats_url,
         log_format=args.log_format,
         log_level=args.log_level,
@@ -160,9 +175,8 @@ async def serve(
     settings: Settings, configuration: client.Configuration, secret_box: SecretBox, stop: asyncio.Event
 ) -> None:
     """Connect to NATS and run the watcher until `stop` is set."""
-    bus = await connect_unless_stopped(
-        BusSettings.from_env(settings.nats_url), f"xdsbus-watch-k8s {settings.instance_id}", stop
-    )
+    bus_settings = dataclasses.replace(BusSettings.from_env(settings.nats_url), lease_ttl=settings.lease_ttl)
+    bus = await connect_unless_stopped(bus_settings, f"xdsbus-watch-k8s {settings.instance_id}", stop)
     if bus is None:
         return
     try:
@@ -176,6 +190,7 @@ async def serve(
             gateway_addresses=settings.gateway_addresses,
             watch_timeout=settings.resync_timeout,
             instance_id=settings.instance_id,
+            lease_ttl=settings.lease_ttl,
             secret_box=secret_box,
             stop=stop,
         )

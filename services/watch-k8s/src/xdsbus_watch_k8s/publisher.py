@@ -52,6 +52,11 @@ class KindPublisher:
                     merged.setdefault(key, body)
         return merged
 
+    def forget_published(self) -> None:
+        """Publish every object at the next resync (a new term: what the builder holds may be another
+        replica's)."""
+        self._published = {}
+
     def is_published(self, key: str) -> bool:
         """Whether `key` is present for the builder (accepted and published)."""
         return key in self._published

@@ -2,6 +2,16 @@
 
 The fold is the single place where events become state. It is deterministic: the same events, in the
 same order, give the same state whatever the batching; replay and the builder both use it.
+
+Terms fence watchers (docs/design.md §4). An event's `term` is the revision of its watcher's source
+lease. The fold keeps the highest term seen per source and drops (folds as a no-op) any event of that
+source with a lower term: a watcher that was paused past its lease cannot change anything once its
+successor's first event is in the log, its `sync_end` included. A higher term starts afresh: the
+source's resync epochs and gathered sync_end parts are forgotten, so the new holder's resync decides
+even if its clock, from which epochs are drawn, is behind the old holder's. Term 0 is an event written
+without a lease (before terms existed, or by an older watcher during an upgrade): it is always folded
+and leaves the recorded term alone, so history stays readable and an older watcher is never ignored;
+it is not fenced either.
 """
 
 from __future__ import annotations
@@ -48,6 +58,8 @@ class FoldState(msgspec.Struct):
     epochs: dict[str, dict[str, int]] = {}
     # source -> kind -> sync_end parts gathered for the current epoch
     syncs: dict[str, dict[str, SyncProgress]] = {}
+    # source -> highest watcher term seen (sources that only ever published term 0 are absent)
+    terms: dict[str, int] = {}
 
     def get(self, ref: ObjectRef) -> StoredObject | None:
         """The stored object, if any."""
@@ -72,6 +84,8 @@ def apply(state: FoldState, seq: int, event: Event) -> list[ObjectRef]:
         # Already folded (a redelivery after restart): folding it again must change nothing.
         return []
     state.seq = seq
+    if event.term and not _admit_term(state, event):
+        return []
     if event.op is Op.UPSERT:
         return _upsert(state, event)
     if event.op is Op.DELETE:
@@ -80,6 +94,19 @@ def apply(state: FoldState, seq: int, event: Event) -> list[ObjectRef]:
         _begin_sync(state, event)
         return []
     return _end_sync(state, event)
+
+
+def _admit_term(state: FoldState, event: Event) -> bool:
+    """Whether an event with a term is folded: not when its source has a newer term already."""
+    held = state.terms.get(event.source, 0)
+    if event.term < held:
+        return False
+    if event.term > held:
+        state.terms[event.source] = event.term
+        # Epochs are drawn from each holder's clock: a new term's resync must not lose to an old one's.
+        state.epochs.pop(event.source, None)
+        state.syncs.pop(event.source, None)
+    return True
 
 
 def _upsert(state: FoldState, event: Event) -> list[ObjectRef]:

@@ -79,6 +79,8 @@ class _Format1(msgspec.Struct, kw_only=True):
     epochs: dict[str, dict[str, int]]
     syncs: dict[str, dict[str, SyncProgress]]
     objects: list[list[_Object]]
+    # Watcher terms per source (docs/design.md §4); absent from checkpoints written before terms.
+    terms: dict[str, int] = {}
     published: list[list[tuple[str, str, str]]]
 
 
@@ -94,6 +96,7 @@ class _Format1Out(msgspec.Struct, kw_only=True):
     syncs: msgspec.Raw
     objects: list[msgspec.Raw]
     published: list[msgspec.Raw]
+    terms: msgspec.Raw
 
 
 class Snapshot(msgspec.Struct, frozen=True, kw_only=True):
@@ -106,6 +109,7 @@ class Snapshot(msgspec.Struct, frozen=True, kw_only=True):
     ledger_stream_seq: int
     epochs: msgspec.Raw
     syncs: msgspec.Raw
+    terms: msgspec.Raw
     # (kind, source, key, rev, body)
     objects: list[tuple[str, str, str, str, Any]]
     published: dict[ResourceKey, str]
@@ -141,6 +145,7 @@ def snapshot(
         # Small (one entry per source and kind): encoded now, which also copies them.
         epochs=msgspec.Raw(_encoder.encode(state.epochs)),
         syncs=msgspec.Raw(_encoder.encode(state.syncs)),
+        terms=msgspec.Raw(_encoder.encode(state.terms)),
         objects=objects,
         published=dict(published),
     )
@@ -199,6 +204,7 @@ async def encode_snapshot(snap: Snapshot) -> bytes:
             syncs=snap.syncs,
             objects=objects,
             published=published,
+            terms=snap.terms,
         )
     )
     compressor = zlib.compressobj(1)
@@ -229,7 +235,7 @@ def _from_format1(body: _Format1) -> Checkpoint:
         for obj in chunk:
             by_key = objects.setdefault(obj.kind, {}).setdefault(obj.source, {})
             by_key[obj.key] = StoredObject(rev=obj.rev, body=obj.body)
-    state = FoldState(seq=body.seq, objects=objects, epochs=body.epochs, syncs=body.syncs)
+    state = FoldState(seq=body.seq, objects=objects, epochs=body.epochs, syncs=body.syncs, terms=body.terms)
     return Checkpoint(
         scope=body.scope,
         translator_version=body.translator_version,

@@ -1,6 +1,9 @@
 """One publishing replica per registry watcher service: a lease in KV `xdsbus_leases`.
 
-Every replica follows McpBridge; only the holder of the lease `watch-<type>.<group>` runs registries.
+Every replica follows McpBridge; only the holder of the lease `watch-<type>.<group>` runs registries (and
+each registry publishes only while it also holds its source lease `watch.<type>.<name>`, which gives its
+events their term: see supervisor.py). A restarted replica of the same identity takes the group lease back
+at once.
 When it gains the lease it waits until its follower has read the log, clears the services of registries
 that are no longer configured (removed while nobody led), then keeps the running registries in line with
 McpBridge. When it loses the lease (or stops) its registries stop, keeping what they published; the next
@@ -44,7 +47,7 @@ class Leadership:
         ttl: float,
         stop: asyncio.Event,
     ) -> None:
-        self.lease = Lease(bus, name, holder, ttl)
+        self.lease = Lease(bus, name, holder, ttl, reclaim=True)
         self.bus = bus
         self.follower = follower
         self.supervisor = supervisor

@@ -26,17 +26,18 @@ from xdsbus.registry.supervisor import RegistryFactory, Supervisor
 from xdsbus.secretbox import SecretBox
 from xdsbus.service import run_service
 from xdsbus.service_flags import (
+    DEFAULT_LEASE_TTL,
     ServiceParser,
     add_common_flags,
-    default_instance_id,
-    positive_float,
+    instance_name,
+    lease_seconds,
+    pod_instance_id,
     watcher_secret_box,
 )
 
 log = logging.getLogger(__name__)
 
 DEFAULT_GROUP = "default"
-DEFAULT_LEASE_TTL = 6.0
 
 # The group ends up in a KV key (the lease); namespaces follow Kubernetes' rules.
 _GROUP = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
@@ -68,19 +69,6 @@ def _namespace(value: str) -> str:
     return value
 
 
-def _lease_ttl(value: str) -> float:
-    seconds = positive_float(value)
-    if seconds < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1 second, not {value!r}")
-    return seconds
-
-
-def _instance_id(value: str) -> str:
-    if not value:
-        raise argparse.ArgumentTypeError("must not be empty")
-    return value
-
-
 def build_parser(
     prog: str, types: Iterable[str], configure: Callable[[ServiceParser], None] | None = None
 ) -> ServiceParser:
@@ -95,10 +83,12 @@ def build_parser(
     parser.env_flag(
         "--instance-id",
         "XDSBUS_INSTANCE_ID",
-        type=_instance_id,
-        default=default_instance_id(),
-        shown_default="<hostname>-<pid>",
-        help="this replica's name in the lease and in logs",
+        type=instance_name,
+        default=pod_instance_id(),
+        shown_default="POD_NAME, else the host name",
+        help="this replica's name in the leases (its group's and each registry's source lease "
+        "watch.<type>.<registry name>) and in logs: a restarted process of the same name takes them back "
+        "at once",
     )
     parser.env_flag(
         "--group",
@@ -110,7 +100,7 @@ def build_parser(
     parser.env_flag(
         "--lease-ttl",
         "XDSBUS_LEASE_TTL",
-        type=_lease_ttl,
+        type=lease_seconds,
         default=DEFAULT_LEASE_TTL,
         help="seconds after which a standby takes over from a replica that died; the leases bucket's TTL "
         "when this creates it",
@@ -168,7 +158,14 @@ async def run_registries(
     until `stop` is set. `service` is `watch-nacos`, `watch-consul` or `watch-eureka`."""
     follower = BridgeFollower(bus, types, system_namespace=system_namespace, secret_box=secret_box)
     supervisor = Supervisor(
-        bus, factory, follower.credentials, stop=stop, retry_base=retry_base, retry_cap=retry_cap
+        bus,
+        factory,
+        follower.credentials,
+        stop=stop,
+        retry_base=retry_base,
+        retry_cap=retry_cap,
+        instance_id=instance_id,
+        lease_ttl=lease_ttl,
     )
     leadership = Leadership(
         bus, lease_name(service, group), instance_id, follower, supervisor, ttl=lease_ttl, stop=stop

@@ -6,6 +6,10 @@ the fold ignores when it holds them already. The Watcher base gives resync epoch
 is stored once) and publishing until JetStream acknowledges. A hostname whose body did not change since
 this sink last published it is not published again: registries relist every 30 s and would otherwise
 grow the log with copies.
+
+The sink publishes only while it holds its source lease `watch.<type>.<registry name>` (docs/design.md
+§4), which the supervisor takes with `lead()` before it runs the registry; its events carry the lease's
+term. A new term forgets what was published before, so the registry's first resync publishes everything.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from collections.abc import Sequence
 import msgspec
 
 from xdsbus.bus import Bus
+from xdsbus.lease import Lease
 from xdsbus.model.mcpbridge import RegistryConfig
 from xdsbus.model.registry import REGISTRY_SERVICE_KIND, RegistryEndpoint, RegistryService
 from xdsbus.registry.status import RegistryStatus
@@ -36,17 +41,49 @@ class EventSink:
     sync_end, so the resync (listed before the upsert) cannot remove what the upsert added."""
 
     def __init__(
-        self, bus: Bus, config: RegistryConfig, status: RegistryStatus, *, stop: asyncio.Event | None = None
+        self,
+        bus: Bus,
+        config: RegistryConfig,
+        status: RegistryStatus,
+        *,
+        stop: asyncio.Event | None = None,
+        instance_id: str | None = None,
+        lease_ttl: float | None = None,
     ) -> None:
         self.config = config
         self.source = config.key
         self.status = status
-        self._publisher = _Publisher(bus, self.source, stop=stop)
+        self._publisher = _Publisher(
+            bus, self.source, stop=stop, instance_id=instance_id, lease_ttl=lease_ttl
+        )
         self._lock = asyncio.Lock()
         # hostname -> content revision this sink last published for it
         self._published: dict[str, str] = {}
         # Completed resyncs: the supervisor resets its retry backoff when a run got this far.
         self.resyncs = 0
+
+    # -- the source lease ------------------------------------------------------------------------
+
+    @property
+    def lease(self) -> Lease:
+        """The source lease `watch.<type>.<name>`; its `lost` is set when a renewal is refused."""
+        return self._publisher.lease
+
+    @property
+    def term(self) -> int:
+        """The term this sink publishes under: the lease's revision when it last took it (0: never)."""
+        return self._publisher.term
+
+    async def lead(self, stop: asyncio.Event | None = None) -> bool:
+        """Wait for the source lease (True) or `stop` (False); the new term publishes everything again."""
+        if not await self._publisher.lead(stop):
+            return False
+        self._published = {}
+        return True
+
+    async def release(self) -> None:
+        """Give the source lease back (nothing when it was lost), so that another replica can lead."""
+        await self._publisher.lease.release()
 
     # -- RegistrySink ---------------------------------------------------------------------------
 

@@ -6,6 +6,11 @@ cleared with an empty resync of its source, so its services go away. A registry 
 retried with backoff and nothing it published is withdrawn meanwhile: an outage never removes endpoints.
 `stop_all()` stops every registry without clearing anything (this replica stops leading; another one
 takes over and its first resync reconciles).
+
+Each registry runs only while its sink holds the source lease `watch.<type>.<name>` (docs/design.md §4):
+the task waits for it, runs the registry (whose first act is a resync), and when a renewal is refused
+cancels the registry at once and waits for the lease again. Clearing a source publishes under its lease
+too, taken for the purpose (or skipped, with a warning, if another replica keeps it).
 """
 
 from __future__ import annotations
@@ -72,8 +77,12 @@ class Supervisor:
         stop: asyncio.Event | None = None,
         retry_base: float = 0.5,
         retry_cap: float = 30.0,
+        instance_id: str | None = None,
+        lease_ttl: float | None = None,
     ) -> None:
         self.bus = bus
+        self.instance_id = instance_id
+        self.lease_ttl = lease_ttl or bus.settings.lease_ttl
         self.factory = factory
         self.credentials = credentials
         self.stop = stop or asyncio.Event()
@@ -127,19 +136,62 @@ class Supervisor:
                 registry_type, _, name = source.partition("/")
                 log.info("registry %s is not in McpBridge but has services: removing them", source)
                 status = RegistryStatus(self.bus, source)
-                await EventSink(self.bus, RegistryConfig(type=registry_type, name=name), status).clear()
-                await status.remove()
+                sink = self._sink(RegistryConfig(type=registry_type, name=name), status)
+                if await self._lead_briefly(sink):
+                    try:
+                        await sink.clear()
+                    finally:
+                        await sink.release()
+                    await status.remove()
+
+    async def _lead_briefly(self, sink: EventSink) -> bool:
+        """Take a source's lease to publish once; False (logged) when another replica keeps it."""
+        give_up = asyncio.Event()
+        timer = asyncio.get_running_loop().call_later(2 * self.lease_ttl, give_up.set)
+        try:
+            if await sink.lead(give_up):
+                return True
+        finally:
+            timer.cancel()
+        log.warning("registry %s: another replica holds %s; not clearing it", sink.source, sink.lease.name)
+        return False
 
     # -- one registry ---------------------------------------------------------------------------
 
+    def _sink(self, config: RegistryConfig, status: RegistryStatus) -> EventSink:
+        return EventSink(
+            self.bus, config, status, stop=self.stop, instance_id=self.instance_id, lease_ttl=self.lease_ttl
+        )
+
     def _start(self, key: str, config: RegistryConfig, fingerprint: bytes) -> None:
         status = RegistryStatus(self.bus, config.key)
-        sink = EventSink(self.bus, config, status, stop=self.stop)
+        sink = self._sink(config, status)
         task = asyncio.create_task(self._run(key, config, sink, status), name=f"registry {key}")
         self._running[key] = _Running(config, fingerprint, sink, status, task)
         log.info("registry %s started", key, extra={"domain": config.domain, "port": config.port})
 
     async def _run(self, key: str, config: RegistryConfig, sink: EventSink, status: RegistryStatus) -> None:
+        """The registry, while its sink holds the source lease; standing by for the lease when it is lost."""
+        try:
+            while not self.stop.is_set():
+                if not await sink.lead(self.stop):
+                    return
+                work = asyncio.ensure_future(self._run_registry(key, config, sink, status))
+                losing = asyncio.ensure_future(sink.lease.lost.wait())
+                try:
+                    await asyncio.wait({work, losing}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    for future in (work, losing):
+                        future.cancel()
+                    await asyncio.gather(work, losing, return_exceptions=True)
+                log.warning("registry %s: lost the lease %s; standing by", key, sink.lease.name)
+        finally:
+            await sink.release()
+
+    async def _run_registry(
+        self, key: str, config: RegistryConfig, sink: EventSink, status: RegistryStatus
+    ) -> None:
+        """Run the registry client, retrying with backoff, until cancelled."""
         backoff = Backoff(base=self.retry_base, cap=self.retry_cap)
         registry: Registry | None = None
         while True:
