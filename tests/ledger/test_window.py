@@ -157,3 +157,15 @@ def test_object_store_mtimes_parse() -> None:
     assert window.mtime_ns("2026-12-07T10:00:00.123456+00:00") == 1796637600123456000
     assert window.mtime_ns("") is None
     assert window.mtime_ns("yesterday") is None
+
+
+async def test_a_sweep_given_an_earlier_fence_keeps_what_was_written_after_it(bus: Bus) -> None:
+    ledger = Ledger(bus)
+    await ledger.publish(2, {"a": "a1"})
+    await bus.resources.put(_sha("before"), b"before")
+    fence = await sweep.read_fence(bus)
+    await bus.resources.put(_sha("after"), b"after")
+    swept = await sweep.sweep(bus, fence)
+    assert swept.kv_removed == 1
+    assert not await _stored(bus, "before")
+    assert await _stored(bus, "after") and await _stored(bus, "a1")

@@ -5,7 +5,9 @@
   copied when the version is published and encoded and stored in the background.
 - Every `interval` seconds a collection in the background: purge what of this scope's ledger is older
   than the window (`ledger/window.py`), then sweep the bodies no kept version of any scope references
-  (`ledger/sweep.py`). Never on every version: a sweep lists every body.
+  (`ledger/sweep.py`). Never on every version: a sweep lists every body. Only bodies written before the
+  previous collection began are swept, a whole interval of grace for a publisher between storing bodies
+  and publishing the record naming them; the first collection of a term only sets that fence.
 A failure only costs a later retry: it is logged and the fold goes on.
 """
 
@@ -57,6 +59,8 @@ class History:
         self._next_collect = time.monotonic() + self.interval
         self._base_task: asyncio.Task[None] | None = None
         self._collect_task: asyncio.Task[None] | None = None
+        # The body stores' fence taken when the previous collection began (None: none yet this term).
+        self._fence: sweep.Fence | None = None
 
     def published(
         self, record: ledger_pb2.Version, stream_seq: int, manifest: Callable[[], dict[ResourceKey, str]]
@@ -132,7 +136,10 @@ class History:
                     purged.bases,
                     purged.change_lists,
                 )
-            swept = await sweep.sweep(self.bus)
+            fence, self._fence = self._fence, await sweep.read_fence(self.bus)
+            if fence is None:
+                return
+            swept = await sweep.sweep(self.bus, fence)
             log.info(
                 "body sweep: %d referenced, %d removed (%d large), %d newer than the sweep kept",
                 swept.marked,

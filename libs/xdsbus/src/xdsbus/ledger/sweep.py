@@ -6,8 +6,9 @@ every body the records after it name. Sweep: KV `xdsbus_resources` entries and `
 objects that are not marked.
 
 Safe against a concurrent publish (which stores bodies first, then its record):
-- fences: the last stream sequence of each body store is read before the mark begins, and a body
-  written after it (a sequence past the fence) is never swept, even if no record names it yet;
+- fences: the last stream sequence of each body store, read before the mark begins (or, from the
+  builder, at the start of its previous collection, a whole interval earlier): a body written after it
+  (a sequence past the fence) is never swept, even if no record names it yet;
 - after listing the candidates, the records published meanwhile are marked too;
 - each removal is bounded by the sequence that was looked at (`removal.py`), so a body stored again
   meanwhile, under the same content-addressed name, survives.
@@ -35,6 +36,20 @@ _WINDOW = 64
 
 class Unmarkable(RuntimeError):
     """A scope's kept history cannot be read in full: sweeping would remove bodies it needs."""
+
+
+class Fence(msgspec.Struct, frozen=True):
+    """The last stream sequences of the body stores at one instant: nothing written after is swept."""
+
+    kv: int
+    large: int
+
+
+async def read_fence(bus: Bus) -> Fence:
+    """The body stores' fence now."""
+    kv = await bus.js.stream_info(f"KV_{RESOURCES_BUCKET}")
+    large = await bus.js.stream_info(f"OBJ_{LARGE_RESOURCES_STORE}")
+    return Fence(kv=kv.state.last_seq, large=large.state.last_seq)
 
 
 class Swept(msgspec.Struct, frozen=True):
@@ -83,13 +98,13 @@ async def _mark_base(bus: Bus, scope: str, version: int, marked: set[str]) -> No
     marked.update(base.resources.values())
 
 
-async def sweep(bus: Bus) -> Swept:
+async def sweep(bus: Bus, fence: Fence | None = None) -> Swept:
     """Mark what every scope's kept versions reference, then remove every other body written before
-    the mark began. Raises `Unmarkable` (removing nothing) when a scope's history cannot be read."""
-    kv_stream = f"KV_{RESOURCES_BUCKET}"
-    large_stream = f"OBJ_{LARGE_RESOURCES_STORE}"
-    kv_fence = (await bus.js.stream_info(kv_stream)).state.last_seq
-    large_fence = (await bus.js.stream_info(large_stream)).state.last_seq
+    `fence` (default: now, before the mark begins; an earlier fence only keeps more). Raises
+    `Unmarkable` (removing nothing) when a scope's history cannot be read."""
+    now = await read_fence(bus)
+    kv_fence = min(now.kv, fence.kv) if fence else now.kv
+    large_fence = min(now.large, fence.large) if fence else now.large
     marked: set[str] = set()
     read_up_to: dict[str, int] = {}
     for scope in await scopes(bus):
