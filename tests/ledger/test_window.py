@@ -169,3 +169,26 @@ async def test_a_sweep_given_an_earlier_fence_keeps_what_was_written_after_it(bu
     assert swept.kv_removed == 1
     assert not await _stored(bus, "before")
     assert await _stored(bus, "after") and await _stored(bus, "a1")
+
+
+async def test_records_purged_while_the_sweep_reads_them_are_covered_by_the_base(
+    bus: Bus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ledger = Ledger(bus)
+    await ledger.publish(2, {"a": "a1", "b": "b1"})
+    await ledger.publish(4, {"b": "b2"})
+    await ledger.publish(6, {"c": "c1"})
+    await ledger.base(6, dict(ledger.resources))
+    entries = [entry async for entry in reader.records(bus, ledger.scope)]
+
+    async def version_4_purged_mid_read(b: Bus, scope: str, *, start_seq: int = 0):  # type: ignore[no-untyped-def]
+        # What a reader sees when the scope's own leader purges below base 6 after version 2 was read.
+        for entry in entries:
+            if entry.stream_seq >= start_seq and entry.record.version != 4:
+                yield entry
+
+    monkeypatch.setattr(reader, "records", version_4_purged_mid_read)
+    await sweep.sweep(bus)
+    # b2 was set by version 4, which the sweep never read: it is in base 6.
+    for text in ("b2", "c1", "a1"):
+        assert await _stored(bus, text), text

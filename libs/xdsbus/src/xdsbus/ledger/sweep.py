@@ -69,24 +69,36 @@ async def scopes(bus: Bus) -> list[str]:
     return sorted(subject.removeprefix("xdsbus.ledger.") for subject in subjects)
 
 
-async def mark_scope(bus: Bus, scope: str, marked: set[str], *, start_seq: int = 0) -> int:
-    """Add to `marked` every body the kept versions of `scope` name (from stream sequence `start_seq`
-    on: a later pass over the records published since); returns the last stream sequence read."""
-    last = start_seq - 1 if start_seq else 0
-    first = start_seq == 0
+class Mark(msgspec.Struct, frozen=True):
+    """Where a mark pass over one scope stopped: the last stream sequence and version read."""
+
+    stream_seq: int = 0
+    version: int | None = None
+
+
+async def mark_scope(bus: Bus, scope: str, marked: set[str], *, after: Mark | None = None) -> Mark:
+    """Add to `marked` every body the kept versions of `scope` name (after `after`: a later pass over
+    the records published since); returns where it stopped."""
+    start_seq = after.stream_seq + 1 if after else 0
+    last = after.stream_seq if after else 0
+    # The previous version read (None: none yet).
+    previous = after.version if after else None
     async with contextlib.aclosing(reader.records(bus, scope, start_seq=start_seq)) as found:
         async for entry in found:
             last = entry.stream_seq
             if reader.is_term(entry.record):
                 continue
-            if first:
-                first = False
-                if entry.record.parent != 0:
-                    await _mark_base(bus, scope, entry.record.version, marked)
+            parent = entry.record.parent
+            # The first kept version, or one whose predecessors were purged while this pass read (the
+            # scope's own leader collecting meanwhile): its full set comes from its base.
+            starts = parent != 0 if previous is None else parent != previous
+            if starts:
+                await _mark_base(bus, scope, entry.record.version, marked)
+            previous = entry.record.version
             changes = await reader.changes_of(bus, entry.record)
             marked.update(ref.sha256 for ref in changes.changed)
             await asyncio.sleep(0)
-    return last
+    return Mark(stream_seq=last, version=previous)
 
 
 async def _mark_base(bus: Bus, scope: str, version: int, marked: set[str]) -> None:
@@ -106,7 +118,7 @@ async def sweep(bus: Bus, fence: Fence | None = None) -> Swept:
     kv_fence = min(now.kv, fence.kv) if fence else now.kv
     large_fence = min(now.large, fence.large) if fence else now.large
     marked: set[str] = set()
-    read_up_to: dict[str, int] = {}
+    read_up_to: dict[str, Mark] = {}
     for scope in await scopes(bus):
         read_up_to[scope] = await mark_scope(bus, scope, marked)
 
@@ -127,7 +139,7 @@ async def sweep(bus: Bus, fence: Fence | None = None) -> Swept:
 
     # Versions published while the candidates were listed name bodies stored before the fence too.
     for scope in await scopes(bus):
-        read_up_to[scope] = await mark_scope(bus, scope, marked, start_seq=read_up_to.get(scope, 0) + 1)
+        read_up_to[scope] = await mark_scope(bus, scope, marked, after=read_up_to.get(scope))
     kv_candidates = [(key, rev) for key, rev in kv_candidates if key not in marked]
     large_candidates = [c for c in large_candidates if c[0] not in marked]
 
