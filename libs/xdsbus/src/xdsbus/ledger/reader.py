@@ -181,16 +181,17 @@ async def resource_set(
     resources = dict(base or {})
     found = version == after
     start = after_stream_seq + 1 if after_stream_seq else 0
-    followed = False
+    previous = after
     async for entry in entries(bus, scope, until=version, start_seq=start):
         if entry.record.version <= after:
             continue
-        if not followed and entry.record.parent > after:
+        if entry.record.parent > previous:
+            # Records between are gone: purged before this read (no base covers them) or while it read.
             raise HistoryPurged(
-                f"scope {scope!r}: versions after {after} up to {entry.record.parent} are purged and no "
+                f"scope {scope!r}: versions after {previous} up to {entry.record.parent} are purged and no "
                 "ledger base covers them"
             )
-        followed = True
+        previous = entry.record.version
         apply_changes(resources, await changes_of(bus, entry.record))
         found = entry.record.version == version
         await asyncio.sleep(0)
