@@ -91,5 +91,5 @@ async def _committed_at(
                 after_stream_seq=checkpoint.ledger_stream_seq,
             )
         except reader.HistoryPurged as exc:
-            log.info("scope %s: %s; starting from the newest ledger base", scope, exc)
+            log.info("%s; starting from the newest ledger base", exc)
     return await reader.resource_set(bus, scope, version)
