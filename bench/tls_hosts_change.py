@@ -58,7 +58,7 @@ def _secret(box: SecretBox) -> dict[str, Any]:
             "tls.key": base64.b64encode(pair.key_pem).decode(),
         },
     }
-    return box.seal(body)
+    return box.seal(body, source=workload.SOURCE, kind="Secret", key=f"{workload.NAMESPACE}/{SECRET}")
 
 
 def _ingress(i: int, tls: bool, path: str = workload.INGRESS_PATH) -> dict[str, Any]:

@@ -147,11 +147,17 @@ SECRET_BODIES: list[dict[str, Any]] = [
     _secret("cert", {"tls.crt": "not base64!", "tls.key": "eA=="}),  # rejected
     _secret("cert2", {"tls.crt": b"not PEM", "tls.key": _OTHER.key_pem}),  # rejected
 ]
-# Each body sealed twice with the builder's key (another nonce: other bytes, same content), and once with
-# another key (rejected). Sealed here, once, so that hypothesis replays identical examples.
-SEALED: list[list[dict[str, Any]]] = [
-    [BOX.seal(body), BOX.seal(body), _FOREIGN_BOX.seal(body)] for body in SECRET_BODIES
-]
+# For each object (a seal binds source, kind and key), each body sealed twice with the builder's key
+# (another nonce: other bytes, same content), and once with another key (rejected). Sealed here, once, so
+# that hypothesis replays identical examples.
+SEALED: dict[tuple[str, str], list[list[dict[str, Any]]]] = {
+    (source, key): [
+        [box.seal(body, source=source, kind="Secret", key=key) for box in (BOX, BOX, _FOREIGN_BOX)]
+        for body in SECRET_BODIES
+    ]
+    for source in sorted(set(SOURCES))
+    for key in KEYS
+}
 
 N = "nginx.ingress.kubernetes.io/"
 H = "higress.io/"
@@ -252,6 +258,7 @@ def _upsert(source: str, kind: str, key: str, body: Any, rev: str) -> Event:
 @st.composite
 def upserts(draw: st.DrawFn, kinds: tuple[str, ...] = KINDS, sources: tuple[str, ...] = SOURCES) -> Event:
     kind = draw(st.sampled_from(kinds))
+    source, key = draw(st.sampled_from(sources)), draw(st.sampled_from(KEYS))
     # Mostly a content hash (what sources without revisions send); sometimes an opaque revision, which
     # also gives "same body, different rev" and "same rev again" upserts.
     rev = draw(st.sampled_from(["", "", "r1", "r2"]))
@@ -263,12 +270,12 @@ def upserts(draw: st.DrawFn, kinds: tuple[str, ...] = KINDS, sources: tuple[str,
         # events could legitimately fold otherwise). The body travels sealed, mostly with the builder's
         # key.
         rev = {"": content_rev(SECRET_BODIES[index]), "r1": f"r1-{index}", "r2": f"r2-{index}"}[rev]
-        body = SEALED[index][draw(st.sampled_from((0, 0, 0, 1, 1, 1, 2)))]
+        body = SEALED[source, key][index][draw(st.sampled_from((0, 0, 0, 1, 1, 1, 2)))]
     elif kind == "Ingress" and draw(st.integers(0, 2)):
         body = draw(annotated_ingresses())
     else:
         body = BODIES[kind][draw(st.integers(0, len(BODIES[kind]) - 1))]
-    return _upsert(draw(st.sampled_from(sources)), kind, draw(st.sampled_from(KEYS)), body, rev)
+    return _upsert(source, kind, key, body, rev)
 
 
 @st.composite
@@ -506,7 +513,8 @@ def _resealed(messages: list[Message]) -> list[Message]:
             out.append((subject, data))
             continue
         if event.kind == "Secret" and is_sealed(event.body) and event.body.get("kid") == BOX.kid:
-            event = msgspec.structs.replace(event, body=BOX.seal(BOX.open(event.body)))
+            where = {"source": event.source, "kind": event.kind, "key": event.key}
+            event = msgspec.structs.replace(event, body=BOX.seal(BOX.open(event.body, **where), **where))
         out.append((subject, encode(event)))
     return out
 

@@ -106,7 +106,7 @@ SEEDS: list[tuple[str, str, dict[str, Any]]] = [
     ("Ingress", "default/c", _canary_ingress()),
     # Plain (as a source without a key would send it) and sealed: the envelope is fuzzed too.
     ("Secret", "default/cert", _tls_secret()),
-    ("Secret", "default/sealed", BOX.seal(_tls_secret())),
+    ("Secret", "default/sealed", BOX.seal(_tls_secret(), source=SOURCE, kind="Secret", key="default/sealed")),
 ]
 
 ODD_INTS = st.one_of(st.sampled_from([0, -1, 65536, 2**32, 2**64, -(2**63)]), st.integers())
@@ -265,7 +265,7 @@ def test_any_secret_data_is_used_or_rejected_never_raises(
         key="default/cert",
         op=Op.UPSERT,
         rev="2",
-        body=BOX.seal(body) if sealed else body,
+        body=BOX.seal(body, source=SOURCE, kind="Secret", key="default/cert") if sealed else body,
     )
     good = _good(("Service", "Ingress"))
     state, translator = _run([[broken], good] if order else [good, [broken]])

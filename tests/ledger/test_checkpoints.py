@@ -56,7 +56,7 @@ def fixture_state(box: SecretBox) -> FoldState:
         _event("EndpointSlice", "default/a-1", endpoint_slice("a", ["10.0.0.1", "10.0.0.2"])),
         _event("EndpointSlice", "default/b-1", endpoint_slice("b", ["10.0.1.1"])),
         _event("Ingress", "default/web", ingress("web", "a.example.com", "a")),
-        _event("Secret", "default/tls-a", box.seal(SECRET)),
+        _event("Secret", "default/tls-a", box.seal(SECRET, source="k8s", kind="Secret", key="default/tls-a")),
         _event("Service", "default/gone", op=Op.DELETE),
         _event("Service", "", {"keys": ["default/a"], "part": 0, "parts": 2}, op=Op.SYNC_END, epoch=1),
     ]
@@ -69,11 +69,11 @@ def fixture_state(box: SecretBox) -> FoldState:
 def _opened(state: FoldState, box: SecretBox) -> dict[str, Any]:
     """The state's content, sealed bodies opened (a seal's nonce differs from one sealing to the next)."""
     plain = msgspec.to_builtins(state)
-    for by_source in plain["objects"].values():
-        for by_key in by_source.values():
-            for obj in by_key.values():
+    for kind, by_source in plain["objects"].items():
+        for source, by_key in by_source.items():
+            for key, obj in by_key.items():
                 if is_sealed(obj[1]):
-                    obj[1] = box.open(obj[1])
+                    obj[1] = box.open(obj[1], source=source, kind=kind, key=key)
     return plain
 
 
@@ -180,7 +180,8 @@ async def test_the_format_1_fixture_decodes_to_its_state() -> None:
     expected = fixture_state(box)
     assert _opened(loaded.state, box) == _opened(expected, box)
     assert loaded.state.count() == 6
-    assert box.open(loaded.state.objects["Secret"]["k8s"]["default/tls-a"].body) == SECRET
+    sealed = loaded.state.objects["Secret"]["k8s"]["default/tls-a"].body
+    assert box.open(sealed, source="k8s", kind="Secret", key="default/tls-a") == SECRET
     assert {ResourceKey(t, n): sha for t, n, sha in loaded.published} == PUBLISHED
     assert (loaded.scope, loaded.translator_version, loaded.ledger_version, loaded.ledger_stream_seq) == (
         "default",

@@ -13,6 +13,7 @@ from xdsbus.contract.status import Verdict
 from xdsbus.events import Event, Op
 from xdsbus.fold.state import FoldState, ObjectRef, apply
 from xdsbus.model.services import ServiceModel, k8s_hostname
+from xdsbus.secretbox import SecretBox
 from xdsbus.translate.handlers.registries import RegistriesHandler
 from xdsbus.translate.handlers.secrets import SecretsHandler
 from xdsbus.translate.handlers.services import ServicesHandler
@@ -126,8 +127,10 @@ def test_registries_claim_hostnames_through_their_view_alone() -> None:
 
 def test_the_secrets_handler_touches_the_sds_names_a_secret_provides() -> None:
     state = FoldState()
-    handler = SecretsHandler(ResourceTable(), StatusBook(), None)
-    ref = _fold(state, "Secret", "default/cert", tls_secret("cert"))
+    box = SecretBox(b"k" * 32)
+    handler = SecretsHandler(ResourceTable(), StatusBook(), box)
+    sealed = box.seal(tls_secret("cert"), source=SOURCE, kind="Secret", key="default/cert")
+    ref = _fold(state, "Secret", "default/cert", sealed)
     assert handler.fold(state, ref) == Touched(secrets=frozenset({"kubernetes://default/cert"}))
     assert handler.holds("kubernetes://default/cert", True)
     assert not handler.holds("kubernetes://default/cert", False)

@@ -272,7 +272,7 @@ def test_a_secret_sealed_with_another_key_is_rejected() -> None:
     h.put(_service(), _site(), tls_secret("cert"))
     status = h.status("Secret", "default/cert")
     assert status is not None and status.state is Verdict.REJECTED
-    assert "sealed with key" in status.reason and "this process holds" in status.reason
+    assert "sealed with key" in status.reason and "the keyring" in status.reason
     _assert_http_only(h)
     h.assert_matches_full_build()
 
@@ -280,7 +280,8 @@ def test_a_secret_sealed_with_another_key_is_rejected() -> None:
 def test_a_tampered_or_mangled_sealed_body_is_rejected() -> None:
     h = Harness()
     assert h.box is not None
-    sealed = h.box.seal(tls_secret("cert"))  # bytes fields as base64 text, as msgspec.to_builtins makes them
+    # Bytes fields as base64 text, as msgspec.to_builtins makes them.
+    sealed = h.box.seal(tls_secret("cert"), source=SOURCE, kind="Secret", key="default/cert")
     ct = base64.b64decode(sealed["ct"])
     tampered = {**sealed, "ct": b64(bytes([ct[0] ^ 1]) + ct[1:])}
     for body, reason in (
@@ -296,12 +297,18 @@ def test_a_tampered_or_mangled_sealed_body_is_rejected() -> None:
         h.assert_matches_full_build()
 
 
-def test_a_plain_secret_body_is_used_as_it_is() -> None:
-    """Sources that do not seal (a manifest file without a key) still work when the body is plain."""
+def test_a_plain_secret_body_is_rejected() -> None:
+    """Watchers seal every Secret (docs/design.md §4): a plain body is refused, naming the object."""
     h = Harness()
     h.put(_service(), _site())
     h.put(tls_secret("cert"), sealed=False)
-    _assert_https(h)
+    status = h.status("Secret", "default/cert")
+    assert status is not None and status.state is Verdict.REJECTED
+    assert (
+        status.reason
+        == "Secret default/cert: Secret body is not sealed; watchers seal every Secret they publish"
+    )
+    _assert_http_only(h)
     h.assert_matches_full_build()
 
 
@@ -389,8 +396,13 @@ def test_two_hosts_two_chains_and_the_listener_goes_with_the_last() -> None:
 def test_secret_provided_by_two_sources_the_first_ref_wins_and_the_other_takes_over() -> None:
     h = Harness()
     h.put(_service(), _site())
-    second = h.event(tls_secret("cert", A_CERT_ROTATED))
-    h.update([h.event(tls_secret("cert")), msgspec.structs.replace(second, source="test/zz")])
+    assert h.box is not None
+    # Sealed for the other source: a body sealed for one object does not open as another's.
+    sealed = h.box.seal(
+        tls_secret("cert", A_CERT_ROTATED), source="test/zz", kind="Secret", key="default/cert"
+    )
+    second = msgspec.structs.replace(h.event(tls_secret("cert"), sealed=False), source="test/zz", body=sealed)
+    h.update([h.event(tls_secret("cert")), second])
     _assert_https(h)  # source "test/unit" sorts first
     h.delete("Secret", "default/cert")
     _assert_https(h, pair=A_CERT_ROTATED)

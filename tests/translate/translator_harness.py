@@ -159,7 +159,7 @@ class Harness:
         key = f"{meta.get('namespace', 'default')}/{meta['name']}"
         kind = body["kind"]
         if kind == "Secret" and sealed and self.seal_box is not None:
-            body = self.seal_box.seal(body)
+            body = self.seal_box.seal(body, source=SOURCE, kind=kind, key=key)
         return Event(source=SOURCE, kind=kind, key=key, op=Op.UPSERT, rev=str(self.seq + 1), body=body)
 
     def put(self, *bodies: dict[str, Any], sealed: bool = True) -> None:

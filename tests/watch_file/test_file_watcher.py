@@ -286,7 +286,7 @@ async def test_secret_body_is_sealed(
     assert is_sealed(upsert.body)
     raw = await bus.js.get_msg(EVENTS_STREAM, events.events.index(upsert) + 1)
     assert raw.data is not None and b"PRIVATE-KEY-PLAINTEXT" not in raw.data
-    assert SecretBox.from_env().open(upsert.body) == {
+    assert SecretBox.from_env().open(upsert.body, source=upsert.source, kind="Secret", key=upsert.key) == {
         "apiVersion": "v1",
         "kind": "Secret",
         "metadata": {"name": "tls", "namespace": "shop"},

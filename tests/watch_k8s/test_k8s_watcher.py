@@ -149,7 +149,8 @@ async def test_initial_list_publishes_every_kind(
     box = SecretBox.from_env()
     for event in events.of(Op.UPSERT, "Secret"):
         assert is_sealed(event.body)
-    tls = box.open(events.of(Op.UPSERT, "Secret", "shop/tls")[0].body)
+    tls_event = events.of(Op.UPSERT, "Secret", "shop/tls")[0]
+    tls = box.open(tls_event.body, source=tls_event.source, kind="Secret", key="shop/tls")
     assert tls["type"] == "kubernetes.io/tls" and tls["data"] == {"tls.crt": B64, "tls.key": B64}
     assert tls["kind"] == "Secret" and "resourceVersion" not in tls["metadata"]
 

@@ -200,10 +200,12 @@ def add_common_flags(parser: ServiceParser) -> None:
 
 
 def watcher_secret_box(log: logging.Logger) -> SecretBox | None:
-    """The key a watcher seals Secrets with (XDSBUS_SECRET_KEY, XDSBUS_SECRET_KEY_FILE, else the local
+    """The keyring a watcher seals Secrets with (XDSBUS_SECRET_KEY, XDSBUS_SECRET_KEY_FILE, else the local
     stack's file); None after logging why when there is none: the watcher must then exit with status 2."""
     try:
-        return SecretBox.from_env(default_key_file=LOCAL_KEY_FILE)
+        box = SecretBox.from_env(default_key_file=LOCAL_KEY_FILE)
     except (SecretKeyError, OSError) as exc:
         log.error("no usable secret key (set XDSBUS_SECRET_KEY or XDSBUS_SECRET_KEY_FILE): %s", exc)
         return None
+    log.info("keyring: %s", box.describe())
+    return box

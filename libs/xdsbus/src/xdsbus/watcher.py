@@ -219,13 +219,18 @@ class Watcher(abc.ABC):
     async def upsert(self, kind: str, key: str, body: Any, rev: str | None = None) -> bool:
         """Publish that `kind/key` now has `body` (rev defaults to a content hash of the plain body).
 
-        Secret bodies are sealed before they leave the process. Returns False when this object was
-        refused (reported, not published: its last published version stays)."""
+        Secret bodies are sealed with the keyring's newest key before they leave the process; the key id
+        goes in the envelope and in the rev (`<rev>@<kid>`), so a body sealed under another key is a new
+        revision (docs/design.md §4). Returns False when this object was refused (reported, not
+        published: its last published version stays)."""
         rev = rev or content_rev(body)
+        kid = ""
         if kind == "Secret":
             if self.secret_box is None:
                 raise SourceUnavailable(f"{self.source}: Secret {key} seen but no secret key is configured")
-            body = self.secret_box.seal(body)
+            body = self.secret_box.seal(body, source=self.source, kind=kind, key=key)
+            kid = self.secret_box.kid
+            rev = f"{rev}@{kid}"
         event = Event(
             source=self.source,
             kind=kind,
@@ -236,6 +241,7 @@ class Watcher(abc.ABC):
             term=self.term,
             at=time.time_ns(),
             body=body,
+            kid=kid,
         )
         return await self._publish_object(event)
 

@@ -147,7 +147,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         secret_box: SecretBox | None = SecretBox.from_env(default_key_file=LOCAL_KEY_FILE)
-    except SecretKeyError as exc:
+        log.info("keyring: %s", secret_box.describe())
+    except (SecretKeyError, OSError) as exc:
         log.warning("no secret key (%s): Secrets are rejected and TLS hosts are served over HTTP only", exc)
         secret_box = None
 

@@ -110,7 +110,8 @@ class FoldedCredentials:
                 self._warn(secret_name, "no secret key is configured to open it")
                 return None
             try:
-                body = self._secret_box.open(body)
+                key = f"{self._follower.system_namespace}/{secret_name}"
+                body = self._secret_box.open(body, source=source, kind=SECRET_KIND, key=key)
             except SecretKeyError as exc:
                 self._warn(secret_name, str(exc))
                 return None

@@ -51,7 +51,7 @@ class SecretIndex:
         error: Exception | None = None
         if stored is not None:
             try:
-                secret = decode_object(self._open(stored.body), K8sSecret)
+                secret = decode_object(self._open(ref, stored.body), K8sSecret)
                 own = secret_name(secret.metadata.namespace, secret.metadata.name)
                 models = [(_OWN_NAME if m.name == own else _OTHER_NAME, m) for m in secret_models(secret)]
             except Exception as exc:
@@ -72,13 +72,14 @@ class SecretIndex:
             self._publish(name)
         return changed, error
 
-    def _open(self, body: Any) -> Any:
+    def _open(self, ref: ObjectRef, body: Any) -> Any:
+        # Watchers always seal (docs/design.md §4): a plain body did not come from one, so it is refused.
         if not is_sealed(body):
-            return body
+            raise SecretKeyError("Secret body is not sealed; watchers seal every Secret they publish")
         if self._box is None:
             raise SecretKeyError("the builder has no secret key to open it (XDSBUS_SECRET_KEY)")
         try:
-            return self._box.open(body)
+            return self._box.open(body, source=ref.source, kind=ref.kind, key=ref.key)
         except SecretKeyError:
             raise
         except (ValueError, TypeError) as exc:

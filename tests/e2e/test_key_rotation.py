@@ -1,0 +1,172 @@
+"""Rotating the key that seals Secrets (docs/design.md §4, issue 12 point 7), with a real Envoy: TLS keeps
+serving throughout, the ledger head (digest included) does not move, no listener is modified, removed or
+drained; after the re-seal the old key can go, and a builder restarting from its checkpoint still serves
+TLS."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from xdsbus import status_store
+from xdsbus.bus import Bus
+from xdsbus.cli.main import main as xdsbus_main
+from xdsbus.contract.status import Verdict
+from xdsbus.ledger import checkpoints, reader
+from xdsbus.secretbox import KEY_ENV, KEY_FILE_ENV, key_id, read_key_file, write_key_file
+from xdsbus_dev.harness.certs import TestCA
+from xdsbus_dev.harness.envoy import terminate_process
+from xdsbus_dev.harness.processes import Service
+from xdsbus_dev.harness.stack import Stack, ingress_manifest, tls_secret_manifest
+
+pytestmark = pytest.mark.slow
+
+SHOP = "shop.example.com"
+SECRET_KEY = "demo/shop-tls"
+SOURCE = "file/e2e"
+LISTENER_STATS = (
+    "listener_manager.listener_modified",
+    "listener_manager.listener_removed",
+    "listener_manager.total_listeners_draining",
+)
+
+
+class Prober:
+    """GETs over TLS through Envoy, one after another, until stopped: every answer must be a 200."""
+
+    def __init__(self, stack: Stack, context: object) -> None:
+        self.stack = stack
+        self.context = context
+        self.ok = 0
+        self.failures: list[str] = []
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                response = await self.stack.curl_tls("/x", SHOP, self.context)  # type: ignore[arg-type]
+                if response.status == 200 and response.json()["host"] == SHOP:
+                    self.ok += 1
+                else:
+                    self.failures.append(f"status {response.status}")
+            except OSError as exc:
+                self.failures.append(repr(exc))
+            await asyncio.sleep(0.02)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        self._stop.set()
+        assert self._task is not None
+        await self._task
+
+
+async def restart(stack: Stack, name: str, key_file: Path, *extra: str) -> Service:
+    """Stop the builder or watch-file (SIGTERM) and start it again with `key_file` as its keyring."""
+    attribute = name.replace("-", "_")
+    old: Service = getattr(stack, attribute)
+    assert old.proc is not None
+    stack.stopped.add(name)
+    await terminate_process(old.proc)
+    runs = len(list(stack.log_dir.glob(f"{name}*.log")))
+    env = {KEY_ENV: "", KEY_FILE_ENV: str(key_file)}
+    fresh = Service([*old.argv, *extra], stack.log_dir / f"{name}-{runs}.log", env=env).start()
+    setattr(stack, attribute, fresh)
+    stack.stopped.discard(name)
+    return fresh
+
+
+async def nudge(stack: Stack, bus: Bus, name: str) -> None:
+    """Publish a ConfigMap (which translates to nothing) and wait for a checkpoint that holds it: the
+    builder has then folded it and committed, so a Secret it could not open would have been withdrawn,
+    changing the ledger and Envoy's listeners."""
+    stack.write(
+        f"{name}.yaml",
+        [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": "demo"}}],
+    )
+
+    async def committed() -> bool:
+        checkpoint = await checkpoints.load_at_or_before(bus, "default")
+        return checkpoint is not None and f"demo/{name}" in checkpoint.state.objects.get("ConfigMap", {}).get(
+            SOURCE, {}
+        )
+
+    await stack.wait(committed, what=f"ConfigMap {name} folded and committed")
+
+
+async def test_rotation_keeps_tls_serving_with_the_same_ledger_and_no_listener_drain(tmp_path: Path) -> None:
+    ca = TestCA()
+    cert = ca.issue(SHOP)
+    # The stack starts with the suite's key (tests/conftest.py); the key file takes over from it.
+    old_key = base64.b64decode(os.environ[KEY_ENV])
+    key_file = tmp_path / "keys"
+    write_key_file(key_file, [old_key])
+    async with Stack(tmp_path, edges=1, backends=("echo-a",), ingress=False) as stack:
+        assert stack.envoy is not None
+        envoy = stack.envoy
+        ingress = ingress_manifest("shop", SHOP, [("/", "echo-a")])
+        ingress["spec"]["tls"] = [{"hosts": [SHOP], "secretName": "shop-tls"}]
+        stack.write("tls.yaml", [tls_secret_manifest("shop-tls", cert.cert_pem, cert.key_pem), ingress])
+        context = ca.client_context()
+
+        async def served() -> bool:
+            response = await stack.curl_tls("/x", SHOP, context)
+            return response.status == 200
+
+        await stack.wait(served, what="shop over TLS")
+        async with stack.bus() as bus:
+            head = await reader.head(bus, "default")
+            assert head is not None
+            stats = {name: await envoy.stat(name) for name in LISTENER_STATS}
+            prober = Prober(stack, context)
+            prober.start()
+
+            # Rotate: a new sealing key, the old one kept for opening. Openers (the builder) first.
+            assert xdsbus_main(["keyring", "rotate", "--key-file", str(key_file)]) == 0
+            new_kid, old_kid = (key_id(key) for key in read_key_file(key_file))
+            assert old_kid == key_id(old_key)
+            await restart(stack, "builder", key_file, "--checkpoint-events", "1")
+            await nudge(stack, bus, "after-builder-restart")
+            await restart(stack, "watch-file", key_file)
+
+            async def resealed() -> int:
+                """The sequence of the newest checkpoint once it holds the Secret sealed with the new key."""
+                checkpoint = await checkpoints.load_at_or_before(bus, "default")
+                if checkpoint is None:
+                    return 0
+                held = checkpoint.state.objects.get("Secret", {}).get(SOURCE, {}).get(SECRET_KEY)
+                if held is None or held.body.get("kid") != new_kid:
+                    return 0
+                assert held.rev.endswith("@" + new_kid)
+                return checkpoint.state.seq
+
+            resealed_at = await stack.wait(resealed, what="the Secret re-sealed, in a checkpoint")
+
+            # Drop the old key; the builder restarts from that checkpoint and opens everything it holds.
+            assert xdsbus_main(["keyring", "drop", old_kid, "--key-file", str(key_file)]) == 0
+            assert [key_id(key) for key in read_key_file(key_file)] == [new_kid]
+            builder = await restart(stack, "builder", key_file, "--checkpoint-events", "1")
+
+            async def restored_from() -> int:
+                match = re.search(r"restored scope default: checkpoint at (\d+)", builder.output())
+                return int(match.group(1)) if match else 0
+
+            assert await stack.wait(restored_from, what="the builder's restore") >= resealed_at
+            await nudge(stack, bus, "after-old-key-dropped")
+            await stack.wait(served, what="shop over TLS after the restart")
+            status = await status_store.read(bus, "Secret", SOURCE, SECRET_KEY)
+            assert status is not None and status.state is Verdict.ACCEPTED, status
+
+            await prober.stop()
+            after = await reader.head(bus, "default")
+            assert after is not None
+            assert (after.record.version, after.record.digest) == (head.record.version, head.record.digest)
+        assert prober.failures == [] and prober.ok > 0, prober.failures[:5]
+        assert {name: await envoy.stat(name) for name in LISTENER_STATS} == stats
