@@ -180,3 +180,27 @@ async def test_the_newest_base_at_or_before_a_target(bus: Bus) -> None:
     assert [b.version if b else None for b in found] == [None, 2, 4, 6]
     info: StreamInfo = await bus.js.stream_info(LEDGER_STREAM)
     assert info.state.messages == 4
+
+
+async def test_find_searches_the_subject_among_term_records_and_other_scopes(bus: Bus) -> None:
+    ledger = Ledger(bus)
+    other = Ledger(bus, "default")
+    await ledger.publish(2, {"a": "a1"})
+    await other.publish(3, {"x": "x1"})
+    await ledger.publisher.publish_term(1, "b")
+    await ledger.publish(4, {"a": "a2"})
+    await ledger.publish(6, {"a": "a3"})
+    await ledger.publisher.publish_term(2, "c")
+    await other.publish(7, {"x": "x2"})
+    await ledger.publish(8, {"a": "a4"})
+    for version in (2, 4, 6, 8):
+        entry = await reader.find(bus, SCOPE, version)
+        assert (entry.record.version, entry.stream_seq) == (version, ledger.seqs[version])
+    assert (await reader.find(bus, "default", 7)).stream_seq == other.seqs[7]
+    for missing in (1, 3, 5, 7, 9):
+        with pytest.raises(reader.VersionNotFound):
+            await reader.find(bus, SCOPE, missing)
+    await bus.js.purge_stream(LEDGER_STREAM, subject=ledger_subject(SCOPE), seq=ledger.seqs[6])
+    assert (await reader.find(bus, SCOPE, 6)).record.version == 6
+    with pytest.raises(reader.VersionNotFound):
+        await reader.find(bus, SCOPE, 4)

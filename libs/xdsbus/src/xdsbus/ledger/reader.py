@@ -130,14 +130,38 @@ async def entries(
 
 
 async def find(bus: Bus, scope: str, version: int) -> LedgerEntry:
-    """The record of one version."""
-    # aclosing: returning mid-iteration must unsubscribe now, or the consumer's undelivered records stall
-    # the connection's drain at close (5 s, then a CancelledError traceback).
-    async with contextlib.aclosing(entries(bus, scope, until=version)) as found:
-        async for entry in found:
-            if entry.record.version == version:
-                return entry
-    raise VersionNotFound(f"version {version} is not in the ledger of scope {scope!r}")
+    """The record of one version, found by a binary search over stream sequences (a few dozen direct
+    reads whatever the length of the ledger: versions grow with their sequence on the subject)."""
+    subject = ledger_subject(scope)
+    last = (await tip(bus, scope)).last_stream_seq
+    info = await bus.js.stream_info(LEDGER_STREAM)
+    lo, hi = max(1, info.state.first_seq), last + 1
+    # The smallest sequence s whose next record on the subject sits at or after `version`.
+    while lo < hi:
+        mid = (lo + hi) // 2
+        found = await _next_on_subject(bus, subject, mid)
+        if found is None or _position(found.record) >= version:
+            hi = mid
+        else:
+            lo = mid + 1
+    found = await _next_on_subject(bus, subject, lo) if lo <= last else None
+    if found is None or is_term(found.record) or found.record.version != version:
+        raise VersionNotFound(f"version {version} is not in the ledger of scope {scope!r}")
+    return found
+
+
+def _position(record: ledger_pb2.Version) -> float:
+    """Where a record sits in version order: a term record just after the version it follows."""
+    return record.term.head_version + 0.5 if is_term(record) else record.version
+
+
+async def _next_on_subject(bus: Bus, subject: str, seq: int) -> LedgerEntry | None:
+    """The first record on `subject` at or after stream sequence `seq`, or None."""
+    try:
+        msg = await bus.js.get_msg(LEDGER_STREAM, seq=seq, subject=subject, next=True)
+    except NotFoundError:
+        return None
+    return LedgerEntry(stream_seq=msg.seq or seq, record=_parse(msg.data))
 
 
 async def changes_of(bus: Bus, record: ledger_pb2.Version) -> ledger_pb2.Changes:
