@@ -44,7 +44,16 @@ def source_lease_name(source: str) -> str:
 class Lease:
     """A named lease held by `holder`; `term` is its revision when it was acquired."""
 
-    def __init__(self, bus: Bus, name: str, holder: str, ttl: float, *, reclaim: bool = False) -> None:
+    def __init__(
+        self,
+        bus: Bus,
+        name: str,
+        holder: str,
+        ttl: float,
+        *,
+        reclaim: bool = False,
+        bucket_pace: bool = False,
+    ) -> None:
         self.bus = bus
         self.name = name
         self.holder = holder
@@ -53,6 +62,9 @@ class Lease:
         # The KV revision of the acquisition: it only grows, across holders and restarts.
         self.term = 0
         self._reclaim = reclaim
+        # Renew by the bucket's TTL when it is shorter than `ttl` (the builder keeps its own pace: its
+        # fencing tests pause a holder that renews slower than the bucket expires).
+        self._bucket_pace = bucket_pace
         self._revision = 0
         self._renewer: asyncio.Task[None] | None = None
 
@@ -66,7 +78,7 @@ class Lease:
                     revision = await self.bus.leases.create(self.name, self.holder.encode())
                 self._revision = self.term = revision
                 self.lost.clear()
-                self._renewer = asyncio.create_task(self._renew())
+                self._renewer = asyncio.create_task(self._renew(await self._renew_interval()))
                 log.info("lease %s acquired by %s (term %d)", self.name, self.holder, self.term)
                 return True
             except (KeyWrongLastSequenceError, APIError, NatsTimeoutError):
@@ -91,9 +103,23 @@ class Lease:
         log.info("lease %s taken back by %s without waiting for its TTL", self.name, self.holder)
         return revision
 
-    async def _renew(self) -> None:
+    async def _renew_interval(self) -> float:
+        """A third of the lease's TTL: `ttl`, or with `bucket_pace` the bucket's when that is shorter (the
+        bucket expires the entry, whatever this holder was told)."""
+        ttl = self.ttl
+        if not self._bucket_pace:
+            return ttl / 3
+        try:
+            bucket = (await self.bus.leases.status()).ttl
+        except (APIError, NatsTimeoutError):
+            bucket = None
+        if bucket:
+            ttl = min(ttl, bucket)
+        return ttl / 3
+
+    async def _renew(self, interval: float) -> None:
         while True:
-            await asyncio.sleep(self.ttl / 3)
+            await asyncio.sleep(interval)
             try:
                 self._revision = await self.bus.leases.update(
                     self.name, self.holder.encode(), last=self._revision
