@@ -131,7 +131,14 @@ class Watcher(abc.ABC):
         if self._lease is None:
             # The bucket's TTL expires the lease; `lease_ttl` only paces the renewals (a third of it).
             ttl = self._lease_ttl or self.bus.settings.lease_ttl
-            self._lease = Lease(self.bus, source_lease_name(self.source), self.instance_id, ttl, reclaim=True)
+            self._lease = Lease(
+                self.bus,
+                source_lease_name(self.source),
+                self.instance_id,
+                ttl,
+                reclaim=True,
+                bucket_pace=True,
+            )
         return self._lease
 
     async def run(self) -> None:
@@ -150,6 +157,7 @@ class Watcher(abc.ABC):
     async def lead(self, stop: asyncio.Event | None = None) -> bool:
         """Wait until this watcher holds its source lease (True) or `stop` (default: the watcher's) is set
         (False). A new term begins: `new_term()` forgets what an earlier term published."""
+        log.info("%s: waiting for the lease %s as %s", self.source, self.lease.name, self.instance_id)
         if not await self.lease.acquire(stop or self.stop):
             return False
         self.term = self.lease.term
