@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import os
 import shutil
 import signal
@@ -14,6 +13,7 @@ import socket
 import sys
 from pathlib import Path
 
+from xdsbus.secretbox import create_key_file
 from xdsbus_dev.envoy_bootstrap import ads_bootstrap, write_bootstrap
 
 _BIN = Path(sys.executable).parent
@@ -61,9 +61,7 @@ async def _stack(args: argparse.Namespace) -> int:
     data = args.data_dir.resolve()
     data.mkdir(parents=True, exist_ok=True)
     key_file = data / "secret.key"
-    if not key_file.exists():
-        key_file.write_text(base64.b64encode(os.urandom(32)).decode() + "\n")
-        key_file.chmod(0o600)
+    create_key_file(key_file)  # mode 0600 from its first byte; an existing keyring is kept
     nats_port = int(os.environ.get("XDSBUS_NATS_PORT", "4222"))
     nats_url = f"nats://127.0.0.1:{nats_port}"
     env = {**os.environ, "XDSBUS_NATS_URL": nats_url, "XDSBUS_SECRET_KEY_FILE": str(key_file)}
