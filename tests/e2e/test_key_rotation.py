@@ -6,9 +6,9 @@ TLS."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import os
 import re
+import ssl
 from pathlib import Path
 
 import pytest
@@ -18,7 +18,7 @@ from xdsbus.bus import Bus
 from xdsbus.cli.main import main as xdsbus_main
 from xdsbus.contract.status import Verdict
 from xdsbus.ledger import checkpoints, reader
-from xdsbus.secretbox import KEY_ENV, KEY_FILE_ENV, key_id, read_key_file, write_key_file
+from xdsbus.secretbox import KEY_ENV, KEY_FILE_ENV, decode_keys, key_id, read_key_file, write_key_file
 from xdsbus_dev.harness.certs import TestCA
 from xdsbus_dev.harness.envoy import terminate_process
 from xdsbus_dev.harness.processes import Service
@@ -39,7 +39,7 @@ LISTENER_STATS = (
 class Prober:
     """GETs over TLS through Envoy, one after another, until stopped: every answer must be a 200."""
 
-    def __init__(self, stack: Stack, context: object) -> None:
+    def __init__(self, stack: Stack, context: ssl.SSLContext) -> None:
         self.stack = stack
         self.context = context
         self.ok = 0
@@ -50,7 +50,7 @@ class Prober:
     async def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                response = await self.stack.curl_tls("/x", SHOP, self.context)  # type: ignore[arg-type]
+                response = await self.stack.curl_tls("/x", SHOP, self.context)
                 if response.status == 200 and response.json()["host"] == SHOP:
                     self.ok += 1
                 else:
@@ -59,10 +59,11 @@ class Prober:
                 self.failures.append(repr(exc))
             await asyncio.sleep(0.02)
 
-    def start(self) -> None:
+    async def __aenter__(self) -> Prober:
         self._task = asyncio.create_task(self._run())
+        return self
 
-    async def stop(self) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         self._stop.set()
         assert self._task is not None
         await self._task
@@ -105,9 +106,9 @@ async def test_rotation_keeps_tls_serving_with_the_same_ledger_and_no_listener_d
     ca = TestCA()
     cert = ca.issue(SHOP)
     # The stack starts with the suite's key (tests/conftest.py); the key file takes over from it.
-    old_key = base64.b64decode(os.environ[KEY_ENV])
+    old_keys = decode_keys(os.environ[KEY_ENV].split(","), KEY_ENV)
     key_file = tmp_path / "keys"
-    write_key_file(key_file, [old_key])
+    write_key_file(key_file, old_keys)
     async with Stack(tmp_path, edges=1, backends=("echo-a",), ingress=False) as stack:
         assert stack.envoy is not None
         envoy = stack.envoy
@@ -121,17 +122,15 @@ async def test_rotation_keeps_tls_serving_with_the_same_ledger_and_no_listener_d
             return response.status == 200
 
         await stack.wait(served, what="shop over TLS")
-        async with stack.bus() as bus:
+        stats = {name: await envoy.stat(name) for name in LISTENER_STATS}
+        async with stack.bus() as bus, Prober(stack, context) as prober:
             head = await reader.head(bus, "default")
             assert head is not None
-            stats = {name: await envoy.stat(name) for name in LISTENER_STATS}
-            prober = Prober(stack, context)
-            prober.start()
 
             # Rotate: a new sealing key, the old one kept for opening. Openers (the builder) first.
             assert xdsbus_main(["keyring", "rotate", "--key-file", str(key_file)]) == 0
-            new_kid, old_kid = (key_id(key) for key in read_key_file(key_file))
-            assert old_kid == key_id(old_key)
+            new_kid, *old_kids = (key_id(key) for key in read_key_file(key_file))
+            assert old_kids == [key_id(key) for key in old_keys]
             await restart(stack, "builder", key_file, "--checkpoint-events", "1")
             await nudge(stack, bus, "after-builder-restart")
             await restart(stack, "watch-file", key_file)
@@ -150,7 +149,8 @@ async def test_rotation_keeps_tls_serving_with_the_same_ledger_and_no_listener_d
             resealed_at = await stack.wait(resealed, what="the Secret re-sealed, in a checkpoint")
 
             # Drop the old key; the builder restarts from that checkpoint and opens everything it holds.
-            assert xdsbus_main(["keyring", "drop", old_kid, "--key-file", str(key_file)]) == 0
+            for old_kid in old_kids:
+                assert xdsbus_main(["keyring", "drop", old_kid, "--key-file", str(key_file)]) == 0
             assert [key_id(key) for key in read_key_file(key_file)] == [new_kid]
             builder = await restart(stack, "builder", key_file, "--checkpoint-events", "1")
 
@@ -163,8 +163,6 @@ async def test_rotation_keeps_tls_serving_with_the_same_ledger_and_no_listener_d
             await stack.wait(served, what="shop over TLS after the restart")
             status = await status_store.read(bus, "Secret", SOURCE, SECRET_KEY)
             assert status is not None and status.state is Verdict.ACCEPTED, status
-
-            await prober.stop()
             after = await reader.head(bus, "default")
             assert after is not None
             assert (after.record.version, after.record.digest) == (head.record.version, head.record.digest)
