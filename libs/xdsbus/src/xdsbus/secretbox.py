@@ -54,12 +54,9 @@ def key_id(key: bytes) -> str:
 
 
 def additional_data(*, source: str, kind: str, key: str, kid: str) -> bytes:
-    """The AES-GCM additional data of the current format: marker, source, kind, key and kid, UTF-8,
-    separated by NUL bytes. A field holding a NUL would make the encoding ambiguous, so it is refused."""
-    fields = (SEALED_MARKER, source, kind, key, kid)
-    if any("\0" in field for field in fields):
-        raise SecretKeyError(f"cannot seal for {kind} {source}/{key}: a NUL byte in its name")
-    return "\0".join(fields).encode()
+    """The AES-GCM additional data of the current format: the msgpack array [marker, source, kind, key,
+    kid]. Each string carries its length, so no name, whatever it holds, can be read as another."""
+    return msgspec.msgpack.encode([SEALED_MARKER, source, kind, key, kid])
 
 
 class SecretBox:
