@@ -209,9 +209,11 @@ class Watcher(abc.ABC):
             await asyncio.wait({task, losing}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             losing.cancel()
-            if not task.done():
+            # Cancelled again until it ends: nats-py's publish swallows a cancellation that arrives
+            # while it queues the message, and the watch loop would then go on polling.
+            while not task.done():
                 task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
+                await asyncio.wait({task}, timeout=0.1)
         if task.cancelled():
             return False
         if quiet and isinstance(task.exception(), TimeoutError):

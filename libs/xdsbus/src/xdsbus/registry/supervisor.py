@@ -181,9 +181,11 @@ class Supervisor:
                 try:
                     await asyncio.wait({work, losing}, return_when=asyncio.FIRST_COMPLETED)
                 finally:
-                    for future in (work, losing):
-                        future.cancel()
-                    await asyncio.gather(work, losing, return_exceptions=True)
+                    losing.cancel()
+                    # Cancelled again until it ends: nats-py's publish can swallow a cancellation.
+                    while not work.done():
+                        work.cancel()
+                        await asyncio.wait({work}, timeout=0.1)
                 log.warning("registry %s: lost the lease %s; standing by", key, sink.lease.name)
         finally:
             await sink.release()
