@@ -16,7 +16,7 @@ from nats.js.errors import KeyNotFoundError
 
 from tests.support.objects import endpoint_slice, ingress, service
 from tests.support.sources import ScriptedSource
-from xdsbus.bus import Bus, BusSettings, connect
+from xdsbus.bus import Bus, BusSettings, apply_layout, connect
 from xdsbus.contract.resources import ResourceKey
 from xdsbus.fold.reading import fold_until, last_event_seq
 from xdsbus.fold.state import FoldState
@@ -41,8 +41,10 @@ def cluster(name: str, port: int = 80, namespace: str = "default") -> str:
 
 
 async def connect_bus(url: str, lease_ttl: float = 6.0) -> Bus:
-    """A bus whose leases bucket (if this creates it) expires leases after `lease_ttl`."""
-    return await connect(BusSettings(url=url, lease_ttl=lease_ttl), name="test")
+    """A bus whose leases bucket expires leases after `lease_ttl` (the layout is reshaped to it)."""
+    settings = BusSettings(url=url, lease_ttl=lease_ttl)
+    await apply_layout(url, settings.layout())
+    return await connect(settings, name="test")
 
 
 # -- builders -------------------------------------------------------------------------------------

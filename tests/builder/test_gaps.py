@@ -141,3 +141,65 @@ async def test_a_restored_checkpoint_ends_the_gap(nats_server, bus_with_lease_tt
     victim = {key for key in await resources_at(bus, before.version) if "victim" in key.name}
     assert victim and victim <= set(await resources_at(bus, after.version))
     assert "the gap in the event log is resolved" in second.output()
+
+
+async def test_after_retention_purged_the_log_a_lost_checkpoint_never_costs_resources(
+    nats_server, bus_with_lease_ttl, tmp_path: Path
+):
+    """Retention purges only below the oldest kept checkpoint (docs/design.md §4): with the newest one
+    corrupted and the leader SIGKILLed, the next leader restores from the one before it and its tail. With
+    every checkpoint gone too, the next one reports the gap and publishes nothing."""
+    bus = await bus_with_lease_ttl(LEASE_TTL)
+    flags = (
+        *FAST_FLAGS,
+        "--checkpoint-seconds",
+        "0.2",
+        "--checkpoints-keep",
+        "2",
+        # Checkpoints leave the window within a second, so retention purges the events below them.
+        "--history-window",
+        "1",
+        "--lease-ttl",
+        str(LEASE_TTL),
+    )
+    builders = [
+        builder_process(nats_server.url, tmp_path, name, *flags) for name in ("first", "second", "third")
+    ]
+    first, second, third = builders
+    try:
+        first.start()
+        marker, before = await _publish_victim(bus)
+        victim = {key for key in await resources_at(bus, before.version) if "victim" in key.name}
+
+        async def purged_by_retention() -> bool:
+            await wait_for_version(bus, await marker.bump())
+            first_seq = (await bus.js.stream_info(EVENTS_STREAM)).state.first_seq
+            return first_seq > 1 and len(await checkpoints.sequences(bus, SCOPE)) >= 2
+
+        await eventually(purged_by_retention, timeout=30, interval=0.3, what="events purged by retention")
+        # The leader killed, and its newest checkpoint damaged.
+        first.kill9()
+        first_seq = (await bus.js.stream_info(EVENTS_STREAM)).state.first_seq
+        kept = await checkpoints.sequences(bus, SCOPE)
+        assert first_seq <= kept[0] + 1, "purged past the oldest kept checkpoint"
+        await bus.checkpoints.put(f"{SCOPE}.seq-{kept[-1]:020d}", b"damaged")
+        # The next leader restores from the checkpoint before it, whose tail is still in the log.
+        second.start()
+        after = await wait_for_version(bus, await marker.bump())
+        assert await _gap_status(bus) is None
+        assert f"checkpoint {kept[-1]} of {SCOPE} unreadable" in second.output()
+        assert victim <= set(await resources_at(bus, after.version))
+
+        # The leader killed and every checkpoint gone: a gap, reported, and nothing published over it.
+        second.kill9()
+        await _delete_checkpoints(bus)
+        head = await head_version(bus)
+        third.start()
+        await marker.bump()
+        await eventually(lambda: _gap_status(bus), timeout=20, what="the gap reported")
+        assert await head_version(bus) == head
+    finally:
+        for builder in builders:
+            builder.terminate()
+    versions = [r for r in await records(bus) if not r.HasField("term") and r.version >= before.version]
+    assert versions and min(r.resource_count for r in versions) >= before.resource_count

@@ -16,6 +16,7 @@ import yaml
 from tests.deploy.support import COMPOSE_FILE, EXAMPLES, REPO, compose_errors, load_yaml
 
 DEFAULT_SERVICES = {
+    "layout",
     "nats",
     "builder",
     "watch-file",

@@ -329,6 +329,19 @@ def test_ha_install_keeps_edges_nats_and_gateway_available() -> None:
     assert routes == [f"nats-{i}" for i in range(3)]
 
 
+@pytest.mark.parametrize("path", RENDERED)
+def test_a_job_applies_the_layout_with_the_shared_settings(path: str) -> None:
+    """Only `xdsbus layout --apply` creates or reshapes the NATS objects (docs/design.md §9)."""
+    docs = render(path)
+    (job,) = [d for d in docs if d["kind"] == "Job"]
+    (container,) = pod_spec(job)["containers"]
+    assert container["command"] == ["xdsbus", "layout", "--apply"]
+    assert container["image"] == "xdsbus-builder:0.1.0"
+    settings = [n for n in by_kind(docs, "ConfigMap") if n.startswith("xdsbus-settings-")]
+    assert container["envFrom"] == [{"configMapRef": {"name": settings[0]}}]
+    assert pod_spec(job)["securityContext"]["runAsNonRoot"] is True
+
+
 def test_single_node_overlay_runs_one_of_everything_with_r1_streams() -> None:
     docs = render("deploy/overlays/single-node")
     assert by_kind(docs, "StatefulSet")["nats"]["spec"]["replicas"] == 1
@@ -338,6 +351,7 @@ def test_single_node_overlay_runs_one_of_everything_with_r1_streams() -> None:
         "XDSBUS_NATS_URL": "nats://nats:4222",
         "XDSBUS_NATS_REPLICAS": "1",
         "XDSBUS_LOG_FORMAT": "json",
+        "XDSBUS_EVENTS_MAX_BYTES": "2147483648",
     }
     conf = by_kind(docs, "ConfigMap")["nats-config"]["data"]["nats.conf"]
     assert "jetstream" in conf and "cluster" not in conf

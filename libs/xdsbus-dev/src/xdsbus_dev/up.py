@@ -95,6 +95,20 @@ async def _stack(args: argparse.Namespace) -> int:
             str(data / "nats"),
         )
         await _wait_port(nats_port)
+        # What compose and deploy/ run as a one-shot job: every stream, bucket and store, before any
+        # service (docs/design.md §9). A difference it must not change in place stops the stack here.
+        layout = await asyncio.create_subprocess_exec(
+            _tool("xdsbus"),
+            "layout",
+            "--apply",
+            "--nats-url",
+            nats_url,
+            env=env,
+            stdout=asyncio.subprocess.DEVNULL,
+        )
+        if await layout.wait() != 0:
+            print("xdsbus up: `xdsbus layout --apply` failed (above); stopping", file=sys.stderr, flush=True)
+            return 1
         await start(
             "builder",
             _tool("xdsbus-builder"),

@@ -1,4 +1,9 @@
-"""Connection to NATS and the JetStream objects of docs/design.md §4–5, created idempotently."""
+"""Connection to NATS and handles on the JetStream objects of the layout (docs/design.md §4–5, §9).
+
+A service never creates or reshapes an object: `connect` compares the server with the layout
+(`layout.py`), waits while objects are missing (the layout job or `xdsbus layout --apply` creates them,
+so start order does not matter), and names every other difference once, then runs with the server's
+objects as they are."""
 
 from __future__ import annotations
 
@@ -11,51 +16,64 @@ import nats
 from nats.aio.client import Client
 from nats.errors import Error as NatsError
 from nats.errors import NoServersError
-from nats.js import JetStreamContext, api
-from nats.js.errors import BadRequestError, NotFoundError
+from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 from nats.js.object_store import ObjectStore
 
+from xdsbus import layout
 from xdsbus.backoff import Backoff
-from xdsbus.events import EVENTS_STREAM, EVENTS_SUBJECT_PREFIX
+from xdsbus.layout import CHECKPOINTS_STORE as CHECKPOINTS_STORE
+from xdsbus.layout import EVENT_BODIES_STORE as EVENT_BODIES_STORE
+from xdsbus.layout import LARGE_RESOURCES_STORE as LARGE_RESOURCES_STORE
+from xdsbus.layout import LEASES_BUCKET as LEASES_BUCKET
+from xdsbus.layout import LEDGER_BASES_STORE as LEDGER_BASES_STORE
+from xdsbus.layout import LEDGER_CHANGES_STORE as LEDGER_CHANGES_STORE
+from xdsbus.layout import LEDGER_STREAM as LEDGER_STREAM
+from xdsbus.layout import LEDGER_SUBJECT_PREFIX as LEDGER_SUBJECT_PREFIX
+from xdsbus.layout import RESOURCES_BUCKET as RESOURCES_BUCKET
+from xdsbus.layout import RETENTION_BUCKET as RETENTION_BUCKET
+from xdsbus.layout import STATUS_BUCKET as STATUS_BUCKET
+from xdsbus.layout import Caps, LayoutSettings
 
 log = logging.getLogger(__name__)
 
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
+# Most seconds between looks at a layout that lacks objects.
+LAYOUT_RETRY_CAP = 5.0
 
-LEDGER_STREAM = "XDSBUS_LEDGER"
-LEDGER_SUBJECT_PREFIX = "xdsbus.ledger"
-RESOURCES_BUCKET = "xdsbus_resources"
-LARGE_RESOURCES_STORE = "xdsbus_resources_large"
-CHECKPOINTS_STORE = "xdsbus_checkpoints"
-LEDGER_CHANGES_STORE = "xdsbus_ledger_changes"
-# Ledger bases: the full manifest of a version every K versions (docs/design.md §5).
-LEDGER_BASES_STORE = "xdsbus_ledger_bases"
-# Event bodies too large for a message, by sha256 (claim check, docs/design.md §4).
-EVENT_BODIES_STORE = "xdsbus_event_bodies"
-STATUS_BUCKET = "xdsbus_status"
-LEASES_BUCKET = "xdsbus_leases"
 
-DAY = 24 * 3600.0
+class LayoutMissing(LookupError):
+    """Objects of the layout are not on the server, and the caller would not wait for them."""
 
 
 @dataclasses.dataclass(frozen=True)
 class BusSettings:
-    """How the JetStream objects are laid out; replicas is 1 locally and 3 in a cluster."""
+    """The NATS URL and the layout the services expect (docs/design.md §9)."""
 
     url: str = DEFAULT_NATS_URL
     replicas: int = 1
-    events_max_age: float = 7 * DAY
     duplicate_window: float = 120.0
     lease_ttl: float = 6.0
+    caps: Caps = dataclasses.field(default_factory=Caps)
 
     @classmethod
     def from_env(cls, url: str | None = None) -> BusSettings:
         """Settings from XDSBUS_* environment variables, with an explicit URL taking precedence."""
+        expected = LayoutSettings.from_env()
         return cls(
             url=url or os.environ.get("XDSBUS_NATS_URL", DEFAULT_NATS_URL),
-            replicas=int(os.environ.get("XDSBUS_NATS_REPLICAS", "1")),
-            events_max_age=float(os.environ.get("XDSBUS_EVENTS_MAX_AGE_SECONDS", str(7 * DAY))),
+            replicas=expected.replicas,
+            lease_ttl=expected.lease_ttl,
+            caps=expected.caps,
+        )
+
+    def layout(self) -> LayoutSettings:
+        """The layout these settings describe."""
+        return LayoutSettings(
+            replicas=self.replicas,
+            lease_ttl=self.lease_ttl,
+            duplicate_window=self.duplicate_window,
+            caps=self.caps,
         )
 
 
@@ -74,6 +92,7 @@ class Bus:
     event_bodies: ObjectStore
     status: KeyValue
     leases: KeyValue
+    retention: KeyValue
 
     async def close(self) -> None:
         """Flush pending publishes and close the connection; never waits long for a NATS that is gone."""
@@ -93,78 +112,63 @@ def ledger_subject(scope: str) -> str:
     return f"{LEDGER_SUBJECT_PREFIX}.{scope}"
 
 
-async def _ensure_stream(js: JetStreamContext, config: api.StreamConfig) -> None:
-    try:
-        await js.add_stream(config)
-    except BadRequestError as exc:
-        # 10058: the stream exists with another configuration. Adopt it as it is: one service started
-        # with other settings (say, without XDSBUS_NATS_REPLICAS) must not reshape the operator's stream.
-        if exc.err_code != 10058:
-            raise
-        log.info("stream %s exists with another configuration; using it as it is", config.name)
-
-
-async def _ensure_kv(js: JetStreamContext, bucket: str, **params: object) -> KeyValue:
-    try:
-        return await js.key_value(bucket)
-    except (NotFoundError, BadRequestError):
-        return await js.create_key_value(bucket=bucket, **params)  # type: ignore[arg-type]
-
-
-async def _ensure_object_store(js: JetStreamContext, bucket: str, replicas: int) -> ObjectStore:
-    try:
-        return await js.object_store(bucket)
-    except (NotFoundError, BadRequestError):
-        return await js.create_object_store(
-            bucket, config=api.ObjectStoreConfig(bucket=bucket, replicas=replicas)
+async def check_layout(js: JetStreamContext, settings: BusSettings, *, name: str, attempts: int = 0) -> None:
+    """Wait until every object of the layout exists (up to `attempts` looks, 0: forever; then
+    `LayoutMissing`), and log each difference of its settings once, naming the object and the setting."""
+    backoff = Backoff(base=0.2, cap=LAYOUT_RETRY_CAP)
+    attempt = 0
+    while True:
+        attempt += 1
+        differences = await layout.compare(js, settings.layout())
+        missing = [d.spec.describe() for d in differences if d.missing]
+        if not missing:
+            break
+        message = f"{', '.join(missing)} missing on the NATS server: run `xdsbus layout --apply`"
+        if attempts and attempt >= attempts:
+            raise LayoutMissing(message)
+        delay = backoff.next_delay()
+        log.warning("%s: %s; looking again in %.1fs", name, message, delay)
+        await asyncio.sleep(delay)
+    for difference in differences:
+        log.warning(
+            "%s: %s; running with the server's setting until `xdsbus layout --apply`",
+            name,
+            difference.describe(),
         )
 
 
-async def ensure_layout(nc: Client, settings: BusSettings) -> Bus:
-    """Create (or adopt) every stream, bucket and store; safe to call from every service at start."""
+async def open_bus(nc: Client, settings: BusSettings) -> Bus:
+    """Handles on every object of the layout, which must exist (`check_layout`)."""
     js = nc.jetstream(timeout=10)
-    await _ensure_stream(
-        js,
-        api.StreamConfig(
-            name=EVENTS_STREAM,
-            subjects=[f"{EVENTS_SUBJECT_PREFIX}.>"],
-            storage=api.StorageType.FILE,
-            retention=api.RetentionPolicy.LIMITS,
-            max_age=settings.events_max_age,
-            duplicate_window=settings.duplicate_window,
-            num_replicas=settings.replicas,
-        ),
-    )
-    await _ensure_stream(
-        js,
-        api.StreamConfig(
-            name=LEDGER_STREAM,
-            subjects=[f"{LEDGER_SUBJECT_PREFIX}.>"],
-            storage=api.StorageType.FILE,
-            retention=api.RetentionPolicy.LIMITS,
-            # Kept without an age limit: a quiet scope must never lose its head version.
-            num_replicas=settings.replicas,
-            allow_direct=True,
-        ),
-    )
-    r = settings.replicas
     return Bus(
         nc=nc,
         js=js,
         settings=settings,
-        resources=await _ensure_kv(js, RESOURCES_BUCKET, history=1, replicas=r, max_value_size=-1),
-        large_resources=await _ensure_object_store(js, LARGE_RESOURCES_STORE, r),
-        checkpoints=await _ensure_object_store(js, CHECKPOINTS_STORE, r),
-        ledger_changes=await _ensure_object_store(js, LEDGER_CHANGES_STORE, r),
-        ledger_bases=await _ensure_object_store(js, LEDGER_BASES_STORE, r),
-        event_bodies=await _ensure_object_store(js, EVENT_BODIES_STORE, r),
-        status=await _ensure_kv(js, STATUS_BUCKET, history=1, replicas=r),
-        leases=await _ensure_kv(js, LEASES_BUCKET, history=1, replicas=r, ttl=settings.lease_ttl),
+        resources=await js.key_value(RESOURCES_BUCKET),
+        large_resources=await js.object_store(LARGE_RESOURCES_STORE),
+        checkpoints=await js.object_store(CHECKPOINTS_STORE),
+        ledger_changes=await js.object_store(LEDGER_CHANGES_STORE),
+        ledger_bases=await js.object_store(LEDGER_BASES_STORE),
+        event_bodies=await js.object_store(EVENT_BODIES_STORE),
+        status=await js.key_value(STATUS_BUCKET),
+        leases=await js.key_value(LEASES_BUCKET),
+        retention=await js.key_value(RETENTION_BUCKET),
     )
 
 
+async def apply_layout(url: str, settings: LayoutSettings) -> list[layout.Difference]:
+    """Connect, create and reshape the layout (`layout.apply`), disconnect; returns what cannot be
+    changed in place. What `xdsbus layout --apply` does, for the harness that stands in for it."""
+    nc = await nats.connect(url, name="xdsbus-layout", connect_timeout=2, max_reconnect_attempts=5)
+    try:
+        return await layout.apply(nc.jetstream(timeout=10), settings)
+    finally:
+        await nc.close()
+
+
 async def connect(settings: BusSettings, name: str, attempts: int = 0) -> Bus:
-    """Connect (retrying while NATS is down, up to `attempts`; 0 means forever) and ensure the layout."""
+    """Connect (retrying while NATS is down, up to `attempts`; 0 means forever) and check the layout
+    (`check_layout`, waiting for missing objects as long)."""
     backoff = Backoff(base=0.2, cap=5.0)
     attempt = 0
     while True:
@@ -185,7 +189,12 @@ async def connect(settings: BusSettings, name: str, attempts: int = 0) -> Bus:
             delay = backoff.next_delay()
             log.warning("cannot reach NATS at %s (%s); retrying in %.1fs", settings.url, exc, delay)
             await asyncio.sleep(delay)
-    return await ensure_layout(nc, settings)
+    try:
+        await check_layout(nc.jetstream(timeout=10), settings, name=name, attempts=attempts)
+        return await open_bus(nc, settings)
+    except BaseException:
+        await nc.close()
+        raise
 
 
 async def connect_unless_stopped(settings: BusSettings, name: str, stop: asyncio.Event) -> Bus | None:

@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from xdsbus.bus import DEFAULT_NATS_URL
+from xdsbus.layout import Caps, cap_variable
 from xdsbus.lease import pod_identity
 from xdsbus.logs import LOG_FORMATS
 from xdsbus.secretbox import LOCAL_KEY_FILE, SecretBox, SecretKeyError
@@ -194,9 +195,9 @@ def add_common_flags(parser: ServiceParser) -> None:
         help="debug, info, warning or error",
     )
     parser.env_setting("XDSBUS_NATS_REPLICAS", type=positive_int, help="replicas of streams and buckets")
-    parser.env_setting(
-        "XDSBUS_EVENTS_MAX_AGE_SECONDS", type=positive_float, help="how long the event log keeps events"
-    )
+    # The layout's size caps: a service compares them with the server's at start (bus.check_layout).
+    for cap in dataclasses.fields(Caps):
+        parser.env_setting(cap_variable(cap.name), type=positive_int, help=f"size cap of {cap.name}, bytes")
 
 
 def watcher_secret_box(log: logging.Logger) -> SecretBox | None:

@@ -70,6 +70,9 @@ _PUBLISH_ERRORS = (
     ConnectionClosedError,
     APIError,
 )
+# err_code of "maximum bytes exceeded": the event log is at its size cap (docs/design.md §4), so every
+# publish is refused until the builder purges below a new checkpoint or the cap is raised.
+_LOG_FULL = 10077
 # Room left in a message for its headers (Nats-Msg-Id holds the key) next to the envelope.
 HEADER_ROOM = 8 * 1024
 
@@ -384,12 +387,15 @@ class Watcher(abc.ABC):
                 if self.stop.is_set():
                     raise SourceUnavailable(f"stopping with {event.kind} {event.key} unpublished") from exc
                 delay = backoff.next_delay()
-                log.warning(
-                    "%s: publish of %s %s failed (%s); retrying in %.1fs",
+                full = isinstance(exc, APIError) and exc.err_code == _LOG_FULL
+                log.log(
+                    logging.ERROR if full else logging.WARNING,
+                    "%s: publish of %s %s failed (%s)%s; retrying in %.1fs",
                     self.source,
                     event.kind,
                     event.key,
                     exc,
+                    ": the event log is full, no event is stored until it has room" if full else "",
                     delay,
                 )
                 await asyncio.sleep(delay)

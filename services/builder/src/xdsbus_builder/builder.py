@@ -27,6 +27,7 @@ from xdsbus.translate.translator import Translator
 from xdsbus_builder import gaps
 from xdsbus_builder.debounce import MIN_WAIT, decide
 from xdsbus_builder.restore import Restored, restore
+from xdsbus_builder.retention import Retention
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +102,13 @@ class _Leader:
         self.checkpoint_seq = 0
         self.checkpoint_time = time.monotonic()
         self.checkpoint_task: asyncio.Task[None] | None = None
+        # Checkpoint pruning and purging the event log below the checkpoints (docs/design.md §4).
+        self.retention = Retention(
+            self.bus,
+            self.config.scope,
+            keep_newest=self.config.checkpoints_keep,
+            window=self.config.history_window,
+        )
 
     async def lead(self) -> None:
         """Restore, fence and follow the log; over a gap in it, publish nothing and wait (keeping the
@@ -289,8 +297,10 @@ class _Leader:
         folded = self.state.seq - self.checkpoint_seq
         if folded <= 0:
             return
-        due = folded >= self.config.checkpoint_events or (
-            time.monotonic() - self.checkpoint_time >= self.config.checkpoint_seconds
+        due = (
+            folded >= self.config.checkpoint_events
+            or (time.monotonic() - self.checkpoint_time >= self.config.checkpoint_seconds)
+            or await self.retention.pressing()
         )
         if not due or (self.checkpoint_task is not None and not self.checkpoint_task.done()):
             return
@@ -316,3 +326,8 @@ class _Leader:
             log.info("checkpoint %s saved (%d bytes)", name, len(data))
         except Exception as exc:  # a failed checkpoint only costs a longer refold later
             log.warning("checkpoint at %d failed: %s", snap.seq, exc)
+            return
+        try:
+            await self.retention.after_checkpoint(time.time())
+        except Exception as exc:  # retention runs again after the next checkpoint
+            log.warning("retention after checkpoint %d failed: %s", snap.seq, exc)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import gc
 import logging
 from collections.abc import Sequence
@@ -137,13 +138,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             addresses=tuple(sorted({a.strip() for a in args.gateway_address.split(",") if a.strip()})),
         ),
     )
-    settings = BusSettings.from_env(args.nats_url)
-    settings = BusSettings(
-        url=settings.url,
-        replicas=settings.replicas,
-        events_max_age=settings.events_max_age,
-        lease_ttl=args.lease_ttl,
-    )
+    # The lease TTL is a layout setting (the leases bucket's): a flag that differs is named at start.
+    settings = dataclasses.replace(BusSettings.from_env(args.nats_url), lease_ttl=args.lease_ttl)
 
     try:
         secret_box: SecretBox | None = SecretBox.from_env(default_key_file=LOCAL_KEY_FILE)

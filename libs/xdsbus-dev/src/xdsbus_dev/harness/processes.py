@@ -9,12 +9,18 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
+
+from xdsbus.bus import apply_layout
+from xdsbus.layout import LayoutSettings
 
 T = TypeVar("T")
+
+DEFAULT_LAYOUT = LayoutSettings()
 
 BIN = Path(sys.executable).parent
 
@@ -58,13 +64,39 @@ def tool(name: str) -> str:
     return found
 
 
-class NatsServer:
-    """A nats-server with JetStream on a free loopback port and its own store directory."""
+def run_apart(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a coroutine to completion on a loop of its own, in a thread: callable from synchronous code,
+    whether or not the caller's thread runs an event loop."""
+    results: list[T] = []
+    errors: list[BaseException] = []
 
-    def __init__(self, store_dir: Path) -> None:
+    def target() -> None:
+        try:
+            results.append(asyncio.run(make()))
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=target, name="run-apart")
+    thread.start()
+    thread.join()
+    if errors:
+        raise errors[0]
+    return results[0]
+
+
+class NatsServer:
+    """A nats-server with JetStream on a free loopback port and its own store directory.
+
+    Its first start applies the layout (`layout`, what `xdsbus layout --apply` does in a deployment), so
+    services and tests connect to a server that has every stream, bucket and store; None leaves the
+    server empty."""
+
+    def __init__(self, store_dir: Path, layout: LayoutSettings | None = DEFAULT_LAYOUT) -> None:
         self.store_dir = store_dir
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
+        self.layout = layout
+        self.layout_applied = False
 
     @property
     def url(self) -> str:
@@ -79,6 +111,11 @@ class NatsServer:
             stderr=subprocess.DEVNULL,
         )
         wait_for_port(self.port)
+        if self.layout is not None and not self.layout_applied:
+            layout = self.layout
+            refused = run_apart(lambda: apply_layout(self.url, layout))
+            assert not refused, [d.describe() for d in refused]
+            self.layout_applied = True
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Protocol, cast
 
 from xdsbus.bus import Bus, BusSettings, connect
-from xdsbus.cli import keyring_cmd, ledger_cmds, replay_cmd, status_cmd
+from xdsbus.cli import keyring_cmd, layout_cmd, ledger_cmds, replay_cmd, status_cmd
 
 COMMANDS_GROUP = "xdsbus.commands"
 
@@ -91,6 +91,10 @@ def build_parser(extra: dict[str, Command] | None = None) -> argparse.ArgumentPa
     status = sub.add_parser("status", parents=[common], help="what the builder decided about each object")
     status.add_argument("object", nargs="?", default="", help="KIND/NAMESPACE/NAME or a prefix of it")
     status.set_defaults(run=status_cmd.status)
+
+    layout = sub.add_parser("layout", parents=[common], help=layout_cmd.HELP)
+    layout_cmd.add_arguments(layout)
+    layout.set_defaults(run=None, extra=layout_cmd)
 
     # Reads and writes a key file only: no NATS connection.
     keyring = sub.add_parser("keyring", help=keyring_cmd.HELP)

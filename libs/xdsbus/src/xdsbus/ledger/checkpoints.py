@@ -14,6 +14,7 @@ in chunks so that the builder can encode them in steps that give the event loop 
 from __future__ import annotations
 
 import asyncio
+import datetime
 import logging
 import zlib
 from collections.abc import Mapping
@@ -253,14 +254,46 @@ async def save(bus: Bus, scope: str, seq: int, data: bytes) -> str:
     return name
 
 
-async def sequences(bus: Bus, scope: str) -> list[int]:
-    """Event sequences of the scope's checkpoints, ascending."""
+class Stored(msgspec.Struct, frozen=True):
+    """One stored checkpoint: its event sequence and when it was written (unix seconds; 0 if unknown)."""
+
+    seq: int
+    time: float
+
+
+async def listing(bus: Bus, scope: str) -> list[Stored]:
+    """The scope's checkpoints, oldest first."""
     try:
         infos = await bus.checkpoints.list(ignore_deletes=True)
     except NotFoundError:
         return []
-    seqs = (_seq_of(scope, info.name) for info in infos if not info.deleted)
-    return sorted(s for s in seqs if s is not None)
+    stored = []
+    for info in infos:
+        seq = _seq_of(scope, info.name)
+        if seq is not None and not info.deleted:
+            stored.append(Stored(seq, _unix(info.mtime)))
+    return sorted(stored, key=lambda s: s.seq)
+
+
+def _unix(mtime: str | None) -> float:
+    # The writer's clock, in the object's metadata (ISO 8601).
+    try:
+        return datetime.datetime.fromisoformat(mtime or "").timestamp()
+    except ValueError:
+        return 0.0
+
+
+async def sequences(bus: Bus, scope: str) -> list[int]:
+    """Event sequences of the scope's checkpoints, ascending."""
+    return [stored.seq for stored in await listing(bus, scope)]
+
+
+async def delete(bus: Bus, scope: str, seq: int) -> None:
+    """Delete the scope's checkpoint at `seq` (retention); one already gone is no error."""
+    try:
+        await bus.checkpoints.delete(_name(scope, seq))
+    except (ObjectNotFoundError, NotFoundError):
+        pass
 
 
 async def load_at_or_before(bus: Bus, scope: str, seq: int | None = None) -> Checkpoint | None:

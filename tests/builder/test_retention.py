@@ -1,0 +1,159 @@
+"""Retention follows checkpoints (docs/design.md §4): which checkpoints are kept (pure, injected times),
+and, on a real nats-server, the floors in KV xdsbus_retention and the purge below the lowest of them."""
+
+from __future__ import annotations
+
+from nats.js import api
+
+from tests.support.objects import service
+from tests.support.sources import ScriptedSource
+from xdsbus import status_store
+from xdsbus.bus import Bus
+from xdsbus.events import EVENTS_STREAM
+from xdsbus.fold.reading import last_event_seq
+from xdsbus.ledger import checkpoints
+from xdsbus.ledger.checkpoints import Stored
+from xdsbus_builder import gaps
+from xdsbus_builder.retention import ALARM_KEY, DAY, Retention, floor_of, kept, lowest_floor, record_floor
+
+NOW = 1_800_000_000.0  # a fixed instant; no test reads the clock
+
+
+def _four_a_day(days: int) -> list[Stored]:
+    """Checkpoints at 01:00, 07:00, 13:00 and 19:00 UTC of each of the `days` days before NOW's."""
+    stored = []
+    seq = 10
+    for day in range(days, 0, -1):
+        for hour in (1, 7, 13, 19):
+            stored.append(Stored(seq, (NOW // DAY - day) * DAY + hour * 3600))
+            seq += 1
+    return stored
+
+
+def test_keeps_the_newest_n_the_first_of_each_day_inside_the_window_and_one_before_it():
+    stored = [Stored(1, NOW - 40 * DAY), *_four_a_day(10)]
+    window = 7 * DAY
+    keep = kept(stored, now=NOW, keep_newest=3, window=window)
+    inside = [s for s in stored if s.time >= NOW - window]
+    before = [s for s in stored if s.time < NOW - window]
+    first_of_days = {s.seq for s in inside if (s.time % DAY) // 3600 == 1}
+    # The window starts within a day: that day's first kept checkpoint is the oldest one inside it.
+    assert keep == {s.seq for s in stored[-3:]} | first_of_days | {inside[0].seq} | {before[-1].seq}
+    assert 1 not in keep
+    # Events are needed from the checkpoint before the window on: every version inside it replays.
+    assert floor_of(stored, keep, now=NOW, window=window) == before[-1].seq
+
+
+def test_while_the_window_reaches_back_before_every_checkpoint_nothing_is_purged():
+    stored = _four_a_day(3)
+    keep = kept(stored, now=NOW, keep_newest=2, window=30 * DAY)
+    assert floor_of(stored, keep, now=NOW, window=30 * DAY) == 0
+    # The first of each day and the newest two.
+    assert keep == {s.seq for s in stored if (s.time % DAY) // 3600 == 1} | {s.seq for s in stored[-2:]}
+
+
+def test_keeps_at_least_the_newest_and_nothing_is_chosen_twice():
+    stored = [Stored(5, NOW - 100 * DAY), Stored(9, NOW - 90 * DAY)]
+    assert kept(stored, now=NOW, keep_newest=0, window=30 * DAY) == {9}
+    assert floor_of(stored, {9}, now=NOW, window=30 * DAY) == 9
+    assert kept([], now=NOW, keep_newest=10, window=30 * DAY) == set()
+
+
+def test_a_days_first_checkpoint_stays_chosen_as_later_ones_arrive():
+    day_start = (NOW // DAY) * DAY
+    first = Stored(10, day_start + 60)
+    later = [Stored(10 + i, day_start + 60 + i * 600) for i in range(1, 6)]
+    before = kept([first, *later[:2]], now=day_start + 3000, keep_newest=1, window=30 * DAY)
+    after = kept([first, *later], now=day_start + 9000, keep_newest=1, window=30 * DAY)
+    assert first.seq in before and first.seq in after
+    assert after == {first.seq, later[-1].seq}
+
+
+async def _save_checkpoint(bus: Bus, scope: str, seq: int) -> None:
+    await checkpoints.save(bus, scope, seq, b"not decoded by retention")
+
+
+async def _just_after(bus: Bus, scope: str) -> float:
+    """An instant just after the scope's newest checkpoint was written (by the writer's clock)."""
+    return max(s.time for s in await checkpoints.listing(bus, scope)) + 1
+
+
+async def _events(bus: Bus, n: int) -> None:
+    src = ScriptedSource(bus, "test/retention")
+    for i in range(n):
+        await src.put(service(f"svc-{i}"))
+
+
+async def test_purges_only_below_the_lowest_floor_and_never_without_the_default_scope(bus: Bus):
+    await _events(bus, 30)
+    last = await last_event_seq(bus)
+    for seq in (10, 20, last):
+        await _save_checkpoint(bus, "gateway.a.b", seq)
+    other = Retention(bus, "gateway.a.b", keep_newest=1, window=0.0)
+    await other.after_checkpoint(await _just_after(bus, "gateway.a.b"))
+    # Pruned to the newest, its floor recorded, but nothing purged: the default scope has no floor yet.
+    assert await checkpoints.sequences(bus, "gateway.a.b") == [last]
+    assert (await bus.js.stream_info(EVENTS_STREAM)).state.first_seq == 1
+    assert await lowest_floor(bus) is None
+
+    await _save_checkpoint(bus, "default", 12)
+    await Retention(bus, "default", keep_newest=10, window=0.0).after_checkpoint(
+        await _just_after(bus, "default")
+    )
+    assert await lowest_floor(bus) == 12
+    state = (await bus.js.stream_info(EVENTS_STREAM)).state
+    assert state.first_seq == 13 and state.last_seq == last
+
+
+async def test_near_the_cap_only_the_newest_checkpoint_stays_and_an_alarm_is_raised(bus: Bus):
+    await _events(bus, 40)
+    info = await bus.js.stream_info(EVENTS_STREAM)
+    # Cap the log just above what it holds: it is now over the pressure mark.
+    config = info.config
+    config.max_bytes = int(info.state.bytes * 1.1)
+    await bus.js.update_stream(config)
+    last = info.state.last_seq
+    for seq in (5, 15, 25):
+        await _save_checkpoint(bus, "default", seq)
+    retention = Retention(bus, "default", keep_newest=10, window=30 * DAY)
+    assert await retention.pressing()
+    await retention.after_checkpoint(await _just_after(bus, "default"))
+
+    assert await checkpoints.sequences(bus, "default") == [25]
+    state = (await bus.js.stream_info(EVENTS_STREAM)).state
+    assert (state.first_seq, state.last_seq) == (26, last)
+    alarm = await status_store.read(bus, gaps.KIND, gaps.source("default"), ALARM_KEY)
+    assert alarm is not None and "history narrowed to the checkpoint at 25" in alarm.reason
+
+    # Room again (a larger cap): the next checkpoint clears the alarm.
+    config.max_bytes = info.state.bytes * 10
+    await bus.js.update_stream(config)
+    await _save_checkpoint(bus, "default", last)
+    await retention.after_checkpoint(await _just_after(bus, "default"))
+    assert await status_store.read(bus, gaps.KIND, gaps.source("default"), ALARM_KEY) is None
+    assert await checkpoints.sequences(bus, "default") == [25, last]
+
+
+async def test_when_the_newest_checkpoint_and_its_tail_still_fill_the_log_the_alarm_says_so(bus: Bus):
+    await _events(bus, 40)
+    info = await bus.js.stream_info(EVENTS_STREAM)
+    config = info.config
+    config.max_bytes = int(info.state.bytes * 1.05)
+    config.discard = api.DiscardPolicy.NEW
+    await bus.js.update_stream(config)
+    # The only checkpoint is old: its tail is nearly the whole log.
+    await _save_checkpoint(bus, "default", 2)
+    await Retention(bus, "default", keep_newest=10, window=30 * DAY).after_checkpoint(
+        await _just_after(bus, "default")
+    )
+    alarm = await status_store.read(bus, gaps.KIND, gaps.source("default"), ALARM_KEY)
+    assert alarm is not None and alarm.state == "rejected"
+    assert "new events are refused" in alarm.reason
+    # Nothing the checkpoint needs is gone.
+    assert (await bus.js.stream_info(EVENTS_STREAM)).state.first_seq == 3
+
+
+async def test_a_floor_is_recorded_per_scope(bus: Bus):
+    await record_floor(bus, "default", 7)
+    await record_floor(bus, "gateway.x.y", 3)
+    assert await lowest_floor(bus) == 3
