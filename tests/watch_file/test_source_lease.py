@@ -13,7 +13,7 @@ from nats.js.errors import KeyNotFoundError
 from tests.watch_file.conftest import EventLog, StartWatcher, write
 from xdsbus.bus import Bus
 from xdsbus.events import Op
-from xdsbus.lease import source_lease_name
+from xdsbus.lease import Lease, source_lease_name
 from xdsbus_dev.harness.processes import eventually
 
 LEASE = "watch.file.config"
@@ -86,3 +86,32 @@ async def test_a_watcher_that_loses_its_lease_stops_publishing_and_resyncs_when_
 async def _true(value: bool) -> bool:
     await asyncio.sleep(0)
     return value
+
+
+async def test_only_a_first_acquisition_takes_a_lease_back(bus: Bus) -> None:
+    """Two live processes sharing an identity by mistake: the second takes the lease once, and the first,
+    having lost it, waits like any standby instead of taking it back in turn, forever."""
+    stop = asyncio.Event()
+    first = Lease(bus, LEASE, "pod-a", 1.5, reclaim=True)
+    second = Lease(bus, LEASE, "pod-a", 1.5, reclaim=True)
+    assert await first.acquire(stop)
+    assert await second.acquire(stop)  # at once: the entry names its identity
+    await eventually(lambda: _true(first.lost.is_set()), what="the first one's renewal refused")
+    waiting = asyncio.create_task(first.acquire(stop))
+    try:
+        renewed = second.term
+
+        async def renewed_twice() -> bool:
+            nonlocal renewed
+            entry = await bus.leases.get(LEASE)
+            if entry.revision and entry.revision > renewed:
+                renewed = entry.revision
+                return entry.revision > second.term + 1
+            return False
+
+        await eventually(renewed_twice, what="the second one renewing")
+        assert not waiting.done()
+    finally:
+        stop.set()
+        assert await waiting is False
+        await second.release()
