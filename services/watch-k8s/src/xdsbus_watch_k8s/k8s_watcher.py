@@ -85,10 +85,10 @@ class K8sWatcher(Watcher):
         self.status_writer: StatusWriter | None = None
 
     def new_term(self) -> None:
-        """Another replica may have published while this one stood by: the term's resyncs publish every
-        object again, not only what changed since this replica last published it."""
+        """Another replica may have published while this one stood by: the term starts as the first one
+        did, each kind resynced once all its feeds listed, publishing every object again."""
         for publisher in self.publishers.values():
-            publisher.forget_published()
+            publisher.reset()
 
     def _ingress_matches(self, _key: str, body: Body) -> bool:
         return self.class_filter.matches(body, self.publishers[INGRESS_CLASS.kind].objects())

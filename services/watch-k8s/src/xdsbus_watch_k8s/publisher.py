@@ -52,10 +52,12 @@ class KindPublisher:
                     merged.setdefault(key, body)
         return merged
 
-    def forget_published(self) -> None:
-        """Publish every object at the next resync (a new term: what the builder holds may be another
-        replica's)."""
+    def reset(self) -> None:
+        """Start over, as at the first list (a new term): wait for every feed to list again, then
+        publish every object (what the builder holds may be another replica's)."""
+        self._feeds = [None] * len(self._feeds)
         self._published = {}
+        self.synced.clear()
 
     def is_published(self, key: str) -> bool:
         """Whether `key` is present for the builder (accepted and published)."""
