@@ -26,6 +26,7 @@ from xdsbus.translate.settings import TranslatorSettings
 from xdsbus.translate.translator import Translator
 from xdsbus_builder import gaps
 from xdsbus_builder.debounce import MIN_WAIT, decide
+from xdsbus_builder.history import History
 from xdsbus_builder.restore import Restored, restore
 from xdsbus_builder.retention import Retention
 
@@ -109,6 +110,10 @@ class _Leader:
             keep_newest=self.config.checkpoints_keep,
             window=self.config.history_window,
         )
+        # Ledger bases, the history window and the body sweep (docs/design.md §5).
+        self.history = History(
+            self.bus, self.config.scope, base_every=self.config.base_every, window=self.config.history_window
+        )
 
     async def lead(self) -> None:
         """Restore, fence and follow the log; over a gap in it, publish nothing and wait (keeping the
@@ -142,6 +147,7 @@ class _Leader:
             finally:
                 if self.checkpoint_task is not None:
                     await asyncio.shield(self.checkpoint_task)
+                await self.history.close()
                 try:
                     await sub.unsubscribe()
                 except NotFoundError:
@@ -289,11 +295,13 @@ class _Leader:
                 record.resource_count,
                 record.digest[:12],
             )
+            self.history.published(record, self.publisher.last_stream_seq, table.committed)
         await status_store.publish(self.bus, self.translator.take_status_changes())
         await self._maybe_checkpoint()
 
     async def _maybe_checkpoint(self) -> None:
         """Checkpoint when enough events or time passed, at a point where everything is published."""
+        self.history.tick()
         folded = self.state.seq - self.checkpoint_seq
         if folded <= 0:
             return
