@@ -35,13 +35,13 @@ from xdsbus.backoff import Backoff
 from xdsbus.bus import Bus
 from xdsbus.contract.status import Condition, ListenerStatus, ObjectStatus
 from xdsbus_watch_k8s.api import ApiError, KubeApi, NotFound
-from xdsbus_watch_k8s.resources import GATEWAY, GATEWAY_CLASS, GRPC_ROUTE, HTTP_ROUTE, Resource
+from xdsbus_watch_k8s.resources import GATEWAY, GATEWAY_CLASS, GATEWAY_STATUS_KINDS, Resource
 
 log = logging.getLogger(__name__)
 
 CONTROLLER_NAME = "higress.io/gateway-controller"
 GATEWAY_GROUP = "gateway.networking.k8s.io"
-RESOURCES: dict[str, Resource] = {r.kind: r for r in (GATEWAY_CLASS, GATEWAY, HTTP_ROUTE, GRPC_ROUTE)}
+RESOURCES: dict[str, Resource] = {r.kind: r for r in GATEWAY_STATUS_KINDS}
 # The route kinds a listener supports by protocol, when its allowedRoutes names none.
 _KINDS_BY_PROTOCOL = {"HTTP": ("HTTPRoute", "GRPCRoute"), "HTTPS": ("HTTPRoute", "GRPCRoute")}
 _SUPPORTED_KINDS = {"HTTPRoute", "GRPCRoute"}

@@ -49,6 +49,7 @@ class K8sWatcher(Watcher):
         cluster: str = "default",
         watch_namespace: str = "",
         system_namespace: str = DEFAULT_SYSTEM_NAMESPACE,
+        secret_namespaces: Sequence[str] = (),
         ingress_class: str = DEFAULT_INGRESS_CLASS,
         gateway_addresses: Sequence[str] = (),
         gateway_status: bool = True,
@@ -75,7 +76,7 @@ class K8sWatcher(Watcher):
         self.watch_timeout = watch_timeout
         self.page_size = page_size
         self.retry_cap = retry_cap
-        self.feeds = feeds(watch_namespace, system_namespace)
+        self.feeds = feeds(watch_namespace, system_namespace, secret_namespaces)
         self.class_filter = IngressClassFilter(ingress_class)
         # Kept across calls of watch(): what was published is what the next resync is compared with.
         counts = Counter(feed.kind for feed in self.feeds)

@@ -49,6 +49,7 @@ class Settings:
     kubeconfig: str | None
     watch_namespace: str
     system_namespace: str
+    secret_namespaces: tuple[str, ...]
     ingress_class: str
     gateway_addresses: tuple[str, ...]
     resync_timeout: int
@@ -63,6 +64,13 @@ def _namespace(value: str) -> str:
     if value and not _NAMESPACE.match(value):
         raise argparse.ArgumentTypeError(f"{value!r} is not a namespace name")
     return value
+
+
+def _namespaces(value: str) -> tuple[str, ...]:
+    names = tuple(sorted({n.strip() for n in value.split(",") if n.strip()}))
+    for name in names:
+        _namespace(name)
+    return names
 
 
 def build_parser() -> ServiceParser:
@@ -102,6 +110,16 @@ def build_parser() -> ServiceParser:
         default=DEFAULT_SYSTEM_NAMESPACE,
         help="Higress' namespace: higress-config, higress-https, McpBridge, WasmPlugin, Http2Rpc and all "
         "Secrets are read there",
+    )
+    parser.env_flag(
+        "--secret-namespaces",
+        "XDSBUS_SECRET_NAMESPACES",
+        type=_namespaces,
+        default=(),
+        shown_default="empty: every namespace watched, and the system namespace",
+        help="comma-separated namespaces, the only ones whose Secrets are read (one list+watch each), so "
+        "that RBAC can grant Secrets per namespace; name the system namespace too if registry "
+        "credentials live there",
     )
     parser.env_flag(
         "--ingress-class",
@@ -160,6 +178,7 @@ def parse_settings(argv: Sequence[str] | None = None) -> Settings:
         kubeconfig=args.kubeconfig or None,
         watch_namespace=args.watch_namespace,
         system_namespace=args.system_namespace,
+        secret_namespaces=args.secret_namespaces,
         ingress_class=args.ingress_class,
         gateway_addresses=addresses,
         resync_timeout=args.resync_timeout,
@@ -186,6 +205,7 @@ async def serve(
             cluster=settings.cluster,
             watch_namespace=settings.watch_namespace,
             system_namespace=settings.system_namespace,
+            secret_namespaces=settings.secret_namespaces,
             ingress_class=settings.ingress_class,
             gateway_addresses=settings.gateway_addresses,
             watch_timeout=settings.resync_timeout,
@@ -202,6 +222,7 @@ async def serve(
                 "nats_url": settings.nats_url,
                 "watch_namespace": settings.watch_namespace or "*",
                 "system_namespace": settings.system_namespace,
+                "secret_namespaces": ",".join(settings.secret_namespaces) or "*",
                 "ingress_class": settings.ingress_class,
                 "instance_id": settings.instance_id,
             },
@@ -216,6 +237,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `xdsbus-watch-k8s`; returns the exit status (0 after SIGTERM/SIGINT)."""
     settings = parse_settings(argv)
     setup_logging(settings.log_format, settings.log_level)
+    if settings.secret_namespaces and settings.system_namespace not in settings.secret_namespaces:
+        log.warning(
+            "Secrets are read only in %s, not in the system namespace %s: registries' credentials there "
+            "are not published",
+            ",".join(settings.secret_namespaces),
+            settings.system_namespace,
+        )
     secret_box = watcher_secret_box(log)
     if secret_box is None:
         return 2

@@ -10,8 +10,8 @@ system namespace). The publisher merges a kind's feeds into one set of keys.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple
 
 # Higress' defaults (pkg/cmd/server.go, helm values).
 DEFAULT_SYSTEM_NAMESPACE = "higress-system"
@@ -121,6 +121,30 @@ RESOURCES: tuple[Resource, ...] = (
     REFERENCE_GRANT,
 )
 
+# What the watcher writes: the load balancer status of Ingresses (status_writer.py), and the status of
+# these Gateway API kinds, each object read (get) right before its status patch (gateway_status.py).
+INGRESS_STATUS_KINDS: tuple[Resource, ...] = (INGRESS,)
+GATEWAY_STATUS_KINDS: tuple[Resource, ...] = (GATEWAY_CLASS, GATEWAY, HTTP_ROUTE, GRPC_ROUTE)
+
+
+class Access(NamedTuple):
+    """One right the watcher uses, as RBAC spells it: a verb on a resource (`plural`, or
+    `plural/subresource`) of an API group ("" for the core group)."""
+
+    group: str
+    resource: str
+    verb: str
+
+
+def api_access(table: Sequence[Feed]) -> set[Access]:
+    """Every request the watcher makes with these feeds: list and watch of each feed's resource, and the
+    status writes. deploy/watch-k8s grants exactly these (tests/deploy/test_rbac.py)."""
+    used = {Access(f.resource.group, f.resource.plural, verb) for f in table for verb in ("list", "watch")}
+    used |= {Access(r.group, f"{r.plural}/status", "patch") for r in INGRESS_STATUS_KINDS}
+    for r in GATEWAY_STATUS_KINDS:
+        used |= {Access(r.group, r.plural, "get"), Access(r.group, f"{r.plural}/status", "patch")}
+    return used
+
 
 def _metadata(obj: Mapping[str, Any]) -> Mapping[str, Any]:
     meta = obj.get("metadata")
@@ -149,20 +173,31 @@ def named(name: str) -> Accept:
     return accept
 
 
-def feeds(watch_namespace: str, system_namespace: str) -> list[Feed]:
-    """Every feed, for `watch_namespace` ("" = all namespaces) and the Higress system namespace."""
+def secret_feeds(watch_namespace: str, system_namespace: str, secret_namespaces: Sequence[str]) -> list[Feed]:
+    """Where Secrets are read: in each of `secret_namespaces` alone when any are named (so the watcher
+    needs no cluster-wide right to Secrets), else in the watched namespaces and the system namespace."""
+    secrets = secret_filter(system_namespace)
+    if secret_namespaces:
+        return [Feed(SECRET, namespace, accept=secrets) for namespace in sorted(set(secret_namespaces))]
+    watched = watch_namespace or None
+    table = [Feed(SECRET, watched, accept=secrets)]
+    if watched is not None and watched != system_namespace:
+        table.append(Feed(SECRET, system_namespace, accept=secrets))
+    return table
+
+
+def feeds(watch_namespace: str, system_namespace: str, secret_namespaces: Sequence[str] = ()) -> list[Feed]:
+    """Every feed, for `watch_namespace` ("" = all namespaces), the Higress system namespace and the
+    namespaces Secrets are restricted to (none: no restriction)."""
     watched = watch_namespace or None
     system = system_namespace
-    secrets = secret_filter(system)
     table: list[Feed] = [
         Feed(SERVICE, watched),
         Feed(ENDPOINT_SLICE, watched),
         Feed(INGRESS, watched),
         Feed(INGRESS_CLASS),
-        Feed(SECRET, watched, accept=secrets),
+        *secret_feeds(watch_namespace, system_namespace, secret_namespaces),
     ]
-    if watched is not None and watched != system:
-        table.append(Feed(SECRET, system, accept=secrets))
     table += [Feed(CONFIG_MAP, system, f"metadata.name={name}", named(name)) for name in HIGRESS_CONFIG_MAPS]
     table += [
         # Higress honours its CRDs only in the system namespace, and McpBridge only by the name `default`.
