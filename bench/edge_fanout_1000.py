@@ -229,6 +229,8 @@ class EdgeSide:
                 tool("xdsbus-edge"),
                 "--xds-listen",
                 f"127.0.0.1:{self.xds_port}",
+                "--xds-plaintext",
+                "true",
                 "--http-listen",
                 f"127.0.0.1:{self.http_port}",
                 "--nats-url",

@@ -16,6 +16,8 @@ async def test_xdsbus_edge_command(bus, nats_server, tmp_path):
             nats_server.url,
             "--xds-listen",
             f"127.0.0.1:{xds_port}",
+            "--xds-plaintext",
+            "true",
             "--log-format",
             "json",
         ],

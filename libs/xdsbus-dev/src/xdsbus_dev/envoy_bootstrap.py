@@ -2,7 +2,9 @@
 
 Used by `xdsbus up` and by the test harness. The `xds` cluster lists every edge given: an active TCP
 health check marks a dead edge unhealthy within about a second, so Envoy's reconnect goes to a live one.
-Edges serve identical version strings, so that reconnect causes no configuration churn.
+Edges serve identical version strings, so that reconnect causes no configuration churn. With `tls` the
+`xds` cluster speaks mTLS to the edges: it checks the edge's certificate against the CA and the server name,
+and presents the proxy's own certificate (docs/design.md §10).
 """
 
 from __future__ import annotations
@@ -12,10 +14,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+from xdsbus_dev.harness.certs import ClientTls
+
 ApiType = Literal["GRPC", "DELTA_GRPC"]
 
 XDS_CLUSTER = "xds"
 _HTTP_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+_UPSTREAM_TLS = "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"
 
 
 def parse_address(text: str) -> tuple[str, int]:
@@ -37,9 +42,11 @@ def ads_bootstrap(
     admin_address: str = "127.0.0.1",
     health_check_interval: float = 1.0,
     initial_fetch_timeout: float | None = None,
+    tls: ClientTls | None = None,
 ) -> dict[str, Any]:
     """A bootstrap: node (id, cluster, metadata XDSBUS_SCOPE), admin, ADS over the `xds` cluster for CDS and
-    LDS. `api_type` GRPC is State of the World, DELTA_GRPC incremental."""
+    LDS. `api_type` GRPC is State of the World, DELTA_GRPC incremental; `tls`: (m)TLS to the edges, else
+    plaintext (edges allow that on loopback only)."""
     if not edges:
         raise ValueError("at least one edge address is needed")
     if api_type not in ("GRPC", "DELTA_GRPC"):
@@ -105,6 +112,7 @@ def ads_bootstrap(
                             "tcp_health_check": {},
                         }
                     ],
+                    **({"transport_socket": xds_transport_socket(tls)} if tls is not None else {}),
                     "load_assignment": {
                         "cluster_name": XDS_CLUSTER,
                         "endpoints": [
@@ -124,6 +132,33 @@ def ads_bootstrap(
                     },
                 }
             ]
+        },
+    }
+
+
+def xds_transport_socket(tls: ClientTls) -> dict[str, Any]:
+    """The `xds` cluster's TLS transport socket: verify the edge (CA and server name), present the proxy's
+    certificate when it has one."""
+    common: dict[str, Any] = {
+        "alpn_protocols": ["h2"],
+        "validation_context": {
+            "trusted_ca": {"filename": str(tls.ca_file)},
+            "match_typed_subject_alt_names": [{"san_type": "DNS", "matcher": {"exact": tls.server_name}}],
+        },
+    }
+    if tls.cert_file is not None and tls.key_file is not None:
+        common["tls_certificates"] = [
+            {
+                "certificate_chain": {"filename": str(tls.cert_file)},
+                "private_key": {"filename": str(tls.key_file)},
+            }
+        ]
+    return {
+        "name": "envoy.transport_sockets.tls",
+        "typed_config": {
+            "@type": f"type.googleapis.com/{_UPSTREAM_TLS}",
+            "sni": tls.server_name,
+            "common_tls_context": common,
         },
     }
 

@@ -9,6 +9,7 @@ import grpc
 
 from xdsbus.bus import Bus
 from xdsbus.contract.type_urls import TYPE_ORDER
+from xdsbus_edge.access_policy import AccessPolicy
 from xdsbus_edge.cache import SnapshotCache
 from xdsbus_edge.http import DebugApi, HttpServer
 from xdsbus_edge.metrics import EdgeMetrics
@@ -16,6 +17,8 @@ from xdsbus_edge.registry import StreamTable
 from xdsbus_edge.scopes import DEFAULT_SCOPE
 from xdsbus_edge.server import SERVER_OPTIONS, XdsServer
 from xdsbus_edge.snapshot import Snapshot, short_type
+from xdsbus_edge.stream_access import StreamAccess
+from xdsbus_edge.xds_tls import ServerTls, is_loopback
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +39,10 @@ class EdgeConfig:
     scopes: tuple[str, ...] = (DEFAULT_SCOPE,)
     lazy_scopes: bool = True
     lazy_scope_wait: float = 2.0
+    # TLS (mTLS with a client CA) on the xDS port; None: plaintext, refused unless it listens on loopback.
+    xds_tls: ServerTls | None = None
+    # Who may read which scopes and Gateways; None: every proxy the transport accepts (docs/design.md §10).
+    access_policy: AccessPolicy | None = None
 
 
 class Edge:
@@ -54,7 +61,12 @@ class Edge:
             on_rejected=self._rejected,
         )
         self.streams = StreamTable(self.metrics)
-        self.xds = XdsServer(self.cache, self.streams)
+        access = (
+            StreamAccess(config.access_policy, self.metrics.xds_denied.inc)
+            if config.access_policy is not None
+            else None
+        )
+        self.xds = XdsServer(self.cache, self.streams, access)
         self.http = HttpServer(DebugApi(self.cache, self.streams, self.metrics))
         self._grpc: grpc.aio.Server | None = None
         self.xds_port = 0
@@ -64,14 +76,21 @@ class Edge:
         """Listen on both ports, then start following the ledger."""
         self._grpc = grpc.aio.server(options=SERVER_OPTIONS)
         self.xds.add_to(self._grpc)
-        self.xds_port = self._grpc.add_insecure_port(self.config.xds_listen)
+        tls = self.config.xds_tls
+        if tls is not None:
+            self.xds_port = self._grpc.add_secure_port(self.config.xds_listen, tls.credentials())
+        elif is_loopback(split_host_port(self.config.xds_listen)[0]):
+            self.xds_port = self._grpc.add_insecure_port(self.config.xds_listen)
+        else:
+            raise ValueError(f"plaintext xDS is for loopback only, not {self.config.xds_listen}")
         if not self.xds_port:
             raise OSError(f"cannot listen for xDS on {self.config.xds_listen}")
         await self._grpc.start()
         self.http_port = await self.http.start(*split_host_port(self.config.http_listen))
         await self.cache.start()
         log.info(
-            "edge serving xDS on port %d, HTTP on port %d, scopes %s",
+            "edge serving xDS (%s) on port %d, HTTP on port %d, scopes %s",
+            "plaintext" if tls is None else "mTLS" if tls.mutual else "TLS",
             self.xds_port,
             self.http_port,
             ",".join(self.config.scopes),

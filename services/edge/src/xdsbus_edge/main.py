@@ -6,13 +6,16 @@ import argparse
 import asyncio
 import os
 from collections.abc import Sequence
+from pathlib import Path
 
 from xdsbus.bus import BusSettings, connect
 from xdsbus.logs import setup_logging
 from xdsbus.service import run_service
-from xdsbus.service_flags import ServiceParser, add_common_flags
+from xdsbus.service_flags import ServiceParser, add_common_flags, readable_file
+from xdsbus_edge.access_policy import PolicyError, load_policy
 from xdsbus_edge.app import Edge, EdgeConfig, split_host_port
 from xdsbus_edge.scopes import SCOPE_PATTERN
+from xdsbus_edge.xds_tls import ServerTls, is_loopback
 
 
 def _listen(value: str) -> str:
@@ -66,8 +69,83 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         shown_default="true",
         help="follow scopes not listed in --scopes when a proxy asks for them",
     )
+    _add_xds_security_flags(p)
     add_common_flags(p)
-    return p.parse(argv)
+    args = p.parse(argv)
+    _check_xds_security(p, args)
+    return args
+
+
+def _add_xds_security_flags(p: ServiceParser) -> None:
+    """TLS, mTLS and the access policy of the xDS port (docs/design.md §10)."""
+    p.env_flag(
+        "--xds-tls-cert",
+        "XDSBUS_XDS_TLS_CERT",
+        type=readable_file,
+        default=None,
+        shown_default="none",
+        help="PEM certificate (chain) of the xDS port; TLS is required unless --xds-plaintext",
+    )
+    p.env_flag(
+        "--xds-tls-key",
+        "XDSBUS_XDS_TLS_KEY",
+        type=readable_file,
+        default=None,
+        shown_default="none",
+        help="PEM private key of --xds-tls-cert",
+    )
+    p.env_flag(
+        "--xds-client-ca",
+        "XDSBUS_XDS_CLIENT_CA",
+        type=readable_file,
+        default=None,
+        shown_default="none",
+        help="PEM CA bundle of proxies' client certificates: turns on mTLS (client certificate required)",
+    )
+    p.env_flag(
+        "--xds-access-policy",
+        "XDSBUS_XDS_ACCESS_POLICY",
+        type=readable_file,
+        default=None,
+        shown_default="none: every proxy the transport accepts reads every scope",
+        help="YAML/JSON file mapping proxy identities (certificate SAN, bearer token) to scopes and Gateways",
+    )
+    p.env_flag(
+        "--xds-plaintext",
+        "XDSBUS_XDS_PLAINTEXT",
+        type=_switch,
+        choices=("true", "false"),
+        default=False,
+        shown_default="false",
+        help="serve xDS without TLS; allowed only when --xds-listen is a loopback address",
+    )
+
+
+def _check_xds_security(p: ServiceParser, args: argparse.Namespace) -> None:
+    """Turn the security flags into `args.xds_tls` and `args.access_policy`; a usage error (exit 2) names
+    the flag at fault."""
+    args.xds_tls = None
+    if args.xds_plaintext:
+        if args.xds_tls_cert or args.xds_client_ca:
+            p.fail("xds_plaintext", "cannot be combined with --xds-tls-cert or --xds-client-ca")
+        host = split_host_port(args.xds_listen)[0]
+        if not is_loopback(host):
+            p.fail("xds_plaintext", f"plaintext xDS is allowed on loopback only, not on {args.xds_listen}")
+    elif not args.xds_tls_cert or not args.xds_tls_key:
+        missing = "xds_tls_key" if args.xds_tls_cert else "xds_tls_cert"
+        p.fail(
+            missing,
+            "xDS is served over TLS: give --xds-tls-cert and --xds-tls-key (or --xds-plaintext on loopback)",
+        )
+    else:
+        ca = Path(args.xds_client_ca) if args.xds_client_ca else None
+        args.xds_tls = ServerTls(Path(args.xds_tls_cert), Path(args.xds_tls_key), ca)
+    args.access_policy = None
+    if args.xds_access_policy:
+        try:
+            args.access_policy = load_policy(Path(args.xds_access_policy))
+        except PolicyError as exc:
+            p.fail("xds_access_policy", str(exc))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -79,6 +157,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         http_listen=args.http_listen,
         scopes=args.scopes,
         lazy_scopes=args.lazy_scopes,
+        xds_tls=args.xds_tls,
+        access_policy=args.access_policy,
     )
     settings = BusSettings.from_env(args.nats_url)
 

@@ -209,6 +209,13 @@ class EdgeMetrics:
         self.refused: Counter = r.register(  # type: ignore[assignment]
             Counter("xdsbus_edge_streams_refused", "Streams refused, by reason.", ["reason"])
         )
+        self.xds_denied: Counter = r.register(  # type: ignore[assignment]
+            Counter(
+                "xdsbus_edge_xds_denied",
+                "xDS streams refused by the access policy (docs/design.md §10), by reason.",
+                ["reason"],
+            )
+        )
         self.snapshot_version: Gauge = r.register(  # type: ignore[assignment]
             Gauge("xdsbus_edge_snapshot_version", "Ledger version served, per scope.", ["scope"])
         )

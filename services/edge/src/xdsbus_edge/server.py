@@ -18,6 +18,7 @@ from xdsbus_edge.delta import DeltaStream
 from xdsbus_edge.interfaces import SnapshotSource, StreamRegistry
 from xdsbus_edge.sotw import SotwStream
 from xdsbus_edge.stream import XdsStream
+from xdsbus_edge.stream_access import StreamAccess
 
 # service -> method -> (mode, type URL the RPC is fixed to; None for ADS)
 SERVICES: dict[str, dict[str, tuple[str, str | None]]] = {
@@ -65,11 +66,15 @@ def _identity(data: bytes) -> bytes:
 
 
 class XdsServer:
-    """The xDS services of one edge: each RPC runs a stream over the edge's source and registry."""
+    """The xDS services of one edge: each RPC runs a stream over the edge's source and registry, once
+    `access` (None: every stream) admitted it."""
 
-    def __init__(self, source: SnapshotSource, registry: StreamRegistry) -> None:
+    def __init__(
+        self, source: SnapshotSource, registry: StreamRegistry, access: StreamAccess | None = None
+    ) -> None:
         self.source = source
         self.registry = registry
+        self.access = access
 
     def generic_handlers(self) -> list[grpc.GenericRpcHandler]:
         handlers = []
@@ -89,6 +94,8 @@ class XdsServer:
         name = rpc.rsplit("/", 1)[-1]
 
         async def behavior(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> None:
+            if self.access is not None:
+                requests = await self.access.admit(requests, context, name)
             await stream_class(self.source, self.registry, name, type_url, context).run(requests)
 
         return grpc.stream_stream_rpc_method_handler(

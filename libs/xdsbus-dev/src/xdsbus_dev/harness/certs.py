@@ -1,10 +1,15 @@
-"""Test PKI: a CA and leaf certificates for given DNS names, as PEM bytes, made with `cryptography`."""
+"""Test and local PKI: a CA and leaf certificates for given DNS names and URIs (SPIFFE ids), as PEM
+bytes, made with `cryptography`; `XdsPki` writes the files an edge and its Envoy need for mTLS
+(docs/design.md §10)."""
 
 from __future__ import annotations
 
 import datetime
+import os
 import ssl
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -53,8 +58,9 @@ class TestCA:
         )
         self.cert_pem = self._cert.public_bytes(serialization.Encoding.PEM)
 
-    def issue(self, *dns_names: str, client: bool = False) -> KeyPair:
-        """A leaf certificate for `dns_names` (the first is also its common name)."""
+    def issue(self, *dns_names: str, client: bool = False, uris: tuple[str, ...] = ()) -> KeyPair:
+        """A leaf certificate for `dns_names` and `uris` (the first DNS name, else the first URI, is also its
+        common name); `client`: for client authentication rather than for a server."""
         key = ec.generate_private_key(ec.SECP256R1())
         now = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=1)
         usage = (
@@ -62,13 +68,21 @@ class TestCA:
         )
         cert = (
             x509.CertificateBuilder()
-            .subject_name(_name(dns_names[0]))
+            .subject_name(_name((dns_names or uris)[0]))
             .issuer_name(self._cert.subject)
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(now)
             .not_valid_after(now + _VALIDITY)
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in dns_names]), critical=False)
+            .add_extension(
+                x509.SubjectAlternativeName(
+                    [
+                        *(x509.DNSName(n) for n in dns_names),
+                        *(x509.UniformResourceIdentifier(u) for u in uris),
+                    ]
+                ),
+                critical=False,
+            )
             .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
             .sign(self._key, hashes.SHA256())
         )
@@ -88,3 +102,101 @@ def certificate_names(der: bytes) -> list[str]:
             x509.DNSName
         )
     )
+
+
+def write_private(path: Path, data: bytes, mode: int = 0o600) -> Path:
+    """Write `data` to `path` atomically with `mode` from the start: a temporary file created 0600 in the
+    same directory, then renamed over `path`, so no reader ever sees a partial or world-readable key."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return path
+
+
+# The identity of the harness's and `xdsbus up`'s Envoy (a SPIFFE id in its client certificate's SAN).
+ENVOY_IDENTITY = "spiffe://xdsbus.local/gateway"
+# The DNS name of the edge's server certificate (the TLS SNI and the name Envoy checks).
+EDGE_SERVER_NAME = "xdsbus-edge"
+
+
+@dataclass(frozen=True)
+class ClientTls:
+    """A proxy's side of mTLS to the edges: the CA that signs the edge's certificate, its own certificate
+    and key (None: TLS without a client certificate), and the server name to check."""
+
+    ca_file: Path
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    server_name: str = EDGE_SERVER_NAME
+
+
+@dataclass(frozen=True)
+class XdsPki:
+    """The files of an xDS mTLS setup under one directory: the CA, the edge's server certificate and one
+    Envoy client certificate (identity ENVOY_IDENTITY)."""
+
+    directory: Path
+
+    @property
+    def ca_file(self) -> Path:
+        return self.directory / "ca.crt"
+
+    @property
+    def edge_cert(self) -> Path:
+        return self.directory / "edge.crt"
+
+    @property
+    def edge_key(self) -> Path:
+        return self.directory / "edge.key"
+
+    @property
+    def envoy_cert(self) -> Path:
+        return self.directory / "envoy.crt"
+
+    @property
+    def envoy_key(self) -> Path:
+        return self.directory / "envoy.key"
+
+    def client(self) -> ClientTls:
+        return ClientTls(self.ca_file, self.envoy_cert, self.envoy_key)
+
+    def edge_flags(self) -> list[str]:
+        """The edge's flags for mTLS with these files."""
+        return [
+            "--xds-tls-cert",
+            str(self.edge_cert),
+            "--xds-tls-key",
+            str(self.edge_key),
+            "--xds-client-ca",
+            str(self.ca_file),
+        ]
+
+    def exists(self) -> bool:
+        return all(
+            p.exists() for p in (self.ca_file, self.edge_cert, self.edge_key, self.envoy_cert, self.envoy_key)
+        )
+
+    def create(self, ca: TestCA | None = None, *, edge_names: tuple[str, ...] = ()) -> XdsPki:
+        """Issue and write every file (keys 0600, each written atomically); the edge's certificate names
+        EDGE_SERVER_NAME, localhost and `edge_names`."""
+        ca = ca or TestCA("xdsbus local CA")
+        self.directory.mkdir(parents=True, exist_ok=True)
+        edge = ca.issue(EDGE_SERVER_NAME, "localhost", *edge_names)
+        envoy = ca.issue(client=True, uris=(ENVOY_IDENTITY,))
+        write_private(self.ca_file, ca.cert_pem, 0o644)
+        write_private(self.edge_key, edge.key_pem)
+        write_private(self.edge_cert, edge.cert_pem, 0o644)
+        write_private(self.envoy_key, envoy.key_pem)
+        write_private(self.envoy_cert, envoy.cert_pem, 0o644)
+        return self
+
+    def ensure(self) -> XdsPki:
+        """Create the files unless they all exist already (`xdsbus up` keeps its CA across runs)."""
+        return self if self.exists() else self.create()

@@ -17,6 +17,7 @@ from typing import Any
 
 from xdsbus_dev.envoy_bootstrap import ApiType, ads_bootstrap, parse_address, write_bootstrap
 from xdsbus_dev.harness import http
+from xdsbus_dev.harness.certs import ClientTls
 from xdsbus_dev.harness.processes import free_port, tool
 
 _IDS = itertools.count(1)
@@ -56,6 +57,7 @@ class Envoy:
 
     `edges` are `HOST:PORT` strings or (host, port) pairs; `api_type` is GRPC (State of the World) or
     DELTA_GRPC. `gateway_port` is the port the control plane's listener binds, the default for `get()`.
+    `tls`: mTLS to the edges (None: plaintext, which edges allow on loopback with --xds-plaintext).
     """
 
     def __init__(
@@ -72,6 +74,7 @@ class Envoy:
         log_level: str = "warn",
         concurrency: int = 1,
         extra_args: Sequence[str] = (),
+        tls: ClientTls | None = None,
     ) -> None:
         self.instance = next(_IDS)
         self.workdir = workdir
@@ -85,6 +88,7 @@ class Envoy:
         self.log_level = log_level
         self.concurrency = concurrency
         self.extra_args = list(extra_args)
+        self.tls = tls
         self.bootstrap_path = workdir / f"envoy-{self.instance}.yaml"
         self.log_path = workdir / f"envoy-{self.instance}.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -99,6 +103,7 @@ class Envoy:
             node_cluster=self.node_cluster,
             scope=self.scope,
             api_type=self.api_type,
+            tls=self.tls,
         )
 
     def argv(self) -> list[str]:

@@ -32,6 +32,7 @@ from xdsbus.ledger.store import fetch_body
 from xdsbus_dev.echo import EchoIdentity, EchoServer
 from xdsbus_dev.envoy_bootstrap import ApiType
 from xdsbus_dev.harness import http
+from xdsbus_dev.harness.certs import XdsPki
 from xdsbus_dev.harness.envoy import Envoy, terminate_process
 from xdsbus_dev.harness.processes import NatsServer, Service, free_port, tool
 
@@ -150,9 +151,10 @@ def parse_prometheus(text: str) -> list[tuple[str, dict[str, str], float]]:
 
 
 class Edge:
-    """An `xdsbus-edge` subprocess: its xDS address and its HTTP port (ready, metrics, debug)."""
+    """An `xdsbus-edge` subprocess: its xDS address and its HTTP port (ready, metrics, debug). With `pki` it
+    serves xDS over mTLS with those files; without, plaintext on loopback (--xds-plaintext)."""
 
-    def __init__(self, name: str, nats_url: str, log_dir: Path) -> None:
+    def __init__(self, name: str, nats_url: str, log_dir: Path, *, pki: XdsPki | None = None) -> None:
         self.name = name
         self.xds_port = free_port()
         self.http_port = free_port()
@@ -164,6 +166,7 @@ class Edge:
             f"127.0.0.1:{self.http_port}",
             "--nats-url",
             nats_url,
+            *(pki.edge_flags() if pki is not None else ["--xds-plaintext", "true"]),
         ]
         self.service = Service(argv, log_dir / f"{name}.log")
 
@@ -241,6 +244,8 @@ class Stack:
         self.gateway_port = free_port()
         self.https_port = free_port()
         self.nats = NatsServer(workdir / "nats")
+        # The default stack is the secure one: edges and Envoy speak mTLS with the harness's PKI.
+        self.pki = XdsPki(workdir / "pki")
         self.builder: Service | None = None
         self.watch_file: Service | None = None
         self.edges: list[Edge] = []
@@ -260,6 +265,7 @@ class Stack:
             raise StackError("xdsbus-edge is not installed (pip install -e services/edge)")
         for path in (self.config_dir, self.log_dir):
             path.mkdir(parents=True, exist_ok=True)
+        self.pki.create()
         self.nats.start()
         await http.wait_listening(self.nats.port)
         for name in self.backend_names:
@@ -299,7 +305,7 @@ class Stack:
             self.log_dir / "watch-file.log",
         ).start()
         for index in range(self.edge_count):
-            self.edges.append(Edge(f"edge-{index}", self.nats.url, self.log_dir).start())
+            self.edges.append(Edge(f"edge-{index}", self.nats.url, self.log_dir, pki=self.pki).start())
         await self.wait(self._edges_ready, timeout=30, what="every edge /ready")
         if self.with_envoy:
             self.envoy = Envoy(
@@ -307,6 +313,7 @@ class Stack:
                 [edge.address for edge in self.edges],
                 api_type=self.api_type,
                 gateway_port=self.gateway_port,
+                tls=self.pki.client(),
             ).start()
             await self.envoy.wait_ready(timeout=30, listeners=[self.listener] if self.with_ingress else ())
         return self
