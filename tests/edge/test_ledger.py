@@ -63,7 +63,7 @@ async def test_a_version_with_a_missing_body_is_not_served(bus, ledger, make_edg
     v2 = await ledger.commit(withhold=[missing])
 
     async def rejected():
-        status = json.loads((await http_get(edge.http_port, "/debug/scopez"))[1])["default"]
+        status = json.loads((await http_get(edge.debug_port, "/debug/scopez"))[1])["default"]
         return status if status["last_error_version"] == v2 else None
 
     status = await eventually(rejected, what="version 2 rejected")
@@ -74,7 +74,7 @@ async def test_a_version_with_a_missing_body_is_not_served(bus, ledger, make_edg
     metrics = (await http_get(edge.http_port, "/metrics"))[1]
     assert 'xdsbus_edge_versions_not_served{scope="default"} 1' in metrics
     assert 'xdsbus_edge_snapshot_version{scope="default"} ' + str(v1) in metrics
-    configz = json.loads((await http_get(edge.http_port, "/debug/configz"))[1])["default"]
+    configz = json.loads((await http_get(edge.debug_port, "/debug/configz"))[1])["default"]
     assert configz["version"] == str(v1) and missing in configz["status"]["last_error"]
     newcomer = clients("sotw", edge.xds_port, node_id="gw-2")
     await newcomer.request(ENDPOINT, ["a"])
@@ -84,7 +84,7 @@ async def test_a_version_with_a_missing_body_is_not_served(bus, ledger, make_edg
     await store_bodies(bus, [Resource(body.sha256, body.body)])
     r = await proxy.recv(timeout=10)
     assert (r.version_info, names(r)) == (str(v2), ["a", "b"])
-    status = json.loads((await http_get(edge.http_port, "/debug/scopez"))[1])["default"]
+    status = json.loads((await http_get(edge.debug_port, "/debug/scopez"))[1])["default"]
     assert status["serving"] == v2 and status["last_error"] is None
 
 
@@ -238,7 +238,7 @@ async def test_configz_redacts_private_keys(ledger, make_edge):
     v = await base_config(ledger).put(secret("s1", "-----BEGIN PRIVATE KEY-----topsecret")).commit()
     edge = await make_edge()
     await serving(edge, v)
-    status, body = await http_get(edge.http_port, "/debug/configz")
+    status, body = await http_get(edge.debug_port, "/debug/configz")
     assert status == 200
     assert "topsecret" not in body
     config = json.loads(body)["default"]

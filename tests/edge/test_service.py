@@ -8,7 +8,7 @@ from xdsbus_dev.harness.processes import Service, eventually, free_port, tool, w
 
 
 async def test_xdsbus_edge_command(bus, nats_server, tmp_path):
-    xds_port, http_port = free_port(), free_port()
+    xds_port, http_port, debug_port = free_port(), free_port(), free_port()
     edge = Service(
         [
             tool("xdsbus-edge"),
@@ -22,7 +22,10 @@ async def test_xdsbus_edge_command(bus, nats_server, tmp_path):
             "json",
         ],
         tmp_path / "edge.log",
-        env={"XDSBUS_HTTP_LISTEN": f"127.0.0.1:{http_port}"},
+        env={
+            "XDSBUS_HTTP_LISTEN": f"127.0.0.1:{http_port}",
+            "XDSBUS_DEBUG_LISTEN": f"127.0.0.1:{debug_port}",
+        },
     ).start()
     try:
         wait_for_port(http_port)
@@ -48,7 +51,9 @@ async def test_xdsbus_edge_command(bus, nats_server, tmp_path):
         ):
             assert name in metrics, name
         assert f'xdsbus_edge_snapshot_version{{scope="default"}} {v}' in metrics
-        assert (await http_get(http_port, "/debug/syncz")) == (200, "[]\n")
+        assert (await http_get(debug_port, "/debug/syncz")) == (200, "[]\n")
+        assert (await http_get(http_port, "/debug/syncz"))[0] == 404
+        assert (await http_get(http_port, "/live")) == (200, "live\n")
     finally:
         code = edge.terminate()
     assert code == 0, edge.output()

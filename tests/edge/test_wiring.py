@@ -22,7 +22,7 @@ async def start(ledger, make_edge):
 
 
 async def syncz(edge):
-    return json.loads((await http_get(edge.http_port, "/debug/syncz"))[1])
+    return json.loads((await http_get(edge.debug_port, "/debug/syncz"))[1])
 
 
 async def test_sotw_ads_over_grpc_with_syncz_and_metrics(ledger, make_edge, clients):

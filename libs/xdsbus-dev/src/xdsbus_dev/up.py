@@ -28,6 +28,7 @@ ECHO_BACKENDS = (
 DEMO_NAMESPACE = "demo"
 DEMO_HOST = "demo.local"
 EDGES = ((18000, 15014), (18001, 15015))  # (xDS port, HTTP port)
+DEBUG_PORT = 15016  # edge N's /debug pages: 127.0.0.1:(DEBUG_PORT + N)
 ENVOY_ADMIN_PORT = 19000
 
 
@@ -160,6 +161,8 @@ async def _stack(args: argparse.Namespace) -> int:
                     f"127.0.0.1:{xds_port}",
                     "--http-listen",
                     f"127.0.0.1:{http_port}",
+                    "--debug-listen",
+                    f"127.0.0.1:{DEBUG_PORT + index}",
                 )
         bootstrap = write_bootstrap(
             data / "envoy-bootstrap.yaml",
@@ -183,7 +186,11 @@ async def _stack(args: argparse.Namespace) -> int:
             log=envoy_log,
         )
         port = args.gateway_http_port
-        edges_line = ", ".join(f"127.0.0.1:{x} (http {h})" for x, h in EDGES) if edge else "none"
+        edges_line = (
+            ", ".join(f"127.0.0.1:{x} (http {h}, debug {DEBUG_PORT + i})" for i, (x, h) in enumerate(EDGES))
+            if edge
+            else "none"
+        )
         print(
             f"\nxdsbus is up: NATS at {nats_url}, watching {args.config_dir}.\n"
             f"  edges: {edges_line}; Envoy admin http://127.0.0.1:{ENVOY_ADMIN_PORT}, log {envoy_log}\n"

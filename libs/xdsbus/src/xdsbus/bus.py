@@ -34,10 +34,11 @@ from xdsbus.layout import RESOURCES_BUCKET as RESOURCES_BUCKET
 from xdsbus.layout import RETENTION_BUCKET as RETENTION_BUCKET
 from xdsbus.layout import STATUS_BUCKET as STATUS_BUCKET
 from xdsbus.layout import Caps, LayoutSettings
+from xdsbus.nats_options import DEFAULT_NATS_URL as DEFAULT_NATS_URL
+from xdsbus.nats_options import NatsOptions, error_callback
 
 log = logging.getLogger(__name__)
 
-DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
 # Most seconds between looks at a layout that lacks objects.
 LAYOUT_RETRY_CAP = 5.0
 
@@ -48,9 +49,11 @@ class LayoutMissing(LookupError):
 
 @dataclasses.dataclass(frozen=True)
 class BusSettings:
-    """The NATS URL and the layout the services expect (docs/design.md §9)."""
+    """The NATS URL(s), how to authenticate, and the layout the services expect (docs/design.md §9)."""
 
     url: str = DEFAULT_NATS_URL
+    # Credentials and TLS (docs/design.md §10); None: `url` alone, without credentials.
+    nats: NatsOptions | None = None
     replicas: int = 1
     duplicate_window: float = 120.0
     lease_ttl: float = 6.0
@@ -62,10 +65,15 @@ class BusSettings:
         expected = LayoutSettings.from_env()
         return cls(
             url=url or os.environ.get("XDSBUS_NATS_URL", DEFAULT_NATS_URL),
+            nats=NatsOptions.from_env(url),
             replicas=expected.replicas,
             lease_ttl=expected.lease_ttl,
             caps=expected.caps,
         )
+
+    def options(self) -> NatsOptions:
+        """How to connect: the credentials and TLS of the environment, or `url` alone."""
+        return self.nats if self.nats is not None else NatsOptions.from_env(self.url, environ={})
 
     def layout(self) -> LayoutSettings:
         """The layout these settings describe."""
@@ -156,10 +164,17 @@ async def open_bus(nc: Client, settings: BusSettings) -> Bus:
     )
 
 
-async def apply_layout(url: str, settings: LayoutSettings) -> list[layout.Difference]:
+async def apply_layout(url: str | NatsOptions, settings: LayoutSettings) -> list[layout.Difference]:
     """Connect, create and reshape the layout (`layout.apply`), disconnect; returns what cannot be
     changed in place. What `xdsbus layout --apply` does, for the harness that stands in for it."""
-    nc = await nats.connect(url, name="xdsbus-layout", connect_timeout=2, max_reconnect_attempts=5)
+    options = NatsOptions.from_env(url, environ={}) if isinstance(url, str) else url
+    nc = await nats.connect(
+        **options.connect_kwargs(),
+        name="xdsbus-layout",
+        connect_timeout=2,
+        max_reconnect_attempts=5,
+        error_cb=error_callback("xdsbus-layout", options),
+    )
     try:
         return await layout.apply(nc.jetstream(timeout=10), settings)
     finally:
@@ -171,12 +186,14 @@ async def connect(settings: BusSettings, name: str, attempts: int = 0) -> Bus:
     (`check_layout`, waiting for missing objects as long)."""
     backoff = Backoff(base=0.2, cap=5.0)
     attempt = 0
+    options = settings.options()
     while True:
         attempt += 1
         try:
             nc = await nats.connect(
-                settings.url,
+                **options.connect_kwargs(),
                 name=name,
+                error_cb=error_callback(name, options),
                 max_reconnect_attempts=-1,
                 reconnect_time_wait=0.5,
                 connect_timeout=2,
@@ -187,7 +204,7 @@ async def connect(settings: BusSettings, name: str, attempts: int = 0) -> Bus:
             if attempts and attempt >= attempts:
                 raise
             delay = backoff.next_delay()
-            log.warning("cannot reach NATS at %s (%s); retrying in %.1fs", settings.url, exc, delay)
+            log.warning("cannot reach NATS at %s (%s); retrying in %.1fs", options.describe(), exc, delay)
             await asyncio.sleep(delay)
     try:
         await check_layout(nc.jetstream(timeout=10), settings, name=name, attempts=attempts)

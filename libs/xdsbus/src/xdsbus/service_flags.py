@@ -20,6 +20,7 @@ from xdsbus.bus import DEFAULT_NATS_URL
 from xdsbus.layout import Caps, cap_variable
 from xdsbus.lease import pod_identity
 from xdsbus.logs import LOG_FORMATS
+from xdsbus.nats_options import FILE_VARIABLES, USER_VARIABLE, split_servers
 from xdsbus.secretbox import LOCAL_KEY_FILE, SecretBox, SecretKeyError
 
 
@@ -178,12 +179,36 @@ def positive_float(value: str) -> float:
     return number
 
 
+def readable_file(value: str) -> str:
+    """The path of a file this process can read."""
+    if not os.access(value, os.R_OK) or not os.path.isfile(value):
+        raise argparse.ArgumentTypeError(f"no readable file at {value!r}")
+    return value
+
+
+def nats_servers(value: str) -> str:
+    """A comma-separated list of NATS URLs with at least one server."""
+    try:
+        split_servers(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return value
+
+
 def add_common_flags(parser: ServiceParser) -> None:
-    """`--nats-url`, `--log-format` and `--log-level`, with their environment fallbacks, and the stream
-    layout's variables every service reads through `BusSettings.from_env`."""
+    """`--nats-url`, `--log-format` and `--log-level`, with their environment fallbacks, the stream
+    layout's variables every service reads through `BusSettings.from_env`, and the NATS credential and
+    TLS files (`nats_options`; variables only, so that no process list shows them)."""
     parser.env_flag(
-        "--nats-url", "XDSBUS_NATS_URL", default=DEFAULT_NATS_URL, help="NATS server(s), comma-separated"
+        "--nats-url",
+        "XDSBUS_NATS_URL",
+        default=DEFAULT_NATS_URL,
+        type=nats_servers,
+        help="NATS server(s), comma-separated",
     )
+    parser.env_setting(USER_VARIABLE, type=str, help="NATS user, with XDSBUS_NATS_PASSWORD_FILE")
+    for variable, what in FILE_VARIABLES.items():
+        parser.env_setting(variable, type=readable_file, help=what)
     parser.env_flag(
         "--log-format", "XDSBUS_LOG_FORMAT", default="text", choices=LOG_FORMATS, help="text or json"
     )

@@ -14,6 +14,7 @@ from nats.js.errors import KeyNotFoundError, NotFoundError
 
 from xdsbus import status_store
 from xdsbus.bus import Bus
+from xdsbus.contract.type_urls import SECRET
 from xdsbus.events import EVENTS_STREAM, EVENTS_SUBJECT_PREFIX, subject_token
 from xdsbus.fold.folding import BatchResult, fold_stored
 from xdsbus.fold.reading import EventGap, check_next, find_gap
@@ -99,7 +100,9 @@ class _Leader:
         self.translator: Translator
         # The gap last reported (after, first, last), so a waiting builder logs it once.
         self.reported_gap: tuple[int, int, int] | None = None
-        self.publisher = LedgerPublisher(self.bus, self.config.scope, self.config.translator.describe())
+        self.publisher = LedgerPublisher(
+            self.bus, self.config.scope, self.config.translator.describe(), self.secret_box
+        )
         self.checkpoint_seq = 0
         self.checkpoint_time = time.monotonic()
         self.checkpoint_task: asyncio.Task[None] | None = None
@@ -132,6 +135,9 @@ class _Leader:
             self.translator = Translator(self.config.translator, secret_box=self.secret_box)
             self.translator.full_build(self.state)
             self.translator.table.set_committed(restored.committed)
+            await self.publisher.reseal(
+                [res for key, res in self.translator.table.items() if key.type_url == SECRET]
+            )
             # What the restore built lives as long as this term: keep the cyclic collector off it.
             gc.freeze()
             await status_store.publish(self.bus, self.translator.take_status_changes())

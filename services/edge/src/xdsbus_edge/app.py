@@ -9,9 +9,10 @@ import grpc
 
 from xdsbus.bus import Bus
 from xdsbus.contract.type_urls import TYPE_ORDER
+from xdsbus.secretbox import SecretBox
 from xdsbus_edge.access_policy import AccessPolicy
 from xdsbus_edge.cache import SnapshotCache
-from xdsbus_edge.http import DebugApi, HttpServer
+from xdsbus_edge.http import DebugApi, HttpServer, ProbeApi
 from xdsbus_edge.metrics import EdgeMetrics
 from xdsbus_edge.registry import StreamTable
 from xdsbus_edge.scopes import DEFAULT_SCOPE
@@ -35,6 +36,10 @@ def split_host_port(address: str) -> tuple[str, int]:
 class EdgeConfig:
     xds_listen: str = "0.0.0.0:18000"
     http_listen: str = "0.0.0.0:15014"
+    # The /debug pages: loopback unless configured otherwise (docs/design.md §10); port 0 picks one.
+    debug_listen: str = "127.0.0.1:0"
+    # Opens the sealed Secret bodies of the ledger (docs/design.md §5); None serves no sealed Secret.
+    keyring: SecretBox | None = None
     # Scopes followed from the start (and required by /ready); others are followed when a proxy asks.
     scopes: tuple[str, ...] = (DEFAULT_SCOPE,)
     lazy_scopes: bool = True
@@ -59,6 +64,8 @@ class Edge:
             lazy_wait=config.lazy_scope_wait,
             on_switch=self._switched,
             on_rejected=self._rejected,
+            keyring=config.keyring,
+            on_sealed=lambda scope, _version: self.metrics.versions_sealed.inc(scope),
         )
         self.streams = StreamTable(self.metrics)
         access = (
@@ -67,10 +74,12 @@ class Edge:
             else None
         )
         self.xds = XdsServer(self.cache, self.streams, access)
-        self.http = HttpServer(DebugApi(self.cache, self.streams, self.metrics))
+        self.http = HttpServer(ProbeApi(self.cache, self.metrics))
+        self.debug_http = HttpServer(DebugApi(self.cache, self.streams))
         self._grpc: grpc.aio.Server | None = None
         self.xds_port = 0
         self.http_port = 0
+        self.debug_port = 0
 
     async def start(self) -> None:
         """Listen on both ports, then start following the ledger."""
@@ -87,12 +96,15 @@ class Edge:
             raise OSError(f"cannot listen for xDS on {self.config.xds_listen}")
         await self._grpc.start()
         self.http_port = await self.http.start(*split_host_port(self.config.http_listen))
+        self.debug_port = await self.debug_http.start(*split_host_port(self.config.debug_listen))
         await self.cache.start()
         log.info(
-            "edge serving xDS (%s) on port %d, HTTP on port %d, scopes %s",
+            "edge serving xDS (%s) on port %d, HTTP on port %d, debug pages on %s port %d, scopes %s",
             "plaintext" if tls is None else "mTLS" if tls.mutual else "TLS",
             self.xds_port,
             self.http_port,
+            split_host_port(self.config.debug_listen)[0],
+            self.debug_port,
             ",".join(self.config.scopes),
         )
 
@@ -102,6 +114,7 @@ class Edge:
         if self._grpc is not None:
             await self._grpc.stop(grace)
         await self.http.stop()
+        await self.debug_http.stop()
         await self.cache.stop()
 
     def _switched(self, snap: Snapshot) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 
 from xdsbus.bus import Bus
 from xdsbus.contract.resources import ResourceKey
+from xdsbus.secretbox import SecretBox
 from xdsbus_edge.ledger_follower import LedgerFollower
 from xdsbus_edge.scopes import DEFAULT_SCOPE
 from xdsbus_edge.snapshot import CachedResource, Snapshot
@@ -37,6 +38,8 @@ class SnapshotCache:
         lazy_wait: float = 2.0,
         on_switch: Callable[[Snapshot], None] | None = None,
         on_rejected: Callable[[str, int, str], None] | None = None,
+        keyring: SecretBox | None = None,
+        on_sealed: Callable[[str, int], None] | None = None,
     ) -> None:
         self.bus = bus
         self.preload = tuple(dict.fromkeys(scopes))
@@ -45,6 +48,9 @@ class SnapshotCache:
         self.lazy_wait = lazy_wait
         self.on_switch = on_switch
         self.on_rejected = on_rejected
+        # Opens sealed Secret bodies (docs/design.md §5); on_sealed hears of each version it could not.
+        self.keyring = keyring
+        self.on_sealed = on_sealed
         self._current: dict[str, Snapshot] = {}
         self._followers: dict[str, LedgerFollower] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -87,6 +93,8 @@ class SnapshotCache:
             self.set_snapshot,
             lookup=self._held_elsewhere,
             on_rejected=self.on_rejected,
+            keyring=self.keyring,
+            on_sealed=self.on_sealed,
         )
         self._followers[scope] = follower
         self._tasks[scope] = asyncio.create_task(self._follow(follower), name=f"follow-{scope}")

@@ -1,4 +1,6 @@
-"""The edge's HTTP port: /metrics, /debug/syncz, /debug/configz, /ready.
+"""The edge's two HTTP ports: probes (/metrics, /ready, /live) on --http-listen, for Prometheus and the
+kubelet; debug pages (/debug/syncz, /debug/configz, /debug/scopez) on --debug-listen, loopback unless
+configured otherwise (docs/design.md §9, §10). No page shows a private key.
 
 A deliberately tiny HTTP/1.1 server on asyncio streams: GET and HEAD only, one request per connection
 (`Connection: close`). It serves operators and Prometheus, not traffic.
@@ -41,21 +43,13 @@ def _json(status: int, value: Any) -> Response:
     )
 
 
-class DebugApi:
-    """Routes of the HTTP port, over the edge's cache, streams and metrics."""
+Route = Callable[[dict[str, list[str]]], Response]
 
-    def __init__(self, cache: SnapshotCache, streams: StreamTable, metrics: EdgeMetrics) -> None:
-        self.cache = cache
-        self.streams = streams
-        self.metrics = metrics
-        self.routes: dict[str, Callable[[dict[str, list[str]]], Response]] = {
-            "/metrics": self.metrics_page,
-            "/ready": self.ready,
-            "/debug/syncz": self.syncz,
-            "/debug/configz": self.configz,
-            "/debug/scopez": self.scopez,
-            "/": self.index,
-        }
+
+class _Routes:
+    """A path -> page table, with an index of its paths at `/`."""
+
+    routes: dict[str, Route]
 
     def handle(self, path: str) -> Response:
         parts = urlsplit(path)
@@ -66,6 +60,23 @@ class DebugApi:
 
     def index(self, _query: dict[str, list[str]]) -> Response:
         return 200, "text/plain; charset=utf-8", ("\n".join(sorted(self.routes)) + "\n").encode()
+
+
+class ProbeApi(_Routes):
+    """The pages of --http-listen: metrics and the probes, nothing about what is served."""
+
+    def __init__(self, cache: SnapshotCache, metrics: EdgeMetrics) -> None:
+        self.cache = cache
+        self.metrics = metrics
+        self.routes = {
+            "/metrics": self.metrics_page,
+            "/ready": self.ready,
+            "/live": self.live,
+            "/": self.index,
+        }
+
+    def live(self, _query: dict[str, list[str]]) -> Response:
+        return 200, "text/plain; charset=utf-8", b"live\n"
 
     def metrics_page(self, _query: dict[str, list[str]]) -> Response:
         return 200, "text/plain; version=0.0.4; charset=utf-8", self.metrics.render().encode()
@@ -79,6 +90,20 @@ class DebugApi:
             "text/plain; charset=utf-8",
             f"not ready: no snapshot yet for {', '.join(missing)}\n".encode(),
         )
+
+
+class DebugApi(_Routes):
+    """The pages of --debug-listen, over the edge's cache and streams."""
+
+    def __init__(self, cache: SnapshotCache, streams: StreamTable) -> None:
+        self.cache = cache
+        self.streams = streams
+        self.routes = {
+            "/debug/syncz": self.syncz,
+            "/debug/configz": self.configz,
+            "/debug/scopez": self.scopez,
+            "/": self.index,
+        }
 
     def syncz(self, query: dict[str, list[str]]) -> Response:
         entries = self.streams.syncz()
@@ -117,9 +142,9 @@ class DebugApi:
 
 
 class HttpServer:
-    """asyncio HTTP/1.1 server for a DebugApi."""
+    """asyncio HTTP/1.1 server for a ProbeApi or a DebugApi."""
 
-    def __init__(self, api: DebugApi) -> None:
+    def __init__(self, api: _Routes) -> None:
         self.api = api
         self._server: asyncio.Server | None = None
 

@@ -5,7 +5,9 @@ Then an ordered consumer on `xdsbus.ledger.<scope>` from the record after the he
 the follower applies its changes to the ledger state (key -> sha256), checks the state against the
 record's digest, fetches the bodies it lacks (content-addressed: a body already held by the served
 snapshot or by another scope is reused), and only when every body is there and verified switches to a
-new immutable Snapshot. A version that cannot be completed is never served: the previous snapshot
+new immutable Snapshot. Secret bodies are stored sealed and opened with the edge's keyring
+(docs/design.md §5); one this edge cannot open makes its version incomplete like a missing body. A
+version that cannot be completed is never served: the previous snapshot
 stays, the reason is kept in `status()` and logged, and fetching is retried until a later version
 completes.
 """
@@ -27,8 +29,9 @@ from xdsbus.bus import LEDGER_STREAM, Bus, ledger_subject
 from xdsbus.contract import digest as digests
 from xdsbus.contract.resources import ResourceKey
 from xdsbus.ledger import reader
-from xdsbus.ledger.store import BodyCorrupt, BodyMissing, fetch_body
+from xdsbus.ledger.store import BodyCorrupt, BodyMissing, BodySealed, fetch_body
 from xdsbus.proto.ledger.v1 import ledger_pb2
+from xdsbus.secretbox import SecretBox
 from xdsbus_edge.snapshot import CachedResource, Snapshot, next_snapshot
 
 log = logging.getLogger(__name__)
@@ -39,6 +42,10 @@ FETCH_CONCURRENCY = 128
 
 class VersionIncomplete(Exception):
     """A ledger version whose resources cannot all be fetched and verified."""
+
+
+class VersionSealed(VersionIncomplete):
+    """A ledger version with a sealed body the keyring cannot open (no key, or not the sealing key)."""
 
 
 # Finds a resource another scope already holds: (key, sha256) -> resource or None.
@@ -91,6 +98,8 @@ class LedgerFollower:
         *,
         lookup: Lookup | None = None,
         on_rejected: Callable[[str, int, str], None] | None = None,
+        keyring: SecretBox | None = None,
+        on_sealed: Callable[[str, int], None] | None = None,
         retry_base: float = 0.2,
         retry_cap: float = 5.0,
     ) -> None:
@@ -99,6 +108,9 @@ class LedgerFollower:
         self.on_snapshot = on_snapshot
         self.on_rejected = on_rejected
         self.lookup = lookup
+        self.keyring = keyring
+        # Told (scope, version) of each version not served for a body it could not open.
+        self.on_sealed = on_sealed
         self.snapshot: Snapshot | None = None
         self._state = _LedgerState()
         self._record: ledger_pb2.Version | None = None
@@ -298,16 +310,20 @@ class LedgerFollower:
             reader.VersionNotFound,
             digests.UnknownDigestAlgorithm,
         ) as exc:
-            self._reject(record.version, str(exc) or type(exc).__name__)
+            self._reject(
+                record.version, str(exc) or type(exc).__name__, sealed=isinstance(exc, VersionSealed)
+            )
             return
         except (nats.errors.Error, TimeoutError) as exc:
             self._reject(record.version, f"ledger unreadable: {exc or type(exc).__name__}")
             return
         self._switch(record, resolved)
 
-    def _reject(self, version: int, reason: str) -> None:
+    def _reject(self, version: int, reason: str, *, sealed: bool = False) -> None:
         if self.last_error_version != version:
             self.rejected_versions += 1
+            if sealed and self.on_sealed:
+                self.on_sealed(self.scope, version)
             log.warning(
                 "scope %s: version %d not served: %s; still serving %s",
                 self.scope,
@@ -341,13 +357,17 @@ class LedgerFollower:
                 missing.append((key, sha))
         if missing:
             failures: list[str] = []
+            sealed: list[str] = []
             todo = iter(missing)
 
             async def worker() -> None:
                 # A few workers draining one iterator: no task per body, however many are missing.
                 for key, sha in todo:
                     try:
-                        body = await fetch_body(self.bus, sha)
+                        body = await fetch_body(self.bus, sha, self.keyring)
+                    except BodySealed as exc:
+                        sealed.append(f"{key.type_url.rsplit('.', 1)[-1]} {key.name!r}: {exc}")
+                        continue
                     except (BodyMissing, BodyCorrupt) as exc:
                         failures.append(f"{key.type_url.rsplit('.', 1)[-1]} {key.name!r}: {exc}")
                         continue
@@ -356,6 +376,12 @@ class LedgerFollower:
                     resolved[key] = res
 
             await asyncio.gather(*(worker() for _ in range(min(FETCH_CONCURRENCY, len(missing)))))
+            if sealed:
+                more = f" (and {len(sealed) - 1} more)" if len(sealed) > 1 else ""
+                raise VersionSealed(
+                    f"cannot open {sorted(sealed)[0]}{more}; give this edge the keyring the builder seals"
+                    " with (XDSBUS_SECRET_KEY or XDSBUS_SECRET_KEY_FILE)"
+                )
             if failures:
                 more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
                 raise VersionIncomplete(sorted(failures)[0] + more)

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
 from xdsbus.bus import BusSettings, connect
 from xdsbus.logs import setup_logging
+from xdsbus.secretbox import LOCAL_KEY_FILE, SecretBox, SecretKeyError
 from xdsbus.service import run_service
 from xdsbus.service_flags import ServiceParser, add_common_flags, readable_file
 from xdsbus_edge.access_policy import PolicyError, load_policy
 from xdsbus_edge.app import Edge, EdgeConfig, split_host_port
 from xdsbus_edge.scopes import SCOPE_PATTERN
 from xdsbus_edge.xds_tls import ServerTls, is_loopback
+
+log = logging.getLogger("xdsbus_edge.main")
 
 
 def _listen(value: str) -> str:
@@ -50,7 +54,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "XDSBUS_HTTP_LISTEN",
         type=_listen,
         default="0.0.0.0:15014",
-        help="address of /metrics, /debug/syncz, /debug/configz, /ready",
+        help="address of /metrics, /ready and /live",
+    )
+    p.env_flag(
+        "--debug-listen",
+        "XDSBUS_DEBUG_LISTEN",
+        type=_listen,
+        default="127.0.0.1:15016",
+        help="address of the /debug pages (what each proxy is sent): keep it on loopback",
     )
     p.env_flag(
         "--scopes",
@@ -148,6 +159,17 @@ def _check_xds_security(p: ServiceParser, args: argparse.Namespace) -> None:
             p.fail("xds_access_policy", str(exc))
 
 
+def _keyring() -> SecretBox | None:
+    """The keyring that opens the ledger's sealed Secret bodies, found like the builder's."""
+    try:
+        box = SecretBox.from_env(default_key_file=LOCAL_KEY_FILE)
+    except SecretKeyError as exc:
+        log.warning("no secret key (%s): versions holding a sealed Secret are not served", exc)
+        return None
+    log.info("keyring: %s", box.describe())
+    return box
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the xdsbus-edge command."""
     args = parse_args(argv)
@@ -155,6 +177,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = EdgeConfig(
         xds_listen=args.xds_listen,
         http_listen=args.http_listen,
+        debug_listen=args.debug_listen,
+        keyring=_keyring(),
         scopes=args.scopes,
         lazy_scopes=args.lazy_scopes,
         xds_tls=args.xds_tls,

@@ -236,6 +236,13 @@ class EdgeMetrics:
                 ["scope"],
             )
         )
+        self.versions_sealed: Counter = r.register(  # type: ignore[assignment]
+            Counter(
+                "xdsbus_edge_versions_not_opened",
+                "Ledger versions not served because the keyring cannot open a sealed Secret body.",
+                ["scope"],
+            )
+        )
 
         # Zero samples for the label values every edge has, so dashboards see the series from the start.
         for short in ("cds", "eds", "lds", "rds", "sds"):

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from xdsbus.bus import BusSettings, connect_unless_stopped
 from xdsbus.logs import setup_logging
+from xdsbus.nats_options import redact_url
 from xdsbus.secretbox import SecretBox
 from xdsbus.service import run_service
 from xdsbus.service_flags import (
@@ -133,7 +134,7 @@ async def serve(settings: Settings, secret_box: SecretBox, stop: asyncio.Event) 
             settings.directory,
             watcher.source,
             extra={
-                "nats_url": settings.nats_url,
+                "nats_url": redact_url(settings.nats_url),
                 "poll_interval": settings.poll_interval,
                 "instance_id": settings.instance_id,
             },

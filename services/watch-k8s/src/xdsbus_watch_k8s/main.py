@@ -15,6 +15,7 @@ from kubernetes_asyncio import client
 
 from xdsbus.bus import BusSettings, connect_unless_stopped
 from xdsbus.logs import setup_logging
+from xdsbus.nats_options import redact_url
 from xdsbus.secretbox import SecretBox
 from xdsbus.service import run_service
 from xdsbus.service_flags import (
@@ -219,7 +220,7 @@ async def serve(
             configuration.host,
             watcher.source,
             extra={
-                "nats_url": settings.nats_url,
+                "nats_url": redact_url(settings.nats_url),
                 "watch_namespace": settings.watch_namespace or "*",
                 "system_namespace": settings.system_namespace,
                 "secret_namespaces": ",".join(settings.secret_namespaces) or "*",

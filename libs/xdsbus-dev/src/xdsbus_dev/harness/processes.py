@@ -11,12 +11,17 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 from xdsbus.bus import apply_layout
 from xdsbus.layout import LayoutSettings
+from xdsbus.nats_options import PASSWORD_FILE_VARIABLE, USER_VARIABLE, NatsOptions
+from xdsbus_dev.nats_users import Role, new_password, render_authorization
+
+# With users, the test itself connects as this one, allowed everything: it stands in for every role.
+HARNESS_USER = Role(user="harness", publish=(">",), subscribe=(">",), what="the test itself")
 
 T = TypeVar("T")
 
@@ -89,31 +94,95 @@ class NatsServer:
 
     Its first start applies the layout (`layout`, what `xdsbus layout --apply` does in a deployment), so
     services and tests connect to a server that has every stream, bucket and store; None leaves the
-    server empty."""
+    server empty.
 
-    def __init__(self, store_dir: Path, layout: LayoutSettings | None = DEFAULT_LAYOUT) -> None:
+    With `users` (nats_users roles) the server admits only them and `HARNESS_USER`, each with a random
+    password in a file of its own; `client_env(role)` is what a service needs to connect as that role,
+    and `options()` connects the test as the harness user. The server's log is kept (`log_path`), so
+    a test can find the permission violations it expects."""
+
+    def __init__(
+        self,
+        store_dir: Path,
+        layout: LayoutSettings | None = DEFAULT_LAYOUT,
+        users: Sequence[Role] | None = None,
+    ) -> None:
         self.store_dir = store_dir
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.layout = layout
         self.layout_applied = False
+        self.users = [*users, HARNESS_USER] if users is not None else None
+        self.auth_dir = store_dir.parent / f"{store_dir.name}-auth"
+        self.log_path = store_dir.parent / f"{store_dir.name}-server.log"
+        self._passwords: dict[str, str] = {}
 
     @property
     def url(self) -> str:
         return f"nats://127.0.0.1:{self.port}"
 
+    def password_file(self, user: str) -> Path:
+        """The file holding `user`'s password (mode 0600)."""
+        return self.auth_dir / f"{user}.password"
+
+    def client_env(self, user: str) -> dict[str, str]:
+        """XDSBUS_NATS_USER and XDSBUS_NATS_PASSWORD_FILE of `user`; nothing without users."""
+        if self.users is None:
+            return {}
+        return {USER_VARIABLE: user, PASSWORD_FILE_VARIABLE: str(self.password_file(user))}
+
+    def options(self, user: str = HARNESS_USER.user) -> NatsOptions:
+        """How a test connects: as `user` when the server has users, else without credentials."""
+        env = self.client_env(user)
+        return NatsOptions.from_env(self.url, environ=env)
+
+    def write_auth(self) -> list[str]:
+        """Passwords and the config file of the users (once); the arguments that load it."""
+        if self.users is None:
+            return []
+        self.auth_dir.mkdir(parents=True, exist_ok=True)
+        for role in self.users:
+            if role.user not in self._passwords:
+                self._passwords[role.user] = new_password()
+                path = self.password_file(role.user)
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(fd, "w") as out:
+                    out.write(self._passwords[role.user])
+        config = self.auth_dir / "nats.conf"
+        config.write_text(render_authorization(self.users))
+        return ["-c", str(config)]
+
+    def _server_env(self) -> dict[str, str]:
+        if self.users is None:
+            return dict(os.environ)
+        return {**os.environ, **{r.password_variable: self._passwords[r.user] for r in self.users}}
+
     def start(self) -> None:
         """Start (or restart on the same port and store)."""
         self.store_dir.mkdir(parents=True, exist_ok=True)
-        self.proc = subprocess.Popen(
-            [tool("nats-server"), "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.store_dir)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        config = self.write_auth()
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [
+                    tool("nats-server"),
+                    *config,
+                    "-a",
+                    "127.0.0.1",
+                    "-p",
+                    str(self.port),
+                    "-js",
+                    "-sd",
+                    str(self.store_dir),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self._server_env(),
+            )
         wait_for_port(self.port)
         if self.layout is not None and not self.layout_applied:
             layout = self.layout
-            refused = run_apart(lambda: apply_layout(self.url, layout))
+            options = self.options("layout" if self.users is not None else HARNESS_USER.user)
+            refused = run_apart(lambda: apply_layout(options, layout))
             assert not refused, [d.describe() for d in refused]
             self.layout_applied = True
 
@@ -125,6 +194,10 @@ class NatsServer:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+    def output(self) -> str:
+        """What the server logged (permission violations among it)."""
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
 class Service:

@@ -151,19 +151,22 @@ def parse_prometheus(text: str) -> list[tuple[str, dict[str, str], float]]:
 
 
 class Edge:
-    """An `xdsbus-edge` subprocess: its xDS address and its HTTP port (ready, metrics, debug). With `pki` it
-    serves xDS over mTLS with those files; without, plaintext on loopback (--xds-plaintext)."""
+    """An `xdsbus-edge` subprocess: its xDS address, its HTTP port (ready, metrics) and its debug port. With
+    `pki` it serves xDS over mTLS with those files; without, plaintext on loopback (--xds-plaintext)."""
 
     def __init__(self, name: str, nats_url: str, log_dir: Path, *, pki: XdsPki | None = None) -> None:
         self.name = name
         self.xds_port = free_port()
         self.http_port = free_port()
+        self.debug_port = free_port()
         argv = [
             tool("xdsbus-edge"),
             "--xds-listen",
             f"127.0.0.1:{self.xds_port}",
             "--http-listen",
             f"127.0.0.1:{self.http_port}",
+            "--debug-listen",
+            f"127.0.0.1:{self.debug_port}",
             "--nats-url",
             nats_url,
             *(pki.edge_flags() if pki is not None else ["--xds-plaintext", "true"]),
@@ -202,8 +205,12 @@ class Edge:
             if sample == name and all(have.get(k) == v for k, v in labels.items())
         )
 
+    async def debug(self, target: str) -> http.Response:
+        """A /debug page, from the debug port."""
+        return await http.get("127.0.0.1", self.debug_port, target, timeout=10)
+
     async def syncz(self) -> Any:
-        return (await self.get("/debug/syncz")).json()
+        return (await self.debug("/debug/syncz")).json()
 
     def kill9(self) -> None:
         self.service.kill9()

@@ -19,6 +19,7 @@ from nats.errors import NoServersError
 
 from xdsbus import layout
 from xdsbus.layout import LayoutSettings
+from xdsbus.nats_options import NatsOptions, NatsOptionsError, error_callback, redact_url
 
 HELP = "show the NATS layout and how the server differs; --apply creates and reshapes it"
 
@@ -39,14 +40,24 @@ def run(args: argparse.Namespace) -> int:
     if args.replicas:
         settings = dataclasses.replace(settings, replicas=args.replicas)
     try:
-        return asyncio.run(_run(args.nats_url, settings, args.apply))
+        return asyncio.run(_run(NatsOptions.from_env(args.nats_url), settings, args.apply))
+    except NatsOptionsError as exc:
+        print(f"xdsbus layout: {exc}", file=sys.stderr)
+        return 2
     except (OSError, NoServersError, TimeoutError, NatsError) as exc:
-        print(f"xdsbus layout: cannot reach or change NATS at {args.nats_url}: {exc}", file=sys.stderr)
+        where = redact_url(args.nats_url)
+        print(f"xdsbus layout: cannot reach or change NATS at {where}: {exc}", file=sys.stderr)
         return 2
 
 
-async def _run(url: str, settings: LayoutSettings, apply: bool) -> int:
-    nc = await nats.connect(url, name="xdsbus-layout", connect_timeout=2, max_reconnect_attempts=3)
+async def _run(options: NatsOptions, settings: LayoutSettings, apply: bool) -> int:
+    nc = await nats.connect(
+        **options.connect_kwargs(),
+        name="xdsbus-layout",
+        connect_timeout=2,
+        max_reconnect_attempts=3,
+        error_cb=error_callback("xdsbus-layout", options),
+    )
     try:
         js = nc.jetstream(timeout=10)
         print("layout:")

@@ -1,4 +1,9 @@
-"""`xdsbus ledger log|show|diff` and `xdsbus dump`."""
+"""`xdsbus ledger log|show|diff` and `xdsbus dump`.
+
+Secret bodies are sealed in the body store (docs/design.md §5): `dump` opens them with the keyring when
+it has one and redacts private keys unless `--reveal-secrets` (which needs the keyring); without the key a
+Secret shows as sealed, naming the key it needs. `ledger show --resources` lists names and sha256 only,
+never a body, and says for each Secret which key sealed it."""
 
 from __future__ import annotations
 
@@ -9,11 +14,13 @@ from typing import Any
 from google.protobuf import json_format
 
 from xdsbus.bus import Bus
+from xdsbus.cli.keys import keyring_or_none, reveal_keyring
 from xdsbus.cli.output import emit
 from xdsbus.contract import digest
+from xdsbus.contract.type_urls import SECRET
 from xdsbus.ledger import reader
-from xdsbus.ledger.dump import write_dump
-from xdsbus.ledger.store import fetch_body
+from xdsbus.ledger.dump import sealed_json, write_dump
+from xdsbus.ledger.store import BodySealed, fetch_stored, open_body, sealed_kid
 from xdsbus.proto.ledger.v1 import ledger_pb2
 
 
@@ -92,6 +99,10 @@ async def show(bus: Bus, args: argparse.Namespace) -> int:
         data["resource_list"] = [
             {"type_url": k.type_url, "name": k.name, "sha256": sha} for k, sha in sorted(resources.items())
         ]
+        for row in data["resource_list"]:
+            if row["type_url"] == SECRET:
+                # The stored body's key id, or null when stored plain (by a version before sealing).
+                row["sealed_kid"] = sealed_kid(await fetch_stored(bus, row["sha256"]))
         data["digest_verified"] = reader.digest_matches(entry.record, resources)
 
     def text(d: dict[str, Any]) -> str:
@@ -116,7 +127,12 @@ async def show(bus: Bus, args: argparse.Namespace) -> int:
         if "digest_verified" in d:
             lines.append(f"digest_verified: {d['digest_verified']}")
         for ref in d.get("resource_list", []):
-            lines.append(f"    {ref['type_url'].rsplit('.', 1)[-1]} {ref['name']} {ref['sha256'][:12]}")
+            sealed = ""
+            if "sealed_kid" in ref:
+                sealed = f" sealed with {ref['sealed_kid']}" if ref["sealed_kid"] else " stored plain"
+            lines.append(
+                f"    {ref['type_url'].rsplit('.', 1)[-1]} {ref['name']} {ref['sha256'][:12]}{sealed}"
+            )
         return "\n".join(lines) + "\n"
 
     emit(args, data, text)
@@ -155,9 +171,16 @@ async def dump(bus: Bus, args: argparse.Namespace) -> int:
         if head is None:
             raise LookupError(f"the ledger of scope {args.scope!r} is empty")
         version = head.record.version
+    box = reveal_keyring() if args.reveal_secrets else keyring_or_none()
     resources = await reader.resource_set(bus, args.scope, version)
-    bodies = [(key.type_url, await fetch_body(bus, sha)) for key, sha in sorted(resources.items())]
-    paths = write_dump(args.directory, bodies)
+    bodies: list[tuple[str, bytes | dict[str, object]]] = []
+    for key, sha in sorted(resources.items()):
+        stored = await fetch_stored(bus, sha)
+        try:
+            bodies.append((key.type_url, open_body(stored, sha, box)))
+        except BodySealed:
+            bodies.append((key.type_url, sealed_json(key.type_url, key.name, sealed_kid(stored))))
+    paths = write_dump(args.directory, bodies, reveal=args.reveal_secrets)
     emit(
         args,
         {"version": version, "files": [str(p) for p in paths]},

@@ -81,11 +81,21 @@ def build_parser(extra: dict[str, Command] | None = None) -> argparse.ArgumentPa
     replay.add_argument(
         "--dump", type=Path, help="write the version as Envoy config JSON into this directory"
     )
+    replay.add_argument(
+        "--reveal-secrets",
+        action="store_true",
+        help="show private keys in clear (needs the keyring: XDSBUS_SECRET_KEY or XDSBUS_SECRET_KEY_FILE)",
+    )
     replay.set_defaults(run=replay_cmd.replay)
 
     dump = sub.add_parser("dump", parents=[common], help="write a ledger version as Envoy config JSON")
     dump.add_argument("directory", type=Path)
     dump.add_argument("--version", type=int, default=0, help="default: the head")
+    dump.add_argument(
+        "--reveal-secrets",
+        action="store_true",
+        help="show private keys in clear (needs the keyring: XDSBUS_SECRET_KEY or XDSBUS_SECRET_KEY_FILE)",
+    )
     dump.set_defaults(run=ledger_cmds.dump)
 
     status = sub.add_parser("status", parents=[common], help="what the builder decided about each object")

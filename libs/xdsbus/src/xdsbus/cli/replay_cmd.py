@@ -9,6 +9,7 @@ from typing import Any
 from nats.js import api
 
 from xdsbus.bus import Bus
+from xdsbus.cli.keys import keyring_or_none, reveal_keyring
 from xdsbus.cli.output import emit
 from xdsbus.contract import digest as digests
 from xdsbus.events import EVENTS_STREAM, EVENTS_SUBJECT_PREFIX
@@ -16,7 +17,6 @@ from xdsbus.fold.reading import last_event_seq
 from xdsbus.ledger import reader
 from xdsbus.ledger.dump import write_dump
 from xdsbus.replay import replay_to
-from xdsbus.secretbox import LOCAL_KEY_FILE, SecretBox, SecretKeyError
 from xdsbus.translate.settings import TranslatorSettings
 
 
@@ -54,13 +54,9 @@ async def replay(bus: Bus, args: argparse.Namespace) -> int:
     seq = args.seq if args.seq is not None else await seq_at(bus, args.at)
     head = await reader.head(bus, args.scope)
     settings = TranslatorSettings.parse(head.record.translator_version) if head else TranslatorSettings()
-    try:
-        # The local stack's key file, as the builder reads it, when there is one; never a fresh key,
-        # which could open nothing the builder sealed with.
-        local = LOCAL_KEY_FILE if LOCAL_KEY_FILE.exists() else None
-        secret_box: SecretBox | None = SecretBox.from_env(default_key_file=local)
-    except SecretKeyError:
-        secret_box = None
+    secret_box = keyring_or_none()
+    if args.reveal_secrets and secret_box is None:
+        reveal_keyring()  # raises: revealing needs the key
     result, translator = await replay_to(
         bus, args.scope, seq, settings, secret_box, await _digest_algorithm_at(bus, args.scope, seq)
     )
@@ -75,7 +71,11 @@ async def replay(bus: Bus, args: argparse.Namespace) -> int:
         "translator_version": settings.describe(),
     }
     if args.dump:
-        paths = write_dump(args.dump, ((key.type_url, res.body) for key, res in translator.table.items()))
+        paths = write_dump(
+            args.dump,
+            ((key.type_url, res.body) for key, res in translator.table.items()),
+            reveal=args.reveal_secrets,
+        )
         data["files"] = [str(p) for p in paths]
 
     def text(d: dict[str, Any]) -> str:

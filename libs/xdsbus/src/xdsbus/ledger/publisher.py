@@ -13,10 +13,11 @@ from nats.js.errors import APIError
 
 from xdsbus.bus import LEDGER_STREAM, Bus, ledger_subject
 from xdsbus.contract import digest as digests
-from xdsbus.contract.resources import Changes
+from xdsbus.contract.resources import Changes, Resource
 from xdsbus.ledger.records import INLINE_CHANGES_LIMIT, changes_message, changes_object_name
-from xdsbus.ledger.store import store_bodies
+from xdsbus.ledger.store import reseal_bodies, store_bodies
 from xdsbus.proto.ledger.v1 import ledger_pb2
+from xdsbus.secretbox import SecretBox
 
 log = logging.getLogger(__name__)
 
@@ -29,10 +30,14 @@ class LostLedger(RuntimeError):
 
 
 class LedgerPublisher:
-    """Appends versions to one scope's ledger subject, expecting to be its only writer."""
+    """Appends versions to one scope's ledger subject, expecting to be its only writer. With a keyring,
+    Secret bodies are stored sealed (docs/design.md §5, §10)."""
 
-    def __init__(self, bus: Bus, scope: str, translator_version: str) -> None:
+    def __init__(
+        self, bus: Bus, scope: str, translator_version: str, secret_box: SecretBox | None = None
+    ) -> None:
         self.bus = bus
+        self.secret_box = secret_box
         self.scope = scope
         self.subject = ledger_subject(scope)
         self.translator_version = translator_version
@@ -74,7 +79,7 @@ class LedgerPublisher:
         """Store the changed bodies, then append the version record (bodies first: a reader that sees
         the record can always fetch what it names). `digest` was computed by `digest_algorithm`
         (`ResourceTable.digest` uses the current one)."""
-        await store_bodies(self.bus, (res for _, res in changes.changed))
+        await store_bodies(self.bus, changes.changed, self.secret_box)
         record = ledger_pb2.Version(
             version=version,
             parent=self.head_version,
@@ -99,6 +104,17 @@ class LedgerPublisher:
         await self._append(record, f"{self.scope}:{version}")
         self.head_version = version
         return record
+
+    async def reseal(self, secrets: list[Resource]) -> int:
+        """Seal again with the newest key the Secret bodies (of the current resource set) still stored
+        plain or under another key: a leader does it once a term, so a rotation or an upgrade from plain
+        bodies leaves no body behind the keyring. Digests do not change; returns how many."""
+        if self.secret_box is None or not secrets:
+            return 0
+        count = await reseal_bodies(self.bus, secrets, self.secret_box)
+        if count:
+            log.info("scope %s: sealed %d Secret bodies with key %s", self.scope, count, self.secret_box.kid)
+        return count
 
     async def _append(self, record: ledger_pb2.Version, msg_id: str) -> None:
         """Publish one record, fenced on the last subject sequence this publisher saw."""

@@ -1,4 +1,13 @@
-"""Content-addressed resource bodies: KV xdsbus_resources, Object Store for bodies over 512 KiB."""
+"""Content-addressed resource bodies: KV xdsbus_resources, Object Store for bodies over 512 KiB.
+
+Every body is named by the sha256 of its plaintext (the serialized `Any`). Secret bodies are stored
+sealed with the keyring (docs/design.md §5, §10): the stored bytes are the msgpack map of
+`secretbox.Sealed` (`nonce` and `ct` as msgpack bin), and the AES-GCM additional data binds source
+`ledger`, kind the Secret type URL and key the body's sha256, so a sealed body moved under another name
+fails to open. Readers open it and then check the plaintext's sha256 against the name, so sealing and
+re-sealing never change a name or a digest. docs/architecture.md ("Secret bodies in the body store")
+gives the exact bytes.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +15,20 @@ import asyncio
 import hashlib
 from collections.abc import Iterable
 
+import msgspec
 from nats.js.errors import KeyNotFoundError, NotFoundError, ObjectNotFoundError
 
 from xdsbus.bus import RESOURCES_BUCKET, Bus
-from xdsbus.contract.resources import Resource
+from xdsbus.contract.resources import Resource, ResourceKey
+from xdsbus.contract.type_urls import SECRET
 from xdsbus.objects import read_object
+from xdsbus.secretbox import Sealed, SecretBox, SecretKeyError, is_sealed
 
 LARGE_BODY = 512 * 1024
 # Publishes in flight at once when storing a version's bodies.
 _WINDOW = 512
+# The `source` a ledger body is sealed for (its kind is the type URL, its key the plaintext's sha256).
+LEDGER_SOURCE = "ledger"
 
 
 class BodyMissing(LookupError):
@@ -25,19 +39,111 @@ class BodyCorrupt(ValueError):
     """A stored body whose sha256 does not match its name."""
 
 
-async def store_bodies(bus: Bus, resources: Iterable[Resource]) -> None:
-    """Store bodies under their sha256, pipelined; storing a body twice is harmless."""
-    pending: list[asyncio.Future[object]] = []
+class BodySealed(LookupError):
+    """A sealed body this process cannot open: it has no keyring, or not the key that sealed it."""
+
+
+def seal_body(box: SecretBox, resource: Resource) -> bytes:
+    """The stored form of a Secret body: sealed with the newest key, bound to its sha256."""
+    sealed = box.seal(resource.body, source=LEDGER_SOURCE, kind=SECRET, key=resource.sha256)
+    return msgspec.msgpack.encode(msgspec.convert(sealed, Sealed))
+
+
+def sealed_kid(stored: bytes) -> str | None:
+    """The id of the key that sealed a stored body; None for a plain body."""
+    sealed = _sealed(stored)
+    return sealed.kid if sealed is not None else None
+
+
+def _sealed(stored: bytes) -> Sealed | None:
+    # A plain body is a serialized Any (field 1 first: 0x0a); a sealed one is a msgpack map.
+    if not stored or stored[0] == 0x0A:
+        return None
+    try:
+        decoded = msgspec.msgpack.decode(stored)
+    except msgspec.DecodeError:
+        return None
+    if not is_sealed(decoded):
+        return None
+    try:
+        return msgspec.convert(decoded, Sealed)
+    except msgspec.ValidationError:
+        return None
+
+
+def open_body(stored: bytes, sha256: str, box: SecretBox | None) -> bytes:
+    """The plaintext of a stored body named `sha256`, verified. A plain body is accepted when it hashes
+    to its name (every non-Secret body, and Secret bodies stored before sealing); a sealed one is opened
+    with `box`. Raises BodyCorrupt or BodySealed."""
+    if hashlib.sha256(stored).hexdigest() == sha256:
+        return stored
+    sealed = _sealed(stored)
+    if sealed is None:
+        raise BodyCorrupt(f"resource body {sha256} does not match its digest")
+    if box is None:
+        raise BodySealed(f"resource body {sha256} is sealed with key {sealed.kid} and there is no keyring")
+    try:
+        plain = box.open(msgspec.structs.asdict(sealed), source=LEDGER_SOURCE, kind=SECRET, key=sha256)
+    except SecretKeyError as exc:
+        raise BodySealed(f"resource body {sha256}: {exc}") from exc
+    if not isinstance(plain, bytes) or hashlib.sha256(plain).hexdigest() != sha256:
+        raise BodyCorrupt(f"resource body {sha256} opens to bytes that do not match its digest")
+    return plain
+
+
+def stored_form(resource: Resource, type_url: str, box: SecretBox | None) -> bytes:
+    """What is stored for a resource: Secret bodies sealed when there is a keyring, others as they are.
+    The builder always has one when it publishes Secrets (without one it rejects every Secret)."""
+    if type_url == SECRET and box is not None:
+        return seal_body(box, resource)
+    return resource.body
+
+
+async def store_bodies(
+    bus: Bus,
+    resources: Iterable[Resource | tuple[ResourceKey, Resource]],
+    box: SecretBox | None = None,
+) -> None:
+    """Store bodies under their sha256, pipelined; storing a body twice is harmless. Resources given
+    with their key are sealed when they are Secrets and `box` is set."""
     seen: set[str] = set()
-    for resource in resources:
-        if resource.sha256 in seen:
+
+    def stored() -> Iterable[tuple[str, bytes]]:
+        for item in resources:
+            key, resource = item if isinstance(item, tuple) else (None, item)
+            if resource.sha256 not in seen:
+                seen.add(resource.sha256)
+                yield (
+                    resource.sha256,
+                    (stored_form(resource, key.type_url, box) if key is not None else resource.body),
+                )
+
+    await _put(bus, stored())
+
+
+async def reseal_bodies(bus: Bus, secrets: Iterable[Resource], box: SecretBox) -> int:
+    """Store again, sealed with the newest key, the Secret bodies stored plain (by an older version) or
+    sealed with another key; returns how many. Names and digests stay: only the stored bytes change."""
+    stale: list[tuple[str, bytes]] = []
+    for resource in secrets:
+        try:
+            stored = await fetch_stored(bus, resource.sha256)
+        except BodyMissing:
+            continue  # never stored: the publish that names it stores it sealed
+        if sealed_kid(stored) != box.kid:
+            stale.append((resource.sha256, seal_body(box, resource)))
+    await _put(bus, stale)
+    return len(stale)
+
+
+async def _put(bus: Bus, bodies: Iterable[tuple[str, bytes]]) -> None:
+    pending: list[asyncio.Future[object]] = []
+    for sha256, body in bodies:
+        if len(body) > LARGE_BODY:
+            await bus.large_resources.put(sha256, body)
             continue
-        seen.add(resource.sha256)
-        if len(resource.body) > LARGE_BODY:
-            await bus.large_resources.put(resource.sha256, resource.body)
-            continue
-        subject = f"$KV.{RESOURCES_BUCKET}.{resource.sha256}"
-        pending.append(await bus.js.publish_async(subject, resource.body))
+        subject = f"$KV.{RESOURCES_BUCKET}.{sha256}"
+        pending.append(await bus.js.publish_async(subject, body))
         if len(pending) >= _WINDOW:
             await asyncio.gather(*pending)
             pending.clear()
@@ -45,15 +151,17 @@ async def store_bodies(bus: Bus, resources: Iterable[Resource]) -> None:
         await asyncio.gather(*pending)
 
 
-async def fetch_body(bus: Bus, sha256: str) -> bytes:
-    """A body by its sha256, verified."""
+async def fetch_stored(bus: Bus, sha256: str) -> bytes:
+    """A body's stored bytes, as they are (sealed or not), unverified."""
     try:
-        body = (await bus.resources.get(sha256)).value or b""
+        return (await bus.resources.get(sha256)).value or b""
     except KeyNotFoundError:
         try:
-            body = await read_object(bus.js, bus.large_resources, sha256)
+            return await read_object(bus.js, bus.large_resources, sha256)
         except (ObjectNotFoundError, NotFoundError) as exc:
             raise BodyMissing(f"resource body {sha256} is not stored") from exc
-    if hashlib.sha256(body).hexdigest() != sha256:
-        raise BodyCorrupt(f"resource body {sha256} does not match its digest")
-    return body
+
+
+async def fetch_body(bus: Bus, sha256: str, box: SecretBox | None = None) -> bytes:
+    """A body's plaintext by its sha256, opened with `box` when sealed, and verified."""
+    return open_body(await fetch_stored(bus, sha256), sha256, box)

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 from xdsbus.bus import Bus, BusSettings, connect_unless_stopped
 from xdsbus.logs import setup_logging
+from xdsbus.nats_options import redact_url
 from xdsbus.registry.bridge_follower import DEFAULT_SYSTEM_NAMESPACE, BridgeFollower
 from xdsbus.registry.leadership import Leadership, lease_name
 from xdsbus.registry.supervisor import RegistryFactory, Supervisor
@@ -204,7 +205,7 @@ async def serve(
             "following McpBridge for registries of type %s",
             ", ".join(sorted(types)),
             extra={
-                "nats_url": settings.nats_url,
+                "nats_url": redact_url(settings.nats_url),
                 "instance_id": settings.instance_id,
                 "group": settings.group,
                 "system_namespace": settings.system_namespace,

@@ -1,0 +1,193 @@
+"""How a service reaches NATS (docs/design.md §9, §10): the servers, the credentials and TLS.
+
+Credentials come from files named by XDSBUS_* variables, never from flags (a process list shows flags)
+nor from the variables' values themselves. A password inside a URL still works, but every log line
+names the servers through `redact_url`."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import ssl
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
+
+USER_VARIABLE = "XDSBUS_NATS_USER"
+PASSWORD_FILE_VARIABLE = "XDSBUS_NATS_PASSWORD_FILE"
+NKEY_FILE_VARIABLE = "XDSBUS_NATS_NKEY_FILE"
+CREDS_FILE_VARIABLE = "XDSBUS_NATS_CREDS_FILE"
+CA_FILE_VARIABLE = "XDSBUS_NATS_CA_FILE"
+CERT_FILE_VARIABLE = "XDSBUS_NATS_CERT_FILE"
+KEY_FILE_VARIABLE = "XDSBUS_NATS_KEY_FILE"
+
+# The file variables, with what each holds: service_flags checks each names a readable file.
+FILE_VARIABLES = {
+    PASSWORD_FILE_VARIABLE: "NATS password (or `user:password` when XDSBUS_NATS_USER is unset)",
+    NKEY_FILE_VARIABLE: "NATS NKey seed",
+    CREDS_FILE_VARIABLE: "NATS .creds file (JWT and NKey seed)",
+    CA_FILE_VARIABLE: "CA bundle that signed the NATS servers' certificates",
+    CERT_FILE_VARIABLE: "client certificate for NATS (mTLS)",
+    KEY_FILE_VARIABLE: "private key of the NATS client certificate",
+}
+
+PERMISSIONS_ERROR = "permissions violation"
+
+log = logging.getLogger(__name__)
+
+
+class NatsOptionsError(ValueError):
+    """The NATS settings contradict each other or name a file that cannot be read."""
+
+
+def split_servers(urls: str) -> tuple[str, ...]:
+    """The servers of a comma-separated list, blanks dropped (`nats://a:4222, nats://b:4222`)."""
+    servers = tuple(part.strip() for part in urls.split(",") if part.strip())
+    if not servers:
+        raise NatsOptionsError("no NATS server given")
+    return servers
+
+
+def redact_url(url: str) -> str:
+    """`url` with any password or token replaced by `***` (a user name stays), for logs; each of a
+    comma-separated list too."""
+    if "," in url:
+        return ",".join(redact_url(part.strip()) for part in url.split(","))
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable NATS URL>"
+    if "@" not in parts.netloc:
+        return url
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user, colon, _ = userinfo.partition(":")
+    # A lone userinfo without a colon is a token: as secret as a password.
+    shown = f"{user}:***" if colon else "***"
+    return urlunsplit(parts._replace(netloc=f"{shown}@{host}"))
+
+
+def _read_secret(path: Path, what: str) -> str:
+    try:
+        text = path.read_text().strip()
+    except OSError as exc:
+        raise NatsOptionsError(f"cannot read the {what} file {path}: {exc.strerror or exc}") from None
+    if not text:
+        raise NatsOptionsError(f"the {what} file {path} is empty")
+    return text
+
+
+@dataclasses.dataclass(frozen=True)
+class NatsOptions:
+    """Servers, one kind of credential at most, and TLS for a NATS connection."""
+
+    servers: tuple[str, ...] = (DEFAULT_NATS_URL,)
+    user: str | None = None
+    password_file: Path | None = None
+    nkey_file: Path | None = None
+    creds_file: Path | None = None
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+
+    @classmethod
+    def from_env(cls, url: str | None = None, environ: Mapping[str, str] = os.environ) -> NatsOptions:
+        """Options from XDSBUS_NATS_* variables; an explicit `url` (comma-separated) takes precedence over
+        XDSBUS_NATS_URL."""
+
+        def path(variable: str) -> Path | None:
+            value = environ.get(variable)
+            return Path(value) if value else None
+
+        return cls(
+            servers=split_servers(url or environ.get("XDSBUS_NATS_URL") or DEFAULT_NATS_URL),
+            user=environ.get(USER_VARIABLE) or None,
+            password_file=path(PASSWORD_FILE_VARIABLE),
+            nkey_file=path(NKEY_FILE_VARIABLE),
+            creds_file=path(CREDS_FILE_VARIABLE),
+            ca_file=path(CA_FILE_VARIABLE),
+            cert_file=path(CERT_FILE_VARIABLE),
+            key_file=path(KEY_FILE_VARIABLE),
+        )
+
+    def describe(self) -> str:
+        """The servers, redacted, and how this client authenticates: safe for a log line."""
+        servers = ",".join(redact_url(s) for s in self.servers)
+        if self.creds_file:
+            auth = f"creds file {self.creds_file}"
+        elif self.nkey_file:
+            auth = f"NKey seed file {self.nkey_file}"
+        elif self.password_file:
+            auth = f"user {self.user} with password file" if self.user else "user:password file"
+        else:
+            auth = "no credentials"
+        tls = ", TLS" if self.ca_file or self.cert_file else ""
+        return f"{servers} ({auth}{tls})"
+
+    def connect_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for `nats.connect`: servers, credentials and TLS. Reads the password file
+        now, so that a rotated Secret is picked up at the next start."""
+        chosen = [f for f in (self.password_file, self.nkey_file, self.creds_file) if f]
+        if len(chosen) > 1:
+            raise NatsOptionsError(
+                f"set only one of {PASSWORD_FILE_VARIABLE}, {NKEY_FILE_VARIABLE} and {CREDS_FILE_VARIABLE}"
+            )
+        if self.user and not self.password_file:
+            raise NatsOptionsError(f"{USER_VARIABLE} needs {PASSWORD_FILE_VARIABLE}")
+        if bool(self.cert_file) != bool(self.key_file):
+            raise NatsOptionsError(f"{CERT_FILE_VARIABLE} and {KEY_FILE_VARIABLE} go together")
+        kwargs: dict[str, Any] = {"servers": list(self.servers)}
+        if self.password_file:
+            secret = _read_secret(self.password_file, "NATS password")
+            if self.user:
+                kwargs["user"], kwargs["password"] = self.user, secret
+            else:
+                user, colon, password = secret.partition(":")
+                if not colon or not user:
+                    raise NatsOptionsError(
+                        f"{self.password_file} must hold `user:password` when {USER_VARIABLE} is unset"
+                    )
+                kwargs["user"], kwargs["password"] = user, password
+        if self.nkey_file:
+            _read_secret(self.nkey_file, "NATS NKey seed")
+            kwargs["nkeys_seed"] = str(self.nkey_file)
+        if self.creds_file:
+            _read_secret(self.creds_file, "NATS creds")
+            kwargs["user_credentials"] = str(self.creds_file)
+        if self.ca_file or self.cert_file:
+            kwargs["tls"] = self.tls_context()
+        return kwargs
+
+    def tls_context(self) -> ssl.SSLContext:
+        """A client TLS context trusting `ca_file` (else the system's CAs), with the client certificate
+        when one is set."""
+        try:
+            context = ssl.create_default_context(cafile=str(self.ca_file) if self.ca_file else None)
+            if self.cert_file and self.key_file:
+                context.load_cert_chain(str(self.cert_file), str(self.key_file))
+        except (OSError, ssl.SSLError) as exc:
+            raise NatsOptionsError(f"NATS TLS files unusable: {exc}") from None
+        return context
+
+
+def error_callback(name: str, options: NatsOptions) -> Callable[[Exception], Awaitable[None]]:
+    """An `error_cb` for `nats.connect` that logs one line per asynchronous error, without a traceback,
+    and a repeat of the previous error only at debug level (nats-py reports each reconnect attempt). A
+    permission refusal names the subject (nats-py lowercases the server's message), so a missing grant
+    shows in the log; other errors name the servers, redacted."""
+    last = ""
+
+    async def report(exc: Exception) -> None:
+        nonlocal last
+        text = (str(exc) or type(exc).__name__).removeprefix("nats: ")
+        level = logging.DEBUG if text == last else logging.ERROR
+        last = text
+        if PERMISSIONS_ERROR in text.lower():
+            log.log(level, "%s: NATS refused this client's permission: %s", name, text)
+        else:
+            log.log(min(level, logging.WARNING), "%s: NATS at %s: %s", name, options.describe(), text)
+
+    return report

@@ -1,0 +1,112 @@
+"""The permission table of docs/design.md §10 against a real nats-server: each role's credentials
+cannot do another role's writes, and can do their own."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+
+import nats
+import pytest
+from nats.aio.client import Client
+from nats.errors import TimeoutError as NatsTimeoutError
+
+from xdsbus.bus import LEDGER_SUBJECT_PREFIX, RESOURCES_BUCKET
+from xdsbus.events import EVENTS_SUBJECT_PREFIX
+from xdsbus_dev.harness.processes import NatsServer, eventually
+from xdsbus_dev.nats_users import local_roles
+
+
+@pytest.fixture(scope="module")
+def users_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
+    server = NatsServer(tmp_path_factory.mktemp("nats-users") / "store", users=local_roles("e2e"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@dataclasses.dataclass
+class RoleClient:
+    """A connection as one role, with the asynchronous errors the server sent it."""
+
+    nc: Client
+    errors: list[str]
+
+
+@asynccontextmanager
+async def connected(server: NatsServer, user: str) -> AsyncIterator[RoleClient]:
+    errors: list[str] = []
+
+    async def on_error(exc: Exception) -> None:
+        errors.append(str(exc))
+
+    nc = await nats.connect(**server.options(user).connect_kwargs(), error_cb=on_error, connect_timeout=2)
+    try:
+        yield RoleClient(nc, errors)
+    finally:
+        await nc.close()
+
+
+async def refused(client: RoleClient, subject: str, payload: bytes = b"x") -> str:
+    """Publish to `subject` through JetStream, expecting no ack and the server's permission error."""
+    js = client.nc.jetstream(timeout=1)
+    with pytest.raises(NatsTimeoutError):
+        await js.publish(subject, payload)
+
+    async def reported() -> str | None:
+        return next((e for e in client.errors if subject.lower() in e.lower()), None)
+
+    error = await eventually(reported, timeout=5, what=f"a permission error for {subject}")
+    assert "permissions violation" in error
+    return error
+
+
+async def test_the_edge_cannot_publish_an_event(users_server: NatsServer) -> None:
+    async with connected(users_server, "edge") as edge:
+        await refused(edge, f"{EVENTS_SUBJECT_PREFIX}.file.e2e.Service")
+        await refused(edge, f"$KV.{RESOURCES_BUCKET}.abc")
+
+
+async def test_a_watcher_cannot_write_the_ledger_nor_another_sources_events(users_server: NatsServer) -> None:
+    async with connected(users_server, "watch-file") as watcher:
+        await refused(watcher, f"{LEDGER_SUBJECT_PREFIX}.default")
+        await refused(watcher, f"$KV.{RESOURCES_BUCKET}.abc")
+        await refused(watcher, f"{EVENTS_SUBJECT_PREFIX}.file.other.Service")
+        await refused(watcher, f"{EVENTS_SUBJECT_PREFIX}.k8s.default.Service")
+        # Its own subjects are open to it.
+        ack = await watcher.nc.jetstream(timeout=5).publish(f"{EVENTS_SUBJECT_PREFIX}.file.e2e.Probe", b"x")
+        assert ack.seq > 0
+
+
+async def test_the_builder_cannot_publish_a_sources_events(users_server: NatsServer) -> None:
+    async with connected(users_server, "builder") as builder:
+        await refused(builder, f"{EVENTS_SUBJECT_PREFIX}.file.e2e.Service")
+        ack = await builder.nc.jetstream(timeout=5).publish(f"{LEDGER_SUBJECT_PREFIX}.probe", b"x")
+        assert ack.seq > 0
+
+
+async def test_readers_write_nothing_and_the_operator_only_pins(users_server: NatsServer) -> None:
+    async with connected(users_server, "reader") as reader:
+        await refused(reader, f"{EVENTS_SUBJECT_PREFIX}.operator.cli.LedgerPin")
+        await refused(reader, f"{LEDGER_SUBJECT_PREFIX}.default")
+    async with connected(users_server, "operator") as operator:
+        await refused(operator, f"{LEDGER_SUBJECT_PREFIX}.default")
+        await refused(operator, f"{EVENTS_SUBJECT_PREFIX}.file.e2e.Service")
+
+
+async def test_only_the_layout_user_manages_streams(users_server: NatsServer) -> None:
+    for user in ("builder", "edge", "watch-file", "reader"):
+        async with connected(users_server, user) as client:
+            with pytest.raises((NatsTimeoutError, asyncio.TimeoutError)):
+                await client.nc.jetstream(timeout=1).delete_stream("XDSBUS_EVENTS")
+            assert any("$js.api.stream.delete" in e.lower() for e in client.errors), user
+
+
+async def test_a_wrong_password_is_refused(users_server: NatsServer) -> None:
+    options = users_server.options("edge")
+    kwargs = {**options.connect_kwargs(), "password": "pnotit"}
+    with pytest.raises(Exception) as caught:
+        await nats.connect(**kwargs, connect_timeout=2, max_reconnect_attempts=0, allow_reconnect=False)
+    assert "authorization" in str(caught.value).lower() or "no servers" in str(caught.value).lower()
