@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from xdsbus.events import EVENTS_STREAM, EVENTS_SUBJECT_PREFIX, subject_token
 from xdsbus.layout import (
@@ -226,15 +226,21 @@ def _allow(direction: str, subjects: Sequence[str]) -> list[str]:
     return [f"        {direction}: {{ allow: [", *(f'          "{s}"' for s in subjects), "        ] }"]
 
 
-def render_authorization(roles: Sequence[Role]) -> str:
-    """The nats-server `authorization` block for `roles`, each password from `$<ROLE>_NATS_PASSWORD`."""
+def render_authorization(roles: Sequence[Role], nkeys: Mapping[str, str] | None = None) -> str:
+    """The nats-server `authorization` block for `roles`, each password from `$<ROLE>_NATS_PASSWORD`;
+    a role named in `nkeys` authenticates with that NKey public key instead (its seed stays with the
+    client: XDSBUS_NATS_NKEY_FILE)."""
+    nkeys = nkeys or {}
     lines = ["authorization {", "  users = ["]
     for role in roles:
+        if role.user in nkeys:
+            identity = [f"      nkey: {nkeys[role.user]}"]
+        else:
+            identity = [f"      user: {role.user}", f"      password: ${role.password_variable}"]
         lines += [
             f"    # {role.user}: {role.what}",
             "    {",
-            f"      user: {role.user}",
-            f"      password: ${role.password_variable}",
+            *identity,
             "      permissions: {",
             *_allow("publish", role.publish),
             *_allow("subscribe", role.subscribe),

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -106,6 +106,7 @@ class NatsServer:
         store_dir: Path,
         layout: LayoutSettings | None = DEFAULT_LAYOUT,
         users: Sequence[Role] | None = None,
+        nkeys: Mapping[str, str] | None = None,
     ) -> None:
         self.store_dir = store_dir
         self.port = free_port()
@@ -116,6 +117,8 @@ class NatsServer:
         self.auth_dir = store_dir.parent / f"{store_dir.name}-auth"
         self.log_path = store_dir.parent / f"{store_dir.name}-server.log"
         self._passwords: dict[str, str] = {}
+        # Users that authenticate with an NKey (user: public key) instead of a password.
+        self.nkeys = dict(nkeys or {})
 
     @property
     def url(self) -> str:
@@ -149,7 +152,7 @@ class NatsServer:
                 with os.fdopen(fd, "w") as out:
                     out.write(self._passwords[role.user])
         config = self.auth_dir / "nats.conf"
-        config.write_text(render_authorization(self.users))
+        config.write_text(render_authorization(self.users, self.nkeys))
         return ["-c", str(config)]
 
     def _server_env(self) -> dict[str, str]:
