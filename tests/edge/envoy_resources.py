@@ -9,7 +9,7 @@ from envoy.config.core.v3 import address_pb2, config_source_pb2
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
 from envoy.config.listener.v3 import listener_pb2
 from envoy.config.route.v3 import route_components_pb2, route_pb2
-from envoy.extensions.transport_sockets.tls.v3 import common_pb2, secret_pb2
+from envoy.extensions.transport_sockets.tls.v3 import common_pb2, secret_pb2, tls_pb2
 from envoy.service.discovery.v3 import discovery_pb2
 
 from xdsbus.contract.type_urls import CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET
@@ -47,13 +47,25 @@ def cla(name: str, *ips: str, port: int = 8080) -> endpoint_pb2.ClusterLoadAssig
     )
 
 
-def listener(name: str, port: int = 8080) -> listener_pb2.Listener:
-    return listener_pb2.Listener(
+def listener(name: str, port: int = 8080, secrets: tuple[str, ...] = ()) -> listener_pb2.Listener:
+    """A listener; with `secrets`, one TLS filter chain per Secret named by SDS (only Secrets a listener or
+    cluster names are served, docs/design.md §10)."""
+    out = listener_pb2.Listener(
         name=name,
         address=address_pb2.Address(
             socket_address=address_pb2.SocketAddress(address="0.0.0.0", port_value=port)
         ),
     )
+    for secret_name in secrets:
+        tls = tls_pb2.DownstreamTlsContext()
+        tls.common_tls_context.tls_certificate_sds_secret_configs.add(
+            name=secret_name
+        ).sds_config.ads.SetInParent()
+        chain = out.filter_chains.add()
+        chain.filter_chain_match.server_names.append(f"{secret_name}.example.com")
+        chain.transport_socket.name = "envoy.transport_sockets.tls"
+        chain.transport_socket.typed_config.Pack(tls)
+    return out
 
 
 def route(name: str, cluster_name: str, domain: str = "*") -> route_pb2.RouteConfiguration:
@@ -94,7 +106,7 @@ def base_config(w: W) -> W:
         cluster("b"),
         cla("a", "10.0.0.1"),
         cla("b", "10.0.0.2"),
-        listener("l1"),
+        listener("l1", secrets=("s1",)),
         route("r1", "a"),
         secret("s1"),
     )

@@ -11,10 +11,10 @@ import grpc
 import pytest
 from envoy.service.discovery.v3 import discovery_pb2
 
-from tests.edge.envoy_resources import base_config, names
-from tests.edge.proxies import SotwProxy
+from tests.edge.envoy_resources import base_config, listener, names, secret
+from tests.edge.proxies import DeltaProxy, SotwProxy
 from tests.edge.support import ADS_DELTA, ADS_SOTW, LedgerWriter, http_get, serving
-from xdsbus.contract.type_urls import CLUSTER
+from xdsbus.contract.type_urls import CLUSTER, SECRET
 from xdsbus_dev.harness.certs import EDGE_SERVER_NAME, ENVOY_IDENTITY, TestCA, XdsPki
 from xdsbus_edge.access_policy import load_policy
 from xdsbus_edge.xds_tls import ServerTls
@@ -155,3 +155,36 @@ async def test_mtls_serves_a_known_identity_and_refuses_everyone_else(
         and "'team-b'" in r.getMessage()
         for r in caplog.records
     )
+
+
+async def test_a_proxy_gets_only_the_secrets_of_its_scope_that_its_listeners_name(
+    make_edge, bus, pki: XdsPki, tmp_path: Path
+) -> None:
+    v = await base_config(LedgerWriter(bus)).put(secret("orphan")).commit()
+    await LedgerWriter(bus, "team-b").put(secret("b-key"), listener("lb", secrets=("b-key",))).commit()
+    edge = await make_edge(
+        xds_tls=ServerTls(pki.edge_cert, pki.edge_key, pki.ca_file),
+        access_policy=load_policy(_policy(tmp_path)),
+    )
+    await serving(edge, v)
+    ca = pki.ca_file.read_bytes()
+    cert = (pki.envoy_cert.read_bytes(), pki.envoy_key.read_bytes())
+    wanted = ["s1", "orphan", "b-key"]
+    sotw = SotwProxy(TlsLink(edge.xds_port, ca=ca, cert=cert))
+    delta = DeltaProxy(TlsLink(edge.xds_port, ca=ca, cert=cert, delta=True))
+    for_b: list[SotwProxy | DeltaProxy] = [
+        SotwProxy(TlsLink(edge.xds_port, ca=ca, cert=cert), scope="team-b"),
+        DeltaProxy(TlsLink(edge.xds_port, ca=ca, cert=cert, delta=True), scope="team-b"),
+    ]
+    try:
+        await sotw.request(SECRET, wanted)
+        assert names(await sotw.recv()) == ["s1"]
+        await delta.request(SECRET, wanted)
+        got = await delta.recv()
+        assert (names(got), sorted(got.removed_resources)) == (["s1"], ["b-key", "orphan"])
+        for proxy in for_b:
+            await proxy.request(SECRET, ["b-key"])
+            assert await proxy.status() == grpc.StatusCode.PERMISSION_DENIED
+    finally:
+        for proxy in (sotw, delta, *for_b):
+            await proxy.close()

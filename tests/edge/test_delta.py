@@ -67,7 +67,7 @@ async def test_wildcard_initial_request_is_answered_even_when_empty(harness):
 
 async def test_secrets_are_never_sent_by_wildcard(harness):
     # docs/design.md §10: only named Secrets, never by a legacy or explicit wildcard.
-    harness.source.put(secret("s2")).commit()
+    harness.source.put(secret("s2"), listener("l2", secrets=("s2",))).commit()
     proxy = harness.delta()
     await proxy.request(SECRET)
     assert await proxy.quiet() == []
@@ -257,7 +257,7 @@ async def test_push_order(harness):
     harness.source.put(
         cluster("a", timeout_s=5),
         cla("a", "10.1.0.1"),
-        listener("l1", 9090),
+        listener("l1", 9090, secrets=("s1",)),
         route("r1", "b"),
         secret("s1", "k"),
     )

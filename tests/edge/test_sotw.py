@@ -161,7 +161,7 @@ async def test_secrets_are_never_sent_by_wildcard(harness):
     # A proxy gets a Secret only by naming it (docs/design.md §10): neither an SDS request without
     # names (legacy wildcard) nor "*" returns any private key.
     source = harness.source
-    base_config(source).put(secret("s2")).commit()
+    base_config(source).put(secret("s2"), listener("l2", secrets=("s2",))).commit()
     proxy = harness.sotw()
     await proxy.request(SECRET)
     assert names(await proxy.recv()) == []  # the first request is answered, with nothing
@@ -280,7 +280,7 @@ async def test_push_order_cds_eds_lds_rds_sds(harness):
     harness.source.put(
         cluster("a", timeout_s=5),
         cla("a", "10.1.0.1"),
-        listener("l1", port=9090),
+        listener("l1", port=9090, secrets=("s1",)),
         route("r1", "b"),
         secret("s1", "k2"),
     )

@@ -10,7 +10,9 @@ with `initial_resource_versions` receives only what changed. Rules (docs/xds-pro
 - unsubscribing a name that the wildcard still covers is answered (the resource, or its removal);
 - a NACKed resource is not resent: the proxy gets it again only when it changes;
 - clusters sent are followed by their ClusterLoadAssignments, whatever the proxy holds, so a cluster
-  that changed can finish warming (Envoy does not always re-request them).
+  that changed can finish warming (Envoy does not always re-request them);
+- a Secret that no listener or cluster names does not exist for the proxy (`Snapshot.servable`): it is
+  reported removed, and sent once a listener or cluster names it.
 """
 
 from __future__ import annotations
@@ -65,7 +67,7 @@ class DeltaStream(XdsStream):
             return
         started = time.perf_counter()
         send, removed = self.diff(watch, self.snap, candidates)
-        present = self.snap.of(type_url)
+        present = self.snap.servable(type_url)
         removed.extend(sorted(n for n in answer if n not in present and n not in removed))
         watch.base = self.snap
         if send or removed or (first and watch.wildcard):
@@ -78,7 +80,7 @@ class DeltaStream(XdsStream):
     ) -> tuple[list[CachedResource], list[str]]:
         """Resources to send and names to remove so the proxy matches `snap` for `candidates` (None:
         every name of interest); updates what the watch knows the proxy holds."""
-        resources = snap.of(watch.type_url)
+        resources = snap.servable(watch.type_url)
         known = watch.known
         if candidates is None:
             candidates = (set(resources) if watch.wildcard else set(watch.names)) | set(known)
@@ -155,7 +157,7 @@ class DeltaStream(XdsStream):
             candidates: set[str] | None
             if base is None:
                 candidates = None
-            elif base.of(watch.type_url) is snap.of(watch.type_url):
+            elif base.servable(watch.type_url) is snap.servable(watch.type_url):
                 candidates = set()
             elif snap.predecessor == base.version:
                 candidates = set(snap.changed.get(watch.type_url, ()))

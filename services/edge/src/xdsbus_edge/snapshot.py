@@ -5,6 +5,11 @@ A `CachedResource` holds a resource's ledger body (the serialized `Any`) already
 `Snapshot` maps type URL -> name -> CachedResource for one version. Snapshots are never modified after
 they are built; a new ledger version produces a new Snapshot that shares the unchanged resources (and
 the per-type maps of types that did not change) with its predecessor.
+
+SDS serves only the Secrets that the scope's listeners and clusters name (docs/design.md §7, §10): each
+listener and cluster knows its Secret names (secret_refs.py), and a snapshot counts them, carried over
+from its predecessor by looking at the changed listeners and clusters only. `servable(type)` is what
+streams serve from.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from google.protobuf import any_pb2
 from xdsbus.contract.resources import ResourceKey
 from xdsbus.contract.type_urls import CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET, TYPE_ORDER
 from xdsbus.contract.wire import field, field_head
+from xdsbus_edge.secret_refs import REFERRING_TYPES, cluster_secrets, secrets_named
 
 SHORT_NAMES = {CLUSTER: "cds", ENDPOINT: "eds", LISTENER: "lds", ROUTE: "rds", SECRET: "sds"}
 
@@ -27,6 +33,7 @@ SHORT_NAMES = {CLUSTER: "cds", ENDPOINT: "eds", LISTENER: "lds", ROUTE: "rds", S
 FULL_STATE_TYPES = frozenset({CLUSTER, LISTENER})
 
 _EMPTY: Mapping[str, CachedResource] = MappingProxyType({})
+_NO_NAMES: frozenset[str] = frozenset()
 
 
 def short_type(type_url: str) -> str:
@@ -42,13 +49,15 @@ def type_rank(type_url: str) -> tuple[int, str]:
         return (len(TYPE_ORDER), type_url)
 
 
-def _eds_service_name(any_bytes: bytes) -> str | None:
-    """The ClusterLoadAssignment name an EDS cluster subscribes to, or None for other clusters."""
+def _unpack_cluster(any_bytes: bytes) -> cluster_pb2.Cluster | None:
     wrapper = any_pb2.Any()
     wrapper.ParseFromString(any_bytes)
     cluster = cluster_pb2.Cluster()
-    if not wrapper.Unpack(cluster):
-        return None
+    return cluster if wrapper.Unpack(cluster) else None
+
+
+def _eds_service_name(cluster: cluster_pb2.Cluster) -> str | None:
+    """The ClusterLoadAssignment name an EDS cluster subscribes to, or None for other clusters."""
     if cluster.type != cluster_pb2.Cluster.EDS and not cluster.HasField("eds_cluster_config"):
         return None
     return cluster.eds_cluster_config.service_name or cluster.name
@@ -57,7 +66,7 @@ def _eds_service_name(any_bytes: bytes) -> str | None:
 class CachedResource:
     """One resource, serialized once and shared by every snapshot and connection that holds it."""
 
-    __slots__ = ("_delta", "_offset", "eds_name", "field", "name", "sha256")
+    __slots__ = ("_delta", "_offset", "eds_name", "field", "name", "secrets", "sha256")
 
     def __init__(self, type_url: str, name: str, sha256: str, any_bytes: bytes) -> None:
         self.name = name
@@ -68,7 +77,16 @@ class CachedResource:
         self.field = head + any_bytes
         self._offset = len(head)
         self._delta: tuple[bytes, bytes, bytes] | None = None
-        eds_name = _eds_service_name(any_bytes) if type_url == CLUSTER else None
+        eds_name = None
+        # The Secrets a listener or cluster names (docs/design.md §10): only those are served by SDS.
+        self.secrets = _NO_NAMES
+        if type_url == CLUSTER:
+            cluster = _unpack_cluster(any_bytes)
+            if cluster is not None:
+                eds_name = _eds_service_name(cluster)
+                self.secrets = cluster_secrets(cluster)
+        elif type_url in REFERRING_TYPES:
+            self.secrets = secrets_named(type_url, any_bytes)
         self.eds_name = name if eds_name == name else eds_name
 
     def delta_entry(self) -> tuple[bytes, bytes, bytes]:
@@ -122,6 +140,18 @@ class Snapshot:
         # added, changed or removed since it: lets a stream that holds the predecessor check only those.
         self.predecessor = predecessor
         self.changed: Mapping[str, frozenset[str]] = changed or {}
+        inherit = previous is not None and previous.version == predecessor
+        # Secret name -> how many listeners and clusters name it; never modified once built (shared with
+        # the predecessor while no listener or cluster changes).
+        self.secret_refs: Mapping[str, int] = self._count_refs(previous if inherit else None)
+        self._servable_secrets: Mapping[str, CachedResource] | None = None
+        if (
+            inherit
+            and previous is not None
+            and previous.of(SECRET) is self.of(SECRET)
+            and previous.secret_refs is self.secret_refs
+        ):
+            self._servable_secrets = previous._servable_secrets
         self.published_ns = published_ns
         self.translator_version = translator_version
         self.loaded_at = time.monotonic()
@@ -129,12 +159,69 @@ class Snapshot:
         # Bytes per type, computed on first use; carried over from `previous` (the predecessor, not kept)
         # by looking at the changed names only, so a version costs what it changed, not what it holds.
         self._sizes: dict[str, int] = {}
-        if previous is not None and previous.version == predecessor:
+        if inherit and previous is not None:
             self._inherit_sizes(previous)
 
     def of(self, type_url: str) -> Mapping[str, CachedResource]:
         """name -> resource for one type (empty for a type the scope does not have)."""
         return self.resources.get(type_url, _EMPTY)
+
+    def servable(self, type_url: str) -> Mapping[str, CachedResource]:
+        """What streams may send of one type: every resource, but for Secrets only those a listener or a
+        cluster of this snapshot names. The Secret map is built on first use and shared with the
+        successors that change neither Secrets nor references."""
+        if type_url != SECRET:
+            return self.of(type_url)
+        servable = self._servable_secrets
+        if servable is None:
+            secrets, refs = self.of(SECRET), self.secret_refs
+            if len(refs) < len(secrets):
+                servable = {n: r for n in refs if (r := secrets.get(n)) is not None}
+            else:
+                servable = {n: r for n, r in secrets.items() if n in refs}
+            self._servable_secrets = servable
+        return servable
+
+    def _count_refs(self, previous: Snapshot | None) -> Mapping[str, int]:
+        """The Secret reference counts: from the predecessor's, adjusted by the listeners and clusters in
+        `changed` (the only ones that differ); names that become referenced or unreferenced are added to
+        `changed[SECRET]`, so streams look at them as if the Secret itself had changed."""
+        if previous is None:
+            refs: dict[str, int] = {}
+            for type_url in REFERRING_TYPES:
+                for res in self.of(type_url).values():
+                    for name in res.secrets:
+                        refs[name] = refs.get(name, 0) + 1
+            return refs
+        deltas: dict[str, int] = {}
+        for type_url in REFERRING_TYPES:
+            old, new = previous.of(type_url), self.of(type_url)
+            if old is new:
+                continue
+            for name in self.changed.get(type_url, ()):
+                before, after = old.get(name), new.get(name)
+                for secret in before.secrets if before is not None else ():
+                    deltas[secret] = deltas.get(secret, 0) - 1
+                for secret in after.secrets if after is not None else ():
+                    deltas[secret] = deltas.get(secret, 0) + 1
+        deltas = {name: d for name, d in deltas.items() if d}
+        if not deltas:
+            return previous.secret_refs
+        refs = dict(previous.secret_refs)
+        flipped: set[str] = set()
+        for name, delta in deltas.items():
+            count = refs.get(name, 0)
+            if count + delta > 0:
+                refs[name] = count + delta
+            else:
+                refs.pop(name, None)
+            if (count > 0) != (count + delta > 0):
+                flipped.add(name)
+        if flipped:
+            changed = dict(self.changed)
+            changed[SECRET] = changed.get(SECRET, frozenset()) | flipped
+            self.changed = changed
+        return refs
 
     def wildcard_blob(self, type_url: str) -> bytes:
         """Every resource of a type as the joined `resources` entries of a SotW response, sorted by name.

@@ -11,7 +11,8 @@ When a request is answered (docs/xds-protocol.md §1.12):
 On a new snapshot each watched type is pushed in order CDS, EDS, LDS, RDS, SDS if anything it
 subscribes to changed: CDS and LDS with the complete set, the other types with the changed resources
 only. A CDS push is followed by the ClusterLoadAssignments of the clusters it changed (changed or
-not), so those clusters can finish warming.
+not), so those clusters can finish warming. Responses draw on `Snapshot.servable`: a Secret that no
+listener or cluster names is not sent, whoever asks for it.
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ class SotwStream(XdsStream):
         assert snap is not None
         started = time.perf_counter()
         type_url = watch.type_url
-        resources = snap.of(type_url)
+        resources = snap.servable(type_url)
         if isinstance(what, str):
             if watch.wildcard:
                 entries: Any = (snap.wildcard_blob(type_url),)
@@ -116,7 +117,7 @@ class SotwStream(XdsStream):
         if base is None:
             return ALL, None
         type_url = watch.type_url
-        old, new = base.of(type_url), snap.of(type_url)
+        old, new = base.servable(type_url), snap.servable(type_url)
         changed: list[str] = []
         if old is not new:
             if snap.predecessor == base.version:
