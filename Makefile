@@ -1,4 +1,4 @@
-# xdsbus: make run | make test | make bench | make lint
+# xdsbus: make run | make test | make fuzz | make bench | make lint
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
@@ -9,7 +9,7 @@ PACKAGES := -e libs/xdsbus -e libs/xdsbus-dev -e services/builder -e services/wa
 PYTEST_ARGS ?=
 BENCH ?=
 
-.PHONY: install protos run test test-fast bench conformance lint fmt clean
+.PHONY: install protos run test test-fast fuzz bench conformance lint fmt clean
 
 install: $(STAMP) protos
 
@@ -30,6 +30,11 @@ test: install
 
 test-fast: install
 	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
+
+# tests/fuzz at FUZZ_EXAMPLES random examples per test (make test runs them at a small, fixed budget).
+FUZZ_EXAMPLES ?= 5000
+fuzz: install
+	XDSBUS_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -m fuzz tests/fuzz $(PYTEST_ARGS)
 
 bench: install
 	$(BIN)/python -m bench $(BENCH)

@@ -88,7 +88,8 @@ def decode(data: bytes) -> Event:
     """Decode and validate an envelope; raises MalformedEvent naming what is wrong."""
     try:
         event = _decoder.decode(data)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+    # RecursionError: a body nested deeper than the interpreter allows (tests/fuzz).
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
         raise MalformedEvent(f"undecodable envelope: {exc}") from exc
     if event.v != ENVELOPE_VERSION:
         raise MalformedEvent(f"unsupported envelope version {event.v}")
@@ -112,7 +113,7 @@ def with_stored_body(event: Event, data: bytes) -> Event:
     """`event` with the body read back from its claim check (`data`, from `encode_body`)."""
     try:
         body = msgspec.msgpack.decode(data)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, RecursionError) as exc:
         raise MalformedEvent(f"undecodable stored body of {event.kind} {event.key}: {exc}") from exc
     return msgspec.structs.replace(event, body=body, body_ref=None)
 

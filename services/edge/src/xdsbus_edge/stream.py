@@ -20,14 +20,19 @@ from typing import Any, ClassVar
 
 import grpc
 from envoy.config.core.v3 import base_pb2
+from google.protobuf.message import DecodeError
 
 from xdsbus.contract.type_urls import ENDPOINT
 from xdsbus_edge.interfaces import SnapshotSource, StreamRegistry, Transport
 from xdsbus_edge.scopes import SCOPE_METADATA_KEY, SCOPE_PATTERN, scope_of
 from xdsbus_edge.snapshot import Snapshot, short_type, type_rank
-from xdsbus_edge.subscriptions import Watch
+from xdsbus_edge.subscriptions import MAX_NAMES_PER_TYPE, Watch
 
 log = logging.getLogger(__name__)
+
+# Distinct type URLs one stream may ask for: Envoy uses fewer than ten, and each costs a watch kept for
+# the stream's life, so random type URLs must not grow a stream without bound (tests/fuzz).
+MAX_TYPES_PER_STREAM = 16
 
 _ids = itertools.count(1)
 
@@ -122,6 +127,7 @@ class XdsStream:
         if self.source.current(self.scope) is not self.snap:
             self._wake()
         await self.handle_request(first)
+        self._check_names()
         while True:
             item = await self.queue.get()
             if item is EOF:
@@ -137,6 +143,16 @@ class XdsStream:
                 raise item
             else:
                 await self.handle_request(item)
+                self._check_names()
+
+    def _check_names(self) -> None:
+        """Refuse a stream whose subscriptions outgrew the cap (delta subscriptions add up)."""
+        if any(len(watch.names) > MAX_NAMES_PER_TYPE for watch in self.watches.values()):
+            raise StreamRefused(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"more than {MAX_NAMES_PER_TYPE} resource names subscribed for one type",
+                "too_many_names",
+            )
 
     async def _read(self, requests: AsyncIterator[Any]) -> None:
         try:
@@ -144,6 +160,11 @@ class XdsStream:
                 self.queue.put_nowait(request)
         except asyncio.CancelledError:
             raise
+        except DecodeError as exc:  # gRPC's deserializer: bytes that are not a request (tests/fuzz)
+            self.queue.put_nowait(
+                StreamRefused(grpc.StatusCode.INVALID_ARGUMENT, f"undecodable request: {exc}", "bad_request")
+            )
+            return
         except Exception as exc:  # the RPC failed under us: let the stream's task end
             self.queue.put_nowait(exc)
             return
@@ -177,11 +198,18 @@ class XdsStream:
         self.snap = snap
 
     def type_of(self, request_type: str) -> str:
-        """The type a request is about; raises StreamRefused for a missing or foreign type URL."""
+        """The type a request is about; raises StreamRefused for a missing or foreign type URL, or one
+        type too many."""
         if self.fixed_type is None:
             if not request_type:
                 raise StreamRefused(
                     grpc.StatusCode.INVALID_ARGUMENT, "type_url is required on ADS", "no_type"
+                )
+            if request_type not in self.watches and len(self.watches) >= MAX_TYPES_PER_STREAM:
+                raise StreamRefused(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"more than {MAX_TYPES_PER_STREAM} resource types on one stream",
+                    "too_many_types",
                 )
             return request_type
         if request_type and request_type != self.fixed_type:

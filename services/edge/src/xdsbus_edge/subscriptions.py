@@ -20,6 +20,9 @@ from xdsbus_edge.snapshot import Snapshot, short_type
 WILDCARD = "*"
 # Nonces remembered per type to match a late ACK/NACK to the version it answers.
 _NONCE_HISTORY = 16
+# Names one stream may subscribe to for one type: five times the 20k clusters of the benchmarks. Delta
+# subscriptions add up request after request; past this the stream is refused (stream.py, tests/fuzz).
+MAX_NAMES_PER_TYPE = 100_000
 
 
 class Watch:
