@@ -1,7 +1,8 @@
 """Rotating the key that seals Secrets (docs/design.md §4, issue 12 point 7), with a real Envoy: TLS keeps
 serving throughout, the ledger head (digest included) does not move, no listener is modified, removed or
-drained; after the re-seal the old key can go, and a builder restarting from its checkpoint still serves
-TLS."""
+drained; the new leader seals the ledger's Secret bodies again with the new key (same names, same
+digest); after the re-seal the old key can go, a builder restarting from its checkpoint still serves TLS,
+and an edge started with the new key alone serves the head."""
 
 from __future__ import annotations
 
@@ -17,12 +18,14 @@ from xdsbus import status_store
 from xdsbus.bus import Bus
 from xdsbus.cli.main import main as xdsbus_main
 from xdsbus.contract.status import Verdict
+from xdsbus.contract.type_urls import SECRET
 from xdsbus.ledger import checkpoints, reader
+from xdsbus.ledger.store import fetch_stored, sealed_kid
 from xdsbus.secretbox import KEY_ENV, KEY_FILE_ENV, decode_keys, key_id, read_key_file, write_key_file
 from xdsbus_dev.harness.certs import TestCA
 from xdsbus_dev.harness.envoy import terminate_process
 from xdsbus_dev.harness.processes import Service
-from xdsbus_dev.harness.stack import Stack, ingress_manifest, tls_secret_manifest
+from xdsbus_dev.harness.stack import Edge, Stack, ingress_manifest, tls_secret_manifest
 
 pytestmark = pytest.mark.slow
 
@@ -132,6 +135,19 @@ async def test_rotation_keeps_tls_serving_with_the_same_ledger_and_no_listener_d
             new_kid, *old_kids = (key_id(key) for key in read_key_file(key_file))
             assert old_kids == [key_id(key) for key in old_keys]
             await restart(stack, "builder", key_file, "--checkpoint-events", "1")
+            secret_shas = [
+                sha
+                for key, sha in (await reader.resource_set(bus, "default", head.record.version)).items()
+                if key.type_url == SECRET
+            ]
+            assert secret_shas
+
+            async def bodies_resealed() -> bool:
+                """The new leader sealed the ledger's Secret bodies again, under the same names."""
+                kids = [sealed_kid(await fetch_stored(bus, sha)) for sha in secret_shas]
+                return kids == [new_kid] * len(secret_shas)
+
+            await stack.wait(bodies_resealed, what="the ledger's Secret bodies sealed with the new key")
             await nudge(stack, bus, "after-builder-restart")
             await restart(stack, "watch-file", key_file)
 
@@ -166,5 +182,16 @@ async def test_rotation_keeps_tls_serving_with_the_same_ledger_and_no_listener_d
             after = await reader.head(bus, "default")
             assert after is not None
             assert (after.record.version, after.record.digest) == (head.record.version, head.record.digest)
+
+            # An edge holding the new key alone opens every body of the head.
+            fresh = Edge("edge-new-key", stack.nats.url, stack.log_dir, pki=stack.pki)
+            fresh.service = Service(
+                fresh.service.argv, fresh.service.log_path, env={KEY_ENV: "", KEY_FILE_ENV: str(key_file)}
+            )
+            fresh.start()
+            try:
+                await stack.wait(fresh.ready, what="an edge with the new key alone ready")
+            finally:
+                await fresh.stop()
         assert prober.failures == [] and prober.ok > 0, prober.failures[:5]
         assert {name: await envoy.stat(name) for name in LISTENER_STATS} == stats

@@ -13,6 +13,8 @@ from xdsbus.contract.type_urls import ENDPOINT, SECRET
 from xdsbus.ledger.store import fetch_stored, sealed_kid
 from xdsbus.secretbox import SecretBox
 from xdsbus_dev.harness.processes import eventually
+from xdsbus_edge.app import EdgeConfig
+from xdsbus_edge.main import parse_args
 
 KEYRING = SecretBox(b"e" * 32)
 OTHER = SecretBox(b"x" * 32)
@@ -72,3 +74,10 @@ async def test_an_edge_without_the_sealing_key_keeps_serving_the_previous_versio
         snap = each.cache.current("default")
         assert snap is not None and snap.version == v1 and "s2" not in snap.of(SECRET)
         assert snap.of(ENDPOINT)["a"].sha256 != ledger.sha(ENDPOINT, "a")  # nothing of v2, not even a part
+
+
+def test_debug_pages_default_to_loopback(monkeypatch) -> None:
+    monkeypatch.delenv("XDSBUS_DEBUG_LISTEN", raising=False)
+    args = parse_args(["--xds-listen", "127.0.0.1:18000", "--xds-plaintext", "true"])
+    assert args.debug_listen == "127.0.0.1:15016" and args.http_listen == "0.0.0.0:15014"
+    assert EdgeConfig().debug_listen.startswith("127.0.0.1:")
