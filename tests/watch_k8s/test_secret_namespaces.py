@@ -4,6 +4,7 @@ watcher never asks the API server for Secrets across the cluster (docs/design.md
 from __future__ import annotations
 
 import base64
+from typing import Any
 
 import pytest
 
@@ -11,14 +12,39 @@ from tests.fakes.kube_api import FakeKubeApi
 from tests.watch_file.conftest import EventLog
 from tests.watch_k8s.conftest import SYSTEM, StartWatcher, ingress, secret, upserted_keys, wait_synced
 from xdsbus.events import Op
+from xdsbus.fold.state import FoldState, ObjectRef, apply
+from xdsbus.secretbox import SecretBox
+from xdsbus.translate.translator import Translator
+from xdsbus_dev.harness.certs import TestCA
 from xdsbus_watch_k8s.main import parse_settings
 
 B64 = base64.b64encode(b"pem").decode()
+_PAIR = TestCA().issue("shop.example.com", "other.example.com")
+CERT = base64.b64encode(_PAIR.cert_pem).decode()
+KEY = base64.b64encode(_PAIR.key_pem).decode()
 CLUSTER_WIDE_SECRETS = "/api/v1/secrets"
 
 
 def tls(name: str, namespace: str) -> dict[str, object]:
-    return secret(name, namespace, type_="kubernetes.io/tls", tls_crt=B64, tls_key=B64)
+    return secret(name, namespace, type_="kubernetes.io/tls", tls_crt=CERT, tls_key=KEY)
+
+
+def site(namespace: str, secret_name: str) -> dict[str, Any]:
+    obj = ingress("site", namespace, host=f"{namespace}.example.com")
+    obj["spec"]["tls"] = [{"hosts": [f"{namespace}.example.com"], "secretName": secret_name}]
+    return obj
+
+
+def ingress_warnings(log: EventLog, key: str) -> list[str]:
+    """What the builder's translation says about an Ingress, from the events the watcher published."""
+    state = FoldState()
+    for seq, event in enumerate(log.events, start=1):
+        apply(state, seq, event)
+    translator = Translator(secret_box=SecretBox.from_env())
+    translator.full_build(state)
+    status = translator.statuses.get(ObjectRef("Ingress", "k8s/default", key))
+    assert status is not None, key
+    return status.warnings
 
 
 def secret_paths(kube: FakeKubeApi) -> set[str]:
@@ -30,16 +56,18 @@ async def test_only_the_named_namespaces_are_read(
 ) -> None:
     for obj in [tls("shop-tls", "shop"), tls("other-tls", "other"), secret("registry", SYSTEM, token=B64)]:
         kube.create(obj)
-    # An Ingress of a watched namespace naming a Secret of a namespace not named: published, the Secret not
-    # (the builder's status on the Ingress then says the secret is not found).
-    site = ingress("site", "other")
-    site["spec"]["tls"] = [{"hosts": ["example.com"], "secretName": "other-tls"}]
-    kube.create(site)
+    # An Ingress of a watched namespace naming a Secret of a namespace not named: published, the Secret not.
+    kube.create(site("other", "other-tls"))
+    kube.create(site("shop", "shop-tls"))
 
     await start_watcher(secret_namespaces=["shop", SYSTEM])
     await wait_synced(events, "Secret", "Ingress")
     assert upserted_keys(events, "Secret") == {"shop/shop-tls", f"{SYSTEM}/registry"}
-    assert upserted_keys(events, "Ingress") == {"other/site"}
+    assert upserted_keys(events, "Ingress") == {"other/site", "shop/site"}
+    # The builder's status on the Ingress says so; the one whose Secret is in a named namespace is fine.
+    missing = "TLS secret kubernetes://other/other-tls not found or not usable"
+    assert any(missing in w for w in ingress_warnings(events, "other/site"))
+    assert not [w for w in ingress_warnings(events, "shop/site") if "TLS secret" in w]
 
     # Live: a change in a named namespace arrives, one elsewhere never does.
     kube.create(tls("late", "other"))
