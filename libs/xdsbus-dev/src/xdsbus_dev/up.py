@@ -15,6 +15,7 @@ from pathlib import Path
 
 from xdsbus.secretbox import create_key_file
 from xdsbus_dev.envoy_bootstrap import ads_bootstrap, write_bootstrap
+from xdsbus_dev.harness.certs import ENVOY_IDENTITY, XdsPki, write_private
 
 _BIN = Path(sys.executable).parent
 
@@ -67,6 +68,15 @@ async def _stack(args: argparse.Namespace) -> int:
     nats_url = f"nats://127.0.0.1:{nats_port}"
     env = {**os.environ, "XDSBUS_NATS_URL": nats_url, "XDSBUS_SECRET_KEY_FILE": str(key_file)}
     env.pop("XDSBUS_SECRET_KEY", None)
+    # xDS over mTLS (docs/design.md §10): a local CA, the edges' server certificate and Envoy's client
+    # certificate, kept across runs; the access policy grants Envoy's identity every scope and Gateway.
+    pki = XdsPki(data / "pki").ensure()
+    xds_policy = data / "xds-access.yaml"
+    if not xds_policy.exists():
+        write_private(
+            xds_policy,
+            f"allow:\n  - identity: {ENVOY_IDENTITY}\n    scopes: ['*']\n    gateways: ['*']\n".encode(),
+        )
     children: list[tuple[str, asyncio.subprocess.Process]] = []
 
     async def start(name: str, *argv: str, log: Path | None = None) -> None:
@@ -163,6 +173,9 @@ async def _stack(args: argparse.Namespace) -> int:
                     f"127.0.0.1:{http_port}",
                     "--debug-listen",
                     f"127.0.0.1:{DEBUG_PORT + index}",
+                    *pki.edge_flags(),
+                    "--xds-access-policy",
+                    str(xds_policy),
                 )
         bootstrap = write_bootstrap(
             data / "envoy-bootstrap.yaml",
@@ -170,6 +183,7 @@ async def _stack(args: argparse.Namespace) -> int:
                 edges=[("127.0.0.1", xds_port) for xds_port, _ in EDGES],
                 admin_port=ENVOY_ADMIN_PORT,
                 node_id="gateway-local",
+                tls=pki.client(),
             ),
         )
         envoy_log = data / "envoy.log"
@@ -194,6 +208,7 @@ async def _stack(args: argparse.Namespace) -> int:
         print(
             f"\nxdsbus is up: NATS at {nats_url}, watching {args.config_dir}.\n"
             f"  edges: {edges_line}; Envoy admin http://127.0.0.1:{ENVOY_ADMIN_PORT}, log {envoy_log}\n"
+            f"  xDS over mTLS: CA and certificates in {pki.directory}, access policy {xds_policy}\n"
             f"  curl -H 'Host: {DEMO_HOST}' http://127.0.0.1:{port}/a     answered by echo-a\n"
             f"  curl -H 'Host: {DEMO_HOST}' http://127.0.0.1:{port}/      answered by echo-b\n"
             f"  xdsbus ledger log --nats-url {nats_url}     versions as you edit {args.config_dir}/\n"
