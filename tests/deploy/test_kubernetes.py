@@ -27,6 +27,7 @@ from tests.deploy.support import (
     shipped_crds,
     structural_problems,
 )
+from xdsbus_dev.nats_users import DEPLOY_ROLES
 
 XDSBUS_IMAGES = {
     "xdsbus-builder",
@@ -37,6 +38,8 @@ XDSBUS_IMAGES = {
     "xdsbus-watch-consul",
     "xdsbus-watch-eureka",
 }
+# Secrets the user creates (deploy/README.md): the keyring and one NATS password per role.
+HAND_MADE_SECRETS = {"xdsbus-secret-key", *(f"xdsbus-nats-{role.user}" for role in DEPLOY_ROLES)}
 
 
 @pytest.fixture(scope="module")
@@ -265,7 +268,8 @@ def test_every_service_runs_in_the_one_deployment_shape() -> None:
         assert spec["automountServiceAccountToken"] is (name == "xdsbus-watch-k8s"), name
     registry = [services[f"xdsbus-watch-{t}"] for t in ("nacos", "consul", "eureka")]
     shapes = [json.dumps(pod_spec(d), sort_keys=True).replace(d["metadata"]["name"], "X") for d in registry]
-    shapes = [re.sub(r'"watch-\w+"', '"W"', s) for s in shapes]
+    # Their NATS users and Secrets are named for them too (xdsbus-nats-watch-<type>).
+    shapes = [re.sub(r'"(xdsbus-nats-)?watch-\w+"', '"W"', s) for s in shapes]
     assert len(set(shapes)) == 1, "the three registry watchers differ in more than their name"
 
 
@@ -294,8 +298,12 @@ def test_references_resolve(path: str) -> None:
                 assert ("ConfigMap", source["configMapRef"]["name"]) in names, name_of(w)
             for e in c.get("env", []):
                 ref = e.get("valueFrom", {}).get("secretKeyRef")
-                # The only Secret not rendered: the key, created by hand before the first apply.
-                assert ref is None or ref["name"] == "xdsbus-secret-key", name_of(w)
+                # The only Secrets not rendered: the key and the NATS passwords, created by hand before
+                # the first apply.
+                assert ref is None or ref["name"] in HAND_MADE_SECRETS, name_of(w)
+        for volume in spec.get("volumes", []):
+            if volume["name"] == "nats-user":
+                assert volume["secret"]["secretName"] in HAND_MADE_SECRETS, name_of(w)
     pods = [w["spec"]["template"]["metadata"]["labels"] for w in workloads(docs)]
     for svc in by_kind(docs, "Service").values():
         selector = svc["spec"]["selector"].items()

@@ -249,3 +249,18 @@ def render_authorization(roles: Sequence[Role], nkeys: Mapping[str, str] | None 
         ]
     lines += ["  ]", "}"]
     return "\n".join(lines) + "\n"
+
+
+def deploy_authorization() -> str:
+    """deploy/nats/auth.conf: the users of deploy/ (tests/deploy checks the file equals this)."""
+    header = (
+        "# The NATS users of deploy/, one per role (docs/design.md §10). Generated: edit\n"
+        "# libs/xdsbus-dev/src/xdsbus_dev/nats_users.py and run\n"
+        "#   python -m xdsbus_dev.nats_users > deploy/nats/auth.conf\n"
+        "# Each $<ROLE>_NATS_PASSWORD comes from the Secret xdsbus-nats-<role> (deploy/nats/statefulset.yaml).\n"
+    )
+    return header + render_authorization(DEPLOY_ROLES)
+
+
+if __name__ == "__main__":
+    print(deploy_authorization(), end="")
