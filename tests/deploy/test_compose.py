@@ -17,6 +17,7 @@ from tests.deploy.support import COMPOSE_FILE, EXAMPLES, REPO, compose_errors, l
 
 DEFAULT_SERVICES = {
     "layout",
+    "xds-certs",
     "nats",
     "builder",
     "watch-file",

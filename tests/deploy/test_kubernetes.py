@@ -27,6 +27,7 @@ from tests.deploy.support import (
     shipped_crds,
     structural_problems,
 )
+from xdsbus_dev.harness.certs import XdsPki
 from xdsbus_dev.nats_users import DEPLOY_ROLES
 
 XDSBUS_IMAGES = {
@@ -39,7 +40,13 @@ XDSBUS_IMAGES = {
     "xdsbus-watch-eureka",
 }
 # Secrets the user creates (deploy/README.md): the keyring and one NATS password per role.
-HAND_MADE_SECRETS = {"xdsbus-secret-key", *(f"xdsbus-nats-{role.user}" for role in DEPLOY_ROLES)}
+HAND_MADE_SECRETS = {
+    "xdsbus-secret-key",
+    *(f"xdsbus-nats-{role.user}" for role in DEPLOY_ROLES),
+    # xDS mTLS certificates, cert-manager style (docs/design.md §10).
+    "xdsbus-edge-xds-tls",
+    "xdsbus-gateway-xds-tls",
+}
 
 
 @pytest.fixture(scope="module")
@@ -425,10 +432,31 @@ def envoy_binary() -> str:
     return str(beside)
 
 
+# Where the bootstraps read their xDS client certificate (docs/design.md §10), and the file names there.
+XDS_TLS_DIRS = {
+    "/etc/xds-tls": ("ca.crt", "tls.crt", "tls.key"),
+    "/etc/envoy/xds-tls": ("ca.crt", "envoy.crt", "envoy.key"),
+}
+
+
 @pytest.mark.parametrize("bootstrap", ["gateway/envoy-bootstrap.json", "compose/envoy-bootstrap.json"])
-def test_envoy_accepts_the_bootstraps(bootstrap: str) -> None:
+def test_envoy_accepts_the_bootstraps(bootstrap: str, tmp_path: Path) -> None:
+    # Envoy reads the certificate files even to validate: give it real ones where the pod mounts them.
+    pki = XdsPki(tmp_path / "pki").create()
+    text = (DEPLOY / bootstrap).read_text()
+    for directory, (ca, cert, key) in XDS_TLS_DIRS.items():
+        if directory + "/" not in text:
+            continue
+        local = tmp_path / directory.strip("/").replace("/", "_")
+        local.mkdir()
+        for name, source in ((ca, pki.ca_file), (cert, pki.envoy_cert), (key, pki.envoy_key)):
+            (local / name).write_bytes(source.read_bytes())
+        text = text.replace(directory + "/", f"{local}/")
+    assert str(tmp_path) in text, "the bootstrap's xds cluster has no TLS client certificate"
+    validated = tmp_path / "bootstrap.json"
+    validated.write_text(text)
     proc = subprocess.run(
-        [envoy_binary(), "--mode", "validate", "-c", str(DEPLOY / bootstrap), "--service-node", "gw-0"],
+        [envoy_binary(), "--mode", "validate", "-c", str(validated), "--service-node", "gw-0"],
         capture_output=True,
         text=True,
         timeout=60,
