@@ -14,8 +14,10 @@ import pytest
 import yaml
 
 from tests.deploy.support import COMPOSE_FILE, EXAMPLES, REPO, compose_errors, load_yaml
+from xdsbus_dev.nats_users import COMPOSE_ROLES
 
 DEFAULT_SERVICES = {
+    "nats-users",
     "layout",
     "xds-certs",
     "nats",
@@ -106,7 +108,7 @@ def test_default_watch_file_does_not_read_the_registries_folder() -> None:
 def test_the_registries_mcpbridge_wins_and_points_at_the_profiles_servers(compose: dict[str, Any]) -> None:
     services = compose["services"]
     reader = services["watch-file-registries"]
-    assert reader["volumes"] == ["./examples/.registries:/config:ro"]
+    assert reader["volumes"] == ["./examples/.registries:/config:ro", "nats-users:/nats-users:ro"]
     argv = reader["command"]
     ours = f"file/{argv[argv.index('--source-name') + 1]}"
     default = f"file/{services['watch-file']['command'][-1].strip('/')}"
@@ -181,3 +183,33 @@ def test_files_compose_mounts_exist(compose: dict[str, Any]) -> None:
             if source.startswith("./"):
                 assert (REPO / source).exists(), f"{name}: {source}"
     assert re.fullmatch(r"\./\.data/secret\.key", compose["secrets"]["xdsbus_secret_key"]["file"])
+
+
+def test_nats_admits_one_user_per_role_and_each_service_reads_its_own(compose: dict[str, Any]) -> None:
+    """docs/design.md §10: the nats-users one-shot writes the users; every service connects as its role."""
+    services = compose["services"]
+    users = services["nats-users"]
+    assert users["entrypoint"][:3] == ["python", "-m", "xdsbus_dev.local_nats"]
+    nats = services["nats"]
+    assert nats["command"][:2] == ["-c", "/nats-users/nats.conf"]
+    assert nats["depends_on"]["nats-users"] == {"condition": "service_completed_successfully"}
+    roles = {role.user for role in COMPOSE_ROLES}
+    expected = {
+        "layout": "layout",
+        "builder": "builder",
+        "watch-file": "watch-file",
+        "watch-file-registries": "watch-file-registries",
+        "watch-nacos": "watch-nacos",
+        "watch-consul": "watch-consul",
+        "watch-eureka": "watch-eureka",
+        "edge-1": "edge",
+        "edge-2": "edge",
+    }
+    for name, role in expected.items():
+        service = services[name]
+        assert role in roles, role
+        assert service["environment"]["XDSBUS_NATS_PASSWORD_FILE"] == f"/nats-users/{role}", name
+        assert "nats-users:/nats-users:ro" in service["volumes"], name
+    # Nothing else connects to NATS: whoever has the URL has a user.
+    with_url = {n for n, s in services.items() if "XDSBUS_NATS_URL" in (s.get("environment") or {})}
+    assert with_url == set(expected)

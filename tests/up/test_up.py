@@ -114,6 +114,8 @@ async def test_up_runs_the_demo_and_stops_on_ctrl_c(tmp_path: Path) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
             raise
     assert code == 0, log.read_text()[-3000:]
+    # Every service ran as its own NATS user (docs/design.md §10) and none needed more than its role grants.
+    assert "Violation" not in log.read_text()
     # Every child is gone: nothing listens on the stack's ports any more.
     still = [port for port in [*FIXED_PORTS, gateway] if busy(port)]
     assert not still, f"still listening after Ctrl-C: {still}\n{log.read_text()[-3000:]}"

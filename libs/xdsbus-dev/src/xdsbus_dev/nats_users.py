@@ -215,6 +215,15 @@ DEPLOY_ROLES = (
     *registry_watcher_roles(),
 )
 
+# docker-compose.yml: watch-file reads /config (file/config), its registries profile a second directory
+# (file/compose-registries) as a user of its own.
+COMPOSE_ROLES = (
+    *core_roles(),
+    watcher_role("watch-file", "file", "config"),
+    watcher_role("watch-file-registries", "file", "compose-registries"),
+    *registry_watcher_roles(),
+)
+
 
 def new_password() -> str:
     """A random password nats-server reads back from its environment as it was written: it parses a
@@ -226,15 +235,21 @@ def _allow(direction: str, subjects: Sequence[str]) -> list[str]:
     return [f"        {direction}: {{ allow: [", *(f'          "{s}"' for s in subjects), "        ] }"]
 
 
-def render_authorization(roles: Sequence[Role], nkeys: Mapping[str, str] | None = None) -> str:
-    """The nats-server `authorization` block for `roles`, each password from `$<ROLE>_NATS_PASSWORD`;
-    a role named in `nkeys` authenticates with that NKey public key instead (its seed stays with the
+def render_authorization(
+    roles: Sequence[Role], nkeys: Mapping[str, str] | None = None, passwords: Mapping[str, str] | None = None
+) -> str:
+    """The nats-server `authorization` block for `roles`, each password from `$<ROLE>_NATS_PASSWORD`,
+    or written in when `passwords` has it (a config file as secret as the passwords, for compose); a
+    role named in `nkeys` authenticates with that NKey public key instead (its seed stays with the
     client: XDSBUS_NATS_NKEY_FILE)."""
     nkeys = nkeys or {}
+    passwords = passwords or {}
     lines = ["authorization {", "  users = ["]
     for role in roles:
         if role.user in nkeys:
             identity = [f"      nkey: {nkeys[role.user]}"]
+        elif role.user in passwords:
+            identity = [f"      user: {role.user}", f'      password: "{passwords[role.user]}"']
         else:
             identity = [f"      user: {role.user}", f"      password: ${role.password_variable}"]
         lines += [
@@ -257,7 +272,7 @@ def deploy_authorization() -> str:
         "# The NATS users of deploy/, one per role (docs/design.md §10). Generated: edit\n"
         "# libs/xdsbus-dev/src/xdsbus_dev/nats_users.py and run\n"
         "#   python -m xdsbus_dev.nats_users > deploy/nats/auth.conf\n"
-        "# Each $<ROLE>_NATS_PASSWORD comes from the Secret xdsbus-nats-<role> (deploy/nats/statefulset.yaml).\n"
+        "# Each $<ROLE>_NATS_PASSWORD comes from the Secret xdsbus-nats-<role> (statefulset.yaml).\n"
     )
     return header + render_authorization(DEPLOY_ROLES)
 

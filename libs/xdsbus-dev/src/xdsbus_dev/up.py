@@ -13,9 +13,12 @@ import socket
 import sys
 from pathlib import Path
 
+from xdsbus.nats_options import FILE_VARIABLES, USER_VARIABLE
 from xdsbus.secretbox import create_key_file
 from xdsbus_dev.envoy_bootstrap import ads_bootstrap, write_bootstrap
 from xdsbus_dev.harness.certs import ENVOY_IDENTITY, XdsPki, write_private
+from xdsbus_dev.local_nats import LocalNatsUsers
+from xdsbus_dev.nats_users import local_roles
 
 _BIN = Path(sys.executable).parent
 
@@ -68,6 +71,11 @@ async def _stack(args: argparse.Namespace) -> int:
     nats_url = f"nats://127.0.0.1:{nats_port}"
     env = {**os.environ, "XDSBUS_NATS_URL": nats_url, "XDSBUS_SECRET_KEY_FILE": str(key_file)}
     env.pop("XDSBUS_SECRET_KEY", None)
+    # One NATS user per role (docs/design.md §10); credentials of the caller's shell do not leak in.
+    for variable in (USER_VARIABLE, *FILE_VARIABLES):
+        env.pop(variable, None)
+    nats_users = LocalNatsUsers(data / "nats-users", local_roles(args.config_dir.resolve().name or "root"))
+    nats_users.ensure()
     # xDS over mTLS (docs/design.md §10): a local CA, the edges' server certificate and Envoy's client
     # certificate, kept across runs; the access policy grants Envoy's identity every scope and Gateway.
     pki = XdsPki(data / "pki").ensure()
@@ -79,15 +87,22 @@ async def _stack(args: argparse.Namespace) -> int:
         )
     children: list[tuple[str, asyncio.subprocess.Process]] = []
 
-    async def start(name: str, *argv: str, log: Path | None = None) -> None:
+    async def start(
+        name: str,
+        *argv: str,
+        log: Path | None = None,
+        user: str | None = None,
+        extra: dict[str, str] | None = None,
+    ) -> None:
+        child_env = {**env, **(nats_users.client_env(user) if user else {}), **(extra or {})}
         # Own session: Ctrl-C reaches `up` alone, which then stops the children in order.
         if log is None:
-            proc = await asyncio.create_subprocess_exec(*argv, env=env, start_new_session=True)
+            proc = await asyncio.create_subprocess_exec(*argv, env=child_env, start_new_session=True)
         else:
             out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
             try:
                 proc = await asyncio.create_subprocess_exec(
-                    *argv, env=env, start_new_session=True, stdout=out, stderr=out
+                    *argv, env=child_env, start_new_session=True, stdout=out, stderr=out
                 )
             finally:
                 os.close(out)
@@ -97,6 +112,8 @@ async def _stack(args: argparse.Namespace) -> int:
         await start(
             "nats-server",
             _tool("nats-server"),
+            "-c",
+            str(nats_users.config_file),
             "-a",
             "127.0.0.1",
             "-p",
@@ -104,6 +121,7 @@ async def _stack(args: argparse.Namespace) -> int:
             "-js",
             "-sd",
             str(data / "nats"),
+            extra=nats_users.server_env(),
         )
         await _wait_port(nats_port)
         # What compose and deploy/ run as a one-shot job: every stream, bucket and store, before any
@@ -114,7 +132,7 @@ async def _stack(args: argparse.Namespace) -> int:
             "--apply",
             "--nats-url",
             nats_url,
-            env=env,
+            env={**env, **nats_users.client_env("layout")},
             stdout=asyncio.subprocess.DEVNULL,
         )
         if await layout.wait() != 0:
@@ -130,13 +148,21 @@ async def _stack(args: argparse.Namespace) -> int:
             "127.0.0.1",
             "--instance-id",
             "local",
+            user="builder",
         )
-        await start("watch-file", _tool("xdsbus-watch-file"), "--dir", str(args.config_dir.resolve()))
+        await start(
+            "watch-file",
+            _tool("xdsbus-watch-file"),
+            "--dir",
+            str(args.config_dir.resolve()),
+            user="watch-file",
+        )
         # The registry watchers idle until an McpBridge manifest in the config directory lists a registry
         # of their type; the ones not installed are simply not started.
         for registry in REGISTRY_WATCHERS:
             if (path := _find_tool(registry)) is not None:
-                await start(registry.removeprefix("xdsbus-"), path, "--instance-id", "local")
+                name = registry.removeprefix("xdsbus-")
+                await start(name, path, "--instance-id", "local", user=name)
         for service, pod, port in ECHO_BACKENDS:
             await start(
                 service,
@@ -176,6 +202,7 @@ async def _stack(args: argparse.Namespace) -> int:
                     *pki.edge_flags(),
                     "--xds-access-policy",
                     str(xds_policy),
+                    user="edge",
                 )
         bootstrap = write_bootstrap(
             data / "envoy-bootstrap.yaml",
@@ -205,14 +232,16 @@ async def _stack(args: argparse.Namespace) -> int:
             if edge
             else "none"
         )
+        reader = nats_users.password_file("reader")
         print(
             f"\nxdsbus is up: NATS at {nats_url}, watching {args.config_dir}.\n"
             f"  edges: {edges_line}; Envoy admin http://127.0.0.1:{ENVOY_ADMIN_PORT}, log {envoy_log}\n"
             f"  xDS over mTLS: CA and certificates in {pki.directory}, access policy {xds_policy}\n"
             f"  curl -H 'Host: {DEMO_HOST}' http://127.0.0.1:{port}/a     answered by echo-a\n"
             f"  curl -H 'Host: {DEMO_HOST}' http://127.0.0.1:{port}/      answered by echo-b\n"
-            f"  xdsbus ledger log --nats-url {nats_url}     versions as you edit {args.config_dir}/\n"
-            f"  xdsbus status --nats-url {nats_url}         what the builder accepted or rejected\n"
+            f"  export XDSBUS_NATS_URL={nats_url} XDSBUS_NATS_PASSWORD_FILE={reader}   (the reader's user)\n"
+            f"  xdsbus ledger log     versions as you edit {args.config_dir}/\n"
+            "  xdsbus status         what the builder accepted or rejected\n"
             "Press Ctrl-C to stop.\n",
             flush=True,
         )
