@@ -163,7 +163,8 @@ def _keyring() -> SecretBox | None:
     """The keyring that opens the ledger's sealed Secret bodies, found like the builder's."""
     try:
         box = SecretBox.from_env(default_key_file=LOCAL_KEY_FILE)
-    except SecretKeyError as exc:
+    except (SecretKeyError, OSError) as exc:
+        # OSError: the local key file could not be created (a read-only filesystem); the edge still runs.
         log.warning("no secret key (%s): versions holding a sealed Secret are not served", exc)
         return None
     log.info("keyring: %s", box.describe())
