@@ -16,6 +16,7 @@ from tests.edge.proxies import DeltaProxy, SotwProxy
 from tests.edge.support import ADS_DELTA, ADS_SOTW, LedgerWriter, http_get, serving
 from xdsbus.contract.type_urls import CLUSTER, SECRET
 from xdsbus_dev.harness.certs import EDGE_SERVER_NAME, ENVOY_IDENTITY, TestCA, XdsPki
+from xdsbus_dev.harness.processes import eventually
 from xdsbus_edge.access_policy import load_policy
 from xdsbus_edge.xds_tls import ServerTls
 
@@ -188,3 +189,28 @@ async def test_a_proxy_gets_only_the_secrets_of_its_scope_that_its_listeners_nam
     finally:
         for proxy in (sotw, delta, *for_b):
             await proxy.close()
+
+
+async def test_a_rotated_server_certificate_is_served_without_a_restart(make_edge, bus, pki: XdsPki) -> None:
+    v = await base_config(LedgerWriter(bus)).commit()
+    edge = await make_edge(xds_tls=ServerTls(pki.edge_cert, pki.edge_key, pki.ca_file))
+    await serving(edge, v)
+    cert = (pki.envoy_cert.read_bytes(), pki.envoy_key.read_bytes())
+    # A new CA signs the edge's new certificate (and the proxies' new one): cert-manager style rotation
+    # of the mounted files. gRPC asks for the files at a handshake and uses what changed from then on.
+    new_ca = TestCA("rotated CA")
+    new_pki = XdsPki(pki.directory).create(new_ca)
+    new_cert = (new_pki.envoy_cert.read_bytes(), new_pki.envoy_key.read_bytes())
+
+    async def served(ca: bytes, pair: tuple[bytes, bytes]) -> bool:
+        proxy = SotwProxy(TlsLink(edge.xds_port, ca=ca, cert=pair))
+        try:
+            await proxy.request(CLUSTER)
+            return names(await proxy.recv(timeout=2)) == ["a", "b"]
+        except (AssertionError, TimeoutError, grpc.aio.AioRpcError):
+            return False
+        finally:
+            await proxy.close()
+
+    await eventually(lambda: served(new_ca.cert_pem, new_cert), timeout=10, what="the rotated certificate")
+    assert not await served(CA.cert_pem, cert)
