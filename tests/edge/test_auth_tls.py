@@ -214,3 +214,35 @@ async def test_a_rotated_server_certificate_is_served_without_a_restart(make_edg
 
     await eventually(lambda: served(new_ca.cert_pem, new_cert), timeout=10, what="the rotated certificate")
     assert not await served(CA.cert_pem, cert)
+
+
+async def test_a_bearer_token_over_server_tls_is_an_identity(
+    make_edge, bus, pki: XdsPki, tmp_path: Path
+) -> None:
+    v = await LedgerWriter(bus, "team-b").put(secret("b-key"), listener("lb", secrets=("b-key",))).commit()
+    # TLS without client certificates: the token in the call's metadata is the only identity.
+    edge = await make_edge(
+        xds_tls=ServerTls(pki.edge_cert, pki.edge_key),
+        access_policy=load_policy(_policy(tmp_path)),
+        scopes=("team-b",),
+    )
+    await serving(edge, v, scope="team-b")
+    ca = pki.ca_file.read_bytes()
+    made: list[DeltaProxy] = []
+
+    def proxy(token: str | None) -> DeltaProxy:
+        made.append(DeltaProxy(TlsLink(edge.xds_port, ca=ca, token=token, delta=True), scope="team-b"))
+        return made[-1]
+
+    try:
+        holder = proxy("b-secret-token")
+        await holder.request(SECRET, ["b-key"])
+        assert names(await holder.recv()) == ["b-key"]
+        for token in ("guessed", None):
+            stranger = proxy(token)
+            await stranger.request(SECRET, ["b-key"])
+            assert await stranger.status() == grpc.StatusCode.UNAUTHENTICATED
+    finally:
+        for p in made:
+            await p.close()
+    assert await _denied(edge.http_port) == {"bad_token": 1, "no_identity": 1}
