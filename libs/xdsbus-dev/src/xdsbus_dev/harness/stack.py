@@ -35,6 +35,7 @@ from xdsbus_dev.harness import http
 from xdsbus_dev.harness.certs import XdsPki
 from xdsbus_dev.harness.envoy import Envoy, terminate_process
 from xdsbus_dev.harness.processes import NatsServer, Service, free_port, tool
+from xdsbus_dev.nats_users import local_roles
 
 NAMESPACE = "demo"
 HOST = "demo.local"
@@ -154,7 +155,15 @@ class Edge:
     """An `xdsbus-edge` subprocess: its xDS address, its HTTP port (ready, metrics) and its debug port. With
     `pki` it serves xDS over mTLS with those files; without, plaintext on loopback (--xds-plaintext)."""
 
-    def __init__(self, name: str, nats_url: str, log_dir: Path, *, pki: XdsPki | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        nats_url: str,
+        log_dir: Path,
+        env: dict[str, str] | None = None,
+        *,
+        pki: XdsPki | None = None,
+    ) -> None:
         self.name = name
         self.xds_port = free_port()
         self.http_port = free_port()
@@ -171,7 +180,7 @@ class Edge:
             nats_url,
             *(pki.edge_flags() if pki is not None else ["--xds-plaintext", "true"]),
         ]
-        self.service = Service(argv, log_dir / f"{name}.log")
+        self.service = Service(argv, log_dir / f"{name}.log", env=env)
 
     @property
     def address(self) -> str:
@@ -239,6 +248,7 @@ class Stack:
         backends: Sequence[str] = ("echo-a", "echo-b"),
         ingress: bool = True,
         envoy: bool = True,
+        nats_users: bool = False,
     ) -> None:
         self.workdir = workdir
         self.config_dir = workdir / "config"
@@ -250,9 +260,10 @@ class Stack:
         self.with_envoy = envoy
         self.gateway_port = free_port()
         self.https_port = free_port()
-        self.nats = NatsServer(workdir / "nats")
         # The default stack is the secure one: edges and Envoy speak mTLS with the harness's PKI.
         self.pki = XdsPki(workdir / "pki")
+        # With nats_users, each service connects as its own role (docs/design.md §10).
+        self.nats = NatsServer(workdir / "nats", users=local_roles("e2e") if nats_users else None)
         self.builder: Service | None = None
         self.watch_file: Service | None = None
         self.edges: list[Edge] = []
@@ -296,6 +307,7 @@ class Stack:
                 *BUILDER_FLAGS,
             ],
             self.log_dir / "builder.log",
+            env=self.nats.client_env("builder"),
         ).start()
         self.watch_file = Service(
             [
@@ -310,9 +322,13 @@ class Stack:
                 self.nats.url,
             ],
             self.log_dir / "watch-file.log",
+            env=self.nats.client_env("watch-file"),
         ).start()
         for index in range(self.edge_count):
-            self.edges.append(Edge(f"edge-{index}", self.nats.url, self.log_dir, pki=self.pki).start())
+            edge = Edge(
+                f"edge-{index}", self.nats.url, self.log_dir, env=self.nats.client_env("edge"), pki=self.pki
+            )
+            self.edges.append(edge.start())
         await self.wait(self._edges_ready, timeout=30, what="every edge /ready")
         if self.with_envoy:
             self.envoy = Envoy(
@@ -491,7 +507,7 @@ class Stack:
 
     @contextlib.asynccontextmanager
     async def bus(self) -> AsyncIterator[Bus]:
-        bus = await connect(BusSettings(url=self.nats.url), name="e2e-test")
+        bus = await connect(BusSettings(url=self.nats.url, nats=self.nats.options()), name="e2e-test")
         try:
             yield bus
         finally:
