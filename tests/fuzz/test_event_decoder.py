@@ -13,16 +13,26 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.fuzz.budget import fuzz_settings
-from xdsbus.events import Event, MalformedEvent, Op, decode, with_stored_body
+from xdsbus.events import BodyRef, Event, MalformedEvent, Op, decode, with_stored_body
 from xdsbus.fold.state import FoldState, apply
 
 pytestmark = pytest.mark.fuzz
 
 INT64 = st.integers(min_value=-(2**63), max_value=2**64 - 1)
-scalars = st.none() | st.booleans() | INT64 | st.floats() | st.text(max_size=20) | st.binary(max_size=20)
+scalars = (
+    st.none()
+    | st.booleans()
+    | INT64
+    | st.floats()
+    | st.text(max_size=20)
+    | st.binary(max_size=20)
+    | st.just([])
+)
 values = st.recursive(
     scalars,
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, min_size=1, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
     max_leaves=20,
 )
 # Values near what sources publish, so that decoding gets past the envelope's checks often.
@@ -53,6 +63,9 @@ envelopes = st.fixed_dictionaries(
 )
 
 
+CLAIMED = Event(source="k8s/x", kind="Secret", key="a/b", op=Op.UPSERT, body_ref=BodyRef(sha256="0", size=1))
+
+
 def decoded_or_none(data: bytes) -> Event | None:
     try:
         return decode(data)
@@ -64,6 +77,11 @@ def decoded_or_none(data: bytes) -> Event | None:
 @given(st.binary(max_size=512))
 def test_random_bytes_decode_or_are_malformed(data: bytes) -> None:
     decoded_or_none(data)
+    # The same bytes as a claim-checked body read back from the object store.
+    try:
+        with_stored_body(CLAIMED, data)
+    except MalformedEvent:
+        pass
 
 
 @fuzz_settings()

@@ -33,15 +33,19 @@ pytestmark = pytest.mark.fuzz
 TYPES = (CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET)
 # Mostly what the snapshot holds and what a proxy would say, sometimes anything at all.
 type_urls = st.sampled_from([*TYPES, PROBE, ""]) | st.text(max_size=40)
-names = st.sampled_from(["a", "b", "l1", "r1", "s1", "*", "missing", ""]) | st.text(max_size=30)
-nonces = st.sampled_from(["", "1", "2", "3", "4", "5"]) | st.text(max_size=12)
+# Sizes: now and then a string of up to 256 KiB (a name, a nonce, a NACK's message).
+large = st.builds(lambda n, c: c * n, st.integers(1_000, 256 * 1024), st.sampled_from(["a", "é", "\x00"]))
+names = st.sampled_from(["a", "b", "l1", "r1", "s1", "*", "missing", ""]) | st.text(max_size=30) | large
+nonces = st.sampled_from(["", "1", "2", "3", "4", "5"]) | st.text(max_size=12) | large
 versions = st.sampled_from(["", "100", "101", "102"]) | st.text(max_size=12)
 errors = st.none() | st.builds(
-    status_pb2.Status, code=st.integers(-(2**31), 2**31 - 1), message=st.text(max_size=200)
+    status_pb2.Status, code=st.integers(-(2**31), 2**31 - 1), message=st.text(max_size=200) | large
 )
 json_values = st.recursive(
     st.none() | st.booleans() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    lambda inner: (
+        st.lists(inner, min_size=1, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
     max_leaves=10,
 )
 scopes = st.sampled_from(["default", "", "other", "a.b", "*", "x" * 65]) | st.text(max_size=70) | json_values
