@@ -11,16 +11,28 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
-
-from xdsbus_dev.harness.certs import ClientTls
 
 ApiType = Literal["GRPC", "DELTA_GRPC"]
 
 XDS_CLUSTER = "xds"
 _HTTP_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 _UPSTREAM_TLS = "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"
+# The DNS name of the edge's server certificate (the TLS SNI and the name Envoy checks).
+EDGE_SERVER_NAME = "xdsbus-edge"
+
+
+@dataclass(frozen=True)
+class ClientTls:
+    """A proxy's side of mTLS to the edges: the CA that signs the edge's certificate, its own certificate
+    and key (None: TLS without a client certificate), and the server name to check."""
+
+    ca_file: Path
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    server_name: str = EDGE_SERVER_NAME
 
 
 def parse_address(text: str) -> tuple[str, int]:

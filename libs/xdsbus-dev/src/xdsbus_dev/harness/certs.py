@@ -16,6 +16,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from xdsbus_dev.envoy_bootstrap import EDGE_SERVER_NAME, ClientTls
+
+__all__ = ["EDGE_SERVER_NAME", "ENVOY_IDENTITY", "ClientTls", "KeyPair", "TestCA", "XdsPki", "write_private"]
+
 # Fixed validity window around a fixed date would expire; certificates are valid from yesterday for a
 # year, which is all a test run needs.
 _VALIDITY = datetime.timedelta(days=365)
@@ -122,19 +126,6 @@ def write_private(path: Path, data: bytes, mode: int = 0o600) -> Path:
 
 # The identity of the harness's and `xdsbus up`'s Envoy (a SPIFFE id in its client certificate's SAN).
 ENVOY_IDENTITY = "spiffe://xdsbus.local/gateway"
-# The DNS name of the edge's server certificate (the TLS SNI and the name Envoy checks).
-EDGE_SERVER_NAME = "xdsbus-edge"
-
-
-@dataclass(frozen=True)
-class ClientTls:
-    """A proxy's side of mTLS to the edges: the CA that signs the edge's certificate, its own certificate
-    and key (None: TLS without a client certificate), and the server name to check."""
-
-    ca_file: Path
-    cert_file: Path | None = None
-    key_file: Path | None = None
-    server_name: str = EDGE_SERVER_NAME
 
 
 @dataclass(frozen=True)
