@@ -25,7 +25,8 @@ async def test_an_nkey_seed_file_connects_with_its_roles_permissions(tmp_path: P
     server = NatsServer(tmp_path / "nats", users=local_roles("e2e"), nkeys={"edge": public})
     server.start()
     try:
-        options = NatsOptions(servers=(server.url,), nkey_file=seed_file)
+        # With an NKey the client cannot tell its user name: it names the role's inboxes itself.
+        options = NatsOptions(servers=(server.url,), nkey_file=seed_file, inbox_prefix="_INBOX_edge")
         # The edge's grants open every handle of the layout (bus.open_bus) ...
         bus = await connect(BusSettings(url=server.url, nats=options), name="nkey-edge", attempts=1)
         try:

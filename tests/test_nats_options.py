@@ -80,3 +80,19 @@ def test_service_flags_check_the_credential_files(
         parser.parse([])
     assert exit_.value.code == 2
     assert "XDSBUS_NATS_CREDS_FILE: no readable file" in capsys.readouterr().err
+
+
+def test_replies_go_to_the_users_own_inboxes(tmp_path: Path) -> None:
+    password = tmp_path / "password"
+    password.write_text("edge:pw")
+    assert NatsOptions(password_file=password).connect_kwargs()["inbox_prefix"] == "_INBOX_edge"
+    assert (
+        NatsOptions(servers=("nats://reader:pw@n:4222",)).connect_kwargs()["inbox_prefix"] == "_INBOX_reader"
+    )
+    # A token is no user name: it must not end up in a subject.
+    assert "inbox_prefix" not in NatsOptions(servers=("nats://s3cret@n:4222",)).connect_kwargs()
+    assert "inbox_prefix" not in NatsOptions().connect_kwargs()
+    env = {"XDSBUS_NATS_INBOX_PREFIX": "_INBOX_edge"}
+    assert (
+        NatsOptions.from_env("nats://n:4222", environ=env).connect_kwargs()["inbox_prefix"] == "_INBOX_edge"
+    )

@@ -110,3 +110,18 @@ async def test_a_wrong_password_is_refused(users_server: NatsServer) -> None:
     with pytest.raises(Exception) as caught:
         await nats.connect(**kwargs, connect_timeout=2, max_reconnect_attempts=0, allow_reconnect=False)
     assert "authorization" in str(caught.value).lower() or "no servers" in str(caught.value).lower()
+
+
+async def test_a_role_cannot_read_another_roles_replies(users_server: NatsServer) -> None:
+    """Replies (a resource body the edge asked for, say) go to the asker's own inboxes only."""
+    async with connected(users_server, "watch-file") as watcher:
+        assert watcher.nc._inbox_prefix == bytearray(b"_INBOX_watch-file")
+        for inboxes in ("_INBOX_edge.>", "_INBOX.>", ">"):
+            await watcher.nc.subscribe(inboxes)
+
+            async def reported(inboxes: str = inboxes) -> str | None:
+                return next(
+                    (e for e in watcher.errors if f'subscription to "{inboxes.lower()}"' in e.lower()), None
+                )
+
+            await eventually(reported, timeout=5, what=f"a permission error for {inboxes}")

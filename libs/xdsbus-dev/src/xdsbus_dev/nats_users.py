@@ -8,7 +8,8 @@ server reads from its environment (deploy/ fills it from the role's Secret).
 
 The subjects follow what nats-py asks of JetStream: `$JS.API.STREAM.INFO.<stream>` for every handle a
 service opens (`bus.open_bus`), `$KV.<bucket>.<key>` to write a key, `$O.<store>.>` to write an object,
-direct and stream gets, consumers and their acks and flow control to read, and replies on `_INBOX.>`."""
+direct and stream gets, consumers and their acks and flow control to read, and replies on the role's
+own inboxes, `_INBOX_<user>.>`."""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from xdsbus.layout import (
     STATUS_BUCKET,
 )
 from xdsbus.lease import source_lease_name
+from xdsbus.nats_options import inbox_prefix
 
 
 def _kv(bucket: str) -> str:
@@ -70,8 +72,6 @@ def write_store(store: str) -> list[str]:
 
 # What every client asks: account info, and the info of each stream it opens a handle on.
 BASE_PUBLISH = ("$JS.API.INFO", "$JS.API.STREAM.INFO.*", "$JS.API.STREAM.NAMES")
-# JetStream replies (acks, API responses, pushed consumer messages) arrive on the client's inbox.
-BASE_SUBSCRIBE = ("_INBOX.>",)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,7 +80,7 @@ class Role:
 
     user: str
     publish: tuple[str, ...]
-    subscribe: tuple[str, ...] = BASE_SUBSCRIBE
+    subscribe: tuple[str, ...]
     what: str = ""
 
     @property
@@ -93,7 +93,9 @@ def _role(user: str, what: str, *grants: Iterable[str]) -> Role:
     publish: list[str] = list(BASE_PUBLISH)
     for grant in grants:
         publish.extend(s for s in grant if s not in publish)
-    return Role(user=user, publish=tuple(publish), what=what)
+    # JetStream replies (acks, API responses, pushed consumer messages) arrive on the client's inbox, and
+    # only there: another role's replies (resource bodies among them) stay out of reach.
+    return Role(user=user, publish=tuple(publish), subscribe=(f"{inbox_prefix(user)}.>",), what=what)
 
 
 def layout_role() -> Role:

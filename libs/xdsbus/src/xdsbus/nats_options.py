@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import re
 import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
@@ -24,6 +25,7 @@ CREDS_FILE_VARIABLE = "XDSBUS_NATS_CREDS_FILE"
 CA_FILE_VARIABLE = "XDSBUS_NATS_CA_FILE"
 CERT_FILE_VARIABLE = "XDSBUS_NATS_CERT_FILE"
 KEY_FILE_VARIABLE = "XDSBUS_NATS_KEY_FILE"
+INBOX_PREFIX_VARIABLE = "XDSBUS_NATS_INBOX_PREFIX"
 
 # The file variables, with what each holds: service_flags checks each names a readable file.
 FILE_VARIABLES = {
@@ -50,6 +52,23 @@ def split_servers(urls: str) -> tuple[str, ...]:
     if not servers:
         raise NatsOptionsError("no NATS server given")
     return servers
+
+
+_SUBJECT_TOKEN = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _url_user(url: str) -> str | None:
+    """The user of a `user:password@` URL (a lone token is no user name, and must not reach a subject)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    return parts.username if parts.password is not None else None
+
+
+def inbox_prefix(user: str) -> str:
+    """The inbox prefix of `user`'s replies: `_INBOX_<user>` (what its permissions let it subscribe to)."""
+    return f"_INBOX_{user}"
 
 
 def redact_url(url: str) -> str:
@@ -92,6 +111,10 @@ class NatsOptions:
     ca_file: Path | None = None
     cert_file: Path | None = None
     key_file: Path | None = None
+    # Where replies to this client arrive. A role may subscribe to its own inboxes only (docs/design.md
+    # §10), so that it cannot read another role's JetStream replies: `_INBOX_<user>` once the user is
+    # known, else this (XDSBUS_NATS_INBOX_PREFIX; needed with an NKey or a .creds file).
+    inbox_prefix: str | None = None
 
     @classmethod
     def from_env(cls, url: str | None = None, environ: Mapping[str, str] = os.environ) -> NatsOptions:
@@ -111,6 +134,7 @@ class NatsOptions:
             ca_file=path(CA_FILE_VARIABLE),
             cert_file=path(CERT_FILE_VARIABLE),
             key_file=path(KEY_FILE_VARIABLE),
+            inbox_prefix=environ.get(INBOX_PREFIX_VARIABLE) or None,
         )
 
     def describe(self) -> str:
@@ -159,6 +183,12 @@ class NatsOptions:
             kwargs["user_credentials"] = str(self.creds_file)
         if self.ca_file or self.cert_file:
             kwargs["tls"] = self.tls_context()
+        named: str | None = kwargs.get("user") or _url_user(self.servers[0])
+        prefix = self.inbox_prefix or (
+            inbox_prefix(named) if named and _SUBJECT_TOKEN.fullmatch(named) else None
+        )
+        if prefix:
+            kwargs["inbox_prefix"] = prefix
         return kwargs
 
     def tls_context(self) -> ssl.SSLContext:
