@@ -8,15 +8,26 @@ from typing import Any
 
 import pytest
 
-from tests.fakes.kube_api import FakeKubeApi
+from tests.fakes.kube_api import GATEWAY_API_CRDS, HIGRESS_CRDS, FakeKubeApi, RequestRecord
 from tests.watch_file.conftest import EventLog
-from tests.watch_k8s.conftest import SYSTEM, StartWatcher, ingress, secret, upserted_keys, wait_synced
+from tests.watch_k8s.conftest import (
+    SYSTEM,
+    StartWatcher,
+    ingress,
+    ingress_class,
+    install,
+    secret,
+    upserted_keys,
+    wait_synced,
+)
 from xdsbus.events import Op
 from xdsbus.fold.state import FoldState, ObjectRef, apply
 from xdsbus.secretbox import SecretBox
 from xdsbus.translate.translator import Translator
 from xdsbus_dev.harness.certs import TestCA
+from xdsbus_dev.harness.processes import eventually
 from xdsbus_watch_k8s.main import parse_settings
+from xdsbus_watch_k8s.resources import Access, api_access
 
 B64 = base64.b64encode(b"pem").decode()
 _PAIR = TestCA().issue("shop.example.com", "other.example.com")
@@ -103,3 +114,48 @@ def test_the_flag_and_its_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(SystemExit) as exit_:
         parse_settings(["--secret-namespaces", "shop,Not_A_Namespace"])
     assert exit_.value.code == 2
+
+
+def access_of(record: RequestRecord) -> tuple[Access, str | None]:
+    """The RBAC right a request to the fake needed, and its namespace (None: cluster-wide)."""
+    parts = [p for p in record.path.split("/") if p]
+    group, rest = ("", parts[2:]) if parts[0] == "api" else (parts[1], parts[3:])
+    namespace = None
+    if rest[0] == "namespaces" and len(rest) > 2:
+        namespace, rest = rest[1], rest[2:]
+    resource = rest[0] + (f"/{rest[2]}" if len(rest) > 2 else "")
+    if record.method == "PATCH":
+        verb = "patch"
+    elif len(rest) > 1:
+        verb = "get"
+    else:
+        verb = "watch" if record.watch else "list"
+    return Access(group, resource, verb), namespace
+
+
+async def test_every_request_is_in_the_watchers_own_table(
+    kube: FakeKubeApi, events: EventLog, start_watcher: StartWatcher
+) -> None:
+    """What deploy/ grants is derived from resources.api_access (tests/deploy/test_rbac.py): the requests
+    the watcher really makes, status writes included, are all in it, Secrets only where named."""
+    install(kube, *HIGRESS_CRDS, *GATEWAY_API_CRDS)
+    kube.create(tls("shop-tls", "shop"))
+    kube.create(ingress_class("higress"))
+    kube.create(site("shop", "shop-tls"))
+    running = await start_watcher(secret_namespaces=["shop"], gateway_addresses=["192.0.2.10"])
+    await wait_synced(events, "Secret", "Ingress", "HTTPRoute")
+
+    def status_written() -> bool:
+        obj = kube.get("networking.k8s.io/v1", "Ingress", "shop", "site") or {}
+        return bool(obj.get("status", {}).get("loadBalancer"))
+
+    await eventually(lambda: _true(status_written()), what="the Ingress status write")
+    table = api_access(running.watcher.feeds)
+    made = {access_of(r) for r in kube.requests}
+    assert {"patch", "list", "watch"} <= {access.verb for access, _ in made}
+    assert {access for access, _ in made} <= table
+    assert {ns for access, ns in made if access.resource == "secrets"} == {"shop"}
+
+
+async def _true(value: bool) -> bool:
+    return value
