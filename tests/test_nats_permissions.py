@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
+import subprocess
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 
@@ -15,7 +17,7 @@ from nats.errors import TimeoutError as NatsTimeoutError
 
 from xdsbus.bus import LEDGER_SUBJECT_PREFIX, RESOURCES_BUCKET
 from xdsbus.events import EVENTS_SUBJECT_PREFIX
-from xdsbus_dev.harness.processes import NatsServer, eventually
+from xdsbus_dev.harness.processes import NatsServer, eventually, tool
 from xdsbus_dev.nats_users import local_roles
 
 
@@ -125,3 +127,27 @@ async def test_a_role_cannot_read_another_roles_replies(users_server: NatsServer
                 )
 
             await eventually(reported, timeout=5, what=f"a permission error for {inboxes}")
+
+
+@pytest.mark.parametrize(
+    ("user", "argv"),
+    [
+        ("reader", ["ledger", "log"]),
+        ("reader", ["status"]),
+        ("reader", ["replay", "--seq", "1"]),
+        ("layout", ["layout"]),
+    ],
+)
+def test_the_cli_reads_as_the_reader_and_checks_the_layout_as_layout(
+    users_server: NatsServer, user: str, argv: list[str]
+) -> None:
+    env = {**os.environ, **users_server.client_env(user)}
+    result = subprocess.run(
+        [tool("xdsbus"), *argv, "--nats-url", users_server.url],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "permission" not in result.stdout + result.stderr
