@@ -13,12 +13,12 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import grpc
 from envoy.config.core.v3 import base_pb2
 
-from xdsbus_edge.access_policy import AccessPolicy
+from xdsbus_edge.access_policy import AccessPolicy, Rule
 from xdsbus_edge.scopes import scope_of
 
 log = logging.getLogger(__name__)
@@ -77,31 +77,48 @@ class StreamAccess:
         self.policy = policy
         self.on_denied = on_denied
 
-    def decide(self, caller: Caller, scope: str, gateway: str) -> tuple[str, Denial | None]:
-        """(how logs name the caller, None if admitted or why not)."""
+    def identify(self, caller: Caller) -> tuple[str, list[Rule], Denial | None]:
+        """Who the caller is: how logs name it, the policy rules that name it, or why it is refused
+        before it asks for anything (no identity, an unknown token, an identity no rule names)."""
         policy = self.policy
         named = ",".join(caller.sans) or "anonymous"
         if policy is None:
-            return named, None
+            return named, [], None
         rules = [rule for _, rule in policy.for_sans(caller.sans)]
         if caller.token is not None:
             by_token = policy.for_token(caller.token)
             if by_token is None:
-                return "unknown bearer token", Denial(
-                    grpc.StatusCode.UNAUTHENTICATED, "bad_token", "the bearer token is not known"
+                return (
+                    "unknown bearer token",
+                    [],
+                    Denial(grpc.StatusCode.UNAUTHENTICATED, "bad_token", "the bearer token is not known"),
                 )
             rules.append(by_token)
         if not rules:
             if caller.anonymous:
-                return named, Denial(
-                    grpc.StatusCode.UNAUTHENTICATED,
-                    "no_identity",
-                    "no identity: present a client certificate or a bearer token",
+                return (
+                    named,
+                    [],
+                    Denial(
+                        grpc.StatusCode.UNAUTHENTICATED,
+                        "no_identity",
+                        "no identity: present a client certificate or a bearer token",
+                    ),
                 )
-            return named, Denial(
-                grpc.StatusCode.PERMISSION_DENIED, "unknown_identity", f"identity {named} is not allowed"
+            return (
+                named,
+                [],
+                Denial(
+                    grpc.StatusCode.PERMISSION_DENIED, "unknown_identity", f"identity {named} is not allowed"
+                ),
             )
-        who = ",".join(dict.fromkeys(rule.label for rule in rules))
+        return ",".join(dict.fromkeys(rule.label for rule in rules)), rules, None
+
+    def decide(self, caller: Caller, scope: str, gateway: str) -> tuple[str, Denial | None]:
+        """(how logs name the caller, None if it may read `scope` and `gateway` or why not)."""
+        who, rules, denial = self.identify(caller)
+        if denial is not None or self.policy is None:
+            return who, denial
         if not any(rule.grant.allows_scope(scope) for rule in rules):
             return who, Denial(
                 grpc.StatusCode.PERMISSION_DENIED, "scope", f"{who} may not read scope {scope!r}"
@@ -116,8 +133,12 @@ class StreamAccess:
 
     async def admit(self, requests: AsyncIterator[Any], context: Any, rpc: str) -> AsyncIterator[Any]:
         """The stream's requests if it is admitted (the first one read here, then handed on); otherwise
-        aborts the RPC with the refusal's status."""
+        aborts the RPC with the refusal's status. A caller refused for who it is is refused at once,
+        before it sends anything: a stranger holds no stream open."""
         caller = caller_of(context)
+        who, _, denial = self.identify(caller)
+        if denial is not None:
+            await self._deny(context, rpc, who, denial, "", "", "")
         iterator = requests.__aiter__()
         try:
             first = await iterator.__anext__()
@@ -128,20 +149,27 @@ class StreamAccess:
             scope, gateway = scope_of(first.node), gateway_of(first.node)
             who, denial = self.decide(caller, scope, gateway)
             if denial is not None:
-                self.on_denied(denial.reason)
-                log.warning(
-                    "denied %s stream of proxy %s from %s: identity %s asked for scope %r%s: %s",
-                    rpc,
-                    first.node.id,
-                    context.peer(),
-                    who,
-                    scope,
-                    f" Gateway {gateway!r}" if gateway else "",
-                    denial.reason,
-                    extra={"proxy": first.node.id, "scope": scope, "identity": who, "reason": denial.reason},
-                )
-                await context.abort(denial.code, denial.details)
+                await self._deny(context, rpc, who, denial, first.node.id, scope, gateway)
         return _chain(first, iterator)
+
+    async def _deny(
+        self, context: Any, rpc: str, who: str, denial: Denial, proxy: str, scope: str, gateway: str
+    ) -> NoReturn:
+        self.on_denied(denial.reason)
+        asked = f" asked for scope {scope!r}" if proxy else ""
+        log.warning(
+            "denied %s stream of proxy %s from %s: identity %s%s%s: %s",
+            rpc,
+            proxy or "(not yet named)",
+            context.peer(),
+            who,
+            asked,
+            f" Gateway {gateway!r}" if gateway else "",
+            denial.reason,
+            extra={"proxy": proxy, "scope": scope, "identity": who, "reason": denial.reason},
+        )
+        await context.abort(denial.code, denial.details)
+        raise AssertionError("context.abort returned")
 
 
 async def _chain(first: Any, rest: AsyncIterator[Any]) -> AsyncIterator[Any]:
