@@ -28,6 +28,7 @@ BENCHMARKS = {
     "tls_hosts_change": "bench.tls_hosts_change",
     "edge_startup": "bench.edge_startup",
     "storage_soak": "bench.storage_soak",
+    "edge_reconnect_storm": "bench.edge_reconnect_storm",
 }
 
 

@@ -70,6 +70,13 @@ SMALL: dict[str, dict[str, str]] = {
         "BENCH_MEMORY_RSS_WINDOW": "0.5",
     },
     "tls_hosts_change": {"BENCH_HOSTS": "20", "BENCH_REPEAT": "3"},
+    "edge_reconnect_storm": {
+        "BENCH_STORM_CLIENTS": "20",
+        "BENCH_STORM_PROCESSES": "2",
+        "BENCH_STORM_SERVICES": "100",
+        "BENCH_STORM_ENDPOINTS": "2",
+        "BENCH_STORM_TIMEOUT": "60",
+    },
     "edge_startup": {
         "BENCH_STARTUP_RESOURCES": "200",
         "BENCH_STARTUP_SHORT": "5",

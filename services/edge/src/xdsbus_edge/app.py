@@ -13,6 +13,7 @@ from xdsbus.secretbox import SecretBox
 from xdsbus_edge.access_policy import AccessPolicy
 from xdsbus_edge.cache import SnapshotCache
 from xdsbus_edge.http import DebugApi, HttpServer, ProbeApi
+from xdsbus_edge.limits import EdgeLimits, StreamLimits, server_options
 from xdsbus_edge.metrics import EdgeMetrics
 from xdsbus_edge.registry import StreamTable
 from xdsbus_edge.scopes import DEFAULT_SCOPE
@@ -48,6 +49,9 @@ class EdgeConfig:
     xds_tls: ServerTls | None = None
     # Who may read which scopes and Gateways; None: every proxy the transport accepts (docs/design.md §10).
     access_policy: AccessPolicy | None = None
+    # What clients get at most: streams, queued requests, request size, scopes, connection age and
+    # response bytes in flight (limits.py).
+    limits: EdgeLimits = dataclasses.field(default_factory=EdgeLimits)
 
 
 class Edge:
@@ -57,6 +61,8 @@ class Edge:
         self.bus = bus
         self.config = config
         self.metrics = EdgeMetrics()
+        self.limits = StreamLimits(config.limits)
+        self.metrics.watch_limits(self.limits)
         self.cache = SnapshotCache(
             bus,
             scopes=config.scopes,
@@ -66,6 +72,9 @@ class Edge:
             on_rejected=self._rejected,
             keyring=config.keyring,
             on_sealed=lambda scope, _version: self.metrics.versions_sealed.inc(scope),
+            allowed_scopes=config.limits.allowed_scopes,
+            max_scopes=config.limits.max_scopes,
+            idle_timeout=config.limits.scope_idle_timeout,
         )
         self.streams = StreamTable(self.metrics)
         access = (
@@ -73,7 +82,7 @@ class Edge:
             if config.access_policy is not None
             else None
         )
-        self.xds = XdsServer(self.cache, self.streams, access)
+        self.xds = XdsServer(self.cache, self.streams, access, self.limits)
         self.http = HttpServer(ProbeApi(self.cache, self.metrics))
         self.debug_http = HttpServer(DebugApi(self.cache, self.streams))
         self._grpc: grpc.aio.Server | None = None
@@ -83,7 +92,8 @@ class Edge:
 
     async def start(self) -> None:
         """Listen on both ports, then start following the ledger."""
-        self._grpc = grpc.aio.server(options=SERVER_OPTIONS)
+        options = {**dict(SERVER_OPTIONS), **dict(server_options(self.config.limits))}
+        self._grpc = grpc.aio.server(options=list(options.items()))
         self.xds.add_to(self._grpc)
         tls = self.config.xds_tls
         if tls is not None:

@@ -23,6 +23,17 @@ import grpc
 from xdsbus_edge.snapshot import Snapshot
 
 
+class ScopeRefused(Exception):
+    """A scope this edge does not serve to anyone (not allowed, or too many followed): raised by
+    `SnapshotSource.first_snapshot`, it ends the stream with `code`."""
+
+    def __init__(self, code: grpc.StatusCode, details: str, reason: str) -> None:
+        super().__init__(details)
+        self.code = code
+        self.details = details
+        self.reason = reason
+
+
 class SnapshotSource(Protocol):
     """Complete snapshots per scope; never a partial one."""
 
@@ -32,7 +43,8 @@ class SnapshotSource(Protocol):
 
     async def first_snapshot(self, scope: str) -> Snapshot | None:
         """The scope's snapshot for a new stream, waiting as long as the source allows for a scope it
-        has yet to load; None: nothing complete to serve (the stream is refused with UNAVAILABLE)."""
+        has yet to load; None: nothing complete to serve (the stream is refused with UNAVAILABLE).
+        Raises ScopeRefused for a scope it will not serve."""
         ...
 
     def watch(self, scope: str, wake: Callable[[], None]) -> None:

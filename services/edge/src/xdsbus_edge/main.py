@@ -16,6 +16,7 @@ from xdsbus.service import run_service
 from xdsbus.service_flags import ServiceParser, add_common_flags, readable_file
 from xdsbus_edge.access_policy import PolicyError, load_policy
 from xdsbus_edge.app import Edge, EdgeConfig, split_host_port
+from xdsbus_edge.limits import add_limit_flags, limits_from_args
 from xdsbus_edge.scopes import SCOPE_PATTERN
 from xdsbus_edge.xds_tls import ServerTls, is_loopback
 
@@ -81,6 +82,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="follow scopes not listed in --scopes when a proxy asks for them",
     )
     _add_xds_security_flags(p)
+    add_limit_flags(p)
     add_common_flags(p)
     args = p.parse(argv)
     _check_xds_security(p, args)
@@ -184,6 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         lazy_scopes=args.lazy_scopes,
         xds_tls=args.xds_tls,
         access_policy=args.access_policy,
+        limits=limits_from_args(args),
     )
     settings = BusSettings.from_env(args.nats_url)
 

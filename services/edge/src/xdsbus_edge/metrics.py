@@ -6,6 +6,10 @@ from __future__ import annotations
 import bisect
 import math
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from xdsbus_edge.limits import StreamLimits
 
 
 def _escape(value: str) -> str:
@@ -252,5 +256,37 @@ class EdgeMetrics:
         for mode in ("sotw", "delta"):
             self.connected.set(0, mode)
 
+    def watch_limits(self, limits: StreamLimits) -> None:
+        """Export the edge's limits as they stand (limits.py): open streams and response bytes."""
+        budget = limits.budget
+        gauges: list[tuple[str, str, Callable[[], int]]] = [
+            (
+                "xdsbus_edge_streams_open",
+                "xDS streams open (against --max-streams).",
+                lambda: limits.gate.open,
+            ),
+            (
+                "xdsbus_edge_response_bytes_in_flight",
+                "Response bytes reserved by streams building or writing them (against --max-response-bytes).",
+                lambda: budget.used,
+            ),
+            (
+                "xdsbus_edge_response_bytes_in_flight_peak",
+                "Highest xdsbus_edge_response_bytes_in_flight since start.",
+                lambda: budget.peak,
+            ),
+            (
+                "xdsbus_edge_response_streams_waiting",
+                "Streams waiting for response bytes in flight to fall under --max-response-bytes.",
+                lambda: budget.waiting,
+            ),
+        ]
+        for name, help_text, read in gauges:
+            self.registry.register(Gauge(name, help_text, function=_constant_labels(read)))
+
     def render(self) -> str:
         return self.registry.render()
+
+
+def _constant_labels(read: Callable[[], int]) -> Callable[[], dict[tuple[str, ...], float]]:
+    return lambda: {(): float(read())}

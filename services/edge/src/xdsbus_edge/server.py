@@ -16,6 +16,7 @@ from envoy.service.discovery.v3 import discovery_pb2
 from xdsbus.contract.type_urls import CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET
 from xdsbus_edge.delta import DeltaStream
 from xdsbus_edge.interfaces import SnapshotSource, StreamRegistry
+from xdsbus_edge.limits import StreamLimits
 from xdsbus_edge.sotw import SotwStream
 from xdsbus_edge.stream import XdsStream
 from xdsbus_edge.stream_access import StreamAccess
@@ -48,11 +49,10 @@ SERVICES: dict[str, dict[str, tuple[str, str | None]]] = {
     },
 }
 
-# Options for the gRPC server: unlimited responses (a large CDS can pass gRPC's 4 MiB default), large
-# requests (20k EDS names are about 1 MB), and keepalive to notice proxies that vanished.
+# Options for the gRPC server: unlimited responses (a large CDS can pass gRPC's 4 MiB default) and
+# keepalive to notice proxies that vanished; request size and connection age are limits.server_options.
 SERVER_OPTIONS = [
     ("grpc.max_send_message_length", -1),
-    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
     ("grpc.keepalive_time_ms", 30_000),
     ("grpc.keepalive_timeout_ms", 10_000),
     ("grpc.keepalive_permit_without_calls", 1),
@@ -70,11 +70,17 @@ class XdsServer:
     `access` (None: every stream) admitted it."""
 
     def __init__(
-        self, source: SnapshotSource, registry: StreamRegistry, access: StreamAccess | None = None
+        self,
+        source: SnapshotSource,
+        registry: StreamRegistry,
+        access: StreamAccess | None = None,
+        limits: StreamLimits | None = None,
     ) -> None:
         self.source = source
         self.registry = registry
         self.access = access
+        # Shared by every stream of the edge (limits.py).
+        self.limits = limits if limits is not None else StreamLimits()
 
     def generic_handlers(self) -> list[grpc.GenericRpcHandler]:
         handlers = []
@@ -96,7 +102,8 @@ class XdsServer:
         async def behavior(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> None:
             if self.access is not None:
                 requests = await self.access.admit(requests, context, name)
-            await stream_class(self.source, self.registry, name, type_url, context).run(requests)
+            stream = stream_class(self.source, self.registry, name, type_url, context, self.limits)
+            await stream.run(requests)
 
         return grpc.stream_stream_rpc_method_handler(
             behavior, request_deserializer=request_class.FromString, response_serializer=_identity

@@ -23,9 +23,10 @@ from envoy.config.core.v3 import base_pb2
 from google.protobuf.message import DecodeError
 
 from xdsbus.contract.type_urls import ENDPOINT
-from xdsbus_edge.interfaces import SnapshotSource, StreamRegistry, Transport
+from xdsbus_edge.interfaces import ScopeRefused, SnapshotSource, StreamRegistry, Transport
+from xdsbus_edge.limits import StreamLimits
 from xdsbus_edge.scopes import SCOPE_METADATA_KEY, SCOPE_PATTERN, scope_of
-from xdsbus_edge.snapshot import Snapshot, short_type, type_rank
+from xdsbus_edge.snapshot import FULL_STATE_TYPES, Snapshot, short_type, type_rank
 from xdsbus_edge.subscriptions import MAX_NAMES_PER_TYPE, Watch
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,12 @@ class _Signal:
 WAKE = _Signal("WAKE")
 EDS_AFTER_CDS = _Signal("EDS_AFTER_CDS")
 EOF = _Signal("EOF")
+FLOODED = _Signal("FLOODED")
+
+# Framing bytes per resource on top of its body, for a reservation (limits.ByteBudget): a SotW entry's
+# tag and length; a delta Resource's heads, version (the hex digest) and a name.
+_SOTW_OVERHEAD = 6
+_DELTA_OVERHEAD = 160
 
 
 class StreamRefused(Exception):
@@ -70,6 +77,7 @@ class XdsStream:
         rpc: str,
         fixed_type: str | None,
         transport: Transport,
+        limits: StreamLimits | None = None,
     ) -> None:
         self.id = next(_ids)
         self.source = source
@@ -84,7 +92,10 @@ class XdsStream:
         self.snap: Snapshot | None = None
         self.watches: dict[str, Watch] = {}
         self.connected_at = time.time()
+        # Requests, snapshot wake-ups and notices; the requests among them are counted and bounded.
         self.queue: asyncio.Queue[Any] = asyncio.Queue()
+        self.limits = limits if limits is not None else StreamLimits()
+        self._requests_queued = 0
         self._registered = False
         self._wake_queued = False
         self._nonces = itertools.count(1)
@@ -96,6 +107,20 @@ class XdsStream:
     async def run(self, requests: AsyncIterator[Any]) -> None:
         """Serve the stream until the proxy ends it; end it with an error status when it cannot be
         served (StreamRefused)."""
+        gate = self.limits.gate
+        if not gate.enter():
+            self.registry.refused(self, "too_many_streams")
+            log.warning("refusing %s stream from %s: %d streams open", self.rpc, self.peer, gate.open)
+            await self.transport.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"this edge serves at most {gate.maximum} streams at once; try another replica",
+            )
+        try:
+            await self._run(requests)
+        finally:
+            gate.leave()
+
+    async def _run(self, requests: AsyncIterator[Any]) -> None:
         reader = asyncio.create_task(self._read(requests), name=f"xds-read-{self.id}")
         try:
             await self._serve()
@@ -114,8 +139,22 @@ class XdsStream:
                 self.source.unwatch(self.scope, self._wake)
                 self.registry.unregister(self)
 
+    async def _next(self) -> Any:
+        item = await self.queue.get()
+        if item is FLOODED:
+            raise StreamRefused(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"more than {self.limits.limits.max_queued_requests} requests waiting on this stream "
+                "(a proxy sends one per response)",
+                "request_flood",
+            )
+        if not isinstance(item, (_Signal, BaseException)):
+            self._requests_queued -= 1
+        return item
+
     async def _serve(self) -> None:
-        first = await self.queue.get()
+        budget = self.limits.budget
+        first = await self._next()
         if first is EOF:
             return
         if isinstance(first, BaseException):
@@ -126,23 +165,27 @@ class XdsStream:
         self.source.watch(self.scope, self._wake)
         if self.source.current(self.scope) is not self.snap:
             self._wake()
-        await self.handle_request(first)
+        async with budget.reserve(self._request_bytes(first)):
+            await self.handle_request(first)
         self._check_names()
         while True:
-            item = await self.queue.get()
+            item = await self._next()
             if item is EOF:
                 return
             if item is WAKE:
                 self._wake_queued = False
                 snap = self.source.current(self.scope)
                 if snap is not None and snap is not self.snap:
-                    await self.push(snap)
+                    async with budget.reserve(self._push_bytes(snap)):
+                        await self.push(snap)
             elif item is EDS_AFTER_CDS:
-                await self.eds_after_cds()
+                async with budget.reserve(self._type_bytes(self.snap, ENDPOINT)):
+                    await self.eds_after_cds()
             elif isinstance(item, BaseException):
                 raise item
             else:
-                await self.handle_request(item)
+                async with budget.reserve(self._request_bytes(item)):
+                    await self.handle_request(item)
                 self._check_names()
 
     def _check_names(self) -> None:
@@ -155,8 +198,16 @@ class XdsStream:
             )
 
     async def _read(self, requests: AsyncIterator[Any]) -> None:
+        limit = self.limits.limits.max_queued_requests
         try:
             async for request in requests:
+                if self._requests_queued >= limit:
+                    # Cut off ahead of what is queued; the rest stays unread in gRPC's flow-controlled
+                    # buffers.
+                    self.queue._queue.appendleft(FLOODED)  # type: ignore[attr-defined]
+                    self.queue.put_nowait(EOF)
+                    return
+                self._requests_queued += 1
                 self.queue.put_nowait(request)
         except asyncio.CancelledError:
             raise
@@ -169,6 +220,52 @@ class XdsStream:
             self.queue.put_nowait(exc)
             return
         self.queue.put_nowait(EOF)
+
+    # ---- response bytes reserved before they are built (limits.ByteBudget) ----------------------
+
+    def _type_bytes(self, snap: Snapshot | None, type_url: str) -> int:
+        """What a response carrying every resource of a type of `snap` takes."""
+        if snap is None:
+            return 0
+        overhead = _SOTW_OVERHEAD if self.mode == "sotw" else _DELTA_OVERHEAD
+        return snap.size_bytes(type_url) + overhead * len(snap.of(type_url))
+
+    def _request_bytes(self, request: Any) -> int:
+        """At most what answering `request` sends: the whole type for a first request, one without a
+        nonce or one that changes the subscription; nothing for a NACK or an ACK that keeps it (an ACK
+        naming as many resources as subscribed is taken to keep them)."""
+        type_url = request.type_url or self.fixed_type
+        if not type_url or request.HasField("error_detail"):
+            return 0
+        watch = self.watches.get(type_url)
+        if watch is not None and request.response_nonce:
+            if self.mode == "sotw":
+                named = len(watch.names) + (1 if watch.wildcard and watch.explicit else 0)
+                if len(request.resource_names) == named:
+                    return 0
+            elif not request.resource_names_subscribe:
+                return 0
+        return self._type_bytes(self.snap, type_url)
+
+    def _push_bytes(self, snap: Snapshot) -> int:
+        """At most what a push of `snap` sends: per watched type, everything when the watch is not on
+        `snap`'s predecessor, must resend its endpoints, or is sent whole (CDS, LDS); otherwise the
+        changed resources."""
+        total = 0
+        resources_of = snap.of
+        for type_url, watch in self.watches.items():
+            changed = snap.changed.get(type_url)
+            base = watch.base
+            if base is None or base.version != snap.predecessor or getattr(watch, "always_respond", False):
+                total += self._type_bytes(snap, type_url)
+            elif changed:
+                if type_url in FULL_STATE_TYPES:
+                    total += self._type_bytes(snap, type_url)
+                else:
+                    resources = resources_of(type_url)
+                    overhead = _SOTW_OVERHEAD if self.mode == "sotw" else _DELTA_OVERHEAD
+                    total += sum(r.size + overhead for n in changed if (r := resources.get(n)) is not None)
+        return total
 
     def _wake(self) -> None:
         if not self._wake_queued:
@@ -188,7 +285,10 @@ class XdsStream:
                 grpc.StatusCode.INVALID_ARGUMENT, f"invalid {SCOPE_METADATA_KEY} {scope!r}", "bad_scope"
             )
         self.scope = scope
-        snap = await self.source.first_snapshot(scope)
+        try:
+            snap = await self.source.first_snapshot(scope)
+        except ScopeRefused as refused:
+            raise StreamRefused(refused.code, refused.details, refused.reason) from None
         if snap is None:
             raise StreamRefused(
                 grpc.StatusCode.UNAVAILABLE,

@@ -1,0 +1,46 @@
+"""Bounded edges over real gRPC (issue 13 point 5): the status codes a proxy sees when its request is too
+large or the edge has no stream left, and the refusals counted in /metrics."""
+
+from __future__ import annotations
+
+import grpc
+
+from tests.edge.envoy_resources import base_config, names
+from tests.edge.support import http_get, serving
+from xdsbus.contract.type_urls import CLUSTER, ENDPOINT
+from xdsbus_dev.harness.processes import eventually
+from xdsbus_edge.limits import EdgeLimits
+
+
+async def test_an_oversized_request_and_a_stream_too_many_are_refused(make_edge, ledger, clients) -> None:
+    edge = await make_edge(limits=EdgeLimits(max_streams=1, max_request_bytes=4096))
+    await serving(edge, await base_config(ledger).commit())
+
+    # 300 names of 40 bytes: about 12 KB, three times the limit.
+    oversized = clients("sotw", edge.xds_port, node_id="gw-big")
+    await oversized.request(ENDPOINT, [f"cluster-{i:032d}" for i in range(300)])
+    assert await oversized.status() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    await oversized.close()
+
+    served = clients("sotw", edge.xds_port, node_id="gw-1")
+    await served.request(CLUSTER)
+    assert names(await served.recv()) == ["a", "b"]
+
+    refused = clients("sotw", edge.xds_port, node_id="gw-2")
+    await refused.request(CLUSTER)
+    assert await refused.status() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+    _, metrics = await http_get(edge.http_port, "/metrics")
+    assert 'xdsbus_edge_streams_refused{reason="too_many_streams"} 1' in metrics
+    assert "xdsbus_edge_streams_open 1" in metrics
+
+    # The slot is free again once the proxy holding it leaves.
+    await served.close()
+
+    async def slot_free() -> bool:
+        return "xdsbus_edge_streams_open 0" in (await http_get(edge.http_port, "/metrics"))[1]
+
+    await eventually(slot_free, timeout=10, what="the stream slot given back")
+    again = clients("sotw", edge.xds_port, node_id="gw-3")
+    await again.request(CLUSTER)
+    assert names(await again.recv()) == ["a", "b"]
