@@ -6,10 +6,10 @@ BENCH_STORM_ENDPOINTS (10) endpoints each, i.e. 20k Clusters and 20k ClusterLoad
 by the builder's LedgerPublisher; one `xdsbus-edge` subprocess with its default limits, following it.
 Once the edge is ready its RSS is sampled until stable. Then BENCH_STORM_PROCESSES (2) client
 processes (this module run as `--child`) open BENCH_STORM_CLIENTS (1,000) gRPC channels in all, one TCP
-connection each, and on one signal every client opens its ADS SotW stream at once, as proxies do
-when the replica they were on goes away: a wildcard CDS request with its node, the response, its ACK;
-the stream then stays open. A stream the edge ends with an error status is opened again after a
-short random backoff, as Envoy does.
+connection each, and connect them (TLS handshakes done; RSS sampled until stable again). On one signal
+every client opens its ADS SotW stream at once, as proxies do when the replica they were on goes away:
+a wildcard CDS request with its node, the response, its ACK; the stream then stays open. A stream the
+edge ends with an error status is opened again after a short random backoff, as Envoy does.
 
 value     peak RSS growth of the edge during the storm, bytes: the highest VmRSS sampled every 20 ms and
           the kernel's VmHWM (reset with /proc/<pid>/clear_refs just before the signal), minus the
@@ -17,8 +17,10 @@ value     peak RSS growth of the edge during the storm, bytes: the highest VmRSS
 baseline  bytes of the resources the edge holds: the sum of their serialized `Any` sizes.
           ratio = value / baseline; the budget of issue 13 point 5 is ratio <= 2: serving the storm
           costs at most twice what the edge holds, not one copy of the CDS response per connection.
-params    RSS figures, the CDS response size, the time until every client was served, streams refused
-          and retried (by status), xdsbus_edge_response_bytes_in_flight's peak as the edge saw it.
+params    RSS figures and their shares: per connection (connected minus ready), per served stream
+          (after the storm minus connected), transient (peak minus after the storm: responses being
+          built and written); the CDS response size, the time until every client was served, streams
+          refused and retried (by status), xdsbus_edge_response_bytes_in_flight_peak.
 Checks: every client received the full CDS (every Cluster of the version, by count and version).
 
 Transport: mTLS as deployed (a CA, the edge's server certificate, one client certificate shared by every

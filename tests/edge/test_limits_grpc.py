@@ -44,3 +44,18 @@ async def test_an_oversized_request_and_a_stream_too_many_are_refused(make_edge,
     again = clients("sotw", edge.xds_port, node_id="gw-3")
     await again.request(CLUSTER)
     assert names(await again.recv()) == ["a", "b"]
+
+
+async def test_connections_past_their_maximum_age_are_ended(make_edge, ledger, clients) -> None:
+    """Proxies rebalance: a connection older than --max-connection-age gets GOAWAY, its streams end after
+    the grace, and the proxy's next connection is served (by this replica or another)."""
+    edge = await make_edge(limits=EdgeLimits(max_connection_age=0.5, max_connection_age_grace=0.5))
+    await serving(edge, await base_config(ledger).commit())
+    proxy = clients("sotw", edge.xds_port, node_id="gw-old")
+    await proxy.request(CLUSTER)
+    assert names(await proxy.recv()) == ["a", "b"]
+    assert await proxy.status(timeout=20) == grpc.StatusCode.UNAVAILABLE
+
+    fresh = clients("sotw", edge.xds_port, node_id="gw-new")
+    await fresh.request(CLUSTER)
+    assert names(await fresh.recv()) == ["a", "b"]
