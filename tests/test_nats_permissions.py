@@ -151,3 +151,17 @@ def test_the_cli_reads_as_the_reader_and_checks_the_layout_as_layout(
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "permission" not in result.stdout + result.stderr
+
+
+def test_the_cli_without_credentials_gives_up_saying_why(users_server: NatsServer) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("XDSBUS_NATS_")}
+    result = subprocess.run(
+        [tool("xdsbus"), "status", "--nats-url", users_server.url],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "cannot connect to NATS" in result.stderr and "Authorization Violation" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -35,7 +35,7 @@ from xdsbus.layout import RETENTION_BUCKET as RETENTION_BUCKET
 from xdsbus.layout import STATUS_BUCKET as STATUS_BUCKET
 from xdsbus.layout import Caps, LayoutSettings
 from xdsbus.nats_options import DEFAULT_NATS_URL as DEFAULT_NATS_URL
-from xdsbus.nats_options import NatsOptions, error_callback
+from xdsbus.nats_options import ErrorReporter, NatsOptions, error_callback
 
 log = logging.getLogger(__name__)
 
@@ -187,14 +187,18 @@ async def connect(settings: BusSettings, name: str, attempts: int = 0) -> Bus:
     backoff = Backoff(base=0.2, cap=5.0)
     attempt = 0
     options = settings.options()
+    errors = ErrorReporter(name, options)
     while True:
         attempt += 1
         try:
             nc = await nats.connect(
                 **options.connect_kwargs(),
                 name=name,
-                error_cb=error_callback(name, options),
-                max_reconnect_attempts=-1,
+                error_cb=errors.report,
+                reconnected_cb=errors.connected,
+                # nats-py retries a first connection as often as a lost one: a bounded caller (the CLI)
+                # must get an answer, wrong credentials included.
+                max_reconnect_attempts=attempts or -1,
                 reconnect_time_wait=0.5,
                 connect_timeout=2,
                 allow_reconnect=True,
@@ -202,10 +206,12 @@ async def connect(settings: BusSettings, name: str, attempts: int = 0) -> Bus:
             break
         except (OSError, NoServersError, TimeoutError) as exc:
             if attempts and attempt >= attempts:
-                raise
+                reason = errors.last or str(exc) or type(exc).__name__
+                raise ConnectionError(f"cannot connect to NATS at {options.describe()}: {reason}") from None
             delay = backoff.next_delay()
             log.warning("cannot reach NATS at %s (%s); retrying in %.1fs", options.describe(), exc, delay)
             await asyncio.sleep(delay)
+    await errors.connected()
     try:
         await check_layout(nc.jetstream(timeout=10), settings, name=name, attempts=attempts)
         return await open_bus(nc, settings)

@@ -203,21 +203,37 @@ class NatsOptions:
         return context
 
 
-def error_callback(name: str, options: NatsOptions) -> Callable[[Exception], Awaitable[None]]:
-    """An `error_cb` for `nats.connect` that logs one line per asynchronous error, without a traceback,
-    and a repeat of the previous error only at debug level (nats-py reports each reconnect attempt). A
-    permission refusal names the subject (nats-py lowercases the server's message), so a missing grant
-    shows in the log; other errors name the servers, redacted."""
-    last = ""
+class ErrorReporter:
+    """`report` is an `error_cb` for `nats.connect` (which takes coroutine functions only) that logs
+    one line per asynchronous error, without a traceback, and a repeat only at debug level until the
+    client connects again (`connected`; nats-py reports each attempt while it cannot). A permission
+    refusal names the subject (nats-py lowercases the server's message), so a missing grant shows in
+    the log; other errors name the servers, redacted. `last` is the latest error's text, for the
+    message of a connection that could not be made (an authorization violation, say)."""
 
-    async def report(exc: Exception) -> None:
-        nonlocal last
+    def __init__(self, name: str, options: NatsOptions) -> None:
+        self.name = name
+        self.options = options
+        self.last = ""
+        self._seen: set[str] = set()
+
+    async def connected(self) -> None:
+        """The client is connected (a `reconnected_cb`): errors from now on are news again."""
+        self._seen.clear()
+
+    async def report(self, exc: Exception) -> None:
+        """Log `exc` (see the class)."""
         text = (str(exc) or type(exc).__name__).removeprefix("nats: ")
-        level = logging.DEBUG if text == last else logging.ERROR
-        last = text
+        level = logging.DEBUG if text in self._seen else logging.ERROR
+        self._seen.add(text)
+        self.last = text
         if PERMISSIONS_ERROR in text.lower():
-            log.log(level, "%s: NATS refused this client's permission: %s", name, text)
+            log.log(level, "%s: NATS refused this client's permission: %s", self.name, text)
         else:
-            log.log(min(level, logging.WARNING), "%s: NATS at %s: %s", name, options.describe(), text)
+            where = self.options.describe()
+            log.log(min(level, logging.WARNING), "%s: NATS at %s: %s", self.name, where, text)
 
-    return report
+
+def error_callback(name: str, options: NatsOptions) -> Callable[[Exception], Awaitable[None]]:
+    """The `error_cb` of a client called `name` (`ErrorReporter.report`)."""
+    return ErrorReporter(name, options).report

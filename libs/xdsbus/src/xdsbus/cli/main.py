@@ -17,6 +17,7 @@ from typing import Protocol, cast
 
 from xdsbus.bus import Bus, BusSettings, connect
 from xdsbus.cli import keyring_cmd, layout_cmd, ledger_cmds, replay_cmd, status_cmd
+from xdsbus.nats_options import redact_url
 
 COMMANDS_GROUP = "xdsbus.commands"
 
@@ -139,8 +140,11 @@ def main(argv: list[str] | None = None) -> int:
     except (LookupError, ValueError) as exc:
         print(f"xdsbus: {exc}", file=sys.stderr)
         return 2
+    except ConnectionError as exc:
+        print(f"xdsbus: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:
-        print(f"xdsbus: cannot reach NATS at {args.nats_url}: {exc}", file=sys.stderr)
+        print(f"xdsbus: cannot reach NATS at {redact_url(args.nats_url)}: {exc}", file=sys.stderr)
         return 2
 
 
