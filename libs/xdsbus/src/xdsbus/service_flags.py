@@ -20,7 +20,7 @@ from xdsbus.bus import DEFAULT_NATS_URL
 from xdsbus.layout import Caps, cap_variable
 from xdsbus.lease import pod_identity
 from xdsbus.logs import LOG_FORMATS
-from xdsbus.nats_options import FILE_VARIABLES, USER_VARIABLE, split_servers
+from xdsbus.nats_options import FILE_VARIABLES, INBOX_PREFIX_VARIABLE, USER_VARIABLE, split_servers
 from xdsbus.secretbox import LOCAL_KEY_FILE, SecretBox, SecretKeyError
 
 
@@ -209,6 +209,7 @@ def add_common_flags(parser: ServiceParser) -> None:
     parser.env_setting(USER_VARIABLE, type=str, help="NATS user, with XDSBUS_NATS_PASSWORD_FILE")
     for variable, what in FILE_VARIABLES.items():
         parser.env_setting(variable, type=readable_file, help=what)
+    parser.env_setting(INBOX_PREFIX_VARIABLE, type=str, help="NATS reply inboxes, _INBOX_<user> by default")
     parser.env_flag(
         "--log-format", "XDSBUS_LOG_FORMAT", default="text", choices=LOG_FORMATS, help="text or json"
     )
