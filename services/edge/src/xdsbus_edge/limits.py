@@ -49,6 +49,9 @@ class EdgeLimits:
     max_connection_age_grace: float = 300.0
     # Response bytes being built and written across all streams at once.
     max_response_bytes: int = 16 * MIB
+    # Seconds one response may take to be taken by the proxy (HTTP/2 flow control); a stream whose
+    # proxy reads slower is ended, so it cannot hold its share of `max_response_bytes`. 0: no limit.
+    write_timeout: float = 60.0
 
 
 class StreamGate:
@@ -260,6 +263,13 @@ def add_limit_flags(p: ServiceParser) -> None:
         shown_default="16MiB",
         help="response bytes being built and written across all streams at once; streams wait their turn",
     )
+    p.env_flag(
+        "--write-timeout",
+        "XDSBUS_WRITE_TIMEOUT",
+        type=_seconds,
+        default=d.write_timeout,
+        help="seconds a proxy has to read one response before its stream is ended (0: no limit)",
+    )
 
 
 def limits_from_args(args: argparse.Namespace) -> EdgeLimits:
@@ -274,4 +284,5 @@ def limits_from_args(args: argparse.Namespace) -> EdgeLimits:
         max_connection_age=args.max_connection_age,
         max_connection_age_grace=args.max_connection_age_grace,
         max_response_bytes=args.max_response_bytes,
+        write_timeout=args.write_timeout,
     )
