@@ -9,7 +9,7 @@ import gc
 import logging
 from collections.abc import Sequence
 
-from xdsbus.bus import BusSettings, connect
+from xdsbus.bus import BusSettings, connect_unless_stopped
 from xdsbus.logs import setup_logging
 from xdsbus.secretbox import LOCAL_KEY_FILE, SecretBox, SecretKeyError
 from xdsbus.service import run_service
@@ -142,14 +142,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = dataclasses.replace(BusSettings.from_env(args.nats_url), lease_ttl=args.lease_ttl)
 
     try:
-        secret_box: SecretBox | None = SecretBox.from_env(default_key_file=LOCAL_KEY_FILE)
-        log.info("keyring: %s", secret_box.describe())
+        keyring = SecretBox.from_env(default_key_file=LOCAL_KEY_FILE)
+        log.info("keyring: %s", keyring.describe())
+        secret_box: SecretBox | None = keyring
     except (SecretKeyError, OSError) as exc:
         log.warning("no secret key (%s): Secrets are rejected and TLS hosts are served over HTTP only", exc)
         secret_box = None
 
     async def serve(stop: asyncio.Event) -> None:
-        bus = await connect(settings, name=f"xdsbus-builder/{args.instance_id}")
+        # A stop asked while NATS is unreachable (or refuses the credentials) ends the service at once.
+        bus = await connect_unless_stopped(settings, name=f"xdsbus-builder/{args.instance_id}", stop=stop)
+        if bus is None:
+            return
         try:
             await Builder(bus, config, secret_box=secret_box).run(stop)
         finally:

@@ -9,7 +9,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from xdsbus.bus import BusSettings, connect
+from xdsbus.bus import BusSettings, connect_unless_stopped
 from xdsbus.logs import setup_logging
 from xdsbus.secretbox import LOCAL_KEY_FILE, SecretBox, SecretKeyError
 from xdsbus.service import run_service
@@ -191,7 +191,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = BusSettings.from_env(args.nats_url)
 
     async def serve(stop: asyncio.Event) -> None:
-        bus = await connect(settings, name=f"xdsbus-edge/{os.getpid()}")
+        # A stop asked while NATS is unreachable (or refuses the credentials) ends the service at once.
+        bus = await connect_unless_stopped(settings, name=f"xdsbus-edge/{os.getpid()}", stop=stop)
+        if bus is None:
+            return
         edge = Edge(bus, config)
         try:
             await edge.start()
