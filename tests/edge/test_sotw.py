@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from tests.edge.envoy_resources import base_config, cla, cluster, listener, names, route, secret
 from xdsbus.contract.type_urls import CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET
+from xdsbus_edge.stream import MAX_NACK_ERROR_CHARS
 
 
 def start(harness, **kw):
@@ -74,6 +75,20 @@ async def test_nack_is_recorded_and_the_rejected_version_not_resent(harness):
     await proxy.ack(cds4)
     assert await proxy.quiet() == []
     assert harness.sync(proxy)["cds"]["acked"] == str(v4)
+
+
+async def test_a_huge_nack_error_is_kept_and_reported_cut(harness):
+    source = harness.source
+    proxy, _v = start(harness)
+    await proxy.request(CLUSTER)
+    await proxy.ack(await proxy.recv())
+    source.put(cluster("a", timeout_s=2))
+    source.commit()
+    await proxy.nack(await proxy.recv(), "x" * 1_000_000)
+    assert await proxy.quiet() == []
+    kept = harness.sync(proxy)["cds"]["last_error"]
+    assert kept == "x" * MAX_NACK_ERROR_CHARS + f"... ({1_000_000 - MAX_NACK_ERROR_CHARS} more characters)"
+    assert harness.registry.nacks[-1][3] == kept
 
 
 async def test_nack_of_the_first_response_keeps_nothing_acked(harness):

@@ -30,6 +30,8 @@ from xdsbus_edge.snapshot import FULL_STATE_TYPES, Snapshot, short_type, type_ra
 from xdsbus_edge.subscriptions import MAX_NAMES_PER_TYPE, Watch
 
 log = logging.getLogger(__name__)
+# The longest NACK error text kept and logged (Envoy's own messages are far shorter).
+MAX_NACK_ERROR_CHARS = 8192
 
 # Distinct type URLs one stream may ask for: Envoy uses fewer than ten, and each costs a watch kept for
 # the stream's life, so random type URLs must not grow a stream without bound (tests/fuzz).
@@ -382,6 +384,11 @@ class XdsStream:
 
     def record_nack(self, watch: Watch | None, type_url: str, nonce: str, error: str) -> None:
         """Keep a NACK's error on the watch (one log line per new version or error) and report it."""
+        if len(error) > MAX_NACK_ERROR_CHARS:
+            # A proxy's error text is kept per watch, shown in debug pages and logged: bounded, so a
+            # client cannot make each NACK cost the whole request size in memory and in log lines.
+            cut = len(error) - MAX_NACK_ERROR_CHARS
+            error = f"{error[:MAX_NACK_ERROR_CHARS]}... ({cut} more characters)"
         self._converging = None
         if watch is None:
             self.registry.nacked(self, type_url, "unknown", error)
