@@ -35,7 +35,7 @@ from xdsbus.layout import RETENTION_BUCKET as RETENTION_BUCKET
 from xdsbus.layout import STATUS_BUCKET as STATUS_BUCKET
 from xdsbus.layout import Caps, LayoutSettings
 from xdsbus.nats_options import DEFAULT_NATS_URL as DEFAULT_NATS_URL
-from xdsbus.nats_options import ErrorReporter, NatsOptions, error_callback
+from xdsbus.nats_options import ConnectionState, ErrorReporter, NatsOptions, error_callback
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +101,9 @@ class Bus:
     status: KeyValue
     leases: KeyValue
     retention: KeyValue
+    # The link to NATS (connected, since, reconnects), kept by `connect`'s callbacks: what health
+    # endpoints and metrics export.
+    connection: ConnectionState = dataclasses.field(default_factory=ConnectionState)
 
     async def close(self) -> None:
         """Flush pending publishes and close the connection; never waits long for a NATS that is gone."""
@@ -145,8 +148,9 @@ async def check_layout(js: JetStreamContext, settings: BusSettings, *, name: str
         )
 
 
-async def open_bus(nc: Client, settings: BusSettings) -> Bus:
-    """Handles on every object of the layout, which must exist (`check_layout`)."""
+async def open_bus(nc: Client, settings: BusSettings, connection: ConnectionState | None = None) -> Bus:
+    """Handles on every object of the layout, which must exist (`check_layout`); `connection` is the
+    state `connect`'s callbacks keep."""
     js = nc.jetstream(timeout=10)
     return Bus(
         nc=nc,
@@ -161,6 +165,7 @@ async def open_bus(nc: Client, settings: BusSettings) -> Bus:
         status=await js.key_value(STATUS_BUCKET),
         leases=await js.key_value(LEASES_BUCKET),
         retention=await js.key_value(RETENTION_BUCKET),
+        connection=connection if connection is not None else ConnectionState(connected=nc.is_connected),
     )
 
 
@@ -193,9 +198,11 @@ async def connect(settings: BusSettings, name: str, attempts: int = 0) -> Bus:
         try:
             nc = await nats.connect(
                 **options.connect_kwargs(),
+                **options.keepalive_kwargs(),
                 name=name,
                 error_cb=errors.report,
-                reconnected_cb=errors.connected,
+                reconnected_cb=errors.reconnected,
+                disconnected_cb=errors.disconnected,
                 # nats-py retries a first connection as often as a lost one: a bounded caller (the CLI)
                 # must get an answer, wrong credentials included.
                 max_reconnect_attempts=attempts or -1,
@@ -214,7 +221,7 @@ async def connect(settings: BusSettings, name: str, attempts: int = 0) -> Bus:
     await errors.connected()
     try:
         await check_layout(nc.jetstream(timeout=10), settings, name=name, attempts=attempts)
-        return await open_bus(nc, settings)
+        return await open_bus(nc, settings, errors.state)
     except BaseException:
         await nc.close()
         raise

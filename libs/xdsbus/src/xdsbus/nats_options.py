@@ -9,8 +9,10 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import random
 import re
 import ssl
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,18 @@ CA_FILE_VARIABLE = "XDSBUS_NATS_CA_FILE"
 CERT_FILE_VARIABLE = "XDSBUS_NATS_CERT_FILE"
 KEY_FILE_VARIABLE = "XDSBUS_NATS_KEY_FILE"
 INBOX_PREFIX_VARIABLE = "XDSBUS_NATS_INBOX_PREFIX"
+PING_INTERVAL_VARIABLE = "XDSBUS_NATS_PING_INTERVAL"
+MAX_PINGS_OUT_VARIABLE = "XDSBUS_NATS_MAX_PINGS_OUT"
+RECONNECT_WAIT_VARIABLE = "XDSBUS_NATS_RECONNECT_WAIT"
+
+# A half-open connection is noticed after about ping interval × (max pings out + 1): some 40 s here,
+# where nats-py's own 120 s × 2 took minutes (issue 14).
+DEFAULT_PING_INTERVAL = 10.0
+DEFAULT_MAX_PINGS_OUT = 3
+# Most seconds between two attempts at one server; the first attempts come much sooner (full jitter).
+DEFAULT_RECONNECT_WAIT = 2.0
+# The first reconnect delay's ceiling; it doubles per failed attempt up to the reconnect wait.
+RECONNECT_BASE = 0.1
 
 # The file variables, with what each holds: service_flags checks each names a readable file.
 FILE_VARIABLES = {
@@ -115,6 +129,10 @@ class NatsOptions:
     # §10), so that it cannot read another role's JetStream replies: `_INBOX_<user>` once the user is
     # known, else this (XDSBUS_NATS_INBOX_PREFIX; needed with an NKey or a .creds file).
     inbox_prefix: str | None = None
+    # Keepalive and reconnection (XDSBUS_NATS_PING_INTERVAL, _MAX_PINGS_OUT, _RECONNECT_WAIT).
+    ping_interval: float = DEFAULT_PING_INTERVAL
+    max_pings_out: int = DEFAULT_MAX_PINGS_OUT
+    reconnect_wait: float = DEFAULT_RECONNECT_WAIT
 
     @classmethod
     def from_env(cls, url: str | None = None, environ: Mapping[str, str] = os.environ) -> NatsOptions:
@@ -135,7 +153,19 @@ class NatsOptions:
             cert_file=path(CERT_FILE_VARIABLE),
             key_file=path(KEY_FILE_VARIABLE),
             inbox_prefix=environ.get(INBOX_PREFIX_VARIABLE) or None,
+            ping_interval=_number(environ, PING_INTERVAL_VARIABLE, DEFAULT_PING_INTERVAL),
+            max_pings_out=int(_number(environ, MAX_PINGS_OUT_VARIABLE, DEFAULT_MAX_PINGS_OUT)),
+            reconnect_wait=_number(environ, RECONNECT_WAIT_VARIABLE, DEFAULT_RECONNECT_WAIT),
         )
+
+    def keepalive_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for `nats.connect` that make a client fit for a cluster: pings that notice
+        a half-open connection in seconds, and reconnects spread by jitter over the servers."""
+        return {
+            "ping_interval": self.ping_interval,
+            "max_outstanding_pings": self.max_pings_out,
+            "reconnect_to_server_handler": JitteredReconnect(self.reconnect_wait),
+        }
 
     def describe(self) -> str:
         """The servers, redacted, and how this client authenticates: safe for a log line."""
@@ -203,6 +233,64 @@ class NatsOptions:
         return context
 
 
+def _number(environ: Mapping[str, str], variable: str, default: float) -> float:
+    value = environ.get(variable)
+    if not value:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise NatsOptionsError(f"{variable} must be a number of seconds, not {value!r}") from None
+    if number <= 0:
+        raise NatsOptionsError(f"{variable} must be above 0, not {value!r}")
+    return number
+
+
+class JitteredReconnect:
+    """A `reconnect_to_server_handler` for nats-py: the server tried least often (a random one of
+    those), after a delay drawn from 0 to base·2^attempts capped at `cap` (full jitter), so that the
+    clients of a restarted node do not all come back in the same instant, and the first attempt after
+    a short blip comes at once."""
+
+    def __init__(self, cap: float, base: float = RECONNECT_BASE) -> None:
+        self.cap = cap
+        self.base = base
+
+    def __call__(self, servers: list[Any], info: dict[str, Any]) -> tuple[Any, float]:
+        """The server to try next and the seconds to wait before."""
+        fewest = min(server.reconnects for server in servers)
+        server = random.choice([s for s in servers if s.reconnects == fewest])
+        ceiling = min(self.cap, self.base * 2 ** min(fewest, 16))
+        return server, random.uniform(0, ceiling)
+
+
+@dataclasses.dataclass
+class ConnectionState:
+    """A client's link to NATS, for metrics and readiness (`Bus.connection`; health endpoints read
+    it): whether it is connected, since when (unix seconds), how often it reconnected, and the
+    latest asynchronous error. Fed by `ErrorReporter`'s callbacks."""
+
+    connected: bool = False
+    since: float = dataclasses.field(default_factory=time.time)
+    reconnects: int = 0
+    disconnects: int = 0
+    last_error: str = ""
+    # Monotonic twin of `since`, so that a wall-clock step does not fake an outage.
+    _changed: float = dataclasses.field(default_factory=time.monotonic, repr=False)
+
+    def mark(self, connected: bool) -> None:
+        """Record a change of the link (a repeat of the same state is no change)."""
+        if connected == self.connected:
+            return
+        self.connected = connected
+        self.since = time.time()
+        self._changed = time.monotonic()
+
+    def disconnected_for(self) -> float:
+        """Seconds since the link was lost; 0 while connected."""
+        return 0.0 if self.connected else time.monotonic() - self._changed
+
+
 class ErrorReporter:
     """`report` is an `error_cb` for `nats.connect` (which takes coroutine functions only) that logs
     one line per asynchronous error, without a traceback, and a repeat only at debug level until the
@@ -211,15 +299,32 @@ class ErrorReporter:
     the log; other errors name the servers, redacted. `last` is the latest error's text, for the
     message of a connection that could not be made (an authorization violation, say)."""
 
-    def __init__(self, name: str, options: NatsOptions) -> None:
+    def __init__(self, name: str, options: NatsOptions, state: ConnectionState | None = None) -> None:
         self.name = name
         self.options = options
+        self.state = state if state is not None else ConnectionState()
         self.last = ""
         self._seen: set[str] = set()
 
     async def connected(self) -> None:
-        """The client is connected (a `reconnected_cb`): errors from now on are news again."""
+        """The client is connected (first connection; no log line, the caller tells)."""
         self._seen.clear()
+        self.state.mark(True)
+
+    async def reconnected(self) -> None:
+        """The client is connected again (a `reconnected_cb`): one line, and errors are news again."""
+        self._seen.clear()
+        self.state.reconnects += 1
+        self.state.mark(True)
+        log.warning("%s: reconnected to NATS at %s", self.name, self.options.describe())
+
+    async def disconnected(self) -> None:
+        """The client lost its server (a `disconnected_cb`; nats-py calls it again when closing)."""
+        if not self.state.connected:
+            return
+        self.state.disconnects += 1
+        self.state.mark(False)
+        log.warning("%s: disconnected from NATS at %s; reconnecting", self.name, self.options.describe())
 
     async def report(self, exc: Exception) -> None:
         """Log `exc` (see the class)."""
@@ -227,6 +332,7 @@ class ErrorReporter:
         level = logging.DEBUG if text in self._seen else logging.ERROR
         self._seen.add(text)
         self.last = text
+        self.state.last_error = text
         if PERMISSIONS_ERROR in text.lower():
             log.log(level, "%s: NATS refused this client's permission: %s", self.name, text)
         else:
