@@ -55,6 +55,7 @@ class K8sWatcher(Watcher):
         gateway_status: bool = True,
         watch_timeout: int = DEFAULT_WATCH_TIMEOUT,
         page_size: int = DEFAULT_PAGE_SIZE,
+        retry_base: float = 0.2,
         retry_cap: float = 30.0,
         instance_id: str | None = None,
         lease_ttl: float | None = None,
@@ -75,6 +76,7 @@ class K8sWatcher(Watcher):
         self.gateway_status = gateway_status
         self.watch_timeout = watch_timeout
         self.page_size = page_size
+        self.retry_base = retry_base
         self.retry_cap = retry_cap
         self.feeds = feeds(watch_namespace, system_namespace, secret_namespaces)
         self.class_filter = IngressClassFilter(ingress_class)
@@ -132,6 +134,7 @@ class K8sWatcher(Watcher):
                     self.stop,
                     watch_timeout=self.watch_timeout,
                     page_size=self.page_size,
+                    retry_base=self.retry_base,
                     retry_cap=self.retry_cap,
                 )
                 self.loops.append(loop)

@@ -10,6 +10,12 @@ so a quiet resource resumes from a recent RV instead of running into 410. Any ot
 unreachable, 5xx, a dropped connection) waits with backoff and resumes the watch from the last RV: the
 state already published stays, nothing is deleted because the server could not be reached.
 
+Recovery after an API server restart is bounded, not sized by the outage (issue 14): while the server
+refuses connections the delay stays under `probe_cap` (a refused connection costs the server nothing), and
+a watch answered with 410 relists at once, without the backoff step the outage grew. Only a 410 right
+after such a relist, before the new watch delivered anything, backs off (a server that expires every
+watch is not hammered).
+
 kubernetes_asyncio's `Watch` is not used: it deserialises into typed models, retries a 410 with the same
 RV, and hides bookmarks. This loop reads the stream line by line as JSON data.
 """
@@ -41,6 +47,9 @@ ADDED, MODIFIED, DELETED, BOOKMARK, ERROR = "ADDED", "MODIFIED", "DELETED", "BOO
 
 # What may go wrong talking to the API server (ValueError covers undecodable JSON); all of it is retried.
 _TRANSIENT = (ApiError, aiohttp.ClientError, TimeoutError, OSError, ValueError)
+# The server did not take the connection (down, restarting): probed again within `probe_cap`.
+_REFUSED = (aiohttp.ClientConnectorError, ConnectionRefusedError)
+DEFAULT_PROBE_CAP = 1.0
 # A watch that ends sooner than this without a single event counts as a failure, so a server that closes
 # every watch at once is not hammered.
 _SHORT_WATCH = 1.0
@@ -74,6 +83,7 @@ class ListWatch:
         page_size: int = DEFAULT_PAGE_SIZE,
         retry_base: float = 0.2,
         retry_cap: float = 30.0,
+        probe_cap: float = DEFAULT_PROBE_CAP,
     ) -> None:
         self.api = api
         self.feed = feed
@@ -83,9 +93,14 @@ class ListWatch:
         self.page_size = page_size
         self.retry_base = retry_base
         self.retry_cap = retry_cap
+        self.probe_cap = probe_cap
         self.resource_version: str | None = None  # where the next watch starts; None: list first
         self.version: str = feed.resource.versions[0]  # the API version served, found by the last list
         self.lists = 0  # successful lists, for logs and tests
+        self.refused = 0  # refused connections since the server last answered
+        self.refusals = 0  # refused connections in all, for tests
+        # Set by a relist that skipped the backoff after a 410, cleared once a watch delivers a line.
+        self._relisted_at_once = False
 
     async def run(self) -> None:
         """List, watch, and recover, until stopped."""
@@ -99,11 +114,18 @@ class ListWatch:
                         log.info("%s: now served (%s); listed", self.feed.name, self.version)
                         missing = False
                     backoff.reset()
+                    self.refused = 0
                 if await self._watch(backoff):
                     continue
             except Gone as exc:
                 log.info("%s: resourceVersion expired (%s); relisting", self.feed.name, exc.message or exc)
+                from_watch = self.resource_version is not None
                 self.resource_version = None
+                if from_watch and not self._relisted_at_once:
+                    # The server answered, so it is back: the backoff an outage grew must not delay the
+                    # relist that catches up with what changed meanwhile.
+                    self._relisted_at_once = True
+                    continue
             except NotServed:
                 if not missing:
                     # Expected of a CRD that is not installed; a surprise for a built-in kind.
@@ -118,6 +140,19 @@ class ListWatch:
                 # Served at the list, gone at the watch: the CRD was removed, or is being replaced.
                 log.warning("%s: %s; relisting", self.feed.name, exc)
                 self.resource_version = None
+            except _REFUSED as exc:
+                # Logged once per outage: the probes repeat every second or so until the server is back.
+                level = logging.DEBUG if self.refused else logging.WARNING
+                self.refused += 1
+                self.refusals += 1
+                log.log(
+                    level,
+                    "%s: API server unreachable (%s); keeping the last known state",
+                    self.feed.name,
+                    exc,
+                )
+                await self._pause(min(backoff.next_delay(), self.probe_cap))
+                continue
             except _TRANSIENT as exc:
                 log.warning(
                     "%s: %s: %s; keeping the last known state", self.feed.name, type(exc).__name__, exc
@@ -127,11 +162,14 @@ class ListWatch:
             except Exception:
                 # A bug in handling one object must not silence the whole feed: log it, retry later.
                 log.exception("%s: unexpected failure; keeping the last known state", self.feed.name)
-            delay = backoff.next_delay()
-            try:
-                await asyncio.wait_for(self.stop.wait(), timeout=delay)
-            except TimeoutError:
-                pass
+            await self._pause(backoff.next_delay())
+
+    async def _pause(self, delay: float) -> None:
+        """Wait `delay` seconds, or until stopped."""
+        try:
+            await asyncio.wait_for(self.stop.wait(), timeout=delay)
+        except TimeoutError:
+            pass
 
     async def _list(self) -> None:
         """List every page of the first served version and hand the objects to the sink."""
@@ -189,6 +227,8 @@ class ListWatch:
                     await self._handle(api_version, line)
                     if not lines:
                         backoff.reset()  # the stream works
+                        self._relisted_at_once = False
+                        self.refused = 0
                     lines += 1
 
     async def _handle(self, api_version: str, line: bytes) -> None:
