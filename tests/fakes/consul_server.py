@@ -197,6 +197,8 @@ class FakeConsul:
         self._watches: dict[str | None, asyncio.Event] = {}
         self._generation = 0  # bumped by restore_snapshot: blocked queries return at once
         self._down = False
+        self.block = True
+        """False: blocking queries answer at once with the current index (a misbehaving server or proxy)."""
         self._open: dict[int, web.BaseRequest] = {}  # requests are unhashable: keyed by id()
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
@@ -655,7 +657,7 @@ class FakeConsul:
             raise _ApiError(400, "fake consul: filter expressions are not supported")
 
         index = index_of()
-        if min_index > 0:
+        if min_index > 0 and self.block:
             timeout = min(wait, _MAX_WAIT) if wait > 0 else _DEFAULT_WAIT
             if self.jitter:
                 timeout += random.uniform(0, timeout / 16)

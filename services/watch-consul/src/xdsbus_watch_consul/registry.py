@@ -17,9 +17,12 @@ What it does, after Higress's `registry/consul/watcher.go` (docs/higress.md §2,
 
 Blocking-query rules (docs/registries.md §2.2, Consul's blocking-query docs): an index lower than the previous
 one resets to 0 (snapshot restore), an index below 1 is raised to 1 before blocking, "same index" means
-nothing changed, every loop is rate-limited by a token bucket (burst 2, then one request per 15 s) so a
-churning service degrades to polling rather than a busy loop, and the HTTP deadline exceeds
-`wait + wait/16` (Consul's jitter).
+nothing changed, and the HTTP deadline exceeds `wait + wait/16` (Consul's jitter). An answer with a new
+index is a change: it is published and the query re-issued at once, so successive changes of one service
+reach the event log at the speed of the protocol (issue 14). Only answers that bring nothing new (same
+index, an index reset, garbage) spend a token of the loop's bucket (burst 2, then one per 15 s): a server
+that answers at once without a change degrades to polling rather than a busy loop, while an expired wait
+has paced itself already.
 
 Failures (unreachable agent, 5xx, a refused token) make `run` raise `ConsulError`; the registry machinery
 keeps what was published, backs off and calls `run` again, whose resync then catches up. Garbage from
@@ -206,8 +209,8 @@ def _endpoint_key(e: RegistryEndpoint) -> tuple[Any, ...]:
 
 
 class TokenBucket:
-    """Allows `burst` requests at once, then one per `interval` seconds: blocking loops proceed without
-    waiting while their data is calm and degrade to polling when it churns (Consul's advice)."""
+    """Allows `burst` requests at once, then one per `interval` seconds: taken after each answer that
+    brought nothing new, so a server answering at once with the same index is polled, not hammered."""
 
     def __init__(self, burst: int, interval: float) -> None:
         self.burst = burst
@@ -542,15 +545,17 @@ class _Session:
     async def _watch_catalog(self, index: int) -> None:
         bucket = TokenBucket(self.registry.burst, self.registry.churn_interval)
         while True:
-            await bucket.take()
             try:
                 returned, catalog = await self._catalog(index)
             except _Garbage as exc:
                 self.sink.problem("catalog", str(exc))
-                continue  # same index: asked again once the bucket allows
+                await bucket.take()  # same index: asked again once the bucket allows
+                continue
             previous, index = index, next_index(index, returned)
-            if returned == previous:
-                continue  # the wait expired: nothing changed
+            if returned <= previous:
+                await bucket.take()  # the wait expired (nothing changed), or the index went back
+                if returned == previous:
+                    continue
             await self._reconcile(self._select(catalog))
 
     async def _reconcile(self, names: Iterable[str]) -> None:
@@ -568,19 +573,18 @@ class _Session:
 
     async def _watch(self, name: str, index: int) -> None:
         bucket = TokenBucket(self.registry.burst, self.registry.churn_interval)
-        if index > 0:
-            # The first answer came from the resync; it spent a token like any other request.
-            await bucket.take()
         while True:
-            await bucket.take()
             try:
                 returned, entries = await self._health(name, index)
             except _Garbage as exc:
                 self.sink.problem(f"service {name}", str(exc))
+                await bucket.take()
                 continue
             previous, index = index, next_index(index, returned)
-            if returned == previous:
-                continue
+            if returned <= previous:
+                await bucket.take()  # the wait expired (nothing changed), or the index went back
+                if returned == previous:
+                    continue
             await self._apply(name, self._build(name, entries))
 
     async def _apply(self, name: str, service: RegistryService | None) -> None:
