@@ -1,4 +1,4 @@
-"""Running a service's main coroutine with a clean stop on SIGTERM/SIGINT."""
+"""Running a service's main coroutine with a clean stop on SIGTERM/SIGINT, and its health port."""
 
 from __future__ import annotations
 
@@ -7,17 +7,27 @@ import logging
 import signal
 from collections.abc import Awaitable, Callable
 
+from xdsbus.health import Health, Listen, serving
+
 log = logging.getLogger(__name__)
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
-def run_service(main: Callable[[asyncio.Event], Awaitable[None]]) -> int:
+def run_service(
+    main: Callable[[asyncio.Event], Awaitable[None]],
+    *,
+    health: Health | None = None,
+    http_listen: Listen | None = None,
+) -> int:
     """Run `main(stop)` in a fresh event loop and return the process exit status.
 
     The first SIGTERM or SIGINT sets `stop`; `main` is expected to finish its work in hand and return.
     A second signal cancels `main` (an operator who asks twice does not want to wait). Returns 0 when
-    `main` returns, 1 when it raised or had to be cancelled."""
+    `main` returns, 1 when it raised or had to be cancelled.
+
+    With `health`, /metrics, /ready and /live are served on `http_listen` from before `main` connects
+    (not ready until it sets `health.bus`) until it has returned."""
 
     async def runner() -> None:
         loop = asyncio.get_running_loop()
@@ -36,7 +46,11 @@ def run_service(main: Callable[[asyncio.Event], Awaitable[None]]) -> int:
         for sig in STOP_SIGNALS:
             loop.add_signal_handler(sig, on_signal, sig.name)
         try:
-            await main(stop)
+            if health is None:
+                await main(stop)
+            else:
+                async with serving(health, http_listen):
+                    await main(stop)
         finally:
             for sig in STOP_SIGNALS:
                 loop.remove_signal_handler(sig)

@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from xdsbus.bus import DEFAULT_NATS_URL
+from xdsbus.health import DISABLED, default_listen, listen_address
 from xdsbus.layout import Caps, cap_variable
 from xdsbus.lease import pod_identity
 from xdsbus.logs import LOG_FORMATS
@@ -224,6 +225,20 @@ def add_common_flags(parser: ServiceParser) -> None:
     # The layout's size caps: a service compares them with the server's at start (bus.check_layout).
     for cap in dataclasses.fields(Caps):
         parser.env_setting(cap_variable(cap.name), type=positive_int, help=f"size cap of {cap.name}, bytes")
+
+
+def add_health_flag(parser: ServiceParser) -> None:
+    """`--http-listen`: the port of /metrics, /ready and /live (`xdsbus.health`), on by default on every
+    interface at the service's own port, since Kubernetes probes need it; `off` disables it."""
+    listen = default_listen(parser.prog)
+    parser.env_flag(
+        "--http-listen",
+        "XDSBUS_HTTP_LISTEN",
+        type=listen_address,
+        default=listen,
+        shown_default=f"{listen}, skipped if that port is taken" if listen else DISABLED,
+        help=f"HOST:PORT of /metrics, /ready and /live, or {DISABLED!r}",
+    )
 
 
 def watcher_secret_box(log: logging.Logger) -> SecretBox | None:

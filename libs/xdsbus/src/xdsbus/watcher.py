@@ -28,6 +28,7 @@ import asyncio
 import hashlib
 import logging
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from typing import Any, TypeVar
 
@@ -54,6 +55,7 @@ from xdsbus.events import (
     encode_body,
     subject_for,
 )
+from xdsbus.health import REGISTRY, Series
 from xdsbus.lease import Lease, pod_identity, source_lease_name
 from xdsbus.objects import store_claimed
 from xdsbus.secretbox import SecretBox
@@ -77,6 +79,55 @@ _LOG_FULL = 10077
 HEADER_ROOM = 8 * 1024
 
 
+# The watchers of this process, for the figures of /metrics (xdsbus.health, docs/design.md §9).
+_WATCHERS: weakref.WeakSet[Watcher] = weakref.WeakSet()
+_PUBLISHED = REGISTRY.counter(
+    "xdsbus_watcher_events_published",
+    "Events published to the event log, by source and kind.",
+    ["source", "kind"],
+)
+_REFUSED = REGISTRY.counter(
+    "xdsbus_watcher_events_refused",
+    "Upserts and deletes not published (too large, refused by the server), by source and kind.",
+    ["source", "kind"],
+)
+
+
+def _leading_figure(figure: Callable[[Watcher, float], float | None]) -> Callable[[], Series]:
+    def read() -> Series:
+        now = time.monotonic()
+        values = {(w.source,): figure(w, now) for w in list(_WATCHERS) if w.leading}
+        return {k: v for k, v in values.items() if v is not None}
+
+    return read
+
+
+REGISTRY.gauge(
+    "xdsbus_watcher_source_lag_seconds",
+    "Seconds since the source last answered (a list, a watch event, a poll), while publishing.",
+    ["source"],
+    read=_leading_figure(lambda w, now: now - w.source_seen_at),
+)
+REGISTRY.gauge(
+    "xdsbus_watcher_resync_age_seconds",
+    "Seconds since the last completed resync (a full list), while publishing.",
+    ["source"],
+    read=_leading_figure(lambda w, now: None if w.resynced_at is None else now - w.resynced_at),
+)
+REGISTRY.gauge(
+    "xdsbus_watcher_lease_holder",
+    "1 while this process holds the source lease and publishes, 0 while it stands by.",
+    ["source"],
+    read=lambda: {(w.source,): float(w.leading) for w in list(_WATCHERS)},
+)
+REGISTRY.gauge(
+    "xdsbus_watcher_lease_term",
+    "The term (lease revision) this process last published under, 0 before it first led.",
+    ["source"],
+    read=lambda: {(w.source,): float(w.term) for w in list(_WATCHERS)},
+)
+
+
 class EventRefused(Exception):
     """This one event cannot be published (too large, refused by the server); others still can."""
 
@@ -96,6 +147,12 @@ class LeaseLost(SourceUnavailable):
 
 class Watcher(abc.ABC):
     """Publishes one source's facts to the event log."""
+
+    source: str
+    term: int
+    leading: bool
+    source_seen_at: float
+    resynced_at: float | None
 
     def __init__(
         self,
@@ -123,6 +180,12 @@ class Watcher(abc.ABC):
         self._attempt_ids = attempt_ids
         # (kind, key) of objects whose last publish was refused: their status entry is ours to clear.
         self._refused: set[tuple[str, str]] = set()
+        # Figures of /metrics: whether this watcher publishes now, when the source last answered and when
+        # the last resync completed (monotonic seconds).
+        self.leading = False
+        self.source_seen_at = time.monotonic()
+        self.resynced_at = None
+        _WATCHERS.add(self)
 
     @abc.abstractmethod
     async def watch(self) -> None:
@@ -153,6 +216,7 @@ class Watcher(abc.ABC):
             try:
                 await self._watch_while_leading()
             finally:
+                self.leading = False
                 await self.lease.release()
             if not self.stop.is_set():
                 log.warning("%s: lost the lease %s; standing by", self.source, self.lease.name)
@@ -164,6 +228,8 @@ class Watcher(abc.ABC):
         if not await self.lease.acquire(stop or self.stop):
             return False
         self.term = self.lease.term
+        self.leading = True
+        self.source_seen_at = time.monotonic()
         self.new_term()
         log.info(
             "%s: publishing as %s, term %d (lease %s)",
@@ -223,6 +289,11 @@ class Watcher(abc.ABC):
             return True
         task.result()
         return True
+
+    def source_seen(self) -> None:
+        """Record that the source answered (a list, a poll, a watch event, even one that changed
+        nothing): the source lag of /metrics counts from here. Every published change counts already."""
+        self.source_seen_at = time.monotonic()
 
     def new_epoch(self) -> int:
         """A fresh resync epoch: increasing within this process and across restarts."""
@@ -285,6 +356,7 @@ class Watcher(abc.ABC):
                 at=time.time_ns(),
             )
             await self._publish(event)
+        self.source_seen()
         return epoch
 
     async def end_sync(self, epoch: int, keys_by_kind: Mapping[str, Iterable[str]]) -> None:
@@ -304,6 +376,8 @@ class Watcher(abc.ABC):
                     body=body,
                 )
                 await self._publish(event)
+        self.source_seen()
+        self.resynced_at = time.monotonic()
 
     async def resync(self, objects: Mapping[str, Mapping[str, Any]], kinds: Iterable[str] = ()) -> None:
         """A whole resync in one call: `objects[kind][key] = body`; `kinds` adds kinds with no objects."""
@@ -327,7 +401,9 @@ class Watcher(abc.ABC):
             )
             await self._write_status(status_store.put(self.bus, status))
             self._refused.add(ref)
+            _REFUSED.inc(self.source, event.kind)
             return False
+        self.source_seen()
         if ref in self._refused:
             self._refused.discard(ref)
             await self._write_status(status_store.delete(self.bus, event.kind, self.source, event.key))
@@ -368,6 +444,7 @@ class Watcher(abc.ABC):
         await self._retrying(
             event, lambda: self.bus.js.publish(subject, payload, headers={"Nats-Msg-Id": message_id})
         )
+        _PUBLISHED.inc(self.source, event.kind)
 
     def _check_lease(self) -> None:
         if self._lease is not None and self._lease.lost.is_set():

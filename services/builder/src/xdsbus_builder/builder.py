@@ -27,6 +27,7 @@ from xdsbus.translate.settings import TranslatorSettings
 from xdsbus.translate.translator import Translator
 from xdsbus_builder import gaps
 from xdsbus_builder.debounce import MIN_WAIT, decide
+from xdsbus_builder.figures import BACKLOG_EVERY, BuilderFigures
 from xdsbus_builder.history import History
 from xdsbus_builder.restore import Restored, restore
 from xdsbus_builder.retention import Retention
@@ -60,9 +61,18 @@ class BuilderConfig(msgspec.Struct, frozen=True, kw_only=True):
 class Builder:
     """One builder process; only the lease holder publishes."""
 
-    def __init__(self, bus: Bus, config: BuilderConfig, *, secret_box: SecretBox | None = None) -> None:
+    def __init__(
+        self,
+        bus: Bus,
+        config: BuilderConfig,
+        *,
+        secret_box: SecretBox | None = None,
+        figures: BuilderFigures | None = None,
+    ) -> None:
         self.bus = bus
         self.config = config
+        # What /metrics and /ready show (xdsbus.health).
+        self.figures = figures or BuilderFigures(config.scope)
         # Opens the sealed Secret bodies of the event log; without it Secrets are rejected.
         self.secret_box = secret_box
         # One consumer per instance, never shared: a paused leader that wakes up fetches from its own
@@ -77,11 +87,13 @@ class Builder:
             log.info("%s waiting for the lease of scope %s", self.config.instance_id, self.config.scope)
             if not await self.lease.acquire(stop):
                 return
+            self.figures.leading, self.figures.term = True, self.lease.term
             try:
                 await _Leader(self, stop).lead()
             except LostLedger as exc:
                 log.error("stepping down: %s", exc)
             finally:
+                self.figures.leading, self.figures.backlog = False, None
                 await self.lease.release()
 
 
@@ -96,6 +108,7 @@ class _Leader:
         self.stop = stop
         self.state = FoldState()
         self.secret_box = builder.secret_box
+        self.figures = builder.figures
         # Built anew by each restore (lead).
         self.translator: Translator
         # The gap last reported (after, first, last), so a waiting builder logs it once.
@@ -129,6 +142,7 @@ class _Leader:
             self.state = restored.state
             self.checkpoint_seq = self.state.seq
             self.publisher.adopt_head(restored.last_stream_seq, restored.head_version)
+            self.figures.version = restored.head_version
             if not fenced:
                 await self._fence()
                 fenced = True
@@ -142,6 +156,7 @@ class _Leader:
             gc.freeze()
             await status_store.publish(self.bus, self.translator.take_status_changes())
             sub = await self._subscribe()
+            backlog = asyncio.create_task(self._read_backlog(sub))
             try:
                 await self._loop(sub)
                 return
@@ -151,6 +166,7 @@ class _Leader:
                 await self._report_gap(gap)
                 await self._pause(GAP_RETRY)
             finally:
+                backlog.cancel()
                 if self.checkpoint_task is not None:
                     await asyncio.shield(self.checkpoint_task)
                 await self.history.close()
@@ -170,6 +186,7 @@ class _Leader:
                     if self.reported_gap is not None:
                         log.info("scope %s: the gap in the event log is resolved", self.config.scope)
                     self.reported_gap = None
+                    self.figures.gap = None
                     await gaps.clear(self.bus, self.config.scope)
                     return restored
             except EventGap as exc:
@@ -181,9 +198,19 @@ class _Leader:
     async def _report_gap(self, gap: EventGap) -> None:
         """Report a gap once, not at every look."""
         seen = (gap.after, gap.first, gap.last)
+        self.figures.gap = gaps.describe(gap)
         if seen != self.reported_gap:
             await gaps.report(self.bus, self.config.scope, gap)
             self.reported_gap = seen
+
+    async def _read_backlog(self, sub) -> None:  # type: ignore[no-untyped-def]
+        """Keep the fold backlog of /metrics: the consumer's pending count, read every BACKLOG_EVERY."""
+        while True:
+            try:
+                self.figures.backlog = (await sub.consumer_info()).num_pending
+            except Exception as exc:  # a figure that cannot be read now is read at the next look
+                log.debug("cannot read the consumer's pending count: %s", exc)
+            await asyncio.sleep(BACKLOG_EVERY)
 
     async def _pause(self, seconds: float) -> None:
         """Wait `seconds`, or less when stopped; LostLedger when the lease is lost meanwhile."""
@@ -293,6 +320,7 @@ class _Leader:
                 digest=table.digest(),
                 resource_count=len(table),
             )
+            self.figures.published(record.version)
             log.info(
                 "version %d: %d changed, %d removed, %d resources, digest %s",
                 record.version,
@@ -338,10 +366,12 @@ class _Leader:
             data = await checkpoints.encode_snapshot(snap)
             name = await checkpoints.save(self.bus, self.config.scope, snap.seq, data)
             log.info("checkpoint %s saved (%d bytes)", name, len(data))
+            self.figures.checkpoint_at = time.monotonic()
         except Exception as exc:  # a failed checkpoint only costs a longer refold later
             log.warning("checkpoint at %d failed: %s", snap.seq, exc)
             return
         try:
             await self.retention.after_checkpoint(time.time())
+            self.figures.log_full = self.retention.full
         except Exception as exc:  # retention runs again after the next checkpoint
             log.warning("retention after checkpoint %d failed: %s", snap.seq, exc)

@@ -10,12 +10,14 @@ import logging
 from collections.abc import Sequence
 
 from xdsbus.bus import BusSettings, connect_unless_stopped
+from xdsbus.health import Health
 from xdsbus.logs import setup_logging
 from xdsbus.secretbox import LOCAL_KEY_FILE, SecretBox, SecretKeyError
 from xdsbus.service import run_service
-from xdsbus.service_flags import ServiceParser, add_common_flags, default_instance_id, port
+from xdsbus.service_flags import ServiceParser, add_common_flags, add_health_flag, default_instance_id, port
 from xdsbus.translate.settings import TranslatorSettings
 from xdsbus_builder.builder import Builder, BuilderConfig
+from xdsbus_builder.figures import BuilderFigures
 
 log = logging.getLogger("xdsbus_builder")
 
@@ -111,6 +113,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="this replica's name in the lease and in logs",
     )
     add_common_flags(p)
+    add_health_flag(p)
     return p.parse(argv)
 
 
@@ -149,17 +152,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.warning("no secret key (%s): Secrets are rejected and TLS hosts are served over HTTP only", exc)
         secret_box = None
 
+    # /ready: connected, and neither a gap nor a full event log blocks publishing; a standby is ready.
+    health = Health()
+    figures = BuilderFigures(config.scope)
+    figures.register(health.registry)
+    health.add_check(figures.blocked)
+
     async def serve(stop: asyncio.Event) -> None:
         # A stop asked while NATS is unreachable (or refuses the credentials) ends the service at once.
         bus = await connect_unless_stopped(settings, name=f"xdsbus-builder/{args.instance_id}", stop=stop)
         if bus is None:
             return
+        health.bus = bus
         try:
-            await Builder(bus, config, secret_box=secret_box).run(stop)
+            await Builder(bus, config, secret_box=secret_box, figures=figures).run(stop)
         finally:
             await bus.close()
 
-    return run_service(serve)
+    return run_service(serve, health=health, http_listen=args.http_listen)
 
 
 if __name__ == "__main__":

@@ -105,6 +105,8 @@ class Retention:
         self.window = window
         self._probed = -math.inf
         self._alarmed = False
+        # The alarm while the log refuses (or is about to refuse) new events: the builder's /ready fails.
+        self.full: str | None = None
 
     async def pressing(self) -> bool:
         """Whether the event log is near its cap (looked at every PROBE_EVERY seconds at most): the
@@ -149,6 +151,7 @@ class Retention:
         ):
             await status_store.delete(self.bus, gaps.KIND, gaps.source(self.scope), ALARM_KEY)
             self._alarmed = False
+            self.full = None
             log.info("scope %s: the event log is below %d%% of its cap again", self.scope, PRESSURE * 100)
 
     async def _alarm(self, usage: float, newest: int) -> None:
@@ -160,6 +163,7 @@ class Retention:
                 "XDSBUS_EVENTS_MAX_BYTES and run `xdsbus layout --apply`"
             )
             log.error("scope %s: %s", self.scope, reason)
+            self.full = reason
         else:
             state = Verdict.ACCEPTED
             reason = (
@@ -167,6 +171,7 @@ class Retention:
                 f"and checkpoints purged (now at {usage:.0%})"
             )
             log.warning("scope %s: %s", self.scope, reason)
+            self.full = None
         await status_store.put(
             self.bus,
             ObjectStatus(

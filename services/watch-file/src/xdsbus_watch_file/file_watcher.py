@@ -112,6 +112,7 @@ class FileWatcher(Watcher):
             else:
                 return
             changes = self._scanner.scan().changes
+            self.source_seen()
             if changes:
                 await self._apply(changes, resync=False)
             else:

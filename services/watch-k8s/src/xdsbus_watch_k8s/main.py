@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from kubernetes_asyncio import client
 
 from xdsbus.bus import BusSettings, connect_unless_stopped
+from xdsbus.health import Health, Listen
 from xdsbus.logs import setup_logging
 from xdsbus.nats_options import redact_url
 from xdsbus.secretbox import SecretBox
@@ -22,6 +23,7 @@ from xdsbus.service_flags import (
     DEFAULT_LEASE_TTL,
     ServiceParser,
     add_common_flags,
+    add_health_flag,
     instance_name,
     lease_seconds,
     pod_instance_id,
@@ -59,6 +61,7 @@ class Settings:
     nats_url: str
     log_format: str
     log_level: str
+    http_listen: Listen | None
 
 
 def _namespace(value: str) -> str:
@@ -162,6 +165,7 @@ def build_parser() -> ServiceParser:
         "when this creates it",
     )
     add_common_flags(parser)
+    add_health_flag(parser)
     return parser
 
 
@@ -188,17 +192,23 @@ def parse_settings(argv: Sequence[str] | None = None) -> Settings:
         nats_url=args.nats_url,
         log_format=args.log_format,
         log_level=args.log_level,
+        http_listen=args.http_listen,
     )
 
 
 async def serve(
-    settings: Settings, configuration: client.Configuration, secret_box: SecretBox, stop: asyncio.Event
+    settings: Settings,
+    configuration: client.Configuration,
+    secret_box: SecretBox,
+    health: Health,
+    stop: asyncio.Event,
 ) -> None:
     """Connect to NATS and run the watcher until `stop` is set."""
     bus_settings = dataclasses.replace(BusSettings.from_env(settings.nats_url), lease_ttl=settings.lease_ttl)
     bus = await connect_unless_stopped(bus_settings, f"xdsbus-watch-k8s {settings.instance_id}", stop)
     if bus is None:
         return
+    health.bus = bus
     try:
         watcher = K8sWatcher(
             bus,
@@ -253,7 +263,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         log.error("cannot configure the Kubernetes client: %s", exc)
         return 2
-    return run_service(functools.partial(serve, settings, configuration, secret_box))
+    health = Health()
+    return run_service(
+        functools.partial(serve, settings, configuration, secret_box, health),
+        health=health,
+        http_listen=settings.http_listen,
+    )
 
 
 if __name__ == "__main__":

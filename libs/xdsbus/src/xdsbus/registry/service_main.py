@@ -19,6 +19,7 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 
 from xdsbus.bus import Bus, BusSettings, connect_unless_stopped
+from xdsbus.health import Health, Listen
 from xdsbus.logs import setup_logging
 from xdsbus.nats_options import redact_url
 from xdsbus.registry.bridge_follower import DEFAULT_SYSTEM_NAMESPACE, BridgeFollower
@@ -30,6 +31,7 @@ from xdsbus.service_flags import (
     DEFAULT_LEASE_TTL,
     ServiceParser,
     add_common_flags,
+    add_health_flag,
     instance_name,
     lease_seconds,
     pod_instance_id,
@@ -56,6 +58,7 @@ class Settings:
     system_namespace: str
     log_format: str
     log_level: str
+    http_listen: Listen | None
 
 
 def _group(value: str) -> str:
@@ -115,6 +118,7 @@ def build_parser(
         "there",
     )
     add_common_flags(parser)
+    add_health_flag(parser)
     if configure is not None:
         configure(parser)
     return parser
@@ -137,6 +141,7 @@ def parse_settings(
         system_namespace=args.system_namespace,
         log_format=args.log_format,
         log_level=args.log_level,
+        http_listen=args.http_listen,
     )
 
 
@@ -194,12 +199,15 @@ async def serve(
     factory: RegistryFactory,
     secret_box: SecretBox,
     stop: asyncio.Event,
+    health: Health | None = None,
 ) -> None:
-    """Connect to NATS and run until `stop` is set."""
+    """Connect to NATS and run until `stop` is set; `health` is told of the connection."""
     bus_settings = dataclasses.replace(BusSettings.from_env(settings.nats_url), lease_ttl=settings.lease_ttl)
     bus = await connect_unless_stopped(bus_settings, f"{prog} {settings.instance_id}", stop)
     if bus is None:
         return
+    if health is not None:
+        health.bus = bus
     try:
         log.info(
             "following McpBridge for registries of type %s",
@@ -244,4 +252,9 @@ def run_registry_service(
     secret_box = watcher_secret_box(log)
     if secret_box is None:
         return 2
-    return run_service(functools.partial(serve, settings, prog, kinds, factory, secret_box))
+    health = Health()
+    return run_service(
+        functools.partial(serve, settings, prog, kinds, factory, secret_box, health=health),
+        health=health,
+        http_listen=settings.http_listen,
+    )
