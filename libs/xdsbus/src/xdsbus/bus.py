@@ -109,6 +109,7 @@ class Bus:
         """Flush pending publishes and close the connection; never waits long for a NATS that is gone."""
         if self.nc.is_closed:
             return
+        self.connection.closed = True
         if self.nc.is_connected:
             try:
                 await asyncio.wait_for(self.nc.drain(), timeout=5)

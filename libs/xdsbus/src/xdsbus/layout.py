@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -16,6 +17,7 @@ from nats.js import JetStreamContext, api
 from nats.js.errors import NotFoundError
 
 from xdsbus.events import EVENTS_STREAM, EVENTS_SUBJECT_PREFIX
+from xdsbus.transient import retry_transient
 
 LEDGER_STREAM = "XDSBUS_LEDGER"
 LEDGER_SUBJECT_PREFIX = "xdsbus.ledger"
@@ -31,6 +33,9 @@ STATUS_BUCKET = "xdsbus_status"
 LEASES_BUCKET = "xdsbus_leases"
 # Each scope's checkpoint floor: the event log is purged only below the lowest (docs/design.md §4).
 RETENTION_BUCKET = "xdsbus_retention"
+# Seconds one object is tried again through transient faults before `apply` gives up on it: a cluster
+# that just started elects its meta leader within that.
+APPLY_RETRY_WITHIN = 60.0
 
 MiB = 1 << 20
 GiB = 1 << 30
@@ -301,25 +306,35 @@ async def compare(js: JetStreamContext, settings: LayoutSettings) -> list[Differ
 
 async def apply(js: JetStreamContext, settings: LayoutSettings) -> list[Difference]:
     """Create the missing objects and reshape what can be reshaped; returns what cannot be changed in
-    place (left as it is: recreating an object would lose its data)."""
+    place (left as it is: recreating an object would lose its data). Each object is looked at again
+    after a transient fault (a leader election, a restarting node), so an object created by an attempt
+    whose answer was lost is not created twice."""
     refused: list[Difference] = []
     for spec in desired(settings):
-        config = await _config(js, spec)
-        if config is None:
-            await spec.create(js)
-            config = await _config(js, spec)
-            assert config is not None, spec.describe()
-        differences = _compare(spec, config)
-        refused += [d for d in differences if not d.reshapeable]
-        reshape = [d for d in differences if d.reshapeable]
-        if reshape:
-            for d in reshape:
-                setattr(config, d.setting, d.want)
-            if config.duplicate_window and config.max_age:
-                # The server refuses a duplicate window longer than the age limit (the leases TTL).
-                config.duplicate_window = min(config.duplicate_window, config.max_age)
-            await js.update_stream(config)
+        refused += await retry_transient(
+            functools.partial(_apply_one, js, spec),
+            what=f"applying the layout to {spec.describe()}",
+            within=APPLY_RETRY_WITHIN,
+        )
     return refused
+
+
+async def _apply_one(js: JetStreamContext, spec: Spec) -> list[Difference]:
+    config = await _config(js, spec)
+    if config is None:
+        await spec.create(js)
+        config = await _config(js, spec)
+        assert config is not None, spec.describe()
+    differences = _compare(spec, config)
+    reshape = [d for d in differences if d.reshapeable]
+    if reshape:
+        for d in reshape:
+            setattr(config, d.setting, d.want)
+        if config.duplicate_window and config.max_age:
+            # The server refuses a duplicate window longer than the age limit (the leases TTL).
+            config.duplicate_window = min(config.duplicate_window, config.max_age)
+        await js.update_stream(config)
+    return [d for d in differences if not d.reshapeable]
 
 
 def render(specs: Sequence[Spec]) -> str:

@@ -19,12 +19,14 @@ import asyncio
 import logging
 import os
 import socket
+import time
 
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.errors import APIError, KeyNotFoundError, KeyWrongLastSequenceError
 
 from xdsbus.bus import Bus
 from xdsbus.events import subject_token
+from xdsbus.transient import describe, is_transient
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +85,10 @@ class Lease:
                 return True
             except (KeyWrongLastSequenceError, APIError, NatsTimeoutError):
                 pass
+            except Exception as exc:
+                # A standby keeps waiting through NATS faults; it is still able to take over.
+                if not is_transient(exc):
+                    raise
             try:
                 await asyncio.wait_for(stop.wait(), timeout=self.ttl / 4)
             except TimeoutError:
@@ -118,19 +124,61 @@ class Lease:
         return ttl / 3
 
     async def _renew(self, interval: float) -> None:
+        """Renew every `interval` until refused. A transient fault (timeout, no responders, a leader
+        change) is retried after a short pause, until the TTL since the last renewal has passed: then the
+        entry may have expired and a standby taken over, so the lease counts as lost."""
+        renewed = time.monotonic()
+        faulted = False
+        await asyncio.sleep(interval)
         while True:
-            await asyncio.sleep(interval)
             try:
-                self._revision = await self.bus.leases.update(
-                    self.name, self.holder.encode(), last=self._revision
+                # Bounded by the interval: a request held while the client reconnects must not outlast
+                # the TTL it is meant to extend.
+                self._revision = await asyncio.wait_for(
+                    self.bus.leases.update(self.name, self.holder.encode(), last=self._revision), interval
                 )
-            except (KeyWrongLastSequenceError, APIError) as exc:
-                log.error("lease %s lost by %s: %s", self.name, self.holder, exc)
-                self.lost.set()
-                return
-            except NatsTimeoutError:
-                # NATS is slow or away: the lease may expire meanwhile; the next renewal tells.
+            except Exception as exc:
+                if faulted and isinstance(exc, KeyWrongLastSequenceError) and await self._renewed_late():
+                    faulted = False
+                    renewed = time.monotonic()
+                    await asyncio.sleep(interval)
+                    continue
+                if not is_transient(exc):
+                    log.error("lease %s lost by %s: %s", self.name, self.holder, describe(exc))
+                    self.lost.set()
+                    return
+                faulted = True
+                # The renewal interval is a third of the TTL that expires the entry (`_renew_interval`).
+                left = interval * 3 - (time.monotonic() - renewed)
+                if left <= 0:
+                    log.error(
+                        "lease %s lost by %s: not renewed for its TTL (%s)",
+                        self.name,
+                        self.holder,
+                        describe(exc),
+                    )
+                    self.lost.set()
+                    return
+                log.warning("lease %s: renewing: %s; retrying", self.name, describe(exc))
+                await asyncio.sleep(min(interval / 3, left))
                 continue
+            faulted = False
+            renewed = time.monotonic()
+            await asyncio.sleep(interval)
+
+    async def _renewed_late(self) -> bool:
+        """After a renewal timed out, whether it was applied after all (the entry still names this
+        holder, at a newer revision): then that revision is adopted."""
+        try:
+            entry = await self.bus.leases.get(self.name)
+        except Exception:
+            return False
+        if entry.value is None or entry.value.decode(errors="replace") != self.holder or not entry.revision:
+            return False
+        if entry.revision <= self._revision:
+            return False
+        self._revision = entry.revision
+        return True
 
     async def release(self) -> None:
         """Give the lease up so a standby takes over at once instead of after the TTL."""

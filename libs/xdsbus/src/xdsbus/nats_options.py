@@ -275,6 +275,8 @@ class ConnectionState:
     reconnects: int = 0
     disconnects: int = 0
     last_error: str = ""
+    # Set by `Bus.close`: the disconnection that follows is no fault.
+    closed: bool = False
     # Monotonic twin of `since`, so that a wall-clock step does not fake an outage.
     _changed: float = dataclasses.field(default_factory=time.monotonic, repr=False)
 
@@ -321,6 +323,9 @@ class ErrorReporter:
     async def disconnected(self) -> None:
         """The client lost its server (a `disconnected_cb`; nats-py calls it again when closing)."""
         if not self.state.connected:
+            return
+        if self.state.closed:
+            self.state.mark(False)
             return
         self.state.disconnects += 1
         self.state.mark(False)

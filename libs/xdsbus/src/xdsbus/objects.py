@@ -21,17 +21,31 @@ from nats.js import JetStreamContext, api
 from nats.js.errors import BadObjectMetaError, DigestMismatchError, NotFoundError, ObjectNotFoundError
 from nats.js.object_store import OBJ_CHUNKS_PRE_TEMPLATE, OBJ_DIGEST_TYPE, OBJ_STREAM_TEMPLATE, ObjectStore
 
+from xdsbus.transient import retry_transient
+
 # Chunks asked for per pull request (nats-py writes 128 KiB chunks: 4 MiB per request).
 WINDOW = 32
 # Seconds a window may take before the object counts as unreadable (its chunks are gone).
 WINDOW_TIMEOUT = 10.0
+# Seconds a read is retried through transient faults: a Raft election and a little more. A caller that
+# still fails retries at its own pace (the edge keeps serving the previous version meanwhile).
+READ_RETRY_WITHIN = 15.0
 
 
 async def read_object(js: JetStreamContext, store: ObjectStore, name: str) -> bytes:
-    """The content of object `name` of `store`, verified against its digest.
+    """The content of object `name` of `store`, verified against its digest; read again through
+    transient NATS faults for up to READ_RETRY_WITHIN seconds (a leader change, a restart).
 
     Raises ObjectNotFoundError when the object does not exist (or was deleted) or its chunks are gone,
     DigestMismatchError when what was read does not match its metadata."""
+    return await retry_transient(
+        lambda: _read_object_once(js, store, name),
+        what=f"reading object {name}",
+        within=READ_RETRY_WITHIN,
+    )
+
+
+async def _read_object_once(js: JetStreamContext, store: ObjectStore, name: str) -> bytes:
     info = await store.get_info(name)
     if not info.nuid:
         raise BadObjectMetaError

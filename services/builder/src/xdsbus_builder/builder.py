@@ -23,6 +23,7 @@ from xdsbus.lease import Lease
 from xdsbus.ledger import checkpoints
 from xdsbus.ledger.publisher import LedgerPublisher, LostLedger
 from xdsbus.secretbox import SecretBox
+from xdsbus.transient import describe, is_transient
 from xdsbus.translate.settings import TranslatorSettings
 from xdsbus.translate.translator import Translator
 from xdsbus_builder import gaps
@@ -92,6 +93,12 @@ class Builder:
                 await _Leader(self, stop).lead()
             except LostLedger as exc:
                 log.error("stepping down: %s", exc)
+            except Exception as exc:
+                # A NATS fault that outlasted the publisher's retries: stand by for the lease again
+                # instead of exiting (issue 14); the term record fences whatever this leader left.
+                if not is_transient(exc):
+                    raise
+                log.error("stepping down after a NATS fault: %s", describe(exc))
             finally:
                 self.figures.leading, self.figures.backlog = False, None
                 await self.lease.release()

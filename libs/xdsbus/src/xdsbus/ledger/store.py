@@ -21,8 +21,9 @@ from nats.js.errors import KeyNotFoundError, NotFoundError, ObjectNotFoundError
 from xdsbus.bus import RESOURCES_BUCKET, Bus
 from xdsbus.contract.resources import Resource, ResourceKey
 from xdsbus.contract.type_urls import SECRET
-from xdsbus.objects import read_object
+from xdsbus.objects import READ_RETRY_WITHIN, read_object
 from xdsbus.secretbox import Sealed, SecretBox, SecretKeyError, is_sealed
+from xdsbus.transient import retry_transient
 
 LARGE_BODY = 512 * 1024
 # Publishes in flight at once when storing a version's bodies.
@@ -154,7 +155,10 @@ async def _put(bus: Bus, bodies: Iterable[tuple[str, bytes]]) -> None:
 async def fetch_stored(bus: Bus, sha256: str) -> bytes:
     """A body's stored bytes, as they are (sealed or not), unverified."""
     try:
-        return (await bus.resources.get(sha256)).value or b""
+        entry = await retry_transient(
+            lambda: bus.resources.get(sha256), what=f"reading body {sha256}", within=READ_RETRY_WITHIN
+        )
+        return entry.value or b""
     except KeyNotFoundError:
         try:
             return await read_object(bus.js, bus.large_resources, sha256)
