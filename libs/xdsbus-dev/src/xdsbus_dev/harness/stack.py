@@ -33,6 +33,7 @@ from xdsbus_dev.echo import EchoIdentity, EchoServer
 from xdsbus_dev.envoy_bootstrap import ApiType
 from xdsbus_dev.harness import http
 from xdsbus_dev.harness.certs import XdsPki
+from xdsbus_dev.harness.cluster import NatsCluster
 from xdsbus_dev.harness.envoy import Envoy, terminate_process
 from xdsbus_dev.harness.processes import NatsServer, Service, free_port, tool
 from xdsbus_dev.nats_users import local_roles
@@ -249,6 +250,7 @@ class Stack:
         ingress: bool = True,
         envoy: bool = True,
         nats_users: bool = False,
+        nats: NatsCluster | None = None,
     ) -> None:
         self.workdir = workdir
         self.config_dir = workdir / "config"
@@ -263,7 +265,11 @@ class Stack:
         # The default stack is the secure one: edges and Envoy speak mTLS with the harness's PKI.
         self.pki = XdsPki(workdir / "pki")
         # With nats_users, each service connects as its own role (docs/design.md §10).
-        self.nats = NatsServer(workdir / "nats", users=local_roles("e2e") if nats_users else None)
+        # A cluster passed in is shared: started before and stopped after the stack, by its owner.
+        self.own_nats = nats is None
+        self.nats: NatsServer | NatsCluster = nats or NatsServer(
+            workdir / "nats", users=local_roles("e2e") if nats_users else None
+        )
         self.builder: Service | None = None
         self.watch_file: Service | None = None
         self.edges: list[Edge] = []
@@ -284,8 +290,9 @@ class Stack:
         for path in (self.config_dir, self.log_dir):
             path.mkdir(parents=True, exist_ok=True)
         self.pki.create()
-        self.nats.start()
-        await http.wait_listening(self.nats.port)
+        if self.own_nats:
+            self.nats.start()
+            await http.wait_listening(self.nats.port)
         for name in self.backend_names:
             echo = await self.add_pod(name)
             self.write(
@@ -354,7 +361,8 @@ class Stack:
         for service in (self.watch_file, self.builder):
             if service is not None and service.proc is not None:
                 await terminate_process(service.proc)
-        self.nats.stop()
+        if self.own_nats:
+            self.nats.stop()
 
     async def __aenter__(self) -> Stack:
         try:

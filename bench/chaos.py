@@ -1,0 +1,512 @@
+"""`chaos`: the whole stack on a three-node NATS JetStream cluster, under a steady stream of changes from
+watch-file, through one fault of the bus or of a service at a time (issue 14; docs/operating-on-a-cluster.md).
+
+The stack is the e2e one (builder, two edges, watch-file, a real Envoy) on `NatsCluster`, with every
+stream, bucket and store at three replicas. `Load` rewrites the EndpointSlice of one of `services`
+Services at `rate` changes per second, each with a new, ever growing port; `Watch` polls Envoy's admin
+API and times when each change (or a later one of the same Service, which includes it) is served.
+
+For each fault: it is injected under load, held, repaired; then the load pauses and the stack must catch
+up. Reported per fault (docs/design.md §8): `events_lost` (Services whose final endpoint at Envoy is not
+the last one written, and a ledger head whose digest differs from a fresh full list counts one more),
+`max_ms` and `p99_ms` (change written → Envoy serving it, over changes written from the injection to the
+catch-up), `recover_s` (repair → Envoy serving every change written until then),
+`stale_versions_accepted` (times Envoy went back to an older endpoint of a Service). Checked after each:
+no service exited, CDS and LDS never empty at Envoy, the ledger is one chain.
+
+`python -m bench.chaos` (what `make chaos` runs) writes bench/results/chaos.json; tests/chaos runs a short
+version of the same scenarios."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench.results_io import machine, results_dir
+from tests.e2e.test_watcher_leases import fresh_digest, list_directory
+from xdsbus.bus import Bus
+from xdsbus.events import EVENTS_STREAM
+from xdsbus.layout import LEASES_BUCKET, LEDGER_STREAM
+from xdsbus.ledger import reader
+from xdsbus_dev.harness.cluster import NatsCluster, kv_stream
+from xdsbus_dev.harness.processes import Service
+from xdsbus_dev.harness.stack import Stack, endpoint_slice_manifest, service_manifest
+
+NAME = "chaos"
+SCOPE = "default"
+PARAMS = {
+    "BENCH_CHAOS_RATE": ("50", "changes per second written by the load"),
+    "BENCH_CHAOS_SERVICES": ("10", "Services the load rewrites, in turn"),
+    "BENCH_CHAOS_HOLD": ("20", "seconds a fault is held before it is repaired (quorum loss)"),
+    "BENCH_CHAOS_LEASE_TTL": ("6", "lease TTL of the layout, seconds"),
+}
+FIRST_PORT = 20000
+
+
+# -- the load ---------------------------------------------------------------------------------------
+
+
+class Load:
+    """Rewrites one Service's EndpointSlice after another at `rate` per second, each with a new port."""
+
+    def __init__(self, stack: Stack, services: int, rate: float) -> None:
+        self.stack = stack
+        self.names = [f"load-{i}" for i in range(services)]
+        self.rate = rate
+        self.port: dict[str, int] = {}
+        # (service, port, when written), in order.
+        self.written: list[tuple[str, int, float]] = []
+        self._next = FIRST_PORT
+        self._task: asyncio.Task[None] | None = None
+
+    def write(self, name: str) -> None:
+        self._next += 1
+        port = self._next
+        self.stack.write(f"{name}.yaml", [service_manifest(name, 80), endpoint_slice_manifest(name, port)])
+        self.port[name] = port
+        self.written.append((name, port, time.monotonic()))
+
+    def seed(self) -> None:
+        for name in self.names:
+            self.write(name)
+
+    async def _run(self) -> None:
+        period = 1.0 / self.rate
+        started = time.monotonic()
+        n = 0
+        while True:
+            self.write(self.names[n % len(self.names)])
+            n += 1
+            await asyncio.sleep(max(0.0, started + n * period - time.monotonic()))
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def pause(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+
+# -- what Envoy serves ------------------------------------------------------------------------------
+
+
+@dataclass
+class Watch:
+    """Polls Envoy's /clusters: the newest port of each load Service it serves and since when, whether
+    CDS or LDS was ever empty, whether a Service ever went back to an older port."""
+
+    stack: Stack
+    names: list[str]
+    served: dict[str, int] = field(default_factory=dict)
+    # (service, port) -> first time Envoy served that port or a newer one of the service.
+    seen_at: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+    empty_cds: int = 0
+    empty_lds: int = 0
+    stale: int = 0
+    polls: int = 0
+    _task: asyncio.Task[None] | None = None
+
+    def _parse(self, text: str) -> dict[str, int]:
+        ports: dict[str, int] = {}
+        for line in text.splitlines():
+            parts = line.split("::")
+            if len(parts) < 3 or parts[2] != "cx_active":
+                continue
+            name = next((n for n in self.names if f"|{n}." in parts[0] or parts[0].endswith(n)), None)
+            if name is None:
+                continue
+            port = int(parts[1].rsplit(":", 1)[1])
+            ports[name] = max(port, ports.get(name, 0))
+        return ports
+
+    async def poll(self) -> None:
+        envoy = self.stack.envoy
+        assert envoy is not None
+        now = time.monotonic()
+        text = (await envoy.admin("/clusters")).text
+        self.polls += 1
+        if not any("::" in line and "outbound" in line for line in text.splitlines()):
+            self.empty_cds += 1
+        if self.polls % 4 == 0:
+            listeners = (await envoy.admin("/listeners")).text
+            if self.stack.listener not in listeners:
+                self.empty_lds += 1
+        for name, port in self._parse(text).items():
+            before = self.served.get(name, 0)
+            if port < before:
+                self.stale += 1
+            elif port > before:
+                self.served[name] = port
+                self.seen_at.setdefault(name, []).append((port, now))
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(OSError, TimeoutError, asyncio.IncompleteReadError):
+                await self.poll()
+            await asyncio.sleep(0.05)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def served_at(self, name: str, port: int) -> float | None:
+        """When Envoy first served `port` of `name`, or a newer one (which includes it)."""
+        return next((when for have, when in self.seen_at.get(name, []) if have >= port), None)
+
+
+# -- one fault ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class FaultResult:
+    """One fault's figures (docs/design.md §8) and its checks."""
+
+    fault: str
+    events_lost: int
+    max_ms: float
+    p99_ms: float
+    recover_s: float
+    stale_versions_accepted: int
+    changes: int = 0
+    cds_empty_polls: int = 0
+    lds_empty_polls: int = 0
+    exited: list[str] = field(default_factory=list)
+    ledger_one_chain: bool = True
+    digest_matches_fresh_list: bool = True
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return (
+            not self.error
+            and not self.exited
+            and self.events_lost == 0
+            and self.stale_versions_accepted == 0
+            and self.cds_empty_polls == 0
+            and self.lds_empty_polls == 0
+            and self.ledger_one_chain
+            and self.digest_matches_fresh_list
+        )
+
+
+@dataclass
+class Fault:
+    """A fault: `inject` breaks something and returns `repair`, which mends it."""
+
+    name: str
+    inject: Callable[[ChaosRun], Awaitable[Callable[[], Awaitable[None]]]]
+    hold: float = 3.0
+
+
+def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+class ChaosRun:
+    """A cluster and the stack on it; `run(fault)` measures one fault."""
+
+    def __init__(
+        self, workdir: Path, *, rate: float = 50.0, services: int = 10, lease_ttl: float = 6.0
+    ) -> None:
+        self.workdir = workdir
+        self.cluster = NatsCluster(workdir / "nats", lease_ttl=lease_ttl)
+        self.stack = Stack(workdir / "stack", edges=2, nats=self.cluster)
+        self.rate = rate
+        self.services = services
+        self.load: Load | None = None
+        self.watch: Watch | None = None
+        self.standby: Service | None = None
+
+    async def __aenter__(self) -> ChaosRun:
+        # Services read the layout they expect (replicas, lease TTL) from the environment.
+        for key, value in self.cluster.client_env().items():
+            os.environ[key] = value
+        self.cluster.start()
+        try:
+            await self.stack.start()
+            self.standby = self._start_standby()
+            self.load = Load(self.stack, self.services, self.rate)
+            self.load.seed()
+            self.watch = Watch(self.stack, self.load.names)
+            self.watch.start()
+            await self.caught_up(timeout=60)
+        except BaseException:
+            await self.close()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self.load is not None:
+            await self.load.pause()
+        if self.watch is not None:
+            await self.watch.stop()
+        if self.standby is not None:
+            self.standby.terminate()
+        await self.stack.stop()
+        self.cluster.stop()
+
+    def _start_standby(self) -> Service:
+        """A second builder, standing by for the scope's lease (docs/design.md §5)."""
+        builder = self.stack.builder
+        assert builder is not None
+        argv = list(builder.argv)
+        argv[argv.index("--instance-id") + 1] = "standby"
+        return Service(argv, self.stack.log_dir / "builder-standby.log", env=builder.env).start()
+
+    def exited(self) -> list[str]:
+        """The services that exited although no fault stopped them."""
+        services = [*self.stack._services()]
+        if self.standby is not None:
+            services.append(("builder-standby", self.standby))
+        return [
+            name
+            for name, service in services
+            if name not in self.stack.stopped and service.proc is not None and service.proc.poll() is not None
+        ]
+
+    async def caught_up(self, timeout: float) -> None:
+        """Until Envoy serves the last port written of every load Service."""
+        load, watch = self.load, self.watch
+        assert load is not None and watch is not None
+
+        async def probe() -> bool:
+            return all(watch.served.get(name, 0) >= port for name, port in load.port.items())
+
+        await self.stack.wait(probe, timeout=timeout, what="Envoy serving every change written")
+
+    async def ledger_is_one_chain(self, bus: Bus) -> bool:
+        previous = None
+        async for entry in reader.entries(bus, SCOPE):
+            version = entry.record.version
+            if previous is not None and entry.record.parent != previous:
+                return False
+            previous = version
+        return True
+
+    async def digest_matches(self, bus: Bus) -> bool:
+        head = await reader.head(bus, SCOPE)
+        assert head is not None
+        lister = await list_directory(bus, self.stack.config_dir, "e2e")
+        return bool(head.record.digest == fresh_digest(lister, head.record.translator_version))
+
+    async def run(self, fault: Fault, *, catch_up: float = 90.0) -> FaultResult:
+        """Load on, inject, hold, repair, load off, catch up; then measure and check."""
+        load, watch = self.load, self.watch
+        assert load is not None and watch is not None
+        stale, cds, lds = watch.stale, watch.empty_cds, watch.empty_lds
+        first = len(load.written)
+        load.start()
+        await asyncio.sleep(1.0)  # steady load before the fault
+        injected = time.monotonic()
+        repair = await fault.inject(self)
+        await asyncio.sleep(fault.hold)
+        await repair()
+        repaired = time.monotonic()
+        written_by_repair = len(load.written)
+        await asyncio.sleep(2.0)  # load after the repair too
+        await load.pause()
+        error = ""
+        try:
+            await self.caught_up(timeout=catch_up)
+        except AssertionError as exc:
+            error = str(exc)[:2000]
+        done = time.monotonic()
+        latencies = []
+        for name, port, when in load.written[first:]:
+            served = watch.served_at(name, port)
+            latencies.append(((served if served is not None else done) - when) * 1000)
+        recovered = max(
+            (
+                (watch.served_at(name, port) or done)
+                for name, port, _ in load.written[first:written_by_repair]
+            ),
+            default=repaired,
+        )
+        lost = sum(1 for name, port in load.port.items() if watch.served.get(name, 0) != port)
+        async with self.stack.bus() as bus:
+            one_chain = await self.ledger_is_one_chain(bus)
+            matches = await self.digest_matches(bus)
+        del injected
+        return FaultResult(
+            fault=fault.name,
+            events_lost=lost + (0 if matches else 1),
+            max_ms=round(max(latencies, default=0.0), 1),
+            p99_ms=round(_percentile(latencies, 0.99), 1),
+            recover_s=round(max(0.0, recovered - repaired), 2),
+            stale_versions_accepted=watch.stale - stale,
+            changes=len(load.written) - first,
+            cds_empty_polls=watch.empty_cds - cds,
+            lds_empty_polls=watch.empty_lds - lds,
+            exited=self.exited(),
+            ledger_one_chain=one_chain,
+            digest_matches_fresh_list=matches,
+            error=error,
+        )
+
+
+# -- the faults ---------------------------------------------------------------------------------------
+
+
+def _kill_leader(stream: str) -> Callable[[ChaosRun], Awaitable[Callable[[], Awaitable[None]]]]:
+    async def inject(run: ChaosRun) -> Callable[[], Awaitable[None]]:
+        index = await run.cluster.leader_of(stream)
+        run.cluster.kill9(index)
+
+        async def repair() -> None:
+            run.cluster.restart(index)
+
+        return repair
+
+    return inject
+
+
+async def _kill_edge(run: ChaosRun) -> Callable[[], Awaitable[None]]:
+    edge = await run.stack.connected_edge()
+    run.stack.kill_edge(edge)
+
+    async def repair() -> None:
+        edge.start()
+        run.stack.stopped.discard(edge.name)
+
+    return repair
+
+
+async def _lose_quorum(run: ChaosRun) -> Callable[[], Awaitable[None]]:
+    # The ledger's leader and one more: two of three nodes down.
+    leader = await run.cluster.leader_of(LEDGER_STREAM)
+    other = next(node.index for node in run.cluster.nodes if node.index != leader)
+    run.cluster.kill9(leader)
+    run.cluster.kill9(other)
+
+    async def repair() -> None:
+        run.cluster.restart(leader)
+        run.cluster.restart(other)
+
+    return repair
+
+
+async def _pause_builder(run: ChaosRun) -> Callable[[], Awaitable[None]]:
+    builder = run.stack.builder
+    assert builder is not None and builder.proc is not None
+    pid = builder.proc.pid
+    os.kill(pid, signal.SIGSTOP)
+
+    async def repair() -> None:
+        os.kill(pid, signal.SIGCONT)
+
+    return repair
+
+
+def faults(hold: float, quorum_hold: float, lease_ttl: float) -> list[Fault]:
+    """One fault of each kind, in the order they run."""
+    return [
+        Fault("kill_events_leader", _kill_leader(EVENTS_STREAM), hold),
+        Fault("kill_ledger_leader", _kill_leader(LEDGER_STREAM), hold),
+        Fault("kill_leases_leader", _kill_leader(kv_stream(LEASES_BUCKET)), hold),
+        Fault("kill_connected_edge", _kill_edge, hold),
+        Fault("pause_builder_past_lease", _pause_builder, lease_ttl * 2),
+        Fault("lose_quorum", _lose_quorum, quorum_hold),
+    ]
+
+
+async def run_faults(
+    workdir: Path, selected: list[Fault], *, rate: float, services: int, lease_ttl: float
+) -> list[FaultResult]:
+    """Every fault of `selected`, one after the other, on one cluster and stack."""
+    results = []
+    async with ChaosRun(workdir, rate=rate, services=services, lease_ttl=lease_ttl) as run:
+        for fault in selected:
+            print(f"-- {fault.name}", flush=True)
+            try:
+                result = await run.run(fault)
+            except AssertionError as exc:
+                result = FaultResult(fault.name, -1, 0.0, 0.0, 0.0, 0, error=str(exc)[:2000])
+            print(json.dumps(asdict(result)), flush=True)
+            results.append(result)
+            if result.error:
+                break  # the stack is in no state to measure the next fault
+    return results
+
+
+def _env(name: str) -> str:
+    return os.environ.get(name, PARAMS[name][0])
+
+
+def run() -> dict[str, Any]:
+    """The full run: every fault at the full hold; the result in the form of docs/design.md §8."""
+    rate = float(_env("BENCH_CHAOS_RATE"))
+    services = int(_env("BENCH_CHAOS_SERVICES"))
+    quorum_hold = float(_env("BENCH_CHAOS_HOLD"))
+    lease_ttl = float(_env("BENCH_CHAOS_LEASE_TTL"))
+    with tempfile.TemporaryDirectory(prefix="xdsbus-chaos-") as tmp:
+        results = asyncio.run(
+            run_faults(
+                Path(tmp),
+                faults(5.0, quorum_hold, lease_ttl),
+                rate=rate,
+                services=services,
+                lease_ttl=lease_ttl,
+            )
+        )
+    lost = sum(max(r.events_lost, 0) for r in results)
+    return {
+        "name": NAME,
+        "value": lost,
+        "unit": "events",
+        "baseline": 0,
+        "ratio": 0.0,
+        "budget": 0,
+        "budget_on": "value",
+        "pass": lost == 0 and all(r.ok for r in results),
+        "params": {
+            "rate_per_s": rate,
+            "services": services,
+            "quorum_hold_s": quorum_hold,
+            "lease_ttl_s": lease_ttl,
+            "faults": [asdict(r) for r in results],
+            "value_is": "events lost, all faults (final state at Envoy; ledger digest vs a fresh full list)",
+            "machine": machine(),
+        },
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def main() -> int:
+    """Run every fault and write the result; a fault that broke something is reported in it (`pass`
+    false, exit status 1), not raised: the other faults' figures are still worth having."""
+    result = run()
+    path = results_dir() / f"{NAME}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"{NAME}: {result['value']} events lost, pass: {result['pass']} -> {path}")
+    return 0 if result["pass"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
