@@ -290,6 +290,29 @@ def test_service_folders_hold_no_copy_of_the_shape() -> None:
 
 
 @pytest.mark.parametrize("path", RENDERED)
+def test_every_service_is_probed_for_readiness_and_liveness(path: str) -> None:
+    """Kubernetes probes every xdsbus Deployment on a port it declares; the builder and the watchers on
+    their health port (--http-listen, docs/design.md §9): /ready and /live."""
+    for name, d in by_kind(render(path), "Deployment").items():
+        if name not in XDSBUS_IMAGES:
+            continue
+        (container,) = pod_spec(d)["containers"]
+        ports = {p["name"]: p["containerPort"] for p in container.get("ports", [])}
+        for probe in ("readinessProbe", "livenessProbe"):
+            assert probe in container, f"{name} has no {probe}"
+            handler = container[probe].get("httpGet") or container[probe].get("tcpSocket")
+            assert handler and handler["port"] in ports, f"{name}: {probe} on an undeclared port"
+        if name == "xdsbus-edge":
+            continue
+        env = {e["name"]: e.get("value") for e in container.get("env", [])}
+        assert env["XDSBUS_HTTP_LISTEN"] == f"0.0.0.0:{ports['http']}", name
+        assert container["readinessProbe"]["httpGet"] == {"path": "/ready", "port": "http"}, name
+        assert container["livenessProbe"]["httpGet"] == {"path": "/live", "port": "http"}, name
+        annotations = d["spec"]["template"]["metadata"]["annotations"]
+        assert annotations["prometheus.io/port"] == str(ports["http"]), name
+
+
+@pytest.mark.parametrize("path", RENDERED)
 def test_references_resolve(path: str) -> None:
     docs = render(path)
     names = {(d["kind"], d["metadata"]["name"]) for d in docs}
