@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from tests.deploy.support import COMPOSE_FILE, EXAMPLES, REPO, compose_errors, load_yaml
+from xdsbus.health import DEFAULT_PORTS
 from xdsbus_dev.nats_users import COMPOSE_ROLES
 
 DEFAULT_SERVICES = {
@@ -75,6 +76,20 @@ def test_every_xdsbus_image_builds_from_the_one_dockerfile(compose: dict[str, An
         build = service["build"]
         assert build["context"] == "." and build["dockerfile"] == "Dockerfile", name
         assert service["image"] == f"xdsbus-{build['args']['SERVICE']}:dev", name
+
+
+def test_the_builder_and_the_watchers_have_a_healthcheck_on_their_ready_page(compose: dict[str, Any]) -> None:
+    """yaml.safe_load resolves the merge keys, so a service that inherits one is checked as run; one-shot
+    jobs (an entrypoint of their own: the layout) run no health port."""
+    checked = set()
+    for name, service in compose["services"].items():
+        prog = service.get("image", "").removesuffix(":dev")
+        if prog not in DEFAULT_PORTS or "entrypoint" in service:
+            continue
+        test = " ".join(service["healthcheck"]["test"])
+        assert f"http://127.0.0.1:{DEFAULT_PORTS[prog]}/ready" in test, name
+        checked.add(prog)
+    assert checked == set(DEFAULT_PORTS) - {"xdsbus-watch-k8s"}
 
 
 def test_echo_backends_run_from_the_dev_image_where_the_examples_point(compose: dict[str, Any]) -> None:
