@@ -86,6 +86,7 @@ def split_address(server: str) -> tuple[str, int]:
 async def probe(servers: Sequence[str]) -> None:
     """Fail fast when no server accepts TCP on its gRPC port (the SDK would spend 3 × its timeout)."""
     errors = []
+    last: BaseException | None = None
     for server in servers:
         host, port = split_address(server)
         try:
@@ -94,12 +95,14 @@ async def probe(servers: Sequence[str]) -> None:
             )
         except (OSError, TimeoutError) as exc:
             errors.append(f"{host}:{port + GRPC_PORT_OFFSET}: {exc or type(exc).__name__}")
+            last = exc
             continue
         writer.close()
         with contextlib.suppress(OSError):
             await writer.wait_closed()
         return
-    raise NacosUnavailable("cannot reach Nacos gRPC: " + "; ".join(errors))
+    # Chained: a refused connection is retried within a second by the registry machinery.
+    raise NacosUnavailable("cannot reach Nacos gRPC: " + "; ".join(errors)) from last
 
 
 class NacosClient:

@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +37,7 @@ from xdsbus_watch_nacos.client import (
     ClientSettings,
     NacosClient,
     NacosUnavailable,
+    probe,
 )
 from xdsbus_watch_nacos.convert import Problem, build_service, higress_nacos_hostname
 
@@ -160,7 +161,7 @@ class NacosRegistry(Registry):
         settings = await self.client_settings()
         client = await NacosClient.connect(settings)
         try:
-            await _Watch(self, client, sink).run()
+            await _Watch(self, client, sink, settings.servers).run()
         finally:
             await client.close()
 
@@ -168,8 +169,11 @@ class NacosRegistry(Registry):
 class _Watch:
     """One connection's worth of watching: initial list + subscribe + resync, then changes."""
 
-    def __init__(self, registry: NacosRegistry, client: NacosClient, sink: RegistrySink) -> None:
+    def __init__(
+        self, registry: NacosRegistry, client: NacosClient, sink: RegistrySink, servers: Sequence[str]
+    ) -> None:
         self.registry = registry
+        self.servers = servers
         self.config = registry.config
         self.client = client
         self.sink = sink
@@ -320,7 +324,14 @@ class _Watch:
         while True:
             await asyncio.sleep(HEALTH_INTERVAL)
             if not self.client.healthy():
-                raise NacosUnavailable(f"lost the connection to Nacos (registry {self.config.key})")
+                reason = f"lost the connection to Nacos (registry {self.config.key})"
+                try:
+                    await probe(self.servers)
+                except NacosUnavailable as exc:
+                    # The server is down, not just the connection: chained to the refusal, so that the
+                    # machinery tries again within a second rather than after a growing backoff step.
+                    raise NacosUnavailable(f"{reason}; {exc}") from exc
+                raise NacosUnavailable(reason)
 
 
 async def _first_failure(*coros: Awaitable[None]) -> None:

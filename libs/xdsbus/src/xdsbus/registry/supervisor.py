@@ -4,6 +4,9 @@
 Secret it reads credentials from) is stopped and recreated, and a removed one is stopped and then
 cleared with an empty resync of its source, so its services go away. A registry whose `run` raises is
 retried with backoff and nothing it published is withdrawn meanwhile: an outage never removes endpoints.
+A run that failed because the server refused the connection (down or restarting) is retried within
+`PROBE_CAP` however long the outage, so the first change after the server returns is not held back by a
+backoff step the outage grew (issue 14).
 `stop_all()` stops every registry without clearing anything (this replica stops leading; another one
 takes over and its first resync reconciles).
 
@@ -47,6 +50,9 @@ RegistryFactory = Callable[[RegistryConfig, Credentials], Registry]
 
 # How long a stopping registry may take to finish its cancellation (close its connections).
 STOP_TIMEOUT = 10.0
+# The longest wait before trying a registry that refused the connection again: a refused connection costs
+# the server nothing, and the first change after it restarts must not wait a backoff step the outage grew.
+PROBE_CAP = 1.0
 
 
 class VersionedCredentials(Credentials, Protocol):
@@ -207,9 +213,14 @@ class Supervisor:
                 raise
             except Exception as exc:
                 reason = str(exc) or type(exc).__name__
+                refused = _refused(exc)
+            else:
+                refused = False
             if sink.resyncs > resyncs:
                 backoff.reset()  # it worked for a while: retry soon
             delay = backoff.next_delay()
+            if refused:
+                delay = min(delay, PROBE_CAP)
             log.warning(
                 "registry %s failed (%s); keeping its last published services, retrying in %.1fs",
                 key,
@@ -229,6 +240,19 @@ class Supervisor:
                 "registry %s ended with an error", running.sink.source, exc_info=running.task.exception()
             )
         await running.status.close()
+
+
+def _refused(exc: BaseException) -> bool:
+    """Whether the registry's server refused the connection (nothing listening: down or restarting),
+    anywhere in the exception's cause chain."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ConnectionRefusedError):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
 
 
 async def published_sources(bus: Bus, types: Iterable[str]) -> set[str]:
