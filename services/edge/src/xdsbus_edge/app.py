@@ -52,6 +52,8 @@ class EdgeConfig:
     # What clients get at most: streams, queued requests, request size, scopes, connection age and
     # response bytes in flight (limits.py).
     limits: EdgeLimits = dataclasses.field(default_factory=EdgeLimits)
+    # Seconds NATS may be lost, or a scope stay behind the ledger head, before /ready fails.
+    ready_max_lag: float = 30.0
 
 
 class Edge:
@@ -72,6 +74,7 @@ class Edge:
             on_rejected=self._rejected,
             keyring=config.keyring,
             on_sealed=lambda scope, _version: self.metrics.versions_sealed.inc(scope),
+            on_missing=lambda body: self.metrics.bodies_missing.inc(body.scope),
             allowed_scopes=config.limits.allowed_scopes,
             max_scopes=config.limits.max_scopes,
             idle_timeout=config.limits.scope_idle_timeout,
@@ -83,7 +86,8 @@ class Edge:
             else None
         )
         self.xds = XdsServer(self.cache, self.streams, access, self.limits)
-        self.http = HttpServer(ProbeApi(self.cache, self.metrics))
+        self.metrics.watch_connection(bus.connection, self.cache.lags)
+        self.http = HttpServer(ProbeApi(self.cache, self.metrics, bus.connection, config.ready_max_lag))
         self.debug_http = HttpServer(DebugApi(self.cache, self.streams))
         self._grpc: grpc.aio.Server | None = None
         self.xds_port = 0

@@ -26,7 +26,7 @@ from xdsbus.bus import Bus
 from xdsbus.contract.resources import ResourceKey
 from xdsbus.secretbox import SecretBox
 from xdsbus_edge.interfaces import ScopeRefused
-from xdsbus_edge.ledger_follower import LedgerFollower
+from xdsbus_edge.ledger_follower import LedgerFollower, MissingBody
 from xdsbus_edge.scopes import DEFAULT_SCOPE
 from xdsbus_edge.snapshot import CachedResource, Snapshot
 
@@ -48,6 +48,7 @@ class SnapshotCache:
         on_rejected: Callable[[str, int, str], None] | None = None,
         keyring: SecretBox | None = None,
         on_sealed: Callable[[str, int], None] | None = None,
+        on_missing: Callable[[MissingBody], None] | None = None,
         allowed_scopes: Iterable[str] = (),
         max_scopes: int = 64,
         idle_timeout: float = 300.0,
@@ -62,6 +63,8 @@ class SnapshotCache:
         # Opens sealed Secret bodies (docs/design.md §5); on_sealed hears of each version it could not.
         self.keyring = keyring
         self.on_sealed = on_sealed
+        # Hears of each body a version names that NATS does not hold (ledger_follower.MissingBody).
+        self.on_missing = on_missing
         self._current: dict[str, Snapshot] = {}
         self._followers: dict[str, LedgerFollower] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -101,6 +104,10 @@ class SnapshotCache:
         """True once every scope named at start has a snapshot."""
         return all(scope in self._current for scope in self.preload)
 
+    def lags(self) -> dict[str, float]:
+        """Per followed scope, seconds its served version has been behind the ledger head."""
+        return {scope: follower.lag() for scope, follower in self._followers.items()}
+
     def scopes(self) -> list[str]:
         return sorted(set(self._current) | set(self._followers))
 
@@ -119,6 +126,7 @@ class SnapshotCache:
             on_rejected=self.on_rejected,
             keyring=self.keyring,
             on_sealed=self.on_sealed,
+            on_missing=self.on_missing,
         )
         self._followers[scope] = follower
         self._tasks[scope] = asyncio.create_task(self._follow(follower), name=f"follow-{scope}")

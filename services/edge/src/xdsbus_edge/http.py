@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from xdsbus.ledger.dump import to_json
+from xdsbus.nats_options import ConnectionState
 from xdsbus_edge.cache import SnapshotCache
 from xdsbus_edge.metrics import EdgeMetrics
 from xdsbus_edge.registry import StreamTable
@@ -63,11 +64,22 @@ class _Routes:
 
 
 class ProbeApi(_Routes):
-    """The pages of --http-listen: metrics and the probes, nothing about what is served."""
+    """The pages of --http-listen: metrics and the probes, nothing about what is served. `/ready` fails
+    before the first snapshot of every preloaded scope, and when NATS has been lost or a followed scope
+    has served a version older than the ledger head for more than `max_lag` seconds (the edge then
+    serves stale configuration: a load balancer should send proxies to another replica)."""
 
-    def __init__(self, cache: SnapshotCache, metrics: EdgeMetrics) -> None:
+    def __init__(
+        self,
+        cache: SnapshotCache,
+        metrics: EdgeMetrics,
+        connection: ConnectionState | None = None,
+        max_lag: float = 30.0,
+    ) -> None:
         self.cache = cache
         self.metrics = metrics
+        self.connection = connection
+        self.max_lag = max_lag
         self.routes = {
             "/metrics": self.metrics_page,
             "/ready": self.ready,
@@ -82,14 +94,27 @@ class ProbeApi(_Routes):
         return 200, "text/plain; version=0.0.4; charset=utf-8", self.metrics.render().encode()
 
     def ready(self, _query: dict[str, list[str]]) -> Response:
-        if self.cache.ready():
+        reasons = self.not_ready()
+        if not reasons:
             return 200, "text/plain; charset=utf-8", b"ready\n"
-        missing = [s for s in self.cache.preload if self.cache.current(s) is None]
-        return (
-            503,
-            "text/plain; charset=utf-8",
-            f"not ready: no snapshot yet for {', '.join(missing)}\n".encode(),
-        )
+        return 503, "text/plain; charset=utf-8", "".join(f"not ready: {r}\n" for r in reasons).encode()
+
+    def not_ready(self) -> list[str]:
+        """Why this edge is not ready; empty when it is."""
+        reasons = []
+        if not self.cache.ready():
+            missing = [s for s in self.cache.preload if self.cache.current(s) is None]
+            reasons.append(f"no snapshot yet for {', '.join(missing)}")
+        lost = self.connection.disconnected_for() if self.connection is not None else 0.0
+        if lost > self.max_lag:
+            reasons.append(f"NATS lost for {lost:.0f}s (more than --ready-max-lag {self.max_lag:g}s)")
+        for scope, lag in sorted(self.cache.lags().items()):
+            if lag > self.max_lag:
+                reasons.append(
+                    f"scope {scope} serves a version older than the ledger head since {lag:.0f}s"
+                    f" (more than --ready-max-lag {self.max_lag:g}s)"
+                )
+        return reasons
 
 
 class DebugApi(_Routes):

@@ -9,12 +9,15 @@ new immutable Snapshot. Secret bodies are stored sealed and opened with the edge
 (docs/design.md §5); one this edge cannot open makes its version incomplete like a missing body. A
 version that cannot be completed is never served: the previous snapshot
 stays, the reason is kept in `status()` and logged, and fetching is retried until a later version
-completes.
+completes. A body missing from NATS is an error an operator must see: it is logged once per version,
+naming the scope, version, resource and sha256, counted (`on_missing`) and listed in `status()`.
+How long the served version has been behind the ledger head is `lag()`, which `/ready` checks.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import sys
 import time
@@ -38,6 +41,22 @@ log = logging.getLogger(__name__)
 
 # Bodies fetched at once.
 FETCH_CONCURRENCY = 128
+# Missing bodies listed by status() per version (all are counted).
+MISSING_SHOWN = 20
+
+
+@dataclasses.dataclass(frozen=True)
+class MissingBody:
+    """A body a ledger version names that NATS does not hold: the version cannot be served."""
+
+    scope: str
+    version: int
+    type_url: str
+    name: str
+    sha256: str
+
+    def describe(self) -> str:
+        return f"{self.type_url.rsplit('.', 1)[-1]} {self.name!r} (sha256 {self.sha256})"
 
 
 class VersionIncomplete(Exception):
@@ -100,6 +119,7 @@ class LedgerFollower:
         on_rejected: Callable[[str, int, str], None] | None = None,
         keyring: SecretBox | None = None,
         on_sealed: Callable[[str, int], None] | None = None,
+        on_missing: Callable[[MissingBody], None] | None = None,
         retry_base: float = 0.2,
         retry_cap: float = 5.0,
     ) -> None:
@@ -111,6 +131,12 @@ class LedgerFollower:
         self.keyring = keyring
         # Told (scope, version) of each version not served for a body it could not open.
         self.on_sealed = on_sealed
+        # Told of each body found missing (once per version and body).
+        self.on_missing = on_missing
+        self.missing: list[MissingBody] = []
+        self._reported: set[MissingBody] = set()
+        # Since when (monotonic) the ledger has a version newer than the one served; None: up to date.
+        self._behind_since: float | None = None
         self.snapshot: Snapshot | None = None
         self._state = _LedgerState()
         self._record: ledger_pb2.Version | None = None
@@ -133,9 +159,15 @@ class LedgerFollower:
         """The newest version read from the ledger (served or not)."""
         return self._record.version if self._record else 0
 
+    def lag(self) -> float:
+        """Seconds since the ledger got a version newer than the one served (0: serving the head)."""
+        return 0.0 if self._behind_since is None else time.monotonic() - self._behind_since
+
     def status(self) -> dict[str, Any]:
         """What /debug pages show about this scope."""
         return {
+            "lag_seconds": round(self.lag(), 3),
+            "missing_bodies": [dataclasses.asdict(m) for m in self.missing],
             "scope": self.scope,
             "serving": self.snapshot.version if self.snapshot else None,
             "ledger_head": self.ledger_version or None,
@@ -212,6 +244,7 @@ class LedgerFollower:
             self._state = _LedgerState(resources)
             self._record = head.record
             self._stale = False
+            self._note_head()
             config = api.ConsumerConfig(
                 deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=head.stream_seq + 1
             )
@@ -237,6 +270,7 @@ class LedgerFollower:
         if record.version <= self.ledger_version:
             return  # already applied (a redelivery after the consumer was reset)
         previous, self._record = self.ledger_version, record
+        self._note_head()
         if self._stale:
             return  # the state is rebuilt from the ledger at the next switch anyway
         if record.parent != previous:
@@ -269,6 +303,11 @@ class LedgerFollower:
             if self._state.remove(key):
                 self._dirty.add(key)
 
+    def _note_head(self) -> None:
+        served = self.snapshot.version if self.snapshot else 0
+        if self.ledger_version > served and self._behind_since is None:
+            self._behind_since = time.monotonic()
+
     def _served_keys(self) -> set[ResourceKey]:
         snap = self.snapshot
         if snap is None:
@@ -291,6 +330,7 @@ class LedgerFollower:
             # Already served (a restart found the same head): nothing differs from the snapshot.
             self._dirty = set()
             self._retry_at = None
+            self._behind_since = None
             return
         try:
             if self._stale:
@@ -358,6 +398,8 @@ class LedgerFollower:
         if missing:
             failures: list[str] = []
             sealed: list[str] = []
+            gone: list[MissingBody] = []
+            version = self.ledger_version
             todo = iter(missing)
 
             async def worker() -> None:
@@ -368,7 +410,11 @@ class LedgerFollower:
                     except BodySealed as exc:
                         sealed.append(f"{key.type_url.rsplit('.', 1)[-1]} {key.name!r}: {exc}")
                         continue
-                    except (BodyMissing, BodyCorrupt) as exc:
+                    except BodyMissing as exc:
+                        gone.append(MissingBody(self.scope, version, key.type_url, key.name, sha))
+                        failures.append(f"{key.type_url.rsplit('.', 1)[-1]} {key.name!r}: {exc}")
+                        continue
+                    except BodyCorrupt as exc:
                         failures.append(f"{key.type_url.rsplit('.', 1)[-1]} {key.name!r}: {exc}")
                         continue
                     res = CachedResource(key.type_url, key.name, sha, body)
@@ -376,6 +422,7 @@ class LedgerFollower:
                     resolved[key] = res
 
             await asyncio.gather(*(worker() for _ in range(min(FETCH_CONCURRENCY, len(missing)))))
+            self._report_missing(version, gone)
             if sealed:
                 more = f" (and {len(sealed) - 1} more)" if len(sealed) > 1 else ""
                 raise VersionSealed(
@@ -386,6 +433,26 @@ class LedgerFollower:
                 more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
                 raise VersionIncomplete(sorted(failures)[0] + more)
         return resolved
+
+    def _report_missing(self, version: int, gone: list[MissingBody]) -> None:
+        """Log, count and list each body newly found missing for `version`; a retry of the same version
+        finding the same bodies missing says nothing new."""
+        fresh = sorted((m for m in gone if m not in self._reported), key=lambda m: (m.type_url, m.name))
+        if not fresh:
+            return
+        for body in fresh:
+            log.error(
+                "scope %s: version %d names a body NATS does not hold: %s; the version is not served",
+                body.scope,
+                body.version,
+                body.describe(),
+                extra={"scope": body.scope, "version": body.version, "sha256": body.sha256},
+            )
+            if self.on_missing:
+                self.on_missing(body)
+        self._reported.update(fresh)
+        self.missing = [m for m in self.missing if m.version == version]
+        self.missing += fresh[: max(0, MISSING_SHOWN - len(self.missing))]
 
     def _switch(self, record: ledger_pb2.Version, resolved: dict[ResourceKey, CachedResource]) -> None:
         snapshot = next_snapshot(
@@ -401,6 +468,9 @@ class LedgerFollower:
         self._dirty = set()
         self._staged = {}
         self._retry_at = None
+        self._behind_since = None
+        self.missing = []
+        self._reported = set()
         self._backoff.reset()
         if self.last_error is not None:
             log.info(

@@ -13,7 +13,7 @@ from xdsbus.bus import BusSettings, connect_unless_stopped
 from xdsbus.logs import setup_logging
 from xdsbus.secretbox import LOCAL_KEY_FILE, SecretBox, SecretKeyError
 from xdsbus.service import run_service
-from xdsbus.service_flags import ServiceParser, add_common_flags, readable_file
+from xdsbus.service_flags import ServiceParser, add_common_flags, positive_float, readable_file
 from xdsbus_edge.access_policy import PolicyError, load_policy
 from xdsbus_edge.app import Edge, EdgeConfig, split_host_port
 from xdsbus_edge.limits import add_limit_flags, limits_from_args
@@ -80,6 +80,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=True,
         shown_default="true",
         help="follow scopes not listed in --scopes when a proxy asks for them",
+    )
+    p.env_flag(
+        "--ready-max-lag",
+        "XDSBUS_READY_MAX_LAG",
+        type=positive_float,
+        default=30.0,
+        help="seconds NATS may be lost, or a scope's served version stay behind the ledger head,"
+        " before /ready fails",
     )
     _add_xds_security_flags(p)
     add_limit_flags(p)
@@ -187,6 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         xds_tls=args.xds_tls,
         access_policy=args.access_policy,
         limits=limits_from_args(args),
+        ready_max_lag=args.ready_max_lag,
     )
     settings = BusSettings.from_env(args.nats_url)
 

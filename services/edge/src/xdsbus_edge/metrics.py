@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from xdsbus.nats_options import ConnectionState
     from xdsbus_edge.limits import StreamLimits
 
 
@@ -240,6 +241,13 @@ class EdgeMetrics:
                 ["scope"],
             )
         )
+        self.bodies_missing: Counter = r.register(  # type: ignore[assignment]
+            Counter(
+                "xdsbus_edge_bodies_missing",
+                "Bodies named by a ledger version that NATS does not hold (each logged with its sha256).",
+                ["scope"],
+            )
+        )
         self.versions_sealed: Counter = r.register(  # type: ignore[assignment]
             Counter(
                 "xdsbus_edge_versions_not_opened",
@@ -284,9 +292,40 @@ class EdgeMetrics:
         for name, help_text, read in gauges:
             self.registry.register(Gauge(name, help_text, function=_constant_labels(read)))
 
+    def watch_connection(self, connection: ConnectionState, lags: Callable[[], dict[str, float]]) -> None:
+        """Export the NATS connection (`Bus.connection`) under the names every service uses, and how
+        long each scope's served version has been behind the ledger head."""
+        gauges: list[tuple[str, str, Callable[[], float]]] = [
+            (
+                "xdsbus_nats_connected",
+                "1 while the connection to NATS is up, else 0.",
+                lambda: 1.0 if connection.connected else 0.0,
+            ),
+            (
+                "xdsbus_nats_reconnects",
+                "Reconnections to NATS since the process started.",
+                lambda: connection.reconnects,
+            ),
+            (
+                "xdsbus_nats_disconnected_seconds",
+                "Seconds since the connection to NATS was lost; 0 while connected.",
+                connection.disconnected_for,
+            ),
+        ]
+        for name, help_text, read in gauges:
+            self.registry.register(Gauge(name, help_text, function=_constant_labels(read)))
+        self.registry.register(
+            Gauge(
+                "xdsbus_edge_ledger_lag_seconds",
+                "Seconds the served version has been behind the scope's ledger head; 0 when serving it.",
+                ["scope"],
+                function=lambda: {(scope,): lag for scope, lag in lags().items()},
+            )
+        )
+
     def render(self) -> str:
         return self.registry.render()
 
 
-def _constant_labels(read: Callable[[], int]) -> Callable[[], dict[tuple[str, ...], float]]:
+def _constant_labels(read: Callable[[], float]) -> Callable[[], dict[tuple[str, ...], float]]:
     return lambda: {(): float(read())}
