@@ -21,7 +21,15 @@ from xdsbus.health import DISABLED, default_listen, listen_address
 from xdsbus.layout import Caps, cap_variable
 from xdsbus.lease import pod_identity
 from xdsbus.logs import LOG_FORMATS
-from xdsbus.nats_options import FILE_VARIABLES, INBOX_PREFIX_VARIABLE, USER_VARIABLE, split_servers
+from xdsbus.nats_options import (
+    FILE_VARIABLES,
+    INBOX_PREFIX_VARIABLE,
+    MAX_PINGS_OUT_VARIABLE,
+    PING_INTERVAL_VARIABLE,
+    RECONNECT_WAIT_VARIABLE,
+    USER_VARIABLE,
+    split_servers,
+)
 from xdsbus.secretbox import LOCAL_KEY_FILE, SecretBox, SecretKeyError
 
 
@@ -211,6 +219,19 @@ def add_common_flags(parser: ServiceParser) -> None:
     for variable, what in FILE_VARIABLES.items():
         parser.env_setting(variable, type=readable_file, help=what)
     parser.env_setting(INBOX_PREFIX_VARIABLE, type=str, help="NATS reply inboxes, _INBOX_<user> by default")
+    parser.env_setting(
+        PING_INTERVAL_VARIABLE, type=positive_float, help="seconds between NATS pings, 10 by default"
+    )
+    parser.env_setting(
+        MAX_PINGS_OUT_VARIABLE,
+        type=positive_int,
+        help="unanswered NATS pings before reconnecting, 3 by default",
+    )
+    parser.env_setting(
+        RECONNECT_WAIT_VARIABLE,
+        type=positive_float,
+        help="most seconds between NATS reconnect attempts, 2 by default",
+    )
     parser.env_flag(
         "--log-format", "XDSBUS_LOG_FORMAT", default="text", choices=LOG_FORMATS, help="text or json"
     )
