@@ -56,7 +56,9 @@ async def registries(
 
 
 async def failures_logged(caplog: pytest.LogCaptureFixture, count: int = FAILURES) -> None:
-    """Wait until the supervisor logged `count` failed runs since the last `caplog.clear()`."""
+    """Wait until the supervisor logged `count` failed runs since the last `caplog.clear()` (repeated
+    refusals are logged at DEBUG)."""
+    caplog.set_level(logging.DEBUG, logger="xdsbus.registry.supervisor")
 
     async def seen() -> bool:
         return sum("retrying in" in r.getMessage() for r in caplog.records) >= count

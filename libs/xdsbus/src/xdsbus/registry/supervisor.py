@@ -202,6 +202,7 @@ class Supervisor:
         """Run the registry client, retrying with backoff, until cancelled."""
         backoff = Backoff(base=self.retry_base, cap=self.retry_cap)
         registry: Registry | None = None
+        refused_before = False
         while True:
             resyncs = sink.resyncs
             try:
@@ -221,7 +222,11 @@ class Supervisor:
             delay = backoff.next_delay()
             if refused:
                 delay = min(delay, PROBE_CAP)
-            log.warning(
+            # Logged once per run of refusals: the probes repeat every second until the server is back.
+            quiet = refused and refused_before and sink.resyncs == resyncs
+            refused_before = refused
+            log.log(
+                logging.DEBUG if quiet else logging.WARNING,
                 "registry %s failed (%s); keeping its last published services, retrying in %.1fs",
                 key,
                 reason,
