@@ -9,7 +9,7 @@ PACKAGES := -e libs/xdsbus -e libs/xdsbus-dev -e services/builder -e services/wa
 PYTEST_ARGS ?=
 BENCH ?=
 
-.PHONY: install protos run test test-fast fuzz bench conformance lint fmt clean
+.PHONY: install protos run test test-fast fuzz bench conformance chaos lint fmt clean
 
 install: $(STAMP) protos
 
@@ -42,6 +42,10 @@ bench: install
 # Gateway API conformance (HTTP traffic tests) -> bench/results/gateway_api_conformance.json
 conformance: install
 	$(BIN)/python -m bench.gateway_api_conformance $(CONFORMANCE)
+
+# The stack on a 3-node NATS cluster through each fault (docs/operating-on-a-cluster.md) -> bench/results/chaos.json
+chaos: install
+	$(BIN)/python -m bench.chaos
 
 lint: install
 	$(BIN)/ruff check .

@@ -94,7 +94,10 @@ class NatsCluster:
             f"listen: 127.0.0.1:{node.port}\n"
             f'jetstream {{ store_dir: "{node.store_dir}" }}\n'
             f"cluster {{\n  name: {CLUSTER_NAME}\n  listen: 127.0.0.1:{node.route_port}\n"
-            f"  routes: [{routes}]\n}}\n"
+            f"  routes: [{routes}]\n"
+            # Clients keep to the URLs they were given: a client behind a proxy must not learn the
+            # nodes' own addresses from the cluster and reconnect around the proxy.
+            "  no_advertise: true\n}\n"
         )
         path = self.workdir / f"n{node.index}" / "nats.conf"
         path.write_text(text)
