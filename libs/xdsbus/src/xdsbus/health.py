@@ -163,8 +163,13 @@ class Health:
         )
         registry.gauge(
             "xdsbus_nats_reconnects",
-            "Reconnections to NATS since the process started.",
-            read=self._reconnects,
+            "Reconnections to NATS since the process connected first.",
+            read=lambda: self._figure(lambda bus: bus.connection.reconnects),
+        )
+        registry.gauge(
+            "xdsbus_nats_disconnected_seconds",
+            "Seconds since the connection to NATS was lost; 0 while connected.",
+            read=lambda: self._figure(lambda bus: bus.connection.disconnected_for()),
         )
 
     def add_check(self, check: Check) -> None:
@@ -179,14 +184,16 @@ class Health:
         if self.bus is None:
             return "connecting to NATS, or waiting for the layout (`xdsbus layout --apply`)"
         if not self.bus.nc.is_connected:
-            return "NATS connection lost"
+            link = self.bus.connection
+            reason = f"NATS connection lost {link.disconnected_for():.0f}s ago"
+            return f"{reason}: {link.last_error}" if link.last_error else reason
         return None
 
     def _connected(self) -> Series:
         return {(): 1.0 if self.bus is not None and self.bus.nc.is_connected else 0.0}
 
-    def _reconnects(self) -> Series:
-        return {(): float(self.bus.nc.stats["reconnects"]) if self.bus is not None else 0.0}
+    def _figure(self, read: Callable[[Bus], float]) -> Series:
+        return {} if self.bus is None else {(): float(read(self.bus))}
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
