@@ -10,6 +10,11 @@ import time
 
 from tests.fakes.consul_server import FakeConsul
 from tests.watch_consul.conftest import Creds, Sink, config, running
+from tests.watch_eureka.registry_restart import registries, time_to_log
+from tests.watch_file.conftest import EventLog
+from xdsbus.bus import Bus
+from xdsbus.events import Op
+from xdsbus.model.registry import REGISTRY_SERVICE_KIND
 from xdsbus_watch_consul import ConsulRegistry
 from xdsbus_watch_consul.registry import DEFAULT_BURST, DEFAULT_CHURN_INTERVAL
 
@@ -48,3 +53,30 @@ async def test_immediate_answers_with_the_same_index_are_rate_limited(fake: Fake
         mark = fake.count("/v1/health/service/web")
         await asyncio.sleep(1.0)  # measured: one request per 0.25 s; not a busy loop
         assert fake.count("/v1/health/service/web") - mark <= 7
+
+
+async def test_successive_changes_reach_the_event_log(bus: Bus, fake: FakeConsul) -> None:
+    """The same through the registry machinery on nats-server, with the production defaults."""
+    events = EventLog(bus)
+    fake.register("web", "web-1", "10.0.0.1", 8080)
+    entry = {
+        "type": "consul",
+        "name": "main",
+        "domain": "127.0.0.1",
+        "port": fake.port,
+        "consulDatacenter": "dc1",
+    }
+
+    def count(log: EventLog) -> int:
+        upserts = log.of(Op.UPSERT, REGISTRY_SERVICE_KIND, WEB)
+        return len(upserts[-1].body["endpoints"]) if upserts else 0
+
+    async with registries(bus, "watch-consul", {"consul"}, ConsulRegistry, entry):
+        await events.wait_for(lambda log: count(log) == 1, "the first resync")
+        for n in range(2, 6):
+            fake.register("web", f"web-{n}", f"10.0.0.{n}", 8080)
+
+            def arrived(log: EventLog, expected: int = n) -> bool:
+                return count(log) == expected
+
+            await time_to_log(events, arrived, f"change {n - 1} of web", DEADLINE)
