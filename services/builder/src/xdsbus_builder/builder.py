@@ -21,9 +21,9 @@ from xdsbus.fold.reading import EventGap, check_next, find_gap
 from xdsbus.fold.state import FoldState
 from xdsbus.lease import Lease
 from xdsbus.ledger import checkpoints
-from xdsbus.ledger.publisher import LedgerPublisher, LostLedger
+from xdsbus.ledger.publisher import PUBLISH_RETRY_WITHIN, LedgerPublisher, LostLedger
 from xdsbus.secretbox import SecretBox
-from xdsbus.transient import describe, is_transient
+from xdsbus.transient import describe, is_transient, retry_transient
 from xdsbus.translate.settings import TranslatorSettings
 from xdsbus.translate.translator import Translator
 from xdsbus_builder import gaps
@@ -161,7 +161,7 @@ class _Leader:
             )
             # What the restore built lives as long as this term: keep the cyclic collector off it.
             gc.freeze()
-            await status_store.publish(self.bus, self.translator.take_status_changes())
+            await self._publish_status()
             sub = await self._subscribe()
             backlog = asyncio.create_task(self._read_backlog(sub))
             try:
@@ -337,8 +337,18 @@ class _Leader:
                 record.digest[:12],
             )
             self.history.published(record, self.publisher.last_stream_seq, table.committed)
-        await status_store.publish(self.bus, self.translator.take_status_changes())
+        await self._publish_status()
         await self._maybe_checkpoint()
+
+    async def _publish_status(self) -> None:
+        """The translator's status changes, sent again through transient NATS faults (KV puts of the
+        same values), so that a timeout there does not cost a leader its term."""
+        changes = list(self.translator.take_status_changes())
+        await retry_transient(
+            lambda: status_store.publish(self.bus, changes),
+            what=f"scope {self.config.scope}: publishing object status",
+            within=PUBLISH_RETRY_WITHIN,
+        )
 
     async def _maybe_checkpoint(self) -> None:
         """Checkpoint when enough events or time passed, at a point where everything is published."""
