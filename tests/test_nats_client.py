@@ -11,6 +11,7 @@ import pytest
 from xdsbus.bus import BusSettings, connect
 from xdsbus.nats_options import (
     ConnectionState,
+    ErrorReporter,
     JitteredReconnect,
     NatsOptions,
     NatsOptionsError,
@@ -90,3 +91,17 @@ async def test_a_half_open_link_is_noticed_by_pings_and_the_client_reconnects(
             await bus.status.put("after-half-open", b"x")
         finally:
             await bus.close()
+
+
+async def test_disconnect_and_reconnect_lines_redact_the_password(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="xdsbus.nats_options")
+    options = NatsOptions(servers=("nats://edge:s3cret@n1:4222", "nats://n2:4222"))
+    reporter = ErrorReporter("edge", options)
+    await reporter.connected()
+    await reporter.disconnected()
+    await reporter.disconnected()  # nats-py calls it again while closing: no second line
+    await reporter.reconnected()
+    assert caplog.text.count("disconnected from NATS") == 1
+    assert "nats://edge:***@n1:4222,nats://n2:4222" in caplog.text
+    assert "s3cret" not in caplog.text
+    assert reporter.state.connected and reporter.state.reconnects == 1 and reporter.state.disconnects == 1
