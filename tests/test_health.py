@@ -166,6 +166,14 @@ async def test_each_service_serves_its_pages(
                 return sample(metrics, "xdsbus_builder_lease_holder", scope="default") == 1
 
             await eventually(leading, what="the builder leading")
+        if command in ("xdsbus-watch-nacos", "xdsbus-watch-consul", "xdsbus-watch-eureka"):
+            lease = f"{command.removeprefix('xdsbus-')}.default"
+
+            async def group_leading() -> bool:
+                metrics = (await http_get(port, "/metrics"))[1]
+                return sample(metrics, "xdsbus_registry_group_lease_holder", lease=lease) == 1
+
+            await eventually(group_leading, what=f"{command} holding {lease}")
 
 
 @pytest.mark.slow

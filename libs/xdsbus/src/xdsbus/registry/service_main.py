@@ -19,7 +19,7 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 
 from xdsbus.bus import Bus, BusSettings, connect_unless_stopped
-from xdsbus.health import Health, Listen
+from xdsbus.health import REGISTRY, Health, Listen
 from xdsbus.logs import setup_logging
 from xdsbus.nats_options import redact_url
 from xdsbus.registry.bridge_follower import DEFAULT_SYSTEM_NAMESPACE, BridgeFollower
@@ -175,6 +175,19 @@ async def run_registries(
     )
     leadership = Leadership(
         bus, lease_name(service, group), instance_id, follower, supervisor, ttl=lease_ttl, stop=stop
+    )
+    # The group's lease on /metrics (xdsbus.health): a standby runs no registry, so no watcher shows it.
+    REGISTRY.gauge(
+        "xdsbus_registry_group_lease_holder",
+        "1 while this replica holds its group's lease and runs the registries, 0 while it stands by.",
+        ["lease"],
+        read=lambda: {(leadership.lease.name,): float(leadership.leading.is_set())},
+    )
+    REGISTRY.gauge(
+        "xdsbus_registry_group_lease_term",
+        "The term (lease revision) of this replica's last hold of its group's lease, 0 before it first led.",
+        ["lease"],
+        read=lambda: {(leadership.lease.name,): float(leadership.lease.term)},
     )
     tasks = [
         asyncio.create_task(follower.run(stop), name="follow McpBridge"),
