@@ -20,7 +20,6 @@ import dataclasses
 import errno
 import logging
 import math
-import time
 from collections.abc import AsyncIterator, Callable, Sequence
 
 from xdsbus.bus import Bus
@@ -109,8 +108,9 @@ class Metric:
 
 
 class Registry:
-    """The metrics of one process, by name: registering a name again returns the metric already there
-    (a module imported twice, tests making several services in one process)."""
+    """The metrics of one process, by name: registering a name again returns the metric already there,
+    with a gauge's `read` replaced by the newest (tests run several services in one process; a service
+    process registers each once)."""
 
     def __init__(self) -> None:
         self._metrics: dict[str, Metric] = {}
@@ -156,7 +156,6 @@ class Health:
     def __init__(self, registry: Registry = REGISTRY) -> None:
         self.registry = registry
         self.bus: Bus | None = None
-        self.started = time.time()
         self._checks: list[Check] = [self._nats]
         registry.gauge(
             "xdsbus_nats_connected", "1 while the connection to NATS is up, else 0.", read=self._connected

@@ -59,9 +59,9 @@ class BuilderFigures:
         )
         registry.gauge(
             "xdsbus_builder_version",
-            "The ledger head version, as published or adopted by this builder.",
+            "The ledger head version this builder published or adopted, while it leads.",
             labels,
-            read=lambda: one(self.version if self.leading or self.version else None),
+            read=lambda: one(self.version if self.leading else None),
         )
         registry.gauge(
             "xdsbus_builder_version_age_seconds",
