@@ -45,7 +45,7 @@ from xdsbus_dev.harness.processes import Service
 from xdsbus_dev.harness.stack import Stack, endpoint_slice_manifest, service_manifest
 from xdsbus_dev.harness.tcp_proxy import TcpProxy
 
-NAME = "chaos"
+RESULT_NAME = "chaos"  # a standalone run (`make chaos`), not one of `python -m bench`
 SCOPE = "default"
 PARAMS = {
     "BENCH_CHAOS_RATE": ("50", "changes per second written by the load"),
@@ -309,6 +309,10 @@ class ChaosRun:
         watch_file.env[MAX_PINGS_OUT_VARIABLE] = "2"
         watch_file.start()
 
+    async def connect(self) -> Bus:
+        """The test's own connection, expecting the cluster's layout."""
+        return await connect(BusSettings.from_env(self.cluster.url), name="chaos", attempts=20)
+
     def exited(self) -> list[str]:
         """The services that exited although no fault stopped them."""
         services = [*self.stack._services()]
@@ -319,6 +323,11 @@ class ChaosRun:
             for name, service in services
             if name not in self.stack.stopped and service.proc is not None and service.proc.poll() is not None
         ]
+
+    def _log(self, name: str) -> str:
+        if name == "builder-standby" and self.standby is not None:
+            return self.standby.output()
+        return next((service.output() for have, service in self.stack._services() if have == name), "")
 
     async def caught_up(self, timeout: float) -> None:
         """Until Envoy serves the last port written of every load Service."""
@@ -366,6 +375,9 @@ class ChaosRun:
         except AssertionError as exc:
             error = str(exc)[:2000]
         done = time.monotonic()
+        exited = self.exited()
+        if exited and not error:
+            error = "\n".join(f"{name} exited:\n{self._log(name)[-3000:]}" for name in exited)
         latencies, after = [], []
         for name, port, when in load.written[first:]:
             served = watch.served_at(name, port)
@@ -381,7 +393,7 @@ class ChaosRun:
             default=repaired,
         )
         lost = sum(1 for name, port in load.port.items() if watch.served.get(name, 0) != port)
-        bus = await connect(BusSettings.from_env(self.cluster.url), name="chaos", attempts=20)
+        bus = await self.connect()
         try:
             one_chain = await self.ledger_is_one_chain(bus)
             matches = await self.digest_matches(bus)
@@ -398,7 +410,7 @@ class ChaosRun:
             changes=len(load.written) - first,
             cds_empty_polls=watch.empty_cds - cds,
             lds_empty_polls=watch.empty_lds - lds,
-            exited=self.exited(),
+            exited=exited,
             ledger_one_chain=one_chain,
             digest_matches_fresh_list=matches,
             error=error,
@@ -458,7 +470,13 @@ async def _half_open_watch_file(run: ChaosRun) -> Callable[[], Awaitable[None]]:
 
 
 async def _pause_builder(run: ChaosRun) -> Callable[[], Awaitable[None]]:
-    builder = run.stack.builder
+    # The builder holding the scope's lease: after earlier faults it may be the standby.
+    bus = await run.connect()
+    try:
+        holder = (await bus.leases.get(f"builder.{SCOPE}")).value
+    finally:
+        await bus.close()
+    builder = run.standby if holder == b"standby" else run.stack.builder
     assert builder is not None and builder.proc is not None
     pid = builder.proc.pid
     os.kill(pid, signal.SIGSTOP)
@@ -542,7 +560,7 @@ def run() -> dict[str, Any]:
         results = asyncio.run(run_faults(Path(tmp), settings))
     lost = sum(max(r.events_lost, 0) for r in results)
     return {
-        "name": NAME,
+        "name": RESULT_NAME,
         "value": lost,
         "unit": "events",
         "baseline": 0,
@@ -568,10 +586,10 @@ def main() -> int:
     """Run every fault and write the result; a fault that broke something is reported in it (`pass`
     false, exit status 1), not raised: the other faults' figures are still worth having."""
     result = run()
-    path = results_dir() / f"{NAME}.json"
+    path = results_dir() / f"{RESULT_NAME}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"{NAME}: {result['value']} events lost, pass: {result['pass']} -> {path}")
+    print(f"{RESULT_NAME}: {result['value']} events lost, pass: {result['pass']} -> {path}")
     return 0 if result["pass"] else 1
 
 
