@@ -239,3 +239,18 @@ async def test_not_ready_while_the_layout_is_missing(tmp_path: Path) -> None:
             await eventually(waiting, what=f"not ready without the layout:\n{service.output()}")
     finally:
         bare.stop()
+
+
+async def test_watcher_lease_figures_follow_lead_and_release(bus: Bus) -> None:
+    watcher = _Plain(bus, "test/leased", instance_id="me", lease_ttl=2.0)
+
+    def holder() -> float | None:
+        return sample(REGISTRY.render(), "xdsbus_watcher_lease_holder", source="test/leased")
+
+    assert holder() == 0
+    assert await watcher.lead()
+    assert holder() == 1
+    term = sample(REGISTRY.render(), "xdsbus_watcher_lease_term", source="test/leased")
+    assert term is not None and term == watcher.term > 0
+    await watcher.release()
+    assert holder() == 0

@@ -216,8 +216,7 @@ class Watcher(abc.ABC):
             try:
                 await self._watch_while_leading()
             finally:
-                self.leading = False
-                await self.lease.release()
+                await self.release()
             if not self.stop.is_set():
                 log.warning("%s: lost the lease %s; standing by", self.source, self.lease.name)
 
@@ -240,6 +239,11 @@ class Watcher(abc.ABC):
             extra={"term": self.term},
         )
         return True
+
+    async def release(self) -> None:
+        """Give the source lease back (nothing when it was lost), so a standby takes over at once."""
+        self.leading = False
+        await self.lease.release()
 
     def new_term(self) -> None:  # noqa: B027 (a hook: most watchers remember nothing across terms)
         """Called when this watcher takes the lease. A subclass that skips publishing what it published

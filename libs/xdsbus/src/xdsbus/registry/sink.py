@@ -83,7 +83,7 @@ class EventSink:
 
     async def release(self) -> None:
         """Give the source lease back (nothing when it was lost), so that another replica can lead."""
-        await self._publisher.lease.release()
+        await self._publisher.release()
 
     # -- RegistrySink ---------------------------------------------------------------------------
 
