@@ -4,12 +4,17 @@ over a gap in the event log is not, and says why; the leader shows its lease, ve
 from __future__ import annotations
 
 import pytest
+from nats.js import api
 
 from tests.builder.support import FAST_FLAGS, SCOPE, builder_process, wait_for_caught_up
 from tests.builder.test_gaps import _delete_checkpoints, _publish_victim
+from tests.builder.test_retention import _events, _just_after, _save_checkpoint
 from tests.test_health import answer, http_get, sample
+from xdsbus.bus import Bus
 from xdsbus.events import EVENTS_STREAM
 from xdsbus.fold.reading import last_event_seq
+from xdsbus_builder.figures import BuilderFigures
+from xdsbus_builder.retention import DAY, Retention
 from xdsbus_dev.harness.processes import Service, eventually, free_port
 
 LEASE_TTL = 1.5
@@ -94,3 +99,29 @@ async def test_a_builder_over_a_gap_is_not_ready(nats_server, bus_with_lease_ttl
     finally:
         first.terminate()
         second.terminate()
+
+
+async def test_a_full_event_log_blocks_readiness_until_there_is_room(bus: Bus) -> None:
+    """The retention alarm that says new events are refused (docs/design.md §4) fails the builder's
+    /ready check; a checkpoint with room again clears it."""
+    await _events(bus, 40)
+    info = await bus.js.stream_info(EVENTS_STREAM)
+    config = info.config
+    config.max_bytes = int(info.state.bytes * 1.05)
+    config.discard = api.DiscardPolicy.NEW
+    await bus.js.update_stream(config)
+    # The only checkpoint is old: its tail is nearly the whole log.
+    await _save_checkpoint(bus, SCOPE, 2)
+    retention = Retention(bus, SCOPE, keep_newest=10, window=30 * DAY)
+    figures = BuilderFigures(SCOPE)
+    assert figures.blocked() is None
+    await retention.after_checkpoint(await _just_after(bus, SCOPE))
+    figures.log_full = retention.full
+    assert figures.blocked() is not None and "new events are refused" in figures.blocked()
+
+    config.max_bytes = info.state.bytes * 10
+    await bus.js.update_stream(config)
+    await _save_checkpoint(bus, SCOPE, info.state.last_seq)
+    await retention.after_checkpoint(await _just_after(bus, SCOPE))
+    figures.log_full = retention.full
+    assert figures.blocked() is None
