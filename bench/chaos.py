@@ -31,7 +31,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+import nats.errors
 
 from bench.results_io import machine, results_dir
 from tests.e2e.test_watcher_leases import fresh_digest, list_directory
@@ -45,6 +47,7 @@ from xdsbus_dev.harness.processes import Service
 from xdsbus_dev.harness.stack import Stack, endpoint_slice_manifest, service_manifest
 from xdsbus_dev.harness.tcp_proxy import TcpProxy
 
+T = TypeVar("T")
 RESULT_NAME = "chaos"  # a standalone run (`make chaos`), not one of `python -m bench`
 SCOPE = "default"
 PARAMS = {
@@ -223,6 +226,18 @@ class Fault:
     hold: float = 3.0
 
 
+async def retrying(make: Callable[[], Awaitable[T]], timeout: float = 30.0) -> T:
+    """`make()`, again while NATS answers with a transient error (an election under way, a 503)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return await make()
+        except (nats.errors.Error, OSError, TimeoutError):
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.5)
+
+
 def _percentile(values: list[float], q: float) -> float:
     if not values:
         return 0.0
@@ -339,6 +354,13 @@ class ChaosRun:
 
         await self.stack.wait(probe, timeout=timeout, what="Envoy serving every change written")
 
+    async def _ledger_checks(self) -> tuple[bool, bool]:
+        bus = await self.connect()
+        try:
+            return await self.ledger_is_one_chain(bus), await self.digest_matches(bus)
+        finally:
+            await bus.close()
+
     async def ledger_is_one_chain(self, bus: Bus) -> bool:
         previous = None
         async for entry in reader.entries(bus, SCOPE):
@@ -393,12 +415,7 @@ class ChaosRun:
             default=repaired,
         )
         lost = sum(1 for name, port in load.port.items() if watch.served.get(name, 0) != port)
-        bus = await self.connect()
-        try:
-            one_chain = await self.ledger_is_one_chain(bus)
-            matches = await self.digest_matches(bus)
-        finally:
-            await bus.close()
+        one_chain, matches = await retrying(self._ledger_checks)
         return FaultResult(
             fault=fault.name,
             events_lost=lost + (0 if matches else 1),
@@ -471,11 +488,14 @@ async def _half_open_watch_file(run: ChaosRun) -> Callable[[], Awaitable[None]]:
 
 async def _pause_builder(run: ChaosRun) -> Callable[[], Awaitable[None]]:
     # The builder holding the scope's lease: after earlier faults it may be the standby.
-    bus = await run.connect()
-    try:
-        holder = (await bus.leases.get(f"builder.{SCOPE}")).value
-    finally:
-        await bus.close()
+    async def read_holder() -> bytes | None:
+        bus = await run.connect()
+        try:
+            return (await bus.leases.get(f"builder.{SCOPE}")).value
+        finally:
+            await bus.close()
+
+    holder = await retrying(read_holder)
     builder = run.standby if holder == b"standby" else run.stack.builder
     assert builder is not None and builder.proc is not None
     pid = builder.proc.pid

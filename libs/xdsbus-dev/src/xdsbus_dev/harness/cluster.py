@@ -13,6 +13,7 @@ ports and store); the node leading a stream or a KV bucket is found from JetStre
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import nats
+import nats.errors
 
 from xdsbus.nats_options import NatsOptions
 from xdsbus_dev.harness.processes import free_port, tool, wait_for_port
@@ -168,8 +170,24 @@ class NatsCluster:
     def index_of(self, server_name: str) -> int:
         return next(node.index for node in self.nodes if node.name == server_name)
 
-    async def leader_of(self, stream: str) -> int:
-        """The index of the node leading `stream` (for a KV bucket, pass `kv_stream(bucket)`)."""
+    async def leader_of(self, stream: str, timeout: float = 30.0) -> int:
+        """The index of the node leading `stream` (for a KV bucket, pass `kv_stream(bucket)`), waiting
+        while the cluster elects one (JetStream answers 503 or names no leader meanwhile)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                leader = await self._leader(stream)
+            except (nats.errors.Error, OSError, TimeoutError) as exc:
+                leader, why = "", repr(exc)
+            else:
+                why = "no leader"
+            if leader:
+                return self.index_of(leader)
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{stream} has no leader after {timeout}s: {why}")
+            await asyncio.sleep(0.2)
+
+    async def _leader(self, stream: str) -> str:
         nc = await nats.connect(
             **self.options().connect_kwargs(), connect_timeout=2, max_reconnect_attempts=2
         )
@@ -177,8 +195,7 @@ class NatsCluster:
             info = await nc.jetstream(timeout=5).stream_info(stream)
         finally:
             await nc.close()
-        assert info.cluster is not None and info.cluster.leader, f"{stream} has no leader: {info.cluster}"
-        return self.index_of(info.cluster.leader)
+        return info.cluster.leader or "" if info.cluster is not None else ""
 
     def output(self, index: int) -> str:
         path = self.log_path(index)
