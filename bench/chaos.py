@@ -476,12 +476,16 @@ async def _lose_quorum(run: ChaosRun) -> Callable[[], Awaitable[None]]:
 
 
 async def _half_open_watch_file(run: ChaosRun) -> Callable[[], Awaitable[None]]:
-    for proxy in run.proxies:
-        proxy.stall()
+    # Only the link in use goes silent: watch-file's pings must notice it and reconnect to another node.
+    async def linked() -> TcpProxy | None:
+        index = await run.cluster.node_of_client("watch-file")
+        return run.proxies[index] if index is not None else None
+
+    proxy: TcpProxy = await run.stack.wait(linked, timeout=30, what="watch-file connected to a node")
+    proxy.stall()
 
     async def repair() -> None:
-        for proxy in run.proxies:
-            proxy.resume()
+        proxy.resume()
 
     return repair
 

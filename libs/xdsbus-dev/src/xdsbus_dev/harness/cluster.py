@@ -25,6 +25,7 @@ import nats
 import nats.errors
 
 from xdsbus.nats_options import NatsOptions
+from xdsbus_dev.harness import http
 from xdsbus_dev.harness.processes import free_port, tool, wait_for_port
 
 CLUSTER_NAME = "xdsbus-chaos"
@@ -42,6 +43,7 @@ class Node:
     index: int
     port: int
     route_port: int
+    monitor_port: int
     store_dir: Path
     proc: subprocess.Popen[bytes] | None = None
 
@@ -66,7 +68,8 @@ class NatsCluster:
         self.workdir = workdir
         self.lease_ttl = lease_ttl
         self.nodes = [
-            Node(index, free_port(), free_port(), workdir / f"n{index}" / "store") for index in range(size)
+            Node(index, free_port(), free_port(), free_port(), workdir / f"n{index}" / "store")
+            for index in range(size)
         ]
         self.layout_output = ""
 
@@ -94,6 +97,7 @@ class NatsCluster:
         text = (
             f'server_name: "{node.name}"\n'
             f"listen: 127.0.0.1:{node.port}\n"
+            f"http: 127.0.0.1:{node.monitor_port}\n"
             f'jetstream {{ store_dir: "{node.store_dir}" }}\n'
             f"cluster {{\n  name: {CLUSTER_NAME}\n  listen: 127.0.0.1:{node.route_port}\n"
             f"  routes: [{routes}]\n"
@@ -196,6 +200,18 @@ class NatsCluster:
         finally:
             await nc.close()
         return info.cluster.leader or "" if info.cluster is not None else ""
+
+    async def clients(self, index: int) -> list[str]:
+        """The names of the clients connected to a node (its monitoring endpoint, /connz)."""
+        response = await http.get("127.0.0.1", self.nodes[index].monitor_port, "/connz?limit=1024", timeout=5)
+        return [str(conn.get("name", "")) for conn in response.json().get("connections") or []]
+
+    async def node_of_client(self, name_part: str) -> int | None:
+        """The running node a client whose name contains `name_part` is connected to, if any."""
+        for node in self.nodes:
+            if node.running and any(name_part in name for name in await self.clients(node.index)):
+                return node.index
+        return None
 
     def output(self, index: int) -> str:
         path = self.log_path(index)
