@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -395,7 +396,7 @@ class ChaosRun:
         try:
             await self.caught_up(timeout=catch_up)
         except AssertionError as exc:
-            error = str(exc)[:2000]
+            error = str(exc)[:20000]
         done = time.monotonic()
         exited = self.exited()
         if exited and not error:
@@ -559,7 +560,7 @@ async def run_faults(workdir: Path, settings: ChaosSettings) -> list[FaultResult
             try:
                 result = await run.run(fault)
             except AssertionError as exc:
-                result = FaultResult(fault.name, -1, 0.0, 0.0, 0.0, 0, error=str(exc)[:2000])
+                result = FaultResult(fault.name, -1, 0.0, 0.0, 0.0, 0, error=str(exc)[:20000])
             print(json.dumps(asdict(result)), flush=True)
             results.append(result)
             if result.error:
@@ -580,8 +581,13 @@ def run() -> dict[str, Any]:
         ping_interval=float(_env("BENCH_CHAOS_PING_INTERVAL")),
         quorum_hold=float(_env("BENCH_CHAOS_HOLD")),
     )
-    with tempfile.TemporaryDirectory(prefix="xdsbus-chaos-") as tmp:
-        results = asyncio.run(run_faults(Path(tmp), settings))
+    # Kept when a fault broke something: the services' and nodes' logs are the evidence.
+    workdir = Path(tempfile.mkdtemp(prefix="xdsbus-chaos-"))
+    results = asyncio.run(run_faults(workdir, settings))
+    if all(r.ok for r in results):
+        shutil.rmtree(workdir, ignore_errors=True)
+    else:
+        print(f"a fault broke something; logs kept in {workdir}", file=sys.stderr)
     lost = sum(max(r.events_lost, 0) for r in results)
     return {
         "name": RESULT_NAME,
