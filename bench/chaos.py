@@ -269,10 +269,13 @@ class ChaosRun:
         self.ping_interval = ping_interval
         # watch-file reaches every node through one of these, so its link can be made half-open.
         self.proxies: list[TcpProxy] = []
+        self.saved_env: dict[str, str | None] = {}
 
     async def __aenter__(self) -> ChaosRun:
-        # Services read the layout they expect (replicas, lease TTL) from the environment.
+        # Services read the layout they expect (replicas, lease TTL) from the environment; restored by
+        # close, so what runs after in the same process expects its own layout again.
         for key, value in self.cluster.client_env().items():
+            self.saved_env.setdefault(key, os.environ.get(key))
             os.environ[key] = value
         self.cluster.start()
         try:
@@ -303,6 +306,12 @@ class ChaosRun:
         for proxy in self.proxies:
             proxy.stop()
         self.cluster.stop()
+        for key, value in self.saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        self.saved_env.clear()
 
     def _start_standby(self) -> Service:
         """A second builder, standing by for the scope's lease (docs/design.md §5)."""

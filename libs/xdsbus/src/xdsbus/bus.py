@@ -36,6 +36,7 @@ from xdsbus.layout import STATUS_BUCKET as STATUS_BUCKET
 from xdsbus.layout import Caps, LayoutSettings
 from xdsbus.nats_options import DEFAULT_NATS_URL as DEFAULT_NATS_URL
 from xdsbus.nats_options import ConnectionState, ErrorReporter, NatsOptions, error_callback
+from xdsbus.transient import retry_transient
 
 log = logging.getLogger(__name__)
 
@@ -221,7 +222,13 @@ async def connect(settings: BusSettings, name: str, attempts: int = 0) -> Bus:
             await asyncio.sleep(delay)
     await errors.connected()
     try:
-        await check_layout(nc.jetstream(timeout=10), settings, name=name, attempts=attempts)
+        # A JetStream API request may time out while a cluster elects a leader: look again.
+        js = nc.jetstream(timeout=10)
+        await retry_transient(
+            lambda: check_layout(js, settings, name=name, attempts=attempts),
+            what="checking the NATS layout",
+            within=120.0,
+        )
         return await open_bus(nc, settings, errors.state)
     except BaseException:
         await nc.close()

@@ -21,6 +21,7 @@ import os
 import socket
 import time
 
+from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.errors import APIError, KeyNotFoundError, KeyWrongLastSequenceError
 
@@ -189,5 +190,7 @@ class Lease:
             return
         try:
             await self.bus.leases.delete(self.name, last=self._revision)
-        except (KeyWrongLastSequenceError, APIError, NatsTimeoutError):
-            pass
+        except NatsError as exc:
+            # Releasing is a courtesy (the TTL frees the lease anyway): a NATS fault here, say an election
+            # in a cluster, must not end the service that steps down.
+            log.info("lease %s not released by %s (%s); it expires by its TTL", self.name, self.holder, exc)
