@@ -248,6 +248,27 @@ def add_common_flags(parser: ServiceParser) -> None:
         parser.env_setting(cap_variable(cap.name), type=positive_int, help=f"size cap of {cap.name}, bytes")
 
 
+def add_lease_flags(parser: ServiceParser, leases: str) -> None:
+    """`--instance-id` and `--lease-ttl` of a watcher; `leases` names the leases the replica holds."""
+    parser.env_flag(
+        "--instance-id",
+        "XDSBUS_INSTANCE_ID",
+        type=instance_name,
+        default=pod_instance_id(),
+        shown_default="POD_NAME, else the host name",
+        help=f"this replica's name in {leases} and in logs: a restarted process of the same name takes "
+        "them back at once",
+    )
+    parser.env_flag(
+        "--lease-ttl",
+        "XDSBUS_LEASE_TTL",
+        type=lease_seconds,
+        default=DEFAULT_LEASE_TTL,
+        help="seconds after which a standby takes over from a replica that died (the leases bucket's "
+        "TTL is a layout setting: a difference is named at start)",
+    )
+
+
 def add_health_flag(parser: ServiceParser) -> None:
     """`--http-listen`: the port of /metrics, /ready and /live (`xdsbus.health`), on by default on every
     interface at the service's own port, since Kubernetes probes need it; `off` disables it."""

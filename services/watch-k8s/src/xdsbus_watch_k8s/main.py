@@ -20,13 +20,10 @@ from xdsbus.nats_options import redact_url
 from xdsbus.secretbox import SecretBox
 from xdsbus.service import run_service
 from xdsbus.service_flags import (
-    DEFAULT_LEASE_TTL,
     ServiceParser,
     add_common_flags,
     add_health_flag,
-    instance_name,
-    lease_seconds,
-    pod_instance_id,
+    add_lease_flags,
     positive_int,
     watcher_secret_box,
 )
@@ -147,23 +144,7 @@ def build_parser() -> ServiceParser:
         help="seconds each watch request lasts (timeoutSeconds) before it is renewed from the last "
         "resourceVersion",
     )
-    parser.env_flag(
-        "--instance-id",
-        "XDSBUS_INSTANCE_ID",
-        type=instance_name,
-        default=pod_instance_id(),
-        shown_default="POD_NAME, else the host name",
-        help="this replica's name in the source lease watch.k8s.<cluster>, the status lease and logs: a "
-        "restarted process of the same name takes its leases back at once",
-    )
-    parser.env_flag(
-        "--lease-ttl",
-        "XDSBUS_LEASE_TTL",
-        type=lease_seconds,
-        default=DEFAULT_LEASE_TTL,
-        help="seconds after which a standby takes over from a replica that died; the leases bucket's TTL "
-        "when this creates it",
-    )
+    add_lease_flags(parser, "the source lease watch.k8s.<cluster> and the status lease")
     add_common_flags(parser)
     add_health_flag(parser)
     return parser

@@ -32,9 +32,7 @@ from xdsbus.service_flags import (
     ServiceParser,
     add_common_flags,
     add_health_flag,
-    instance_name,
-    lease_seconds,
-    pod_instance_id,
+    add_lease_flags,
     watcher_secret_box,
 )
 
@@ -85,30 +83,13 @@ def build_parser(
         "event log as source <type>/<registry name>. One replica of each group publishes at a time.",
     )
     parser.env_flag(
-        "--instance-id",
-        "XDSBUS_INSTANCE_ID",
-        type=instance_name,
-        default=pod_instance_id(),
-        shown_default="POD_NAME, else the host name",
-        help="this replica's name in the leases (its group's and each registry's source lease "
-        "watch.<type>.<registry name>) and in logs: a restarted process of the same name takes them back "
-        "at once",
-    )
-    parser.env_flag(
         "--group",
         "XDSBUS_GROUP",
         type=_group,
         default=DEFAULT_GROUP,
         help=f"replicas of one group share the lease {service}.<group>: one of them publishes",
     )
-    parser.env_flag(
-        "--lease-ttl",
-        "XDSBUS_LEASE_TTL",
-        type=lease_seconds,
-        default=DEFAULT_LEASE_TTL,
-        help="seconds after which a standby takes over from a replica that died; the leases bucket's TTL "
-        "when this creates it",
-    )
+    add_lease_flags(parser, "its group's lease and each registry's source lease watch.<type>.<registry name>")
     parser.env_flag(
         "--system-namespace",
         "XDSBUS_SYSTEM_NAMESPACE",
