@@ -8,6 +8,8 @@ generator (which defines the cluster)."""
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+from urllib.parse import parse_qs, quote, urlsplit
 
 # The static cluster in Envoy's bootstrap that points at its edge's module server.
 MODULES_CLUSTER = "xdsbus_wasm_modules"
@@ -36,6 +38,37 @@ def module_path(sha256: str) -> str:
     return f"{MODULES_PATH_PREFIX}{sha256}{MODULE_SUFFIX}"
 
 
-def module_uri(sha256: str) -> str:
-    """The URI Envoy's remote data source fetches the module from (through MODULES_CLUSTER)."""
-    return f"http://{MODULES_AUTHORITY}{module_path(sha256)}"
+def module_uri(sha256: str, *, source: str = "", plugin: str = "") -> str:
+    """The URI Envoy's remote data source fetches the module from (through MODULES_CLUSTER).
+
+    `source` (where the module's bytes come from) and `plugin` (`<namespace>/<name>`) ride in the query:
+    Envoy ignores it and verifies the bytes by sha256, while the edge learns from the ledger's wasm
+    filters which sources it may fetch and whom to name when one fails."""
+    uri = f"http://{MODULES_AUTHORITY}{module_path(sha256)}"
+    query = "&".join(
+        f"{name}={quote(value, safe='')}" for name, value in (("source", source), ("plugin", plugin)) if value
+    )
+    return f"{uri}?{query}" if query else uri
+
+
+@dataclass(frozen=True)
+class ModuleSource:
+    """What a wasm filter's remote data source says about its module: its digest, where to fetch it and
+    the plugin that uses it."""
+
+    sha256: str
+    source: str
+    plugin: str
+
+
+def parse_module_uri(uri: str) -> ModuleSource | None:
+    """The module a `module_uri` names; None for a URI that is not one (another cluster's, no source)."""
+    parts = urlsplit(uri)
+    if parts.netloc != MODULES_AUTHORITY or not parts.path.startswith(MODULES_PATH_PREFIX):
+        return None
+    sha256 = parts.path.removeprefix(MODULES_PATH_PREFIX).removesuffix(MODULE_SUFFIX)
+    query = parse_qs(parts.query)
+    source = query.get("source", [""])[0]
+    if not is_sha256(sha256) or not source:
+        return None
+    return ModuleSource(sha256=sha256, source=source, plugin=query.get("plugin", [""])[0])
