@@ -1,5 +1,5 @@
-"""Reading JetStream Object Store objects without nats-py's flow-controlled ordered consumer, and the
-content-addressed entries of claim-checked event bodies.
+"""Reading JetStream Object Store objects without nats-py's flow-controlled ordered consumer, listing a
+store with a deadline, and the content-addressed entries of claim-checked event bodies.
 
 nats-py 2.16's `ObjectStore.get` reads the chunks through an ordered push consumer with flow control
 and answers the server's flow-control requests from a task that wakes every 250 ms: every ~2 MiB of an
@@ -27,6 +27,8 @@ from xdsbus.transient import retry_transient
 WINDOW = 32
 # Seconds a window may take before the object counts as unreadable (its chunks are gone).
 WINDOW_TIMEOUT = 10.0
+# Seconds a listing waits for each entry (or the end marker) before it counts as a transient fault.
+LIST_ENTRY_TIMEOUT = 5.0
 # Seconds a read is retried through transient faults: a Raft election and a little more. A caller that
 # still fails retries at its own pace (the edge keeps serving the previous version meanwhile).
 READ_RETRY_WITHIN = 15.0
@@ -93,6 +95,32 @@ async def _read_object_once(js: JetStreamContext, store: ObjectStore, name: str)
     if len(data) != info.size or hashlib.sha256(data).digest() != base64.urlsafe_b64decode(digest):
         raise DigestMismatchError
     return bytes(data)
+
+
+async def list_objects(store: ObjectStore, *, what: str) -> list[api.ObjectInfo]:
+    """Every object of `store` that is not deleted (none: an empty list), listed again through transient
+    NATS faults for up to READ_RETRY_WITHIN seconds; `what` names the store in the retry warnings.
+
+    nats-py's `ObjectStore.list` waits without a deadline for its watcher's end marker: during a stream
+    leader election on a cluster it was seen waiting for minutes, and a builder that had lost its lease
+    waited with it (docs/operating-on-a-cluster.md). Here each entry is awaited at most
+    LIST_ENTRY_TIMEOUT, and the watcher is stopped whatever happens."""
+    return await retry_transient(lambda: _list_once(store), what=f"listing {what}", within=READ_RETRY_WITHIN)
+
+
+async def _list_once(store: ObjectStore) -> list[api.ObjectInfo]:
+    watcher = await store.watch(ignore_deletes=True)
+    try:
+        infos: list[api.ObjectInfo] = []
+        while True:
+            info = await watcher.updates(timeout=LIST_ENTRY_TIMEOUT)
+            # None marks the end of what the store held when the watch began.
+            if info is None:
+                return infos
+            infos.append(info)
+    finally:
+        with contextlib.suppress(Exception):
+            await watcher.stop()
 
 
 async def store_claimed(store: ObjectStore, data: bytes) -> str:

@@ -32,6 +32,7 @@ from xdsbus_builder.figures import BACKLOG_EVERY, BuilderFigures
 from xdsbus_builder.history import History
 from xdsbus_builder.restore import Restored, restore
 from xdsbus_builder.retention import Retention
+from xdsbus_builder.teardown import end_term, settle
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ class Builder:
                 return
             self.figures.leading, self.figures.term = True, self.lease.term
             try:
-                await _Leader(self, stop).lead()
+                await self._lead_while_held(stop)
             except LostLedger as exc:
                 log.error("stepping down: %s", exc)
             except Exception as exc:
@@ -102,6 +103,23 @@ class Builder:
             finally:
                 self.figures.leading, self.figures.backlog = False, None
                 await self.lease.release()
+
+    async def _lead_while_held(self, stop: asyncio.Event) -> None:
+        """Lead one term; when the lease is lost meanwhile, end the term at once wherever the leader
+        waits (a publish retried through an election, a listing, a checkpoint), instead of when it next
+        looks at the lease: what it would still publish is fenced anyway, and a standby may lead."""
+        leader = asyncio.create_task(_Leader(self, stop).lead())
+        lost = asyncio.create_task(self.lease.lost.wait())
+        try:
+            await asyncio.wait({leader, lost}, return_when=asyncio.FIRST_COMPLETED)
+            if not leader.done():
+                await end_term(leader, self.lease.term)
+                raise LostLedger("lease lost")
+        finally:
+            lost.cancel()
+            # Cancelled from outside (the service stops): the leader goes with it.
+            leader.cancel()
+        leader.result()
 
 
 class _Leader:
@@ -174,13 +192,12 @@ class _Leader:
                 await self._pause(GAP_RETRY)
             finally:
                 backlog.cancel()
+                # Bounded: a checkpoint or collection stuck on a NATS fault must not hold the term open.
                 if self.checkpoint_task is not None:
-                    await asyncio.shield(self.checkpoint_task)
+                    await settle(self.checkpoint_task, f"checkpoint of scope {self.config.scope}")
                 await self.history.close()
-                try:
+                with contextlib.suppress(NotFoundError):
                     await sub.unsubscribe()
-                except NotFoundError:
-                    pass
 
     async def _restore_without_gap(self) -> Restored | None:
         """Restore from the newest checkpoint, once every event after it is in the log (docs/design.md

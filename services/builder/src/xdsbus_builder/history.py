@@ -22,6 +22,7 @@ from xdsbus.bus import Bus
 from xdsbus.contract.resources import ResourceKey
 from xdsbus.ledger import bases, sweep, window
 from xdsbus.proto.ledger.v1 import ledger_pb2
+from xdsbus_builder.teardown import settle
 
 log = logging.getLogger(__name__)
 
@@ -88,10 +89,10 @@ class History:
         self._collect_task = asyncio.create_task(self.collect())
 
     async def close(self) -> None:
-        """Let a running base or collection finish (the term ends)."""
-        for task in (self._base_task, self._collect_task):
+        """Let a running base or collection finish (the term ends), each for a bounded time."""
+        for task, what in ((self._base_task, "ledger base"), (self._collect_task, "history collection")):
             if task is not None:
-                await asyncio.shield(task)
+                await settle(task, f"{what} of scope {self.scope}")
 
     async def _write_base(
         self, record: ledger_pb2.Version, stream_seq: int, committed: dict[ResourceKey, str]

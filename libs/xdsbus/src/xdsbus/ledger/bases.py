@@ -23,7 +23,7 @@ from nats.js.errors import BadObjectMetaError, DigestMismatchError, NotFoundErro
 from xdsbus.bus import LEDGER_STREAM, Bus
 from xdsbus.contract import digest as digests
 from xdsbus.contract.resources import ResourceKey
-from xdsbus.objects import read_object
+from xdsbus.objects import list_objects, read_object
 from xdsbus.proto.ledger.v1 import ledger_pb2
 
 log = logging.getLogger(__name__)
@@ -170,10 +170,7 @@ class Stored(msgspec.Struct, frozen=True):
 
 async def stored(bus: Bus, scope: str) -> list[Stored]:
     """The scope's bases in the store, oldest version first."""
-    try:
-        infos = await bus.ledger_bases.list(ignore_deletes=True)
-    except NotFoundError:
-        return []
+    infos = await list_objects(bus.ledger_bases, what="the ledger bases")
     found = []
     for info in infos:
         version = version_of(scope, info.name) if not info.deleted else None

@@ -26,7 +26,7 @@ from nats.js.errors import DigestMismatchError, NotFoundError, ObjectNotFoundErr
 from xdsbus.bus import Bus
 from xdsbus.contract.resources import ResourceKey
 from xdsbus.fold.state import FoldState, StoredObject, SyncProgress
-from xdsbus.objects import read_object
+from xdsbus.objects import list_objects, read_object
 
 log = logging.getLogger(__name__)
 
@@ -263,10 +263,7 @@ class Stored(msgspec.Struct, frozen=True):
 
 async def listing(bus: Bus, scope: str) -> list[Stored]:
     """The scope's checkpoints, oldest first."""
-    try:
-        infos = await bus.checkpoints.list(ignore_deletes=True)
-    except NotFoundError:
-        return []
+    infos = await list_objects(bus.checkpoints, what="the checkpoints")
     stored = []
     for info in infos:
         seq = _seq_of(scope, info.name)

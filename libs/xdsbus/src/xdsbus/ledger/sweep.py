@@ -22,11 +22,11 @@ import contextlib
 import logging
 
 import msgspec
-from nats.js.errors import NotFoundError
 
 from xdsbus.bus import LARGE_RESOURCES_STORE, LEDGER_STREAM, RESOURCES_BUCKET, Bus
 from xdsbus.ledger import bases, reader
 from xdsbus.ledger.removal import drop_kv_entry, drop_object, object_meta_seq
+from xdsbus.objects import list_objects
 
 log = logging.getLogger(__name__)
 
@@ -172,8 +172,5 @@ async def _kv_revisions(bus: Bus) -> list[tuple[str, int]]:
 
 async def _large_objects(bus: Bus) -> list[tuple[str, str]]:
     """Every object of `xdsbus_resources_large`: (name, nuid)."""
-    try:
-        infos = await bus.large_resources.list(ignore_deletes=True)
-    except NotFoundError:
-        return []
+    infos = await list_objects(bus.large_resources, what="the large resource bodies")
     return [(info.name, info.nuid or "") for info in infos if not info.deleted]

@@ -20,6 +20,7 @@ from nats.js.errors import NotFoundError
 from xdsbus.bus import LEDGER_BASES_STORE, LEDGER_CHANGES_STORE, LEDGER_STREAM, Bus, ledger_subject
 from xdsbus.ledger import bases
 from xdsbus.ledger.removal import drop_object, object_meta_seq
+from xdsbus.objects import list_objects
 
 log = logging.getLogger(__name__)
 
@@ -91,10 +92,7 @@ async def purge_outside(bus: Bus, scope: str, window: float, *, now_ns: int | No
 async def _change_lists_before(bus: Bus, scope: str, version: int) -> list[str]:
     """Names of the scope's change-list objects of versions before `version` (same naming as bases:
     `<scope>.<version, 20 digits>`)."""
-    try:
-        infos = await bus.ledger_changes.list(ignore_deletes=True)
-    except NotFoundError:
-        return []
+    infos = await list_objects(bus.ledger_changes, what="the ledger change lists")
     names = []
     for info in infos:
         of = bases.version_of(scope, info.name)
