@@ -13,6 +13,9 @@ class TranslatorSettings(msgspec.Struct, frozen=True, kw_only=True):
     https_port: int = 443
     # The addresses clients reach the gateway at, reported in Gateway status (sorted, no duplicates).
     addresses: tuple[str, ...] = ()
+    # The Envoy build served (translate/dataplane.py): "envoy" (stock) or "higress" (Higress's build,
+    # whose extra filters Http2Rpc needs).
+    dataplane: str = "envoy"
 
     def describe(self) -> str:
         """The ledger's translator_version field: `xdsbus-translate/3 http=80 https=443`, with
@@ -20,6 +23,8 @@ class TranslatorSettings(msgspec.Struct, frozen=True, kw_only=True):
         out = f"{TRANSLATOR_VERSION} http={self.http_port} https={self.https_port}"
         if self.addresses:
             out += f" addresses={','.join(self.addresses)}"
+        if self.dataplane != "envoy":
+            out += f" dataplane={self.dataplane}"
         return out
 
     @classmethod
@@ -30,4 +35,5 @@ class TranslatorSettings(msgspec.Struct, frozen=True, kw_only=True):
             http_port=int(fields.get("http", 80)),
             https_port=int(fields.get("https", 443)),
             addresses=tuple(a for a in fields.get("addresses", "").split(",") if a),
+            dataplane=fields.get("dataplane", "envoy"),
         )
