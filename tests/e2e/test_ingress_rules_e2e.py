@@ -23,6 +23,7 @@ from tests.e2e.ingress_support import (
     wait_all,
     wait_warning,
 )
+from xdsbus.contract.status import ObjectStatus, Verdict
 from xdsbus_dev.harness.stack import Stack, edge_installed
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
@@ -199,3 +200,32 @@ async def test_only_ready_endpoints_get_traffic(stack: Stack) -> None:
     assert set(ports) == {pods[f"echo-r-7c9d5f-{n}"].port for n in (1, 2, 4)}
     assert ports[pods["echo-r-7c9d5f-4"].port]["health_flags"] != "healthy"
     assert ports[pods["echo-r-7c9d5f-1"].port]["health_flags"] == "healthy"
+
+
+async def test_the_builder_serves_only_ingresses_of_its_class(stack: Stack) -> None:
+    # watch-file publishes every Ingress; the builder (--ingress-class, default higress) decides.
+    host = "classy.test"
+    served = ingress("classy", {host: [IngressPath("/", "echo-d")]})
+    stack.write("class.yaml", [served])
+    await stack.wait_for_pod("/", "echo-d-", host=host)
+
+    foreign = ingress("classy", {host: [IngressPath("/", "echo-d")]})
+    foreign["spec"]["ingressClassName"] = "nginx"
+    stack.write("class.yaml", [foreign])
+
+    async def ignored() -> ObjectStatus | None:
+        status = await ingress_status(stack, "classy")
+        return status if status is not None and status.state == Verdict.IGNORED else None
+
+    status = await stack.wait(ignored, what="Ingress classy ignored")
+    assert status.reason == (
+        "Ingress demo/classy: ignored: class 'nginx' (spec.ingressClassName) is not 'higress' and its "
+        "IngressClass is not handled by higress.io/higress-controller"
+    )
+    # Its host now falls to the host-less rule of Ingress `hosts`, as any unknown host does.
+    await stack.wait_for_pod("/", "echo-c-", host=host)
+
+    # Switched back: served again.
+    stack.write("class.yaml", [served])
+    await stack.wait_for_pod("/", "echo-d-", host=host)
+    stack.remove("class.yaml")

@@ -55,6 +55,7 @@ def ingress(
             "creationTimestamp": created or "2026-01-01T00:00:00Z",
         },
         "spec": {
+            "ingressClassName": "higress",
             "rules": [
                 {
                     "host": host,
@@ -68,6 +69,6 @@ def ingress(
                         ]
                     },
                 }
-            ]
+            ],
         },
     }

@@ -44,7 +44,7 @@ def test_every_translated_kind_has_one_handler_folded_in_dependency_order() -> N
         "RegistryService",
         "McpBridge",
         "Secret",
-        "Http2Rpc",
+        "IngressClass",
         "Ingress",
         "GatewayClass",
         "Gateway",
@@ -55,7 +55,7 @@ def test_every_translated_kind_has_one_handler_folded_in_dependency_order() -> N
     )
 
 
-@pytest.mark.parametrize("kind", ["IngressClass", "ConfigMap", "WasmPlugin"])
+@pytest.mark.parametrize("kind", ["ConfigMap", "WasmPlugin", "Http2Rpc"])
 def test_a_kind_no_handler_translates_is_logged_once_and_gets_no_status(
     kind: str, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -6,7 +6,6 @@ import asyncio
 import base64
 from typing import Any
 
-import pytest
 from kubernetes_asyncio import client
 
 from tests.fakes.kube_api import (
@@ -273,45 +272,27 @@ async def test_deleted_while_down_is_gone_after_restart(
     assert folded_keys(events, "Ingress") == {"default/a"}
 
 
-async def test_ingress_class_filter(kube: FakeKubeApi, events: EventLog, start_watcher: StartWatcher) -> None:
+async def test_every_ingress_and_class_is_published(
+    kube: FakeKubeApi, events: EventLog, start_watcher: StartWatcher
+) -> None:
+    # Which class is served is the builder's decision (docs/design.md §4): the watcher publishes facts.
     kube.create(ingress("ours"))
     kube.create(ingress("nginx", class_name="nginx"))
-    kube.create(ingress("annotated", class_name=None, annotations={"kubernetes.io/ingress.class": "higress"}))
     kube.create(ingress("unclassed", class_name=None))
     kube.create(ingress_class("nginx", controller="k8s.io/ingress-nginx"))
-    await start_watcher()
+    await start_watcher(ingress_class="higress")
     await wait_synced(events, "Ingress", "IngressClass")
-    assert last_sync_keys(events, "Ingress") == ["default/annotated", "default/ours"]
+    assert last_sync_keys(events, "Ingress") == ["default/nginx", "default/ours", "default/unclassed"]
+    assert last_sync_keys(events, "IngressClass") == ["nginx"]
 
-    # A class marked default takes the Ingresses without a class: re-evaluated at once.
+    # A class change is one IngressClass event; the Ingresses are not published again.
+    upserts = len(events.of(Op.UPSERT, "Ingress"))
     kube.create(ingress_class("higress", default=True))
-    await events.wait_for(lambda log: log.of(Op.UPSERT, "Ingress", "default/unclassed"), "unclassed")
-    # An Ingress that moves to another class is deleted.
+    await events.wait_for(lambda log: log.of(Op.UPSERT, "IngressClass", "higress"), "higress class")
     kube.update(ingress("ours", class_name="nginx"))
-    await events.wait_for(lambda log: log.of(Op.DELETE, "Ingress", "default/ours"), "ours deleted")
-    # The default moves to nginx: the class-less Ingress leaves too.
-    kube.update(ingress_class("higress"))
-    kube.update(ingress_class("nginx", default=True, controller="k8s.io/ingress-nginx"))
-    await events.wait_for(lambda log: log.of(Op.DELETE, "Ingress", "default/unclassed"), "unclassed deleted")
-    assert folded_keys(events, "Ingress") == {"default/annotated"}
-
-
-@pytest.mark.parametrize(
-    ("wanted", "published"),
-    [
-        ("", ["default/nginx", "default/ours", "default/unclassed"]),
-        ("nginx", ["default/nginx", "default/unclassed"]),
-    ],
-)
-async def test_ingress_class_flag(
-    kube: FakeKubeApi, events: EventLog, start_watcher: StartWatcher, wanted: str, published: list[str]
-) -> None:
-    kube.create(ingress("ours"))
-    kube.create(ingress("nginx", class_name="nginx"))
-    kube.create(ingress("unclassed", class_name=None))
-    await start_watcher(ingress_class=wanted)
-    await wait_synced(events, "Ingress")
-    assert last_sync_keys(events, "Ingress") == published
+    await events.wait_for(lambda log: len(log.of(Op.UPSERT, "Ingress", "default/ours")) == 2, "ours moved")
+    assert len(events.of(Op.UPSERT, "Ingress")) == upserts + 1
+    assert events.of(Op.DELETE, "Ingress") == []
 
 
 async def test_missing_crd_is_waited_for(

@@ -1,4 +1,5 @@
-"""The pure parts of the Kubernetes source: the ingress class rule, body normalization, the feed table."""
+"""The pure parts of the Kubernetes source: the ingress class rule (the builder's, which watch-k8s also
+applies to choose whose status it writes), body normalization, the feed table."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ from typing import Any
 import pytest
 
 from tests.watch_k8s.conftest import ingress, ingress_class
+from xdsbus.model.k8s import K8sIngress, decode_object
+from xdsbus.translate.ingress_class import HIGRESS_CONTROLLER, class_facts, default_class, ignored_reason
 from xdsbus_watch_file.manifests import object_key
-from xdsbus_watch_k8s.ingress_class import HIGRESS_CONTROLLER, IngressClassFilter, default_class
 from xdsbus_watch_k8s.normalize import normalize
 from xdsbus_watch_k8s.resources import RESOURCES, feeds
 from xdsbus_watch_k8s.status_writer import load_balancer_ingress
@@ -18,6 +20,17 @@ ANNOTATION = "kubernetes.io/ingress.class"
 
 def classes(*objs: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {obj["metadata"]["name"]: obj for obj in objs}
+
+
+class IngressClassFilter:
+    """The rule over raw bodies, as the watcher holds them."""
+
+    def __init__(self, wanted: str) -> None:
+        self.wanted = wanted
+
+    def matches(self, body: dict[str, Any], class_bodies: dict[str, dict[str, Any]]) -> bool:
+        facts = {name: class_facts(name, obj) for name, obj in class_bodies.items()}
+        return ignored_reason(decode_object(body, K8sIngress), facts, self.wanted) is None
 
 
 @pytest.mark.parametrize(
@@ -86,8 +99,9 @@ def test_default_class_newest_wins() -> None:
     new = ingress_class("new", default=True)
     old["metadata"]["creationTimestamp"] = "2024-01-01T00:00:00Z"
     new["metadata"]["creationTimestamp"] = "2025-01-01T00:00:00Z"
-    assert default_class(classes(old, new)) == "new"
-    assert default_class(classes(ingress_class("a"))) is None
+    facts = {name: class_facts(name, obj) for name, obj in classes(old, new).items()}
+    assert default_class(facts) == "new"
+    assert default_class({"a": class_facts("a", ingress_class("a"))}) is None
 
 
 def test_normalize_drops_noise_and_keeps_identity() -> None:

@@ -5,10 +5,10 @@ is not installed, holds up nothing else. Each feed turns the API's objects into 
 (normalize.py), keeps the ones it publishes, and hands them to its kind's publisher (publisher.py), which
 resyncs the kind after every list and publishes what changed after every watch event.
 
-Two kinds depend on each other: which Ingresses are published depends on the IngressClass objects
-(ingress_class.py). The Ingress feed starts only once IngressClasses are listed, and every IngressClass
-change re-evaluates the Ingresses: one that stops matching is published as deleted, one that starts
-matching as upserted.
+Every Ingress and every IngressClass is published: which Ingresses the gateway serves is the builder's
+decision (docs/design.md §4). The class rule (xdsbus.translate.ingress_class) is applied here only to
+choose which Ingresses get the gateway's address written into their status, and every IngressClass change
+checks them again.
 """
 
 from __future__ import annotations
@@ -17,18 +17,19 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
-from collections.abc import Coroutine, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from kubernetes_asyncio import client
 
 from xdsbus.bus import Bus
 from xdsbus.lease import Lease, pod_identity
+from xdsbus.model.k8s import K8sIngress, decode_object
 from xdsbus.secretbox import SecretBox
+from xdsbus.translate.ingress_class import DEFAULT_INGRESS_CLASS, class_facts, ignored_reason
 from xdsbus.watcher import Watcher
 from xdsbus_watch_k8s.api import KubeApi
 from xdsbus_watch_k8s.gateway_status import GatewayStatusWriter
-from xdsbus_watch_k8s.ingress_class import DEFAULT_INGRESS_CLASS, IngressClassFilter
 from xdsbus_watch_k8s.list_watch import DEFAULT_PAGE_SIZE, DEFAULT_WATCH_TIMEOUT, DELETED, ListWatch
 from xdsbus_watch_k8s.normalize import normalize, object_name
 from xdsbus_watch_k8s.publisher import Body, KindPublisher
@@ -79,11 +80,10 @@ class K8sWatcher(Watcher):
         self.retry_base = retry_base
         self.retry_cap = retry_cap
         self.feeds = feeds(watch_namespace, system_namespace, secret_namespaces)
-        self.class_filter = IngressClassFilter(ingress_class)
+        self.ingress_class = ingress_class
         # Kept across calls of watch(): what was published is what the next resync is compared with.
         counts = Counter(feed.kind for feed in self.feeds)
         self.publishers = {kind: KindPublisher(self, kind, count) for kind, count in counts.items()}
-        self.publishers[INGRESS.kind].visible = self._ingress_matches
         self.loops: list[ListWatch] = []
         self.status_writer: StatusWriter | None = None
 
@@ -93,13 +93,26 @@ class K8sWatcher(Watcher):
         for publisher in self.publishers.values():
             publisher.reset()
 
-    def _ingress_matches(self, _key: str, body: Body) -> bool:
-        return self.class_filter.matches(body, self.publishers[INGRESS_CLASS.kind].objects())
+    def _status_wanted(self, key: str) -> bool:
+        """Whether the gateway's address belongs in this Ingress's status: published and of the class
+        `--ingress-class` names (the builder's flag of the same name decides what is served)."""
+        ingresses = self.publishers[INGRESS.kind]
+        body = ingresses.get(key)
+        if body is None or not ingresses.is_published(key):
+            return False
+        try:
+            ingress = decode_object(body, K8sIngress)
+        except Exception:  # the builder rejects it and says why; no address for it
+            return False
+        classes = {
+            name: class_facts(name, obj)
+            for name, obj in self.publishers[INGRESS_CLASS.kind].objects().items()
+        }
+        return ignored_reason(ingress, classes, self.ingress_class) is None
 
     async def watch(self) -> None:
         """Run every feed (and the status writer) until `stop` is set."""
         async with KubeApi(self.configuration, f"xdsbus-watch-k8s/{self.instance_id}") as api:
-            ingresses = self.publishers[INGRESS.kind]
             if self.gateway_addresses or self.gateway_status:
                 lease = Lease(
                     self.bus, lease_name(self.cluster), self.instance_id, self.bus.settings.lease_ttl
@@ -108,7 +121,7 @@ class K8sWatcher(Watcher):
                     api,
                     lease,
                     load_balancer_ingress(self.gateway_addresses),
-                    ingresses.is_published,
+                    self._status_wanted,
                     self.stop,
                     retry_cap=self.retry_cap,
                     gateway=GatewayStatusWriter(
@@ -138,12 +151,7 @@ class K8sWatcher(Watcher):
                     retry_cap=self.retry_cap,
                 )
                 self.loops.append(loop)
-                run: Coroutine[Any, Any, None] = loop.run()
-                if feed.kind == INGRESS.kind:
-                    # Which Ingresses match depends on the IngressClasses: a resync before they are known
-                    # would drop Ingresses that only match through a class object.
-                    run = _after(self.publishers[INGRESS_CLASS.kind].synced, run)
-                tasks.append(asyncio.create_task(run, name=f"watch {feed.name}"))
+                tasks.append(asyncio.create_task(loop.run(), name=f"watch {feed.name}"))
             writer = None
             if self.status_writer is not None:
                 writer = asyncio.create_task(self.status_writer.run(), name="status writes")
@@ -161,15 +169,6 @@ class K8sWatcher(Watcher):
                         writer.cancel()
                     with contextlib.suppress(TimeoutError, asyncio.CancelledError):
                         await asyncio.wait_for(writer, timeout=5)
-
-
-async def _after(ready: asyncio.Event, run: Coroutine[Any, Any, None]) -> None:
-    try:
-        await ready.wait()
-    except asyncio.CancelledError:
-        run.close()
-        raise
-    await run
 
 
 class _FeedSink:
@@ -215,7 +214,6 @@ class _FeedSink:
     ) -> None:
         kind = self.feed.kind
         if kind == INGRESS_CLASS.kind:
-            await self.watcher.publishers[INGRESS.kind].reevaluate()
             if self.watcher.status_writer is not None:
                 self.watcher.status_writer.touch()
         elif kind == INGRESS.kind and self.watcher.status_writer is not None:

@@ -27,8 +27,8 @@ from xdsbus.service_flags import (
     positive_int,
     watcher_secret_box,
 )
+from xdsbus.translate.ingress_class import DEFAULT_INGRESS_CLASS
 from xdsbus_watch_k8s.api import ConfigError, load_configuration
-from xdsbus_watch_k8s.ingress_class import DEFAULT_INGRESS_CLASS
 from xdsbus_watch_k8s.k8s_watcher import K8sWatcher
 from xdsbus_watch_k8s.list_watch import DEFAULT_WATCH_TIMEOUT
 from xdsbus_watch_k8s.resources import DEFAULT_SYSTEM_NAMESPACE
@@ -126,7 +126,8 @@ def build_parser() -> ServiceParser:
         "--ingress-class",
         "XDSBUS_INGRESS_CLASS",
         default=DEFAULT_INGRESS_CLASS,
-        help="the ingress class served; empty: every Ingress; nginx: class nginx or none",
+        help="the ingress class whose Ingresses get the gateway's address in their status (the builder's "
+        "--ingress-class decides what is served; keep them equal); empty: every Ingress",
     )
     parser.env_flag(
         "--gateway-address",

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from xdsbus.watcher import Watcher, content_rev
@@ -22,20 +22,14 @@ from xdsbus.watcher import Watcher, content_rev
 log = logging.getLogger(__name__)
 
 Body = dict[str, Any]
-Visible = Callable[[str, Body], bool]
-
-
-def _always(_key: str, _body: Body) -> bool:
-    return True
 
 
 class KindPublisher:
     """The published state of one kind, fed by one or more feeds (numbered from 0)."""
 
-    def __init__(self, watcher: Watcher, kind: str, feeds: int, visible: Visible = _always) -> None:
+    def __init__(self, watcher: Watcher, kind: str, feeds: int) -> None:
         self.watcher = watcher
         self.kind = kind
-        self.visible = visible
         self.synced = asyncio.Event()  # set after the kind's first resync
         # One lock per kind: a resync (sync_begin, upserts, sync_end) never interleaves with other events
         # of the same kind, and the key list of a sync_end is exactly what was published.
@@ -44,7 +38,7 @@ class KindPublisher:
         self._published: dict[str, str] = {}  # key -> rev told to the builder
 
     def objects(self) -> dict[str, Body]:
-        """Every object the feeds hold (visible or not), by key."""
+        """Every object the feeds hold, by key."""
         merged: dict[str, Body] = {}
         for held in self._feeds:
             if held:
@@ -86,27 +80,15 @@ class KindPublisher:
                 await self._publish(key)
             # Before the first resync the change is only recorded: that resync publishes it.
 
-    async def reevaluate(self) -> None:
-        """Publish what `visible` now says differently (an IngressClass changed)."""
-        async with self._lock:
-            if not self.synced.is_set():
-                return
-            objects = self.objects()
-            for key in sorted(set(objects) | set(self._published)):
-                # Bodies did not change, only whether they are visible: skip hashing what stays as it is.
-                body = objects.get(key)
-                if (body is not None and self.visible(key, body)) != (key in self._published):
-                    await self._publish(key)
-
-    def _current(self, key: str) -> Body | None:
+    def get(self, key: str) -> Body | None:
+        """The body a feed holds for `key`, if any."""
         for held in self._feeds:
             if held and key in held:
-                body = held[key]
-                return body if self.visible(key, body) else None
+                return held[key]
         return None
 
     async def _publish(self, key: str) -> None:
-        body = self._current(key)
+        body = self.get(key)
         if body is not None:
             rev = content_rev(body)  # the Watcher's default rev, computed once for the digest too
             # A refused upsert (reported by the watcher) leaves what was published: tried again next time.
@@ -117,7 +99,7 @@ class KindPublisher:
                 del self._published[key]
 
     async def _resync(self) -> None:
-        present = {key: body for key, body in self.objects().items() if self.visible(key, body)}
+        present = self.objects()
         epoch = await self.watcher.begin_sync([self.kind])
         for key in sorted(present):
             rev = content_rev(present[key])

@@ -21,6 +21,8 @@ def status_key(kind: str, source: str, key: str) -> str:
 class Verdict(enum.StrEnum):
     ACCEPTED = "accepted"
     REJECTED = "rejected"
+    # Not this gateway's to serve (an Ingress of another class): not an error.
+    IGNORED = "ignored"
 
 
 class Condition(msgspec.Struct, frozen=True, rename="camel", kw_only=True):

@@ -11,7 +11,6 @@ from envoy.config.core.v3 import address_pb2
 from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
 from envoy.extensions.filters.http.cors.v3 import cors_pb2
 from envoy.extensions.filters.http.custom_response.v3 import custom_response_pb2
-from envoy.extensions.filters.http.local_ratelimit.v3 import local_rate_limit_pb2
 from envoy.extensions.filters.http.rbac.v3 import rbac_pb2
 from envoy.extensions.filters.http.router.v3 import router_pb2
 from envoy.extensions.filters.listener.tls_inspector.v3 import tls_inspector_pb2
@@ -26,11 +25,7 @@ from xdsbus.translate.envoy_common import ads_source, pack, sds_secret, tls_tran
 CORS_FILTER = "envoy.filters.http.cors"
 RBAC_FILTER = "envoy.filters.http.rbac"
 CUSTOM_RESPONSE_FILTER = "envoy.filters.http.custom_response"
-LOCAL_RATE_LIMIT_FILTER = "envoy.filters.http.local_ratelimit"
 ROUTER_FILTER = "envoy.filters.http.router"
-
-# Istio's stat prefix for the local rate limit it generates from Higress's route filter.
-LOCAL_RATE_LIMIT_STAT_PREFIX = "http_local_rate_limiter"
 
 _HCM_FILTER = "envoy.filters.network.http_connection_manager"
 _TLS_INSPECTOR = "envoy.filters.listener.tls_inspector"
@@ -51,15 +46,6 @@ def https_route_config_name(port: int, name: str) -> str:
     return f"https.{port}.{name}"
 
 
-def local_rate_limit_filter() -> hcm.HttpFilter:
-    """Envoy's local rate limit without a bucket: it limits nothing until a route's typed_per_filter_config
-    gives one (Higress route-limit-*, docs/higress.md §1.14)."""
-    return hcm.HttpFilter(
-        name=LOCAL_RATE_LIMIT_FILTER,
-        typed_config=pack(local_rate_limit_pb2.LocalRateLimit(stat_prefix=LOCAL_RATE_LIMIT_STAT_PREFIX)),
-    )
-
-
 def _http_filters() -> list[hcm.HttpFilter]:
     # Order matters: CORS answers preflights before access control, RBAC refuses before anything is
     # forwarded, and custom_response must sit before the router to see its responses. The RBAC filter
@@ -68,7 +54,6 @@ def _http_filters() -> list[hcm.HttpFilter]:
         hcm.HttpFilter(name=CORS_FILTER, typed_config=pack(cors_pb2.Cors())),
         hcm.HttpFilter(name=RBAC_FILTER, typed_config=pack(rbac_pb2.RBAC())),
         hcm.HttpFilter(name=CUSTOM_RESPONSE_FILTER, typed_config=pack(custom_response_pb2.CustomResponse())),
-        local_rate_limit_filter(),
         hcm.HttpFilter(name=ROUTER_FILTER, typed_config=pack(router_pb2.Router())),
     ]
 

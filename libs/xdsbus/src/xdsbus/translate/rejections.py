@@ -7,7 +7,6 @@ import logging
 import msgspec
 
 from xdsbus.secretbox import SecretKeyError
-from xdsbus.translate.http2rpc import Http2RpcError
 from xdsbus.translate.ingress_rules import IngressError
 from xdsbus.translate.k8s_secrets import SecretError
 from xdsbus.translate.k8s_services import ServiceError
@@ -22,7 +21,6 @@ _EXPECTED_ERRORS = (
     SecretError,
     SecretKeyError,
     RegistryServiceError,
-    Http2RpcError,
 )
 
 

@@ -13,18 +13,18 @@ class TranslatorSettings(msgspec.Struct, frozen=True, kw_only=True):
     https_port: int = 443
     # The addresses clients reach the gateway at, reported in Gateway status (sorted, no duplicates).
     addresses: tuple[str, ...] = ()
-    # The Envoy build served (translate/dataplane.py): "envoy" (stock) or "higress" (Higress's build,
-    # whose extra filters Http2Rpc needs).
-    dataplane: str = "envoy"
+    # The ingress class served (translate/ingress_class.py); "" serves every Ingress, as every version
+    # recorded before the builder decided classes did (their watchers had filtered).
+    ingress_class: str = ""
 
     def describe(self) -> str:
         """The ledger's translator_version field: `xdsbus-translate/3 http=80 https=443`, with
-        ` addresses=a,b` when the gateway has addresses."""
+        ` addresses=a,b` when the gateway has addresses and ` ingress_class=C` when one class is served."""
         out = f"{TRANSLATOR_VERSION} http={self.http_port} https={self.https_port}"
         if self.addresses:
             out += f" addresses={','.join(self.addresses)}"
-        if self.dataplane != "envoy":
-            out += f" dataplane={self.dataplane}"
+        if self.ingress_class:
+            out += f" ingress_class={self.ingress_class}"
         return out
 
     @classmethod
@@ -35,5 +35,5 @@ class TranslatorSettings(msgspec.Struct, frozen=True, kw_only=True):
             http_port=int(fields.get("http", 80)),
             https_port=int(fields.get("https", 443)),
             addresses=tuple(a for a in fields.get("addresses", "").split(",") if a),
-            dataplane=fields.get("dataplane", "envoy"),
+            ingress_class=fields.get("ingress_class", ""),
         )

@@ -18,7 +18,6 @@ from xdsbus.contract.status import ObjectStatus
 from xdsbus.fold.state import FoldState, ObjectRef
 from xdsbus.secretbox import SecretBox
 from xdsbus.translate.handlers.gateway_api import GatewayApiHandler
-from xdsbus.translate.handlers.http2rpc import Http2RpcHandler
 from xdsbus.translate.handlers.ingress import IngressHandler
 from xdsbus.translate.handlers.registries import RegistriesHandler
 from xdsbus.translate.handlers.route_inputs import RouteInputs
@@ -50,15 +49,12 @@ class Translator:
         routes = RouteInputs(self.table, self._status, self.settings, self._services, self._secrets, derived)
         self._ingress = IngressHandler(routes)
         self._gateway_api = GatewayApiHandler(routes)
-        http2rpc = Http2RpcHandler(self._status, self.settings.dataplane, self._ingress.dependents)
-        self._ingress.rpc = http2rpc.rpc_lookup()
         self._listeners = SharedListeners(self.table, self.settings, self._ingress, self._gateway_api)
         # In the order a full build folds them: what a kind reads is folded before it.
         handlers: list[KindHandler] = [
             self._services,
             RegistriesHandler(self._services, self._status),
             self._secrets,
-            http2rpc,
             self._ingress,
             self._gateway_api,
         ]
@@ -68,7 +64,7 @@ class Translator:
                 if kind in self._handlers:
                     raise ValueError(f"kind {kind} has two handlers")
                 self._handlers[kind] = handler
-        # Kinds that reach the translator but no handler translates (IngressClass, ConfigMap, WasmPlugin
+        # Kinds that reach the translator but no handler translates (ConfigMap, WasmPlugin, Http2Rpc
         # today): logged once each, and left without a status as before.
         self._unhandled: set[str] = set()
 

@@ -1,5 +1,7 @@
 """Ingresses: each translated into host routes and TLS entries, and per host its HTTP virtual host, its
-HTTPS route configuration and SNI filter chain, and the derived clusters and secrets they use."""
+HTTPS route configuration and SNI filter chain, and the derived clusters and secrets they use. Only the
+Ingresses of the served class (translate/ingress_class.py) are translated; the others are reported
+ignored, and every IngressClass change decides its source's Ingresses again."""
 
 from __future__ import annotations
 
@@ -21,13 +23,13 @@ from xdsbus.translate.handlers.route_inputs import RouteInputs
 from xdsbus.translate.handlers.touched import Touched
 from xdsbus.translate.ingress_annotations import CanarySpec
 from xdsbus.translate.ingress_annotations.re2 import ENVOY_MAX_PROGRAM_SIZE, re2_problem, re2_program_size
+from xdsbus.translate.ingress_class import HIGRESS_CONTROLLER, IngressClassFacts, class_facts, ignored_reason
 from xdsbus.translate.ingress_rules import (
     WILDCARD_HOST,
     HostRoute,
     HostTls,
     IngressError,
     IngressTranslation,
-    RpcLookup,
     http_listener_route,
     translate_ingress,
 )
@@ -36,6 +38,7 @@ from xdsbus.translate.route_order import describe_match, order_routes
 from xdsbus.translate.virtual_hosts import Problems, origin_ref, route_needs, serve_virtual_host
 
 INGRESS = "Ingress"
+INGRESS_CLASS = "IngressClass"
 
 
 @dataclass
@@ -65,19 +68,47 @@ class IngressIndex:
 class IngressHandler:
     """Folds Ingresses; rebuilds the hosts they contribute to."""
 
-    kinds = (INGRESS,)
+    # Classes first: a full build knows them all before it decides an Ingress.
+    kinds = (INGRESS_CLASS, INGRESS)
 
     def __init__(self, inputs: RouteInputs) -> None:
         self._in = inputs
         self.index = IngressIndex()
-        # How Http2Rpc objects are looked up (set by the translator; None: the data plane has no
-        # transcoder, so Ingresses naming one answer 503).
-        self.rpc: RpcLookup | None = None
+        # Per source, its IngressClass objects by name: an Ingress is decided by its own source's classes.
+        self._classes: dict[str, dict[str, IngressClassFacts]] = {}
 
     def fold(self, state: FoldState, ref: ObjectRef) -> Touched:
         """An Ingress changed: it is translated by `translate`, once the update's services are rebuilt
-        (its routes read their models)."""
+        (its routes read their models). An IngressClass changed: every Ingress of its source is decided
+        again."""
+        if ref.kind == INGRESS_CLASS:
+            self._fold_class(state, ref)
+            return Touched(
+                ingresses=frozenset(r for r, _ in state.of_kind(INGRESS) if r.source == ref.source)
+            )
         return Touched(ingresses=frozenset((ref,)))
+
+    def _fold_class(self, state: FoldState, ref: ObjectRef) -> None:
+        classes = self._classes.setdefault(ref.source, {})
+        stored = state.get(ref)
+        if stored is None:
+            classes.pop(ref.key, None)
+            if not classes:
+                del self._classes[ref.source]
+            self._in.status.clear(ref)
+            return
+        facts = class_facts(ref.key, stored.body)
+        classes[ref.key] = facts
+        wanted = self._in.settings.ingress_class
+        if not wanted or facts.name == wanted or facts.controller == HIGRESS_CONTROLLER:
+            self._in.status.set(ref, Verdict.ACCEPTED)
+        else:
+            self._in.status.set(
+                ref,
+                Verdict.IGNORED,
+                f"IngressClass {ref.key}: not {wanted!r} and its controller {facts.controller!r} is not "
+                f"{HIGRESS_CONTROLLER}; its Ingresses are not served",
+            )
 
     # -- what other changes touch ---------------------------------------------------------------
 
@@ -138,7 +169,14 @@ class IngressHandler:
             return vhosts
         try:
             ingress = decode_object(stored.body, K8sIngress)
-            translation = translate_ingress(ingress, ref.source, ref.key, self._in.services.model, self.rpc)
+            ignored = ignored_reason(
+                ingress, self._classes.get(ref.source, {}), self._in.settings.ingress_class
+            )
+            if ignored is not None:
+                # Another controller's Ingress: not an error, and nothing of it is served.
+                self._in.status.set(ref, Verdict.IGNORED, f"Ingress {ref.key}: ignored: {ignored}")
+                return vhosts
+            translation = translate_ingress(ingress, ref.source, ref.key, self._in.services.model)
         except Exception as exc:
             if isinstance(exc, IngressError):
                 # The reason may say a service is missing: its arrival must translate this one again.
@@ -171,10 +209,6 @@ class IngressHandler:
         if WILDCARD_HOST in vhosts:
             # Wildcard hosts end with the `*` rules (see _one_label); sorted, `*` is rebuilt first.
             vhosts = vhosts | {host for host in self.index.vhost_members if _is_wildcard(host)}
-        if any(_is_wildcard(host) for host in vhosts):
-            # Exact hosts end with their wildcard host's routes (_wildcard_fallback); sorted, `*.x` comes
-            # before the names under it.
-            vhosts = vhosts | {host for host in self.index.vhost_members if _parent_wildcard(host) in vhosts}
         for host in sorted(vhosts):
             self._regenerate_host(host)
 
@@ -198,8 +232,6 @@ class IngressHandler:
             if _is_wildcard(host):
                 # Names deeper than one label are not this host's: they fall through to the `*` rules.
                 http_routes = _one_label(http_routes, host, host_routes, problems) + index.catch_all_routes
-            else:
-                http_routes = http_routes + self._wildcard_fallback(host, http_listener=True)
             vhost, http_routes = serve_virtual_host(f"{host}:{ports.http_port}", host, http_routes, problems)
             index.vhost_bytes[host] = envoy_routes.frame_virtual_host(vhost)
             index.vhost_routes[host] = http_routes
@@ -215,8 +247,6 @@ class IngressHandler:
             https_routes = self._ordered_routes(host, host_routes, False, True, {})
             if _is_wildcard(host):
                 https_routes = _one_label(https_routes, host, host_routes, {})
-            else:
-                https_routes = https_routes + self._wildcard_fallback(host, http_listener=False)
             vhost, https_routes = serve_virtual_host(f"{host}:{ports.https_port}", host, https_routes, {})
             self._in.table.put(ROUTE, https_name, envoy_routes.assemble_route_config(https_name, [vhost]))
             index.tls_hosts[host] = TlsFilterChainModel(
@@ -282,26 +312,6 @@ class IngressHandler:
             return None, needed
         return chosen, needed
 
-    def _wildcard_fallback(self, host: str, *, http_listener: bool) -> list[Route]:
-        """The routes an exact host falls back to when none of its own match: its wildcard host's, as
-        Higress serves them (e2e test httproute-exact-domain-fallback: `www.foo.com/foo` reaches the
-        `*.foo.com` Ingress when `www.foo.com` only routes `/bar`). On plain HTTP they are exactly what
-        the wildcard host serves there, ending with the `*` rules."""
-        parent = _parent_wildcard(host)
-        if not parent:
-            return []
-        if http_listener:
-            return list(self.index.vhost_routes.get(parent, []))
-        members = [
-            hr
-            for ref in sorted(self.index.vhost_members.get(parent, ()))
-            for hr in self.index.translations[ref].routes
-            if hr.host == parent
-        ]
-        if not members:
-            return []
-        return _one_label(self._ordered_routes(parent, members, False, True, {}), parent, members, {})
-
     def _ordered_routes(
         self, host: str, host_routes: list[HostRoute], http_listener: bool, has_tls: bool, problems: Problems
     ) -> list[Route]:
@@ -332,13 +342,6 @@ class IngressHandler:
 
 def _is_wildcard(host: str) -> bool:
     return host.startswith("*.")
-
-
-def _parent_wildcard(host: str) -> str:
-    """The wildcard host one label above an exact host (`a.example.com` -> `*.example.com`), or ""."""
-    if host == WILDCARD_HOST or _is_wildcard(host) or "." not in host:
-        return ""
-    return "*." + host.split(".", 1)[1]
 
 
 def _one_label(routes: list[Route], host: str, members: list[HostRoute], problems: Problems) -> list[Route]:
