@@ -44,7 +44,6 @@ def test_every_translated_kind_has_one_handler_folded_in_dependency_order() -> N
         "RegistryService",
         "McpBridge",
         "Secret",
-        "IngressClass",
         "Ingress",
         "GatewayClass",
         "Gateway",
@@ -52,10 +51,11 @@ def test_every_translated_kind_has_one_handler_folded_in_dependency_order() -> N
         "GRPCRoute",
         "ReferenceGrant",
         "Namespace",
+        "WasmPlugin",
     )
 
 
-@pytest.mark.parametrize("kind", ["ConfigMap", "WasmPlugin", "Http2Rpc"])
+@pytest.mark.parametrize("kind", ["IngressClass", "ConfigMap", "Http2Rpc"])
 def test_a_kind_no_handler_translates_is_logged_once_and_gets_no_status(
     kind: str, caplog: pytest.LogCaptureFixture
 ) -> None:
