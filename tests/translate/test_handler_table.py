@@ -44,6 +44,7 @@ def test_every_translated_kind_has_one_handler_folded_in_dependency_order() -> N
         "RegistryService",
         "McpBridge",
         "Secret",
+        "IngressClass",
         "Ingress",
         "GatewayClass",
         "Gateway",
@@ -55,7 +56,7 @@ def test_every_translated_kind_has_one_handler_folded_in_dependency_order() -> N
     )
 
 
-@pytest.mark.parametrize("kind", ["IngressClass", "ConfigMap", "Http2Rpc"])
+@pytest.mark.parametrize("kind", ["ConfigMap", "Http2Rpc"])
 def test_a_kind_no_handler_translates_is_logged_once_and_gets_no_status(
     kind: str, caplog: pytest.LogCaptureFixture
 ) -> None:

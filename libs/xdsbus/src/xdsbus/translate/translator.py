@@ -74,8 +74,8 @@ class Translator:
                 if kind in self._handlers:
                     raise ValueError(f"kind {kind} has two handlers")
                 self._handlers[kind] = handler
-        # Kinds that reach the translator but no handler translates (IngressClass, ConfigMap, Http2Rpc
-        # today): logged once each, and left without a status as before.
+        # Kinds that reach the translator but no handler translates (ConfigMap, Http2Rpc today): logged
+        # once each, and left without a status as before.
         self._unhandled: set[str] = set()
 
     @property

@@ -1,5 +1,7 @@
 """Ingresses: each translated into host routes and TLS entries, and per host its HTTP virtual host, its
-HTTPS route configuration and SNI filter chain, and the derived clusters and secrets they use."""
+HTTPS route configuration and SNI filter chain, and the derived clusters and secrets they use. Only the
+Ingresses of the served class (translate/ingress_class.py) are translated; the others are reported
+ignored, and every IngressClass change decides its source's Ingresses again."""
 
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from xdsbus.translate.handlers.route_inputs import RouteInputs
 from xdsbus.translate.handlers.touched import Touched
 from xdsbus.translate.ingress_annotations import CanarySpec
 from xdsbus.translate.ingress_annotations.re2 import ENVOY_MAX_PROGRAM_SIZE, re2_problem, re2_program_size
+from xdsbus.translate.ingress_class import HIGRESS_CONTROLLER, IngressClassFacts, class_facts, ignored_reason
 from xdsbus.translate.ingress_rules import (
     WILDCARD_HOST,
     HostRoute,
@@ -35,6 +38,7 @@ from xdsbus.translate.route_order import describe_match, order_routes
 from xdsbus.translate.virtual_hosts import Problems, origin_ref, route_needs, serve_virtual_host
 
 INGRESS = "Ingress"
+INGRESS_CLASS = "IngressClass"
 
 
 @dataclass
@@ -64,16 +68,47 @@ class IngressIndex:
 class IngressHandler:
     """Folds Ingresses; rebuilds the hosts they contribute to."""
 
-    kinds = (INGRESS,)
+    # Classes first: a full build knows them all before it decides an Ingress.
+    kinds = (INGRESS_CLASS, INGRESS)
 
     def __init__(self, inputs: RouteInputs) -> None:
         self._in = inputs
         self.index = IngressIndex()
+        # Per source, its IngressClass objects by name: an Ingress is decided by its own source's classes.
+        self._classes: dict[str, dict[str, IngressClassFacts]] = {}
 
     def fold(self, state: FoldState, ref: ObjectRef) -> Touched:
         """An Ingress changed: it is translated by `translate`, once the update's services are rebuilt
-        (its routes read their models)."""
+        (its routes read their models). An IngressClass changed: every Ingress of its source is decided
+        again."""
+        if ref.kind == INGRESS_CLASS:
+            self._fold_class(state, ref)
+            return Touched(
+                ingresses=frozenset(r for r, _ in state.of_kind(INGRESS) if r.source == ref.source)
+            )
         return Touched(ingresses=frozenset((ref,)))
+
+    def _fold_class(self, state: FoldState, ref: ObjectRef) -> None:
+        classes = self._classes.setdefault(ref.source, {})
+        stored = state.get(ref)
+        if stored is None:
+            classes.pop(ref.key, None)
+            if not classes:
+                del self._classes[ref.source]
+            self._in.status.clear(ref)
+            return
+        facts = class_facts(ref.key, stored.body)
+        classes[ref.key] = facts
+        wanted = self._in.settings.ingress_class
+        if not wanted or facts.name == wanted or facts.controller == HIGRESS_CONTROLLER:
+            self._in.status.set(ref, Verdict.ACCEPTED)
+        else:
+            self._in.status.set(
+                ref,
+                Verdict.IGNORED,
+                f"IngressClass {ref.key}: not {wanted!r} and its controller {facts.controller!r} is not "
+                f"{HIGRESS_CONTROLLER}; its Ingresses are not served",
+            )
 
     # -- what other changes touch ---------------------------------------------------------------
 
@@ -142,6 +177,13 @@ class IngressHandler:
             return vhosts
         try:
             ingress = decode_object(stored.body, K8sIngress)
+            ignored = ignored_reason(
+                ingress, self._classes.get(ref.source, {}), self._in.settings.ingress_class
+            )
+            if ignored is not None:
+                # Another controller's Ingress: not an error, and nothing of it is served.
+                self._in.status.set(ref, Verdict.IGNORED, f"Ingress {ref.key}: ignored: {ignored}")
+                return vhosts
             translation = translate_ingress(ingress, ref.source, ref.key, self._in.services.model)
         except Exception as exc:
             if isinstance(exc, IngressError):
