@@ -630,6 +630,7 @@ def test_http_listener_filters_and_websocket() -> None:
         "envoy.filters.http.cors",
         "envoy.filters.http.rbac",
         "envoy.filters.http.custom_response",
+        "envoy.filters.http.local_ratelimit",
         "envoy.filters.http.router",
     ]
     rbac = unpack(mgr.http_filters[1].typed_config, rbac_filter_pb2.RBAC)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -57,13 +58,21 @@ def test_higress_only_keys_ignore_the_nginx_prefix() -> None:
     assert p.timeout_ms == 0
     assert p.header_control.request is None
     assert p.rewrite is None
-    assert p.problems == ()
+    # Higress ignores them silently; a user sees why they do nothing (ignored.py).
+    assert p.problems == tuple(
+        f'annotation {N}{key}: "{value}" has no effect: Higress reads it only as higress.io/{key}'
+        for key, value in (("request-header-control-add", "x-a 1"), ("rewrite-path", "/b"), ("timeout", "5"))
+    )
     assert parse_annotations({H + "timeout": "5"}).timeout_ms == 5000
 
 
-def test_unknown_annotations_are_ignored_silently() -> None:
+def test_annotations_nothing_reads_are_reported_and_change_nothing_else() -> None:
     p = parse_annotations({N + "configuration-snippet": "more_set_headers x;", "example.com/x": "1"})
-    assert p == parse_annotations({})
+    assert msgspec.structs.replace(p, problems=()) == parse_annotations({})
+    assert p.problems == (
+        f'annotation {N}configuration-snippet: "more_set_headers x;" has no effect: Higress does not run '
+        "nginx configuration snippets (use a WasmPlugin)",
+    )
 
 
 def test_empty_value_is_a_problem() -> None:
@@ -74,9 +83,10 @@ def test_empty_value_is_a_problem() -> None:
 
 def test_auth_type_was_removed() -> None:
     p = parse_annotations({N + "auth-type": "basic", N + "auth-secret": "s"})
-    assert len(p.problems) == 1
-    assert p.problems[0].startswith(f'annotation {N}auth-type: "basic" is not supported')
-    assert "Higress 2.0" in p.problems[0] and "basic-auth Wasm plugin" in p.problems[0]
+    assert len(p.problems) == 2
+    assert p.problems[0].startswith(f'annotation {N}auth-secret: "s" is not supported')
+    assert p.problems[1].startswith(f'annotation {N}auth-type: "basic" is not supported')
+    assert all("Higress 2.0" in q and "basic-auth Wasm plugin" in q for q in p.problems)
 
 
 def test_values_are_trimmed_line_by_line() -> None:

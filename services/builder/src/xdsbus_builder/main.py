@@ -15,6 +15,7 @@ from xdsbus.logs import setup_logging
 from xdsbus.secretbox import LOCAL_KEY_FILE, SecretBox, SecretKeyError
 from xdsbus.service import run_service
 from xdsbus.service_flags import ServiceParser, add_common_flags, add_health_flag, default_instance_id, port
+from xdsbus.translate.dataplane import DATAPLANES, ENVOY
 from xdsbus.translate.ingress_class import DEFAULT_INGRESS_CLASS
 from xdsbus.translate.settings import TranslatorSettings
 from xdsbus_builder.builder import Builder, BuilderConfig
@@ -100,6 +101,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="comma-separated IPs or host names clients reach the gateway at (Gateway status)",
     )
     p.env_flag(
+        "--dataplane",
+        "XDSBUS_DATAPLANE",
+        default=ENVOY,
+        choices=DATAPLANES,
+        help="the Envoy build served: stock envoy, or higress (Higress's build, needed by Http2Rpc)",
+    )
+    p.env_flag(
         "--ingress-class",
         "XDSBUS_INGRESS_CLASS",
         default=DEFAULT_INGRESS_CLASS,
@@ -147,6 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             https_port=args.gateway_https_port,
             addresses=tuple(sorted({a.strip() for a in args.gateway_address.split(",") if a.strip()})),
             ingress_class=args.ingress_class.strip(),
+            dataplane=args.dataplane,
         ),
     )
     # The lease TTL is a layout setting (the leases bucket's): a flag that differs is named at start.

@@ -91,6 +91,8 @@ class UpstreamProtocol(enum.StrEnum):
     DEFAULT = ""
     HTTP1 = "HTTP1"
     HTTP2 = "HTTP2"
+    # Dubbo over Higress's dubbo_tcp upstream (Http2Rpc; only Higress's Envoy build has it).
+    DUBBO = "DUBBO"
 
 
 class UpstreamPolicy(msgspec.Struct, frozen=True, kw_only=True):
@@ -210,6 +212,40 @@ class ErrorPages(msgspec.Struct, frozen=True, kw_only=True):
     destination: Destination
 
 
+class LocalRateLimit(msgspec.Struct, frozen=True, kw_only=True):
+    """A token bucket per route (Higress route-limit-*): `tokens_per_fill` every `fill_seconds`, at most
+    `max_tokens` saved up; a request finding the bucket empty is answered `status`."""
+
+    tokens_per_fill: int
+    max_tokens: int
+    fill_seconds: int
+    status: int = 429
+
+
+class DubboMethod(msgspec.Struct, frozen=True, kw_only=True):
+    """One method of an Http2Rpc Dubbo service, as Higress's transcoder mapping names its parts.
+
+    `params`: (extract_key_spec, extract_key, mapping_type); `body_type`: the Java type of the whole body
+    as the single parameter (`paramFromEntireBody`, which replaces `params`); `headers_attach` is
+    Http2Rpc's `headersAttach` ("" none, "*" all, else a comma list)."""
+
+    name: str
+    http_method: str
+    http_path: str
+    params: tuple[tuple[str, str, str], ...] = ()
+    body_type: str | None = None
+    headers_attach: str = ""
+
+
+class DubboTranscoding(msgspec.Struct, frozen=True, kw_only=True):
+    """HTTP to Dubbo transcoding of a route (Http2Rpc, only on Higress's Envoy build)."""
+
+    service: str
+    version: str
+    group: str = ""
+    methods: tuple[DubboMethod, ...] = ()
+
+
 class RouteOrigin(msgspec.Struct, frozen=True, kw_only=True, order=True):
     """Which object a route came from; conflicts resolve oldest first, then by namespace/name."""
 
@@ -258,6 +294,8 @@ class Route(msgspec.Struct, frozen=True, kw_only=True):
     # cumulative values a < b the first route takes the draws below a, the next those in [a, b), and
     # the last route of the split, which has None, the rest. None: no such condition.
     split_millionths: int | None = None
+    rate_limit: LocalRateLimit | None = None
+    dubbo: DubboTranscoding | None = None
 
     origin: RouteOrigin
     # Envoy route name; the generator derives one from the origin when empty.

@@ -34,6 +34,7 @@ from xdsbus.model.routes import (
 from xdsbus.model.services import ServiceModel, cluster_name, subset_cluster_name
 from xdsbus.translate import envoy_clusters
 from xdsbus.translate.envoy_common import pack, sds_secret, tls_transport_socket
+from xdsbus.translate.http2rpc import dubbo_upstream_config
 
 _AGGREGATE = "envoy.clusters.aggregate"
 # The system trust bundle of Debian/Ubuntu-based Envoy images (Istio uses the same path). Envoy's own
@@ -156,6 +157,8 @@ def _policy_cluster(dest: Destination, name: str, service: ServiceModel | None) 
         cluster.typed_extension_protocol_options.clear()
         if http2:
             envoy_clusters.set_http2(cluster)
+        elif policy.protocol is UpstreamProtocol.DUBBO:
+            cluster.upstream_config.CopyFrom(dubbo_upstream_config())
     if policy.tls is not None:
         cluster.transport_socket.CopyFrom(tls_transport_socket(upstream_tls_context(policy.tls, http2=http2)))
     return cluster

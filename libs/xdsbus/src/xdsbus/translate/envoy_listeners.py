@@ -11,6 +11,7 @@ from envoy.config.core.v3 import address_pb2
 from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
 from envoy.extensions.filters.http.cors.v3 import cors_pb2
 from envoy.extensions.filters.http.custom_response.v3 import custom_response_pb2
+from envoy.extensions.filters.http.local_ratelimit.v3 import local_rate_limit_pb2
 from envoy.extensions.filters.http.rbac.v3 import rbac_pb2
 from envoy.extensions.filters.http.router.v3 import router_pb2
 from envoy.extensions.filters.listener.tls_inspector.v3 import tls_inspector_pb2
@@ -25,7 +26,11 @@ from xdsbus.translate.envoy_common import ads_source, pack, sds_secret, tls_tran
 CORS_FILTER = "envoy.filters.http.cors"
 RBAC_FILTER = "envoy.filters.http.rbac"
 CUSTOM_RESPONSE_FILTER = "envoy.filters.http.custom_response"
+LOCAL_RATE_LIMIT_FILTER = "envoy.filters.http.local_ratelimit"
 ROUTER_FILTER = "envoy.filters.http.router"
+
+# Istio's stat prefix for the local rate limit it generates from Higress's route filter.
+LOCAL_RATE_LIMIT_STAT_PREFIX = "http_local_rate_limiter"
 
 _HCM_FILTER = "envoy.filters.network.http_connection_manager"
 _TLS_INSPECTOR = "envoy.filters.listener.tls_inspector"
@@ -46,6 +51,15 @@ def https_route_config_name(port: int, name: str) -> str:
     return f"https.{port}.{name}"
 
 
+def local_rate_limit_filter() -> hcm.HttpFilter:
+    """Envoy's local rate limit without a bucket: it limits nothing until a route's typed_per_filter_config
+    gives one (Higress route-limit-*, docs/higress.md §1.14)."""
+    return hcm.HttpFilter(
+        name=LOCAL_RATE_LIMIT_FILTER,
+        typed_config=pack(local_rate_limit_pb2.LocalRateLimit(stat_prefix=LOCAL_RATE_LIMIT_STAT_PREFIX)),
+    )
+
+
 def _http_filters() -> list[hcm.HttpFilter]:
     # Order matters: CORS answers preflights before access control, RBAC refuses before anything is
     # forwarded, and custom_response must sit before the router to see its responses. The RBAC filter
@@ -54,6 +68,7 @@ def _http_filters() -> list[hcm.HttpFilter]:
         hcm.HttpFilter(name=CORS_FILTER, typed_config=pack(cors_pb2.Cors())),
         hcm.HttpFilter(name=RBAC_FILTER, typed_config=pack(rbac_pb2.RBAC())),
         hcm.HttpFilter(name=CUSTOM_RESPONSE_FILTER, typed_config=pack(custom_response_pb2.CustomResponse())),
+        local_rate_limit_filter(),
         hcm.HttpFilter(name=ROUTER_FILTER, typed_config=pack(router_pb2.Router())),
     ]
 
@@ -71,18 +86,11 @@ _MANAGER_TEMPLATE = hcm.HttpConnectionManager(
 )
 
 
-def _connection_manager(
-    stat_prefix: str, route_config: str, plugins: tuple[hcm.HttpFilter, ...] = ()
-) -> listener_components_pb2.Filter:
+def _connection_manager(stat_prefix: str, route_config: str) -> listener_components_pb2.Filter:
     manager = hcm.HttpConnectionManager()
     manager.CopyFrom(_MANAGER_TEMPLATE)
     manager.stat_prefix = stat_prefix
     manager.rds.route_config_name = route_config
-    if plugins:
-        # The wasm plugins run last, right before the router, where Istio places plugins of no phase
-        # (docs/wasm-plugins.md); their configurations come through ECDS.
-        router = manager.http_filters.pop()
-        manager.http_filters.extend([*plugins, router])
     return listener_components_pb2.Filter(name=_HCM_FILTER, typed_config=pack(manager))
 
 
@@ -90,17 +98,13 @@ def _address(port: int) -> address_pb2.Address:
     return address_pb2.Address(socket_address=address_pb2.SocketAddress(address="0.0.0.0", port_value=port))
 
 
-def build_http_listener(
-    model: ListenerModel, *, plugins: tuple[hcm.HttpFilter, ...] = ()
-) -> listener_pb2.Listener:
-    """A plaintext HTTP listener whose routes come through RDS, with the wasm plugins' filters."""
+def build_http_listener(model: ListenerModel) -> listener_pb2.Listener:
+    """A plaintext HTTP listener whose routes come through RDS."""
     return listener_pb2.Listener(
         name=model.name,
         address=_address(model.port),
         filter_chains=[
-            listener_components_pb2.FilterChain(
-                filters=[_connection_manager(model.name, model.route_config, plugins)]
-            )
+            listener_components_pb2.FilterChain(filters=[_connection_manager(model.name, model.route_config)])
         ],
     )
 
@@ -145,17 +149,14 @@ def _tls_chains(chains: tuple[TlsFilterChainModel, ...]) -> list[tuple[list[str]
     return out
 
 
-def build_https_listener(
-    model: HttpsListenerModel, *, plugins: tuple[hcm.HttpFilter, ...] = ()
-) -> listener_pb2.Listener:
-    """A TLS listener with one filter chain per SNI group, each reading its own routes through RDS, with
-    the wasm plugins' filters."""
+def build_https_listener(model: HttpsListenerModel) -> listener_pb2.Listener:
+    """A TLS listener with one filter chain per SNI group, each reading its own routes through RDS."""
     filter_chains = []
     for names, chain in _tls_chains(model.chains):
         filter_chains.append(
             listener_components_pb2.FilterChain(
                 filter_chain_match=listener_components_pb2.FilterChainMatch(server_names=names),
-                filters=[_connection_manager(model.name, chain.route_config, plugins)],
+                filters=[_connection_manager(model.name, chain.route_config)],
                 transport_socket=tls_transport_socket(downstream_tls_context(chain.tls)),
             )
         )

@@ -20,10 +20,11 @@ from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.config.route.v3 import route_pb2
 from envoy.extensions.filters.http.cors.v3 import cors_pb2
 from envoy.extensions.filters.http.custom_response.v3 import custom_response_pb2
+from envoy.extensions.filters.http.local_ratelimit.v3 import local_rate_limit_pb2
 from envoy.extensions.filters.http.rbac.v3 import rbac_pb2 as rbac_filter_pb2
 from envoy.extensions.http.custom_response.redirect_policy.v3 import redirect_policy_pb2
 from envoy.type.matcher.v3 import regex_pb2, status_code_input_pb2, string_pb2
-from envoy.type.v3 import percent_pb2
+from envoy.type.v3 import http_status_pb2, percent_pb2, token_bucket_pb2
 from google.protobuf import duration_pb2, wrappers_pb2
 from xds.core.v3 import extension_pb2
 from xds.type.matcher.v3 import matcher_pb2
@@ -37,6 +38,7 @@ from xdsbus.model.routes import (
     HashPolicy,
     HeaderMatch,
     HeaderMutation,
+    LocalRateLimit,
     PathKind,
     QueryMatch,
     Redirect,
@@ -47,12 +49,19 @@ from xdsbus.model.routes import (
 )
 from xdsbus.translate.envoy_common import pack
 from xdsbus.translate.envoy_destinations import destination_cluster
-from xdsbus.translate.envoy_listeners import CORS_FILTER, CUSTOM_RESPONSE_FILTER, RBAC_FILTER
+from xdsbus.translate.envoy_listeners import (
+    CORS_FILTER,
+    CUSTOM_RESPONSE_FILTER,
+    LOCAL_RATE_LIMIT_FILTER,
+    LOCAL_RATE_LIMIT_STAT_PREFIX,
+    RBAC_FILTER,
+)
 
 # Re-exported: the listener builders moved to envoy_listeners, callers still import them from here.
 from xdsbus.translate.envoy_listeners import build_http_listener as build_http_listener
 from xdsbus.translate.envoy_listeners import http_route_config_name as http_route_config_name
 from xdsbus.translate.envoy_listeners import listener_name as listener_name
+from xdsbus.translate.http2rpc import apply_dubbo_route
 
 _VIRTUAL_HOSTS_FIELD = route_pb2.RouteConfiguration.VIRTUAL_HOSTS_FIELD_NUMBER
 
@@ -428,6 +437,27 @@ def _error_pages(pages: ErrorPages) -> custom_response_pb2.CustomResponse:
     return custom_response_pb2.CustomResponse(custom_response_matcher=matcher_pb2.Matcher(matcher_tree=tree))
 
 
+def local_rate_limit(limit: LocalRateLimit) -> local_rate_limit_pb2.LocalRateLimit:
+    """The per-route bucket, enabled and enforced for every request (Envoy's default is 0%: off), as
+    Istio writes Higress's `local-rate-limit` route filter."""
+    every = base_pb2.RuntimeFractionalPercent(
+        default_value=percent_pb2.FractionalPercent(
+            numerator=100, denominator=percent_pb2.FractionalPercent.HUNDRED
+        )
+    )
+    return local_rate_limit_pb2.LocalRateLimit(
+        stat_prefix=LOCAL_RATE_LIMIT_STAT_PREFIX,
+        status=http_status_pb2.HttpStatus(code=limit.status),
+        token_bucket=token_bucket_pb2.TokenBucket(
+            max_tokens=limit.max_tokens,
+            tokens_per_fill=wrappers_pb2.UInt32Value(value=limit.tokens_per_fill),
+            fill_interval=duration_pb2.Duration(seconds=limit.fill_seconds),
+        ),
+        filter_enabled=every,
+        filter_enforced=every,
+    )
+
+
 def _error_page_route(dest: Destination) -> rc.Route:
     """The route error page requests take: first in the virtual host, matched by the marker header."""
     cluster = destination_cluster(dest)
@@ -478,6 +508,12 @@ def build_route(route: Route, index: int) -> rc.Route:
         out.typed_per_filter_config[CORS_FILTER].CopyFrom(pack(_cors(route.cors)))
     if route.allow_source_ranges:
         out.typed_per_filter_config[RBAC_FILTER].CopyFrom(pack(_source_ranges(route.allow_source_ranges)))
+    if route.dubbo is not None and out.HasField("route"):
+        apply_dubbo_route(out, route.dubbo)
+    if route.rate_limit is not None:
+        out.typed_per_filter_config[LOCAL_RATE_LIMIT_FILTER].CopyFrom(
+            pack(local_rate_limit(route.rate_limit))
+        )
     if route.error_pages is not None and out.HasField("route"):
         out.typed_per_filter_config[CUSTOM_RESPONSE_FILTER].CopyFrom(pack(_error_pages(route.error_pages)))
     return out

@@ -26,6 +26,7 @@ from xdsbus.model.routes import (
     DEFAULT_POLICY,
     Destination,
     DownstreamTls,
+    DubboTranscoding,
     ErrorPages,
     Mirror,
     PathKind,
@@ -35,10 +36,12 @@ from xdsbus.model.routes import (
     RouteOrigin,
     TlsVersion,
     UpstreamPolicy,
+    UpstreamProtocol,
 )
 from xdsbus.model.secrets import ca_secret_name, secret_name
 from xdsbus.model.services import ServiceModel, k8s_hostname
 from xdsbus.translate.canary import normalize_weights
+from xdsbus.translate.dataplane import UNSUPPORTED_HTTP2RPC
 from xdsbus.translate.ingress_annotations import (
     CanarySpec,
     HttpsRedirect,
@@ -53,6 +56,8 @@ from xdsbus.translate.route_order import describe_match, is_catch_all, match_key
 
 # Look up a Service by hostname; None when the Service is unknown.
 ServiceLookup = Callable[[str], ServiceModel | None]
+# Look up an Http2Rpc by name: its transcoding, or why the routes naming it cannot be served.
+RpcLookup = Callable[[str], DubboTranscoding | str]
 
 WILDCARD_HOST = "*"
 ROOT = PathMatch(kind=PathKind.PREFIX, value="/")
@@ -146,7 +151,9 @@ def _path_match(
 class _IngressBuilder:
     """The state of translating one Ingress."""
 
-    def __init__(self, ingress: K8sIngress, source: str, key: str, lookup: ServiceLookup) -> None:
+    def __init__(
+        self, ingress: K8sIngress, source: str, key: str, lookup: ServiceLookup, rpc: RpcLookup | None
+    ) -> None:
         meta = ingress.metadata
         self.ingress = ingress
         self.namespace = meta.namespace
@@ -162,6 +169,9 @@ class _IngressBuilder:
             protocol=p.upstream.protocol if p.upstream else DEFAULT_POLICY.protocol,
             tls=p.upstream.tls if p.upstream else None,
         )
+        dubbo, self.rpc_refusal = self._rpc(rpc)
+        if dubbo is not None:
+            self.policy = msgspec.structs.replace(self.policy, protocol=UpstreamProtocol.DUBBO)
         self.fallback = self._resolve(p.fallback.service) if p.fallback else None
         error_pages = None
         if p.fallback and p.fallback.error_codes and self.fallback:
@@ -180,11 +190,28 @@ class _IngressBuilder:
             hash_policies=lb.hash_policies if lb else (),
             allow_source_ranges=p.allow_source_ranges,
             error_pages=error_pages,
+            rate_limit=p.rate_limit,
+            dubbo=dubbo,
+            direct_body=self.rpc_refusal,
             origin=self.origin,
         )
         self.https_redirect = p.redirect.https if p.redirect else HttpsRedirect.NONE
 
     # -- references ------------------------------------------------------------------------
+
+    def _rpc(self, rpc: RpcLookup | None) -> tuple[DubboTranscoding | None, str]:
+        """The Dubbo transcoding of the Http2Rpc the Ingress names, or why its routes answer 503
+        instead: an RPC service must never be reached as plain HTTP."""
+        target = self.parsed.rpc_destination
+        if target is None:
+            return None, ""
+        self.services.append(http2rpc_dependency(target.name))
+        found = UNSUPPORTED_HTTP2RPC if rpc is None else rpc(target.name)
+        if isinstance(found, str):
+            reason = f"Http2Rpc {target.name}: {found}"
+            self.warnings.append(target.ref.problem(f"names {reason}; the Ingress's routes answer 503"))
+            return None, reason
+        return found, ""
 
     def _resolve(self, ref: ServiceRef) -> Destination | None:
         """A Service named by an annotation: it must exist; port 0 means its first port."""
@@ -280,7 +307,7 @@ class _IngressBuilder:
             query=m.query if conditions else (),
             methods=m.methods if conditions else (),
             ignore_case=m.ignore_case if conditions else False,
-            destinations=destinations,
+            destinations=() if self.rpc_refusal else destinations,
             rewrite=rewrite.for_match(match, target=conditions) if rewrite else None,
         )
 
@@ -387,12 +414,19 @@ def _tls(b: _IngressBuilder, hosts: Sequence[str]) -> list[HostTls]:
     return out
 
 
+def http2rpc_dependency(name: str) -> str:
+    """The key an Ingress naming Http2Rpc `name` depends on, among the service hostnames it reads (an
+    Http2Rpc change translates it again, as a service change does)."""
+    return f"http2rpc:{name}"
+
+
 def translate_ingress(
-    ingress: K8sIngress, source: str, key: str, lookup: ServiceLookup
+    ingress: K8sIngress, source: str, key: str, lookup: ServiceLookup, rpc: RpcLookup | None = None
 ) -> IngressTranslation:
     """Routes and TLS hosts of one Ingress. Paths, annotations and TLS entries that cannot be translated
-    become warnings and the rest still serves; IngressError when no path or backend at all could be."""
-    b = _IngressBuilder(ingress, source, key, lookup)
+    become warnings and the rest still serves; IngressError when no path or backend at all could be.
+    `rpc` looks up Http2Rpc objects; None means the data plane cannot transcode them."""
+    b = _IngressBuilder(ingress, source, key, lookup, rpc)
     canary = b.parsed.canary is not None
     hosts: list[str] = []
     routes: list[HostRoute] = []

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Mapping
 from typing import Any
 
 import msgspec
@@ -194,12 +195,42 @@ def _bridge_service(config: RegistryConfig, warnings: list[str], where: str) -> 
     )
 
 
+_NO_PROXIES = (
+    "is not supported by xdsbus: registry services are reached directly, not through an upstream HTTP proxy"
+)
+
+
+def _proxy_warnings(body: Any) -> list[str]:
+    """McpBridge `spec.proxies` and each registry's `proxyName` (Higress registry/proxy/factory.go: a
+    loopback listener per proxy whose tcp_proxy tunnels to it with CONNECT, the registry's clusters sent
+    there) are not implemented: say so on the McpBridge rather than connect directly without a word."""
+    spec = body.get("spec") if isinstance(body, Mapping) else None
+    if not isinstance(spec, Mapping):
+        return []
+    out: list[str] = []
+    proxies = spec.get("proxies")
+    if proxies:
+        names = (
+            [p.get("name") for p in proxies if isinstance(p, Mapping)] if isinstance(proxies, list) else []
+        )
+        named = f" ({', '.join(str(n) for n in names if n)})" if any(names) else ""
+        out.append(f"spec.proxies{named} {_NO_PROXIES}")
+    registries = spec.get("registries")
+    for i, entry in enumerate(registries if isinstance(registries, list) else []):
+        if isinstance(entry, Mapping) and entry.get("proxyName"):
+            out.append(
+                f"registries[{i}] ({entry.get('type')}/{entry.get('name', '')}): proxyName "
+                f"{entry['proxyName']!r} {_NO_PROXIES}"
+            )
+    return out
+
+
 def bridge_services(body: Any) -> BridgeTranslation:
     """The `dns` and `static` services of an McpBridge event body, and warnings naming each registry
     entry that is wrong (malformed, unknown type, bad address or port). Registries of the watched types
     (Nacos, Consul, Eureka) are only checked for what they need to run."""
     parsed = bridge_registries(body)
-    warnings = list(parsed.problems)
+    warnings = list(parsed.problems) + _proxy_warnings(body)
     services: dict[str, ServiceModel] = {}
     for key, config in parsed.configs.items():
         where = f"registries[{parsed.index[key]}] ({key})"

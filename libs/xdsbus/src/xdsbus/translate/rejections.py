@@ -7,6 +7,7 @@ import logging
 import msgspec
 
 from xdsbus.secretbox import SecretKeyError
+from xdsbus.translate.http2rpc import Http2RpcError
 from xdsbus.translate.ingress_rules import IngressError
 from xdsbus.translate.k8s_secrets import SecretError
 from xdsbus.translate.k8s_services import ServiceError
@@ -21,6 +22,7 @@ _EXPECTED_ERRORS = (
     SecretError,
     SecretKeyError,
     RegistryServiceError,
+    Http2RpcError,
 )
 
 

@@ -16,6 +16,9 @@ class TranslatorSettings(msgspec.Struct, frozen=True, kw_only=True):
     # The ingress class served (translate/ingress_class.py); "" serves every Ingress, as every version
     # recorded before the builder decided classes did (their watchers had filtered).
     ingress_class: str = ""
+    # The Envoy build served (translate/dataplane.py): "envoy" (stock) or "higress" (Higress's build,
+    # whose extra filters Http2Rpc needs).
+    dataplane: str = "envoy"
 
     def describe(self) -> str:
         """The ledger's translator_version field: `xdsbus-translate/3 http=80 https=443`, with
@@ -25,6 +28,8 @@ class TranslatorSettings(msgspec.Struct, frozen=True, kw_only=True):
             out += f" addresses={','.join(self.addresses)}"
         if self.ingress_class:
             out += f" ingress_class={self.ingress_class}"
+        if self.dataplane != "envoy":
+            out += f" dataplane={self.dataplane}"
         return out
 
     @classmethod
@@ -36,4 +41,5 @@ class TranslatorSettings(msgspec.Struct, frozen=True, kw_only=True):
             https_port=int(fields.get("https", 443)),
             addresses=tuple(a for a in fields.get("addresses", "").split(",") if a),
             ingress_class=fields.get("ingress_class", ""),
+            dataplane=fields.get("dataplane", "envoy"),
         )

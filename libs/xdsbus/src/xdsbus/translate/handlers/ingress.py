@@ -30,6 +30,7 @@ from xdsbus.translate.ingress_rules import (
     HostTls,
     IngressError,
     IngressTranslation,
+    RpcLookup,
     http_listener_route,
     translate_ingress,
 )
@@ -76,6 +77,9 @@ class IngressHandler:
         self.index = IngressIndex()
         # Per source, its IngressClass objects by name: an Ingress is decided by its own source's classes.
         self._classes: dict[str, dict[str, IngressClassFacts]] = {}
+        # How Http2Rpc objects are looked up (set by the translator; None: the data plane has no
+        # transcoder, so Ingresses naming one answer 503).
+        self.rpc: RpcLookup | None = None
 
     def fold(self, state: FoldState, ref: ObjectRef) -> Touched:
         """An Ingress changed: it is translated by `translate`, once the update's services are rebuilt
@@ -119,14 +123,6 @@ class IngressHandler:
     def hosts_using(self, secrets: Iterable[str]) -> set[str]:
         """The hosts whose TLS uses or waits for one of these SDS names."""
         return self._in.secrets.users(secrets) & self.index.tls_members.keys()
-
-    def served_hosts(self) -> set[str]:
-        """Every host served over HTTP or HTTPS."""
-        return self.index.vhost_members.keys() | self.index.tls_members.keys()
-
-    def ingress_keys(self) -> set[str]:
-        """The `namespace/name` of every translated Ingress."""
-        return {ref.key for ref in self.index.translations}
 
     # -- what the shared listeners read -------------------------------------------------------------
 
@@ -184,7 +180,7 @@ class IngressHandler:
                 # Another controller's Ingress: not an error, and nothing of it is served.
                 self._in.status.set(ref, Verdict.IGNORED, f"Ingress {ref.key}: ignored: {ignored}")
                 return vhosts
-            translation = translate_ingress(ingress, ref.source, ref.key, self._in.services.model)
+            translation = translate_ingress(ingress, ref.source, ref.key, self._in.services.model, self.rpc)
         except Exception as exc:
             if isinstance(exc, IngressError):
                 # The reason may say a service is missing: its arrival must translate this one again.
@@ -217,6 +213,10 @@ class IngressHandler:
         if WILDCARD_HOST in vhosts:
             # Wildcard hosts end with the `*` rules (see _one_label); sorted, `*` is rebuilt first.
             vhosts = vhosts | {host for host in self.index.vhost_members if _is_wildcard(host)}
+        if any(_is_wildcard(host) for host in vhosts):
+            # Exact hosts end with their wildcard host's routes (_wildcard_fallback); sorted, `*.x` comes
+            # before the names under it.
+            vhosts = vhosts | {host for host in self.index.vhost_members if _parent_wildcard(host) in vhosts}
         for host in sorted(vhosts):
             self._regenerate_host(host)
 
@@ -240,9 +240,9 @@ class IngressHandler:
             if _is_wildcard(host):
                 # Names deeper than one label are not this host's: they fall through to the `*` rules.
                 http_routes = _one_label(http_routes, host, host_routes, problems) + index.catch_all_routes
-            vhost, http_routes = serve_virtual_host(
-                f"{host}:{ports.http_port}", host, http_routes, problems, plugins=self._in.plugins
-            )
+            else:
+                http_routes = http_routes + self._wildcard_fallback(host, http_listener=True)
+            vhost, http_routes = serve_virtual_host(f"{host}:{ports.http_port}", host, http_routes, problems)
             index.vhost_bytes[host] = envoy_routes.frame_virtual_host(vhost)
             index.vhost_routes[host] = http_routes
             listeners.append(http_routes)
@@ -257,9 +257,9 @@ class IngressHandler:
             https_routes = self._ordered_routes(host, host_routes, False, True, {})
             if _is_wildcard(host):
                 https_routes = _one_label(https_routes, host, host_routes, {})
-            vhost, https_routes = serve_virtual_host(
-                f"{host}:{ports.https_port}", host, https_routes, {}, plugins=self._in.plugins
-            )
+            else:
+                https_routes = https_routes + self._wildcard_fallback(host, http_listener=False)
+            vhost, https_routes = serve_virtual_host(f"{host}:{ports.https_port}", host, https_routes, {})
             self._in.table.put(ROUTE, https_name, envoy_routes.assemble_route_config(https_name, [vhost]))
             index.tls_hosts[host] = TlsFilterChainModel(
                 server_names=(host,), tls=tls.tls, route_config=https_name
@@ -324,6 +324,26 @@ class IngressHandler:
             return None, needed
         return chosen, needed
 
+    def _wildcard_fallback(self, host: str, *, http_listener: bool) -> list[Route]:
+        """The routes an exact host falls back to when none of its own match: its wildcard host's, as
+        Higress serves them (e2e test httproute-exact-domain-fallback: `www.foo.com/foo` reaches the
+        `*.foo.com` Ingress when `www.foo.com` only routes `/bar`). On plain HTTP they are exactly what
+        the wildcard host serves there, ending with the `*` rules."""
+        parent = _parent_wildcard(host)
+        if not parent:
+            return []
+        if http_listener:
+            return list(self.index.vhost_routes.get(parent, []))
+        members = [
+            hr
+            for ref in sorted(self.index.vhost_members.get(parent, ()))
+            for hr in self.index.translations[ref].routes
+            if hr.host == parent
+        ]
+        if not members:
+            return []
+        return _one_label(self._ordered_routes(parent, members, False, True, {}), parent, members, {})
+
     def _ordered_routes(
         self, host: str, host_routes: list[HostRoute], http_listener: bool, has_tls: bool, problems: Problems
     ) -> list[Route]:
@@ -354,6 +374,13 @@ class IngressHandler:
 
 def _is_wildcard(host: str) -> bool:
     return host.startswith("*.")
+
+
+def _parent_wildcard(host: str) -> str:
+    """The wildcard host one label above an exact host (`a.example.com` -> `*.example.com`), or ""."""
+    if host == WILDCARD_HOST or _is_wildcard(host) or "." not in host:
+        return ""
+    return "*." + host.split(".", 1)[1]
 
 
 def _one_label(routes: list[Route], host: str, members: list[HostRoute], problems: Problems) -> list[Route]:

@@ -1,7 +1,9 @@
 """Request and response header control (Higress header_control.go, H only).
 
 `higress.io/{request,response}-header-control-{add,update,remove}`: add/update take one header per line,
-`<name><whitespace><value>` (surrounding quotes of the value stripped) and become HeaderMutation add/set;
+`<name><whitespace><value>`, each of name and value stripped of one pair of surrounding single or
+double quotes (`trimQuotes`; Higress's e2e test httproute-request-header-control.yaml writes
+`'x-test2' "higress; test=false"`) and become HeaderMutation add/set;
 remove takes a comma list of names. A repeated name keeps its last value, at its first position.
 """
 
@@ -38,7 +40,7 @@ def _lines(text: str) -> tuple[tuple[str, str], ...]:
         if len(parts) != 2:
             raise ValueError(f"has line {quote(line)} that is not '<header> <value>'")
         try:
-            name = parse_token(parts[0])
+            name = parse_token(_unquote(parts[0]))
         except ValueError:
             raise ValueError(f"has line {quote(line)} whose header name is invalid") from None
         headers[name] = _unquote(parts[1].strip())

@@ -6,21 +6,24 @@ from collections.abc import Mapping
 
 import msgspec
 
-from xdsbus.model.routes import CorsPolicy, RetryPolicy
+from xdsbus.model.routes import CorsPolicy, LocalRateLimit, RetryPolicy
 from xdsbus.translate.ingress_annotations.canary import CanarySpec, parse_canary
 from xdsbus.translate.ingress_annotations.cors import parse_cors
 from xdsbus.translate.ingress_annotations.destination import DestinationSpec, parse_destination
 from xdsbus.translate.ingress_annotations.downstream_tls import DownstreamTlsSpec, parse_downstream_tls
 from xdsbus.translate.ingress_annotations.fallback import FallbackSpec, parse_fallback
 from xdsbus.translate.ingress_annotations.header_control import HeaderControlSpec, parse_header_control
+from xdsbus.translate.ingress_annotations.ignored import report_ignored
 from xdsbus.translate.ingress_annotations.ip_access import parse_allow_source_ranges
 from xdsbus.translate.ingress_annotations.load_balance import LoadBalanceSpec, parse_load_balance
 from xdsbus.translate.ingress_annotations.match import MatchSpec, parse_match
 from xdsbus.translate.ingress_annotations.mirror import MirrorSpec, parse_mirror
+from xdsbus.translate.ingress_annotations.rate_limit import parse_rate_limit
 from xdsbus.translate.ingress_annotations.reader import AnnotationReader
 from xdsbus.translate.ingress_annotations.redirect import RedirectSpec, parse_redirect
 from xdsbus.translate.ingress_annotations.retry import parse_retry
 from xdsbus.translate.ingress_annotations.rewrite import RewriteSpec, parse_rewrite
+from xdsbus.translate.ingress_annotations.rpc_destination import RpcDestination, parse_rpc_destination
 from xdsbus.translate.ingress_annotations.timeout import parse_timeout_ms
 from xdsbus.translate.ingress_annotations.upstream_tls import UpstreamSpec, parse_upstream
 
@@ -43,24 +46,17 @@ class ParsedAnnotations(msgspec.Struct, frozen=True, kw_only=True):
     fallback: FallbackSpec | None = None
     match: MatchSpec = MatchSpec()
     destination: DestinationSpec | None = None
+    rate_limit: LocalRateLimit | None = None
+    rpc_destination: RpcDestination | None = None
     problems: tuple[str, ...] = ()
 
 
 _NONE = ParsedAnnotations()
 
 
-def _removed_auth(r: AnnotationReader) -> None:
-    for key in r.keys("auth-type"):
-        r.add(
-            key,
-            r.annotations[key],
-            "is not supported: auth annotations were removed in Higress 2.0 (use the basic-auth Wasm plugin)",
-        )
-
-
 def parse_annotations(annotations: Mapping[str, str], *, namespace: str = "default") -> ParsedAnnotations:
     """Parse the annotations Higress understands; `namespace` (the Ingress's) completes `[ns/]name`
-    references. Unknown annotations are ignored silently, as Higress does."""
+    references. Annotations nothing reads are problems saying why (Higress ignores them silently)."""
     r = AnnotationReader(annotations)
     if r.empty:
         return _NONE
@@ -80,6 +76,8 @@ def parse_annotations(annotations: Mapping[str, str], *, namespace: str = "defau
         fallback=parse_fallback(r, namespace),
         match=parse_match(r),
         destination=parse_destination(r),
+        rate_limit=parse_rate_limit(r),
+        rpc_destination=parse_rpc_destination(r),
     )
-    _removed_auth(r)
+    report_ignored(r)
     return msgspec.structs.replace(parsed, problems=tuple(r.problems))
