@@ -257,7 +257,7 @@ class EdgeMetrics:
         )
 
         # Zero samples for the label values every edge has, so dashboards see the series from the start.
-        for short in ("cds", "eds", "lds", "rds", "sds"):
+        for short in ("cds", "eds", "lds", "ecds", "rds", "sds"):
             self.pushes.inc(short, amount=0)
             self.rejects.inc(short, amount=0)
             self.expired_nonce.inc(short, amount=0)

@@ -13,7 +13,7 @@ from typing import Any
 import grpc
 from envoy.service.discovery.v3 import discovery_pb2
 
-from xdsbus.contract.type_urls import CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET
+from xdsbus.contract.type_urls import CLUSTER, ENDPOINT, EXTENSION_CONFIG, LISTENER, ROUTE, SECRET
 from xdsbus_edge.delta import DeltaStream
 from xdsbus_edge.interfaces import SnapshotSource, StreamRegistry
 from xdsbus_edge.limits import StreamLimits
@@ -46,6 +46,10 @@ SERVICES: dict[str, dict[str, tuple[str, str | None]]] = {
     "envoy.service.secret.v3.SecretDiscoveryService": {
         "StreamSecrets": ("sotw", SECRET),
         "DeltaSecrets": ("delta", SECRET),
+    },
+    "envoy.service.extension.v3.ExtensionConfigDiscoveryService": {
+        "StreamExtensionConfigs": ("sotw", EXTENSION_CONFIG),
+        "DeltaExtensionConfigs": ("delta", EXTENSION_CONFIG),
     },
 }
 

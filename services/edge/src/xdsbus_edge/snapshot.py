@@ -23,11 +23,18 @@ from envoy.config.cluster.v3 import cluster_pb2
 from google.protobuf import any_pb2
 
 from xdsbus.contract.resources import ResourceKey
-from xdsbus.contract.type_urls import CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET, TYPE_ORDER
+from xdsbus.contract.type_urls import CLUSTER, ENDPOINT, EXTENSION_CONFIG, LISTENER, ROUTE, SECRET, TYPE_ORDER
 from xdsbus.contract.wire import field, field_head
 from xdsbus_edge.secret_refs import REFERRING_TYPES, cluster_secrets, secrets_named
 
-SHORT_NAMES = {CLUSTER: "cds", ENDPOINT: "eds", LISTENER: "lds", ROUTE: "rds", SECRET: "sds"}
+SHORT_NAMES = {
+    CLUSTER: "cds",
+    ENDPOINT: "eds",
+    LISTENER: "lds",
+    EXTENSION_CONFIG: "ecds",
+    ROUTE: "rds",
+    SECRET: "sds",
+}
 
 # Types whose SotW responses must carry the complete set (absence means deletion).
 FULL_STATE_TYPES = frozenset({CLUSTER, LISTENER})
@@ -37,7 +44,7 @@ _NO_NAMES: frozenset[str] = frozenset()
 
 
 def short_type(type_url: str) -> str:
-    """`cds`, `eds`, `lds`, `rds`, `sds`, or the message name for other types."""
+    """`cds`, `eds`, `lds`, `ecds`, `rds`, `sds`, or the message name for other types."""
     return SHORT_NAMES.get(type_url) or type_url.rsplit(".", 1)[-1]
 
 

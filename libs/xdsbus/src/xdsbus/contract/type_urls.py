@@ -7,7 +7,9 @@ ENDPOINT = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
 LISTENER = "type.googleapis.com/envoy.config.listener.v3.Listener"
 ROUTE = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
 SECRET = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
+# ECDS: the wasm filters' configurations (one per WasmPlugin instance), which listeners name.
+EXTENSION_CONFIG = "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig"
 
 # The order a proxy must receive types in (docs/xds-protocol.md §1.9): clusters before their endpoints,
-# listeners before their routes, secrets last.
-TYPE_ORDER = (CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET)
+# listeners before the filter configurations (ECDS) and routes they name, secrets last.
+TYPE_ORDER = (CLUSTER, ENDPOINT, LISTENER, EXTENSION_CONFIG, ROUTE, SECRET)

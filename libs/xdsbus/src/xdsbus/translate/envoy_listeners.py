@@ -86,11 +86,18 @@ _MANAGER_TEMPLATE = hcm.HttpConnectionManager(
 )
 
 
-def _connection_manager(stat_prefix: str, route_config: str) -> listener_components_pb2.Filter:
+def _connection_manager(
+    stat_prefix: str, route_config: str, plugins: tuple[hcm.HttpFilter, ...] = ()
+) -> listener_components_pb2.Filter:
     manager = hcm.HttpConnectionManager()
     manager.CopyFrom(_MANAGER_TEMPLATE)
     manager.stat_prefix = stat_prefix
     manager.rds.route_config_name = route_config
+    if plugins:
+        # The wasm plugins run last, right before the router, where Istio places plugins of no phase
+        # (docs/wasm-plugins.md); their configurations come through ECDS.
+        router = manager.http_filters.pop()
+        manager.http_filters.extend([*plugins, router])
     return listener_components_pb2.Filter(name=_HCM_FILTER, typed_config=pack(manager))
 
 
@@ -98,13 +105,17 @@ def _address(port: int) -> address_pb2.Address:
     return address_pb2.Address(socket_address=address_pb2.SocketAddress(address="0.0.0.0", port_value=port))
 
 
-def build_http_listener(model: ListenerModel) -> listener_pb2.Listener:
-    """A plaintext HTTP listener whose routes come through RDS."""
+def build_http_listener(
+    model: ListenerModel, *, plugins: tuple[hcm.HttpFilter, ...] = ()
+) -> listener_pb2.Listener:
+    """A plaintext HTTP listener whose routes come through RDS, with the wasm plugins' filters."""
     return listener_pb2.Listener(
         name=model.name,
         address=_address(model.port),
         filter_chains=[
-            listener_components_pb2.FilterChain(filters=[_connection_manager(model.name, model.route_config)])
+            listener_components_pb2.FilterChain(
+                filters=[_connection_manager(model.name, model.route_config, plugins)]
+            )
         ],
     )
 
@@ -149,14 +160,17 @@ def _tls_chains(chains: tuple[TlsFilterChainModel, ...]) -> list[tuple[list[str]
     return out
 
 
-def build_https_listener(model: HttpsListenerModel) -> listener_pb2.Listener:
-    """A TLS listener with one filter chain per SNI group, each reading its own routes through RDS."""
+def build_https_listener(
+    model: HttpsListenerModel, *, plugins: tuple[hcm.HttpFilter, ...] = ()
+) -> listener_pb2.Listener:
+    """A TLS listener with one filter chain per SNI group, each reading its own routes through RDS, with
+    the wasm plugins' filters."""
     filter_chains = []
     for names, chain in _tls_chains(model.chains):
         filter_chains.append(
             listener_components_pb2.FilterChain(
                 filter_chain_match=listener_components_pb2.FilterChainMatch(server_names=names),
-                filters=[_connection_manager(model.name, chain.route_config)],
+                filters=[_connection_manager(model.name, chain.route_config, plugins)],
                 transport_socket=tls_transport_socket(downstream_tls_context(chain.tls)),
             )
         )

@@ -12,6 +12,7 @@ from xdsbus.translate import envoy_listeners, envoy_routes
 from xdsbus.translate.resource_table import ResourceTable
 from xdsbus.translate.settings import TranslatorSettings
 from xdsbus.translate.virtual_hosts import serve_virtual_host
+from xdsbus.translate.wasm_plugins.chain import PluginChain
 
 
 class IngressHosts(Protocol):
@@ -46,25 +47,30 @@ class GatewayApiHosts(Protocol):
         ...
 
 
-def put_http_listener(table: ResourceTable, port: int) -> tuple[str, str]:
-    """Publish the HTTP listener of `port`; returns its name and its route configuration's."""
+def put_http_listener(table: ResourceTable, port: int, *, plugins: PluginChain) -> tuple[str, str]:
+    """Publish the HTTP listener of `port` with the wasm plugins' filters; returns its name and its route
+    configuration's."""
     route_name = envoy_routes.http_route_config_name(port)
     listener = ListenerModel(name=envoy_routes.listener_name(port), port=port, route_config=route_name)
     table.put(
         LISTENER,
         listener.name,
-        envoy_routes.build_http_listener(listener).SerializeToString(deterministic=True),
+        envoy_routes.build_http_listener(listener, plugins=plugins.http_filters()).SerializeToString(
+            deterministic=True
+        ),
     )
     return listener.name, route_name
 
 
-def put_https_listener(table: ResourceTable, port: int, chains: tuple[TlsFilterChainModel, ...]) -> str:
-    """Publish the HTTPS listener of `port` with its SNI filter chains; returns its name."""
+def put_https_listener(
+    table: ResourceTable, port: int, chains: tuple[TlsFilterChainModel, ...], *, plugins: PluginChain
+) -> str:
+    """Publish the HTTPS listener of `port` with its SNI filter chains and the wasm plugins' filters;
+    returns its name."""
     name = envoy_listeners.listener_name(port)
     model = HttpsListenerModel(name=name, port=port, chains=chains)
-    table.put(
-        LISTENER, name, envoy_listeners.build_https_listener(model).SerializeToString(deterministic=True)
-    )
+    listener = envoy_listeners.build_https_listener(model, plugins=plugins.http_filters())
+    table.put(LISTENER, name, listener.SerializeToString(deterministic=True))
     return name
 
 
@@ -77,18 +83,22 @@ class SharedListeners:
         settings: TranslatorSettings,
         ingress: IngressHosts,
         gateway_api: GatewayApiHosts,
+        *,
+        plugins: PluginChain,
     ) -> None:
         self._table = table
+        self._plugins = plugins
         self._http_port = settings.http_port
         self._https_port = settings.https_port
         self._ingress = ingress
         self._gateway_api = gateway_api
         # The HTTPS listener's chains as last published, so that it is rebuilt only when they change.
         self._https_chains: tuple[TlsFilterChainModel, ...] = ()
+        self._https_plugins = plugins.http_filters()
 
     def regenerate(self) -> None:
         """The listeners and the HTTP route configuration, spliced from the cached virtual hosts."""
-        _, route_name = put_http_listener(self._table, self._http_port)
+        _, route_name = put_http_listener(self._table, self._http_port, plugins=self._plugins)
         vhosts = self._ingress.http_vhosts()
         gateway_vhosts = self._gateway_api.http_vhosts(self._http_port)
         parts = self._merged_vhosts(gateway_vhosts) if gateway_vhosts else [vhosts[h] for h in sorted(vhosts)]
@@ -96,11 +106,12 @@ class SharedListeners:
         chains = self._ingress.tls_chains() + tuple(self._gateway_api.tls_chains(self._https_port))
         if not chains:
             self._table.remove(LISTENER, envoy_listeners.listener_name(self._https_port))
-        elif chains != self._https_chains:
+        elif chains != self._https_chains or self._plugins.http_filters() is not self._https_plugins:
             # Most changes touch no TLS host: building one filter chain per TLS host on each of them
             # would cost more than the rest of the commit when there are thousands.
-            put_https_listener(self._table, self._https_port, chains)
+            put_https_listener(self._table, self._https_port, chains, plugins=self._plugins)
         self._https_chains = chains
+        self._https_plugins = self._plugins.http_filters()
 
     def _merged_vhosts(self, gateway_vhosts: Mapping[str, bytes]) -> list[bytes]:
         """The framed virtual hosts of the Ingress HTTP port with the Gateway API's on the same port.
@@ -119,6 +130,6 @@ class SharedListeners:
                 out.append(envoy_routes.frame_virtual_host(gateway_vhosts[host]))
             else:
                 routes = self._ingress.http_routes(host) + self._gateway_api.http_routes(port, host)
-                merged, _ = serve_virtual_host(f"{host}:{port}", host, routes, {})
+                merged, _ = serve_virtual_host(f"{host}:{port}", host, routes, {}, plugins=self._plugins)
                 out.append(envoy_routes.frame_virtual_host(merged))
         return out

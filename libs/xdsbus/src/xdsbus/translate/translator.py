@@ -26,10 +26,12 @@ from xdsbus.translate.handlers.secrets import SecretsHandler
 from xdsbus.translate.handlers.services import ServicesHandler
 from xdsbus.translate.handlers.status_book import StatusBook
 from xdsbus.translate.handlers.touched import KindHandler
+from xdsbus.translate.handlers.wasm_plugins import WasmPluginsHandler
 from xdsbus.translate.resource_table import ResourceTable
 from xdsbus.translate.settings import TranslatorSettings
 from xdsbus.translate.shared_listeners import SharedListeners
 from xdsbus.translate.shared_resources import SharedResources
+from xdsbus.translate.wasm_plugins.chain import PluginChain
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +49,19 @@ class Translator:
         derived = SharedResources(self.table)
         self._services = ServicesHandler(self.table, self._status)
         self._secrets = SecretsHandler(self.table, self._status, secret_box)
-        routes = RouteInputs(self.table, self._status, self.settings, self._services, self._secrets, derived)
+        # The wasm plugins' filters, which every listener and virtual host carries.
+        plugins = PluginChain()
+        self._wasm = WasmPluginsHandler(self.table, self._status, plugins)
+        routes = RouteInputs(
+            self.table, self._status, self.settings, self._services, self._secrets, derived, plugins
+        )
         self._ingress = IngressHandler(routes)
         self._gateway_api = GatewayApiHandler(routes)
         http2rpc = Http2RpcHandler(self._status, self.settings.dataplane, self._ingress.dependents)
         self._ingress.rpc = http2rpc.rpc_lookup()
-        self._listeners = SharedListeners(self.table, self.settings, self._ingress, self._gateway_api)
+        self._listeners = SharedListeners(
+            self.table, self.settings, self._ingress, self._gateway_api, plugins=plugins
+        )
         # In the order a full build folds them: what a kind reads is folded before it.
         handlers: list[KindHandler] = [
             self._services,
@@ -61,6 +70,7 @@ class Translator:
             http2rpc,
             self._ingress,
             self._gateway_api,
+            self._wasm,
         ]
         self._handlers: dict[str, KindHandler] = {}
         for handler in handlers:
@@ -68,7 +78,7 @@ class Translator:
                 if kind in self._handlers:
                     raise ValueError(f"kind {kind} has two handlers")
                 self._handlers[kind] = handler
-        # Kinds that reach the translator but no handler translates (ConfigMap, WasmPlugin today): logged
+        # Kinds that reach the translator but no handler translates (ConfigMap today): logged
         # once each, and left without a status as before.
         self._unhandled: set[str] = set()
 
@@ -104,6 +114,7 @@ class Translator:
         secrets: set[str] = set()
         ingresses: set[ObjectRef] = set()
         gateway_api = force_gateway
+        all_hosts = False
         handlers = self._handlers
         for ref in refs:
             handler = handlers.get(ref.kind)
@@ -114,7 +125,8 @@ class Translator:
             hosts |= touched.hosts
             secrets |= touched.secrets
             ingresses |= touched.ingresses
-            gateway_api = gateway_api or touched.gateway_api
+            gateway_api = gateway_api or touched.gateway_api or touched.listeners or touched.all_hosts
+            all_hosts = all_hosts or touched.all_hosts
         for host in sorted(hosts):
             if self._services.regenerate(host):
                 ingresses |= self._ingress.dependents(host)
@@ -125,11 +137,14 @@ class Translator:
         else:
             vhosts = set()
         vhosts |= self._ingress.translate(state, ingresses)
+        if all_hosts:
+            vhosts |= self._ingress.served_hosts()
         self._ingress.regenerate(vhosts)
         if gateway_api:
             self._gateway_api.regenerate(state)
         if vhosts or gateway_api:
             self._listeners.regenerate()
+        self._wasm.report(self._ingress, self._services)
 
     def take_status_changes(self) -> list[ObjectStatus | ObjectRef]:
         """Statuses that changed since the last call; a bare ObjectRef means the object is gone."""

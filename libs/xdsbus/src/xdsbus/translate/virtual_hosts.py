@@ -14,6 +14,7 @@ from xdsbus.translate import envoy_routes
 from xdsbus.translate.envoy_destinations import derived_clusters, fallback_chain, route_destinations
 from xdsbus.translate.rejections import rejection_reason
 from xdsbus.translate.route_order import describe_match
+from xdsbus.translate.wasm_plugins.chain import PluginChain
 
 Problems = dict[ObjectRef, list[str]]
 
@@ -24,15 +25,16 @@ def origin_ref(origin: RouteOrigin) -> ObjectRef:
 
 
 def serve_virtual_host(
-    name: str, host: str, routes: list[Route], problems: Problems
+    name: str, host: str, routes: list[Route], problems: Problems, *, plugins: PluginChain
 ) -> tuple[bytes, list[Route]]:
-    """A serialized virtual host and the routes it serves.
+    """A serialized virtual host and the routes it serves, with the wasm plugins of `plugins` enabled
+    where they apply.
 
     A route the generator cannot build (a value out of Envoy's range that a parser let through, a
     translator bug) is left out and reported on the object it came from: it must not stop the
     translation of everything else, nor every restart after it."""
     try:
-        return _serialize(name, host, routes), routes
+        return _serialize(name, host, routes, plugins), routes
     except Exception:
         pass
     kept: list[Route] = []
@@ -46,13 +48,13 @@ def serve_virtual_host(
         else:
             kept.append(route)
     try:
-        return _serialize(name, host, kept), kept
+        return _serialize(name, host, kept, plugins), kept
     except Exception as exc:
         for route in kept:
             problems.setdefault(origin_ref(route.origin), []).append(
                 f"host {host}: {describe_match(route)} is not served: {rejection_reason(exc)}"
             )
-        return _serialize(name, host, []), []
+        return _serialize(name, host, [], plugins), []
 
 
 def route_needs(
@@ -72,6 +74,8 @@ def route_needs(
     return clusters, secrets
 
 
-def _serialize(name: str, host: str, routes: list[Route]) -> bytes:
+def _serialize(name: str, host: str, routes: list[Route], plugins: PluginChain) -> bytes:
     model = VirtualHostModel(name=name, domains=(host,), routes=tuple(routes))
-    return envoy_routes.build_virtual_host(model).SerializeToString(deterministic=True)
+    vhost = envoy_routes.build_virtual_host(model)
+    plugins.apply(vhost, host, routes)
+    return vhost.SerializeToString(deterministic=True)

@@ -98,12 +98,14 @@ class GatewayApiHandler:
         for port, domains in out.http.items():
             serialized: dict[str, bytes] = {}
             for domain, routes in domains.items():
-                serialized[domain], kept = serve_virtual_host(f"{domain}:{port}", domain, routes, problems)
+                serialized[domain], kept = serve_virtual_host(
+                    f"{domain}:{port}", domain, routes, problems, plugins=self._in.plugins
+                )
                 served.extend(kept)
             index.http_bytes[port] = serialized
             if port == settings.http_port:
                 continue
-            listener_name, route_name = put_http_listener(self._in.table, port)
+            listener_name, route_name = put_http_listener(self._in.table, port, plugins=self._in.plugins)
             config = envoy_routes.assemble_route_config(
                 route_name, [serialized[d] for d in sorted(serialized)]
             )
@@ -118,7 +120,9 @@ class GatewayApiHandler:
                 route_name = envoy_listeners.https_route_config_name(port, f"gateway/{hostname or '*'}")
                 parts = []
                 for domain, routes in sorted(group.vhosts.items()):
-                    vhost, kept = serve_virtual_host(f"{domain}:{port}", domain, routes, problems)
+                    vhost, kept = serve_virtual_host(
+                        f"{domain}:{port}", domain, routes, problems, plugins=self._in.plugins
+                    )
                     parts.append(vhost)
                     served.extend(kept)
                 self._in.table.put(ROUTE, route_name, envoy_routes.assemble_route_config(route_name, parts))
@@ -134,7 +138,8 @@ class GatewayApiHandler:
             index.chains[port] = chains
             if port == settings.https_port:
                 continue
-            resources.add(ResourceKey(LISTENER, put_https_listener(self._in.table, port, tuple(chains))))
+            listener = put_https_listener(self._in.table, port, tuple(chains), plugins=self._in.plugins)
+            resources.add(ResourceKey(LISTENER, listener))
         for key in sorted(index.resources - resources):
             self._in.table.remove(key.type_url, key.name)
         index.resources = resources

@@ -124,6 +124,14 @@ class IngressHandler:
         """The hosts whose TLS uses or waits for one of these SDS names."""
         return self._in.secrets.users(secrets) & self.index.tls_members.keys()
 
+    def served_hosts(self) -> set[str]:
+        """Every host served over HTTP or HTTPS."""
+        return self.index.vhost_members.keys() | self.index.tls_members.keys()
+
+    def ingress_keys(self) -> set[str]:
+        """The `namespace/name` of every translated Ingress."""
+        return {ref.key for ref in self.index.translations}
+
     # -- what the shared listeners read -------------------------------------------------------------
 
     def http_vhosts(self) -> Mapping[str, bytes]:
@@ -242,7 +250,9 @@ class IngressHandler:
                 http_routes = _one_label(http_routes, host, host_routes, problems) + index.catch_all_routes
             else:
                 http_routes = http_routes + self._wildcard_fallback(host, http_listener=True)
-            vhost, http_routes = serve_virtual_host(f"{host}:{ports.http_port}", host, http_routes, problems)
+            vhost, http_routes = serve_virtual_host(
+                f"{host}:{ports.http_port}", host, http_routes, problems, plugins=self._in.plugins
+            )
             index.vhost_bytes[host] = envoy_routes.frame_virtual_host(vhost)
             index.vhost_routes[host] = http_routes
             listeners.append(http_routes)
@@ -259,7 +269,9 @@ class IngressHandler:
                 https_routes = _one_label(https_routes, host, host_routes, {})
             else:
                 https_routes = https_routes + self._wildcard_fallback(host, http_listener=False)
-            vhost, https_routes = serve_virtual_host(f"{host}:{ports.https_port}", host, https_routes, {})
+            vhost, https_routes = serve_virtual_host(
+                f"{host}:{ports.https_port}", host, https_routes, {}, plugins=self._in.plugins
+            )
             self._in.table.put(ROUTE, https_name, envoy_routes.assemble_route_config(https_name, [vhost]))
             index.tls_hosts[host] = TlsFilterChainModel(
                 server_names=(host,), tls=tls.tls, route_config=https_name

@@ -9,12 +9,14 @@ from xdsbus.translate.handlers.views import ServiceModels, TlsSecrets
 from xdsbus.translate.resource_table import ResourceTable
 from xdsbus.translate.settings import TranslatorSettings
 from xdsbus.translate.shared_resources import SharedResources
+from xdsbus.translate.wasm_plugins.chain import PluginChain
 
 
 @dataclass(frozen=True, slots=True)
 class RouteInputs:
     """Where route handlers publish (`table`) and give verdicts (`status`), the views they look services
-    up and use TLS secrets through, and the derived clusters they share."""
+    up and use TLS secrets through, the derived clusters they share, and the wasm plugins' chain their
+    listeners and virtual hosts carry."""
 
     table: ResourceTable
     status: StatusBook
@@ -22,3 +24,4 @@ class RouteInputs:
     services: ServiceModels
     secrets: TlsSecrets
     derived: SharedResources
+    plugins: PluginChain

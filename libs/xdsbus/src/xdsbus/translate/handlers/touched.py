@@ -14,12 +14,16 @@ class Touched(msgspec.Struct, frozen=True):
 
     hosts: service hostnames whose clusters and endpoints are rebuilt. secrets: SDS names whose content
     may have changed. ingresses: Ingresses to translate again, once the services of the update are
-    rebuilt (an Ingress reads their models). gateway_api: the Gateway API must be recomputed."""
+    rebuilt (an Ingress reads their models). gateway_api: the Gateway API must be recomputed.
+    listeners: the wasm plugins' filters changed, so every listener is rebuilt. all_hosts: what routes
+    need of the wasm plugins changed, so every virtual host is rebuilt."""
 
     hosts: frozenset[str] = frozenset()
     secrets: frozenset[str] = frozenset()
     ingresses: frozenset[ObjectRef] = frozenset()
     gateway_api: bool = False
+    listeners: bool = False
+    all_hosts: bool = False
 
 
 class KindHandler(Protocol):
