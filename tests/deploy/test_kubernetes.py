@@ -438,14 +438,24 @@ def test_gateway_is_envoy_on_80_and_443_bootstrapped_to_the_edge_service() -> No
     assert bootstrap["node"]["metadata"] == {"XDSBUS_SCOPE": "default"}
     # Admin on loopback only: it can stop Envoy.
     assert bootstrap["admin"]["address"]["socket_address"]["address"] == "127.0.0.1"
-    (xds,) = bootstrap["static_resources"]["clusters"]
-    endpoints = [
-        e["endpoint"]["address"]["socket_address"]
-        for e in xds["load_assignment"]["endpoints"][0]["lb_endpoints"]
-    ]
+    xds, modules = bootstrap["static_resources"]["clusters"]
     edge = by_kind(docs, "Service")["xdsbus-edge"]
-    assert endpoints == [{"address": edge["metadata"]["name"], "port_value": 15010}]
+    assert _addresses(xds) == [{"address": edge["metadata"]["name"], "port_value": 15010}]
     assert any(p["port"] == 15010 and p["targetPort"] == "xds" for p in edge["spec"]["ports"])
+    # WasmPlugin modules come from the edges' module port (docs/wasm-modules.md).
+    assert modules["name"] == "xdsbus_wasm_modules"
+    assert _addresses(modules) == [{"address": edge["metadata"]["name"], "port_value": 15018}]
+    assert any(p["port"] == 15018 and p["targetPort"] == "wasm" for p in edge["spec"]["ports"])
+    (edge_container,) = pod_spec(by_kind(docs, "Deployment")["xdsbus-edge"])["containers"]
+    assert {"name": "wasm", "containerPort": 15018} in edge_container["ports"]
+    assert edge_container["args"][edge_container["args"].index("--wasm-listen") + 1] == "0.0.0.0:15018"
+
+
+def _addresses(cluster: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        e["endpoint"]["address"]["socket_address"]
+        for e in cluster["load_assignment"]["endpoints"][0]["lb_endpoints"]
+    ]
 
 
 def envoy_binary() -> str:

@@ -35,10 +35,39 @@ def wasm_filter(
     }
 
 
+def _listener(name: str, port: int, filters: list[dict[str, Any]]) -> dict[str, Any]:
+    hcm = {
+        "@type": HCM,
+        "stat_prefix": name,
+        "route_config": {
+            "virtual_hosts": [
+                {
+                    "name": "all",
+                    "domains": ["*"],
+                    "routes": [
+                        {
+                            "match": {"prefix": "/"},
+                            "direct_response": {"status": 200, "body": {"inline_string": "ok"}},
+                        }
+                    ],
+                }
+            ]
+        },
+        "http_filters": [*filters, {"name": "envoy.filters.http.router", "typed_config": {"@type": ROUTER}}],
+    }
+    return {
+        "name": name,
+        "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
+        "filter_chains": [
+            {"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}]}
+        ],
+    }
+
+
 def bootstrap(
-    admin_port: int, listen_port: int, filters: list[dict[str, Any]], modules_port: int = 0
+    admin_port: int, listeners: dict[int, list[dict[str, Any]]], modules_port: int = 0
 ) -> dict[str, Any]:
-    """Admin, one listener answering 200 "ok" to everything through `filters`, and (with
+    """Admin, one listener per port answering 200 "ok" to everything through its filters, and (with
     `modules_port`) the module cluster pointing at a local HTTP server."""
     clusters = []
     if modules_port:
@@ -68,40 +97,11 @@ def bootstrap(
                 },
             }
         )
-    hcm = {
-        "@type": HCM,
-        "stat_prefix": "wasm_test",
-        "route_config": {
-            "virtual_hosts": [
-                {
-                    "name": "all",
-                    "domains": ["*"],
-                    "routes": [
-                        {
-                            "match": {"prefix": "/"},
-                            "direct_response": {"status": 200, "body": {"inline_string": "ok"}},
-                        }
-                    ],
-                }
-            ]
-        },
-        "http_filters": [*filters, {"name": "envoy.filters.http.router", "typed_config": {"@type": ROUTER}}],
-    }
     return {
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin_port}}},
         "static_resources": {
             "listeners": [
-                {
-                    "name": "wasm_test",
-                    "address": {"socket_address": {"address": "127.0.0.1", "port_value": listen_port}},
-                    "filter_chains": [
-                        {
-                            "filters": [
-                                {"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}
-                            ]
-                        }
-                    ],
-                }
+                _listener(f"wasm_test_{port}", port, filters) for port, filters in sorted(listeners.items())
             ],
             "clusters": clusters,
         },

@@ -61,7 +61,7 @@ async def envoy_with_modules(tmp_path: Path) -> AsyncIterator[tuple[int, list[st
     ]
     admin_port, port = free_port(), free_port()
     path = tmp_path / "bootstrap.json"
-    path.write_text(json.dumps(bootstrap(admin_port, port, filters, modules_port)))
+    path.write_text(json.dumps(bootstrap(admin_port, {port: filters}, modules_port)))
     proc = start_envoy(path, tmp_path / "envoy.log")
     try:
         await http.wait_listening(port, timeout=20)

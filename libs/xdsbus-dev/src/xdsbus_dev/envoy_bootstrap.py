@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from xdsbus.contract.wasm_modules import MODULES_CLUSTER
+
 ApiType = Literal["GRPC", "DELTA_GRPC"]
 
 XDS_CLUSTER = "xds"
@@ -55,10 +57,12 @@ def ads_bootstrap(
     health_check_interval: float = 1.0,
     initial_fetch_timeout: float | None = None,
     tls: ClientTls | None = None,
+    wasm_modules: Sequence[tuple[str, int]] = (),
 ) -> dict[str, Any]:
     """A bootstrap: node (id, cluster, metadata XDSBUS_SCOPE), admin, ADS over the `xds` cluster for CDS and
     LDS. `api_type` GRPC is State of the World, DELTA_GRPC incremental; `tls`: (m)TLS to the edges, else
-    plaintext (edges allow that on loopback only)."""
+    plaintext (edges allow that on loopback only). `wasm_modules`: the edges' module ports (--wasm-listen),
+    the static cluster WasmPlugin filters fetch their modules through (docs/wasm-modules.md)."""
     if not edges:
         raise ValueError("at least one edge address is needed")
     if api_type not in ("GRPC", "DELTA_GRPC"):
@@ -142,8 +146,43 @@ def ads_bootstrap(
                             }
                         ],
                     },
-                }
+                },
+                *([wasm_modules_cluster(wasm_modules, interval)] if wasm_modules else []),
             ]
+        },
+    }
+
+
+def wasm_modules_cluster(
+    addresses: Sequence[tuple[str, int]], health_check_interval: str = "1s"
+) -> dict[str, Any]:
+    """The static cluster `xdsbus_wasm_modules`: plain HTTP/1.1 to the edges' module ports, loopback or
+    in-cluster (modules are verified by sha256, so the channel needs no TLS for integrity). A TCP health
+    check keeps a fetch off an edge that is gone."""
+    return {
+        "name": MODULES_CLUSTER,
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        "health_checks": [
+            {
+                "timeout": "1s",
+                "interval": health_check_interval,
+                "no_traffic_interval": health_check_interval,
+                "unhealthy_threshold": 1,
+                "healthy_threshold": 1,
+                "tcp_health_check": {},
+            }
+        ],
+        "load_assignment": {
+            "cluster_name": MODULES_CLUSTER,
+            "endpoints": [
+                {
+                    "lb_endpoints": [
+                        {"endpoint": {"address": {"socket_address": {"address": host, "port_value": port}}}}
+                        for host, port in addresses
+                    ]
+                }
+            ],
         },
     }
 

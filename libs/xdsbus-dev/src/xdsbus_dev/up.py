@@ -33,6 +33,7 @@ DEMO_NAMESPACE = "demo"
 DEMO_HOST = "demo.local"
 EDGES = ((18000, 15014), (18001, 15015))  # (xDS port, HTTP port)
 DEBUG_PORT = 15016  # edge N's /debug pages: 127.0.0.1:(DEBUG_PORT + N)
+WASM_PORT = 15018  # edge N's wasm module port, which Envoy's bootstrap names: 127.0.0.1:(WASM_PORT + N)
 ENVOY_ADMIN_PORT = 19000
 
 
@@ -199,6 +200,10 @@ async def _stack(args: argparse.Namespace) -> int:
                     f"127.0.0.1:{http_port}",
                     "--debug-listen",
                     f"127.0.0.1:{DEBUG_PORT + index}",
+                    "--wasm-listen",
+                    f"127.0.0.1:{WASM_PORT + index}",
+                    "--wasm-cache-dir",
+                    str(data / "wasm-modules"),
                     *pki.edge_flags(),
                     "--xds-access-policy",
                     str(xds_policy),
@@ -211,6 +216,7 @@ async def _stack(args: argparse.Namespace) -> int:
                 admin_port=ENVOY_ADMIN_PORT,
                 node_id="gateway-local",
                 tls=pki.client(),
+                wasm_modules=[("127.0.0.1", WASM_PORT + index) for index in range(len(EDGES))],
             ),
         )
         envoy_log = data / "envoy.log"

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import tempfile
+from pathlib import Path
 
 import grpc
 
 from xdsbus.bus import Bus
 from xdsbus.contract.type_urls import TYPE_ORDER
 from xdsbus.secretbox import SecretBox
+from xdsbus.wasm.credentials import DockerConfig
+from xdsbus.wasm.fetcher import ModuleFetcher
 from xdsbus_edge.access_policy import AccessPolicy
 from xdsbus_edge.cache import SnapshotCache
 from xdsbus_edge.http import DebugApi, HttpServer, ProbeApi
@@ -20,6 +24,8 @@ from xdsbus_edge.scopes import DEFAULT_SCOPE
 from xdsbus_edge.server import SERVER_OPTIONS, XdsServer
 from xdsbus_edge.snapshot import Snapshot, short_type
 from xdsbus_edge.stream_access import StreamAccess
+from xdsbus_edge.wasm_server import ModuleServer
+from xdsbus_edge.wasm_store import DEFAULT_MAX_BYTES, ModuleStore
 from xdsbus_edge.xds_tls import ServerTls, is_loopback
 
 log = logging.getLogger(__name__)
@@ -54,6 +60,17 @@ class EdgeConfig:
     limits: EdgeLimits = dataclasses.field(default_factory=EdgeLimits)
     # Seconds NATS may be lost, or a scope stay behind the ledger head, before /ready fails.
     ready_max_lag: float = 30.0
+    # The module port Envoy's wasm filters fetch from (docs/wasm-modules.md); port 0 picks one.
+    wasm_listen: str = "127.0.0.1:0"
+    # Where verified modules are kept, and how many bytes of them at most.
+    wasm_cache_dir: Path = dataclasses.field(
+        default_factory=lambda: Path(tempfile.gettempdir()) / "xdsbus-wasm"
+    )
+    wasm_cache_max_bytes: int = DEFAULT_MAX_BYTES
+    # Registry credentials for pulling OCI modules (a docker config.json); None: anonymous pulls.
+    wasm_registry_auth: DockerConfig | None = None
+    # Seconds one module fetch may take in all.
+    wasm_fetch_timeout: float = 30.0
 
 
 class Edge:
@@ -89,10 +106,17 @@ class Edge:
         self.metrics.watch_connection(bus.connection, self.cache.lags)
         self.http = HttpServer(ProbeApi(self.cache, self.metrics, bus.connection, config.ready_max_lag))
         self.debug_http = HttpServer(DebugApi(self.cache, self.streams))
+        self.modules = ModuleServer(
+            ModuleStore(config.wasm_cache_dir, config.wasm_cache_max_bytes),
+            ModuleFetcher(timeout=config.wasm_fetch_timeout),
+            self.metrics.registry,
+            credentials=config.wasm_registry_auth,
+        )
         self._grpc: grpc.aio.Server | None = None
         self.xds_port = 0
         self.http_port = 0
         self.debug_port = 0
+        self.wasm_port = 0
 
     async def start(self) -> None:
         """Listen on both ports, then start following the ledger."""
@@ -111,14 +135,18 @@ class Edge:
         await self._grpc.start()
         self.http_port = await self.http.start(*split_host_port(self.config.http_listen))
         self.debug_port = await self.debug_http.start(*split_host_port(self.config.debug_listen))
+        self.wasm_port = await self.modules.start(*split_host_port(self.config.wasm_listen))
         await self.cache.start()
         log.info(
-            "edge serving xDS (%s) on port %d, HTTP on port %d, debug pages on %s port %d, scopes %s",
+            "edge serving xDS (%s) on port %d, HTTP on port %d, debug pages on %s port %d, wasm modules on"
+            " %s port %d, scopes %s",
             "plaintext" if tls is None else "mTLS" if tls.mutual else "TLS",
             self.xds_port,
             self.http_port,
             split_host_port(self.config.debug_listen)[0],
             self.debug_port,
+            split_host_port(self.config.wasm_listen)[0],
+            self.wasm_port,
             ",".join(self.config.scopes),
         )
 
@@ -130,10 +158,12 @@ class Edge:
         await self.http.stop()
         await self.debug_http.stop()
         await self.cache.stop()
+        await self.modules.stop()
 
     def _switched(self, snap: Snapshot) -> None:
         m = self.metrics
         m.snapshot_version.set(snap.version, snap.scope)
+        self.modules.learn(snap)
         for type_url in dict.fromkeys((*TYPE_ORDER, *snap.type_urls())):
             m.snapshot_resources.set(len(snap.of(type_url)), snap.scope, short_type(type_url))
             m.snapshot_bytes.set(snap.size_bytes(type_url), snap.scope, short_type(type_url))

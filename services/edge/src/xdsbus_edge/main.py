@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import os
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -14,10 +15,13 @@ from xdsbus.logs import setup_logging
 from xdsbus.secretbox import LOCAL_KEY_FILE, SecretBox, SecretKeyError
 from xdsbus.service import run_service
 from xdsbus.service_flags import ServiceParser, add_common_flags, positive_float, readable_file
+from xdsbus.wasm.credentials import DockerConfig
+from xdsbus.wasm.errors import ModuleFetchError
 from xdsbus_edge.access_policy import PolicyError, load_policy
 from xdsbus_edge.app import Edge, EdgeConfig, split_host_port
 from xdsbus_edge.limits import add_limit_flags, limits_from_args
 from xdsbus_edge.scopes import SCOPE_PATTERN
+from xdsbus_edge.wasm_store import DEFAULT_MAX_BYTES
 from xdsbus_edge.xds_tls import ServerTls, is_loopback
 
 log = logging.getLogger("xdsbus_edge.main")
@@ -90,11 +94,79 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         " before /ready fails",
     )
     _add_xds_security_flags(p)
+    _add_wasm_flags(p)
     add_limit_flags(p)
     add_common_flags(p)
     args = p.parse(argv)
     _check_xds_security(p, args)
+    _check_wasm(p, args)
     return args
+
+
+def _positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
+    if number <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {number}")
+    return number
+
+
+def _add_wasm_flags(p: ServiceParser) -> None:
+    """The module port Envoy fetches WasmPlugin modules from, and the module cache
+    (docs/wasm-modules.md)."""
+    p.env_flag(
+        "--wasm-listen",
+        "XDSBUS_WASM_LISTEN",
+        type=_listen,
+        default="127.0.0.1:0",
+        shown_default="127.0.0.1:0 (a free port, logged at start)",
+        help="address Envoy fetches wasm modules from (/modules/<sha256>.wasm, the bootstrap cluster"
+        " xdsbus_wasm_modules): give the port Envoy's bootstrap names; in a pod, an address the gateway"
+        " pods reach",
+    )
+    p.env_flag(
+        "--wasm-cache-dir",
+        "XDSBUS_WASM_CACHE_DIR",
+        default=str(Path(tempfile.gettempdir()) / "xdsbus-wasm"),
+        help="directory of the verified wasm modules the edge fetched",
+    )
+    p.env_flag(
+        "--wasm-cache-max-bytes",
+        "XDSBUS_WASM_CACHE_MAX_BYTES",
+        type=_positive_int,
+        default=DEFAULT_MAX_BYTES,
+        help="bytes of modules kept on disk; the least recently served go first",
+    )
+    p.env_flag(
+        "--wasm-registry-auth",
+        "XDSBUS_WASM_REGISTRY_AUTH",
+        type=readable_file,
+        default=None,
+        shown_default="none: anonymous pulls",
+        help="docker config.json with the credentials for pulling oci:// modules (e.g. a mounted"
+        " kubernetes.io/dockerconfigjson Secret)",
+    )
+    p.env_flag(
+        "--wasm-fetch-timeout",
+        "XDSBUS_WASM_FETCH_TIMEOUT",
+        type=positive_float,
+        default=30.0,
+        help="seconds one module fetch (token, manifest and blob) may take",
+    )
+
+
+def _check_wasm(p: ServiceParser, args: argparse.Namespace) -> None:
+    """Read --wasm-registry-auth into `args.wasm_auth`; a usage error names the flag."""
+    args.wasm_auth = None
+    if args.wasm_registry_auth:
+        try:
+            args.wasm_auth = DockerConfig.parse(
+                Path(args.wasm_registry_auth).read_bytes(), args.wasm_registry_auth
+            )
+        except (OSError, ModuleFetchError) as exc:
+            p.fail("wasm_registry_auth", str(exc))
 
 
 def _add_xds_security_flags(p: ServiceParser) -> None:
@@ -196,6 +268,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         access_policy=args.access_policy,
         limits=limits_from_args(args),
         ready_max_lag=args.ready_max_lag,
+        wasm_listen=args.wasm_listen,
+        wasm_cache_dir=Path(args.wasm_cache_dir),
+        wasm_cache_max_bytes=args.wasm_cache_max_bytes,
+        wasm_registry_auth=args.wasm_auth,
+        wasm_fetch_timeout=args.wasm_fetch_timeout,
     )
     settings = BusSettings.from_env(args.nats_url)
 

@@ -75,6 +75,7 @@ class Envoy:
         concurrency: int = 1,
         extra_args: Sequence[str] = (),
         tls: ClientTls | None = None,
+        wasm_modules: Sequence[str | tuple[str, int]] = (),
     ) -> None:
         self.instance = next(_IDS)
         self.workdir = workdir
@@ -89,6 +90,8 @@ class Envoy:
         self.concurrency = concurrency
         self.extra_args = list(extra_args)
         self.tls = tls
+        # The edges' module ports: the bootstrap's xdsbus_wasm_modules cluster (docs/wasm-modules.md).
+        self.wasm_modules = [parse_address(e) if isinstance(e, str) else e for e in wasm_modules]
         self.bootstrap_path = workdir / f"envoy-{self.instance}.yaml"
         self.log_path = workdir / f"envoy-{self.instance}.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -104,6 +107,7 @@ class Envoy:
             scope=self.scope,
             api_type=self.api_type,
             tls=self.tls,
+            wasm_modules=self.wasm_modules,
         )
 
     def argv(self) -> list[str]:

@@ -169,6 +169,7 @@ class Edge:
         self.xds_port = free_port()
         self.http_port = free_port()
         self.debug_port = free_port()
+        self.wasm_port = free_port()
         argv = [
             tool("xdsbus-edge"),
             "--xds-listen",
@@ -177,6 +178,10 @@ class Edge:
             f"127.0.0.1:{self.http_port}",
             "--debug-listen",
             f"127.0.0.1:{self.debug_port}",
+            "--wasm-listen",
+            f"127.0.0.1:{self.wasm_port}",
+            "--wasm-cache-dir",
+            str(log_dir / f"{name}-wasm"),
             "--nats-url",
             nats_url,
             *(pki.edge_flags() if pki is not None else ["--xds-plaintext", "true"]),
@@ -344,6 +349,7 @@ class Stack:
                 api_type=self.api_type,
                 gateway_port=self.gateway_port,
                 tls=self.pki.client(),
+                wasm_modules=[("127.0.0.1", edge.wasm_port) for edge in self.edges],
             ).start()
             await self.envoy.wait_ready(timeout=30, listeners=[self.listener] if self.with_ingress else ())
         return self
