@@ -40,7 +40,7 @@ from bench.results_io import machine, results_dir
 from tests.e2e.test_watcher_leases import fresh_digest, list_directory
 from xdsbus.bus import Bus, BusSettings, connect
 from xdsbus.events import EVENTS_STREAM
-from xdsbus.layout import LEASES_BUCKET, LEDGER_STREAM
+from xdsbus.layout import DEFAULT_LEASE_TTL, LEASES_BUCKET, LEDGER_STREAM
 from xdsbus.ledger import reader
 from xdsbus.nats_options import MAX_PINGS_OUT_VARIABLE, PING_INTERVAL_VARIABLE
 from xdsbus_dev.harness.cluster import NatsCluster, kv_stream
@@ -55,7 +55,7 @@ PARAMS = {
     "BENCH_CHAOS_RATE": ("50", "changes per second written by the load"),
     "BENCH_CHAOS_SERVICES": ("10", "Services the load rewrites, in turn"),
     "BENCH_CHAOS_HOLD": ("20", "seconds a fault is held before it is repaired (quorum loss)"),
-    "BENCH_CHAOS_LEASE_TTL": ("6", "lease TTL of the layout, seconds"),
+    "BENCH_CHAOS_LEASE_TTL": (str(DEFAULT_LEASE_TTL), "lease TTL of the layout, seconds"),
     "BENCH_CHAOS_PING_INTERVAL": ("10", "NATS ping interval of the half-open service, seconds"),
 }
 FIRST_PORT = 20000
@@ -255,7 +255,7 @@ class ChaosRun:
         *,
         rate: float = 50.0,
         services: int = 10,
-        lease_ttl: float = 6.0,
+        lease_ttl: float = DEFAULT_LEASE_TTL,
         ping_interval: float = 10.0,
     ) -> None:
         self.workdir = workdir
@@ -541,7 +541,7 @@ class ChaosSettings:
 
     rate: float = 50.0
     services: int = 10
-    lease_ttl: float = 6.0
+    lease_ttl: float = DEFAULT_LEASE_TTL
     ping_interval: float = 10.0
     hold: float = 5.0
     quorum_hold: float = 20.0

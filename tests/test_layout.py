@@ -103,7 +103,7 @@ def test_the_command_shows_applies_and_reshapes(empty_server: NatsServer):
     bigger = _cli(empty_server.url, XDSBUS_EVENTS_MAX_BYTES="3000000000", XDSBUS_LEASE_TTL="2")
     assert bigger.returncode == 1
     assert "stream XDSBUS_EVENTS: max_bytes is 2147483648, the layout wants 3000000000" in bigger.stdout
-    assert "KV xdsbus_leases: max_age is 6.0, the layout wants 2.0" in bigger.stdout
+    assert "KV xdsbus_leases: max_age is 15.0, the layout wants 2.0" in bigger.stdout
     reshaped = _cli(empty_server.url, "--apply", XDSBUS_EVENTS_MAX_BYTES="3000000000", XDSBUS_LEASE_TTL="2")
     assert reshaped.returncode == 0, reshaped.stdout + reshaped.stderr
     assert _cli(empty_server.url, XDSBUS_EVENTS_MAX_BYTES="3000000000", XDSBUS_LEASE_TTL="2").returncode == 0

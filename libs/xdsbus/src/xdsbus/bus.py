@@ -23,6 +23,7 @@ from nats.js.object_store import ObjectStore
 from xdsbus import layout
 from xdsbus.backoff import Backoff
 from xdsbus.layout import CHECKPOINTS_STORE as CHECKPOINTS_STORE
+from xdsbus.layout import DEFAULT_LEASE_TTL, Caps, LayoutSettings
 from xdsbus.layout import EVENT_BODIES_STORE as EVENT_BODIES_STORE
 from xdsbus.layout import LARGE_RESOURCES_STORE as LARGE_RESOURCES_STORE
 from xdsbus.layout import LEASES_BUCKET as LEASES_BUCKET
@@ -33,7 +34,6 @@ from xdsbus.layout import LEDGER_SUBJECT_PREFIX as LEDGER_SUBJECT_PREFIX
 from xdsbus.layout import RESOURCES_BUCKET as RESOURCES_BUCKET
 from xdsbus.layout import RETENTION_BUCKET as RETENTION_BUCKET
 from xdsbus.layout import STATUS_BUCKET as STATUS_BUCKET
-from xdsbus.layout import Caps, LayoutSettings
 from xdsbus.nats_options import DEFAULT_NATS_URL as DEFAULT_NATS_URL
 from xdsbus.nats_options import ConnectionState, ErrorReporter, NatsOptions, error_callback
 from xdsbus.transient import retry_transient
@@ -57,7 +57,7 @@ class BusSettings:
     nats: NatsOptions | None = None
     replicas: int = 1
     duplicate_window: float = 120.0
-    lease_ttl: float = 6.0
+    lease_ttl: float = DEFAULT_LEASE_TTL
     caps: Caps = dataclasses.field(default_factory=Caps)
 
     @classmethod

@@ -90,13 +90,19 @@ def _positive_int(name: str, text: str) -> int:
     return value
 
 
+# Seconds a lease lasts without renewal; holders renew every third of it. Longer than a Raft election
+# (a few seconds), so a holder keeps its lease while the leases bucket elects a leader instead of losing
+# it and resyncing (docs/operating-on-a-cluster.md); a holder that died is replaced after this long.
+DEFAULT_LEASE_TTL = 15.0
+
+
 @dataclasses.dataclass(frozen=True)
 class LayoutSettings:
     """What the layout depends on: replicas (1 locally, 3 in a cluster), the lease TTL (a bucket
     setting, docs/design.md §4), the event log's duplicate window and the size caps."""
 
     replicas: int = 1
-    lease_ttl: float = 6.0
+    lease_ttl: float = DEFAULT_LEASE_TTL
     duplicate_window: float = 120.0
     caps: Caps = Caps()
 
@@ -105,7 +111,7 @@ class LayoutSettings:
         """XDSBUS_NATS_REPLICAS, XDSBUS_LEASE_TTL and the XDSBUS_*_MAX_BYTES caps, else the defaults."""
         return cls(
             replicas=_positive_int("XDSBUS_NATS_REPLICAS", environ.get("XDSBUS_NATS_REPLICAS") or "1"),
-            lease_ttl=float(environ.get("XDSBUS_LEASE_TTL") or "6"),
+            lease_ttl=float(environ.get("XDSBUS_LEASE_TTL") or DEFAULT_LEASE_TTL),
             caps=Caps.from_env(environ),
         )
 

@@ -18,6 +18,7 @@ from typing import Any, NoReturn
 
 from xdsbus.bus import DEFAULT_NATS_URL
 from xdsbus.health import DISABLED, default_listen, listen_address
+from xdsbus.layout import DEFAULT_LEASE_TTL as DEFAULT_LEASE_TTL
 from xdsbus.layout import Caps, cap_variable
 from xdsbus.lease import pod_identity
 from xdsbus.logs import LOG_FORMATS
@@ -42,10 +43,6 @@ def pod_instance_id() -> str:
     """The pod's name (`POD_NAME`, else the host name): what a watcher holds its source lease as, the same
     for a restarted process, so it takes its own lease back at once (docs/design.md §4)."""
     return pod_identity()
-
-
-# A watcher's lease TTL when neither --lease-ttl nor XDSBUS_LEASE_TTL says otherwise (the builder's too).
-DEFAULT_LEASE_TTL = 6.0
 
 
 def instance_name(value: str) -> str:

@@ -19,6 +19,7 @@ from xdsbus.events import EVENTS_STREAM, EVENTS_SUBJECT_PREFIX, subject_token
 from xdsbus.fold.folding import BatchResult, fold_stored
 from xdsbus.fold.reading import EventGap, check_next, find_gap
 from xdsbus.fold.state import FoldState
+from xdsbus.layout import DEFAULT_LEASE_TTL
 from xdsbus.lease import Lease
 from xdsbus.ledger import checkpoints
 from xdsbus.ledger.publisher import PUBLISH_RETRY_WITHIN, LedgerPublisher, LostLedger
@@ -50,7 +51,7 @@ class BuilderConfig(msgspec.Struct, frozen=True, kw_only=True):
     debounce_max: float = 1.0
     checkpoint_events: int = 10_000
     checkpoint_seconds: float = 30.0
-    lease_ttl: float = 6.0
+    lease_ttl: float = DEFAULT_LEASE_TTL
     # History kept (docs/design.md §4–5): versions, bases and daily checkpoints younger than this.
     history_window: float = 30 * 24 * 3600.0
     # Newest checkpoints kept whatever their age, besides one a day inside the window.

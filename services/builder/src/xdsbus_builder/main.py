@@ -14,7 +14,14 @@ from xdsbus.health import Health
 from xdsbus.logs import setup_logging
 from xdsbus.secretbox import LOCAL_KEY_FILE, SecretBox, SecretKeyError
 from xdsbus.service import run_service
-from xdsbus.service_flags import ServiceParser, add_common_flags, add_health_flag, default_instance_id, port
+from xdsbus.service_flags import (
+    DEFAULT_LEASE_TTL,
+    ServiceParser,
+    add_common_flags,
+    add_health_flag,
+    default_instance_id,
+    port,
+)
 from xdsbus.translate.dataplane import DATAPLANES, ENVOY
 from xdsbus.translate.ingress_class import DEFAULT_INGRESS_CLASS
 from xdsbus.translate.settings import TranslatorSettings
@@ -117,7 +124,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--lease-ttl",
         "XDSBUS_LEASE_TTL",
         type=float,
-        default=6.0,
+        default=DEFAULT_LEASE_TTL,
         help="seconds after which a standby takes over from a leader that died",
     )
     p.env_flag(

@@ -24,6 +24,7 @@ from pathlib import Path
 import nats
 import nats.errors
 
+from xdsbus.layout import DEFAULT_LEASE_TTL
 from xdsbus.nats_options import NatsOptions
 from xdsbus_dev.harness import http
 from xdsbus_dev.harness.processes import free_port, tool, wait_for_port
@@ -64,7 +65,7 @@ class NatsCluster:
     """Three (or `size`) routed JetStream nodes with the layout applied at `replicas` (default: all of
     them). Services started on it need `client_env()`: the layout they expect (replicas, lease TTL)."""
 
-    def __init__(self, workdir: Path, *, size: int = 3, lease_ttl: float = 6.0) -> None:
+    def __init__(self, workdir: Path, *, size: int = 3, lease_ttl: float = DEFAULT_LEASE_TTL) -> None:
         self.workdir = workdir
         self.lease_ttl = lease_ttl
         self.nodes = [
