@@ -9,15 +9,17 @@ from __future__ import annotations
 from typing import Any
 
 from envoy.config.cluster.v3 import cluster_pb2
+from envoy.config.listener.v3 import listener_pb2
 from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.extensions.filters.http.local_ratelimit.v3 import local_rate_limit_pb2
+from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm
 from google.protobuf import json_format
 
 from tests.support.objects import endpoint_slice, service
 from tests.translate.ingress_objects import H, N
-from tests.translate.translator_harness import Harness, ingress_body
+from tests.translate.translator_harness import HTTP_LISTENER, Harness, ingress_body
 from xdsbus.contract.status import Verdict
-from xdsbus.contract.type_urls import CLUSTER
+from xdsbus.contract.type_urls import CLUSTER, LISTENER
 from xdsbus.model.routes import HeaderMutation, LocalRateLimit
 from xdsbus.translate import http2rpc
 from xdsbus.translate.dataplane import UNSUPPORTED_HTTP2RPC
@@ -334,8 +336,31 @@ def test_on_higress_dataplane_the_route_and_cluster_are_what_higress_generates()
     cluster = h.get(CLUSTER, route.route.cluster, cluster_pb2.Cluster)
     assert cluster.name != "outbound|80||web.default.svc.cluster.local"
     assert json_format.MessageToDict(cluster.upstream_config) == GOLDEN_UPSTREAM_CONFIG
-    assert json_format.MessageToDict(http2rpc.dubbo_transcoder_filter()) == GOLDEN_FILTER
+    assert _filters(h)[-2:] == [GOLDEN_FILTER, {"name": "envoy.filters.http.router"}]
     h.assert_matches_full_build()
+
+
+def _filters(h: Harness) -> list[dict[str, Any]]:
+    """The HTTP listener's filters, each with its name and, for the transcoder, its config."""
+    manager = hcm.HttpConnectionManager()
+    assert (
+        h.get(LISTENER, HTTP_LISTENER, listener_pb2.Listener)
+        .filter_chains[0]
+        .filters[0]
+        .typed_config.Unpack(manager)
+    )
+    return [
+        json_format.MessageToDict(f) if f.name == http2rpc.DUBBO_TRANSCODER_FILTER else {"name": f.name}
+        for f in manager.http_filters
+    ]
+
+
+def test_the_transcoder_filter_is_only_on_the_higress_dataplane() -> None:
+    h = Harness()
+    _web(h)
+    h.put(ingress_body("web", [("a.example.com", [("/", "web", 80)])]))
+    assert {"name": http2rpc.DUBBO_TRANSCODER_FILTER} not in _filters(h)
+    assert GOLDEN_FILTER not in _filters(h)
 
 
 def test_on_higress_dataplane_a_missing_or_grpc_http2rpc_answers_503_until_fixed() -> None:

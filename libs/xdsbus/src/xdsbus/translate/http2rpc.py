@@ -14,18 +14,22 @@ from collections.abc import Mapping
 from typing import Any
 
 from envoy.config.core.v3 import extension_pb2
+from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
 from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm
 from google.protobuf import any_pb2
 from udpa.type.v1 import typed_struct_pb2
 
+from xdsbus.contract.type_urls import LISTENER
 from xdsbus.model.routes import DubboMethod, DubboTranscoding
+from xdsbus.translate.resource_table import ResourceTable
 
 HTTP2RPC_KIND = "Http2Rpc"
 DUBBO_TRANSCODER_FILTER = "envoy.filters.http.http_dubbo_transcoder"
 DUBBO_TRANSCODER_TYPE = (
     "type.googleapis.com/envoy.extensions.filters.http.http_dubbo_transcoder.v3.HttpDubboTranscoder"
 )
+_ROUTER = "envoy.filters.http.router"
 DUBBO_UPSTREAM = "envoy.upstreams.http.dubbo_tcp"
 DUBBO_UPSTREAM_TYPE = (
     "type.googleapis.com/envoy.extensions.upstreams.http.dubbo_tcp.v3.DubboTcpConnectionPoolProto"
@@ -188,3 +192,44 @@ def dubbo_upstream_config() -> extension_pb2.TypedExtensionConfig:
 def dubbo_transcoder_filter() -> hcm.HttpFilter:
     """The HTTP filter Higress inserts once before the router (HTTP_FILTER INSERT_BEFORE)."""
     return hcm.HttpFilter(name=DUBBO_TRANSCODER_FILTER, typed_config=_typed_struct(DUBBO_TRANSCODER_TYPE))
+
+
+class DubboTranscoderPatch:
+    """Inserts the transcoder filter before the router in every connection manager of the Ingress
+    ports' listeners, as Higress's HTTP_FILTER INSERT_BEFORE patch does, after they are (re)built. Only on
+    Higress's data plane; a listener already patched is not parsed again."""
+
+    def __init__(self, table: ResourceTable, listeners: tuple[str, ...]) -> None:
+        self._table = table
+        self._listeners = listeners
+        # Per listener, the sha256 of the body this patch last published.
+        self._patched: dict[str, str] = {}
+
+    def apply(self) -> None:
+        """Patch every listener whose body changed since it was last patched."""
+        for name in self._listeners:
+            current = self._table.get(LISTENER, name)
+            if current is None or self._patched.get(name) == current.sha256:
+                continue
+            listener = listener_pb2.Listener()
+            wrapper = any_pb2.Any()
+            wrapper.ParseFromString(current.body)
+            wrapper.Unpack(listener)
+            for chain in listener.filter_chains:
+                for network_filter in chain.filters:
+                    _insert_transcoder(network_filter)
+            self._table.put(LISTENER, name, listener.SerializeToString(deterministic=True))
+            patched = self._table.get(LISTENER, name)
+            assert patched is not None
+            self._patched[name] = patched.sha256
+
+
+def _insert_transcoder(network_filter: listener_components_pb2.Filter) -> None:
+    manager = hcm.HttpConnectionManager()
+    if not network_filter.typed_config.Unpack(manager):
+        return
+    names = [f.name for f in manager.http_filters]
+    if DUBBO_TRANSCODER_FILTER in names or _ROUTER not in names:
+        return
+    manager.http_filters.insert(names.index(_ROUTER), dubbo_transcoder_filter())
+    network_filter.typed_config.Pack(manager)

@@ -17,6 +17,8 @@ from collections.abc import Iterable
 from xdsbus.contract.status import ObjectStatus
 from xdsbus.fold.state import FoldState, ObjectRef
 from xdsbus.secretbox import SecretBox
+from xdsbus.translate.dataplane import HIGRESS
+from xdsbus.translate.envoy_listeners import listener_name
 from xdsbus.translate.handlers.gateway_api import GatewayApiHandler
 from xdsbus.translate.handlers.http2rpc import Http2RpcHandler
 from xdsbus.translate.handlers.ingress import IngressHandler
@@ -27,6 +29,7 @@ from xdsbus.translate.handlers.services import ServicesHandler
 from xdsbus.translate.handlers.status_book import StatusBook
 from xdsbus.translate.handlers.touched import KindHandler
 from xdsbus.translate.handlers.wasm_plugins import WasmPluginsHandler
+from xdsbus.translate.http2rpc import DubboTranscoderPatch
 from xdsbus.translate.resource_table import ResourceTable
 from xdsbus.translate.settings import TranslatorSettings
 from xdsbus.translate.shared_listeners import SharedListeners
@@ -59,6 +62,13 @@ class Translator:
         self._gateway_api = GatewayApiHandler(routes)
         http2rpc = Http2RpcHandler(self._status, self.settings.dataplane, self._ingress.dependents)
         self._ingress.rpc = http2rpc.rpc_lookup()
+        # Higress's data plane: its transcoder filter before the router of the Ingress ports' listeners.
+        ports = (self.settings.http_port, self.settings.https_port)
+        self._dubbo = (
+            DubboTranscoderPatch(self.table, tuple(listener_name(port) for port in ports))
+            if self.settings.dataplane == HIGRESS
+            else None
+        )
         self._listeners = SharedListeners(
             self.table, self.settings, self._ingress, self._gateway_api, plugins=plugins
         )
@@ -144,6 +154,8 @@ class Translator:
             self._gateway_api.regenerate(state)
         if vhosts or gateway_api:
             self._listeners.regenerate()
+            if self._dubbo is not None:
+                self._dubbo.apply()
         self._wasm.report(self._ingress, self._services)
 
     def take_status_changes(self) -> list[ObjectStatus | ObjectRef]:
