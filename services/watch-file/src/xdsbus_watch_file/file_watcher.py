@@ -20,10 +20,13 @@ from pathlib import Path
 
 from xdsbus.bus import Bus
 from xdsbus.secretbox import SecretBox
+from xdsbus.wasm.fetcher import ModuleFetcher
+from xdsbus.wasm.resolver import ModuleResolver
 from xdsbus.watcher import Watcher
 from xdsbus_watch_file.manifests import KNOWN_KINDS, Manifest, ManifestError, ObjectId, parse_manifests
 from xdsbus_watch_file.scanner import DirectoryScanner, FileChange
 from xdsbus_watch_file.status import StatusReporter
+from xdsbus_watch_file.wasm_modules import published_body
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +91,8 @@ class FileWatcher(Watcher):
         self._open_sync: _OpenSync | None = None
         self._logged_errors: dict[str, tuple[ManifestError, ...]] = {}
         self._deferral_logged = False
+        # WasmPlugins without a sha256 get their module digest recorded (docs/wasm-modules.md).
+        self._modules = ModuleResolver(ModuleFetcher())
 
     async def watch(self) -> None:
         """Resync from a full read of the directory, then publish changes every poll interval."""
@@ -208,10 +213,11 @@ class FileWatcher(Watcher):
                 # Still there, only unpublishable: neither upserted nor deleted, and listed at sync_end.
                 self._present.setdefault(oid, None)
                 continue
-            if self._present.get(oid) != manifest.rev:
+            body, rev = await published_body(self._modules, manifest, desired)
+            if self._present.get(oid) != rev:
                 # Refused (reported by the base class): present, its last published version stays.
-                published = await self.upsert(oid.kind, oid.key, manifest.body, rev=manifest.rev)
-                self._present[oid] = manifest.rev if published else self._present.get(oid)
+                published = await self.upsert(oid.kind, oid.key, body, rev=rev)
+                self._present[oid] = rev if published else self._present.get(oid)
         for oid in sorted(set(self._present) - set(desired)):
             if await self.delete(oid.kind, oid.key):
                 del self._present[oid]

@@ -33,8 +33,17 @@ from xdsbus_watch_k8s.gateway_status import GatewayStatusWriter
 from xdsbus_watch_k8s.list_watch import DEFAULT_PAGE_SIZE, DEFAULT_WATCH_TIMEOUT, DELETED, ListWatch
 from xdsbus_watch_k8s.normalize import normalize, object_name
 from xdsbus_watch_k8s.publisher import Body, KindPublisher
-from xdsbus_watch_k8s.resources import DEFAULT_SYSTEM_NAMESPACE, INGRESS, INGRESS_CLASS, Feed, feeds
+from xdsbus_watch_k8s.resources import (
+    DEFAULT_SYSTEM_NAMESPACE,
+    INGRESS,
+    INGRESS_CLASS,
+    SECRET,
+    WASM_PLUGIN,
+    Feed,
+    feeds,
+)
 from xdsbus_watch_k8s.status_writer import StatusWriter, lease_name, load_balancer_ingress
+from xdsbus_watch_k8s.wasm_modules import PluginModules
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +93,8 @@ class K8sWatcher(Watcher):
         # Kept across calls of watch(): what was published is what the next resync is compared with.
         counts = Counter(feed.kind for feed in self.feeds)
         self.publishers = {kind: KindPublisher(self, kind, count) for kind, count in counts.items()}
+        # WasmPlugins without a sha256 get their module digest recorded (docs/wasm-modules.md).
+        self.modules = PluginModules(self.publishers.get(SECRET.kind))
         self.loops: list[ListWatch] = []
         self.status_writer: StatusWriter | None = None
 
@@ -198,7 +209,7 @@ class _FeedSink:
             key, name = self._key(obj)
             keyed.append((key, obj))
             if (body := self._body(api_version, obj, name)) is not None:
-                objects[key] = body
+                objects[key] = await self._resolved(body)
         await self.publisher.replace(self.index, objects)
         await self._after_change(keyed, deleted=False, relisted=True)
 
@@ -206,8 +217,14 @@ class _FeedSink:
         """A watch event."""
         key, name = self._key(obj)
         deleted = event_type == DELETED
-        await self.publisher.put(self.index, key, None if deleted else self._body(api_version, obj, name))
+        body = None if deleted else self._body(api_version, obj, name)
+        await self.publisher.put(self.index, key, await self._resolved(body) if body is not None else None)
         await self._after_change([(key, obj)], deleted=deleted, relisted=False)
+
+    async def _resolved(self, body: Body) -> Body:
+        if self.feed.kind != WASM_PLUGIN.kind:
+            return body
+        return await self.watcher.modules.body(body)
 
     async def _after_change(
         self, keyed: list[tuple[str, dict[str, Any]]], *, deleted: bool, relisted: bool

@@ -67,11 +67,16 @@ class ModuleFetcher:
 
     async def fetch(self, url: str, *, sha256: str = "", credentials: Credentials | None = None) -> Module:
         """The module at `url`; with `sha256`, only bytes that hash to it (else ModuleFetchError with
-        reason `bad_digest`)."""
-        if self._session is None:
-            await self.__aenter__()
-        assert self._session is not None
-        fetched = await fetch_source(self._session, url, credentials=credentials, max_bytes=self.max_bytes)
+        reason `bad_digest`). Without an open session, one is opened for this fetch alone."""
+        if self._session is not None:
+            return await self._fetch(self._session, url, sha256, credentials)
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout)) as session:
+            return await self._fetch(session, url, sha256, credentials)
+
+    async def _fetch(
+        self, session: aiohttp.ClientSession, url: str, sha256: str, credentials: Credentials | None
+    ) -> Module:
+        fetched = await fetch_source(session, url, credentials=credentials, max_bytes=self.max_bytes)
         actual = sha256_hex(fetched.module)
         expected = normalize_sha256(sha256) if sha256 else ""
         if expected and actual != expected:

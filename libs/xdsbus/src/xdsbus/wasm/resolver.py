@@ -70,12 +70,19 @@ class ModuleResolver:
         policy = pull_policy(spec.get("imagePullPolicy"), url)
         secret_name = spec.get("imagePullSecret")
         cache_key = f"{url}\n{secret_name or ''}"
-        if policy == IF_NOT_PRESENT and cache_key in self._found:
-            return self._found[cache_key]
+        known = self._found.get(cache_key)
+        if policy == IF_NOT_PRESENT and known is not None:
+            return known
         try:
             credentials = await _credentials(url, name, secret_name, pull_secret)
             module = await self.fetcher.fetch(url, credentials=credentials)
         except ModuleFetchError as exc:
+            if known is not None:
+                # An unreachable source changes nothing (docs/design.md §4): the last digest seen stays.
+                log.warning(
+                    "WasmPlugin %s: %s; keeping the digest resolved before, %s", name, exc, known.sha256
+                )
+                return known
             log.warning("WasmPlugin %s: module digest not resolved: %s", name, exc)
             return ResolvedModule(error=str(exc))
         resolved = ResolvedModule(sha256=module.sha256, url=module.url)
