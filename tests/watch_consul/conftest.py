@@ -22,6 +22,8 @@ class Sink:
         self.state: dict[str, RegistryService] = {}
         self.events: list[tuple[str, Any]] = []
         self.problems: list[tuple[str, str]] = []
+        # Answers the agent gave, changes or not (the source lag of /metrics counts from the last).
+        self.answers = 0
         self.runner: asyncio.Task[None] | None = None  # set by running(): until() fails if it crashes
         self._changed = asyncio.Condition()
 
@@ -41,6 +43,9 @@ class Sink:
     async def delete(self, hostname: str) -> None:
         self.state.pop(hostname, None)
         await self._note(("delete", hostname))
+
+    def answered(self) -> None:
+        self.answers += 1
 
     def problem(self, what: str, reason: str) -> None:
         self.problems.append((what, reason))

@@ -50,9 +50,11 @@ async def test_immediate_answers_with_the_same_index_are_rate_limited(fake: Fake
         fake.block = False  # every blocking query now answers at once, unchanged
         fake.register("web", "web-2", "10.0.0.2", 8080)
         await sink.until(lambda: len(sink.state[WEB].endpoints) == 2)
-        mark = fake.count("/v1/health/service/web")
+        mark, answers = fake.count("/v1/health/service/web"), sink.answers
         await asyncio.sleep(1.0)  # measured: one request per 0.25 s; not a busy loop
         assert fake.count("/v1/health/service/web") - mark <= 7
+        # Unchanged answers publish nothing, but each counts for the source lag of /metrics.
+        assert sink.answers - answers >= fake.count("/v1/health/service/web") - mark >= 2
 
 
 async def test_successive_changes_reach_the_event_log(bus: Bus, fake: FakeConsul) -> None:

@@ -33,6 +33,8 @@ class RecordingSink:
     calls: list[tuple[str, Any]] = dataclasses.field(default_factory=list)
     services: dict[str, RegistryService] = dataclasses.field(default_factory=dict)
     problems: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    # Answers the server gave, changes or not (the source lag of /metrics counts from the last).
+    answers: int = 0
 
     async def resync(self, services: Sequence[RegistryService]) -> None:
         self.calls.append(("resync", [s.hostname for s in services]))
@@ -45,6 +47,9 @@ class RecordingSink:
     async def delete(self, hostname: str) -> None:
         self.calls.append(("delete", hostname))
         self.services.pop(hostname, None)
+
+    def answered(self) -> None:
+        self.answers += 1
 
     def problem(self, what: str, reason: str) -> None:
         self.problems.append((what, reason))

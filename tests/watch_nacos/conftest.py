@@ -38,6 +38,8 @@ class RecordingSink:
     calls: list[tuple[str, Any]] = dataclasses.field(default_factory=list)
     services: dict[str, RegistryService] = dataclasses.field(default_factory=dict)
     problems: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    # Answers the server gave, changes or not (the source lag of /metrics counts from the last).
+    answers: int = 0
     changed: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
 
     async def resync(self, services: Sequence[RegistryService]) -> None:
@@ -54,6 +56,9 @@ class RecordingSink:
         self.calls.append(("delete", hostname))
         self.services.pop(hostname, None)
         self.changed.set()
+
+    def answered(self) -> None:
+        self.answers += 1
 
     def problem(self, what: str, reason: str) -> None:
         self.problems.append((what, reason))

@@ -373,6 +373,7 @@ class _Session:
             raise ConsulError(f"consul {reg.url}: {what} failed: {_short(text)}") from exc
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise ConsulError(f"consul {reg.url} unreachable ({what}): {exc!r}") from exc
+        self.sink.answered()
         try:
             index = int(index_text)
         except (TypeError, ValueError):

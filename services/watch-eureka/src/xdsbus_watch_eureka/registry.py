@@ -154,6 +154,7 @@ class EurekaRegistry(Registry):
         problems: frozenset[tuple[str, str]] = frozenset(),
     ) -> None:
         doc = await self._fetch_apps(http)
+        sink.answered()
         self.full_fetches += 1
         apps: dict[str, dict[str, EurekaInstance]] = {}
         for instance in doc.instances:
@@ -173,6 +174,7 @@ class EurekaRegistry(Registry):
     async def _poll_delta(self, http: aiohttp.ClientSession, sink: RegistrySink) -> None:
         assert self.prefix is not None
         status, body = await self._get(http, f"{self.prefix}/apps/delta")
+        sink.answered()
         self.delta_fetches += 1
         if status != 200:
             # 403: delta disabled on the server, or its registry not ready; DiscoveryClient then falls

@@ -213,6 +213,7 @@ class _Watch:
         listed: set[ServiceKey] = set()
         for group in self.registry.groups:
             names = await self.client.list_services(group, self.registry.namespace_id)
+            self.sink.answered()
             listed.update((group, name) for name in names if should_watch(name))
         for key in sorted(self.subs.keys() - listed):
             sub = self.subs.pop(key)
@@ -259,6 +260,7 @@ class _Watch:
         SDK's push handler, so it only records and wakes the publisher."""
 
         async def on_instances(instances: list[Any]) -> None:
+            self.sink.answered()
             sub = self.subs.get(key)
             if sub is not None and sub.callback is on_instances:
                 sub.instances = list(instances or [])

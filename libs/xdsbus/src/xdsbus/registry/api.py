@@ -28,6 +28,10 @@ class RegistrySink(Protocol):
     async def delete(self, hostname: str) -> None:
         """A service the registry no longer has."""
 
+    def answered(self) -> None:
+        """The registry answered (a poll, a blocking query's return, a push), even with nothing new:
+        the source lag of /metrics counts from the last answer, not from the last change."""
+
     def problem(self, what: str, reason: str) -> None:
         """Report garbage from the registry (a malformed instance, an unparsable payload) without
         stopping: `what` names the service or instance, `reason` says what is wrong. Shown in logs

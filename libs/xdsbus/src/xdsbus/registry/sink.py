@@ -123,6 +123,10 @@ class EventSink:
             await self._publisher.delete(REGISTRY_SERVICE_KIND, hostname)
             self._published.pop(hostname, None)
 
+    def answered(self) -> None:
+        """The registry answered: its source lag counts from now."""
+        self._publisher.source_seen()
+
     def problem(self, what: str, reason: str) -> None:
         """Garbage from the registry: logged, and shown in the registry's status."""
         self.status.problem(what, reason)
