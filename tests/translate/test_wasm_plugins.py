@@ -224,6 +224,24 @@ def test_without_default_config_routes_no_rule_matches_run_no_instance(h: Harnes
     assert wasm_filters(h) == [(f"{base}/rule-0", True)]
 
 
+def test_a_rule_with_ingress_and_service_needs_both(h: Harness) -> None:
+    # Higress's Go SDK: a route rule with services matches routes of the route that go to the service.
+    h.put(
+        plugin(
+            "both",
+            rules=[{"ingress": ["default/api"], "service": ["web.default.svc.cluster.local"], "config": {}}],
+        )
+    )
+    assert all(not e for e in route_entries(h, "a.example.com").values())
+    h.put(
+        ingress_body("api", [("a.example.com", [("/api", "web", 80)]), ("b.example.com", [("/", "api", 80)])])
+    )
+    a = route_entries(h, "a.example.com")
+    assert a[next(n for n in a if n.startswith("ingress/default/api/"))] == {f"wasm/{NS}/both/rule-0": True}
+    assert all(not e for e in route_entries(h, "b.example.com").values())
+    h.assert_matches_full_build()
+
+
 def test_wildcard_domains_follow_higress_host_matching(h: Harness) -> None:
     h.put(plugin("w", rules=[{"domain": ["*.example.com"], "config": {}}, {"domain": ["b.*"], "config": {}}]))
     base = f"wasm/{NS}/w"
@@ -297,6 +315,7 @@ def test_https_listeners_carry_the_plugins(h: Harness) -> None:
             {"matchRules": [{"domain": ["a"], "ingress": ["b/c"]}]},
             "spec.matchRules[0] sets ingress and domain",
         ),
+        ({"matchRules": [{"domain": ["a"], "service": ["s"]}]}, "spec.matchRules[0] sets domain and service"),
         ({"priority": "high"}, "Expected `int | null`, got `str` - at `$.spec.priority`"),
     ],
 )

@@ -43,7 +43,9 @@ def service_matches(pattern: str, route: Route) -> bool:
 def rule_matches(match: RuleMatch, host: str, route: Route) -> bool:
     """Whether a rule applies to `route` of the virtual host `host`."""
     if match.ingresses:
-        return route.origin.kind == INGRESS_KIND and route.origin.key in match.ingresses
+        if route.origin.kind != INGRESS_KIND or route.origin.key not in match.ingresses:
+            return False
+        return not match.services or any(service_matches(s, route) for s in match.services)
     if match.domains:
         return any(domain_matches(d, host) for d in match.domains)
     return any(service_matches(s, route) for s in match.services)

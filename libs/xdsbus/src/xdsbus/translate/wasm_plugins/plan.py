@@ -54,7 +54,8 @@ _FAIL_OPEN: dict[str | int, bool] = {"FAIL_CLOSE": False, "FAIL_OPEN": True, 0: 
 
 class RuleMatch(msgspec.Struct, frozen=True):
     """Where one rule applies: routes of these Ingresses (`namespace/name`), these domains (exact,
-    `*suffix` or `prefix*`), or routes to these services (`host` or `host:port`). One kind per rule."""
+    `*suffix` or `prefix*`), or routes to these services (`host` or `host:port`). One kind per rule, but
+    Ingresses and services together: routes of those Ingresses to those services."""
 
     ingresses: tuple[str, ...] = ()
     domains: tuple[str, ...] = ()
@@ -166,10 +167,13 @@ def _rule_match(index: int, rule: MatchRuleSpec) -> RuleMatch:
     ]
     if not kinds:
         raise PluginError(f"spec.matchRules[{index}] has no match condition (ingress, domain or service)")
-    if len(kinds) > 1:
-        # Higress's SDKs refuse such a configuration: a rule matches on one thing.
+    if len(kinds) > 1 and kinds != ["ingress", "service"]:
+        # Higress's Go SDK reads a route rule with services as "route and service", and ignores the
+        # domain of a rule that has a route or service; its Rust SDK refuses any two. Either way the
+        # rule does not say what it seems to: it is refused here.
         raise PluginError(
-            f"spec.matchRules[{index}] sets {' and '.join(kinds)}: a rule matches on one of them"
+            f"spec.matchRules[{index}] sets {' and '.join(kinds)}: a rule matches on one of them "
+            "(or on ingress and service together)"
         )
     return match
 
