@@ -80,6 +80,7 @@ async def test_route_limit_answers_429_once_the_bucket_is_empty(stack: Stack) ->
     limited = await request(stack, "limited.example.com")
     assert limited.status == 429
     assert limited.text == "local_rate_limited"
+    assert limited.header("x-local-rate-limit") == "true"
     # The limit is the route's: another host is served as often as asked.
     assert [(await request(stack, "free.example.com")).status for _ in range(10)] == [200] * 10
 

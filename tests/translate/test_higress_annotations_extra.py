@@ -73,6 +73,7 @@ def test_bad_route_limit_values_are_problems_naming_the_annotation() -> None:
 
 
 def test_route_limit_is_a_per_route_token_bucket_answering_429() -> None:
+    # As higress-group/istio pilot/pkg/networking/core/v1alpha3/mseingress/local_rate_limit.go writes it.
     h = Harness()
     _web(h)
     h.put(
@@ -87,8 +88,14 @@ def test_route_limit_is_a_per_route_token_bucket_answering_429() -> None:
         "statPrefix": "http_local_rate_limiter",
         "status": {"code": "TooManyRequests"},  # 429
         "tokenBucket": {"maxTokens": 10, "tokensPerFill": 2, "fillInterval": "1s"},
-        "filterEnabled": {"defaultValue": {"numerator": 100}},
-        "filterEnforced": {"defaultValue": {"numerator": 100}},
+        "filterEnabled": {"defaultValue": {"numerator": 100}, "runtimeKey": "local_rate_limit_enabled"},
+        "filterEnforced": {"defaultValue": {"numerator": 100}, "runtimeKey": "local_rate_limit_enforced"},
+        "responseHeadersToAdd": [
+            {
+                "header": {"key": "x-local-rate-limit", "value": "true"},
+                "appendAction": "OVERWRITE_IF_EXISTS_OR_ADD",
+            }
+        ],
     }
     assert h.warnings("default/limited") == []
     h.assert_matches_full_build()

@@ -437,14 +437,19 @@ def _error_pages(pages: ErrorPages) -> custom_response_pb2.CustomResponse:
     return custom_response_pb2.CustomResponse(custom_response_matcher=matcher_pb2.Matcher(matcher_tree=tree))
 
 
-def local_rate_limit(limit: LocalRateLimit) -> local_rate_limit_pb2.LocalRateLimit:
-    """The per-route bucket, enabled and enforced for every request (Envoy's default is 0%: off), as
-    Istio writes Higress's `local-rate-limit` route filter."""
-    every = base_pb2.RuntimeFractionalPercent(
+def _runtime_percent(percent: int, runtime_key: str) -> base_pb2.RuntimeFractionalPercent:
+    return base_pb2.RuntimeFractionalPercent(
         default_value=percent_pb2.FractionalPercent(
-            numerator=100, denominator=percent_pb2.FractionalPercent.HUNDRED
-        )
+            numerator=percent, denominator=percent_pb2.FractionalPercent.HUNDRED
+        ),
+        runtime_key=runtime_key,
     )
+
+
+def local_rate_limit(limit: LocalRateLimit) -> local_rate_limit_pb2.LocalRateLimit:
+    """The per-route bucket as Higress's Istio fork writes its `local-rate-limit` route filter
+    (docs/higress.md §1.14): enabled and enforced for every request (Envoy's default is 0%: off), and
+    `x-local-rate-limit: true` on the answers it limits."""
     return local_rate_limit_pb2.LocalRateLimit(
         stat_prefix=LOCAL_RATE_LIMIT_STAT_PREFIX,
         status=http_status_pb2.HttpStatus(code=limit.status),
@@ -453,8 +458,14 @@ def local_rate_limit(limit: LocalRateLimit) -> local_rate_limit_pb2.LocalRateLim
             tokens_per_fill=wrappers_pb2.UInt32Value(value=limit.tokens_per_fill),
             fill_interval=duration_pb2.Duration(seconds=limit.fill_seconds),
         ),
-        filter_enabled=every,
-        filter_enforced=every,
+        filter_enabled=_runtime_percent(100, "local_rate_limit_enabled"),
+        filter_enforced=_runtime_percent(100, "local_rate_limit_enforced"),
+        # Istio writes the deprecated `append: false`, which is this action.
+        response_headers_to_add=[
+            base_pb2.HeaderValueOption(
+                header=base_pb2.HeaderValue(key="x-local-rate-limit", value="true"), append_action=_OVERWRITE
+            )
+        ],
     )
 
 
