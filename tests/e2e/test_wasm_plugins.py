@@ -1,7 +1,7 @@
 """WasmPlugins end to end (one Stack for the module): the test module (tests/support/wasm/add_header.wat,
 built by the suite) runs in a real Envoy, fetched from the edge by sha256 and configured through ECDS.
-A plugin's configuration decides the response header; Ingress and domain rules apply only where they
-match; two plugins run in phase and priority order; a configuration change reaches Envoy without
+A plugin's configuration decides the response header; Ingress, domain and service rules apply only where
+they match; two plugins run in phase and priority order; a configuration change reaches Envoy without
 modifying or draining a listener (docs/wasm-plugins.md)."""
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 SYSTEM = "higress-system"
 A_HOST = "a.wasm.example"
 B_HOST = "b.wasm.example"
+C_HOST = "c.wasm.example"
 # Envoy counts every listener update and every filter chain it drains.
 LISTENER_STATS = ("listener_manager.listener_modified", "listener_manager.total_filter_chains_draining")
 
@@ -50,7 +51,8 @@ class Module:
         self.sha256 = sha256_hex(data)
 
     def tagger(self, default_value: str) -> dict[str, Any]:
-        """x-tag: `default_value` everywhere, but `api-route` on Ingress api and `domain-b` on B_HOST."""
+        """x-tag: `default_value` everywhere, but `api-route` on Ingress api, `domain-b` on B_HOST and
+        `service-b` on routes to echo-b (the first rule that matches wins)."""
         return _plugin(
             "tagger",
             self.url,
@@ -59,6 +61,7 @@ class Module:
             matchRules=[
                 {"ingress": ["demo/api"], "config": _header("x-tag", "api-route")},
                 {"domain": [B_HOST], "config": _header("x-tag", "domain-b")},
+                {"service": ["echo-b.demo.svc.cluster.local"], "config": _header("x-tag", "service-b")},
             ],
         )
 
@@ -89,6 +92,7 @@ async def stack(
                 ingress("site", {A_HOST: [IngressPath("/", "echo-a")]}),
                 ingress("api", {A_HOST: [IngressPath("/api", "echo-b")]}),
                 ingress("other", {B_HOST: [IngressPath("/", "echo-a")]}),
+                ingress("third", {C_HOST: [IngressPath("/", "echo-b")]}),
             ],
         )
         yield stack
@@ -129,11 +133,17 @@ async def test_rules_apply_where_they_match_and_a_config_change_drains_no_listen
 ) -> None:
     initial = await _listener_stats(stack)
     stack.write("wasm-tagger.yaml", [module.tagger("v1")])
-    tags = {(A_HOST, "/"): "v1", (A_HOST, "/api"): "api-route", (B_HOST, "/"): "domain-b"}
+    # A/api goes to echo-b too, but the Ingress rule comes first.
+    tags = {
+        (A_HOST, "/"): "v1",
+        (A_HOST, "/api"): "api-route",
+        (B_HOST, "/"): "domain-b",
+        (C_HOST, "/"): "service-b",
+    }
     await _wait_tags(stack, tags)
     (status,) = await cli_status(stack, f"WasmPlugin/{SYSTEM}/tagger")
     assert status["state"] == "accepted", status
-    assert "3 filter instance(s)" in status["reason"] and not status.get("warnings"), status
+    assert "4 filter instance(s)" in status["reason"] and not status.get("warnings"), status
     before = await _listener_stats(stack)
     # A new plugin is a new filter in the chain: that does modify the listener.
     assert before["listener_manager.listener_modified"] > initial["listener_manager.listener_modified"]

@@ -135,7 +135,8 @@ def test_a_plugin_with_a_default_config_runs_everywhere_through_ecds(h: Harness)
     assert configuration(h, name) == {"value": "one"}
     # Enabled in the chain: no route needs an entry.
     assert all(not e for e in route_entries(h, "a.example.com").values())
-    assert h.status("WasmPlugin", f"{NS}/headers").state == Verdict.ACCEPTED
+    status = h.status("WasmPlugin", f"{NS}/headers")
+    assert status is not None and status.state == Verdict.ACCEPTED
     h.assert_matches_full_build()
 
 
