@@ -1,7 +1,8 @@
 """Through a real Envoy (one Stack for the module): `higress.io/route-limit-rpm` answers 429 once the
 route's bucket is empty while another host is not limited, and an Ingress naming an Http2Rpc is never
 served as plain HTTP on stock Envoy: its routes answer 503 and both objects say why (docs/higress.md
-§1.14, §4)."""
+§1.14, §4). Also Higress's e2e case httproute-exact-domain-fallback: an exact host falls back to its
+wildcard host's routes (§0.1)."""
 
 from __future__ import annotations
 
@@ -39,6 +40,8 @@ RPC = ingress(
     {"rpc.example.com": [IngressPath("/", "echo-a")]},
     annotations={H + "rpc-destination-name": "demo-rpc"},
 )
+WILDCARD = simple("wildcard-ingress", "*.foo.example.com", "echo-a")
+EXACT = ingress("exact-ingress", {"www.foo.example.com": [IngressPath("/bar", "echo-b", "Exact")]})
 HTTP2RPC = {
     "apiVersion": "networking.higress.io/v1",
     "kind": "Http2Rpc",
@@ -57,10 +60,15 @@ HTTP2RPC = {
 async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
     if not edge_installed():
         pytest.skip("xdsbus-edge is not installed (pip install -e services/edge)")
-    async with Stack(tmp_path_factory.mktemp("limits"), edges=1, backends=("echo-a",)) as stack:
-        stack.write("limits.yaml", [FREE, RPC, HTTP2RPC])
+    async with Stack(tmp_path_factory.mktemp("limits"), edges=1, backends=("echo-a", "echo-b")) as stack:
+        stack.write("limits.yaml", [FREE, RPC, HTTP2RPC, WILDCARD, EXACT])
         await wait_all(
-            stack, [Expect("free.example.com", pod="echo-a"), Expect("rpc.example.com", status=503)]
+            stack,
+            [
+                Expect("free.example.com", pod="echo-a"),
+                Expect("rpc.example.com", status=503),
+                Expect("www.foo.example.com", "/bar", pod="echo-b"),
+            ],
         )
         yield stack
 
@@ -96,3 +104,10 @@ async def test_an_http2rpc_route_is_not_served_as_plain_http_on_stock_envoy(stac
     (rpc,) = [s for s in statuses if s.kind == "Http2Rpc" and s.key == f"{NAMESPACE}/demo-rpc"]
     assert rpc.state is Verdict.REJECTED
     assert "needs Higress's Envoy build; run the builder with --dataplane higress" in rpc.reason
+
+
+async def test_an_exact_host_falls_back_to_its_wildcard_hosts_routes(stack: Stack) -> None:
+    assert (await request(stack, "www.foo.example.com", "/bar")).json()["pod"].startswith("echo-b")
+    # Not one of www's own routes: the `*.foo.example.com` Ingress answers, as in Higress.
+    assert (await request(stack, "www.foo.example.com", "/foo")).json()["pod"].startswith("echo-a")
+    assert (await request(stack, "other.foo.example.com", "/bar")).json()["pod"].startswith("echo-a")
