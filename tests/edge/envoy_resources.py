@@ -5,14 +5,15 @@ from __future__ import annotations
 from typing import Any, Protocol, Self, TypeVar
 
 from envoy.config.cluster.v3 import cluster_pb2
-from envoy.config.core.v3 import address_pb2, config_source_pb2
+from envoy.config.core.v3 import address_pb2, config_source_pb2, extension_pb2
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
 from envoy.config.listener.v3 import listener_pb2
 from envoy.config.route.v3 import route_components_pb2, route_pb2
 from envoy.extensions.transport_sockets.tls.v3 import common_pb2, secret_pb2, tls_pb2
 from envoy.service.discovery.v3 import discovery_pb2
+from google.protobuf import wrappers_pb2
 
-from xdsbus.contract.type_urls import CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET
+from xdsbus.contract.type_urls import CLUSTER, ENDPOINT, EXTENSION_CONFIG, LISTENER, ROUTE, SECRET
 
 TYPE_OF = {
     cluster_pb2.Cluster: CLUSTER,
@@ -20,6 +21,7 @@ TYPE_OF = {
     listener_pb2.Listener: LISTENER,
     route_pb2.RouteConfiguration: ROUTE,
     secret_pb2.Secret: SECRET,
+    extension_pb2.TypedExtensionConfig: EXTENSION_CONFIG,
 }
 
 
@@ -84,6 +86,13 @@ def secret(name: str, key: str = "-----BEGIN PRIVATE KEY-----secret") -> secret_
     s.tls_certificate.certificate_chain.inline_string = "-----BEGIN CERTIFICATE-----cert"
     s.tls_certificate.private_key.inline_string = key
     return s
+
+
+def extension_config(name: str, value: str = "") -> extension_pb2.TypedExtensionConfig:
+    """An ECDS resource (its typed config a StringValue: the edge never looks inside)."""
+    config = extension_pb2.TypedExtensionConfig(name=name)
+    config.typed_config.Pack(wrappers_pb2.StringValue(value=value))
+    return config
 
 
 def name_of(message: Any) -> str:

@@ -14,7 +14,7 @@ from tests.edge.envoy_resources import TYPE_OF, name_of
 from tests.edge.proxies import DeltaProxy, SotwProxy
 from xdsbus.bus import LEDGER_STREAM, Bus, ledger_subject
 from xdsbus.contract import digest as digests
-from xdsbus.contract.type_urls import CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET
+from xdsbus.contract.type_urls import CLUSTER, ENDPOINT, EXTENSION_CONFIG, LISTENER, ROUTE, SECRET
 from xdsbus.ledger.publisher import LedgerPublisher
 from xdsbus.ledger.records import changes_message
 from xdsbus.ledger.store import store_bodies
@@ -118,6 +118,7 @@ PER_TYPE = {
     LISTENER: "/envoy.service.listener.v3.ListenerDiscoveryService/%sListeners",
     ROUTE: "/envoy.service.route.v3.RouteDiscoveryService/%sRoutes",
     SECRET: "/envoy.service.secret.v3.SecretDiscoveryService/%sSecrets",
+    EXTENSION_CONFIG: "/envoy.service.extension.v3.ExtensionConfigDiscoveryService/%sExtensionConfigs",
 }
 
 

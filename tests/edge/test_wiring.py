@@ -8,9 +8,9 @@ import json
 
 import grpc
 
-from tests.edge.envoy_resources import base_config, cla, cluster, names
+from tests.edge.envoy_resources import base_config, cla, cluster, extension_config, names
 from tests.edge.support import http_get, serving
-from xdsbus.contract.type_urls import CLUSTER, ENDPOINT, LISTENER
+from xdsbus.contract.type_urls import CLUSTER, ENDPOINT, EXTENSION_CONFIG, LISTENER
 from xdsbus_dev.harness.processes import eventually
 
 
@@ -86,6 +86,27 @@ async def test_per_type_rpcs_find_each_other_through_the_registry(ledger, make_e
     assert (r.type_url, names(r)) == (ENDPOINT, ["b"])
     rpcs = {e["rpc"] for e in await syncz(edge)}
     assert rpcs == {"StreamClusters", "DeltaEndpoints"}
+
+
+async def test_ecds_is_served_by_name_on_its_own_rpcs(ledger, make_edge, clients):
+    # The WasmPlugin filters' configurations (docs/xds-protocol.md §2): named, never by wildcard.
+    ledger.put(extension_config("wasm/ns/p/default", "v1"), extension_config("wasm/ns/q/default"))
+    edge, _v = await start(ledger, make_edge)
+    sotw = clients("sotw", edge.xds_port, type_url=EXTENSION_CONFIG)
+    delta = clients("delta", edge.xds_port, type_url=EXTENSION_CONFIG)
+    await sotw.request(EXTENSION_CONFIG, ["wasm/ns/p/default"])
+    await delta.request(subscribe=["wasm/ns/p/default"])
+    first = await sotw.recv(), await delta.recv()
+    assert [(r.type_url, names(r)) for r in first] == [(EXTENSION_CONFIG, ["wasm/ns/p/default"])] * 2
+    await sotw.ack(first[0], ["wasm/ns/p/default"])
+    await delta.ack(first[1])
+    ledger.put(extension_config("wasm/ns/p/default", "v2"))
+    v2 = await ledger.commit()
+    changed = await sotw.recv(), await delta.recv()
+    assert (changed[0].version_info, names(changed[0])) == (str(v2), ["wasm/ns/p/default"])
+    assert (changed[1].system_version_info, names(changed[1])) == (str(v2), ["wasm/ns/p/default"])
+    rpcs = {e["rpc"] for e in await syncz(edge)}
+    assert rpcs == {"StreamExtensionConfigs", "DeltaExtensionConfigs"}
 
 
 async def test_refusals_end_the_rpc_with_their_status(ledger, make_edge, clients):
