@@ -374,6 +374,11 @@ def test_rules_naming_nothing_served_are_warnings(h: Harness) -> None:
         "spec.matchRules[3] is disabled (configDisable)",
         "rule-2: service nope.default.svc.cluster.local is not known",
     ]
+    # So does the service's (endpoints alone change nothing the status reads).
+    h.put(endpoint_slice("nope", ["10.0.0.9"]))
+    h.put(service("nope"))
+    status = h.status("WasmPlugin", f"{NS}/p")
+    assert status is not None and status.warnings == ["spec.matchRules[3] is disabled (configDisable)"]
     h.assert_matches_full_build()
 
 

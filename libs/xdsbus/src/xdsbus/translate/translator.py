@@ -125,6 +125,9 @@ class Translator:
         ingresses: set[ObjectRef] = set()
         gateway_api = force_gateway
         all_hosts = False
+        # Whether anything a WasmPlugin's status reads may have changed (its own object, the Ingresses,
+        # the hosts served, the service models): endpoint churn alone does not recompute them.
+        plugin_inputs = False
         handlers = self._handlers
         for ref in refs:
             handler = handlers.get(ref.kind)
@@ -132,6 +135,7 @@ class Translator:
                 self._not_translated(ref.kind)
                 continue
             touched = handler.fold(state, ref)
+            plugin_inputs = plugin_inputs or handler is self._wasm
             hosts |= touched.hosts
             secrets |= touched.secrets
             ingresses |= touched.ingresses
@@ -139,6 +143,7 @@ class Translator:
             all_hosts = all_hosts or touched.all_hosts
         for host in sorted(hosts):
             if self._services.regenerate(host):
+                plugin_inputs = True
                 ingresses |= self._ingress.dependents(host)
                 gateway_api = gateway_api or self._gateway_api.uses_service(host)
         if secrets:
@@ -156,7 +161,8 @@ class Translator:
             self._listeners.regenerate()
             if self._dubbo is not None:
                 self._dubbo.apply()
-        self._wasm.report(self._ingress, self._services)
+        if plugin_inputs or ingresses or vhosts or gateway_api:
+            self._wasm.report(self._ingress, self._services)
 
     def take_status_changes(self) -> list[ObjectStatus | ObjectRef]:
         """Statuses that changed since the last call; a bare ObjectRef means the object is gone."""
