@@ -27,7 +27,7 @@ def wasm_filter(
             "@type": WASM,
             "config": {
                 "name": name,
-                "fail_open": fail_open,
+                "failure_policy": "FAIL_OPEN" if fail_open else "FAIL_CLOSED",
                 "vm_config": {"vm_id": "tests", "runtime": "envoy.wasm.runtime.v8", "code": code},
                 "configuration": {"@type": STRING_VALUE, "value": json.dumps(config)},
             },

@@ -5,6 +5,7 @@ what traffic sees."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from collections.abc import AsyncIterator
@@ -198,3 +199,18 @@ async def test_envoy_follows_fail_strategy(modules: Modules, tmp_path: Path) -> 
         await eventually(settled, timeout=20, what="each listener answers as its failStrategy says")
     finally:
         await terminate_process(proc)
+
+
+async def test_a_scope_no_longer_followed_names_no_module(modules: Modules) -> None:
+    other = WASM + b"\0other"
+    modules.registry.push_plugin("plugins/other", "1.0.0", other)
+    url = modules.registry.image_url("plugins/other", "1.0.0")
+    changes = dict([ecds("other", sha256_hex(other), url, "higress-system/other")])
+    modules.server.learn(next_snapshot(None, scope="gateway.demo.gw", version=1, digest="o", changes=changes))
+    assert (await modules.get(sha256_hex(other))).body == other
+    # The scope was released: a later switch of the scope still followed forgets what it named.
+    await asyncio.to_thread(lambda: (modules.server.store.directory / f"{sha256_hex(other)}.wasm").unlink())
+    modules.server.learn(
+        next_snapshot(None, scope="default", version=2, digest="d2", changes={}), ["default"]
+    )
+    assert (await modules.get(sha256_hex(other))).status == 404

@@ -163,7 +163,7 @@ class Edge:
     def _switched(self, snap: Snapshot) -> None:
         m = self.metrics
         m.snapshot_version.set(snap.version, snap.scope)
-        self.modules.learn(snap)
+        self.modules.learn(snap, self.cache.scopes())
         for type_url in dict.fromkeys((*TYPE_ORDER, *snap.type_urls())):
             m.snapshot_resources.set(len(snap.of(type_url)), snap.scope, short_type(type_url))
             m.snapshot_bytes.set(snap.size_bytes(type_url), snap.scope, short_type(type_url))

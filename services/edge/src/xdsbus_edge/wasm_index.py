@@ -8,6 +8,8 @@ followed scope names: the module port never fetches a URL a client made up.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from envoy.config.core.v3 import extension_pb2
 from envoy.extensions.filters.http.wasm.v3 import wasm_pb2
 from google.protobuf import any_pb2
@@ -48,8 +50,12 @@ class ModuleIndex:
         # Per scope, each ECDS resource body's module, parsed once: a switch costs only what changed.
         self._parsed: dict[str, dict[str, ModuleSource | None]] = {}
 
-    def update(self, snap: Snapshot) -> list[ModuleSource]:
-        """Learn the modules of a scope's new snapshot; returns the ones no scope named before."""
+    def update(self, snap: Snapshot, followed: Iterable[str] = ()) -> list[ModuleSource]:
+        """Learn the modules of a scope's new snapshot, forgetting scopes no longer `followed` (when
+        given); returns the modules no scope named before."""
+        kept = {*followed, snap.scope}
+        for scope in [s for s in self._by_scope if followed and s not in kept]:
+            self.forget(scope)
         before = set(self.shas())
         known = self._parsed.get(snap.scope, {})
         parsed: dict[str, ModuleSource | None] = {}

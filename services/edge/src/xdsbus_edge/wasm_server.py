@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -102,16 +103,13 @@ class ModuleServer:
             self._runner = None
         await self.fetcher.close()
 
-    def learn(self, snap: Snapshot) -> None:
-        """A scope switched to `snap`: note its modules and fetch the new ones ahead of Envoy's ask."""
-        for module in self.index.update(snap):
+    def learn(self, snap: Snapshot, followed: Iterable[str] = ()) -> None:
+        """A scope switched to `snap`: note its modules (and drop those of scopes no longer `followed`)
+        and fetch the new ones ahead of Envoy's ask."""
+        for module in self.index.update(snap, followed):
             task = asyncio.create_task(self._prefetch(module), name=f"prefetch {module.sha256[:12]}")
             self._prefetches.add(task)
             task.add_done_callback(self._prefetches.discard)
-
-    def forget(self, scope: str) -> None:
-        """A scope is no longer followed: its modules are no longer fetched for it."""
-        self.index.forget(scope)
 
     async def module(self, sha256: str) -> bytes | None:
         """The verified module, fetched if needed; None when no followed scope names it. Raises
