@@ -29,6 +29,7 @@ from envoy.config.core.v3 import address_pb2, config_source_pb2, health_check_pb
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
 from envoy.config.listener.v3 import listener_pb2
 from envoy.config.route.v3 import route_components_pb2, route_pb2
+from envoy.extensions.filters.http.local_ratelimit.v3 import local_rate_limit_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm
 from google.protobuf import any_pb2, duration_pb2
 from google.protobuf.message import Message
@@ -36,6 +37,9 @@ from google.protobuf.message import Message
 from bench import workload
 from bench.results_io import env_int, median, write_result
 from xdsbus.contract.type_urls import CLUSTER, ENDPOINT, LISTENER, ROUTE
+from xdsbus.translate.global_options.envoy_hcm import apply_to_connection_manager, apply_to_listener
+from xdsbus.translate.global_options.envoy_upstream import set_upstream_options
+from xdsbus.translate.global_options.model import DEFAULT_OPTIONS
 from xdsbus.translate.translator import Translator
 
 NAME = "builder_full_build"
@@ -62,6 +66,11 @@ _HTTP_FILTERS = (
     ),
     ("envoy.filters.http.router", "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"),
 )
+
+_LOCAL_RATE_LIMIT_TYPE = "type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit"
+_LOCAL_RATE_LIMIT_CONFIG = local_rate_limit_pb2.LocalRateLimit(
+    stat_prefix="http_local_rate_limiter"
+).SerializeToString()
 
 Resources = list[tuple[str, str, bytes]]
 
@@ -95,6 +104,8 @@ def upb_messages(data: UpbInput) -> list[tuple[str, str, Message]]:
         eds = c.eds_cluster_config.eds_config
         eds.ads.SetInParent()
         eds.resource_api_version = config_source_pb2.V3
+        # Higress's default upstream options (higress-config absent): one packed Any shared by all.
+        set_upstream_options(c, DEFAULT_OPTIONS.upstream, http2=False)
         out.append((CLUSTER, name, c))
     healthy = health_check_pb2.HEALTHY
     for name, addrs in zip(data.clusters, data.addresses, strict=True):
@@ -129,15 +140,24 @@ def _listener() -> tuple[str, str, Message]:
     manager.rds.config_source.resource_api_version = config_source_pb2.V3
     manager.use_remote_address.value = True
     for filter_name, type_url in _HTTP_FILTERS:
+        if filter_name == "envoy.filters.http.router":
+            # The local rate limit (route-limit-* annotations) sits before the router with its stat prefix.
+            limiter = manager.http_filters.add(name="envoy.filters.http.local_ratelimit")
+            limiter.typed_config.type_url = _LOCAL_RATE_LIMIT_TYPE
+            limiter.typed_config.value = _LOCAL_RATE_LIMIT_CONFIG
         # An empty config serializes to no bytes: setting the type URL is the whole `Any`.
         manager.http_filters.add(name=filter_name).typed_config.type_url = type_url
     manager.upgrade_configs.add(upgrade_type="websocket")
+    # Higress's defaults when higress-config is absent: gzip on, downstream limits (one listener: the
+    # translator's own code builds them).
+    apply_to_connection_manager(manager, DEFAULT_OPTIONS)
     listener = listener_pb2.Listener(name=name)
     listener.address.socket_address.address = "0.0.0.0"
     listener.address.socket_address.port_value = HTTP_PORT
     f = listener.filter_chains.add().filters.add(name="envoy.filters.network.http_connection_manager")
     f.typed_config.type_url = _HCM_TYPE
     f.typed_config.value = manager.SerializeToString(deterministic=True)
+    apply_to_listener(listener, DEFAULT_OPTIONS)
     return LISTENER, name, listener
 
 
@@ -163,6 +183,7 @@ def upb_build_kwargs(data: UpbInput) -> Resources:
             connect_timeout=duration_pb2.Duration(seconds=10),
             eds_cluster_config=cluster_pb2.Cluster.EdsClusterConfig(eds_config=eds),
         )
+        set_upstream_options(cluster, DEFAULT_OPTIONS.upstream, http2=False)
         messages.append((CLUSTER, name, cluster))
     for name, addrs in zip(data.clusters, data.addresses, strict=True):
         lb_endpoints = [

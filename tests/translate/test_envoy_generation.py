@@ -58,6 +58,7 @@ from xdsbus.model.secrets import SecretModel
 from xdsbus.model.services import Resolution, ServiceModel, ServicePort, cluster_name, subset_cluster_name
 from xdsbus.translate import envoy_clusters, envoy_destinations, envoy_listeners, envoy_routes, envoy_secrets
 from xdsbus.translate.envoy_destinations import derived_clusters, destination_cluster, route_destinations
+from xdsbus.translate.global_options.envoy_upstream import speaks_http2
 
 ORIGIN = RouteOrigin(created="2024-01-01T00:00:00Z", kind="Ingress", key="ns/name")
 WEB = "web.ns.svc.cluster.local"
@@ -608,7 +609,7 @@ def test_route_destinations_lists_backends_mirrors_and_error_pages() -> None:
 def test_service_cluster_speaks_http2_for_h2_ports(protocol: str, http2: bool) -> None:
     svc = ServiceModel(hostname="s", ports=(ServicePort(number=80, protocol=protocol),))
     cluster = envoy_clusters.build_cluster(svc, svc.ports[0])
-    assert (envoy_clusters.HTTP_PROTOCOL_OPTIONS in cluster.typed_extension_protocol_options) is http2
+    assert speaks_http2(cluster) is http2
 
 
 # -- listeners ------------------------------------------------------------------------------------
@@ -626,14 +627,16 @@ def test_http_listener_filters_and_websocket() -> None:
     assert listener.address.socket_address.port_value == 80
     mgr = manager(listener.filter_chains[0])
     assert mgr.rds.route_config_name == "http.80"
+    # The compressor is there by default: higress-config's gzip is on unless turned off.
     assert [f.name for f in mgr.http_filters] == [
+        "envoy.filters.http.compressor",
         "envoy.filters.http.cors",
         "envoy.filters.http.rbac",
         "envoy.filters.http.custom_response",
         "envoy.filters.http.local_ratelimit",
         "envoy.filters.http.router",
     ]
-    rbac = unpack(mgr.http_filters[1].typed_config, rbac_filter_pb2.RBAC)
+    rbac = unpack(mgr.http_filters[2].typed_config, rbac_filter_pb2.RBAC)
     assert not rbac.HasField("rules"), "no rules: enforces nothing"
     assert [u.upgrade_type for u in mgr.upgrade_configs] == ["websocket"]
 

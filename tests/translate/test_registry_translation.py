@@ -20,7 +20,7 @@ from xdsbus.contract.status import ObjectStatus, Verdict
 from xdsbus.contract.type_urls import CLUSTER, ENDPOINT, LISTENER, ROUTE
 from xdsbus.events import Event, Op
 from xdsbus.fold.state import FoldState, ObjectRef, apply
-from xdsbus.translate.envoy_clusters import HTTP_PROTOCOL_OPTIONS
+from xdsbus.translate.global_options.envoy_upstream import speaks_http2
 from xdsbus.translate.translator import Translator
 from xdsbus_dev.harness.processes import tool
 
@@ -177,7 +177,7 @@ def test_registry_service_is_an_eds_cluster_with_weighted_zoned_healthy_endpoint
     )
     cluster = h.cluster(NACOS_CLUSTER)
     assert cluster.type == cluster_pb2.Cluster.EDS
-    assert HTTP_PROTOCOL_OPTIONS not in cluster.typed_extension_protocol_options
+    assert not speaks_http2(cluster)
     assert not cluster.HasField("transport_socket")
     cla = h.get(ENDPOINT, NACOS_CLUSTER, endpoint_pb2.ClusterLoadAssignment)
     # Unhealthy instances are left out, weights carried (at least 1), zones become localities.
@@ -195,13 +195,13 @@ def test_grpc_speaks_http2_and_https_grpcs_originate_tls() -> None:
     h.service(registry_service("s.G.public.nacos", protocol="HTTPS"))
     h.service(registry_service("gs.G.public.nacos", protocol="grpcs"))
     grpc = h.cluster("outbound|8080||g.G.public.nacos")
-    assert HTTP_PROTOCOL_OPTIONS in grpc.typed_extension_protocol_options
+    assert speaks_http2(grpc)
     assert not grpc.HasField("transport_socket")
     https = h.cluster("outbound|8080||s.G.public.nacos")
-    assert HTTP_PROTOCOL_OPTIONS not in https.typed_extension_protocol_options
+    assert not speaks_http2(https)
     assert list(tls_context(https).common_tls_context.alpn_protocols) == []
     grpcs = h.cluster("outbound|8080||gs.G.public.nacos")
-    assert HTTP_PROTOCOL_OPTIONS in grpcs.typed_extension_protocol_options
+    assert speaks_http2(grpcs)
     assert list(tls_context(grpcs).common_tls_context.alpn_protocols) == ["h2"]
 
 
@@ -307,7 +307,7 @@ def test_static_registry_is_a_static_cluster_with_inline_endpoints() -> None:
         ("10.1.1.2", 8080),
         ("2001:db8::1", 8443),
     ]
-    assert HTTP_PROTOCOL_OPTIONS in cluster.typed_extension_protocol_options
+    assert speaks_http2(cluster)
     assert h.find(ENDPOINT, "outbound|80||infra-backend-v1-ip.static") is None
 
 

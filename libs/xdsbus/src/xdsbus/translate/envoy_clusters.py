@@ -6,14 +6,16 @@ from collections.abc import Sequence
 from itertools import groupby
 
 from envoy.config.cluster.v3 import cluster_pb2
-from envoy.config.core.v3 import health_check_pb2, protocol_pb2
+from envoy.config.core.v3 import health_check_pb2
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
 from envoy.extensions.transport_sockets.tls.v3 import tls_pb2
-from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
 from google.protobuf import duration_pb2
 
 from xdsbus.model.services import Endpoint, Health, Resolution, ServiceModel, ServicePort, cluster_name
-from xdsbus.translate.envoy_common import ads_source, pack, tls_transport_socket
+from xdsbus.translate.envoy_common import ads_source, tls_transport_socket
+from xdsbus.translate.global_options.envoy_upstream import HTTP_PROTOCOL_OPTIONS as HTTP_PROTOCOL_OPTIONS
+from xdsbus.translate.global_options.envoy_upstream import set_upstream_options
+from xdsbus.translate.global_options.model import UpstreamOptions
 
 CONNECT_TIMEOUT = duration_pb2.Duration(seconds=10)
 
@@ -30,27 +32,24 @@ _HTTP2_PORT_PROTOCOLS = frozenset({"HTTP2", "GRPC", "GRPCS", "H2C"})
 # registries with protocol HTTPS or GRPCS; Higress makes a DestinationRule with TLS SIMPLE for them).
 _TLS_PORT_PROTOCOLS = frozenset({"HTTPS", "GRPCS"})
 
-HTTP_PROTOCOL_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
-
 
 def port_speaks_http2(port: ServicePort) -> bool:
     """True when the backend behind `port` expects HTTP/2 (gRPC, h2c)."""
     return port.protocol.upper() in _HTTP2_PORT_PROTOCOLS
 
 
-def set_http2(cluster: cluster_pb2.Cluster) -> None:
-    """Make `cluster` speak HTTP/2 (prior knowledge, or ALPN h2 over TLS) to its endpoints."""
-    options = http_protocol_options_pb2.HttpProtocolOptions(
-        explicit_http_config=http_protocol_options_pb2.HttpProtocolOptions.ExplicitHttpConfig(
-            http2_protocol_options=protocol_pb2.Http2ProtocolOptions()
-        )
-    )
-    cluster.typed_extension_protocol_options[HTTP_PROTOCOL_OPTIONS].CopyFrom(pack(options))
+def set_http2(cluster: cluster_pb2.Cluster, upstream: UpstreamOptions | None = None) -> None:
+    """Make `cluster` speak HTTP/2 (prior knowledge, or ALPN h2 over TLS) to its endpoints, with the
+    upstream connection options (higress-config `upstream`, Higress's defaults when None)."""
+    set_upstream_options(cluster, upstream or UpstreamOptions(), http2=True)
 
 
-def build_cluster(service: ServiceModel, port: ServicePort) -> cluster_pb2.Cluster:
+def build_cluster(
+    service: ServiceModel, port: ServicePort, upstream: UpstreamOptions | None = None
+) -> cluster_pb2.Cluster:
     """One cluster per service port: EDS for registries and Kubernetes, STRICT_DNS for DNS names, STATIC
-    with the endpoints inline for `static` registries; HTTP/2 upstream and TLS when the port says so."""
+    with the endpoints inline for `static` registries; HTTP/2 upstream and TLS when the port says so;
+    the upstream connection options of higress-config (Higress's defaults when None)."""
     name = cluster_name(port.number, service.hostname)
     cluster = cluster_pb2.Cluster(name=name, connect_timeout=CONNECT_TIMEOUT)
     if service.resolution is not Resolution.EDS and service.endpoints:
@@ -82,8 +81,7 @@ def build_cluster(service: ServiceModel, port: ServicePort) -> cluster_pb2.Clust
     else:
         cluster.type = cluster_pb2.Cluster.EDS
         cluster.eds_cluster_config.eds_config.CopyFrom(ads_source())
-    if port_speaks_http2(port):
-        set_http2(cluster)
+    set_upstream_options(cluster, upstream or UpstreamOptions(), http2=port_speaks_http2(port))
     if port.protocol.upper() in _TLS_PORT_PROTOCOLS:
         set_upstream_tls(cluster, sni=service.sni, http2=port_speaks_http2(port))
     return cluster

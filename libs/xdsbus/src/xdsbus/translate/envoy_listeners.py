@@ -7,6 +7,8 @@ only routes with a per-route config are affected.
 
 from __future__ import annotations
 
+import functools
+
 from envoy.config.core.v3 import address_pb2
 from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
 from envoy.extensions.filters.http.cors.v3 import cors_pb2
@@ -21,6 +23,8 @@ from google.protobuf import wrappers_pb2
 
 from xdsbus.model.routes import DownstreamTls, HttpsListenerModel, ListenerModel, TlsFilterChainModel
 from xdsbus.translate.envoy_common import ads_source, pack, sds_secret, tls_transport_socket
+from xdsbus.translate.global_options.envoy_hcm import apply_to_connection_manager, apply_to_listener
+from xdsbus.translate.global_options.model import DEFAULT_OPTIONS, GlobalOptions
 
 # HTTP filter names; routes key their typed_per_filter_config by these.
 CORS_FILTER = "envoy.filters.http.cors"
@@ -75,22 +79,27 @@ def _http_filters() -> list[hcm.HttpFilter]:
 
 # Everything of a connection manager but its stat prefix and route configuration name. An HTTPS listener
 # has one manager per SNI chain (20k TLS hosts: 20k of them, rebuilt with the listener), so each is a copy
-# of this rather than a build of its filters and typed configs.
-_MANAGER_TEMPLATE = hcm.HttpConnectionManager(
-    codec_type=hcm.HttpConnectionManager.AUTO,
-    rds=hcm.Rds(config_source=ads_source()),
-    use_remote_address=wrappers_pb2.BoolValue(value=True),
-    http_filters=_http_filters(),
-    # Ingress controllers pass WebSocket upgrades through without per-route opt-in.
-    upgrade_configs=[hcm.HttpConnectionManager.UpgradeConfig(upgrade_type="websocket")],
-)
+# of this rather than a build of its filters and typed configs. One per global options value (higress-config,
+# docs/global-options.md), which adds its filters and settings.
+@functools.lru_cache(maxsize=4)
+def _manager_template(options: GlobalOptions) -> hcm.HttpConnectionManager:
+    manager = hcm.HttpConnectionManager(
+        codec_type=hcm.HttpConnectionManager.AUTO,
+        rds=hcm.Rds(config_source=ads_source()),
+        use_remote_address=wrappers_pb2.BoolValue(value=True),
+        http_filters=_http_filters(),
+        # Ingress controllers pass WebSocket upgrades through without per-route opt-in.
+        upgrade_configs=[hcm.HttpConnectionManager.UpgradeConfig(upgrade_type="websocket")],
+    )
+    apply_to_connection_manager(manager, options)
+    return manager
 
 
 def _connection_manager(
-    stat_prefix: str, route_config: str, plugins: tuple[hcm.HttpFilter, ...] = ()
+    stat_prefix: str, route_config: str, options: GlobalOptions, plugins: tuple[hcm.HttpFilter, ...] = ()
 ) -> listener_components_pb2.Filter:
     manager = hcm.HttpConnectionManager()
-    manager.CopyFrom(_MANAGER_TEMPLATE)
+    manager.CopyFrom(_manager_template(options))
     manager.stat_prefix = stat_prefix
     manager.rds.route_config_name = route_config
     if plugins:
@@ -106,18 +115,24 @@ def _address(port: int) -> address_pb2.Address:
 
 
 def build_http_listener(
-    model: ListenerModel, *, plugins: tuple[hcm.HttpFilter, ...] = ()
+    model: ListenerModel,
+    options: GlobalOptions = DEFAULT_OPTIONS,
+    *,
+    plugins: tuple[hcm.HttpFilter, ...] = (),
 ) -> listener_pb2.Listener:
-    """A plaintext HTTP listener whose routes come through RDS, with the wasm plugins' filters."""
-    return listener_pb2.Listener(
+    """A plaintext HTTP listener whose routes come through RDS, with the global options and the wasm
+    plugins' filters."""
+    listener = listener_pb2.Listener(
         name=model.name,
         address=_address(model.port),
         filter_chains=[
             listener_components_pb2.FilterChain(
-                filters=[_connection_manager(model.name, model.route_config, plugins)]
+                filters=[_connection_manager(model.name, model.route_config, options, plugins)]
             )
         ],
     )
+    apply_to_listener(listener, options)
+    return listener
 
 
 def downstream_tls_context(tls: DownstreamTls) -> tls_pb2.DownstreamTlsContext:
@@ -161,20 +176,23 @@ def _tls_chains(chains: tuple[TlsFilterChainModel, ...]) -> list[tuple[list[str]
 
 
 def build_https_listener(
-    model: HttpsListenerModel, *, plugins: tuple[hcm.HttpFilter, ...] = ()
+    model: HttpsListenerModel,
+    options: GlobalOptions = DEFAULT_OPTIONS,
+    *,
+    plugins: tuple[hcm.HttpFilter, ...] = (),
 ) -> listener_pb2.Listener:
     """A TLS listener with one filter chain per SNI group, each reading its own routes through RDS, with
-    the wasm plugins' filters."""
+    the global options and the wasm plugins' filters."""
     filter_chains = []
     for names, chain in _tls_chains(model.chains):
         filter_chains.append(
             listener_components_pb2.FilterChain(
                 filter_chain_match=listener_components_pb2.FilterChainMatch(server_names=names),
-                filters=[_connection_manager(model.name, chain.route_config, plugins)],
+                filters=[_connection_manager(model.name, chain.route_config, options, plugins)],
                 transport_socket=tls_transport_socket(downstream_tls_context(chain.tls)),
             )
         )
-    return listener_pb2.Listener(
+    listener = listener_pb2.Listener(
         name=model.name,
         address=_address(model.port),
         listener_filters=[
@@ -184,3 +202,5 @@ def build_https_listener(
         ],
         filter_chains=filter_chains,
     )
+    apply_to_listener(listener, options)
+    return listener

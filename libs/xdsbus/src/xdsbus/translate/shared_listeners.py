@@ -9,6 +9,7 @@ from typing import Protocol
 from xdsbus.contract.type_urls import LISTENER, ROUTE
 from xdsbus.model.routes import HttpsListenerModel, ListenerModel, Route, TlsFilterChainModel
 from xdsbus.translate import envoy_listeners, envoy_routes
+from xdsbus.translate.global_options.model import DEFAULT_OPTIONS, CurrentOptions, GlobalOptions
 from xdsbus.translate.resource_table import ResourceTable
 from xdsbus.translate.settings import TranslatorSettings
 from xdsbus.translate.virtual_hosts import serve_virtual_host
@@ -47,7 +48,9 @@ class GatewayApiHosts(Protocol):
         ...
 
 
-def put_http_listener(table: ResourceTable, port: int, *, plugins: PluginChain) -> tuple[str, str]:
+def put_http_listener(
+    table: ResourceTable, port: int, options: GlobalOptions = DEFAULT_OPTIONS, *, plugins: PluginChain
+) -> tuple[str, str]:
     """Publish the HTTP listener of `port` with the wasm plugins' filters; returns its name and its route
     configuration's."""
     route_name = envoy_routes.http_route_config_name(port)
@@ -55,7 +58,7 @@ def put_http_listener(table: ResourceTable, port: int, *, plugins: PluginChain) 
     table.put(
         LISTENER,
         listener.name,
-        envoy_routes.build_http_listener(listener, plugins=plugins.http_filters()).SerializeToString(
+        envoy_routes.build_http_listener(listener, options, plugins=plugins.http_filters()).SerializeToString(
             deterministic=True
         ),
     )
@@ -63,13 +66,18 @@ def put_http_listener(table: ResourceTable, port: int, *, plugins: PluginChain) 
 
 
 def put_https_listener(
-    table: ResourceTable, port: int, chains: tuple[TlsFilterChainModel, ...], *, plugins: PluginChain
+    table: ResourceTable,
+    port: int,
+    chains: tuple[TlsFilterChainModel, ...],
+    options: GlobalOptions = DEFAULT_OPTIONS,
+    *,
+    plugins: PluginChain,
 ) -> str:
     """Publish the HTTPS listener of `port` with its SNI filter chains and the wasm plugins' filters;
     returns its name."""
     name = envoy_listeners.listener_name(port)
     model = HttpsListenerModel(name=name, port=port, chains=chains)
-    listener = envoy_listeners.build_https_listener(model, plugins=plugins.http_filters())
+    listener = envoy_listeners.build_https_listener(model, options, plugins=plugins.http_filters())
     table.put(LISTENER, name, listener.SerializeToString(deterministic=True))
     return name
 
@@ -83,22 +91,27 @@ class SharedListeners:
         settings: TranslatorSettings,
         ingress: IngressHosts,
         gateway_api: GatewayApiHosts,
+        options: CurrentOptions | None = None,
         *,
         plugins: PluginChain,
     ) -> None:
         self._table = table
+        self._options = options or CurrentOptions()
         self._plugins = plugins
         self._http_port = settings.http_port
         self._https_port = settings.https_port
         self._ingress = ingress
         self._gateway_api = gateway_api
-        # The HTTPS listener's chains as last published, so that it is rebuilt only when they change.
+        # The HTTPS listener's chains and options as last published, so that it is rebuilt only when they
+        # change.
         self._https_chains: tuple[TlsFilterChainModel, ...] = ()
+        self._https_options = DEFAULT_OPTIONS
         self._https_plugins = plugins.http_filters()
 
     def regenerate(self) -> None:
         """The listeners and the HTTP route configuration, spliced from the cached virtual hosts."""
-        _, route_name = put_http_listener(self._table, self._http_port, plugins=self._plugins)
+        options = self._options.value
+        _, route_name = put_http_listener(self._table, self._http_port, options, plugins=self._plugins)
         vhosts = self._ingress.http_vhosts()
         gateway_vhosts = self._gateway_api.http_vhosts(self._http_port)
         parts = self._merged_vhosts(gateway_vhosts) if gateway_vhosts else [vhosts[h] for h in sorted(vhosts)]
@@ -106,11 +119,16 @@ class SharedListeners:
         chains = self._ingress.tls_chains() + tuple(self._gateway_api.tls_chains(self._https_port))
         if not chains:
             self._table.remove(LISTENER, envoy_listeners.listener_name(self._https_port))
-        elif chains != self._https_chains or self._plugins.http_filters() is not self._https_plugins:
+        elif (
+            chains != self._https_chains
+            or options != self._https_options
+            or self._plugins.http_filters() is not self._https_plugins
+        ):
             # Most changes touch no TLS host: building one filter chain per TLS host on each of them
             # would cost more than the rest of the commit when there are thousands.
-            put_https_listener(self._table, self._https_port, chains, plugins=self._plugins)
+            put_https_listener(self._table, self._https_port, chains, options, plugins=self._plugins)
         self._https_chains = chains
+        self._https_options = options
         self._https_plugins = self._plugins.http_filters()
 
     def _merged_vhosts(self, gateway_vhosts: Mapping[str, bytes]) -> list[bytes]:

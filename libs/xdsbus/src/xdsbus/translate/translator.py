@@ -19,7 +19,9 @@ from xdsbus.fold.state import FoldState, ObjectRef
 from xdsbus.secretbox import SecretBox
 from xdsbus.translate.dataplane import HIGRESS
 from xdsbus.translate.envoy_listeners import listener_name
+from xdsbus.translate.global_options.model import CurrentOptions
 from xdsbus.translate.handlers.gateway_api import GatewayApiHandler
+from xdsbus.translate.handlers.global_options import GlobalOptionsHandler
 from xdsbus.translate.handlers.http2rpc import Http2RpcHandler
 from xdsbus.translate.handlers.ingress import IngressHandler
 from xdsbus.translate.handlers.registries import RegistriesHandler
@@ -50,7 +52,10 @@ class Translator:
         self._status = StatusBook()
         # Policy and fallback clusters, shared by the Ingress hosts and the Gateway API routes using them.
         derived = SharedResources(self.table)
-        self._services = ServicesHandler(self.table, self._status)
+        # The global options (higress-config) every listener and cluster carries.
+        self._options = CurrentOptions()
+        self._services = ServicesHandler(self.table, self._status, self._options)
+        self._global = GlobalOptionsHandler(self.table, self._status, self._services, self._options)
         self._secrets = SecretsHandler(self.table, self._status, secret_box)
         # The wasm plugins' filters, which every listener and virtual host carries.
         plugins = PluginChain()
@@ -59,7 +64,7 @@ class Translator:
             self.table, self._status, self.settings, self._services, self._secrets, derived, plugins
         )
         self._ingress = IngressHandler(routes)
-        self._gateway_api = GatewayApiHandler(routes)
+        self._gateway_api = GatewayApiHandler(routes, self._options)
         http2rpc = Http2RpcHandler(self._status, self.settings.dataplane, self._ingress.dependents)
         self._ingress.rpc = http2rpc.rpc_lookup()
         # Higress's data plane: its transcoder filter before the router of the Ingress ports' listeners.
@@ -70,10 +75,11 @@ class Translator:
             else None
         )
         self._listeners = SharedListeners(
-            self.table, self.settings, self._ingress, self._gateway_api, plugins=plugins
+            self.table, self.settings, self._ingress, self._gateway_api, self._options, plugins=plugins
         )
         # In the order a full build folds them: what a kind reads is folded before it.
         handlers: list[KindHandler] = [
+            self._global,
             self._services,
             RegistriesHandler(self._services, self._status),
             self._secrets,
@@ -141,11 +147,18 @@ class Translator:
             ingresses |= touched.ingresses
             gateway_api = gateway_api or touched.gateway_api or touched.listeners or touched.all_hosts
             all_hosts = all_hosts or touched.all_hosts
+        options_changed = self._global.take_options_changed()
+        if options_changed:
+            # Global options apply to every cluster and listener (docs/global-options.md).
+            self._services.rebuild_clusters()
+            gateway_api = True
         for host in sorted(hosts):
             if self._services.regenerate(host):
                 plugin_inputs = True
                 ingresses |= self._ingress.dependents(host)
                 gateway_api = gateway_api or self._gateway_api.uses_service(host)
+        if options_changed or self._global.collector_host in hosts:
+            self._global.regenerate_collector()
         if secrets:
             vhosts = self._ingress.hosts_using(secrets)
             gateway_api = gateway_api or self._gateway_api.uses_secrets(secrets)
@@ -157,7 +170,7 @@ class Translator:
         self._ingress.regenerate(vhosts)
         if gateway_api:
             self._gateway_api.regenerate(state)
-        if vhosts or gateway_api:
+        if vhosts or gateway_api or options_changed:
             self._listeners.regenerate()
             if self._dubbo is not None:
                 self._dubbo.apply()

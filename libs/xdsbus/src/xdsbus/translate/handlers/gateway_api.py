@@ -14,6 +14,7 @@ from xdsbus.fold.state import FoldState, ObjectRef
 from xdsbus.model.routes import DownstreamTls, Route, TlsFilterChainModel
 from xdsbus.translate import envoy_listeners, envoy_routes
 from xdsbus.translate.gateway_api.build import GATEWAY_API_KINDS, GatewayApiOutput, translate_gateway_api
+from xdsbus.translate.global_options.model import CurrentOptions
 from xdsbus.translate.handlers.route_inputs import RouteInputs
 from xdsbus.translate.handlers.touched import Touched
 from xdsbus.translate.shared_listeners import put_http_listener, put_https_listener
@@ -43,9 +44,11 @@ class GatewayApiHandler:
 
     kinds = GATEWAY_API_KINDS
 
-    def __init__(self, inputs: RouteInputs) -> None:
+    def __init__(self, inputs: RouteInputs, options: CurrentOptions | None = None) -> None:
         self._in = inputs
         self.index = GatewayApiIndex()
+        # The global options (higress-config) its own ports' listeners carry.
+        self._options = options or CurrentOptions()
 
     def fold(self, state: FoldState, ref: ObjectRef) -> Touched:
         """Any Gateway API object changed: the whole translation is redone by `regenerate`."""
@@ -105,7 +108,9 @@ class GatewayApiHandler:
             index.http_bytes[port] = serialized
             if port == settings.http_port:
                 continue
-            listener_name, route_name = put_http_listener(self._in.table, port, plugins=self._in.plugins)
+            listener_name, route_name = put_http_listener(
+                self._in.table, port, self._options.value, plugins=self._in.plugins
+            )
             config = envoy_routes.assemble_route_config(
                 route_name, [serialized[d] for d in sorted(serialized)]
             )
@@ -138,7 +143,9 @@ class GatewayApiHandler:
             index.chains[port] = chains
             if port == settings.https_port:
                 continue
-            listener = put_https_listener(self._in.table, port, tuple(chains), plugins=self._in.plugins)
+            listener = put_https_listener(
+                self._in.table, port, tuple(chains), self._options.value, plugins=self._in.plugins
+            )
             resources.add(ResourceKey(LISTENER, listener))
         for key in sorted(index.resources - resources):
             self._in.table.remove(key.type_url, key.name)

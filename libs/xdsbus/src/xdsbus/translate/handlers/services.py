@@ -12,6 +12,7 @@ from xdsbus.fold.state import FoldState, ObjectRef
 from xdsbus.model.k8s import K8sEndpoints, K8sEndpointSlice, K8sService, decode_object
 from xdsbus.model.services import Resolution, ServiceModel, cluster_name, k8s_hostname
 from xdsbus.translate import envoy_clusters
+from xdsbus.translate.global_options.model import CurrentOptions
 from xdsbus.translate.handlers.host_folds import HostFolds
 from xdsbus.translate.handlers.index_sets import discard
 from xdsbus.translate.handlers.status_book import StatusBook
@@ -50,9 +51,13 @@ class ServiceIndex:
 class ServicesHandler(HostFolds):
     """Folds Services, EndpointSlices and Endpoints; rebuilds a hostname's clusters and endpoints."""
 
-    def __init__(self, table: ResourceTable, status: StatusBook) -> None:
+    def __init__(
+        self, table: ResourceTable, status: StatusBook, options: CurrentOptions | None = None
+    ) -> None:
         self._table = table
         self._status = status
+        # The global options (higress-config `upstream`) every cluster is built with.
+        self._options = options or CurrentOptions()
         self.index = ServiceIndex()
         self._folds = {
             SERVICE: self._fold_service,
@@ -174,7 +179,7 @@ class ServicesHandler(HostFolds):
             for port in model.ports:
                 name = cluster_name(port.number, host)
                 if model != old_model:
-                    cluster = envoy_clusters.build_cluster(model, port)
+                    cluster = envoy_clusters.build_cluster(model, port, self._options.value.upstream)
                     self._table.put(CLUSTER, name, cluster.SerializeToString(deterministic=True))
                 new_keys.append(ResourceKey(CLUSTER, name))
                 if model.resolution is not Resolution.EDS:
@@ -198,3 +203,12 @@ class ServicesHandler(HostFolds):
         else:
             index.resources.pop(host, None)
         return index.models.get(host) != old_model
+
+    def rebuild_clusters(self) -> None:
+        """Rebuild every hostname's clusters, after the upstream options changed."""
+        upstream = self._options.value.upstream
+        for host in sorted(self.index.models):
+            model = self.index.models[host]
+            for port in model.ports:
+                cluster = envoy_clusters.build_cluster(model, port, upstream)
+                self._table.put(CLUSTER, cluster.name, cluster.SerializeToString(deterministic=True))
