@@ -186,3 +186,40 @@ async def test_a_lease_renewer_keeps_renewing_through_no_stream_responses(bus: B
         assert not lease.lost.is_set()
     finally:
         await lease.release()
+
+
+@dataclasses.dataclass
+class LostAnswers:
+    """The leases bucket, whose first `lost` updates are stored but answered by a timeout (the answer
+    lost in an election, or the connection dropped just after the server stored the renewal)."""
+
+    kv: Any
+    lost: int
+
+    async def update(self, *args: Any, **kwargs: Any) -> int:
+        revision = int(await self.kv.update(*args, **kwargs))
+        if self.lost:
+            self.lost -= 1
+            raise NatsTimeoutError
+        return revision
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.kv, name)
+
+
+async def test_a_renewal_stored_whose_answer_was_lost_keeps_the_lease(bus: Bus) -> None:
+    # The retry with the old revision is refused (wrong last sequence); the entry still names this
+    # holder at a newer revision, so the renewal counts as done instead of costing the lease.
+    lost = LostAnswers(bus.leases, lost=1)
+    lease = Lease(dataclasses.replace(bus, leases=lost), "builder.lost-answer", "me", ttl=1.5)  # type: ignore[arg-type]
+    assert await lease.acquire(asyncio.Event())
+    try:
+
+        async def renewed_twice_after() -> bool:
+            entry = await bus.leases.get("builder.lost-answer")
+            return not lost.lost and entry.revision is not None and entry.revision > lease.term + 2
+
+        await eventually(renewed_twice_after, timeout=10, what="renewals after the lost answer")
+        assert not lease.lost.is_set()
+    finally:
+        await lease.release()

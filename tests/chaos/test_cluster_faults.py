@@ -17,12 +17,7 @@ from bench.chaos import ChaosSettings, faults, run_faults
 
 pytestmark = pytest.mark.slow
 
-# Held out until the builder survives them: a node's death or a lost quorum can make the builder step
-# down while JetStream elects a leader, and its lease release then fails with NoStreamResponseError,
-# which `Lease.release` does not catch, so the builder exits (docs/operating-on-a-cluster.md).
-# `make chaos` still runs and reports them.
-HELD_OUT = frozenset({"kill_events_leader", "kill_ledger_leader", "kill_leases_leader", "lose_quorum"})
-SHORT = ChaosSettings(lease_ttl=2.0, ping_interval=1.0, hold=2.0, quorum_hold=4.0, skip=HELD_OUT)
+SHORT = ChaosSettings(lease_ttl=2.0, ping_interval=1.0, hold=2.0, quorum_hold=4.0)
 
 
 async def test_the_stack_rides_through_one_fault_of_each_kind(tmp_path: Path) -> None:
@@ -31,5 +26,5 @@ async def test_the_stack_rides_through_one_fault_of_each_kind(tmp_path: Path) ->
         print(json.dumps(asdict(result)))
     broken = [asdict(r) for r in results if not r.ok]
     assert not broken, json.dumps(broken, indent=2)
-    expected = [f.name for f in faults(1, 1, 1, 1) if f.name not in HELD_OUT]
+    expected = [f.name for f in faults(1, 1, 1, 1)]
     assert [r.fault for r in results] == expected
