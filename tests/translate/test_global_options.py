@@ -394,7 +394,7 @@ def test_other_config_maps_are_reported_ignored() -> None:
     h = Harness()
     h.put(config_map("app-settings", {"a": "b"}, namespace="default"))
     status = h.status("ConfigMap", "default/app-settings")
-    assert status is not None and status.state is Verdict.REJECTED
+    assert status is not None and status.state is Verdict.IGNORED
     assert (
         "ignored, only higress-system/higress-config and higress-system/higress-https are read"
         in status.reason

@@ -55,9 +55,10 @@ class GlobalOptionsHandler:
         elif state.get(ref) is None:
             self._status.clear(ref)
         else:
+            # Not an error: applications keep their own ConfigMaps beside the gateway's.
             self._status.set(
                 ref,
-                Verdict.REJECTED,
+                Verdict.IGNORED,
                 f"ConfigMap {ref.key}: ignored, only {HIGRESS_CONFIG_KEY} and {HIGRESS_HTTPS_KEY} are read",
             )
         return _NOTHING
