@@ -28,6 +28,7 @@ from tests.translate.translator_harness import (
 from xdsbus.contract.status import Verdict
 from xdsbus.contract.type_urls import EXTENSION_CONFIG, LISTENER, ROUTE
 from xdsbus.contract.wasm_modules import MODULES_CLUSTER, ModuleSource, module_uri, parse_module_uri
+from xdsbus.ledger.dump import to_json
 
 SHA = "a" * 64
 OTHER_SHA = "b" * 64
@@ -395,3 +396,21 @@ def test_instance_names_are_stable_across_config_values(h: Harness) -> None:
     h.put(plugin("p", default={"v": 3}, rules=[{"domain": ["a.example.com"], "config": {"v": 4, "w": [1]}}]))
     assert (h.body(LISTENER, HTTP_LISTENER), h.body(ROUTE, HTTP_ROUTES)) == before
     assert h.names(EXTENSION_CONFIG) == {f"wasm/{NS}/p/default", f"wasm/{NS}/p/rule-0"}
+
+
+def test_dumps_show_the_plugin_resources_as_envoy_json(h: Harness) -> None:
+    # xdsbus dump, xdsbus replay --dump and the edge's /debug/configz render every resource.
+    h.put(plugin("p", default={"v": 1}, rules=[{"domain": ["a.example.com"], "config": {"v": 2}}]))
+    ecds = h.body(EXTENSION_CONFIG, f"wasm/{NS}/p/rule-0")
+    assert ecds is not None
+    config = to_json(ecds)["typed_config"]["config"]  # type: ignore[index]
+    assert config["configuration"] == {
+        "@type": "type.googleapis.com/google.protobuf.StringValue",
+        "value": '{"v":2}',
+    }
+    listener = h.body(LISTENER, HTTP_LISTENER)
+    route = h.body(ROUTE, HTTP_ROUTES)
+    assert listener is not None and route is not None
+    assert f"wasm/{NS}/p/rule-0" in json.dumps(to_json(listener)) and f"wasm/{NS}/p/rule-0" in json.dumps(
+        to_json(route)
+    )

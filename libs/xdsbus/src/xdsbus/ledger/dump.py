@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from envoy.config.cluster.v3 import cluster_pb2
+from envoy.config.core.v3 import extension_pb2
 from envoy.config.endpoint.v3 import endpoint_pb2
 from envoy.config.listener.v3 import listener_pb2
 from envoy.config.route.v3 import route_pb2
@@ -18,6 +19,7 @@ from envoy.extensions.filters.http.cors.v3 import cors_pb2
 from envoy.extensions.filters.http.custom_response.v3 import custom_response_pb2
 from envoy.extensions.filters.http.rbac.v3 import rbac_pb2
 from envoy.extensions.filters.http.router.v3 import router_pb2
+from envoy.extensions.filters.http.wasm.v3 import wasm_pb2
 from envoy.extensions.filters.listener.tls_inspector.v3 import tls_inspector_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2
 from envoy.extensions.http.custom_response.redirect_policy.v3 import redirect_policy_pb2
@@ -27,12 +29,13 @@ from envoy.type.matcher.v3 import status_code_input_pb2
 from google.protobuf import any_pb2, descriptor_pool, json_format, message_factory
 from google.protobuf.message import Message
 
-from xdsbus.contract.type_urls import CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET, TYPE_ORDER
+from xdsbus.contract.type_urls import CLUSTER, ENDPOINT, EXTENSION_CONFIG, LISTENER, ROUTE, SECRET, TYPE_ORDER
 
 FILE_NAMES = {
     CLUSTER: "clusters.json",
     ENDPOINT: "endpoints.json",
     LISTENER: "listeners.json",
+    EXTENSION_CONFIG: "extension_configs.json",
     ROUTE: "routes.json",
     SECRET: "secrets.json",
 }
@@ -49,6 +52,7 @@ _PACKED = (
     redirect_policy_pb2,
     router_pb2,
     status_code_input_pb2,
+    wasm_pb2,
     tls_inspector_pb2,
     tls_pb2,
 )
@@ -57,6 +61,7 @@ _CLASSES: dict[str, type[Message]] = {
     CLUSTER: cluster_pb2.Cluster,
     ENDPOINT: endpoint_pb2.ClusterLoadAssignment,
     LISTENER: listener_pb2.Listener,
+    EXTENSION_CONFIG: extension_pb2.TypedExtensionConfig,
     ROUTE: route_pb2.RouteConfiguration,
     SECRET: secret_pb2.Secret,
 }
