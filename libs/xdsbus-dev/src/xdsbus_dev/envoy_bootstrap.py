@@ -52,6 +52,7 @@ def ads_bootstrap(
     node_id: str = "gateway-1",
     node_cluster: str = "higress-gateway",
     scope: str = "default",
+    gateway: str = "",
     api_type: ApiType = "GRPC",
     admin_address: str = "127.0.0.1",
     health_check_interval: float = 1.0,
@@ -59,7 +60,8 @@ def ads_bootstrap(
     tls: ClientTls | None = None,
     wasm_modules: Sequence[tuple[str, int]] = (),
 ) -> dict[str, Any]:
-    """A bootstrap: node (id, cluster, metadata XDSBUS_SCOPE), admin, ADS over the `xds` cluster for CDS and
+    """A bootstrap: node (id, cluster, metadata XDSBUS_SCOPE, and XDSBUS_GATEWAY `<namespace>/<name>` for
+    a Gateway's own data plane when `gateway` is given), admin, ADS over the `xds` cluster for CDS and
     LDS. `api_type` GRPC is State of the World, DELTA_GRPC incremental; `tls`: (m)TLS to the edges, else
     plaintext (edges allow that on loopback only). `wasm_modules`: the edges' module ports (--wasm-listen),
     the static cluster WasmPlugin filters fetch their modules through (docs/wasm-modules.md)."""
@@ -75,7 +77,7 @@ def ads_bootstrap(
         "node": {
             "id": node_id,
             "cluster": node_cluster,
-            "metadata": {"XDSBUS_SCOPE": scope},
+            "metadata": {"XDSBUS_SCOPE": scope, **({"XDSBUS_GATEWAY": gateway} if gateway else {})},
         },
         "admin": {"address": {"socket_address": {"address": admin_address, "port_value": admin_port}}},
         "dynamic_resources": {

@@ -29,6 +29,7 @@ from xdsbus.translate.settings import TranslatorSettings
 from xdsbus.translate.translator import Translator
 from xdsbus_builder import gaps
 from xdsbus_builder.debounce import MIN_WAIT, decide
+from xdsbus_builder.derived_scopes import DerivedScopes
 from xdsbus_builder.figures import BACKLOG_EVERY, BuilderFigures
 from xdsbus_builder.history import History
 from xdsbus_builder.restore import Restored, restore
@@ -141,6 +142,10 @@ class _Leader:
         self.reported_gap: tuple[int, int, int] | None = None
         self.publisher = LedgerPublisher(
             self.bus, self.config.scope, self.config.translator.describe(), self.secret_box
+        )
+        # Each Gateway's derived scope, published from the same fold (docs/design.md §5).
+        self.derived = DerivedScopes(
+            self.bus, self.config.scope, self.config.translator.describe(), self.lease, self.secret_box
         )
         self.checkpoint_seq = 0
         self.checkpoint_time = time.monotonic()
@@ -355,6 +360,7 @@ class _Leader:
                 record.digest[:12],
             )
             self.history.published(record, self.publisher.last_stream_seq, table.committed)
+        await self.derived.publish(self.translator, self.state.seq)
         await self._publish_status()
         await self._maybe_checkpoint()
 

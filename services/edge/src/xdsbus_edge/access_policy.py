@@ -6,7 +6,7 @@ Gateways they may request:
 
     allow:
       - identity: spiffe://xdsbus.local/gateway     # a SAN; a trailing `*` matches a prefix
-        scopes: [default]                            # `*`: any scope
+        scopes: [default]                            # `*`: any scope; `gateway.ns.*`: a prefix
         gateways: ["*"]                              # `namespace/name`, `namespace/*` or `*`; default none
       - token_file: tokens/team-a                    # the token (relative to this file), never logged
         name: team-a                                 # how logs and /debug name it (default: file name)
@@ -41,7 +41,11 @@ class Grant:
     gateways: frozenset[str] = frozenset()
 
     def allows_scope(self, scope: str) -> bool:
-        return ANY in self.scopes or scope in self.scopes
+        """`scope` is a name; patterns are exact, a prefix ending in `*` (`gateway.team-a.*`: the derived
+        scopes of namespace team-a's Gateways) or `*`."""
+        return scope in self.scopes or any(
+            pattern.endswith(ANY) and scope.startswith(pattern[:-1]) for pattern in self.scopes
+        )
 
     def allows_gateway(self, gateway: str) -> bool:
         """`gateway` is `namespace/name`; patterns are exact, `namespace/*` or `*`."""

@@ -67,6 +67,7 @@ class Envoy:
         *,
         api_type: ApiType = "GRPC",
         scope: str = "default",
+        gateway: str = "",
         node_id: str = "",
         node_cluster: str = "higress-gateway",
         gateway_port: int = 0,
@@ -82,6 +83,8 @@ class Envoy:
         self.edges = [parse_address(e) if isinstance(e, str) else e for e in edges]
         self.api_type = api_type
         self.scope = scope
+        # `<namespace>/<name>`: the Envoy of that Gateway's own data plane (its derived scope).
+        self.gateway = gateway
         self.node_id = node_id or f"envoy-{os.getpid()}-{self.instance}"
         self.node_cluster = node_cluster
         self.gateway_port = gateway_port
@@ -105,6 +108,7 @@ class Envoy:
             node_id=self.node_id,
             node_cluster=self.node_cluster,
             scope=self.scope,
+            gateway=self.gateway,
             api_type=self.api_type,
             tls=self.tls,
             wasm_modules=self.wasm_modules,

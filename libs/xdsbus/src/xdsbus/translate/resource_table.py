@@ -39,6 +39,15 @@ class ResourceTable:
         self._digest.set(type_url, name, sha)
         self._dirty.add(key)
 
+    def copy(self, key: ResourceKey, resource: Resource) -> None:
+        """Set a resource as another table holds it (same bytes, same sha256); unchanged is a no-op."""
+        old = self._entries.get(key)
+        if old is not None and old.sha256 == resource.sha256:
+            return
+        self._entries[key] = resource
+        self._digest.set(key.type_url, key.name, resource.sha256)
+        self._dirty.add(key)
+
     def remove(self, type_url: str, name: str) -> None:
         """Drop a resource if present."""
         key = ResourceKey(type_url, name)

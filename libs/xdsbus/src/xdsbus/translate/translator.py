@@ -19,6 +19,7 @@ from xdsbus.fold.state import FoldState, ObjectRef
 from xdsbus.secretbox import SecretBox
 from xdsbus.translate.dataplane import HIGRESS
 from xdsbus.translate.envoy_listeners import listener_name
+from xdsbus.translate.gateway_scopes import GatewayScopes
 from xdsbus.translate.global_options.model import CurrentOptions
 from xdsbus.translate.handlers.gateway_api import GatewayApiHandler
 from xdsbus.translate.handlers.global_options import GlobalOptionsHandler
@@ -65,6 +66,15 @@ class Translator:
         )
         self._ingress = IngressHandler(routes)
         self._gateway_api = GatewayApiHandler(routes, self._options)
+        # Each Gateway's own data plane, its derived scope (docs/design.md §5).
+        self.gateway_scopes = GatewayScopes(
+            self.table,
+            self.settings,
+            self._services.model,
+            lambda name: self._secrets.holds(name, True),
+            plugins,
+            self._options,
+        )
         http2rpc = Http2RpcHandler(self._status, self.settings.dataplane, self._ingress.dependents)
         self._ingress.rpc = http2rpc.rpc_lookup()
         # Higress's data plane: its transcoder filter before the router of the Ingress ports' listeners.
@@ -170,6 +180,7 @@ class Translator:
         self._ingress.regenerate(vhosts)
         if gateway_api:
             self._gateway_api.regenerate(state)
+            self.gateway_scopes.regenerate(state, self._gateway_api.index.output)
         if vhosts or gateway_api or options_changed:
             self._listeners.regenerate()
             if self._dubbo is not None:

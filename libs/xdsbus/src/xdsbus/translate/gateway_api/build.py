@@ -132,10 +132,12 @@ def translate_gateway_api(
     secret_ok: Callable[[str], bool],
     reserved_ports: dict[int, str],
     addresses: tuple[str, ...] = (),
+    only: ObjectRef | None = None,
 ) -> GatewayApiOutput:
     """Translate every Gateway API object in `state`. `lookup` finds a service by hostname, `secret_ok`
     says whether an SDS name holds a certificate, `reserved_ports` are the Ingress listeners' ports
-    with their protocols, `addresses` the gateway's own (Gateway status and requested addresses)."""
+    with their protocols, `addresses` the gateway's own (Gateway status and requested addresses).
+    With `only`, as if that Gateway were the only one: its own data plane (translate/gateway_scopes.py)."""
     out = GatewayApiOutput()
     classes: dict[tuple[str, str], GatewayClass] = {}
     for ref, gc in _decoded(state, GATEWAY_CLASS_KIND, GatewayClass, out):
@@ -163,7 +165,7 @@ def translate_gateway_api(
     owned: list[tuple[ObjectRef, Gateway]] = []
     for ref, gw in _decoded(state, GATEWAY_KIND, Gateway, out):
         gc = classes.get((ref.source, gw.spec.gateway_class_name))
-        if gc is not None and class_accepted(gc):
+        if gc is not None and class_accepted(gc) and only in (None, ref):
             owned.append((ref, gw))
     owned.sort(
         key=lambda item: (
