@@ -81,9 +81,16 @@ async def test_pull_secret_and_its_absence() -> None:
     assert anonymous is not None and "no credentials configured" in anonymous.error
 
 
-async def test_a_plugin_naming_its_sha256_is_not_fetched() -> None:
+async def test_a_plugin_naming_its_sha256_gets_what_its_url_serves_recorded() -> None:
     resolver = ModuleResolver(ModuleFetcher(timeout=5))
-    written = {**body("oci://unreachable.invalid/p:1", sha256="a" * 64), "xdsbusModule": {"sha256": "b" * 64}}
-    published = await resolver.resolve_plugin(written, no_secret)
-    assert "xdsbusModule" not in published
+    async with OciRegistry() as registry:
+        registry.push_plugin("p", "1.0", WASM)
+        url = registry.image_url("p", "1.0")
+        # A key of the watcher's name written by a user never passes for the watcher's record.
+        written = {**body(url, sha256="a" * 64), "xdsbusModule": {"sha256": "b" * 64}}
+        published = await resolver.resolve_plugin(written, no_secret)
     assert published["spec"] == written["spec"]
+    recorded = resolved_module(published)
+    # What the url serves does not match the plugin's sha256: the builder says so in its status.
+    assert recorded is not None and recorded.sha256 == sha256_hex(WASM)
+    assert resolved_module(await resolver.resolve_plugin(body(""), no_secret)) is None

@@ -1,6 +1,6 @@
 """watch-file records the module digest of a WasmPlugin without `spec.sha256` in the event it publishes
 (docs/wasm-modules.md): pulled from a fake OCI registry with the plugin's imagePullSecret, pinned by
-manifest digest; a plugin with its own sha256 is published as written; an unreachable module is
+manifest digest; for a plugin with its own sha256 what its url serves; an unreachable module is
 published with the reason."""
 
 from __future__ import annotations
@@ -52,7 +52,10 @@ async def test_module_digests_are_recorded(
         write(config / "private.yaml", plugin("private", image, "imagePullSecret: registry-pull"))
         write(
             config / "pinned.yaml",
-            plugin("pinned", image, f"sha256: {'a' * 64}") + "xdsbusModule: {sha256: " + "b" * 64 + "}\n",
+            plugin("pinned", image, f"sha256: {'a' * 64}\n      imagePullSecret: registry-pull")
+            + "xdsbusModule: {sha256: "
+            + "b" * 64
+            + "}\n",
         )
         gone = "http://127.0.0.1:9/plugin.wasm"
         write(config / "gone.yaml", plugin("gone", gone))
@@ -63,9 +66,10 @@ async def test_module_digests_are_recorded(
     assert private is not None
     assert private.sha256 == sha256_hex(wasm)
     assert private.url == f"oci://{registry.host}/plugins/add-header@{manifest}"
-    # The plugin names its digest: published as written, a key of the watcher's name dropped.
-    assert resolved_module(bodies["higress-system/pinned"]) is None
-    assert "xdsbusModule" not in bodies["higress-system/pinned"]
+    # The plugin names a digest its url does not serve: what the url serves is recorded (not the key a
+    # user wrote), and the builder says in the plugin's status that they differ.
+    pinned = resolved_module(bodies["higress-system/pinned"])
+    assert pinned is not None and pinned.sha256 == sha256_hex(wasm)
     failed = resolved_module(bodies["higress-system/gone"])
     assert failed is not None and not failed.sha256
     assert gone in failed.error

@@ -46,7 +46,8 @@ class ModuleIndex:
     """sha256 -> where the module comes from, over every followed scope."""
 
     def __init__(self) -> None:
-        self._by_scope: dict[str, dict[str, ModuleSource]] = {}
+        # scope -> sha256 -> the modules naming it (one per plugin and source), in a fixed order.
+        self._by_scope: dict[str, dict[str, list[ModuleSource]]] = {}
         # Per scope, each ECDS resource body's module, parsed once: a switch costs only what changed.
         self._parsed: dict[str, dict[str, ModuleSource | None]] = {}
 
@@ -59,28 +60,32 @@ class ModuleIndex:
         before = set(self.shas())
         known = self._parsed.get(snap.scope, {})
         parsed: dict[str, ModuleSource | None] = {}
-        found: dict[str, ModuleSource] = {}
+        found: dict[str, set[ModuleSource]] = {}
         for resource in snap.of(EXTENSION_CONFIG).values():
             module = known[resource.sha256] if resource.sha256 in known else module_of(resource.body)
             parsed[resource.sha256] = module
             if module is not None:
-                found.setdefault(module.sha256, module)
+                found.setdefault(module.sha256, set()).add(module)
         self._parsed[snap.scope] = parsed
-        self._by_scope[snap.scope] = found
-        return [found[sha] for sha in sorted(found) if sha not in before]
+        ordered = {sha: sorted(modules, key=lambda m: (m.plugin, m.source)) for sha, modules in found.items()}
+        self._by_scope[snap.scope] = ordered
+        return [ordered[sha][0] for sha in sorted(ordered) if sha not in before]
 
     def forget(self, scope: str) -> None:
         """A scope no longer followed."""
         self._by_scope.pop(scope, None)
         self._parsed.pop(scope, None)
 
-    def source(self, sha256: str) -> ModuleSource | None:
-        """Where the module with this digest comes from (the first scope's, by name, that names it)."""
-        for scope in sorted(self._by_scope):
-            module = self._by_scope[scope].get(sha256)
-            if module is not None:
-                return module
-        return None
+    def plugins(self, sha256: str) -> list[str]:
+        """Every plugin whose filters use the module, over every followed scope, sorted."""
+        return sorted(
+            {m.plugin for found in self._by_scope.values() for m in found.get(sha256, ()) if m.plugin}
+        )
+
+    def sources(self, sha256: str) -> list[str]:
+        """Every source the followed scopes name for the module, in a fixed order (empty: none names
+        it, and it is never fetched)."""
+        return sorted({m.source for found in self._by_scope.values() for m in found.get(sha256, ())})
 
     def shas(self) -> set[str]:
         """Every module digest some followed scope names."""

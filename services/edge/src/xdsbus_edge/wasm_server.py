@@ -117,15 +117,15 @@ class ModuleServer:
         cached = await self.store.get(sha256)
         if cached is not None:
             return cached
-        source = self.index.source(sha256)
-        if source is None:
+        sources = self.index.sources(sha256)
+        if not sources:
             return None
         failure = self._failed.get(sha256)
         if failure is not None and time.monotonic() - failure.at < self.retry_after:
             raise failure.error
         task = self._fetching.get(sha256)
         if task is None:
-            task = self._fetching[sha256] = asyncio.create_task(self._fetch(source))
+            task = self._fetching[sha256] = asyncio.create_task(self._fetch(sha256, sources))
             task.add_done_callback(lambda _t: self._fetching.pop(sha256, None))
         return await asyncio.shield(task)
 
@@ -135,20 +135,30 @@ class ModuleServer:
         except ModuleFetchError:
             pass  # reported by _fetch; Envoy's own request gets the 503
 
-    async def _fetch(self, source: ModuleSource) -> bytes:
-        try:
-            module = await self.fetcher.fetch(
-                source.source, sha256=source.sha256, credentials=self._credentials(source.source)
-            )
-        except ModuleFetchError as exc:
-            self._failed[source.sha256] = _Failure(time.monotonic(), exc)
-            self.failures.inc(source.plugin or "unknown", exc.reason)
-            log.error("WasmPlugin %s: module %s cannot be served: %s", source.plugin, source.sha256, exc)
-            raise
-        self._failed.pop(source.sha256, None)
-        await self.store.put(source.sha256, module.wasm)
-        log.info("WasmPlugin %s: module %s fetched from %s", source.plugin, source.sha256, source.source)
-        return module.wasm
+    async def _fetch(self, sha256: str, sources: list[str]) -> bytes:
+        """The module from the first of its sources that serves bytes with its digest."""
+        errors: list[ModuleFetchError] = []
+        for source in sources:
+            try:
+                module = await self.fetcher.fetch(
+                    source, sha256=sha256, credentials=self._credentials(source)
+                )
+            except ModuleFetchError as exc:
+                errors.append(exc)
+                continue
+            self._failed.pop(sha256, None)
+            await self.store.put(sha256, module.wasm)
+            log.info("wasm module %s fetched from %s", sha256, source)
+            return module.wasm
+        error = (
+            errors[0] if len(errors) == 1 else ModuleFetchError("; ".join(map(str, errors)), errors[0].reason)
+        )
+        self._failed[sha256] = _Failure(time.monotonic(), error)
+        plugins = self.index.plugins(sha256) or ["unknown"]
+        for plugin in plugins:
+            self.failures.inc(plugin, error.reason)
+        log.error("WasmPlugin %s: module %s cannot be served: %s", ", ".join(plugins), sha256, error)
+        raise error
 
     def _credentials(self, url: str) -> Credentials | None:
         if self.credentials is None:

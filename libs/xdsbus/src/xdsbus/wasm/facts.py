@@ -1,6 +1,7 @@
-"""The module digest a watcher resolved for a WasmPlugin without `spec.sha256`, recorded in the event
-body as a fact (docs/design.md §6, docs/wasm-modules.md): every ledger version then names exact module
-bytes, and a replay serves the same module whatever the plugin's tag points at today.
+"""The module digest a watcher found at a WasmPlugin's url, recorded in the event body as a fact
+(docs/design.md §6, docs/wasm-modules.md): a plugin without `spec.sha256` is named by it, so every ledger
+version names exact module bytes and a replay serves the same module whatever the plugin's tag points at
+today; for a plugin with `spec.sha256` it says whether the module matches.
 
 Pure data, no I/O: the translator reads it, the watchers write it.
 """
@@ -25,8 +26,8 @@ class ResolvedModule(msgspec.Struct, frozen=True, omit_defaults=True):
 
 
 def resolved_module(body: Mapping[str, Any]) -> ResolvedModule | None:
-    """The resolved module recorded in a WasmPlugin event body; None when there is none (the plugin
-    names its sha256 itself) or when what is recorded is not a well-formed fact."""
+    """The resolved module recorded in a WasmPlugin event body; None when there is none (no url, or an
+    event written before watchers recorded it) or when what is recorded is not a well-formed fact."""
     fact = body.get(RESOLVED_MODULE_KEY)
     if not isinstance(fact, Mapping):
         return None

@@ -1,6 +1,7 @@
-"""What a watcher does with a WasmPlugin before publishing it: when the plugin names no `sha256`,
-fetch its module and record the digest (and, for an image, the manifest digest it was pulled at) in the
-body as a fact (facts.py; docs/design.md §6).
+"""What a watcher does with a WasmPlugin before publishing it: fetch its module and record the digest
+(and, for an image, the manifest digest it was pulled at) in the body as a fact (facts.py; docs/design.md
+§6). A plugin without `sha256` is named by that digest; for one with `sha256` it tells the builder whether
+the module matches.
 
 `imagePullPolicy` follows Higress: `Always` fetches again every time the plugin is published (its
 resyncs included), `IfNotPresent` reuses what this process resolved for the same URL; unspecified is
@@ -53,13 +54,14 @@ class ModuleResolver:
         self._found: dict[str, ResolvedModule] = {}
 
     async def resolve_plugin(self, body: Mapping[str, Any], pull_secret: PullSecretReader) -> dict[str, Any]:
-        """`body` with its resolved module recorded when its spec names no sha256 (and with any
-        recorded fact dropped when it does: the user's digest is the fact then)."""
+        """`body` with the module its url serves recorded. A plugin without `sha256` is named by that
+        digest; for one with `sha256` the record lets the builder say in the plugin's status when the
+        module does not match it or cannot be fetched (the edge, which serves it, writes no status)."""
         spec = body.get("spec")
         spec = spec if isinstance(spec, Mapping) else {}
         url = spec.get("url")
-        if spec.get("sha256") or not isinstance(url, str) or not url:
-            # Nothing to resolve: the translator uses spec.sha256, or reports the missing url.
+        if not isinstance(url, str) or not url:
+            # Nothing to resolve: the translator reports the missing url.
             return with_resolved(body, None)
         return with_resolved(body, await self._resolve(body, spec, url, pull_secret))
 
