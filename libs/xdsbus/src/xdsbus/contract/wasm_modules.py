@@ -21,8 +21,9 @@ MODULE_SUFFIX = ".wasm"
 # Envoy's fetch timeout for one module (the edge may have to pull it from its registry first).
 FETCH_TIMEOUT_SECONDS = 10
 
-# The key a watcher adds at the top level of a WasmPlugin's event body when it resolved the module digest
-# (spec.sha256 absent): {"sha256": "<hex>"} on success, {"error": "<why>"} when it could not.
+# The key a watcher adds at the top level of a WasmPlugin's event body with what the plugin's url serves
+# (xdsbus.wasm.facts): {"sha256": "<hex>", "url": "<pinned url>"}, or {"error": "<why>"} when it could
+# not be fetched. It names the module of a plugin without spec.sha256.
 RESOLVED_MODULE_KEY = "xdsbusModule"
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
