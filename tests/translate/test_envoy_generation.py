@@ -517,7 +517,7 @@ def test_policy_cluster_copies_the_service_cluster() -> None:
 def test_policy_cluster_can_force_http1_on_a_grpc_port() -> None:
     dest = Destination(hostname=WEB, port=90, policy=UpstreamPolicy(protocol=UpstreamProtocol.HTTP1))
     ((_, cluster),) = derived_clusters(dest, LOOKUP)
-    assert not cluster.typed_extension_protocol_options
+    assert not speaks_http2(cluster)
 
 
 def test_policy_cluster_of_a_dns_service_copies_its_addresses() -> None:

@@ -18,7 +18,7 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import http_con
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2 as hpo
 
 from tests.support.objects import endpoint_slice, service
-from tests.translate.translator_harness import HTTP_LISTENER, Harness
+from tests.translate.translator_harness import HTTP_LISTENER, Harness, ingress_body
 from xdsbus.contract.status import Verdict
 from xdsbus.contract.type_urls import CLUSTER, LISTENER
 from xdsbus.translate.global_options.envoy_upstream import HTTP_PROTOCOL_OPTIONS, speaks_http2
@@ -417,3 +417,28 @@ def test_higress_https_reports_acme_as_not_supported() -> None:
         "automatic HTTPS (ACME certificates from Let's Encrypt) is not supported" in w
         for w in status.warnings
     )
+
+
+def test_derived_clusters_of_annotations_take_the_upstream_options() -> None:
+    h = Harness()
+    h.put(
+        service("web"),
+        endpoint_slice("web", ["10.0.0.1"]),
+        ingress_body(
+            "web",
+            [("a.example.com", [("/", "web", 80)])],
+            annotations={"nginx.ingress.kubernetes.io/load-balance": "least_conn"},
+        ),
+    )
+
+    def policy_clusters() -> list[cluster_pb2.Cluster]:
+        names = sorted(n for n in h.names(CLUSTER) if n != WEB_CLUSTER)
+        return [h.get(CLUSTER, n, cluster_pb2.Cluster) for n in names]
+
+    (derived,) = policy_clusters()
+    assert protocol_options(derived).common_http_protocol_options.idle_timeout.seconds == 10
+    h.put(higress_config({"upstream": {"idleTimeout": 4, "connectionBufferLimits": 777}}))
+    (derived,) = policy_clusters()
+    assert protocol_options(derived).common_http_protocol_options.idle_timeout.seconds == 4
+    assert derived.per_connection_buffer_limit_bytes.value == 777
+    h.assert_matches_full_build()

@@ -34,6 +34,8 @@ from xdsbus.model.routes import (
 from xdsbus.model.services import ServiceModel, cluster_name, subset_cluster_name
 from xdsbus.translate import envoy_clusters
 from xdsbus.translate.envoy_common import pack, sds_secret, tls_transport_socket
+from xdsbus.translate.global_options.envoy_upstream import set_upstream_options
+from xdsbus.translate.global_options.model import DEFAULT_OPTIONS, UpstreamOptions
 from xdsbus.translate.http2rpc import dubbo_upstream_config
 
 _AGGREGATE = "envoy.clusters.aggregate"
@@ -112,9 +114,12 @@ def route_destinations(route: Route) -> list[Destination]:
 
 
 def derived_clusters(
-    dest: Destination, lookup: Callable[[str], ServiceModel | None]
+    dest: Destination,
+    lookup: Callable[[str], ServiceModel | None],
+    upstream: UpstreamOptions = DEFAULT_OPTIONS.upstream,
 ) -> list[tuple[str, cluster_pb2.Cluster]]:
-    """The clusters `dest` needs besides the service ports' own ones, in a fixed order.
+    """The clusters `dest` needs besides the service ports' own ones, in a fixed order, with the
+    upstream connection options (higress-config `upstream`).
 
     `lookup` finds a service by hostname. A policy cluster whose service or port is unknown is left out:
     the route then points at a missing cluster and Envoy answers 503, as for a missing service cluster.
@@ -128,7 +133,7 @@ def derived_clusters(
         if member.policy.is_default() or name in seen:
             continue
         seen.add(name)
-        cluster = _policy_cluster(member, name, lookup(member.hostname))
+        cluster = _policy_cluster(member, name, lookup(member.hostname), upstream)
         if cluster is not None:
             out.append((name, cluster))
     members = _chain_clusters(chain)
@@ -138,11 +143,13 @@ def derived_clusters(
     return out
 
 
-def _policy_cluster(dest: Destination, name: str, service: ServiceModel | None) -> cluster_pb2.Cluster | None:
+def _policy_cluster(
+    dest: Destination, name: str, service: ServiceModel | None, upstream: UpstreamOptions
+) -> cluster_pb2.Cluster | None:
     port = next((p for p in service.ports if p.number == dest.port), None) if service else None
     if service is None or port is None:
         return None
-    cluster = envoy_clusters.build_cluster(service, port)
+    cluster = envoy_clusters.build_cluster(service, port, upstream)
     if cluster.type == cluster_pb2.Cluster.EDS:
         # Share the service cluster's ClusterLoadAssignment instead of publishing a copy.
         cluster.eds_cluster_config.service_name = cluster.name
@@ -156,7 +163,9 @@ def _policy_cluster(dest: Destination, name: str, service: ServiceModel | None) 
         http2 = policy.protocol is UpstreamProtocol.HTTP2
         cluster.typed_extension_protocol_options.clear()
         if http2:
-            envoy_clusters.set_http2(cluster)
+            envoy_clusters.set_http2(cluster, upstream)
+        elif policy.protocol is UpstreamProtocol.HTTP1:
+            set_upstream_options(cluster, upstream, http2=False)
         elif policy.protocol is UpstreamProtocol.DUBBO:
             cluster.upstream_config.CopyFrom(dubbo_upstream_config())
     if policy.tls is not None:

@@ -64,7 +64,7 @@ class Translator:
         routes = RouteInputs(
             self.table, self._status, self.settings, self._services, self._secrets, derived, plugins
         )
-        self._ingress = IngressHandler(routes)
+        self._ingress = IngressHandler(routes, self._options)
         self._gateway_api = GatewayApiHandler(routes, self._options)
         # Each Gateway's own data plane, its derived scope (docs/design.md §5).
         self.gateway_scopes = GatewayScopes(
@@ -175,7 +175,8 @@ class Translator:
         else:
             vhosts = set()
         vhosts |= self._ingress.translate(state, ingresses)
-        if all_hosts:
+        if all_hosts or options_changed:
+            # Options changed: every host's derived clusters take the new upstream options.
             vhosts |= self._ingress.served_hosts()
         self._ingress.regenerate(vhosts)
         if gateway_api:

@@ -12,6 +12,7 @@ from xdsbus.model.routes import Route, RouteOrigin, VirtualHostModel
 from xdsbus.model.services import ServiceModel
 from xdsbus.translate import envoy_routes
 from xdsbus.translate.envoy_destinations import derived_clusters, fallback_chain, route_destinations
+from xdsbus.translate.global_options.model import DEFAULT_OPTIONS, UpstreamOptions
 from xdsbus.translate.rejections import rejection_reason
 from xdsbus.translate.route_order import describe_match
 from xdsbus.translate.wasm_plugins.chain import PluginChain
@@ -58,15 +59,17 @@ def serve_virtual_host(
 
 
 def route_needs(
-    routes: Iterable[Route], lookup: Callable[[str], ServiceModel | None]
+    routes: Iterable[Route],
+    lookup: Callable[[str], ServiceModel | None],
+    upstream: UpstreamOptions = DEFAULT_OPTIONS.upstream,
 ) -> tuple[dict[ResourceKey, bytes], set[str]]:
-    """The derived (policy and fallback) clusters `routes` send to, serialized, and the SDS names of the
-    upstream TLS they use."""
+    """The derived (policy and fallback) clusters `routes` send to, serialized with the upstream
+    connection options, and the SDS names of the upstream TLS they use."""
     clusters: dict[ResourceKey, bytes] = {}
     secrets: set[str] = set()
     for route in routes:
         for dest in route_destinations(route):
-            for name, cluster in derived_clusters(dest, lookup):
+            for name, cluster in derived_clusters(dest, lookup, upstream):
                 clusters[ResourceKey(CLUSTER, name)] = cluster.SerializeToString(deterministic=True)
             for hop in fallback_chain(dest):
                 if hop.policy.tls is not None:

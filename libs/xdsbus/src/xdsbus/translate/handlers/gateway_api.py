@@ -150,7 +150,9 @@ class GatewayApiHandler:
         for key in sorted(index.resources - resources):
             self._in.table.remove(key.type_url, key.name)
         index.resources = resources
-        clusters, upstream_secrets = route_needs(served, self._in.services.model)
+        clusters, upstream_secrets = route_needs(
+            served, self._in.services.model, self._options.value.upstream
+        )
         self._in.derived.set_owned(OWNER, clusters)
         self._in.secrets.set_used(OWNER, certificates | upstream_secrets, out.secrets)
         for ref, status in out.statuses.items():

@@ -18,6 +18,7 @@ from xdsbus.model.k8s import K8sIngress, decode_object
 from xdsbus.model.routes import HeaderMatch, Route, StringMatchKind, TlsFilterChainModel
 from xdsbus.translate import envoy_listeners, envoy_routes
 from xdsbus.translate.canary import apply_canaries
+from xdsbus.translate.global_options.model import CurrentOptions
 from xdsbus.translate.handlers.index_sets import discard
 from xdsbus.translate.handlers.route_inputs import RouteInputs
 from xdsbus.translate.handlers.touched import Touched
@@ -72,9 +73,11 @@ class IngressHandler:
     # Classes first: a full build knows them all before it decides an Ingress.
     kinds = (INGRESS_CLASS, INGRESS)
 
-    def __init__(self, inputs: RouteInputs) -> None:
+    def __init__(self, inputs: RouteInputs, options: CurrentOptions | None = None) -> None:
         self._in = inputs
         self.index = IngressIndex()
+        # The global options (higress-config): the upstream ones reach the derived clusters.
+        self._options = options or CurrentOptions()
         # Per source, its IngressClass objects by name: an Ingress is decided by its own source's classes.
         self._classes: dict[str, dict[str, IngressClassFacts]] = {}
         # How Http2Rpc objects are looked up (set by the translator; None: the data plane has no
@@ -285,7 +288,9 @@ class IngressHandler:
         # A host served over TLS references its secrets (published); a host still missing one only
         # waits for them (not published), so their arrival rebuilds it.
         clusters, secrets = route_needs(
-            (route for routes in listeners for route in routes), self._in.services.model
+            (route for routes in listeners for route in routes),
+            self._in.services.model,
+            self._options.value.upstream,
         )
         self._in.derived.set_owned(host, clusters)
         if tls is not None:
