@@ -179,3 +179,15 @@ def test_a_scope_carries_the_global_options_and_their_tracing_cluster() -> None:
     # The listener is the Gateway's own, with the same connection manager options as the shared one.
     assert table.get(LISTENER, "0.0.0.0_80") is not None
     h.assert_matches_full_build()
+
+
+def test_a_scope_keeps_its_table_while_empty() -> None:
+    h = GatewayHarness()
+    # A Gateway whose only listener cannot be programmed (a protocol nobody serves): no resources.
+    h.put(gateway_class(), gateway("a", [listener("udp", 9000, "UDP")]))
+    scopes = h.translator.gateway_scopes
+    assert scopes.scopes() == (A,)
+    table = scopes.table(A)
+    h.put(service("web-a"))
+    h.put(gateway("a", [listener("udp", 9001, "UDP")]))
+    assert scopes.table(A) is table

@@ -133,7 +133,9 @@ class GatewayScopes:
             )
             own[scope] = own_resources(out, self._lookup, self._plugins, self._options.value)
         self._own, self._gateways = own, gateways
-        self._tables = {scope: self._tables.get(scope) or ResourceTable() for scope in sorted(own)}
+        # A table is kept while its scope lives, empty or not (an empty table is falsy: no `or` here).
+        kept = self._tables
+        self._tables = {scope: kept[scope] if scope in kept else ResourceTable() for scope in sorted(own)}
 
     def refresh(self) -> None:
         """Bring every derived scope's table to its own resources plus what they name, transitively, in
