@@ -244,6 +244,15 @@ def test_a_rule_with_ingress_and_service_needs_both(h: Harness) -> None:
     h.assert_matches_full_build()
 
 
+def test_a_bare_ingress_name_is_one_in_the_plugins_namespace(h: Harness) -> None:
+    # Higress names the routes of an Ingress in the system namespace by its bare name.
+    h.put(ingress_body("console", [("c.example.com", [("/", "web", 80)])], namespace=NS))
+    h.put(plugin("p", rules=[{"ingress": ["console"], "config": {}}]))
+    assert enabled(h.vhost("c.example.com").typed_per_filter_config) == {f"wasm/{NS}/p/rule-0": True}
+    status = h.status("WasmPlugin", f"{NS}/p")
+    assert status is not None and status.warnings == []
+
+
 def test_wildcard_domains_follow_higress_host_matching(h: Harness) -> None:
     h.put(plugin("w", rules=[{"domain": ["*.example.com"], "config": {}}, {"domain": ["b.*"], "config": {}}]))
     base = f"wasm/{NS}/w"

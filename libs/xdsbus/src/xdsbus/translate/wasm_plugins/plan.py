@@ -154,9 +154,11 @@ def _module(plugin: WasmPluginObject) -> tuple[str, str]:
     raise PluginError(f"module digest not resolved{why} (spec.sha256 is absent)")
 
 
-def _rule_match(index: int, rule: MatchRuleSpec) -> RuleMatch:
+def _rule_match(index: int, rule: MatchRuleSpec, namespace: str) -> RuleMatch:
     match = RuleMatch(
-        ingresses=tuple(v for v in rule.ingress if v),
+        # Higress names the routes of an Ingress in its own (the system) namespace by the bare name
+        # (GenerateUniqueRouteName), so `_match_route_: [name]` finds them: a bare name is one there.
+        ingresses=tuple(v if "/" in v else f"{namespace}/{v}" for v in rule.ingress if v),
         domains=tuple(v for v in rule.domain if v),
         services=tuple(v for v in rule.service if v),
     )
@@ -178,7 +180,7 @@ def _rule_match(index: int, rule: MatchRuleSpec) -> RuleMatch:
     return match
 
 
-def _instances(spec: WasmPluginSpec, warnings: list[str]) -> tuple[Instance, ...]:
+def _instances(spec: WasmPluginSpec, namespace: str, warnings: list[str]) -> tuple[Instance, ...]:
     if spec.plugin_config is not None:
         if "_rules_" in spec.plugin_config:
             warnings.append(
@@ -188,7 +190,7 @@ def _instances(spec: WasmPluginSpec, warnings: list[str]) -> tuple[Instance, ...
         return (Instance(DEFAULT_SLOT, _json(spec.plugin_config)),)
     rules: list[Instance] = []
     for index, rule in enumerate(spec.match_rules):
-        match = _rule_match(index, rule)
+        match = _rule_match(index, rule, namespace)
         if rule.config_disable:
             warnings.append(f"spec.matchRules[{index}] is disabled (configDisable)")
             continue
@@ -213,7 +215,7 @@ def plan_plugin(plugin: WasmPluginObject) -> PluginPlan:
     priority = _priority(spec)
     fail_open = _fail_open(spec)
     sha256, source = _module(plugin)
-    instances = _instances(spec, warnings)
+    instances = _instances(spec, plugin.metadata.namespace, warnings)
     if spec.vm_config is not None and spec.vm_config.env:
         warnings.append("spec.vmConfig.env is not passed to the module")
     if spec.verification_key:
