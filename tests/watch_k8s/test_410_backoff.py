@@ -53,6 +53,9 @@ class NullSink:
     async def apply(self, feed: Feed, api_version: str, event_type: str, obj: dict[str, Any]) -> None:
         return None
 
+    def answered(self) -> None:
+        return None
+
 
 async def run_until_pauses(api: ScriptedApi, count: int) -> list[float]:
     """Run a loop over `api` until it has chosen `count` delays; returns them."""

@@ -236,10 +236,13 @@ async def test_bookmarks_keep_a_quiet_kind_from_relisting(bus: Bus, events: Even
             assert ingresses.resource_version is not None
             assert int(ingresses.resource_version) < int(kube.resource_version)
 
+            seen = watcher.source_seen_at
             kube.send_bookmarks()
             await eventually(
                 lambda: _true(ingresses.resource_version == kube.resource_version), what="the bookmark"
             )
+            # A bookmark changes nothing but is an answer: the source lag of /metrics counts from it.
+            assert watcher.source_seen_at > seen
             kube.compact()
             kube.drop_watches()
             kube.create(ingress("after"))

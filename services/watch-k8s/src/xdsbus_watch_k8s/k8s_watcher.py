@@ -213,6 +213,10 @@ class _FeedSink:
         await self.publisher.replace(self.index, objects)
         await self._after_change(keyed, deleted=False, relisted=True)
 
+    def answered(self) -> None:
+        """The API server answered: the source lag of /metrics counts from now."""
+        self.watcher.source_seen()
+
     async def apply(self, feed: Feed, api_version: str, event_type: str, obj: dict[str, Any]) -> None:
         """A watch event."""
         key, name = self._key(obj)

@@ -64,6 +64,9 @@ class FeedSink(Protocol):
     async def apply(self, feed: Feed, api_version: str, event_type: str, obj: dict[str, Any]) -> None:
         """One watch event: ADDED, MODIFIED or DELETED."""
 
+    def answered(self) -> None:
+        """The API server answered (a list page, a watch event or bookmark), even with nothing new."""
+
 
 class NotServed(Exception):
     """No version of the resource is served: a CRD that is not installed (yet)."""
@@ -179,6 +182,7 @@ class ListWatch:
             except NotFound:
                 continue
             self.version = version
+            self.sink.answered()
             await self.sink.replace(self.feed, self.feed.resource.api_version(version), items)
             self.resource_version = resource_version
             self.lists += 1
@@ -218,6 +222,7 @@ class ListWatch:
         api_version = self.feed.resource.api_version(self.version)
         started = time.monotonic()
         async with self.api.stream(path, params, read_timeout=self.watch_timeout + _READ_GRACE) as body:
+            self.sink.answered()
             lines = 0
             while True:
                 line = await body.readline()
@@ -242,6 +247,7 @@ class ListWatch:
             raise error_from_status(int(status.get("code") or 500), status)
         if not isinstance(obj, dict):
             raise ValueError(f"watch frame without an object: {line[:100]!r}")
+        self.sink.answered()
         if event_type in (ADDED, MODIFIED, DELETED):
             await self.sink.apply(self.feed, api_version, event_type, obj)
         elif event_type != BOOKMARK:
