@@ -209,7 +209,9 @@ class _FeedSink:
             key, name = self._key(obj)
             keyed.append((key, obj))
             if (body := self._body(api_version, obj, name)) is not None:
-                objects[key] = await self._resolved(body)
+                objects[key] = body
+        if self.feed.kind == WASM_PLUGIN.kind:
+            objects = await self.watcher.modules.bodies(objects)
         await self.publisher.replace(self.index, objects)
         await self._after_change(keyed, deleted=False, relisted=True)
 

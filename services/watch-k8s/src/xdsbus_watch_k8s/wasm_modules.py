@@ -14,6 +14,8 @@ from xdsbus_watch_k8s.publisher import Body, KindPublisher
 
 # Seconds a plugin's resolution waits for the Secrets to be listed before it decides without them.
 SECRETS_WAIT = 30.0
+# Modules fetched at once when a list brings many plugins.
+CONCURRENT_FETCHES = 4
 
 
 class PluginModules:
@@ -22,10 +24,18 @@ class PluginModules:
     def __init__(self, secrets: KindPublisher | None) -> None:
         self.secrets = secrets
         self.resolver = ModuleResolver(ModuleFetcher())
+        self._slots = asyncio.Semaphore(CONCURRENT_FETCHES)
 
     async def body(self, body: Body) -> Body:
         """`body` with its module digest recorded (see xdsbus.wasm.resolver)."""
-        return await self.resolver.resolve_plugin(body, self._pull_secret)
+        async with self._slots:
+            return await self.resolver.resolve_plugin(body, self._pull_secret)
+
+    async def bodies(self, objects: dict[str, Body]) -> dict[str, Body]:
+        """Every body of a list with its module digest recorded, fetched a few at a time."""
+        keys = sorted(objects)
+        resolved = await asyncio.gather(*(self.body(objects[key]) for key in keys))
+        return dict(zip(keys, resolved, strict=True))
 
     async def _pull_secret(self, namespace: str, name: str) -> bytes | None:
         if self.secrets is None:
