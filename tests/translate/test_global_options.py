@@ -18,9 +18,17 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import http_con
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2 as hpo
 
 from tests.support.objects import endpoint_slice, service
-from tests.translate.translator_harness import HTTP_LISTENER, Harness, ingress_body
+from tests.translate.translator_harness import (
+    A_CERT,
+    B_CERT,
+    HTTP_LISTENER,
+    HTTPS_LISTENER,
+    Harness,
+    ingress_body,
+    tls_secret,
+)
 from xdsbus.contract.status import Verdict
-from xdsbus.contract.type_urls import CLUSTER, LISTENER
+from xdsbus.contract.type_urls import CLUSTER, LISTENER, SECRET
 from xdsbus.translate.global_options.envoy_upstream import HTTP_PROTOCOL_OPTIONS, speaks_http2
 from xdsbus.translate.global_options.https import parse_https_config_map
 from xdsbus.translate.global_options.model import GlobalOptions
@@ -441,4 +449,67 @@ def test_derived_clusters_of_annotations_take_the_upstream_options() -> None:
     (derived,) = policy_clusters()
     assert protocol_options(derived).common_http_protocol_options.idle_timeout.seconds == 4
     assert derived.per_connection_buffer_limit_bytes.value == 777
+    h.assert_matches_full_build()
+
+
+def https_config(cert: dict[str, Any]) -> dict[str, Any]:
+    return config_map("higress-https", {"cert": yaml.safe_dump(cert)})
+
+
+def served_certificates(h: Harness) -> dict[str, str]:
+    """Server name -> the SDS name of its certificate, on the HTTPS listener."""
+    if h.body(LISTENER, HTTPS_LISTENER) is None:
+        return {}
+    return {
+        name: ctx.common_tls_context.tls_certificate_sds_secret_configs[0].name
+        for name, (_, ctx) in h.chains().items()
+    }
+
+
+def test_higress_https_gives_hosts_without_their_own_secret_a_certificate() -> None:
+    h = Harness()
+    h.put(
+        service("web"),
+        endpoint_slice("web", ["10.0.0.1"]),
+        tls_secret("a-cert", A_CERT),
+        tls_secret("wild", B_CERT, namespace="higress-system"),
+        # Higress serves b with higress-https's certificate because the Ingress has TLS entries.
+        ingress_body(
+            "web",
+            [("a.example.com", [("/", "web", 80)]), ("b.example.com", [("/", "web", 80)])],
+            tls=[(["a.example.com"], "a-cert")],
+        ),
+        ingress_body("plain", [("c.example.com", [("/", "web", 80)])]),
+    )
+    assert served_certificates(h) == {"a.example.com": "kubernetes://default/a-cert"}
+    h.put(https_config({"credentialConfig": [{"domains": ["*.example.com"], "tlsSecret": "wild"}]}))
+    assert served_certificates(h) == {
+        "a.example.com": "kubernetes://default/a-cert",
+        "b.example.com": "kubernetes://higress-system/wild",
+    }, "c has no TLS entry at all: plain HTTP, as in Higress"
+    assert h.secret("kubernetes://higress-system/wild").HasField("tls_certificate")
+    h.assert_matches_full_build()
+    h.delete("ConfigMap", HTTPS_KEY)
+    assert served_certificates(h) == {"a.example.com": "kubernetes://default/a-cert"}
+    assert h.body(SECRET, "kubernetes://higress-system/wild") is None
+    h.assert_matches_full_build()
+
+
+def test_fallback_for_invalid_secret_stands_in_for_a_missing_one() -> None:
+    h = Harness()
+    h.put(
+        service("web"),
+        endpoint_slice("web", ["10.0.0.1"]),
+        tls_secret("wild", B_CERT, namespace="higress-system"),
+        ingress_body("web", [("a.example.com", [("/", "web", 80)])], tls=[(["a.example.com"], "missing")]),
+    )
+    credential = {"domains": ["*.example.com"], "tlsSecret": "higress-system/wild"}
+    h.put(https_config({"credentialConfig": [credential]}))
+    assert served_certificates(h) == {}, "the Ingress names its own Secret: no fallback unless asked"
+    h.put(https_config({"fallbackForInvalidSecret": True, "credentialConfig": [credential]}))
+    assert served_certificates(h) == {"a.example.com": "kubernetes://higress-system/wild"}
+    h.assert_matches_full_build()
+    # The Ingress's own Secret arrives: it takes over.
+    h.put(tls_secret("missing", A_CERT))
+    assert served_certificates(h) == {"a.example.com": "kubernetes://default/missing"}
     h.assert_matches_full_build()

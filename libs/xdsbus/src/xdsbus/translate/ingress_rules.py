@@ -48,6 +48,7 @@ from xdsbus.translate.ingress_annotations import (
     ParsedAnnotations,
     parse_annotations,
 )
+from xdsbus.translate.ingress_annotations.downstream_tls import DownstreamTlsSpec
 from xdsbus.translate.ingress_annotations.re2 import re2_problem
 from xdsbus.translate.ingress_annotations.reader import ServiceRef
 from xdsbus.translate.ingress_annotations.redirect import APP_ROOT_CODE, HTTPS_REDIRECT
@@ -104,6 +105,15 @@ class IngressTranslation(msgspec.Struct, frozen=True):
     services: list[str]
     warnings: list[str]
     tls: list[HostTls] = []
+    # Rule hosts of an Ingress with TLS entries that give them no Secret (`tls.cert_secret` empty): Higress
+    # serves them with the higress-https ConfigMap's certificate for their domain, if it has one
+    # (docs/global-options.md).
+    fallback_tls: list[HostTls] = []
+
+    @property
+    def all_tls(self) -> list[HostTls]:
+        """The TLS hosts, with their own Secret or waiting for higress-https's."""
+        return self.tls + self.fallback_tls
 
 
 def http_listener_route(host_route: HostRoute, host_has_tls: bool) -> Route:
@@ -360,8 +370,10 @@ def _rule_routes(
     return host, out, len(paths)
 
 
-def _tls(b: _IngressBuilder, hosts: Sequence[str]) -> list[HostTls]:
-    """Per rule host, its certificate from spec.tls (exact host match, first Secret wins)."""
+def _tls(b: _IngressBuilder, hosts: Sequence[str]) -> tuple[list[HostTls], list[HostTls]]:
+    """Per rule host, its certificate from spec.tls (exact host match, first Secret wins); and, when
+    spec.tls is not empty, the other rule hosts (Higress's ingressv1/controller.go gives them the
+    higress-https ConfigMap's certificate for their domain)."""
     chosen: dict[str, tuple[str, int]] = {}
     for i, entry in enumerate(b.ingress.spec.tls):
         if not entry.secret_name:
@@ -386,9 +398,12 @@ def _tls(b: _IngressBuilder, hosts: Sequence[str]) -> list[HostTls]:
     if spec is not None and spec.client_ca is not None and not chosen:
         b.warnings.append(spec.client_ca.ref.problem("has no effect: the Ingress serves no host over TLS"))
     out: list[HostTls] = []
+    fallback: list[HostTls] = []
     ns = b.namespace
     for host in hosts:
         if host not in chosen:
+            if b.ingress.spec.tls and host != WILDCARD_HOST:
+                fallback.append(HostTls(host=host, tls=_downstream(spec, ""), origin=b.origin))
             continue
         cert = chosen[host][0]
         client_ca = ""
@@ -403,15 +418,19 @@ def _tls(b: _IngressBuilder, hosts: Sequence[str]) -> list[HostTls]:
                         f"host {host} does not ask for client certificates"
                     )
                 )
-        tls = DownstreamTls(
-            cert_secret=secret_name(ns, cert),
-            client_ca_secret=client_ca,
-            min_version=spec.min_version if spec else TlsVersion.AUTO,
-            max_version=spec.max_version if spec else TlsVersion.AUTO,
-            cipher_suites=spec.cipher_suites if spec else (),
-        )
+        tls = msgspec.structs.replace(_downstream(spec, secret_name(ns, cert)), client_ca_secret=client_ca)
         out.append(HostTls(host=host, tls=tls, origin=b.origin))
-    return out
+    return out, fallback
+
+
+def _downstream(spec: DownstreamTlsSpec | None, cert_secret: str) -> DownstreamTls:
+    """A host's downstream TLS with the Ingress's protocol versions and ciphers."""
+    return DownstreamTls(
+        cert_secret=cert_secret,
+        min_version=spec.min_version if spec else TlsVersion.AUTO,
+        max_version=spec.max_version if spec else TlsVersion.AUTO,
+        cipher_suites=spec.cipher_suites if spec else (),
+    )
 
 
 def http2rpc_dependency(name: str) -> str:
@@ -466,9 +485,13 @@ def translate_ingress(
         b.warnings.append("defaultBackend: ignored on a canary Ingress")
 
     all_routes = extra_first + routes + extra_last
-    tls = _tls(b, hosts)
+    tls, fallback_tls = _tls(b, hosts)
     if attempted and not routes and not extra_last:
         raise IngressError("; ".join(b.warnings) or "no route could be translated", sorted(set(b.services)))
     return IngressTranslation(
-        routes=all_routes, services=sorted(set(b.services)), warnings=b.warnings, tls=tls
+        routes=all_routes,
+        services=sorted(set(b.services)),
+        warnings=b.warnings,
+        tls=tls,
+        fallback_tls=fallback_tls,
     )

@@ -175,8 +175,10 @@ class Translator:
         else:
             vhosts = set()
         vhosts |= self._ingress.translate(state, ingresses)
-        if all_hosts or options_changed:
-            # Options changed: every host's derived clusters take the new upstream options.
+        https_changed = self._global.take_https_changed()
+        if all_hosts or options_changed or https_changed:
+            # Options changed: every host's derived clusters take the new upstream options; higress-https
+            # changed: TLS hosts may take or lose a fallback certificate.
             vhosts |= self._ingress.served_hosts()
         self._ingress.regenerate(vhosts)
         if gateway_api:

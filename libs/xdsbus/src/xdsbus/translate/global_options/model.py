@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import msgspec
 
+from xdsbus.translate.global_options.https import HttpsConfig
+
 # Higress's gzip.contentType default (gzip.go NewDefaultGzip).
 DEFAULT_GZIP_CONTENT_TYPES = (
     "text/html",
@@ -100,8 +102,9 @@ DEFAULT_OPTIONS = GlobalOptions()
 
 
 class CurrentOptions:
-    """The options in force, shared by the handler that folds higress-config (the only writer) and the
-    builders of listeners and clusters, which read `value` when they build."""
+    """The options in force, shared by the handler that folds higress-config and higress-https (the only
+    writer) and the builders of listeners, clusters and TLS hosts, which read them when they build."""
 
     def __init__(self) -> None:
         self.value = DEFAULT_OPTIONS
+        self.https = HttpsConfig()

@@ -39,7 +39,6 @@ class GlobalOptionsHandler:
         self._status = status
         self._services = services
         self.options = options
-        self.https = HttpsConfig()
         self._options_changed = False
         self._https_changed = False
         self._collector: str | None = None
@@ -150,8 +149,8 @@ class GlobalOptionsHandler:
                 else:
                     self._status.set(ref, Verdict.ACCEPTED, warnings=warnings)
         self._clear_removed(state, HIGRESS_HTTPS_KEY)
-        if https != self.https:
-            self.https = https
+        if https != self.options.https:
+            self.options.https = https
             self._https_changed = True
 
     def _clear_removed(self, state: FoldState, key: str) -> None:

@@ -16,6 +16,7 @@ from xdsbus.contract.type_urls import ROUTE
 from xdsbus.fold.state import FoldState, ObjectRef
 from xdsbus.model.k8s import K8sIngress, decode_object
 from xdsbus.model.routes import HeaderMatch, Route, StringMatchKind, TlsFilterChainModel
+from xdsbus.model.secrets import secret_name
 from xdsbus.translate import envoy_listeners, envoy_routes
 from xdsbus.translate.canary import apply_canaries
 from xdsbus.translate.global_options.model import CurrentOptions
@@ -173,7 +174,7 @@ class IngressHandler:
             for hr in old.routes:
                 vhosts.add(hr.host)
                 index.vhost_members[hr.host].discard(ref)
-            for tls in old.tls:
+            for tls in old.all_tls:
                 vhosts.add(tls.host)
                 index.tls_members[tls.host].discard(ref)
         for host in index.read_services.pop(ref, ()):
@@ -202,7 +203,7 @@ class IngressHandler:
         for hr in translation.routes:
             vhosts.add(hr.host)
             index.vhost_members.setdefault(hr.host, set()).add(ref)
-        for tls in translation.tls:
+        for tls in translation.all_tls:
             vhosts.add(tls.host)
             index.tls_members.setdefault(tls.host, set()).add(ref)
         self._depend(ref, translation.services)
@@ -213,7 +214,7 @@ class IngressHandler:
         translation = self.index.translations.get(ref)
         if translation is None:
             return
-        hosts = sorted({hr.host for hr in translation.routes} | {t.host for t in translation.tls})
+        hosts = sorted({hr.host for hr in translation.routes} | {t.host for t in translation.all_tls})
         lost = [msg for host in hosts for msg in self.index.conflicts.get(host, {}).get(ref, [])]
         self._in.status.set(ref, Verdict.ACCEPTED, warnings=translation.warnings + lost)
 
@@ -306,25 +307,33 @@ class IngressHandler:
     def _host_tls(self, host: str, problems: Problems) -> tuple[HostTls | None, list[str]]:
         """The TLS settings a host is served with (the oldest Ingress's, when its secrets exist), and
         the SDS names they need: watched even while missing, so their arrival rebuilds the host."""
-        candidates = sorted(
+        entries = sorted(
             (
                 tls
                 for ref in self.index.tls_members.get(host, ())
-                for tls in self.index.translations[ref].tls
+                for tls in self.index.translations[ref].all_tls
                 if tls.host == host
             ),
             key=lambda tls: tls.origin,
         )
+        candidates = [c for c in (self._with_fallback(tls) for tls in entries) if c is not None]
         if not candidates:
-            return None, []
+            return None, [tls.tls.cert_secret for tls in entries if tls.tls.cert_secret]
         chosen = candidates[0]
+        # The entry's own Secret stays watched while higress-https's stands in for it.
+        replaced = next(
+            (tls.tls.cert_secret for tls in entries if tls.origin == chosen.origin and tls.tls.cert_secret),
+            "",
+        )
         for other in candidates[1:]:
             if other.origin != chosen.origin:
                 problems.setdefault(origin_ref(other.origin), []).append(
                     f"host {host}: TLS is already configured by {chosen.origin.kind} {chosen.origin.key} "
                     "(older wins)"
                 )
-        needed = [name for name in (chosen.tls.cert_secret, chosen.tls.client_ca_secret) if name]
+        needed = sorted(
+            {name for name in (chosen.tls.cert_secret, chosen.tls.client_ca_secret, replaced) if name}
+        )
         missing = [
             name
             for name, want_certificate in (
@@ -340,6 +349,20 @@ class IngressHandler:
             )
             return None, needed
         return chosen, needed
+
+    def _with_fallback(self, tls: HostTls) -> HostTls | None:
+        """A TLS entry with the certificate it is served with: its own Secret; higress-https's for the
+        host's domain when it names none, or (fallbackForInvalidSecret) when its own does not exist, as
+        Higress does (docs/global-options.md); None when it has no certificate at all."""
+        https = self._options.https
+        own = tls.tls.cert_secret
+        if own and (not https.fallback_for_invalid_secret or self._in.secrets.holds(own, True)):
+            return tls
+        match = https.secret_for(tls.host)
+        if match is None:
+            return tls if own else None
+        fallback = msgspec.structs.replace(tls.tls, cert_secret=secret_name(*match))
+        return msgspec.structs.replace(tls, tls=fallback)
 
     def _wildcard_fallback(self, host: str, *, http_listener: bool) -> list[Route]:
         """The routes an exact host falls back to when none of its own match: its wildcard host's, as
