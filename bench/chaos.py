@@ -1,18 +1,26 @@
 """`chaos`: the whole stack on a three-node NATS JetStream cluster, under a steady stream of changes from
-watch-file, through one fault of the bus or of a service at a time (issue 14; docs/operating-on-a-cluster.md).
+three sources, through one fault of the bus, of a service or of a source at a time (issue 14;
+docs/operating-on-a-cluster.md).
 
-The stack is the e2e one (builder, two edges, watch-file, a real Envoy) on `NatsCluster`, with every
-stream, bucket and store at three replicas. `Load` rewrites the EndpointSlice of one of `services`
-Services at `rate` changes per second, each with a new, ever growing port; `Watch` polls Envoy's admin
-API and times when each change (or a later one of the same Service, which includes it) is served.
+The stack is the e2e one (builder and a standby, two edges, watch-file, a real Envoy) on `NatsCluster`,
+with every stream, bucket and store at three replicas, plus the sources of bench/chaos_sources.py: the
+Kubernetes API server fake with xdsbus-watch-k8s, and the Eureka fake with xdsbus-watch-eureka (polling
+every second) named by an McpBridge written through watch-file. One `Load` per source changes a
+service's endpoint port, each change a new, ever growing port: through watch-file, the EndpointSlice
+of one of `services` Services at `rate` per second; in the API server fake, an EndpointSlice, and in
+Eureka, an instance's registration, of one of `source_services` services at `source_rate` per second
+each. `Watch` polls Envoy's admin API and times when each change (or a later one of the same service,
+which includes it) is served.
 
-For each fault: it is injected under load, held, repaired; then the load pauses and the stack must catch
-up. Reported per fault (docs/design.md §8): `events_lost` (Services whose final endpoint at Envoy is not
-the last one written, and a ledger head whose digest differs from a fresh full list counts one more),
-`max_ms` and `p99_ms` (change written → Envoy serving it, over changes written from the injection to the
-catch-up), `recover_s` (repair → Envoy serving every change written until then),
-`stale_versions_accepted` (times Envoy went back to an older endpoint of a Service). Checked after each:
-no service exited, CDS and LDS never empty at Envoy, the ledger is one chain.
+For each fault: it is injected under load, held, repaired; then the loads pause and the stack must
+catch up. Reported per fault (docs/design.md §8): `events_lost` (services whose final endpoint at Envoy
+is not the last one written, and a ledger head whose digest differs from that of fresh full lists of the
+three sources counts one more), `max_ms` and `p99_ms` (change written → Envoy serving it, over changes
+of all sources written from the injection to the catch-up), `recover_s` (repair → Envoy serving every
+change written until then), `stale_versions_accepted` (times Envoy went back to an older endpoint of a
+service); for a restarted source, `first_change_ms` (its first change once back, visible at the source,
+to Envoy serving it; the full run fails when it exceeds 2 s). Checked after each: no service exited,
+CDS and LDS never empty at Envoy, the ledger is one chain.
 
 `python -m bench.chaos` (what `make chaos` runs) writes bench/results/chaos.json; tests/chaos runs a short
 version of the same scenarios."""
@@ -20,6 +28,7 @@ version of the same scenarios."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import os
@@ -36,13 +45,15 @@ from typing import Any, TypeVar
 
 import nats.errors
 
+from bench.chaos_sources import EUREKA_POLL, EurekaSource, KubeSource, fresh_digest
 from bench.results_io import machine, results_dir
-from tests.e2e.test_watcher_leases import fresh_digest, list_directory
+from tests.e2e.test_watcher_leases import list_directory
 from xdsbus.bus import Bus, BusSettings, connect
 from xdsbus.events import EVENTS_STREAM
 from xdsbus.layout import DEFAULT_LEASE_TTL, LEASES_BUCKET, LEDGER_STREAM
 from xdsbus.ledger import reader
 from xdsbus.nats_options import MAX_PINGS_OUT_VARIABLE, PING_INTERVAL_VARIABLE
+from xdsbus.secretbox import KEY_ENV as SECRET_KEY_VARIABLE
 from xdsbus_dev.harness.cluster import NatsCluster, kv_stream
 from xdsbus_dev.harness.processes import Service
 from xdsbus_dev.harness.stack import Stack, endpoint_slice_manifest, service_manifest
@@ -54,33 +65,43 @@ SCOPE = "default"
 PARAMS = {
     "BENCH_CHAOS_RATE": ("50", "changes per second written by the load"),
     "BENCH_CHAOS_SERVICES": ("10", "Services the load rewrites, in turn"),
+    "BENCH_CHAOS_SOURCE_RATE": ("4", "changes per second of each other source (Eureka, the API server)"),
+    "BENCH_CHAOS_SOURCE_SERVICES": ("4", "services each other source changes, in turn"),
     "BENCH_CHAOS_HOLD": ("20", "seconds a fault is held before it is repaired (quorum loss)"),
     "BENCH_CHAOS_LEASE_TTL": (str(DEFAULT_LEASE_TTL), "lease TTL of the layout, seconds"),
     "BENCH_CHAOS_PING_INTERVAL": ("10", "NATS ping interval of the half-open service, seconds"),
 }
 FIRST_PORT = 20000
+EUREKA_FIRST_PORT = 40000
+KUBE_FIRST_PORT = 50000
+# Issue 14: the first change after a source returns reaches Envoy within this (checked in the full run).
+FIRST_CHANGE_BUDGET_MS = 2000.0
 
 
 # -- the load ---------------------------------------------------------------------------------------
 
 
 class Load:
-    """Rewrites one Service's EndpointSlice after another at `rate` per second, each with a new port."""
+    """Changes one of `names` after another at `rate` per second through `write(name, port)`, each with
+    a new, ever growing port."""
 
-    def __init__(self, stack: Stack, services: int, rate: float) -> None:
-        self.stack = stack
-        self.names = [f"load-{i}" for i in range(services)]
+    def __init__(
+        self, source: str, names: list[str], write: Callable[[str, int], None], rate: float, first_port: int
+    ) -> None:
+        self.source = source
+        self.names = names
+        self._write = write
         self.rate = rate
         self.port: dict[str, int] = {}
         # (service, port, when written), in order.
         self.written: list[tuple[str, int, float]] = []
-        self._next = FIRST_PORT
+        self._next = first_port
         self._task: asyncio.Task[None] | None = None
 
     def write(self, name: str) -> None:
         self._next += 1
         port = self._next
-        self.stack.write(f"{name}.yaml", [service_manifest(name, 80), endpoint_slice_manifest(name, port)])
+        self._write(name, port)
         self.port[name] = port
         self.written.append((name, port, time.monotonic()))
 
@@ -106,6 +127,15 @@ class Load:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+
+
+def file_load(stack: Stack, services: int, rate: float) -> Load:
+    """Through watch-file: the EndpointSlice of Service `load-<i>` (namespace demo) rewritten."""
+
+    def write(name: str, port: int) -> None:
+        stack.write(f"{name}.yaml", [service_manifest(name, 80), endpoint_slice_manifest(name, port)])
+
+    return Load("file", [f"load-{i}" for i in range(services)], write, rate, FIRST_PORT)
 
 
 # -- what Envoy serves ------------------------------------------------------------------------------
@@ -196,6 +226,10 @@ class FaultResult:
     stale_versions_accepted: int
     # p99 over the changes written after the repair (p99_ms: from the injection on).
     p99_after_ms: float = 0.0
+    # A restarted source: its first change once back (visible at the source) to Envoy serving it.
+    first_change_ms: float | None = None
+    # p99_ms of each source's own changes: Eureka's include its poll interval, the others' do not.
+    p99_by_source_ms: dict[str, float] = field(default_factory=dict)
     changes: int = 0
     cds_empty_polls: int = 0
     lds_empty_polls: int = 0
@@ -225,6 +259,8 @@ class Fault:
     name: str
     inject: Callable[[ChaosRun], Awaitable[Callable[[], Awaitable[None]]]]
     hold: float = 3.0
+    # The load whose source the fault restarts: its first change after the repair is timed.
+    source: str = ""
 
 
 async def retrying(make: Callable[[], Awaitable[T]], timeout: float = 30.0) -> T:
@@ -247,7 +283,8 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 class ChaosRun:
-    """A cluster and the stack on it; `run(fault)` measures one fault."""
+    """A cluster and the stack on it, with its three sources and their loads; `run(fault)` measures one
+    fault."""
 
     def __init__(
         self,
@@ -255,15 +292,22 @@ class ChaosRun:
         *,
         rate: float = 50.0,
         services: int = 10,
+        source_rate: float = 4.0,
+        source_services: int = 4,
         lease_ttl: float = DEFAULT_LEASE_TTL,
         ping_interval: float = 10.0,
     ) -> None:
         self.workdir = workdir
         self.cluster = NatsCluster(workdir / "nats", lease_ttl=lease_ttl)
         self.stack = Stack(workdir / "stack", edges=2, nats=self.cluster)
+        self.kube = KubeSource(workdir / "kube")
+        self.eureka = EurekaSource(workdir / "eureka")
         self.rate = rate
         self.services = services
-        self.load: Load | None = None
+        self.source_rate = source_rate
+        self.source_services = source_services
+        # By source: "file" (watch-file), "k8s" (the API server fake), "eureka" (the registry fake).
+        self.loads: dict[str, Load] = {}
         self.watch: Watch | None = None
         self.standby: Service | None = None
         self.ping_interval = ping_interval
@@ -271,21 +315,48 @@ class ChaosRun:
         self.proxies: list[TcpProxy] = []
         self.saved_env: dict[str, str | None] = {}
 
+    def _set_env(self, key: str, value: str) -> None:
+        self.saved_env.setdefault(key, os.environ.get(key))
+        os.environ[key] = value
+
     async def __aenter__(self) -> ChaosRun:
         # Services read the layout they expect (replicas, lease TTL) from the environment; restored by
         # close, so what runs after in the same process expects its own layout again.
         for key, value in self.cluster.client_env().items():
-            self.saved_env.setdefault(key, os.environ.get(key))
-            os.environ[key] = value
+            self._set_env(key, value)
+        # The watchers need a key to seal Secrets with (none are listed here; any key does).
+        if not os.environ.get(SECRET_KEY_VARIABLE):
+            self._set_env(SECRET_KEY_VARIABLE, base64.b64encode(os.urandom(32)).decode())
         self.cluster.start()
         try:
+            await self.eureka.start_fake()
             await self.stack.start()
             self.standby = self._start_standby()
             self._proxy_watch_file()
-            self.load = Load(self.stack, self.services, self.rate)
-            self.load.seed()
-            self.watch = Watch(self.stack, self.load.names)
+            self.stack.write("mcpbridge.yaml", [self.eureka.mcpbridge()])
+            self.eureka.start_watcher(self.cluster.url, {})
+            await self.kube.start(self.cluster.url, {})
+            count = range(self.source_services)
+            self.loads = {
+                "file": file_load(self.stack, self.services, self.rate),
+                # Cluster outbound|80||REG-<i>.eureka (Eureka upper-cases application names).
+                "eureka": Load(
+                    "eureka",
+                    [f"REG-{i}" for i in count],
+                    self.eureka.write,
+                    self.source_rate,
+                    EUREKA_FIRST_PORT,
+                ),
+                # Cluster outbound|80||kube-<i>.default.svc.cluster.local.
+                "k8s": Load(
+                    "k8s", [f"kube-{i}" for i in count], self.kube.write, self.source_rate, KUBE_FIRST_PORT
+                ),
+            }
+            for load in self.loads.values():
+                load.seed()
+            self.watch = Watch(self.stack, [name for load in self.loads.values() for name in load.names])
             self.watch.start()
+            await self.stack.wait(self.kube.watching, timeout=30, what="watch-k8s listing and watching")
             await self.caught_up(timeout=60)
         except BaseException:
             await self.close()
@@ -296,12 +367,14 @@ class ChaosRun:
         await self.close()
 
     async def close(self) -> None:
-        if self.load is not None:
-            await self.load.pause()
+        for load in self.loads.values():
+            await load.pause()
         if self.watch is not None:
             await self.watch.stop()
         if self.standby is not None:
             self.standby.terminate()
+        await self.kube.stop()
+        await self.eureka.stop()
         await self.stack.stop()
         for proxy in self.proxies:
             proxy.stop()
@@ -338,29 +411,37 @@ class ChaosRun:
         """The test's own connection, expecting the cluster's layout."""
         return await connect(BusSettings.from_env(self.cluster.url), name="chaos", attempts=20)
 
-    def exited(self) -> list[str]:
-        """The services that exited although no fault stopped them."""
+    def _all_services(self) -> list[tuple[str, Service]]:
         services = [*self.stack._services()]
         if self.standby is not None:
             services.append(("builder-standby", self.standby))
+        for name, service in (("watch-k8s", self.kube.service), ("watch-eureka", self.eureka.service)):
+            if service is not None:
+                services.append((name, service))
+        return services
+
+    def exited(self) -> list[str]:
+        """The services that exited although no fault stopped them."""
         return [
             name
-            for name, service in services
+            for name, service in self._all_services()
             if name not in self.stack.stopped and service.proc is not None and service.proc.poll() is not None
         ]
 
     def _log(self, name: str) -> str:
-        if name == "builder-standby" and self.standby is not None:
-            return self.standby.output()
-        return next((service.output() for have, service in self.stack._services() if have == name), "")
+        return next((service.output() for have, service in self._all_services() if have == name), "")
 
     async def caught_up(self, timeout: float) -> None:
-        """Until Envoy serves the last port written of every load Service."""
-        load, watch = self.load, self.watch
-        assert load is not None and watch is not None
+        """Until Envoy serves the last port written of every Service of every load."""
+        watch = self.watch
+        assert watch is not None
 
         async def probe() -> bool:
-            return all(watch.served.get(name, 0) >= port for name, port in load.port.items())
+            return all(
+                watch.served.get(name, 0) >= port
+                for load in self.loads.values()
+                for name, port in load.port.items()
+            )
 
         await self.stack.wait(probe, timeout=timeout, what="Envoy serving every change written")
 
@@ -381,26 +462,32 @@ class ChaosRun:
         return True
 
     async def digest_matches(self, bus: Bus) -> bool:
+        """Whether the ledger head's digest is that of fresh full lists of the three sources (the
+        directory, the API server fake, the Eureka fake), folded and translated by the builder's code."""
         head = await reader.head(bus, SCOPE)
         assert head is not None
         lister = await list_directory(bus, self.stack.config_dir, "e2e")
-        return bool(head.record.digest == fresh_digest(lister, head.record.translator_version))
+        events = [*lister.captured, *await self.kube.fresh_events(bus), *await self.eureka.fresh_events(bus)]
+        return bool(head.record.digest == fresh_digest(events, head.record.translator_version))
 
     async def run(self, fault: Fault, *, catch_up: float = 90.0) -> FaultResult:
-        """Load on, inject, hold, repair, load off, catch up; then measure and check."""
-        load, watch = self.load, self.watch
-        assert load is not None and watch is not None
+        """Loads on, inject, hold, repair, loads off, catch up; then measure and check."""
+        watch = self.watch
+        assert watch is not None
+        loads = list(self.loads.values())
         stale, cds, lds = watch.stale, watch.empty_cds, watch.empty_lds
-        first = len(load.written)
-        load.start()
+        first = {load.source: len(load.written) for load in loads}
+        for load in loads:
+            load.start()
         await asyncio.sleep(1.0)  # steady load before the fault
         repair = await fault.inject(self)
         await asyncio.sleep(fault.hold)
         await repair()
         repaired = time.monotonic()
-        written_by_repair = len(load.written)
+        written_by_repair = {load.source: len(load.written) for load in loads}
         await asyncio.sleep(2.0)  # load after the repair too
-        await load.pause()
+        for load in loads:
+            await load.pause()
         error = ""
         try:
             await self.caught_up(timeout=catch_up)
@@ -410,21 +497,33 @@ class ChaosRun:
         exited = self.exited()
         if exited and not error:
             error = "\n".join(f"{name} exited:\n{self._log(name)[-3000:]}" for name in exited)
+
+        def served(name: str, port: int) -> float:
+            return watch.served_at(name, port) or done
+
         latencies, after = [], []
-        for name, port, when in load.written[first:]:
-            served = watch.served_at(name, port)
-            latency = ((served if served is not None else done) - when) * 1000
-            latencies.append(latency)
-            if when >= repaired:
-                after.append(latency)
-        recovered = max(
-            (
-                (watch.served_at(name, port) or done)
-                for name, port, _ in load.written[first:written_by_repair]
-            ),
-            default=repaired,
+        by_source: dict[str, float] = {}
+        recovered = repaired
+        for load in loads:
+            own = []
+            for name, port, when in load.written[first[load.source] :]:
+                latency = (served(name, port) - when) * 1000
+                own.append(latency)
+                if when >= repaired:
+                    after.append(latency)
+            latencies.extend(own)
+            by_source[load.source] = round(_percentile(own, 0.99), 1)
+            for name, port, _ in load.written[first[load.source] : written_by_repair[load.source]]:
+                recovered = max(recovered, served(name, port))
+        first_change_ms = None
+        returned = self.loads[fault.source].written[written_by_repair[fault.source] :] if fault.source else []
+        if returned:
+            # The first change the restarted source made once it was back, to Envoy serving it.
+            name, port, when = returned[0]
+            first_change_ms = round((served(name, port) - when) * 1000, 1)
+        lost = sum(
+            1 for load in loads for name, port in load.port.items() if watch.served.get(name, 0) != port
         )
-        lost = sum(1 for name, port in load.port.items() if watch.served.get(name, 0) != port)
         one_chain, matches = await retrying(self._ledger_checks)
         return FaultResult(
             fault=fault.name,
@@ -434,7 +533,9 @@ class ChaosRun:
             p99_after_ms=round(_percentile(after, 0.99), 1),
             recover_s=round(max(0.0, recovered - repaired), 2),
             stale_versions_accepted=watch.stale - stale,
-            changes=len(load.written) - first,
+            first_change_ms=first_change_ms,
+            p99_by_source_ms=by_source,
+            changes=sum(len(load.written) - first[load.source] for load in loads),
             cds_empty_polls=watch.empty_cds - cds,
             lds_empty_polls=watch.empty_lds - lds,
             exited=exited,
@@ -521,6 +622,18 @@ async def _pause_builder(run: ChaosRun) -> Callable[[], Awaitable[None]]:
     return repair
 
 
+async def _restart_kube_api(run: ChaosRun) -> Callable[[], Awaitable[None]]:
+    # The load keeps writing meanwhile (into the fake's store, as into etcd); the server returns with
+    # its history compacted, so watch-k8s's next watch gets 410 and must relist.
+    await run.kube.go_down()
+    return run.kube.come_back_compacted
+
+
+async def _restart_eureka(run: ChaosRun) -> Callable[[], Awaitable[None]]:
+    await run.eureka.go_down()
+    return run.eureka.come_back
+
+
 def faults(hold: float, quorum_hold: float, lease_ttl: float, ping_interval: float) -> list[Fault]:
     """One fault of each kind, in the order they run. The half-open link is held until pings (2 out)
     have noticed it."""
@@ -529,6 +642,8 @@ def faults(hold: float, quorum_hold: float, lease_ttl: float, ping_interval: flo
         Fault("kill_ledger_leader", _kill_leader(LEDGER_STREAM), hold),
         Fault("kill_leases_leader", _kill_leader(kv_stream(LEASES_BUCKET)), hold),
         Fault("kill_connected_edge", _kill_edge, hold),
+        Fault("restart_kube_api_410", _restart_kube_api, hold, source="k8s"),
+        Fault("restart_eureka", _restart_eureka, hold, source="eureka"),
         Fault("half_open_watch_file", _half_open_watch_file, ping_interval * 3 + 2),
         Fault("pause_builder_past_lease", _pause_builder, lease_ttl * 2),
         Fault("lose_quorum", _lose_quorum, quorum_hold),
@@ -541,6 +656,8 @@ class ChaosSettings:
 
     rate: float = 50.0
     services: int = 10
+    source_rate: float = 4.0
+    source_services: int = 4
     lease_ttl: float = DEFAULT_LEASE_TTL
     ping_interval: float = 10.0
     hold: float = 5.0
@@ -560,6 +677,8 @@ async def run_faults(workdir: Path, settings: ChaosSettings) -> list[FaultResult
         workdir,
         rate=settings.rate,
         services=settings.services,
+        source_rate=settings.source_rate,
+        source_services=settings.source_services,
         lease_ttl=settings.lease_ttl,
         ping_interval=settings.ping_interval,
     )
@@ -586,6 +705,8 @@ def run() -> dict[str, Any]:
     settings = ChaosSettings(
         rate=float(_env("BENCH_CHAOS_RATE")),
         services=int(_env("BENCH_CHAOS_SERVICES")),
+        source_rate=float(_env("BENCH_CHAOS_SOURCE_RATE")),
+        source_services=int(_env("BENCH_CHAOS_SOURCE_SERVICES")),
         lease_ttl=float(_env("BENCH_CHAOS_LEASE_TTL")),
         ping_interval=float(_env("BENCH_CHAOS_PING_INTERVAL")),
         quorum_hold=float(_env("BENCH_CHAOS_HOLD")),
@@ -598,6 +719,12 @@ def run() -> dict[str, Any]:
     else:
         print(f"a fault broke something; logs kept in {workdir}", file=sys.stderr)
     lost = sum(max(r.events_lost, 0) for r in results)
+    # Issue 14's bound for a restarted source, checked on the measured figure (tests only report it).
+    slow = [
+        r.fault
+        for r in results
+        if r.first_change_ms is not None and r.first_change_ms > FIRST_CHANGE_BUDGET_MS
+    ]
     return {
         "name": RESULT_NAME,
         "value": lost,
@@ -606,10 +733,15 @@ def run() -> dict[str, Any]:
         "ratio": 0.0,
         "budget": 0,
         "budget_on": "value",
-        "pass": lost == 0 and all(r.ok for r in results),
+        "pass": lost == 0 and all(r.ok for r in results) and not slow,
         "params": {
             "rate_per_s": settings.rate,
             "services": settings.services,
+            "source_rate_per_s": settings.source_rate,
+            "source_services": settings.source_services,
+            "eureka_poll_s": EUREKA_POLL,
+            "first_change_budget_ms": FIRST_CHANGE_BUDGET_MS,
+            "first_change_over_budget": slow,
             "quorum_hold_s": settings.quorum_hold,
             "lease_ttl_s": settings.lease_ttl,
             "ping_interval_s": settings.ping_interval,
