@@ -68,10 +68,12 @@ async def test_retries_of_one_attempt_keep_its_id_and_the_next_attempt_gets_anot
         attempt_ids=AttemptIds("cafe"),
     )
     await watcher.upsert("Service", "default/a", {"port": 80}, rev="r1")
+    await watcher.flush()
     assert js.tried == [f"{SOURCE}:Service:default/a:r1@cafe.1"] * 3
 
     # The same fact again (a revert, a re-create): a new attempt, which JetStream must store.
     await watcher.upsert("Service", "default/a", {"port": 80}, rev="r1")
+    await watcher.flush()
     assert js.tried[-1] == f"{SOURCE}:Service:default/a:r1@cafe.2"
 
 

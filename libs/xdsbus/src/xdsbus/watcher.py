@@ -18,18 +18,27 @@ A body too large for a message goes to the Object Store and the event carries it
 check, docs/design.md §4). A publish that fails for one object (a body over MAX_BODY_BYTES, a payload or
 request the server refuses) is isolated to that object: reported in KV xdsbus_status and logged, and the
 feed goes on; the object keeps its last published version, and its key stays in the resync's key list.
-Only failures of the bus itself (timeouts, no connection) are retried.
+Only failures of the bus itself (timeouts, no connection, a full log) are retried, with the same id.
+
+Publishing is pipelined (xdsbus.publish_window) during a resync (from `begin_sync()` to `end_sync()`)
+and inside `pipelined()`: there `upsert()` and `delete()` return once the event is sent, up to
+`publish_window` events await their acknowledgement, in order, and never two of one key; a refusal the
+server answers later is reported (status, log, counter) when its acknowledgement is read, and the call
+that sent it had returned True. sync_begin and sync_end wait until everything sent before them is
+stored, and so does leaving `pipelined()`. Elsewhere each publish returns once it is stored, as a
+single change wants.
 """
 
 from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
 import hashlib
 import logging
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Mapping
 from typing import Any, TypeVar
 
 import msgspec
@@ -58,7 +67,9 @@ from xdsbus.events import (
 from xdsbus.health import REGISTRY, Series
 from xdsbus.lease import Lease, pod_identity, source_lease_name
 from xdsbus.objects import store_claimed
+from xdsbus.publish_window import DEFAULT_WINDOW, Publish, PublishWindow
 from xdsbus.secretbox import SecretBox
+from xdsbus.transient import is_transient
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +175,7 @@ class Watcher(abc.ABC):
         attempt_ids: AttemptIds = PROCESS_ATTEMPTS,
         instance_id: str | None = None,
         lease_ttl: float | None = None,
+        publish_window: int = DEFAULT_WINDOW,
     ) -> None:
         if "/" not in source:
             raise ValueError(f"source {source!r} must be '<type>/<name>'")
@@ -180,6 +192,12 @@ class Watcher(abc.ABC):
         self._attempt_ids = attempt_ids
         # (kind, key) of objects whose last publish was refused: their status entry is ours to clear.
         self._refused: set[tuple[str, str]] = set()
+        self._window = PublishWindow(self, publish_window)
+        # A sync_begin or sync_end the server refused: the resync fails (raised by the next flush).
+        self._sync_refusal: EventRefused | None = None
+        # Resync epochs begun and not ended, and open `pipelined()` blocks: publishes return once sent.
+        self._open_syncs: set[int] = set()
+        self._pipelined = 0
         # Figures of /metrics: whether this watcher publishes now, when the source last answered and when
         # the last resync completed (monotonic seconds).
         self.leading = False
@@ -215,7 +233,9 @@ class Watcher(abc.ABC):
                 return
             try:
                 await self._watch_while_leading()
+                await self._finish_publishing()
             finally:
+                self._window.abort()
                 await self.release()
             if not self.stop.is_set():
                 log.warning("%s: lost the lease %s; standing by", self.source, self.lease.name)
@@ -227,6 +247,8 @@ class Watcher(abc.ABC):
         if not await self.lease.acquire(stop or self.stop):
             return False
         self.term = self.lease.term
+        self._window.reset()
+        self._open_syncs.clear()
         self.leading = True
         self.source_seen_at = time.monotonic()
         self.new_term()
@@ -264,6 +286,7 @@ class Watcher(abc.ABC):
             except LeaseLost:
                 return
             except Exception as exc:
+                self._open_syncs.clear()  # the next watch() resyncs afresh
                 delay = backoff.next_delay()
                 log.warning(
                     "%s: source failed (%s); keeping last known state, retrying in %.1fs",
@@ -294,10 +317,41 @@ class Watcher(abc.ABC):
         task.result()
         return True
 
+    async def _finish_publishing(self) -> None:
+        """On a stop, let what was sent be acknowledged (briefly); after a lost lease, nothing."""
+        if self.lease.lost.is_set():
+            return
+        try:
+            await asyncio.wait_for(self.flush(), timeout=self.lease.ttl / 3)
+        except (TimeoutError, SourceUnavailable) as exc:
+            log.warning("%s: stopped with %d events unacknowledged (%s)", self.source, len(self._window), exc)
+
+    @contextlib.asynccontextmanager
+    async def pipelined(self) -> AsyncIterator[None]:
+        """Within the block, publishes return once sent (pipelined); leaving it waits until every one
+        is stored. For a burst of changes (many files, a watch backlog)."""
+        self._pipelined += 1
+        try:
+            yield
+        finally:
+            self._pipelined -= 1
+        await self.flush()
+
+    async def flush(self) -> None:
+        """Until every event sent so far is stored (or refused and reported). Raises LeaseLost or
+        SourceUnavailable when publishing stopped with events unstored."""
+        await self._window.flush()
+        if self._sync_refusal is not None:
+            refusal, self._sync_refusal = self._sync_refusal, None
+            raise refusal
+
     def source_seen(self) -> None:
         """Record that the source answered (a list, a poll, a watch event, even one that changed
         nothing): the source lag of /metrics counts from here. Every published change counts already."""
         self.source_seen_at = time.monotonic()
+
+    def _pipelining(self) -> bool:
+        return bool(self._open_syncs or self._pipelined)
 
     def new_epoch(self) -> int:
         """A fresh resync epoch: increasing within this process and across restarts."""
@@ -348,8 +402,10 @@ class Watcher(abc.ABC):
         return await self._publish_object(event)
 
     async def begin_sync(self, kinds: Iterable[str]) -> int:
-        """Start a resync epoch for these kinds; returns the epoch."""
+        """Start a resync epoch for these kinds; returns the epoch. Everything sent before is stored
+        before the sync_begin, and the sync_begin before anything after."""
         epoch = self.new_epoch()
+        self._open_syncs.add(epoch)
         for kind in sorted(set(kinds)):
             event = Event(
                 source=self.source,
@@ -360,11 +416,13 @@ class Watcher(abc.ABC):
                 at=time.time_ns(),
             )
             await self._publish(event)
+        await self.flush()
         self.source_seen()
         return epoch
 
     async def end_sync(self, epoch: int, keys_by_kind: Mapping[str, Iterable[str]]) -> None:
-        """Close a resync: for each kind, every key present. Keys not listed are dropped by the builder."""
+        """Close a resync: for each kind, every key present. Keys not listed are dropped by the builder.
+        Returns once every event of the resync, its sync_end included, is stored."""
         for kind in sorted(keys_by_kind):
             keys = sorted(set(keys_by_kind[kind]))
             chunks = [keys[i : i + SYNC_END_CHUNK] for i in range(0, len(keys), SYNC_END_CHUNK)] or [[]]
@@ -380,6 +438,8 @@ class Watcher(abc.ABC):
                     body=body,
                 )
                 await self._publish(event)
+        await self.flush()
+        self._open_syncs.discard(epoch)
         self.source_seen()
         self.resynced_at = time.monotonic()
 
@@ -393,25 +453,27 @@ class Watcher(abc.ABC):
         await self.end_sync(epoch, {kind: objects.get(kind, {}).keys() for kind in all_kinds})
 
     async def _publish_object(self, event: Event) -> bool:
-        """Publish an upsert or delete; a refusal is reported and isolated to this object."""
-        ref = (event.kind, event.key)
+        """Send an upsert or delete; a refusal is reported and isolated to this object (False)."""
         try:
-            await self._publish(event)
+            publish = await self._publish(event)
         except EventRefused as exc:
-            reason = f"{event.op.value} not published: {exc}; the last published version stays"
-            log.error("%s: %s %s: %s", self.source, event.kind, event.key, reason)
-            status = ObjectStatus(
-                kind=event.kind, source=self.source, key=event.key, state=Verdict.REJECTED, reason=reason
-            )
-            await self._write_status(status_store.put(self.bus, status))
-            self._refused.add(ref)
-            _REFUSED.inc(self.source, event.kind)
+            await self._report_refusal(event, exc)
             return False
         self.source_seen()
-        if ref in self._refused:
-            self._refused.discard(ref)
-            await self._write_status(status_store.delete(self.bus, event.kind, self.source, event.key))
-        return True
+        if self._pipelining():
+            return True
+        await self.flush()
+        return not publish.refused
+
+    async def _report_refusal(self, event: Event, exc: BaseException) -> None:
+        reason = f"{event.op.value} not published: {exc}; the last published version stays"
+        log.error("%s: %s %s: %s", self.source, event.kind, event.key, reason)
+        status = ObjectStatus(
+            kind=event.kind, source=self.source, key=event.key, state=Verdict.REJECTED, reason=reason
+        )
+        await self._write_status(status_store.put(self.bus, status))
+        self._refused.add((event.kind, event.key))
+        _REFUSED.inc(self.source, event.kind)
 
     async def _write_status(self, write: Coroutine[Any, Any, None]) -> None:
         # A report that cannot be written must not stop the feed: the log line stays.
@@ -432,23 +494,85 @@ class Watcher(abc.ABC):
         sha256 = await self._retrying(event, lambda: store_claimed(self.bus.event_bodies, data))
         return msgspec.structs.replace(event, body=None, body_ref=BodyRef(sha256=sha256, size=len(data)))
 
-    async def _publish(self, event: Event) -> None:
-        """Publish until JetStream acknowledges. The attempt id is taken once, before the first try, so
+    async def _publish(self, event: Event) -> Publish:
+        """Send `event` into the publish window; its acknowledgement is awaited there, in order, and it
+        is sent again until JetStream stores it. The attempt id is taken once, before the first try, so
         JetStream stores the retries of this attempt once; no other publish ever reuses it.
 
-        Raises EventRefused when this event cannot be published, whatever the retries, and LeaseLost
-        once the source lease is lost: a former holder stops publishing at once."""
+        Raises EventRefused when this event cannot be sent at all, and LeaseLost once the source lease
+        is lost: a former holder stops publishing at once."""
         self._check_lease()
+        if event.key:
+            # Its id is taken when its turn comes, so that ids follow the order of the log per key.
+            await self._window.wait_for_key((event.kind, event.key))
         message_id = self._attempt_ids.next(event)
         payload = encode(event)
         if len(payload) > self._inline_limit() and event.body is not None:
             event = await self._claim_check(event)
             payload = encode(event)
-        subject = subject_for(event.source, event.kind)
-        await self._retrying(
-            event, lambda: self.bus.js.publish(subject, payload, headers={"Nats-Msg-Id": message_id})
+        publish = Publish(event, subject_for(event.source, event.kind), payload, message_id)
+        await self._window.submit(publish, self._check_lease)
+        return publish
+
+    # -- the publish window's owner (xdsbus.publish_window.WindowOwner) --------------------------
+
+    def publish_attempt(self, publish: Publish) -> Awaitable[Any]:
+        """One attempt of `publish`: sent, and its acknowledgement awaited."""
+        return self.bus.js.publish(
+            publish.subject, publish.payload, headers={"Nats-Msg-Id": publish.message_id}
         )
+
+    def publish_retryable(self, exc: BaseException) -> bool:
+        """The bus's faults are retried; a 400 (a message over the server's limit) repeats itself."""
+        return not isinstance(exc, BadRequestError) and (
+            isinstance(exc, _PUBLISH_ERRORS) or is_transient(exc)
+        )
+
+    def publish_may_retry(self, publish: Publish, exc: BaseException, delay: float) -> None:
+        """Before a resend: stop once the lease is lost or the watcher stops; log the fault."""
+        event = publish.event
+        self._check_lease()
+        if self.stop.is_set():
+            raise SourceUnavailable(f"stopping with {event.kind} {event.key or event.op.value} unpublished")
+        full = isinstance(exc, APIError) and exc.err_code == _LOG_FULL
+        log.log(
+            logging.ERROR if full else logging.WARNING,
+            "%s: publish of %s %s failed (%s)%s; sending again in %.1fs",
+            self.source,
+            event.kind,
+            event.key or event.op.value,
+            exc or type(exc).__name__,
+            ": the event log is full, no event is stored until it has room" if full else "",
+            delay,
+        )
+
+    async def publish_stored(self, publish: Publish) -> None:
+        """Counted; a refusal reported earlier for the object is cleared."""
+        event = publish.event
         _PUBLISHED.inc(self.source, event.kind)
+        ref = (event.kind, event.key)
+        if event.key and ref in self._refused:
+            self._refused.discard(ref)
+            await self._write_status(status_store.delete(self.bus, event.kind, self.source, event.key))
+
+    async def publish_refused(self, publish: Publish, exc: BaseException) -> None:
+        """The server refused `publish`: reported like a refusal before sending."""
+        publish.refused = True
+        if isinstance(exc, BadRequestError):
+            reason = EventRefused(f"the server refused it ({exc})")
+        else:
+            reason = EventRefused(f"{type(exc).__name__}: {exc}")
+        if publish.event.key:
+            await self._report_refusal(publish.event, reason)
+        else:
+            self._sync_refusal = reason
+            log.error(
+                "%s: %s of %s not published: %s",
+                self.source,
+                publish.event.op.value,
+                publish.event.kind,
+                reason,
+            )
 
     def _check_lease(self) -> None:
         if self._lease is not None and self._lease.lost.is_set():

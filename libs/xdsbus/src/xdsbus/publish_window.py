@@ -1,0 +1,219 @@
+"""Pipelined publishing to the event log: a bounded window of publishes awaiting their acknowledgement.
+
+docs/design.md §4: publishes may be pipelined, but never two unacknowledged publishes of the same key,
+so per key the log keeps the source's order. A publish is sent at once and its acknowledgement awaited
+later, in the order of sending, by one drain task; a publish that failed is sent again with its own
+`Nats-Msg-Id` (JetStream stores it once however often it is sent). A later publish of a key whose
+earlier one is still in the window waits for it; so does everything while the window is full.
+
+A publish sent again after later ones were stored lands after them: only the order of one key's events
+is kept, as the design asks. Whoever needs every earlier event stored first (a resync's sync_begin and
+sync_end, which the fold reads against the upserts around them) calls `flush()`.
+
+The window decides nothing about which failures pass: its owner (the Watcher) says which errors are
+retried, stops the retries (a lost lease, a stop) by raising from `publish_may_retry`, and hears of every
+publish that was stored or refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from xdsbus.backoff import Backoff
+from xdsbus.events import Event
+
+log = logging.getLogger(__name__)
+
+# Publishes in flight per watcher: enough to keep a busy server's pipe full (an acknowledgement takes
+# ~0.1-1 ms locally, a few ms across a cluster), small enough that a failed batch is quick to resend.
+DEFAULT_WINDOW = 512
+
+
+@dataclass(eq=False)
+class Publish:
+    """One event on its way: what is sent (always the same bytes and id) and its current attempt."""
+
+    event: Event
+    subject: str
+    payload: bytes
+    message_id: str
+    attempt: asyncio.Future[Any] = field(init=False)
+    refused: bool = False  # set by the owner when the server refused it
+    # Made when a later publish of the same key waits for this one.
+    settled: asyncio.Future[None] | None = None
+
+    @property
+    def key(self) -> tuple[str, str] | None:
+        """The key whose order this publish holds; None for sync events (they flush instead)."""
+        return (self.event.kind, self.event.key) if self.event.key else None
+
+
+class WindowOwner(Protocol):
+    """What the window asks of the watcher that owns it."""
+
+    def publish_attempt(self, publish: Publish) -> Awaitable[Any]:
+        """One attempt: the publish and its acknowledgement."""
+
+    def publish_retryable(self, exc: BaseException) -> bool:
+        """Whether `exc` is a fault of the bus that passes by itself (the publish is sent again)."""
+
+    def publish_may_retry(self, publish: Publish, exc: BaseException, delay: float) -> None:
+        """Called before each resend; raises to stop publishing (a lost lease, a stop)."""
+
+    async def publish_stored(self, publish: Publish) -> None:
+        """JetStream acknowledged `publish`."""
+
+    async def publish_refused(self, publish: Publish, exc: BaseException) -> None:
+        """`publish` can never be stored (a refusal, not a fault of the bus)."""
+
+
+class PublishWindow:
+    """At most `size` publishes awaiting acknowledgement, at most one per key."""
+
+    def __init__(self, owner: WindowOwner, size: int = DEFAULT_WINDOW) -> None:
+        if size < 1:
+            raise ValueError("a publish window holds at least one publish")
+        self.owner = owner
+        self.size = size
+        self._queue: collections.deque[Publish] = collections.deque()
+        self._by_key: dict[tuple[str, str], Publish] = {}
+        self._room = asyncio.Event()
+        self._room.set()
+        self._empty = asyncio.Event()
+        self._empty.set()
+        self._drainer: asyncio.Task[None] | None = None
+        # Why publishing stopped (a lost lease, a stop): raised to every later caller until `reset()`.
+        self.failure: BaseException | None = None
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    async def wait_for_key(self, key: tuple[str, str]) -> None:
+        """Until no publish of `key` is in the window."""
+        while (earlier := self._by_key.get(key)) is not None:
+            if earlier.settled is None:
+                earlier.settled = asyncio.get_running_loop().create_future()
+            await asyncio.shield(earlier.settled)
+        self.raise_failure()
+
+    async def submit(self, publish: Publish, before_send: Callable[[], None]) -> None:
+        """Send `publish` once there is room and no earlier publish of its key is in flight.
+        `before_send` runs right before sending (the lease check: nothing is sent once it is lost)."""
+        self.raise_failure()
+        key = publish.key
+        while True:
+            if key is not None:
+                await self.wait_for_key(key)
+            while len(self._queue) >= self.size:
+                self._room.clear()
+                await self._room.wait()
+                self.raise_failure()
+            if key is None or key not in self._by_key:
+                break
+        before_send()
+        publish.attempt = asyncio.ensure_future(self.owner.publish_attempt(publish))
+        self._queue.append(publish)
+        if key is not None:
+            self._by_key[key] = publish
+        self._empty.clear()
+        if self._drainer is None:
+            self._drainer = asyncio.get_running_loop().create_task(self._drain(), name="publish-window")
+
+    async def flush(self) -> None:
+        """Until every publish sent so far was stored or refused; raises why publishing stopped."""
+        while self._queue:
+            await self._empty.wait()
+        self.raise_failure()
+
+    def raise_failure(self) -> None:
+        """Raise why publishing stopped, if it did."""
+        if self.failure is not None:
+            raise self.failure
+
+    def abort(self) -> None:
+        """Stop at once: nothing more is sent, acknowledgements are no longer awaited."""
+        if self._drainer is not None:
+            self._drainer.cancel()
+            self._drainer = None
+        self._forget_all()
+
+    def reset(self) -> None:
+        """Publish again after a stop (a new term)."""
+        self.abort()
+        self.failure = None
+
+    async def _drain(self) -> None:
+        """Await the acknowledgements in the order of sending; resend what failed."""
+        backoff = Backoff(base=0.1, cap=5.0)
+        try:
+            while self._queue:
+                head = self._queue[0]
+                attempt = head.attempt
+                if not attempt.done():
+                    # Its outcome is read below; only this drain task awaits it, and cancelling the
+                    # drain (an abort) cancels every attempt anyway.
+                    with contextlib.suppress(Exception):
+                        await attempt
+                exc = attempt.exception()
+                if exc is None:
+                    backoff.reset()
+                    await self.owner.publish_stored(head)
+                    self._settle(head)
+                elif self.owner.publish_retryable(exc):
+                    delay = backoff.next_delay()
+                    self.owner.publish_may_retry(head, exc, delay)
+                    await asyncio.sleep(delay)
+                    self._resend_failed()
+                else:
+                    await self.owner.publish_refused(head, exc)
+                    self._settle(head)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # Publishing stops (a lost lease, a stop): callers see why.
+            self.failure = exc
+            self._forget_all()
+        finally:
+            if asyncio.current_task() is self._drainer:
+                self._drainer = None
+
+    def _resend_failed(self) -> None:
+        """Send again, with their own ids, the head and every later publish whose attempt failed: after
+        a fault of the bus most of the window failed at once, and one pause covers them all."""
+        for publish in self._queue:
+            attempt = publish.attempt
+            if attempt.done() and not attempt.cancelled() and attempt.exception() is not None:
+                publish.attempt = asyncio.ensure_future(self.owner.publish_attempt(publish))
+
+    def _settle(self, publish: Publish) -> None:
+        self._queue.popleft()
+        key = publish.key
+        if key is not None and self._by_key.get(key) is publish:
+            del self._by_key[key]
+        if publish.settled is not None and not publish.settled.done():
+            publish.settled.set_result(None)
+        # A full window takes new publishes again once half of it is acknowledged: they are then sent
+        # together, in one write to the socket, instead of one write each as single slots free up.
+        if len(self._queue) <= self.size // 2:
+            self._room.set()
+        if not self._queue:
+            self._empty.set()
+
+    def _forget_all(self) -> None:
+        for publish in self._queue:
+            if not publish.attempt.done():
+                publish.attempt.cancel()
+            elif not publish.attempt.cancelled():
+                publish.attempt.exception()  # retrieved: no "exception never retrieved" noise
+            if publish.settled is not None and not publish.settled.done():
+                publish.settled.set_result(None)
+        self._queue.clear()
+        self._by_key.clear()
+        self._room.set()
+        self._empty.set()
