@@ -1,7 +1,8 @@
 """WasmPlugin modules end to end (docs/wasm-modules.md): watch-file resolves a plugin's module digest
 from a fake OCI registry, the edge pulls and verifies the module and a real Envoy runs it; a wrong
-sha256 and an unreachable URL each behave as the plugin's failStrategy says, and the edge reports them;
-a plugin whose digest cannot be resolved says why in its status. One Stack for the module."""
+sha256 and an unreachable URL each behave as the plugin's failStrategy says, the edge counts them and the
+plugins' statuses say why; a plugin whose digest cannot be resolved is rejected with the reason. One
+Stack for the module."""
 
 from __future__ import annotations
 
@@ -104,6 +105,11 @@ async def test_modules_are_pulled_verified_and_failures_follow_fail_strategy(
     failures = "xdsbus_edge_wasm_module_fetch_failures"
     assert await edge.metric(failures, plugin=f"{SYSTEM}/bad-close", reason="bad_digest") >= 1
     assert await edge.metric(failures, plugin=f"{SYSTEM}/gone-open", reason="unreachable") >= 1
+    # The edge writes no status: what the watcher saw at each url shows in the plugins' statuses.
+    (bad,) = await cli_status(stack, f"WasmPlugin/{SYSTEM}/bad-close")
+    assert any(f"not spec.sha256 {wrong}" in w and "FAIL_CLOSE" in w for w in bad["warnings"]), bad
+    (unreachable,) = await cli_status(stack, f"WasmPlugin/{SYSTEM}/gone-open")
+    assert any("not fetched" in w and gone in w and "FAIL_OPEN" in w for w in unreachable["warnings"])
     # The plugin whose digest could not be resolved is not served, and its status names the reason.
     (status,) = await cli_status(stack, f"WasmPlugin/{SYSTEM}/unresolved")
     assert status["state"] == "rejected", status

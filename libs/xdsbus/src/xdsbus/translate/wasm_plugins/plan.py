@@ -17,7 +17,12 @@ from urllib.parse import urlsplit
 import msgspec
 
 from xdsbus.contract.wasm_modules import is_sha256
-from xdsbus.translate.wasm_plugins.spec import MatchRuleSpec, WasmPluginObject, WasmPluginSpec
+from xdsbus.translate.wasm_plugins.spec import (
+    MatchRuleSpec,
+    ResolvedModule,
+    WasmPluginObject,
+    WasmPluginSpec,
+)
 
 DEFAULT_SLOT = "default"
 URL_SCHEMES = ("oci", "http", "https", "file")
@@ -134,7 +139,7 @@ def _fail_open(spec: WasmPluginSpec) -> bool:
     return _FAIL_OPEN[key]
 
 
-def _module(plugin: WasmPluginObject) -> tuple[str, str]:
+def _module(plugin: WasmPluginObject, fail_open: bool, warnings: list[str]) -> tuple[str, str]:
     """The module's sha256 and the source to fetch it from."""
     spec = plugin.spec
     scheme = urlsplit(spec.url).scheme.lower() if spec.url else ""
@@ -146,12 +151,34 @@ def _module(plugin: WasmPluginObject) -> tuple[str, str]:
         digest = spec.sha256.lower()
         if not is_sha256(digest):
             raise PluginError(f"spec.sha256 {spec.sha256!r} is not a hex sha256")
+        warnings.extend(_module_warnings(plugin.resolved, digest, spec.url, fail_open))
         return digest, spec.url
     resolved = plugin.resolved
     if resolved is not None and is_sha256(resolved.sha256):
         return resolved.sha256, resolved.url or spec.url
     why = f": {resolved.error}" if resolved is not None and resolved.error else ""
     raise PluginError(f"module digest not resolved{why} (spec.sha256 is absent)")
+
+
+def _module_warnings(resolved: ResolvedModule | None, digest: str, url: str, fail_open: bool) -> list[str]:
+    """What the watcher saw at the url of a plugin naming its sha256 (docs/wasm-modules.md): the edge,
+    which serves modules, writes no status, so a module that does not match or cannot be fetched is
+    reported here; the filter stays, and Envoy applies failStrategy."""
+    then = (
+        "failStrategy FAIL_OPEN: requests pass without the plugin"
+        if fail_open
+        else "failStrategy FAIL_CLOSE: requests get 503"
+    )
+    if resolved is None:
+        return []
+    if resolved.error:
+        return [f"module not fetched by the watcher: {resolved.error}; if Envoy cannot load it, {then}"]
+    if resolved.sha256 and resolved.sha256 != digest:
+        return [
+            f"module at {url} has sha256 {resolved.sha256}, not spec.sha256 {digest}: the edge does not serve"
+            f" it ({then})"
+        ]
+    return []
 
 
 def _rule_match(index: int, rule: MatchRuleSpec, namespace: str) -> RuleMatch:
@@ -214,7 +241,7 @@ def plan_plugin(plugin: WasmPluginObject) -> PluginPlan:
     phase = _phase(spec)
     priority = _priority(spec)
     fail_open = _fail_open(spec)
-    sha256, source = _module(plugin)
+    sha256, source = _module(plugin, fail_open, warnings)
     instances = _instances(spec, plugin.metadata.namespace, warnings)
     if spec.vm_config is not None and spec.vm_config.env:
         warnings.append("spec.vmConfig.env is not passed to the module")

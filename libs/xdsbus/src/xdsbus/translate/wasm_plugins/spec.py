@@ -66,8 +66,8 @@ class WasmPluginSpec(_Spec):
 
 
 class ResolvedModule(_Spec):
-    """What the watcher recorded about the module when spec.sha256 was absent (contract/wasm_modules.py):
-    its digest, the source pinned to it (an OCI image by manifest digest), or why it could not."""
+    """What the watcher recorded about the module its url serves (contract/wasm_modules.py): its digest,
+    the source pinned to it (an OCI image by manifest digest), or why it could not be fetched."""
 
     sha256: str = ""
     url: str = ""
