@@ -27,6 +27,7 @@ from xdsbus.layout import (
     LEDGER_CHANGES_STORE,
     LEDGER_STREAM,
     LEDGER_SUBJECT_PREFIX,
+    PROXIES_BUCKET,
     RESOURCES_BUCKET,
     RETENTION_BUCKET,
     STATUS_BUCKET,
@@ -150,17 +151,24 @@ def builder_role() -> Role:
 
 
 def edge_role() -> Role:
-    """An edge: reads the ledger and the resource bodies; writes nothing (proxy status is not built)."""
+    """An edge: reads the ledger and the resource bodies; writes its proxies' sync state (it never reads
+    it back: each edge owns the keys of its own proxies)."""
     return _role(
         "edge",
-        "reads the ledger and resource bodies",
+        "reads the ledger and resource bodies; writes proxy status",
+        write_kv(PROXIES_BUCKET),
         *(read_stream(s) for s in _LEDGER_STREAMS),
     )
 
 
 def reader_role() -> Role:
-    """Console and CLI read commands: ledger, resources, checkpoints, status and events."""
-    return _role("reader", "reads the ledger, status and events", *(read_stream(s) for s in _READER_STREAMS))
+    """Console and CLI read commands: ledger, resources, checkpoints, status, proxy status and events."""
+    return _role(
+        "reader",
+        "reads the ledger, status, proxy status and events",
+        *(read_stream(s) for s in _READER_STREAMS),
+        read_stream(_kv(PROXIES_BUCKET)),
+    )
 
 
 def operator_role() -> Role:
@@ -170,6 +178,7 @@ def operator_role() -> Role:
         "a reader that publishes LedgerPin events",
         [f"{EVENTS_SUBJECT_PREFIX}.operator.>"],
         *(read_stream(s) for s in _READER_STREAMS),
+        read_stream(_kv(PROXIES_BUCKET)),
     )
 
 
@@ -186,8 +195,10 @@ _READER_STREAMS = (
     _kv(STATUS_BUCKET),
     EVENTS_STREAM,
     _obj(EVENT_BODIES_STORE),
+    # Who holds each lease (a holder's name, nothing secret): the console's sources view.
+    _kv(LEASES_BUCKET),
 )
-_ALL_STREAMS = (*_READER_STREAMS, _kv(LEASES_BUCKET), _kv(RETENTION_BUCKET))
+_ALL_STREAMS = (*_READER_STREAMS, _kv(RETENTION_BUCKET))
 
 
 def core_roles() -> list[Role]:

@@ -23,7 +23,7 @@ from nats.js.object_store import ObjectStore
 from xdsbus import layout
 from xdsbus.backoff import Backoff
 from xdsbus.layout import CHECKPOINTS_STORE as CHECKPOINTS_STORE
-from xdsbus.layout import DEFAULT_LEASE_TTL, Caps, LayoutSettings
+from xdsbus.layout import DEFAULT_LEASE_TTL, DEFAULT_PROXY_STATUS_TTL, Caps, LayoutSettings
 from xdsbus.layout import EVENT_BODIES_STORE as EVENT_BODIES_STORE
 from xdsbus.layout import LARGE_RESOURCES_STORE as LARGE_RESOURCES_STORE
 from xdsbus.layout import LEASES_BUCKET as LEASES_BUCKET
@@ -59,6 +59,7 @@ class BusSettings:
     duplicate_window: float = 120.0
     lease_ttl: float = DEFAULT_LEASE_TTL
     caps: Caps = dataclasses.field(default_factory=Caps)
+    proxy_status_ttl: float = DEFAULT_PROXY_STATUS_TTL
 
     @classmethod
     def from_env(cls, url: str | None = None) -> BusSettings:
@@ -70,6 +71,7 @@ class BusSettings:
             replicas=expected.replicas,
             lease_ttl=expected.lease_ttl,
             caps=expected.caps,
+            proxy_status_ttl=expected.proxy_status_ttl,
         )
 
     def options(self) -> NatsOptions:
@@ -83,6 +85,7 @@ class BusSettings:
             lease_ttl=self.lease_ttl,
             duplicate_window=self.duplicate_window,
             caps=self.caps,
+            proxy_status_ttl=self.proxy_status_ttl,
         )
 
 

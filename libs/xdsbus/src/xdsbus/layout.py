@@ -33,6 +33,9 @@ STATUS_BUCKET = "xdsbus_status"
 LEASES_BUCKET = "xdsbus_leases"
 # Each scope's checkpoint floor: the event log is purged only below the lowest (docs/design.md §4).
 RETENTION_BUCKET = "xdsbus_retention"
+# Each edge's proxies' sync state, one key per proxy and edge; entries of a dead edge age out
+# (docs/proxy-status.md).
+PROXIES_BUCKET = "xdsbus_proxies"
 # Seconds one object is tried again through transient faults before `apply` gives up on it: a cluster
 # that just started elects its meta leader within that.
 APPLY_RETRY_WITHIN = 60.0
@@ -63,6 +66,7 @@ class Caps:
     status: int = 256 * MiB
     leases: int = 8 * MiB
     retention: int = 8 * MiB
+    proxies: int = 128 * MiB
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Caps:
@@ -94,6 +98,9 @@ def _positive_int(name: str, text: str) -> int:
 # (a few seconds), so a holder keeps its lease while the leases bucket elects a leader instead of losing
 # it and resyncing (docs/operating-on-a-cluster.md); a holder that died is replaced after this long.
 DEFAULT_LEASE_TTL = 15.0
+# Seconds a proxy's entry in xdsbus_proxies lives unless its edge writes it again; edges rewrite each
+# entry every third of it, so only the entries of an edge that died (or lost NATS) vanish.
+DEFAULT_PROXY_STATUS_TTL = 30.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,14 +112,17 @@ class LayoutSettings:
     lease_ttl: float = DEFAULT_LEASE_TTL
     duplicate_window: float = 120.0
     caps: Caps = Caps()
+    proxy_status_ttl: float = DEFAULT_PROXY_STATUS_TTL
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> LayoutSettings:
-        """XDSBUS_NATS_REPLICAS, XDSBUS_LEASE_TTL and the XDSBUS_*_MAX_BYTES caps, else the defaults."""
+        """XDSBUS_NATS_REPLICAS, XDSBUS_LEASE_TTL, XDSBUS_PROXY_STATUS_TTL and the XDSBUS_*_MAX_BYTES
+        caps, else the defaults."""
         return cls(
             replicas=_positive_int("XDSBUS_NATS_REPLICAS", environ.get("XDSBUS_NATS_REPLICAS") or "1"),
             lease_ttl=float(environ.get("XDSBUS_LEASE_TTL") or DEFAULT_LEASE_TTL),
             caps=Caps.from_env(environ),
+            proxy_status_ttl=float(environ.get("XDSBUS_PROXY_STATUS_TTL") or DEFAULT_PROXY_STATUS_TTL),
         )
 
 
@@ -264,6 +274,7 @@ def desired(settings: LayoutSettings) -> list[Spec]:
         _kv(STATUS_BUCKET, settings, caps.status),
         _kv(LEASES_BUCKET, settings, caps.leases, ttl=settings.lease_ttl),
         _kv(RETENTION_BUCKET, settings, caps.retention),
+        _kv(PROXIES_BUCKET, settings, caps.proxies, ttl=settings.proxy_status_ttl),
     ]
 
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import socket
 import tempfile
 from pathlib import Path
 
 import grpc
 
+from xdsbus import proxy_store
 from xdsbus.bus import Bus
 from xdsbus.contract.type_urls import TYPE_ORDER
 from xdsbus.secretbox import SecretBox
@@ -19,6 +21,7 @@ from xdsbus_edge.cache import SnapshotCache
 from xdsbus_edge.http import DebugApi, HttpServer, ProbeApi
 from xdsbus_edge.limits import EdgeLimits, StreamLimits, server_options
 from xdsbus_edge.metrics import EdgeMetrics
+from xdsbus_edge.proxy_status import DEFAULT_INTERVAL, ProxyStatusPublisher
 from xdsbus_edge.registry import StreamTable
 from xdsbus_edge.scopes import DEFAULT_SCOPE
 from xdsbus_edge.server import SERVER_OPTIONS, XdsServer
@@ -71,6 +74,10 @@ class EdgeConfig:
     wasm_registry_auth: DockerConfig | None = None
     # Seconds one module fetch may take in all.
     wasm_fetch_timeout: float = 30.0
+    # This edge's name in KV xdsbus_proxies (docs/proxy-status.md); "": `<hostname>-<xDS port>`.
+    edge_id: str = ""
+    # Seconds between writes of a proxy's sync state to xdsbus_proxies, at most.
+    proxy_status_interval: float = DEFAULT_INTERVAL
 
 
 class Edge:
@@ -113,6 +120,7 @@ class Edge:
             credentials=config.wasm_registry_auth,
         )
         self._grpc: grpc.aio.Server | None = None
+        self.proxy_status: ProxyStatusPublisher | None = None
         self.xds_port = 0
         self.http_port = 0
         self.debug_port = 0
@@ -137,6 +145,7 @@ class Edge:
         self.debug_port = await self.debug_http.start(*split_host_port(self.config.debug_listen))
         self.wasm_port = await self.modules.start(*split_host_port(self.config.wasm_listen))
         await self.cache.start()
+        await self._start_proxy_status()
         log.info(
             "edge serving xDS (%s) on port %d, HTTP on port %d, debug pages on %s port %d, wasm modules on"
             " %s port %d, scopes %s",
@@ -155,10 +164,23 @@ class Edge:
         following the ledger."""
         if self._grpc is not None:
             await self._grpc.stop(grace)
+        if self.proxy_status is not None:
+            await self.proxy_status.stop()
         await self.http.stop()
         await self.debug_http.stop()
         await self.cache.stop()
         await self.modules.stop()
+
+    async def _start_proxy_status(self) -> None:
+        """Publish the proxies' sync state, rewriting live entries within the bucket's TTL."""
+        kv = await proxy_store.bucket(self.bus)
+        ttl = (await kv.status()).ttl or 0.0
+        edge_id = self.config.edge_id or f"{socket.gethostname()}-{self.xds_port}"
+        self.proxy_status = ProxyStatusPublisher(
+            self.streams, kv, edge_id, ttl=ttl, interval=self.config.proxy_status_interval
+        )
+        self.proxy_status.start()
+        log.info("publishing proxy status as edge %s (bucket TTL %gs)", edge_id, ttl)
 
     def _switched(self, snap: Snapshot) -> None:
         m = self.metrics

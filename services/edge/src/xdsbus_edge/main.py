@@ -93,6 +93,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="seconds NATS may be lost, or a scope's served version stay behind the ledger head,"
         " before /ready fails",
     )
+    p.env_flag(
+        "--edge-id",
+        "XDSBUS_EDGE_ID",
+        default="",
+        shown_default="<hostname>-<xDS port>",
+        help="this edge's name in the proxy status it publishes (KV xdsbus_proxies, xdsbus proxy-status)",
+    )
     _add_xds_security_flags(p)
     _add_wasm_flags(p)
     add_limit_flags(p)
@@ -273,6 +280,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         wasm_cache_max_bytes=args.wasm_cache_max_bytes,
         wasm_registry_auth=args.wasm_auth,
         wasm_fetch_timeout=args.wasm_fetch_timeout,
+        edge_id=args.edge_id,
     )
     settings = BusSettings.from_env(args.nats_url)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Protocol, cast
 
 from xdsbus.bus import Bus, BusSettings, connect
-from xdsbus.cli import keyring_cmd, layout_cmd, ledger_cmds, replay_cmd, status_cmd
+from xdsbus.cli import keyring_cmd, layout_cmd, ledger_cmds, proxy_cmds, replay_cmd, status_cmd
 from xdsbus.nats_options import redact_url
 
 COMMANDS_GROUP = "xdsbus.commands"
@@ -102,6 +102,12 @@ def build_parser(extra: dict[str, Command] | None = None) -> argparse.ArgumentPa
     status = sub.add_parser("status", parents=[common], help="what the builder decided about each object")
     status.add_argument("object", nargs="?", default="", help="KIND/NAMESPACE/NAME or a prefix of it")
     status.set_defaults(run=status_cmd.status)
+
+    proxy_status = sub.add_parser("proxy-status", parents=[common], help=proxy_cmds.STATUS_HELP)
+    proxy_config = sub.add_parser("proxy-config", parents=[common], help=proxy_cmds.CONFIG_HELP)
+    proxy_cmds.add_arguments(proxy_status, proxy_config)
+    proxy_status.set_defaults(run=proxy_cmds.proxy_status)
+    proxy_config.set_defaults(run=proxy_cmds.proxy_config)
 
     layout = sub.add_parser("layout", parents=[common], help=layout_cmd.HELP)
     layout_cmd.add_arguments(layout)

@@ -1,0 +1,199 @@
+"""Publishing this edge's proxies' sync state to KV xdsbus_proxies (docs/proxy-status.md), from the same
+stream state /debug/syncz shows.
+
+NATS traffic does not follow xDS traffic: once per `interval` the publisher looks at every proxy's
+streams, and writes the entries of the proxies whose state moved since their last write (a cheap
+fingerprint of nonces, versions and subscription sizes tells), plus those last written a third of the
+bucket TTL ago, so live entries never age out. A proxy whose streams all ended is deleted at the next
+look. At 1,000 proxies a version pushed to all of them costs one write per proxy, whatever the number of
+responses and ACKs it took. On stop, every entry this edge wrote is deleted."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import heapq
+import logging
+import time
+from collections.abc import Hashable, Sequence
+
+from nats.errors import Error as NatsError
+from nats.js.kv import KeyValue
+
+from xdsbus import proxy_store
+from xdsbus.contract.proxy_status import MAX_NAMES, ProxyStatus, TypeSync, cap_error, proxy_key
+from xdsbus_edge.registry import StreamTable
+from xdsbus_edge.snapshot import type_rank
+from xdsbus_edge.stream import XdsStream
+from xdsbus_edge.subscriptions import WILDCARD, Watch
+
+log = logging.getLogger(__name__)
+
+# Seconds between looks at the streams: at most one write per proxy per look.
+DEFAULT_INTERVAL = 1.0
+# Seconds a stop may spend deleting this edge's entries (the TTL removes what it could not).
+_STOP_TIMEOUT = 3.0
+
+
+def type_sync(watch: Watch) -> TypeSync:
+    """One watch's state as published: versions, the error (capped), and the subscribed names (the
+    first MAX_NAMES in order; the count says how many)."""
+    names = watch.names
+    listed = sorted(names) if len(names) <= MAX_NAMES else heapq.nsmallest(MAX_NAMES, names)
+    if watch.wildcard:
+        listed.insert(0, WILDCARD)
+    answered = watch.nacked_at is not None and watch.sent_at is not None and watch.nacked_at >= watch.sent_at
+    return TypeSync(
+        type_url=watch.type_url,
+        sent=watch.version_sent,
+        acked=watch.version_acked,
+        nacked=watch.version_nacked,
+        error=cap_error(watch.last_error),
+        current=watch.base.version if watch.base is not None else 0,
+        pending=bool(watch.nonce_sent) and watch.nonce_acked != watch.nonce_sent and not answered,
+        sent_at=watch.sent_at or 0.0,
+        acked_at=watch.acked_at or 0.0,
+        nacked_at=watch.nacked_at or 0.0,
+        wildcard=watch.wildcard,
+        subscribed=listed,
+        subscribed_count=len(names),
+    )
+
+
+def _fingerprint(streams: Sequence[XdsStream]) -> Hashable:
+    """What changes whenever a proxy's published state would (subscription names aside, whose count
+    stands for them)."""
+    return tuple(
+        (
+            s.id,
+            s.scope,
+            s.snap.version if s.snap is not None else 0,
+            tuple(
+                (
+                    w.type_url,
+                    w.nonce_sent,
+                    w.nonce_acked,
+                    w.version_acked,
+                    w.nacked_at,
+                    w.base.version if w.base is not None else 0,
+                    len(w.names),
+                    w.wildcard,
+                )
+                for w in s.watches.values()
+            ),
+        )
+        for s in streams
+    )
+
+
+def proxy_status(edge_id: str, streams: Sequence[XdsStream]) -> ProxyStatus:
+    """The entry of one proxy from its streams on this edge (one for ADS, one per type otherwise; a
+    type served by two streams, as during a reconnect, is taken from the newer)."""
+    newest = max(streams, key=lambda s: s.id)
+    watches: dict[str, Watch] = {}
+    for stream in sorted(streams, key=lambda s: s.id):
+        watches.update(stream.watches)
+    node = newest.node
+    return ProxyStatus(
+        node_id=newest.node_id,
+        scope=newest.scope,
+        edge=edge_id,
+        connected_at=min(s.connected_at for s in streams),
+        updated_at=time.time(),
+        version=max((s.snap.version for s in streams if s.snap is not None), default=0),
+        mode=newest.mode,
+        rpcs=sorted({s.rpc for s in streams}),
+        cluster=node.cluster if node is not None else "",
+        peer=newest.peer,
+        types=[type_sync(watches[t]) for t in sorted(watches, key=type_rank)],
+    )
+
+
+@dataclasses.dataclass
+class _Written:
+    key: str
+    fingerprint: Hashable
+    at: float
+
+
+class ProxyStatusPublisher:
+    """Keeps KV xdsbus_proxies in step with this edge's streams (see the module's docstring)."""
+
+    def __init__(
+        self,
+        streams: StreamTable,
+        kv: KeyValue,
+        edge_id: str,
+        *,
+        ttl: float,
+        interval: float = DEFAULT_INTERVAL,
+    ) -> None:
+        self.streams = streams
+        self.kv = kv
+        self.edge_id = edge_id
+        self.interval = interval
+        # Rewrite live entries well before the bucket TTL removes them; a bucket without TTL: every minute.
+        self.refresh = ttl / 3 if ttl > 0 else 60.0
+        self._written: dict[str, _Written] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._failing = False
+
+    def start(self) -> None:
+        """Start looking every `interval`."""
+        self._task = asyncio.create_task(self._run(), name="proxy-status")
+
+    async def stop(self) -> None:
+        """Stop looking and delete every entry this edge wrote (streams have ended by now)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        keys = [w.key for w in self._written.values()]
+        self._written.clear()
+        try:
+            async with asyncio.timeout(_STOP_TIMEOUT):
+                await proxy_store.delete_all(self.kv, keys)
+        except (TimeoutError, NatsError, OSError) as exc:
+            log.warning("proxy status: %d entries left to the bucket TTL (%s)", len(keys), exc)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.flush()
+                if self._failing:
+                    log.info("proxy status: writing to NATS again")
+                self._failing = False
+            except (NatsError, OSError, TimeoutError) as exc:
+                # Kept as unwritten: the next look writes them again.
+                if not self._failing:
+                    log.warning("proxy status: cannot write to NATS (%s); trying again", exc)
+                self._failing = True
+            await asyncio.sleep(self.interval)
+
+    async def flush(self) -> int:
+        """Write the entries that changed or are due for a refresh, delete those of proxies gone; the
+        number of writes and deletes."""
+        now = time.monotonic()
+        by_node: dict[str, list[XdsStream]] = {}
+        for stream in self.streams.streams():
+            if isinstance(stream, XdsStream):
+                by_node.setdefault(stream.node_id, []).append(stream)
+        puts: list[tuple[str, bytes]] = []
+        written: list[tuple[str, _Written]] = []
+        for node_id, streams in by_node.items():
+            fingerprint = _fingerprint(streams)
+            last = self._written.get(node_id)
+            if last is not None and last.fingerprint == fingerprint and now - last.at < self.refresh:
+                continue
+            status = proxy_status(self.edge_id, streams)
+            key = proxy_key(node_id, self.edge_id)
+            puts.append((key, proxy_store.encode(status)))
+            written.append((node_id, _Written(key, fingerprint, now)))
+        gone = [node_id for node_id in self._written if node_id not in by_node]
+        await proxy_store.put_all(self.kv, puts)
+        self._written.update(written)
+        await proxy_store.delete_all(self.kv, [self._written[n].key for n in gone])
+        for node_id in gone:
+            del self._written[node_id]
+        return len(puts) + len(gone)

@@ -1,0 +1,125 @@
+"""The edge's proxy status publisher (proxy_status.py) behind in-memory streams and the edge's own
+StreamTable, writing to a real KV xdsbus_proxies: writes follow state, not xDS traffic (a whole push
+and its ACKs are one write; nothing changed, nothing written), NACKs carry their error, a proxy that
+leaves is deleted, live entries are rewritten before the bucket TTL (docs/proxy-status.md)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest_asyncio
+
+from tests.edge.envoy_resources import base_config, cluster
+from tests.edge.harness import Harness
+from xdsbus import proxy_store
+from xdsbus.bus import Bus
+from xdsbus.contract.proxy_status import MAX_ERROR_CHARS, proxy_key
+from xdsbus.contract.type_urls import CLUSTER, LISTENER
+from xdsbus.proxy_store import SyncState, sync_state
+from xdsbus_edge.metrics import EdgeMetrics
+from xdsbus_edge.proxy_status import ProxyStatusPublisher
+from xdsbus_edge.registry import StreamTable
+
+
+@pytest_asyncio.fixture
+async def harness() -> AsyncIterator[Harness]:
+    h = Harness(StreamTable(EdgeMetrics()))
+    yield h
+    await h.close()
+
+
+async def publisher(bus: Bus, harness: Harness, ttl: float = 30.0) -> ProxyStatusPublisher:
+    assert isinstance(harness.registry, StreamTable)
+    return ProxyStatusPublisher(harness.registry, await proxy_store.bucket(bus), "edge-a", ttl=ttl)
+
+
+async def test_a_push_and_its_acks_are_one_write_per_proxy(bus: Bus, harness: Harness) -> None:
+    base_config(harness.source).commit()
+    status = await publisher(bus, harness)
+    proxies = [harness.sotw(f"gw-{i}") for i in range(3)]
+    for proxy in proxies:
+        for type_url in (CLUSTER, LISTENER):
+            await proxy.request(type_url)
+            await proxy.ack(await proxy.recv())
+    assert await status.flush() == 3
+    assert await status.flush() == 0, "nothing changed: nothing written"
+
+    harness.source.put(cluster("a", timeout_s=5))
+    head = harness.source.commit()
+    for proxy in proxies:
+        await proxy.ack(await proxy.recv())
+    assert await status.flush() == 3
+    entries = await proxy_store.read_all(bus)
+    assert [(e.node_id, e.edge) for e in entries] == [
+        ("gw-0", "edge-a"),
+        ("gw-1", "edge-a"),
+        ("gw-2", "edge-a"),
+    ]
+    cds, lds = entries[0].types
+    assert (cds.type_url, cds.sent, cds.acked, cds.current, cds.pending) == (
+        CLUSTER,
+        str(head),
+        str(head),
+        head,
+        False,
+    )
+    assert cds.wildcard and cds.subscribed == ["*"]
+    # LDS did not change: no response, yet its view is the head's.
+    assert lds.current == head and sync_state(lds, head) is SyncState.SYNCED
+    assert sync_state(cds, head + 1) is SyncState.STALE
+
+
+async def test_a_nack_is_published_with_its_error_capped(bus: Bus, harness: Harness) -> None:
+    base_config(harness.source).commit()
+    status = await publisher(bus, harness)
+    proxy = harness.sotw("gw-1")
+    await proxy.request(CLUSTER)
+    await proxy.ack(await proxy.recv())
+    harness.source.put(cluster("a", timeout_s=5))
+    bad = harness.source.commit()
+    await proxy.nack(await proxy.recv(), "invalid cluster a: " + "x" * 5000)
+    await status.flush()
+    (entry,) = await proxy_store.read_all(bus)
+    (cds,) = entry.types
+    assert cds.nacked == str(bad) and cds.error.startswith("invalid cluster a: xxx")
+    assert len(cds.error) < MAX_ERROR_CHARS + 40
+    assert sync_state(cds, bad) is SyncState.NACKED
+
+
+async def test_a_proxy_that_leaves_is_deleted_and_live_ones_refreshed(bus: Bus, harness: Harness) -> None:
+    base_config(harness.source).commit()
+    # A TTL so short that every look is due for a refresh.
+    status = await publisher(bus, harness, ttl=1e-9)
+    stays, leaves = harness.sotw("gw-1"), harness.sotw("gw-2")
+    for proxy in (stays, leaves):
+        await proxy.request(CLUSTER)
+        await proxy.ack(await proxy.recv())
+    assert await status.flush() == 2
+    await leaves.close()
+    # gw-1 rewritten (due), gw-2 deleted.
+    assert await status.flush() == 2
+    assert [e.node_id for e in await proxy_store.read_all(bus)] == ["gw-1"]
+    await stays.close()
+    await status.flush()
+    assert await proxy_store.read_all(bus) == []
+
+
+async def test_stop_deletes_every_entry_of_the_edge(bus: Bus, harness: Harness) -> None:
+    base_config(harness.source).commit()
+    status = await publisher(bus, harness)
+    proxy = harness.sotw("gw-1")
+    await proxy.request(CLUSTER)
+    await proxy.ack(await proxy.recv())
+    await status.flush()
+    kv = await proxy_store.bucket(bus)
+    assert (await kv.get(proxy_key("gw-1", "edge-a"))).value
+    await status.stop()
+    assert await proxy_store.read_all(bus) == []
+
+
+def test_keys_stay_in_kv_alphabet_and_apart() -> None:
+    a = proxy_key("router~10.0.0.1~gw.ns~ns.svc.cluster.local", "edge-0:18000")
+    b = proxy_key("router~10.0.0.1~gw_ns~ns.svc.cluster.local", "edge-0:18000")
+    assert a != b
+    assert all(c.isalnum() or c in "-_." for c in a)
+    assert proxy_key("gw-1", "edge-a") == "gw-1.edge-a"
