@@ -5,7 +5,11 @@ State, in three layers:
   (a file we cannot read may still hold anything, so nothing it held is deleted);
 - the *desired* objects: every file's held objects merged in path order, the first file winning a key;
 - the *present* objects: what the builder has been told exists since the last resync began.
-Each poll reads changed files, recomputes desired, and publishes the difference from present.
+Each poll reads changed files and recomputes desired for the objects those files held before or hold
+now (which file holds each object is kept), and publishes only their difference from present: a change
+costs what the changed files hold, not what the directory holds. A resync (each `watch()`, so each new
+term) recomputes and publishes everything. WasmPlugins are resolved again at every change, as their
+module digest may follow a tag or a pull Secret in another file.
 """
 
 from __future__ import annotations
@@ -14,7 +18,6 @@ import asyncio
 import dataclasses
 import logging
 import os
-from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -26,7 +29,7 @@ from xdsbus.watcher import Watcher
 from xdsbus_watch_file.manifests import KNOWN_KINDS, Manifest, ManifestError, ObjectId, parse_manifests
 from xdsbus_watch_file.scanner import DirectoryScanner, FileChange
 from xdsbus_watch_file.status import StatusReporter
-from xdsbus_watch_file.wasm_modules import published_body
+from xdsbus_watch_file.wasm_modules import WASM_PLUGIN, published_body
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +91,11 @@ class FileWatcher(Watcher):
         # Kept across calls of watch(): what a file held is knowledge worth keeping while it is broken.
         self._files: dict[str, _FileState] = {}
         self._present: dict[ObjectId, str | None] = {}  # rev told to the builder; None: not published
+        # The merge of every file's held objects, kept up to date file by file: the winning manifest of
+        # each object, the files holding each object, and each file's merge errors.
+        self._desired: dict[ObjectId, Manifest] = {}
+        self._holders: dict[ObjectId, set[str]] = {}
+        self._merge_errors: dict[str, list[ManifestError]] = {}
         self._open_sync: _OpenSync | None = None
         self._logged_errors: dict[str, tuple[ManifestError, ...]] = {}
         self._deferral_logged = False
@@ -124,9 +132,22 @@ class FileWatcher(Watcher):
                 await self._status.flush()  # retries a status write that failed earlier
 
     async def _apply(self, changes: list[FileChange], *, resync: bool) -> None:
+        touched: set[ObjectId] = set()
         for change in changes:
+            before = self._files.get(change.path)
             self._absorb(change)
-        desired, merge_errors = self._merge()
+            after = self._files.get(change.path)
+            if after is None:
+                self._merge_errors.pop(change.path, None)
+            self._rehold(change.path, before.held if before else {}, after.held if after else {})
+            touched.update(before.held if before else ())
+            touched.update(after.held if after else ())
+        if resync:
+            # Files that vanished or appeared unread outside `changes` (see watch()) count as well.
+            self._rebuild_holders()
+            touched = set(self._holders) | set(self._present)
+        self._merge(touched)
+        desired = self._desired
         if resync:
             kinds = frozenset(KNOWN_KINDS | {oid.kind for oid in desired})
             self._open_sync = _OpenSync(await self.begin_sync(kinds), kinds)
@@ -138,15 +159,38 @@ class FileWatcher(Watcher):
                 len(self._files),
                 extra={"epoch": self._open_sync.epoch},
             )
-        await self._publish_changes(desired)
+        # WasmPlugins are resolved again at every change (see the module's docstring).
+        touched.update(oid for oid in desired if oid.kind == WASM_PLUGIN)
+        async with self.pipelined():
+            await self._publish_changes(touched)
         await self._close_sync(desired)
         errors = {
-            path: state.errors + tuple(merge_errors.get(path, ())) for path, state in self._files.items()
+            path: state.errors + tuple(self._merge_errors.get(path, ()))
+            for path, state in self._files.items()
         }
         self._log_errors(errors)
         self._status.update(self._files, errors)
         # Last in the cycle: once a file's status is visible, every event of the same change is stored.
         await self._status.flush()
+
+    def _rehold(self, path: str, before: Iterable[ObjectId], after: Iterable[ObjectId]) -> None:
+        """Record that `path` now holds `after` instead of `before`."""
+        for oid in before:
+            holders = self._holders.get(oid)
+            if holders is not None:
+                holders.discard(path)
+                if not holders:
+                    del self._holders[oid]
+        for oid in after:
+            self._holders.setdefault(oid, set()).add(path)
+
+    def _rebuild_holders(self) -> None:
+        self._holders = {}
+        self._desired = {}
+        for path, state in self._files.items():
+            for oid in state.held:
+                self._holders.setdefault(oid, set()).add(path)
+        self._merge_errors = {}
 
     def _absorb(self, change: FileChange) -> None:
         """Update what one file holds after it changed."""
@@ -175,39 +219,50 @@ class FileWatcher(Watcher):
         known = parsed.complete or (previous is not None and previous.known)
         self._files[change.path] = _FileState(held=held, errors=parsed.errors, known=known)
 
-    def _merge(self) -> tuple[dict[ObjectId, Manifest], dict[str, list[ManifestError]]]:
-        """The objects to publish (first file in path order wins a key) and per-file merge errors."""
-        desired: dict[ObjectId, Manifest] = {}
-        errors: dict[str, list[ManifestError]] = defaultdict(list)
-        for path in sorted(self._files):
-            for oid, manifest in self._files[path].held.items():
-                winner = desired.get(oid)
-                if winner is None:
-                    desired[oid] = manifest
-                    continue
-                errors[path].append(
-                    ManifestError(
-                        path,
-                        manifest.line,
-                        f"{oid} is also defined in {winner.where}, which wins (first file in path order); "
-                        f"the definition in {path} is ignored",
-                    )
+    def _merge(self, touched: set[ObjectId]) -> None:
+        """Bring the desired objects (first file in path order wins a key) up to date for `touched`,
+        and the merge errors of every file holding one of them."""
+        paths: set[str] = set()
+        for oid in touched:
+            holders = self._holders.get(oid)
+            if not holders:
+                self._desired.pop(oid, None)
+                continue
+            self._desired[oid] = self._files[min(holders)].held[oid]
+            paths.update(holders)
+        for path in paths:
+            self._merge_errors.pop(path, None)
+            state = self._files.get(path)
+            if state is None:
+                continue
+            errors = [
+                ManifestError(
+                    path,
+                    manifest.line,
+                    f"{oid} is also defined in {self._desired[oid].where}, which wins (first file in path "
+                    f"order); the definition in {path} is ignored",
                 )
-        for oid, manifest in desired.items():
-            if manifest.size > self.max_object_bytes:
-                errors[manifest.path].append(
-                    ManifestError(
-                        manifest.path,
-                        manifest.line,
-                        f"{oid} is too large: {manifest.size} bytes encoded, more than the limit of "
-                        f"{self.max_object_bytes}; it is not published (the last published version stays)",
-                    )
+                for oid, manifest in state.held.items()
+                if self._desired[oid].path != path
+            ]
+            errors.extend(
+                ManifestError(
+                    path,
+                    manifest.line,
+                    f"{oid} is too large: {manifest.size} bytes encoded, more than the limit of "
+                    f"{self.max_object_bytes}; it is not published (the last published version stays)",
                 )
-        return desired, errors
+                for oid, manifest in state.held.items()
+                if self._desired[oid].path == path and manifest.size > self.max_object_bytes
+            )
+            if errors:
+                self._merge_errors[path] = errors
 
-    async def _publish_changes(self, desired: dict[ObjectId, Manifest]) -> None:
-        """Upsert what is new or changed, delete what is present and no longer desired."""
-        for oid in sorted(desired):
+    async def _publish_changes(self, touched: set[ObjectId]) -> None:
+        """Of the `touched` objects, upsert what is new or changed, delete what is present and no
+        longer desired."""
+        desired = self._desired
+        for oid in sorted(touched & desired.keys()):
             manifest = desired[oid]
             if manifest.size > self.max_object_bytes:
                 # Still there, only unpublishable: neither upserted nor deleted, and listed at sync_end.
@@ -218,7 +273,7 @@ class FileWatcher(Watcher):
                 # Refused (reported by the base class): present, its last published version stays.
                 published = await self.upsert(oid.kind, oid.key, body, rev=rev)
                 self._present[oid] = rev if published else self._present.get(oid)
-        for oid in sorted(set(self._present) - set(desired)):
+        for oid in sorted(touched & self._present.keys() - desired.keys()):
             if await self.delete(oid.kind, oid.key):
                 del self._present[oid]
 
