@@ -338,7 +338,8 @@ def test_zipkin_tracing_sends_to_the_known_service_endpoints() -> None:
     assert mgr.tracing.provider.typed_config.Unpack(zipkin)
     assert (zipkin.collector_cluster, zipkin.collector_endpoint) == (name, "/api/v2/spans")
     assert zipkin.collector_endpoint_version == zipkin_pb2.ZipkinConfig.HTTP_JSON
-    assert http_filter(mgr, "envoy.filters.http.router", router_pb2.Router).start_child_span
+    assert mgr.tracing.spawn_upstream_span.value
+    assert not http_filter(mgr, "envoy.filters.http.router", router_pb2.Router).start_child_span
     cluster = h.get(CLUSTER, name, cluster_pb2.Cluster)
     assert cluster.type == cluster_pb2.Cluster.EDS
     assert cluster.eds_cluster_config.service_name == "outbound|9411||zipkin.default.svc.cluster.local"

@@ -76,9 +76,6 @@ def insert_option_filters(
     chain[router_at].typed_config.Unpack(router)
     if options.disable_x_envoy_headers:
         router.suppress_envoy_headers = True
-    if options.tracing.active:
-        # Higress: a router MERGE with start_child_span (tracing.go).
-        router.start_child_span = True
     chain[router_at] = hcm.HttpFilter(name=_ROUTER_FILTER, typed_config=pack(router))
     del filters[:]
     filters.extend(chain)
@@ -164,7 +161,6 @@ def _tracing(tracing: TracingOptions) -> hcm.HttpConnectionManager.Tracing:
                 collector_endpoint=_ZIPKIN_ENDPOINT,
                 collector_hostname=_ZIPKIN_HOSTNAME,
                 collector_endpoint_version=zipkin_pb2.ZipkinConfig.HTTP_JSON,
-                split_spans_for_request=True,
             )
         )
     elif provider.kind == "skywalking":
@@ -183,4 +179,7 @@ def _tracing(tracing: TracingOptions) -> hcm.HttpConnectionManager.Tracing:
     return hcm.HttpConnectionManager.Tracing(
         provider=http_tracer_pb2.Tracing.Http(name=name, typed_config=config),
         random_sampling=percent_pb2.Percent(value=tracing.sampling),
+        # Higress sets the router's start_child_span (tracing.go), deprecated in Envoy since; this is its
+        # replacement: a span of its own for each upstream request.
+        spawn_upstream_span=wrappers_pb2.BoolValue(value=True),
     )
