@@ -21,7 +21,12 @@ params    RSS figures and their shares: per connection (connected minus ready), 
           (after the storm minus connected), transient (peak minus after the storm: responses being
           built and written); the CDS response size, the time until every client was served, streams
           refused and retried (by status), xdsbus_edge_response_bytes_in_flight_peak.
-Checks: every client received the full CDS (every Cluster of the version, by count and version).
+          raw_grpc: the same figures for the same storm, same clients and transport, against
+          bench/raw_xds_server.py (a grpc.aio server with no xdsbus code answering with the same CDS
+          bytes), run right after the edge's; growth_vs_raw_grpc = value / its peak growth. What gRPC
+          itself keeps per connection and per stream is the floor under `value`.
+Checks: every client received the full CDS (every Cluster of the version, by count and version), from
+the edge and from the raw server.
 
 Transport: mTLS as deployed (a CA, the edge's server certificate, one client certificate shared by every
 client; xdsbus_dev.harness.certs), every handshake part of the storm; BENCH_STORM_TLS=0 runs plaintext
@@ -38,12 +43,14 @@ import random
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import grpc
 from envoy.config.core.v3 import base_pb2
 from envoy.service.discovery.v3 import discovery_pb2
+from google.protobuf import any_pb2
 
 from bench import workload
 from bench.edge_memory import rss_bytes, stable_rss
@@ -54,7 +61,7 @@ from xdsbus.ledger.publisher import LedgerPublisher
 from xdsbus.translate.translator import Translator
 from xdsbus_dev.harness import http
 from xdsbus_dev.harness.certs import EDGE_SERVER_NAME, XdsPki
-from xdsbus_dev.harness.processes import NatsServer, Service, free_port, tool
+from xdsbus_dev.harness.processes import NatsServer, Service, free_port, tool, wait_for_port
 
 NAME = "edge_reconnect_storm"
 BUDGET = 2.0
@@ -291,49 +298,55 @@ def _metric_max(text: str, name: str) -> float | None:
     return None
 
 
-async def _main(tmp: Path) -> dict[str, Any]:
+@dataclass
+class _Storm:
+    """RSS of one server through one storm (bytes) and what the clients reported."""
+
+    ready: int
+    connected: int
+    peak: int
+    after: int
+    storm_s: float
+    events: list[dict[str, Any]]
+
+    def figures(self, count: int, resource_bytes: int) -> dict[str, Any]:
+        """What the storm's memory is made of: each client's connection (TCP, TLS, HTTP/2) before any
+        request; its stream once served (gRPC call, stream state); the transient rest is responses
+        being built and written, what the edge's --max-response-bytes bounds."""
+        mib = 2**20
+        return {
+            "peak_growth_bytes": self.peak - self.ready,
+            "rss_ready_mib": round(self.ready / mib, 1),
+            "rss_connected_mib": round(self.connected / mib, 1),
+            "per_connection_bytes": round((self.connected - self.ready) / count),
+            "per_served_stream_bytes": round((self.after - self.connected) / count),
+            "transient_bytes": self.peak - self.after,
+            "transient_ratio": round((self.peak - self.after) / resource_bytes, 3),
+            "rss_peak_mib": round(self.peak / mib, 1),
+            "rss_after_storm_mib": round(self.after / mib, 1),
+            "rss_after_storm_growth_ratio": round((self.after - self.ready) / resource_bytes, 3),
+            "storm_s": round(self.storm_s, 2),
+        }
+
+
+async def _storm(
+    server: Service, target: str, *, clusters: int, pki: Path | None, tmp: Path, label: str
+) -> _Storm:
+    """Connect the clients to `server` at `target`, then let every one open its stream at once;
+    RSS sampled every 20 ms. Raises when a client was not served or the RSS guard was passed."""
     count = env_int("BENCH_STORM_CLIENTS", 1_000)
     processes = max(1, min(env_int("BENCH_STORM_PROCESSES", 2), count))
-    services = env_int("BENCH_STORM_SERVICES", 20_000)
-    endpoints = env_int("BENCH_STORM_ENDPOINTS", 10)
     timeout = env_float("BENCH_STORM_TIMEOUT", 600.0)
     guard = env_int("BENCH_STORM_RSS_GUARD_MIB", 8_192) * 2**20
-    pki = XdsPki(tmp / "pki").create() if env_int("BENCH_STORM_TLS", 1) else None
-
-    translator = Translator()
-    translator.full_build(workload.folded_state(services, endpoints, 0))
-    table = translator.table
-    changes = table.commit()
-    resource_bytes = sum(len(res.body) for _, res in table.items())
-    clusters = sum(1 for key, _ in table.items() if key.type_url == CLUSTER)
-
-    nats = NatsServer(tmp / "nats")
-    nats.start()
-    bus = await connect(BusSettings(url=nats.url), name="bench-storm", attempts=5)
-    edge, xds_port, http_port = _edge(tmp, nats.url, pki)
+    assert server.proc is not None
+    pid = server.proc.pid
+    ready = await stable_rss(pid)
+    _progress(f"{label} ready; RSS {ready['VmRSS'] / 2**20:.1f} MiB")
     sides: list[_Clients] = []
     try:
-        publisher = LedgerPublisher(bus, "default", translator.settings.describe())
-        await publisher.publish(
-            version=1, first_seq=1, changes=changes, digest=table.digest(), resource_count=len(table)
-        )
-        edge.start()
-        await _ready(edge, http_port)
-        assert edge.proc is not None
-        pid = edge.proc.pid
-        ready = await stable_rss(pid)
-        _progress(f"edge ready with {len(table)} resources; RSS {ready['VmRSS'] / 2**20:.1f} MiB")
-
         per = [count // processes + (1 if i < count % processes else 0) for i in range(processes)]
         for i, n in enumerate(per):
-            side = _Clients(
-                f"127.0.0.1:{xds_port}",
-                n,
-                clusters,
-                f"storm-{i}",
-                pki.directory if pki is not None else None,
-                tmp / f"clients-{i}.log",
-            )
+            side = _Clients(target, n, clusters, f"storm-{i}", pki, tmp / f"{label}-clients-{i}.log")
             await side.start()
             sides.append(side)
         for side in sides:
@@ -350,8 +363,8 @@ async def _main(tmp: Path) -> dict[str, Any]:
                 rss = rss_bytes(pid)["VmRSS"]
                 peak = max(peak, rss)
                 if rss > guard:
-                    edge.kill9()
-                    raise RuntimeError(f"edge RSS {rss / 2**20:.0f} MiB passed the guard; stopped it")
+                    server.kill9()
+                    raise RuntimeError(f"{label} RSS {rss / 2**20:.0f} MiB passed the guard; stopped it")
                 await asyncio.sleep(0.02)
 
         sampler = asyncio.create_task(sample())
@@ -367,41 +380,107 @@ async def _main(tmp: Path) -> dict[str, Any]:
         stop_sampling.set()
         await sampler
         storm_s = max(e["last"] for e in events) - started
-        status = rss_bytes(pid)
-        peak = max(peak, status["VmHWM"])
-        metrics = (await http.get("127.0.0.1", http_port, "/metrics", timeout=10)).text
+        peak = max(peak, rss_bytes(pid)["VmHWM"])
         after = await stable_rss(pid)
         _progress(
-            f"{sum(e['served'] for e in events)} of {count} served in {storm_s:.1f} s; peak RSS "
+            f"{label}: {sum(e['served'] for e in events)} of {count} served in {storm_s:.1f} s; peak RSS "
             f"{peak / 2**20:.1f} MiB, after {after['VmRSS'] / 2**20:.1f} MiB"
         )
     finally:
         for side in sides:
             await side.stop()
+    served_count = sum(e["served"] for e in events)
+    if served_count != count:
+        failed = [f for e in events for f in e["failed"]]
+        raise AssertionError(f"{label}: {served_count} of {count} clients served the full CDS: {failed[:5]}")
+    versions = {v for e in events for v in e["versions"]}
+    if versions != {"1"}:
+        raise AssertionError(f"{label}: clients received versions {versions}, expected only 1")
+    return _Storm(ready["VmRSS"], connected["VmRSS"], peak, after["VmRSS"], storm_s, events)
+
+
+def _raw_server(tmp: Path, table: Any, pki: XdsPki | None) -> tuple[Service, int]:
+    """The baseline: bench.raw_xds_server answering every stream's CDS request with the same version's
+    clusters, over the same transport; no xdsbus code in the process."""
+    clusters = [any_pb2.Any.FromString(res.body) for key, res in table.items() if key.type_url == CLUSTER]
+    cds = discovery_pb2.DiscoveryResponse(version_info="1", type_url=CLUSTER, nonce="1", resources=clusters)
+    (tmp / "cds.bin").write_bytes(cds.SerializeToString())
+    (tmp / "eds.bin").write_bytes(discovery_pb2.DiscoveryResponse(version_info="1").SerializeToString())
+    port = free_port()
+    argv = [sys.executable, "-m", "bench.raw_xds_server", "--port", str(port)]
+    argv += ["--cds", str(tmp / "cds.bin"), "--eds", str(tmp / "eds.bin")]
+    if pki is not None:
+        argv += [
+            "--tls-cert",
+            str(pki.edge_cert),
+            "--tls-key",
+            str(pki.edge_key),
+            "--client-ca",
+            str(pki.ca_file),
+        ]
+    service = Service(argv, tmp / "raw-server.log")
+    service.env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), service.env.get("PYTHONPATH")]))
+    return service, port
+
+
+async def _main(tmp: Path) -> dict[str, Any]:
+    count = env_int("BENCH_STORM_CLIENTS", 1_000)
+    services = env_int("BENCH_STORM_SERVICES", 20_000)
+    endpoints = env_int("BENCH_STORM_ENDPOINTS", 10)
+    pki = XdsPki(tmp / "pki").create() if env_int("BENCH_STORM_TLS", 1) else None
+    pki_dir = pki.directory if pki is not None else None
+
+    translator = Translator()
+    translator.full_build(workload.folded_state(services, endpoints, 0))
+    table = translator.table
+    changes = table.commit()
+    resource_bytes = sum(len(res.body) for _, res in table.items())
+    clusters = sum(1 for key, _ in table.items() if key.type_url == CLUSTER)
+
+    nats = NatsServer(tmp / "nats")
+    nats.start()
+    bus = await connect(BusSettings(url=nats.url), name="bench-storm", attempts=5)
+    edge, xds_port, http_port = _edge(tmp, nats.url, pki)
+    try:
+        publisher = LedgerPublisher(bus, "default", translator.settings.describe())
+        await publisher.publish(
+            version=1, first_seq=1, changes=changes, digest=table.digest(), resource_count=len(table)
+        )
+        edge.start()
+        await _ready(edge, http_port)
+        _progress(f"edge holds {len(table)} resources")
+        storm = await _storm(
+            edge, f"127.0.0.1:{xds_port}", clusters=clusters, pki=pki_dir, tmp=tmp, label="edge"
+        )
+        metrics = (await http.get("127.0.0.1", http_port, "/metrics", timeout=10)).text
+    finally:
         edge.terminate()
         await bus.close()
         nats.stop()
 
-    served = sum(e["served"] for e in events)
-    if served != count:
-        failed = [f for e in events for f in e["failed"]]
-        raise AssertionError(f"{served} of {count} clients served the full CDS; failures: {failed[:5]}")
-    versions = {v for e in events for v in e["versions"]}
-    if versions != {"1"}:
-        raise AssertionError(f"clients received versions {versions}, expected only 1")
+    raw, raw_port = _raw_server(tmp, table, pki)
+    try:
+        raw.start()
+        wait_for_port(raw_port, timeout=30)
+        raw_storm = await _storm(
+            raw, f"127.0.0.1:{raw_port}", clusters=clusters, pki=pki_dir, tmp=tmp, label="raw grpc.aio server"
+        )
+    finally:
+        raw.terminate()
+
     statuses: dict[str, int] = {}
-    for e in events:
+    for e in storm.events:
         for code, n in e["statuses"].items():
             statuses[code] = statuses.get(code, 0) + n
-    mib = 2**20
-    growth = peak - ready["VmRSS"]
-    cds_bytes = max(e["bytes"] for e in events)
+    cds_bytes = max(e["bytes"] for e in storm.events)
+    figures = storm.figures(count, resource_bytes)
+    raw_figures = raw_storm.figures(count, resource_bytes)
     return {
         "value_is": "peak edge RSS growth during the storm, bytes: highest VmRSS (sampled every 20 ms, "
         "and VmHWM) minus the stable VmRSS when ready with no client",
         "baseline_is": "sum of the serialized Any sizes of the resources the edge holds",
         "clients": count,
-        "client_processes": processes,
+        "client_processes": max(1, min(env_int("BENCH_STORM_PROCESSES", 2), count)),
         "services": services,
         "endpoints_per_service": endpoints,
         "resources": len(table),
@@ -409,24 +488,17 @@ async def _main(tmp: Path) -> dict[str, Any]:
         "resource_bytes": resource_bytes,
         "cds_response_bytes": cds_bytes,
         "cds_bytes_all_clients": cds_bytes * count,
-        "peak_growth_bytes": growth,
-        "rss_ready_mib": round(ready["VmRSS"] / mib, 1),
-        "rss_connected_mib": round(connected["VmRSS"] / mib, 1),
-        # What the storm's memory is made of: each client's connection (TCP, TLS, HTTP/2) before any
-        # request; its stream once served (gRPC call, stream state); the transient rest is responses
-        # being built and written, what --max-response-bytes bounds.
-        "per_connection_bytes": round((connected["VmRSS"] - ready["VmRSS"]) / count),
-        "per_served_stream_bytes": round((after["VmRSS"] - connected["VmRSS"]) / count),
-        "transient_bytes": peak - after["VmRSS"],
-        "transient_ratio": round((peak - after["VmRSS"]) / resource_bytes, 3),
-        "rss_peak_mib": round(peak / mib, 1),
-        "rss_after_storm_mib": round(after["VmRSS"] / mib, 1),
-        "rss_after_storm_growth_ratio": round((after["VmRSS"] - ready["VmRSS"]) / resource_bytes, 3),
-        "storm_s": round(storm_s, 2),
-        "retries": sum(e["retries"] for e in events),
+        **figures,
+        "retries": sum(e["retries"] for e in storm.events),
         "client_statuses": statuses,
         "edge_response_bytes_in_flight_peak": _metric_max(
             metrics, "xdsbus_edge_response_bytes_in_flight_peak"
+        ),
+        # The same storm against a grpc.aio server with no xdsbus code (bench/raw_xds_server.py), same
+        # transport and clients: what gRPC itself costs per connection and stream, the floor of `value`.
+        "raw_grpc": raw_figures,
+        "growth_vs_raw_grpc": round(
+            figures["peak_growth_bytes"] / max(1, raw_figures["peak_growth_bytes"]), 3
         ),
         "transport": "mTLS" if pki is not None else "plaintext gRPC on loopback",
         "edge_source": os.environ.get("BENCH_STORM_EDGE_SRC") or "this tree",

@@ -1,13 +1,16 @@
 """The baseline of edge_fanout_1000: a raw grpc.aio server with no xdsbus code.
 
     python -m bench.raw_xds_server --port 18001 --cds cds.bin --eds eds.bin
+        [--tls-cert edge.crt --tls-key edge.key --client-ca ca.crt]
 
 It serves StreamAggregatedResources with identity serializers. It answers a stream's first CDS request
 with the bytes of `--cds` and its first EDS request with the bytes of `--eds` (pre-serialized
 DiscoveryResponses), and reads (parses) and ignores every other request, as an ACK. A unary
 `/bench.RawFanout/Push` whose request is a serialized DiscoveryResponse puts those bytes on the queue of
 every open stream; each stream's handler writes them with `context.write`. That is the least any
-grpc.aio server does to send the same bytes to every stream on a trigger.
+grpc.aio server does to send the same bytes to every stream on a trigger. With `--tls-cert`, `--tls-key`
+and `--client-ca` it serves mTLS (client certificates required), as the edge does in
+edge_reconnect_storm, whose baseline it also is.
 """
 
 from __future__ import annotations
@@ -64,7 +67,7 @@ class RawFanout:
         return str(len(self.queues)).encode()
 
 
-async def serve(port: int, cds: bytes, eds: bytes) -> int:
+async def serve(port: int, cds: bytes, eds: bytes, tls: grpc.ServerCredentials | None = None) -> int:
     fan = RawFanout(cds, eds)
     server = grpc.aio.server(options=SERVER_OPTIONS)
     server.add_generic_rpc_handlers(
@@ -87,7 +90,10 @@ async def serve(port: int, cds: bytes, eds: bytes) -> int:
             ),
         ]
     )
-    server.add_insecure_port(f"127.0.0.1:{port}")
+    if tls is None:
+        server.add_insecure_port(f"127.0.0.1:{port}")
+    else:
+        server.add_secure_port(f"127.0.0.1:{port}", tls)
     await server.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -103,12 +109,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--cds", required=True, help="file holding the CDS DiscoveryResponse")
     p.add_argument("--eds", required=True, help="file holding the EDS DiscoveryResponse")
+    p.add_argument("--tls-cert", help="server certificate (PEM): serve mTLS")
+    p.add_argument("--tls-key", help="its private key (PEM)")
+    p.add_argument("--client-ca", help="CA (PEM) client certificates must chain to")
     args = p.parse_args(argv)
     with open(args.cds, "rb") as f:
         cds = f.read()
     with open(args.eds, "rb") as f:
         eds = f.read()
-    return asyncio.run(serve(args.port, cds, eds))
+    tls = None
+    if args.tls_cert:
+        with open(args.tls_cert, "rb") as c, open(args.tls_key, "rb") as k, open(args.client_ca, "rb") as ca:
+            tls = grpc.ssl_server_credentials(
+                [(k.read(), c.read())], root_certificates=ca.read(), require_client_auth=True
+            )
+    return asyncio.run(serve(args.port, cds, eds, tls))
 
 
 if __name__ == "__main__":
