@@ -294,6 +294,8 @@ class _Leader:
         first: float | None = None
         last: float | None = None
         until: float | None = None
+        # When the last publish ended (None: none yet this term): the leading edge of the debounce.
+        published: float | None = None
         last_msg = None
         while not self.stop.is_set():
             if self.lease.lost.is_set():
@@ -328,13 +330,14 @@ class _Leader:
                 # The wait ran out without an event (nats-py ends a fetch 100 us before its timeout):
                 # its deadline has come.
                 now = max(now, until)
-            decision = decide(first, last, now, quiet=quiet, max_delay=max_delay)
+            decision = decide(first, last, now, quiet=quiet, max_delay=max_delay, published=published)
             until = decision.until
             if decision.publish:
                 await self._flush()
                 if last_msg is not None:
                     await last_msg.ack()
                 first = last = None
+                published = time.monotonic()
             elif first is None:
                 await self._maybe_checkpoint()
 

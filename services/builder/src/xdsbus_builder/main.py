@@ -41,7 +41,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "XDSBUS_DEBOUNCE_QUIET",
         type=float,
         default=0.1,
-        help="seconds without events before a version is built",
+        help="a change after this many seconds without a version is published at once; changes within "
+        "it are batched until this many seconds pass without events",
     )
     p.env_flag(
         "--debounce-max",
