@@ -17,6 +17,7 @@ from nats.errors import TimeoutError as NatsTimeoutError
 
 from xdsbus.bus import LEDGER_SUBJECT_PREFIX, RESOURCES_BUCKET
 from xdsbus.events import EVENTS_SUBJECT_PREFIX
+from xdsbus.layout import PROXIES_BUCKET
 from xdsbus_dev.harness.processes import NatsServer, eventually, tool
 from xdsbus_dev.nats_users import local_roles
 
@@ -69,6 +70,15 @@ async def test_the_edge_cannot_publish_an_event(users_server: NatsServer) -> Non
     async with connected(users_server, "edge") as edge:
         await refused(edge, f"{EVENTS_SUBJECT_PREFIX}.file.e2e.Service")
         await refused(edge, f"$KV.{RESOURCES_BUCKET}.abc")
+
+
+async def test_only_edges_write_proxy_status(users_server: NatsServer) -> None:
+    async with connected(users_server, "edge") as edge:
+        ack = await edge.nc.jetstream(timeout=5).publish(f"$KV.{PROXIES_BUCKET}.gw-1.edge-a", b"{}")
+        assert ack.seq > 0
+    for role in ("reader", "builder"):
+        async with connected(users_server, role) as other:
+            await refused(other, f"$KV.{PROXIES_BUCKET}.gw-1.edge-a")
 
 
 async def test_a_watcher_cannot_write_the_ledger_nor_another_sources_events(users_server: NatsServer) -> None:
