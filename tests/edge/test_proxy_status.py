@@ -30,7 +30,7 @@ async def harness() -> AsyncIterator[Harness]:
 
 async def publisher(bus: Bus, harness: Harness, ttl: float = 30.0) -> ProxyStatusPublisher:
     assert isinstance(harness.registry, StreamTable)
-    return ProxyStatusPublisher(harness.registry, await proxy_store.bucket(bus), "edge-a", ttl=ttl)
+    return ProxyStatusPublisher(harness.registry, bus.js, await proxy_store.bucket(bus), "edge-a", ttl=ttl)
 
 
 async def test_a_push_and_its_acks_are_one_write_per_proxy(bus: Bus, harness: Harness) -> None:

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Iterable
 from typing import TypeVar
 
 import msgspec
+from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
@@ -21,7 +22,7 @@ from xdsbus.layout import PROXIES_BUCKET
 
 _SUBJECT_PREFIX = f"$KV.{PROXIES_BUCKET}."
 # Entries written or read at once; more wait for the previous ones.
-_CONCURRENCY = 128
+_CONCURRENCY = 64
 
 T = TypeVar("T")
 
@@ -58,9 +59,20 @@ def encode(status: ProxyStatus) -> bytes:
     return msgspec.json.encode(status)
 
 
-async def put_all(kv: KeyValue, entries: Iterable[tuple[str, bytes]]) -> None:
-    """Write (key, value) entries, a bounded number in flight at once."""
-    await _bounded(kv.put(key, value) for key, value in entries)
+async def put_all(js: JetStreamContext, entries: Iterable[tuple[str, bytes]], timeout: float = 10.0) -> None:
+    """Write (key, value) entries, pipelined (nats-py bounds the publishes in flight); raises TimeoutError
+    when NATS has not stored them all within `timeout` seconds."""
+    async with asyncio.timeout(timeout):
+        pending = []
+        for key, value in entries:
+            pending.append(await js.publish_async(_SUBJECT_PREFIX + key, value))
+            if len(pending) >= _CONCURRENCY:
+                # A slice at a time: an edge writes these between xDS pushes, and the acks of a whole
+                # slice are handled in one go.
+                await asyncio.gather(*pending)
+                pending = []
+        if pending:
+            await asyncio.gather(*pending)
 
 
 async def delete_all(kv: KeyValue, keys: Iterable[str]) -> None:

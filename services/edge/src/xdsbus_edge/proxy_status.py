@@ -19,6 +19,7 @@ import time
 from collections.abc import Hashable, Sequence
 
 from nats.errors import Error as NatsError
+from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 
 from xdsbus import proxy_store
@@ -32,6 +33,8 @@ log = logging.getLogger(__name__)
 
 # Seconds between looks at the streams: at most one write per proxy per look.
 DEFAULT_INTERVAL = 1.0
+# Proxies looked at between two yields to the event loop.
+_YIELD_EVERY = 50
 # Seconds a stop may spend deleting this edge's entries (the TTL removes what it could not).
 _STOP_TIMEOUT = 3.0
 
@@ -123,6 +126,7 @@ class ProxyStatusPublisher:
     def __init__(
         self,
         streams: StreamTable,
+        js: JetStreamContext,
         kv: KeyValue,
         edge_id: str,
         *,
@@ -130,6 +134,7 @@ class ProxyStatusPublisher:
         interval: float = DEFAULT_INTERVAL,
     ) -> None:
         self.streams = streams
+        self.js = js
         self.kv = kv
         self.edge_id = edge_id
         self.interval = interval
@@ -181,7 +186,10 @@ class ProxyStatusPublisher:
                 by_node.setdefault(stream.node_id, []).append(stream)
         puts: list[tuple[str, bytes]] = []
         written: list[tuple[str, _Written]] = []
-        for node_id, streams in by_node.items():
+        for looked, (node_id, streams) in enumerate(by_node.items(), 1):
+            if looked % _YIELD_EVERY == 0:
+                # Let pushes and requests through between slices of a thousand proxies.
+                await asyncio.sleep(0)
             fingerprint = _fingerprint(streams)
             last = self._written.get(node_id)
             if last is not None and last.fingerprint == fingerprint and now - last.at < self.refresh:
@@ -191,7 +199,7 @@ class ProxyStatusPublisher:
             puts.append((key, proxy_store.encode(status)))
             written.append((node_id, _Written(key, fingerprint, now)))
         gone = [node_id for node_id in self._written if node_id not in by_node]
-        await proxy_store.put_all(self.kv, puts)
+        await proxy_store.put_all(self.js, puts)
         self._written.update(written)
         await proxy_store.delete_all(self.kv, [self._written[n].key for n in gone])
         for node_id in gone:
