@@ -1,8 +1,9 @@
 # syntax=docker/dockerfile:1
 # One image per service, all from this file. Build from the repository root:
 #   docker build --build-arg SERVICE=edge -t xdsbus-edge .
-# SERVICE is one of builder, edge, watch-file, watch-k8s, watch-nacos, watch-consul, watch-eureka (the
-# package under services/<SERVICE>), or dev: the echo backend of libs/xdsbus-dev, for the compose demo.
+# SERVICE is one of builder, edge, watch-file, watch-k8s, watch-nacos, watch-consul, watch-eureka,
+# console (the package under services/<SERVICE>), or dev: the echo backend of libs/xdsbus-dev, for the
+# compose demo.
 # Only the dev image holds xdsbus-dev; the build fails if a service image would.
 ARG SERVICE=builder
 
@@ -24,7 +25,7 @@ ENV PATH=/opt/venv/bin:$PATH
 # (`--help` imports all of it) and, for a service, that no development package came along.
 RUN case "$SERVICE" in \
         dev) package=libs/xdsbus-dev; set -- python -m xdsbus_dev.echo ;; \
-        builder|edge|watch-file|watch-k8s|watch-nacos|watch-consul|watch-eureka) \
+        builder|edge|watch-file|watch-k8s|watch-nacos|watch-consul|watch-eureka|console) \
             package="services/$SERVICE"; set -- "xdsbus-$SERVICE" ;; \
         *) echo "unknown SERVICE '$SERVICE'" >&2; exit 2 ;; \
     esac \
@@ -77,6 +78,13 @@ ENTRYPOINT ["xdsbus-watch-consul"]
 
 FROM runtime AS watch-eureka
 ENTRYPOINT ["xdsbus-watch-eureka"]
+
+FROM runtime AS console
+# The read-only web console (docs/console.md) with the reader's NATS credentials; it listens on loopback
+# unless XDSBUS_CONSOLE_LISTEN says otherwise. Pages and API, then /metrics and /ready.
+ENV XDSBUS_CONSOLE_LISTEN=0.0.0.0:15040
+EXPOSE 15040 15036
+ENTRYPOINT ["xdsbus-console"]
 
 FROM runtime AS dev
 # `docker run IMAGE --port 18081 --pod echo-a-1 --service echo-a`; binds 127.0.0.1 unless

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PROTO_OUT := libs/xdsbus/src
 PROTO_FILES := $(shell find protos -name '*.proto')
-PACKAGES := -e libs/xdsbus -e libs/xdsbus-dev -e services/builder -e services/watch-file -e services/edge -e services/watch-k8s -e services/watch-consul -e services/watch-eureka -e services/watch-nacos
+PACKAGES := -e libs/xdsbus -e libs/xdsbus-dev -e services/builder -e services/watch-file -e services/edge -e services/watch-k8s -e services/watch-consul -e services/watch-eureka -e services/watch-nacos -e services/console
 PYTEST_ARGS ?=
 BENCH ?=
 

@@ -18,6 +18,7 @@ from xdsbus.health import DEFAULT_PORTS
 from xdsbus_dev.nats_users import COMPOSE_ROLES
 
 DEFAULT_SERVICES = {
+    "console",
     "nats-users",
     "layout",
     "xds-certs",
@@ -219,6 +220,7 @@ def test_nats_admits_one_user_per_role_and_each_service_reads_its_own(compose: d
         "watch-eureka": "watch-eureka",
         "edge-1": "edge",
         "edge-2": "edge",
+        "console": "reader",
     }
     for name, role in expected.items():
         service = services[name]

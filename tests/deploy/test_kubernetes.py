@@ -38,6 +38,7 @@ XDSBUS_IMAGES = {
     "xdsbus-watch-nacos",
     "xdsbus-watch-consul",
     "xdsbus-watch-eureka",
+    "xdsbus-console",
 }
 # Secrets the user creates (deploy/README.md): the keyring and one NATS password per role.
 HAND_MADE_SECRETS = {
@@ -270,7 +271,8 @@ def test_every_service_runs_in_the_one_deployment_shape() -> None:
         term = spec["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"][0]
         assert term["podAffinityTerm"]["labelSelector"]["matchLabels"] == {"app.kubernetes.io/name": name}
         env = {e["name"] for e in container.get("env", [])}
-        assert "XDSBUS_SECRET_KEY" in env, name  # edges too: they open the ledger's sealed Secret bodies
+        # Edges too: they open the ledger's sealed Secret bodies. The console holds no key (read-only).
+        assert ("XDSBUS_SECRET_KEY" in env) is (name != "xdsbus-console"), name
         # Only the Kubernetes watcher gets an API token.
         assert spec["automountServiceAccountToken"] is (name == "xdsbus-watch-k8s"), name
     registry = [services[f"xdsbus-watch-{t}"] for t in ("nacos", "consul", "eureka")]

@@ -23,6 +23,7 @@ ROLES = {
     "xdsbus-watch-nacos": "watch-nacos",
     "xdsbus-watch-consul": "watch-consul",
     "xdsbus-watch-eureka": "watch-eureka",
+    "xdsbus-console": "reader",
 }
 
 

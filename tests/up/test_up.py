@@ -15,13 +15,15 @@ import pytest
 from xdsbus_dev.harness import http
 from xdsbus_dev.harness.processes import free_port, tool
 from xdsbus_dev.harness.stack import edge_installed
-from xdsbus_dev.up import ECHO_BACKENDS, EDGES, ENVOY_ADMIN_PORT
+from xdsbus_dev.up import CONSOLE_PORT, ECHO_BACKENDS, EDGES, ENVOY_ADMIN_PORT
 
 pytestmark = pytest.mark.slow
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 FIXED_PORTS = (
-    [port for _, _, port in ECHO_BACKENDS] + [p for pair in EDGES for p in pair] + [ENVOY_ADMIN_PORT]
+    [port for _, _, port in ECHO_BACKENDS]
+    + [p for pair in EDGES for p in pair]
+    + [ENVOY_ADMIN_PORT, CONSOLE_PORT]
 )
 
 
@@ -105,6 +107,15 @@ async def test_up_runs_the_demo_and_stops_on_ctrl_c(tmp_path: Path) -> None:
             ingress = config / "ingress.yaml"
             ingress.write_text(ingress.read_text().replace("name: echo-a", "name: echo-b"))
             await until(lambda: serving("/a", "echo-b-"), 5, "the edited route", proc)
+
+            # The console (docs/console.md) reads the ledger with the reader's credentials.
+            async def console_scopes() -> object:
+                response = await http.get("127.0.0.1", CONSOLE_PORT, "/api/scopes", timeout=5)
+                return response.status == 200 and response.json()["scopes"]
+
+            assert f"console: http://127.0.0.1:{CONSOLE_PORT}/" in log.read_text()
+            scopes = await until(console_scopes, 10, "the console listing the ledger's scopes", proc)
+            assert "default" in [s["scope"] for s in scopes]
     finally:
         if proc.returncode is None:
             proc.send_signal(signal.SIGINT)

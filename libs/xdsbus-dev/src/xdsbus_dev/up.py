@@ -35,6 +35,7 @@ EDGES = ((18000, 15014), (18001, 15015))  # (xDS port, HTTP port)
 DEBUG_PORT = 15016  # edge N's /debug pages: 127.0.0.1:(DEBUG_PORT + N)
 WASM_PORT = 15018  # edge N's wasm module port, which Envoy's bootstrap names: 127.0.0.1:(WASM_PORT + N)
 ENVOY_ADMIN_PORT = 19000
+CONSOLE_PORT = 15040  # the web console (docs/console.md), as the read-only reader role
 
 
 REGISTRY_WATCHERS = ("xdsbus-watch-nacos", "xdsbus-watch-consul", "xdsbus-watch-eureka")
@@ -209,6 +210,9 @@ async def _stack(args: argparse.Namespace) -> int:
                     str(xds_policy),
                     user="edge",
                 )
+        console = _find_tool("xdsbus-console")
+        if console is not None:
+            await start("console", console, "--listen", f"127.0.0.1:{CONSOLE_PORT}", user="reader")
         bootstrap = write_bootstrap(
             data / "envoy-bootstrap.yaml",
             ads_bootstrap(
@@ -239,10 +243,12 @@ async def _stack(args: argparse.Namespace) -> int:
             else "none"
         )
         reader = nats_users.password_file("reader")
+        console_line = f"  console: http://127.0.0.1:{CONSOLE_PORT}/   (read-only)\n" if console else ""
         print(
             f"\nxdsbus is up: NATS at {nats_url}, watching {args.config_dir}.\n"
             f"  edges: {edges_line}; Envoy admin http://127.0.0.1:{ENVOY_ADMIN_PORT}, log {envoy_log}\n"
             f"  xDS over mTLS: CA and certificates in {pki.directory}, access policy {xds_policy}\n"
+            f"{console_line}"
             f"  curl -H 'Host: {DEMO_HOST}' http://127.0.0.1:{port}/a     answered by echo-a\n"
             f"  curl -H 'Host: {DEMO_HOST}' http://127.0.0.1:{port}/      answered by echo-b\n"
             f"  export XDSBUS_NATS_URL={nats_url} XDSBUS_NATS_PASSWORD_FILE={reader}   (the reader's user)\n"

@@ -40,6 +40,7 @@ DEFAULT_PORTS = {
     "xdsbus-watch-nacos": 15033,
     "xdsbus-watch-consul": 15034,
     "xdsbus-watch-eureka": 15035,
+    "xdsbus-console": 15036,
 }
 DISABLED = "off"
 
