@@ -14,6 +14,7 @@ from xdsbus.contract.scopes import gateway_scope
 from xdsbus.contract.status import Verdict
 from xdsbus.ledger import reader
 from xdsbus.proto.ledger.v1 import ledger_pb2
+from xdsbus.replay import replay_to
 from xdsbus.translate.settings import TranslatorSettings
 from xdsbus_dev.harness.processes import eventually
 
@@ -54,6 +55,9 @@ async def test_derived_scopes_follow_the_fold_across_terms(bus: Bus) -> None:
         assert first_a.version == first_b.version == shared.version
         assert first_a.digest != first_b.digest != shared.digest
         await assert_scope_is_the_fold(bus, A, shared.version)
+        # `xdsbus replay --scope gateway.<ns>.<name>` reproduces a derived version.
+        replayed, _ = await replay_to(bus, B, shared.version, TranslatorSettings())
+        assert (replayed.digest, replayed.resource_count) == (first_b.digest, first_b.resource_count)
 
     # A new term: the derived ledgers continue from their heads, and only what changed is published.
     async with running_builder(bus, instance_id="second"):

@@ -6,11 +6,13 @@ import msgspec
 
 from xdsbus.bus import Bus
 from xdsbus.contract import digest as digests
+from xdsbus.contract.scopes import DEFAULT_SCOPE, GATEWAY_SCOPE_PREFIX
 from xdsbus.fold.folding import Rejection
 from xdsbus.fold.reading import fold_until
 from xdsbus.fold.state import FoldState
 from xdsbus.ledger import checkpoints
 from xdsbus.secretbox import SecretBox
+from xdsbus.translate.resource_table import ResourceTable
 from xdsbus.translate.settings import TranslatorSettings
 from xdsbus.translate.translator import Translator
 
@@ -25,6 +27,16 @@ class ReplayResult(msgspec.Struct):
     rejected: list[Rejection]
 
 
+def scope_table(translator: Translator, scope: str) -> ResourceTable:
+    """The resources of `scope` in a translation: the translator's own table, or for a derived scope
+    `gateway.<namespace>.<name>` that Gateway's (empty when the Gateway does not exist at that point)."""
+    if not scope.startswith(GATEWAY_SCOPE_PREFIX):
+        return translator.table
+    scopes = translator.gateway_scopes
+    scopes.refresh()
+    return scopes.table(scope) if scope in scopes.scopes() else ResourceTable()
+
+
 async def replay_to(
     bus: Bus,
     scope: str,
@@ -34,18 +46,20 @@ async def replay_to(
     digest_algorithm: str = digests.CURRENT,
 ) -> tuple[ReplayResult, Translator]:
     """Fold the log up to `seq`, starting from the newest checkpoint at or before it, and translate.
+    A derived scope (`gateway.<namespace>.<name>`) is replayed from the `default` scope's checkpoints.
 
     The digest is computed by `digest_algorithm`: to compare with a ledger record, pass the one the
     record names. Reproducing a version that serves TLS needs the key the builder used: without it the
     Secrets are rejected and the digest differs."""
-    checkpoint = await checkpoints.load_at_or_before(bus, scope, seq)
+    folded_scope = DEFAULT_SCOPE if scope.startswith(GATEWAY_SCOPE_PREFIX) else scope
+    checkpoint = await checkpoints.load_at_or_before(bus, folded_scope, seq)
     state = checkpoint.state if checkpoint else FoldState()
     start = state.seq
     folded = await fold_until(bus, state, seq)
     translator = Translator(settings, secret_box=secret_box)
     translator.full_build(state)
     algorithm = digests.algorithm_of(digest_algorithm)
-    table = translator.table
+    table = scope_table(translator, scope)
     if algorithm == digests.CURRENT:
         digest = table.digest()
     else:
@@ -54,7 +68,7 @@ async def replay_to(
         seq=seq,
         digest=digest,
         digest_algorithm=algorithm,
-        resource_count=len(translator.table),
+        resource_count=len(table),
         checkpoint_seq=start,
         events_folded=state.seq - start,
         rejected=folded.rejected,

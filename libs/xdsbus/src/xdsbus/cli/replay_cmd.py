@@ -16,7 +16,7 @@ from xdsbus.events import EVENTS_STREAM, EVENTS_SUBJECT_PREFIX
 from xdsbus.fold.reading import last_event_seq
 from xdsbus.ledger import reader
 from xdsbus.ledger.dump import write_dump
-from xdsbus.replay import replay_to
+from xdsbus.replay import replay_to, scope_table
 from xdsbus.translate.settings import TranslatorSettings
 
 
@@ -73,7 +73,7 @@ async def replay(bus: Bus, args: argparse.Namespace) -> int:
     if args.dump:
         paths = write_dump(
             args.dump,
-            ((key.type_url, res.body) for key, res in translator.table.items()),
+            ((key.type_url, res.body) for key, res in scope_table(translator, args.scope).items()),
             reveal=args.reveal_secrets,
         )
         data["files"] = [str(p) for p in paths]
