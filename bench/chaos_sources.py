@@ -67,7 +67,7 @@ class KubeSource:
         self._known: set[str] = set()
 
     async def start(self, nats_url: str, env: dict[str, str]) -> None:
-        """The fake, then the watcher; returns once it lists and watches the core kinds."""
+        """The fake, then the watcher (`watching` says when it has listed)."""
         await self.kube.start()
         self.kube.write_kubeconfig(self.kubeconfig)
         argv = [
