@@ -97,6 +97,9 @@ async def test_sources_show_who_holds_each_lease(stack: ConsoleStack) -> None:
     leases = {lease["name"]: lease for lease in data["leases"]}
     assert leases["builder.default"]["holder"] == "in-process"
     assert leases["builder.default"]["revision"] > 0
+    # Renewed every third of its TTL (the layout's default, 15 s).
+    assert 0 <= leases["builder.default"]["age_seconds"] < 15
+    assert leases["builder.default"]["renewed"]
     assert [(b["scope"], b["holder"]) for b in data["builders"]] == [("default", "in-process")]
     assert data["registries"] == []
 

@@ -177,6 +177,7 @@ async def test_timeline_live_diff_and_a_rejected_object_in_chromium(tmp_path: Pa
         # Searching the objects finds the rejected Ingress and says why.
         await page.open(f"{stack.url}/#/objects")
         await page.type("#object-search", "too-greedy")
+        await page.wait_for("#object-count", "1 object")
         row = await page.wait_for('#objects-table tr[data-object="Ingress/default/too-greedy"]', "rejected")
         assert "program size" in row
         await page.screenshot("objects")

@@ -8,13 +8,15 @@ import datetime
 from typing import Any
 
 import msgspec
-from nats.js.errors import KeyNotFoundError
+from nats.js.errors import NotFoundError
 
 from xdsbus import status_store
 from xdsbus.bus import LEASES_BUCKET, Bus
 from xdsbus.registry.status import STATUS_KIND as REGISTRY_KIND
 
 _SUBJECT_PREFIX = f"$KV.{LEASES_BUCKET}."
+# A released lease is a delete marker in the bucket's stream.
+_GONE = ("DEL", "PURGE")
 
 
 class LeaseRow(msgspec.Struct, frozen=True, kw_only=True):
@@ -29,26 +31,27 @@ class LeaseRow(msgspec.Struct, frozen=True, kw_only=True):
 
 
 async def leases(bus: Bus, now: datetime.datetime | None = None) -> list[LeaseRow]:
-    """Every lease held right now, sorted by name."""
+    """Every lease held right now, sorted by name. Read as the bucket stream's last message per key,
+    which carries when it was written (a KV get does not)."""
     info = await bus.js.stream_info(f"KV_{LEASES_BUCKET}", subjects_filter=f"{_SUBJECT_PREFIX}>")
-    names = sorted(s.removeprefix(_SUBJECT_PREFIX) for s in info.state.subjects or {})
+    subjects = sorted(info.state.subjects or {})
     now = now or datetime.datetime.now(tz=datetime.UTC)
     rows = []
-    for name in names:
+    for subject in subjects:
         try:
-            entry = await bus.leases.get(name)
-        except KeyNotFoundError:  # released, or expired since the listing
+            msg = await bus.js.get_last_msg(f"KV_{LEASES_BUCKET}", subject)
+        except NotFoundError:  # expired since the listing
             continue
-        if not entry.value:
-            continue
-        created = entry.created
+        if not msg.data or (msg.headers or {}).get("KV-Operation") in _GONE:
+            continue  # released
+        written = msg.time
         rows.append(
             LeaseRow(
-                name=name,
-                holder=entry.value.decode(errors="replace"),
-                revision=entry.revision or 0,
-                renewed=created.isoformat(timespec="milliseconds") if created else "",
-                age_seconds=round((now - created).total_seconds(), 3) if created else 0.0,
+                name=subject.removeprefix(_SUBJECT_PREFIX),
+                holder=msg.data.decode(errors="replace"),
+                revision=msg.seq or 0,
+                renewed=written.isoformat(timespec="milliseconds") if written else "",
+                age_seconds=round((now - written).total_seconds(), 3) if written else 0.0,
             )
         )
     return rows

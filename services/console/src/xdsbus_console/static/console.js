@@ -346,7 +346,7 @@ async function objectsView(query, wanted) {
     const s = encodeURIComponent(stateSelect.value);
     history.replaceState(null, "", `#/objects?q=${q}&state=${s}&scope=${encodeURIComponent(state.scope)}`);
     const data = await api(`/api/objects?q=${q}&state=${s}`);
-    count.textContent = `${data.objects.length} objects`;
+    count.textContent = `${data.objects.length} object${data.objects.length === 1 ? "" : "s"}`;
     table.replaceChildren(...data.objects.map((o) => el("tr", { "data-object": `${o.kind}/${o.key}` },
       el("td", { class: "mono" }, `${o.kind}/${o.key}`),
       el("td", { class: "mono" }, o.source),
@@ -385,7 +385,7 @@ async function sourcesView() {
       el("thead", {}, el("tr", {}, el("th", {}, "lease"), el("th", {}, "holder"), el("th", { class: "num" }, "revision"), el("th", {}, "last written"))),
       el("tbody", {}, data.leases.map((l) => el("tr", { "data-lease": l.name },
         el("td", { class: "mono" }, l.name), el("td", {}, l.holder), el("td", { class: "num" }, l.revision),
-        el("td", {}, `${when(l.renewed)} (${l.age_seconds.toFixed(1)} s ago)`))))),
+        el("td", {}, l.renewed ? `${when(l.renewed)} (${l.age_seconds.toFixed(1)} s ago)` : ""))))),
     el("h3", {}, "Builders' terms"),
     el("table", { id: "terms-table" },
       el("thead", {}, el("tr", {}, el("th", {}, "scope"), el("th", { class: "num" }, "term"), el("th", {}, "holder"), el("th", {}, "leads after"), el("th", {}, "since"))),
