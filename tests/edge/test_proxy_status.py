@@ -1,21 +1,25 @@
 """The edge's proxy status publisher (proxy_status.py) behind in-memory streams and the edge's own
 StreamTable, writing to a real KV xdsbus_proxies: writes follow state, not xDS traffic (a whole push
 and its ACKs are one write; nothing changed, nothing written), NACKs carry their error, a proxy that
-leaves is deleted, live entries are rewritten before the bucket TTL (docs/proxy-status.md)."""
+leaves is deleted, live entries are rewritten before the bucket TTL, and the entries of an edge that
+stopped writing age out (docs/proxy-status.md)."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest_asyncio
 
 from tests.edge.envoy_resources import base_config, cluster
 from tests.edge.harness import Harness
 from xdsbus import proxy_store
-from xdsbus.bus import Bus
+from xdsbus.bus import Bus, BusSettings, connect
 from xdsbus.contract.proxy_status import MAX_ERROR_CHARS, proxy_key
 from xdsbus.contract.type_urls import CLUSTER, LISTENER
+from xdsbus.layout import LayoutSettings
 from xdsbus.proxy_store import SyncState, sync_state
+from xdsbus_dev.harness.processes import NatsServer, eventually
 from xdsbus_edge.metrics import EdgeMetrics
 from xdsbus_edge.proxy_status import ProxyStatusPublisher
 from xdsbus_edge.registry import StreamTable
@@ -30,7 +34,14 @@ async def harness() -> AsyncIterator[Harness]:
 
 async def publisher(bus: Bus, harness: Harness, ttl: float = 30.0) -> ProxyStatusPublisher:
     assert isinstance(harness.registry, StreamTable)
-    return ProxyStatusPublisher(harness.registry, bus.js, await proxy_store.bucket(bus), "edge-a", ttl=ttl)
+    return ProxyStatusPublisher(
+        harness.registry,
+        bus.js,
+        await proxy_store.bucket(bus),
+        "edge-a",
+        ttl=ttl,
+        metrics=harness.registry.metrics,
+    )
 
 
 async def test_a_push_and_its_acks_are_one_write_per_proxy(bus: Bus, harness: Harness) -> None:
@@ -49,6 +60,7 @@ async def test_a_push_and_its_acks_are_one_write_per_proxy(bus: Bus, harness: Ha
     for proxy in proxies:
         await proxy.ack(await proxy.recv())
     assert await status.flush() == 3
+    assert status.metrics is not None and status.metrics.proxy_status_writes.value("put") == 6
     entries = await proxy_store.read_all(bus)
     assert [(e.node_id, e.edge) for e in entries] == [
         ("gw-0", "edge-a"),
@@ -115,6 +127,31 @@ async def test_stop_deletes_every_entry_of_the_edge(bus: Bus, harness: Harness) 
     assert (await kv.get(proxy_key("gw-1", "edge-a"))).value
     await status.stop()
     assert await proxy_store.read_all(bus) == []
+
+
+async def test_the_entries_of_an_edge_that_died_age_out(tmp_path: Path, harness: Harness) -> None:
+    server = NatsServer(tmp_path / "nats", layout=LayoutSettings(proxy_status_ttl=1.0))
+    server.start()
+    try:
+        bus = await connect(BusSettings(url=server.url, proxy_status_ttl=1.0), name="test")
+        try:
+            base_config(harness.source).commit()
+            status = await publisher(bus, harness, ttl=1.0)
+            proxy = harness.sotw("gw-1")
+            await proxy.request(CLUSTER)
+            await proxy.ack(await proxy.recv())
+            await status.flush()
+            assert [e.node_id for e in await proxy_store.read_all(bus)] == ["gw-1"]
+
+            # The edge stops writing without deleting (a crash, NATS lost): the bucket TTL removes it.
+            async def aged_out() -> bool:
+                return await proxy_store.read_all(bus) == []
+
+            await eventually(aged_out, timeout=10, what="the entry aged out")
+        finally:
+            await bus.close()
+    finally:
+        server.stop()
 
 
 def test_keys_stay_in_kv_alphabet_and_apart() -> None:

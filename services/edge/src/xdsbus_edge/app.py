@@ -177,7 +177,13 @@ class Edge:
         ttl = (await kv.status()).ttl or 0.0
         edge_id = self.config.edge_id or f"{socket.gethostname()}-{self.xds_port}"
         self.proxy_status = ProxyStatusPublisher(
-            self.streams, self.bus.js, kv, edge_id, ttl=ttl, interval=self.config.proxy_status_interval
+            self.streams,
+            self.bus.js,
+            kv,
+            edge_id,
+            ttl=ttl,
+            interval=self.config.proxy_status_interval,
+            metrics=self.metrics,
         )
         self.proxy_status.start()
         log.info("publishing proxy status as edge %s (bucket TTL %gs)", edge_id, ttl)

@@ -241,6 +241,19 @@ class EdgeMetrics:
                 ["scope"],
             )
         )
+        self.proxy_status_writes: Counter = r.register(  # type: ignore[assignment]
+            Counter(
+                "xdsbus_edge_proxy_status_writes",
+                "Proxy status entries written to (put) or deleted from (delete) KV xdsbus_proxies.",
+                ["op"],
+            )
+        )
+        self.proxy_status_failures: Counter = r.register(  # type: ignore[assignment]
+            Counter(
+                "xdsbus_edge_proxy_status_failures",
+                "Proxy status writes NATS refused or did not answer (tried again a second later).",
+            )
+        )
         self.bodies_missing: Counter = r.register(  # type: ignore[assignment]
             Counter(
                 "xdsbus_edge_bodies_missing",

@@ -24,6 +24,7 @@ from nats.js.kv import KeyValue
 
 from xdsbus import proxy_store
 from xdsbus.contract.proxy_status import MAX_NAMES, ProxyStatus, TypeSync, cap_error, proxy_key
+from xdsbus_edge.metrics import EdgeMetrics
 from xdsbus_edge.registry import StreamTable
 from xdsbus_edge.snapshot import type_rank
 from xdsbus_edge.stream import XdsStream
@@ -132,12 +133,14 @@ class ProxyStatusPublisher:
         *,
         ttl: float,
         interval: float = DEFAULT_INTERVAL,
+        metrics: EdgeMetrics | None = None,
     ) -> None:
         self.streams = streams
         self.js = js
         self.kv = kv
         self.edge_id = edge_id
         self.interval = interval
+        self.metrics = metrics
         # Rewrite live entries well before the bucket TTL removes them; a bucket without TTL: every minute.
         self.refresh = ttl / 3 if ttl > 0 else 60.0
         self._written: dict[str, _Written] = {}
@@ -171,6 +174,8 @@ class ProxyStatusPublisher:
                 self._failing = False
             except (NatsError, OSError, TimeoutError) as exc:
                 # Kept as unwritten: the next look writes them again.
+                if self.metrics is not None:
+                    self.metrics.proxy_status_failures.inc()
                 if not self._failing:
                     log.warning("proxy status: cannot write to NATS (%s); trying again", exc)
                 self._failing = True
@@ -204,4 +209,7 @@ class ProxyStatusPublisher:
         await proxy_store.delete_all(self.kv, [self._written[n].key for n in gone])
         for node_id in gone:
             del self._written[node_id]
+        if self.metrics is not None:
+            self.metrics.proxy_status_writes.inc("put", amount=len(puts))
+            self.metrics.proxy_status_writes.inc("delete", amount=len(gone))
         return len(puts) + len(gone)
