@@ -14,7 +14,9 @@ import pytest
 import pytest_asyncio
 
 from tests.console.support import SHOP_CLUSTER, ConsoleStack, console_stack
-from xdsbus.contract.type_urls import CLUSTER, ENDPOINT
+from xdsbus import proxy_store
+from xdsbus.contract.proxy_status import ProxyStatus, TypeSync, proxy_key
+from xdsbus.contract.type_urls import CLUSTER, ENDPOINT, LISTENER
 from xdsbus_dev.harness.processes import eventually
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -92,6 +94,25 @@ async def test_objects_show_a_rejected_ingress_and_why(stack: ConsoleStack) -> N
     assert [o["key"] for o in accepted["objects"]] == ["default/shop"]
 
 
+async def test_an_object_links_to_the_versions_its_changes_went_into(stack: ConsoleStack) -> None:
+    version = await stack.change_endpoints()
+    data = await stack.get("/api/scopes/default/history?kind=EndpointSlice&key=default/shop-1")
+    changes = data["changes"]
+    assert [c["op"] for c in changes] == ["upsert"] * len(changes) and len(changes) >= 2
+    assert changes[-1]["version"] == version
+    assert changes[-1]["seq"] == version  # the change was the version's only event
+    timeline = await stack.get("/api/scopes/default/versions")
+    ranges = {v["version"]: (v["first_seq"], v["last_seq"]) for v in timeline["versions"]}
+    for change in changes:
+        first, last = ranges[change["version"]]
+        assert first <= change["seq"] <= last
+    # The rejected Ingress changed no resource: its event sits in the range of the version after it.
+    rejected = await stack.get("/api/scopes/default/history?kind=Ingress&key=default/too-greedy")
+    (event,) = rejected["changes"]
+    assert event["source"] == "test/console" and event["version"] in ranges
+    await stack.get("/api/scopes/default/history?kind=Ingress", status=400)
+
+
 async def test_sources_show_who_holds_each_lease(stack: ConsoleStack) -> None:
     data = await stack.get("/api/sources")
     leases = {lease["name"]: lease for lease in data["leases"]}
@@ -142,7 +163,32 @@ async def test_the_page_is_served_offline_and_nothing_can_be_written(stack: Cons
             assert response.status == 405
 
 
-async def test_the_proxies_view_reads_the_edges_proxy_status(stack: ConsoleStack) -> None:
+async def test_the_proxies_view_shows_each_proxys_state_against_the_head(stack: ConsoleStack) -> None:
+    head = (await stack.get("/api/scopes/default/versions"))["head"]
+    # What an edge writes for a proxy whose last listeners were NACKed (xdsbus.proxy_store's format).
+    status = ProxyStatus(
+        node_id="gw-1",
+        scope="default",
+        edge="edge-a",
+        connected_at=1.0,
+        updated_at=2.0,
+        version=head,
+        types=[
+            TypeSync(type_url=CLUSTER, sent=str(head), acked=str(head), current=head, acked_at=2.0),
+            TypeSync(
+                type_url=LISTENER,
+                sent=str(head),
+                nacked=str(head),
+                error="duplicate listener",
+                current=head - 1,
+                nacked_at=2.0,
+            ),
+        ],
+    )
+    await proxy_store.put_all(stack.bus.js, [(proxy_key("gw-1", "edge-a"), proxy_store.encode(status))])
     data = await stack.get("/api/proxies")
-    # No edge runs here: the bucket is there and empty.
-    assert data == {"available": True, "proxies": []}
+    assert data["available"] is True
+    (proxy,) = data["proxies"]
+    assert (proxy["node_id"], proxy["edge"], proxy["head"]) == ("gw-1", "edge-a", head)
+    states = {t["type"]: (t["state"], t["error"]) for t in proxy["types"]}
+    assert states == {"clusters": ("SYNCED", ""), "listeners": ("NACKED", "duplicate listener")}

@@ -181,6 +181,10 @@ async def test_timeline_live_diff_and_a_rejected_object_in_chromium(tmp_path: Pa
         row = await page.wait_for('#objects-table tr[data-object="Ingress/default/too-greedy"]', "rejected")
         assert "program size" in row
         await page.screenshot("objects")
+        # The object links to its events and the versions they went into.
+        await page.click('#objects-table tr[data-object="Ingress/default/too-greedy"] a')
+        await page.wait_for("#history-table", "upsert")
+        await page.screenshot("history")
 
         await page.open(f"{stack.url}/#/sources")
         await page.wait_for('#leases-table tr[data-lease="builder.default"]', "in-process")

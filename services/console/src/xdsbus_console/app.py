@@ -7,6 +7,7 @@ nothing, and runs with the reader's NATS credentials (docs/design.md §10).
     /api/scopes/{scope}/versions/{v}     one version: its summary, changes and triggers
     /api/scopes/{scope}/diff?a=A&b=B     two versions side by side, as Envoy JSON
     /api/objects?q=TEXT&state=STATE      status entries (accepted, rejected and why, warnings)
+    /api/scopes/{scope}/history?kind=K&key=NS/NAME   the versions an object's events went into
     /api/sources                         leases and registries
     /api/proxies                         each proxy's sync state
     /api/live                            server-sent events, one per ledger record
@@ -26,7 +27,7 @@ from aiohttp import web
 
 from xdsbus.bus import Bus
 from xdsbus.ledger import reader
-from xdsbus_console import objects, proxies, sources
+from xdsbus_console import object_history, objects, proxies, sources
 from xdsbus_console.ledger_index import LedgerIndex, VersionSummary
 from xdsbus_console.live import LedgerFeed
 from xdsbus_console.triggers import TriggerReader
@@ -116,6 +117,7 @@ class Console:
         app.router.add_get("/api/scopes/{scope}/versions/{version}", self.version)
         app.router.add_get("/api/scopes/{scope}/diff", self.diff)
         app.router.add_get("/api/objects", self.objects)
+        app.router.add_get("/api/scopes/{scope}/history", self.history)
         app.router.add_get("/api/sources", self.sources)
         app.router.add_get("/api/proxies", self.proxies)
         app.router.add_get("/api/live", self.live)
@@ -221,6 +223,13 @@ class Console:
     async def objects(self, request: web.Request) -> web.Response:
         rows = await objects.objects(self.bus, request.query.get("q", ""), request.query.get("state", ""))
         return _json({"objects": rows})
+
+    async def history(self, request: web.Request) -> web.Response:
+        kind, key = request.query.get("kind", ""), request.query.get("key", "")
+        if not kind or not key:
+            raise ApiError(400, "kind and key are required")
+        versions = await self.ledger.versions(request.match_info["scope"])
+        return _json(await object_history.history(self.bus, kind, key, versions))
 
     async def sources(self, _request: web.Request) -> web.Response:
         builders = []

@@ -72,13 +72,15 @@ async function route() {
   if (query.get("scope")) state.scope = query.get("scope");
   document.getElementById("scope").value = state.scope;
   for (const link of document.querySelectorAll("nav a")) {
-    link.classList.toggle("active", link.dataset.view === (view === "version" ? "timeline" : view));
+    const section = { version: "timeline", history: "objects" }[view] || view;
+    link.classList.toggle("active", link.dataset.view === section);
   }
   try {
     if (view === "timeline") await timelineView();
     else if (view === "version") await versionView(Number(args[0]));
     else if (view === "diff") await diffView(args[0], args[1]);
     else if (view === "objects") await objectsView(query.get("q") || "", query.get("state") || "");
+    else if (view === "history") await historyView(query.get("kind") || "", query.get("key") || "");
     else if (view === "sources") await sourcesView();
     else if (view === "proxies") await proxiesView();
     else show(el("p", {}, `No view ${view}.`));
@@ -348,7 +350,10 @@ async function objectsView(query, wanted) {
     const data = await api(`/api/objects?q=${q}&state=${s}`);
     count.textContent = `${data.objects.length} object${data.objects.length === 1 ? "" : "s"}`;
     table.replaceChildren(...data.objects.map((o) => el("tr", { "data-object": `${o.kind}/${o.key}` },
-      el("td", { class: "mono" }, `${o.kind}/${o.key}`),
+      el("td", { class: "mono" }, el("a", {
+        href: `#/history?kind=${encodeURIComponent(o.kind)}&key=${encodeURIComponent(o.key)}&scope=${encodeURIComponent(state.scope)}`,
+        title: "the versions its changes went into",
+      }, `${o.kind}/${o.key}`)),
       el("td", { class: "mono" }, o.source),
       el("td", {}, el("span", { class: `badge ${o.state}` }, o.state)),
       el("td", {},
@@ -371,6 +376,30 @@ async function objectsView(query, wanted) {
       table),
   );
   await refresh();
+}
+
+// -- one object's versions ----------------------------------------------------------------------
+
+async function historyView(kind, key) {
+  const q = `kind=${encodeURIComponent(kind)}&key=${encodeURIComponent(key)}`;
+  show(el("p", { class: "muted" }, `Reading the events of ${kind} ${key}…`));
+  const data = await api(`${scopePath()}/history?${q}`);
+  const status = await api(`/api/objects?q=${encodeURIComponent(`${kind}/${key}`)}`);
+  const own = status.objects.filter((o) => o.kind === kind && o.key === key);
+  show(
+    el("h2", { id: "history-title" }, `${kind} ${key}`),
+    own.map((o) => el("p", {}, el("span", { class: `badge ${o.state}` }, o.state), " ",
+      o.reason ? el("span", { class: "reason" }, o.reason) : null)),
+    el("p", { class: "muted" }, `Its events in the log and the versions of scope ${state.scope} they went into.`,
+      data.truncated ? " The log holds more events of this kind than were read." : ""),
+    el("table", { id: "history-table" },
+      el("thead", {}, el("tr", {}, el("th", { class: "num" }, "event"), el("th", {}, "operation"), el("th", {}, "source"), el("th", {}, "version"))),
+      el("tbody", {}, data.changes.map((c) => el("tr", { "data-seq": c.seq },
+        el("td", { class: "num" }, c.seq), el("td", {}, c.op), el("td", { class: "mono" }, c.source),
+        el("td", {}, c.version
+          ? el("a", { href: `#/version/${c.version}${scopeQuery()}` }, c.version)
+          : el("span", { class: "muted" }, "after the head: in no version yet")))))),
+  );
 }
 
 // -- sources ------------------------------------------------------------------------------------
