@@ -1,4 +1,5 @@
-"""propagation: from a change of a watched file to a real Envoy serving it, against Envoy's own file xDS.
+"""propagation: from a change published to the event log to a real Envoy serving it, against Envoy's own
+file xDS; and a burst of changes.
 
 Setup (not timed): the whole stack of xdsbus_dev.harness.stack (nats-server, the builder, BENCH_PROPAGATION_
 EDGES (1) edge, watch-file on a directory, echo backends echo-a and echo-b, a real Envoy on ADS SotW).
@@ -8,12 +9,14 @@ at 10k services / 100k endpoints) and, optionally, BENCH_PROPAGATION_INGRESSES r
 under test is an Ingress of its own (host bench.local, path /) whose backend alternates between echo-a and
 echo-b: one RouteConfiguration changes.
 
-value     p99 over BENCH_PROPAGATION_CHANGES (50) changes of: writing the Ingress file (temp + rename, as
-          Stack.write does) to the first answer through Envoy's listener from the new backend, polled on
-          one keep-alive connection every BENCH_PROPAGATION_POLL_MS (5) ms. The path: watch-file's poll
-          (--poll-interval BENCH_PROPAGATION_WATCH_POLL, 0.01 s), the event log, the builder's debounce
-          (--debounce-quiet BENCH_PROPAGATION_DEBOUNCE, 0.1 s, its default) and translation, the ledger,
-          the edge, RDS to Envoy.
+value     p99 over BENCH_PROPAGATION_CHANGES (50) changes of: the Ingress's event published to the event
+          log (seen by a NATS subscription in this process) to the first answer through Envoy's listener
+          from the new backend, polled on one keep-alive connection every BENCH_PROPAGATION_POLL_MS (5) ms.
+          The path: the builder's debounce (--debounce-quiet BENCH_PROPAGATION_DEBOUNCE, 0.1 s, its
+          default; a lone change after a quiet period is published at once, the leading edge) and
+          translation, the ledger, the edge, RDS to Envoy. The change is made by writing the Ingress file
+          (temp + rename, as Stack.write does); watch-file's own latency (its poll, --poll-interval
+          BENCH_PROPAGATION_WATCH_POLL, 0.01 s, and its scan) is the source's, reported apart.
 baseline  the same p99 for a second Envoy whose configuration comes from files (dynamic_resources with
           lds_config / cds_config path_config_source + watched_directory, the listener's RDS from a third
           path_config_source), holding the same resources (taken from our ledger: clusters made STATIC
@@ -24,17 +27,24 @@ baseline  the same p99 for a second Envoy whose configuration comes from files (
           Both Envoys run with stats_flush_interval BENCH_PROPAGATION_STATS_FLUSH (299 s, the maximum): at
           10k clusters Envoy's default 5 s stats flush holds its main thread ~0.4 s, and any update landing
           then waits, on either side; 0 restores Envoy's default.
-params    the debounce, p99 minus it (the budget: debounce + 50 ms), p99 minus debounce and the
-          watch poll interval; per stage p50/p99 (file write -> event published by watch-file -> ledger
-          record published by the builder -> Envoy serving), from NATS subscriptions in this process;
-          CPU ms per process per change (/proc/<pid>/stat), the three slowest changes, the ledger records
-          and edge responses sent during the run. BENCH_PROPAGATION_TRACE=<file> also writes every change
-          with the NATS subjects seen during it (KV writes, JetStream pull requests) to that file.
+params    the file-write-inclusive p50/p99 (the definition of `value` before issue 16); per stage p50/p99
+          (file write -> event published by watch-file -> ledger record published by the builder -> Envoy
+          serving), from NATS subscriptions in this process; CPU ms per process per change
+          (/proc/<pid>/stat), the three slowest changes, the ledger records and edge responses sent during
+          the run; the burst. BENCH_PROPAGATION_TRACE=<file> also writes every change with the NATS
+          subjects seen during it (KV writes, JetStream pull requests) to that file.
+burst     (in params) BENCH_PROPAGATION_BURST (1,000) changes published to the event log, evenly over
+          BENCH_PROPAGATION_BURST_S (1) s, by this process as a watcher publishes them (pipelined): endpoint
+          changes of BENCH_PROPAGATION_BURST_SERVICES (1,000) Services of their own, then, last, an Ingress
+          of its own (host burst.local) turning from echo-a to echo-b. Timed from the last event published
+          to Envoy serving echo-b on burst.local; the versions published from the first event of the burst
+          to then are counted. Budget: within 1 s of the last change.
 
-Budget: value <= debounce + 50 ms. docs/design.md §8 gives 50 ms from the event published to Envoy
-serving; the builder's debounce (--debounce-quiet) is a wait it chooses, so it is added to the budget.
+Budget: value <= 50 ms (docs/design.md §8: event published -> Envoy serving one change, p99, at 10k
+services / 100k endpoints).
 Checks: Envoy (ours) holds every cluster and serves the first backend; the file-based Envoy serves the
-same resources; every change is served by both Envoys (a change not served times out).
+same resources; every change is served by both Envoys (a change not served times out) and its event was
+seen; after the burst Envoy holds every burst Service's last endpoints.
 """
 
 from __future__ import annotations
@@ -63,6 +73,7 @@ from bench import workload
 from bench.edge_fanout_1000 import cpu_seconds
 from bench.results_io import env_float, env_int, latency_summary, percentile, write_result
 from xdsbus.contract.type_urls import CLUSTER, ENDPOINT, LISTENER, ROUTE
+from xdsbus.events import Event, Op
 from xdsbus.ledger import reader
 from xdsbus.ledger.store import fetch_body
 from xdsbus_dev.harness import http
@@ -71,7 +82,8 @@ from xdsbus_dev.harness.processes import free_port
 from xdsbus_dev.harness.stack import Stack, ingress_manifest
 
 NAME = "propagation"
-BUDGET_OVER_DEBOUNCE_MS = 50.0
+BUDGET_MS = 50.0
+BURST_BUDGET_MS = 1000.0
 PARAMS = {
     "BENCH_PROPAGATION_CHANGES": (50, "changes timed on each side (after 3 warm-up changes)"),
     "BENCH_PROPAGATION_SERVICES": (10_000, "background Services (with an EndpointSlice each)"),
@@ -83,6 +95,9 @@ PARAMS = {
     "BENCH_PROPAGATION_POLL_MS": (5, "ms between requests through Envoy while waiting for the change"),
     "BENCH_PROPAGATION_EDGES": (1, "edges in the stack"),
     "BENCH_PROPAGATION_SETTLE": (0.3, "seconds of quiet after each change"),
+    "BENCH_PROPAGATION_BURST": (1_000, "changes of the burst (0: no burst)"),
+    "BENCH_PROPAGATION_BURST_S": (1.0, "seconds the burst's changes are spread over"),
+    "BENCH_PROPAGATION_BURST_SERVICES": (1_000, "Services whose endpoints the burst changes"),
     "BENCH_PROPAGATION_STATS_FLUSH": (
         299,
         "both Envoys' stats_flush_interval, seconds (0: Envoy's default, 5 s; at 10k clusters a flush holds "
@@ -91,6 +106,7 @@ PARAMS = {
 }
 
 BENCH_HOST = "bench.local"
+BURST_HOST = "burst.local"
 BACKENDS = ("echo-a", "echo-b")
 WARMUP = 3
 _HCM = "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
@@ -152,15 +168,16 @@ def _bench_ingress(backend: str) -> dict[str, Any]:
 
 
 class Poller:
-    """GET / with Host bench.local through one Envoy listener, on a keep-alive connection."""
+    """GET / with Host `host` (bench.local) through one Envoy listener, on a keep-alive connection."""
 
-    def __init__(self, port: int, interval: float) -> None:
+    def __init__(self, port: int, interval: float, host: str = BENCH_HOST) -> None:
         self.conn = http.Connection("127.0.0.1", port, timeout=5)
         self.interval = interval
+        self.host = host
 
     async def pod(self) -> str | None:
         try:
-            response = await self.conn.request("GET", "/", host=BENCH_HOST)
+            response = await self.conn.request("GET", "/", host=self.host)
         except (OSError, asyncio.IncompleteReadError, http.HttpError, TimeoutError):
             await self.conn.close()
             return None
@@ -177,7 +194,7 @@ class Poller:
             if pod is not None and pod.startswith(backend + "-"):
                 return now
             if now > deadline:
-                raise TimeoutError(f"{BENCH_HOST} not served by {backend} after {timeout}s (last: {pod})")
+                raise TimeoutError(f"{self.host} not served by {backend} after {timeout}s (last: {pod})")
             await asyncio.sleep(self.interval)
 
     async def close(self) -> None:
@@ -306,6 +323,148 @@ def _file_config(
     return _discovery(LISTENER, listeners, "1"), _discovery(CLUSTER, clusters, "1"), routes
 
 
+# -- the burst ----------------------------------------------------------------------------------------
+
+
+class Burst:
+    """The burst's objects, published by this process as source workload.SOURCE: `services` Services
+    (burst-NNNN, `endpoints` endpoints each) and the Ingress burst.local; change k moves the endpoints of
+    Service k mod `services` to their next generation."""
+
+    def __init__(self, services: int, endpoints: int) -> None:
+        self.services = services
+        self.endpoints = endpoints
+        self.generations = [0] * services
+
+    @staticmethod
+    def name(k: int) -> str:
+        return f"burst-{k:04d}"
+
+    def cluster(self, k: int) -> str:
+        return f"outbound|{workload.SERVICE_PORT}||{self.name(k)}.{workload.NAMESPACE}.svc.cluster.local"
+
+    def addresses(self, k: int) -> frozenset[str]:
+        return frozenset(workload.addresses(k, self.endpoints, self.generations[k]))
+
+    def _slice(self, k: int) -> Event:
+        body = workload.endpoint_slice(k, sorted(self.addresses(k)))
+        body["metadata"]["name"] = f"{self.name(k)}-abcde"
+        body["metadata"]["labels"]["kubernetes.io/service-name"] = self.name(k)
+        return workload.upsert("EndpointSlice", f"{self.name(k)}-abcde", body, str(self.generations[k] + 1))
+
+    @staticmethod
+    def ingress(backend: str, rev: str) -> Event:
+        body = ingress_manifest("burst", BURST_HOST, [("/", backend)])
+        key = f"{body['metadata']['namespace']}/burst"
+        return Event(
+            source=workload.SOURCE,
+            kind="Ingress",
+            key=key,
+            op=Op.UPSERT,
+            rev=rev,
+            at=time.time_ns(),
+            body=body,
+        )
+
+    def initial(self) -> list[Event]:
+        events = []
+        for k in range(self.services):
+            service = workload.service(k)
+            service["metadata"]["name"] = self.name(k)
+            events += [workload.upsert("Service", self.name(k), service, "1"), self._slice(k)]
+        return [*events, self.ingress(BACKENDS[0], "1")]
+
+    def change(self, number: int) -> Event:
+        k = number % self.services
+        self.generations[k] += 1
+        return self._slice(k)
+
+
+async def _publish(bus: Any, events: list[Event]) -> None:
+    """Pipelined, as a watcher publishes a backlog: every publish sent, then every acknowledgement."""
+    acks = [await bus.js.publish_async(*workload.wire(event)) for event in events]
+    await asyncio.gather(*acks)
+
+
+async def _envoy_endpoints(admin_port: int, regex: str) -> dict[str, frozenset[str]]:
+    """cluster -> endpoint addresses Envoy holds, for the clusters matching `regex` (its EDS dump)."""
+    from bench.registry_propagation import Probe  # that module imports this one
+
+    probe = Probe(admin_port)
+    try:
+        held = await probe.endpoints(regex)
+    finally:
+        await probe.close()
+    return {cluster: frozenset(address for address, _, _ in hosts) for cluster, hosts in held.items()}
+
+
+async def _run_burst(
+    bus: Any, stack: Stack, stages: Stages, *, changes: int, seconds: float, services: int, endpoints: int
+) -> dict[str, Any]:
+    """Set up the burst's objects (untimed), then publish `changes` changes over `seconds`, the Ingress
+    flip last, and time the last event published to Envoy serving the flip."""
+    assert stack.envoy is not None
+    envoy = stack.envoy
+    burst = Burst(services, endpoints)
+    clusters_before = await envoy.stat("cluster_manager.active_clusters")
+    await _publish(bus, burst.initial())
+
+    async def holding() -> bool:
+        return await envoy.stat("cluster_manager.active_clusters") >= clusters_before + services
+
+    await stack.wait(holding, timeout=120, what=f"Envoy holding the burst's {services} clusters")
+    poller = Poller(stack.gateway_port, 0.005, host=BURST_HOST)
+    try:
+        await poller.until(BACKENDS[0], timeout=60)
+        # A quiet period before the burst, as before every change of the main measure.
+        await asyncio.sleep(1.0)
+        acks = []
+        started = time.monotonic()
+        for number in range(changes):
+            delay = started + number * seconds / max(1, changes - 1) - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            event = burst.change(number) if number < changes - 1 else burst.ingress(BACKENDS[1], "2")
+            acks.append(await bus.js.publish_async(*workload.wire(event)))
+        sent = time.monotonic()
+        served = await poller.until(BACKENDS[1], timeout=60)
+        await asyncio.gather(*acks)
+    finally:
+        await poller.close()
+    burst_events = [t for t in stages.events if started <= t <= served]
+    assert len(burst_events) >= changes, f"saw {len(burst_events)} of the burst's {changes} events"
+    first_event, last_event = burst_events[0], burst_events[-1]
+    versions = [t for t in stages.records if first_event <= t <= served]
+
+    # Correctness, untimed: Envoy holds every burst Service's last endpoints.
+    want = {burst.cluster(k): burst.addresses(k) for k in range(services)}
+    regex = r"^outbound\|\d+\|\|burst-\d+\..*"
+    deadline = time.monotonic() + 60
+    while (held := await _envoy_endpoints(envoy.admin_port, regex)) != want:
+        if time.monotonic() > deadline:
+            wrong = [c for c in want if held.get(c) != want[c]]
+            raise AssertionError(
+                f"after the burst Envoy holds other endpoints for {len(wrong)} clusters: {wrong[:3]}"
+            )
+        await asyncio.sleep(0.2)
+    converge_ms = round((served - last_event) * 1000, 1)
+    return {
+        "changes": changes,
+        "services": services,
+        "endpoints_per_service": endpoints,
+        "spread_s": seconds,
+        "first_to_last_event_ms": round((last_event - first_event) * 1000, 1),
+        "publish_ms": round((sent - started) * 1000, 1),
+        "last_event_to_envoy_serving_ms": converge_ms,
+        "versions_published": len(versions),
+        "versions_after_last_event": sum(t > last_event for t in versions),
+        "budget_ms": BURST_BUDGET_MS,
+        "pass": converge_ms <= BURST_BUDGET_MS,
+        "value_is": "ms from the burst's last event published (the Ingress flip) to Envoy serving it; "
+        "versions counted from the first event of the burst to then",
+    }
+
+
 # -- the run ------------------------------------------------------------------------------------------
 
 
@@ -391,6 +550,9 @@ async def _main(tmp: Path) -> dict[str, Any]:
     edges = env_int("BENCH_PROPAGATION_EDGES", 1)
     settle = env_float("BENCH_PROPAGATION_SETTLE", 0.3)
     stats_flush = env_float("BENCH_PROPAGATION_STATS_FLUSH", 299)
+    burst_changes = env_int("BENCH_PROPAGATION_BURST", 1_000)
+    burst_seconds = env_float("BENCH_PROPAGATION_BURST_S", 1.0)
+    burst_services = env_int("BENCH_PROPAGATION_BURST_SERVICES", 1_000)
 
     workdir = tmp / "stack"
     stack = Stack(workdir, edges=edges, api_type="GRPC")
@@ -440,6 +602,7 @@ async def _main(tmp: Path) -> dict[str, Any]:
             pushes_before = await _pushes(stack)
             versions_before = await _head_version(bus)
             ours: list[float] = []
+            event_to_served: list[float] = []
             files: list[float] = []
             to_event: list[float] = []
             to_record: list[float] = []
@@ -462,7 +625,13 @@ async def _main(tmp: Path) -> dict[str, Any]:
                 }
                 event = stages.first_after(stages.events, t0)
                 record = stages.first_after(stages.records, t0)
-                if event is not None and record is not None and t0 <= event <= record <= t1:
+                if event is None or event > t1:
+                    raise AssertionError(
+                        f"change {i}: no event published between the write and Envoy serving"
+                    )
+                event_to_served.append(t1 - event)
+                sample["event_to_served_ms"] = round((t1 - event) * 1000, 1)
+                if record is not None and t0 <= event <= record <= t1:
                     to_event.append(event - t0)
                     to_record.append(record - event)
                     record_to_served.append(t1 - record)
@@ -493,6 +662,22 @@ async def _main(tmp: Path) -> dict[str, Any]:
                     )
             pushes = {t: n - pushes_before.get(t, 0) for t, n in (await _pushes(stack)).items()}
             versions = await _head_version(bus) - versions_before
+            burst: dict[str, Any] | None = None
+            if burst_changes:
+                _progress(f"burst: {burst_changes} changes over {burst_seconds:g} s")
+                burst = await _run_burst(
+                    bus,
+                    stack,
+                    stages,
+                    changes=burst_changes,
+                    seconds=burst_seconds,
+                    services=burst_services,
+                    endpoints=endpoints,
+                )
+                _progress(
+                    f"burst: Envoy served the last change {burst['last_event_to_envoy_serving_ms']} ms after "
+                    f"it was published; {burst['versions_published']} versions"
+                )
     finally:
         for poller in pollers:
             await poller.close()
@@ -500,17 +685,17 @@ async def _main(tmp: Path) -> dict[str, Any]:
             await file_envoy.stop()
         await stack.stop()
 
-    ours_summary = latency_summary(ours)
+    ours_summary = latency_summary(event_to_served)
+    write_summary = latency_summary(ours)
     file_summary = latency_summary(files)
-    p99 = ours_summary["p99_ms"]
     stage_summary = {
         "file_write_to_event_published": latency_summary(to_event) if to_event else None,
         "event_to_ledger_record": latency_summary(to_record) if to_record else None,
         "ledger_record_to_envoy_serving": latency_summary(record_to_served) if record_to_served else None,
     }
     return {
-        "value_is": "p99 ms from writing the Ingress file to Envoy (ADS from our edge) serving the new "
-        "backend",
+        "value_is": "p99 ms from the Ingress's event published to the event log to Envoy (ADS from our "
+        "edge) serving the new backend",
         "baseline_is": "p99 ms from renaming the new RouteConfiguration file into the watched directory of "
         "an Envoy on path_config_source files to it serving the new backend; same resources, same change, "
         "measured alternately",
@@ -522,19 +707,21 @@ async def _main(tmp: Path) -> dict[str, Any]:
         "edges": edges,
         "api_type": "GRPC (ADS SotW)",
         "p50_ms": ours_summary["p50_ms"],
-        "p99_ms": p99,
+        "p99_ms": ours_summary["p99_ms"],
         "ours": ours_summary,
+        "file_write_to_served": write_summary,
+        "file_write_to_served_is": "ms from writing the Ingress file to Envoy serving the new backend, "
+        "watch-file's poll and scan included (the value of this benchmark before issue 16)",
         "file_xds": file_summary,
         "debounce_quiet_ms": round(debounce * 1000, 1),
         "debounce_max_ms": round(debounce_max * 1000, 1),
         "watch_file_poll_interval_ms": round(watch_poll * 1000, 1),
         "envoy_poll_interval_ms": round(poll * 1000, 1),
         "envoy_stats_flush_interval_s": stats_flush or "Envoy's default (5)",
-        "p99_minus_debounce_ms": round(p99 - debounce * 1000, 2),
-        "p50_minus_debounce_ms": round(ours_summary["p50_ms"] - debounce * 1000, 2),
-        "p99_minus_debounce_and_watch_poll_ms": round(p99 - (debounce + watch_poll) * 1000, 2),
-        "budget_is": "debounce + 50 ms",
+        "budget_is": "50 ms from the event published to Envoy serving (docs/design.md §8); the debounce "
+        "publishes a change after a quiet period at once (leading edge)",
         "stages": stage_summary,
+        "burst": burst,
         "ledger_records_during_run": versions,
         "edge_responses_during_run": pushes,
         # CPU ms each process used during a change of ours (write to served), median over the changes,
@@ -563,13 +750,15 @@ def run() -> dict[str, Any]:
         value=params["p99_ms"],
         unit="ms",
         baseline=params["file_xds"]["p99_ms"],
-        budget=params["debounce_quiet_ms"] + BUDGET_OVER_DEBOUNCE_MS,
+        budget=BUDGET_MS,
         budget_on="value",
         # Asserted in _main: each is a wait that raises when Envoy does not get there.
         checks={
             "envoy_holds_every_cluster": True,
             "file_envoy_serves_the_same_resources": True,
             "every_change_served_by_envoy": True,
+            "every_change_event_seen": True,
+            **({"envoy_holds_every_burst_change": True} if params["burst"] is not None else {}),
         },
         params=params,
     )

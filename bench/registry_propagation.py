@@ -39,18 +39,26 @@ answers from a response cache refreshed every 30 s; those add to the figures her
 Eureka server's recent-change queue is emptied after filling it, as in a registry at steady state
 (otherwise every delta of the next 3 minutes repeats all 10k registrations).
 
-value     the highest p99 at 10k instances among the push-based registries (Nacos, Consul), in ms: the
-          budget value <= debounce + 50 ms applies to them (docs/design.md §8: 50 ms from the event
-          published to Envoy serving, plus the builder's debounce, a wait of its choosing).
+value     the highest p99 at 10k instances among the push-based registries (Nacos, Consul), in ms, from
+          the change's RegistryService event stored in the event log to Envoy holding the new set: the
+          budget value <= 50 ms applies to them (docs/design.md §8: 50 ms from the event published to Envoy
+          serving; the builder's debounce publishes a change after a quiet period at once). The registry's
+          and its watcher's share (the change at the fake -> the event) is reported apart
+          (`change_to_envoy`, the value of this benchmark before issue 16).
 baseline  the same for a small registry, BENCH_REGISTRY_BASE_SERVICES (50) services x
           BENCH_REGISTRY_BASE_INSTANCES (2) = 100 instances, measured in the same run with the same changes.
           (50 services rather than 10 x 10: a service then changes at most twice, 15 s apart (once at
           10k). The Consul watcher's per-service token bucket, a burst of 2 then one query per 15 s, would
           otherwise delay the changes of a service changed every few seconds.)
-params    per registry and size p50/p99/max, the stages, the budget check; Eureka at the short and at the
-          default poll interval; CPU seconds per process during the changes; setup times.
-Checks: before timing starts Envoy holds every cluster with exactly the registry's endpoints, and every
-change is confirmed in Envoy's EDS config dump (a change never confirmed times out).
+params    per registry and size p50/p99/max, change -> Envoy, the stages, the budget check; Eureka at the
+          short and at the default poll interval; CPU seconds per process during the changes; setup times.
+successive  (in params, per registry at 10k, `<registry> successive` and `summary.<registry>.successive_
+          one_service`) BENCH_REGISTRY_SUCCESSIVE (10) changes of one service the main run did not change,
+          one every BENCH_REGISTRY_INTERVAL (0.3) s (later when the previous one is still in flight), each
+          timed as above: a registry that delays a service's second change shows here.
+Checks: before timing starts Envoy holds every cluster with exactly the registry's endpoints, every
+change is confirmed in Envoy's EDS config dump (a change never confirmed times out), and every change's
+event is seen in the event log.
 """
 
 from __future__ import annotations
@@ -88,7 +96,7 @@ from xdsbus_dev.harness.processes import Service, tool
 from xdsbus_dev.harness.stack import Stack
 
 NAME = "registry_propagation"
-BUDGET_OVER_DEBOUNCE_MS = 50.0
+BUDGET_MS = 50.0
 PARAMS = {
     "BENCH_REGISTRY_SERVICES": (1_000, "services in the registry"),
     "BENCH_REGISTRY_INSTANCES": (10, "instances per service"),
@@ -96,6 +104,10 @@ PARAMS = {
     "BENCH_REGISTRY_BASE_INSTANCES": (2, "instances per service of the small registry"),
     "BENCH_REGISTRY_CHANGES": (100, "changes timed per registry and size"),
     "BENCH_REGISTRY_INTERVAL": (0.3, "seconds between changes (one service has one change in flight)"),
+    "BENCH_REGISTRY_SUCCESSIVE": (
+        10,
+        "successive changes of one service, every INTERVAL s, per registry (0: none)",
+    ),
     "BENCH_REGISTRY_REGISTRIES": ("nacos,consul,eureka", "registries to measure"),
     "BENCH_REGISTRY_EUREKA_POLL": (1.0, "XDSBUS_EUREKA_POLL_INTERVAL of the short-interval Eureka cases"),
     "BENCH_REGISTRY_EUREKA_DEFAULT": (1, "also measure Eureka at its default poll interval (30 s), at 10k"),
@@ -639,9 +651,11 @@ async def _measure(
     eureka: bool,
     label: str,
     offset: int = 0,
+    only: int | None = None,
 ) -> dict[str, Any]:
     """Make the changes, one every `interval` s on a service with none in flight, and time each to Envoy.
-    Change n goes to service (n * step + offset) mod services, step spreading them over the registry."""
+    Change n goes to service (n * step + offset) mod services, step spreading them over the registry, or
+    every change to service `only` (successive changes of one service)."""
     model = registry.model
     count = len(model.services)
     step = max(1, count // (changes + WARMUP))
@@ -675,7 +689,7 @@ async def _measure(
     started = time.monotonic()
     try:
         for number in range(WARMUP + changes):
-            service = (number * step + offset) % count
+            service = (number * step + offset) % count if only is None else only
             while service in in_flight:  # one change in flight per service
                 landed.clear()
                 await asyncio.wait_for(landed.wait(), 120)
@@ -733,6 +747,7 @@ async def _measure(
         from_log += bool(stamps)
 
     latencies = [s.landed - s.t0 for s in samples if s.landed is not None]
+    event_to_envoy: list[float] = []
     to_event: list[float] = []
     to_record: list[float] = []
     to_envoy: list[float] = []
@@ -742,6 +757,11 @@ async def _measure(
         event = stages.first_after(stages.events.get(registry.hostname(s.change.service)), s.t0)
         record = stages.first_after(stages.records.get(s.cluster), event) if event is not None else None
         row = {"n": s.change.number, "kind": s.change.kind, "ms": round((s.landed - s.t0) * 1000, 1)}
+        if event is None or not s.t0 <= event <= s.landed + 0.001:
+            raise AssertionError(
+                f"{label}: {s.change}: no event of {registry.hostname(s.change.service)} stored"
+            )
+        event_to_envoy.append(max(0.0, s.landed - event))
         if event is not None and record is not None and s.t0 <= event <= record <= s.landed + 0.001:
             to_event.append(event - s.t0)
             to_record.append(record - event)
@@ -754,7 +774,9 @@ async def _measure(
         for kind in sorted({s.change.kind for s in samples})
     }
     return {
-        **latency_summary(latencies),
+        **latency_summary(event_to_envoy),
+        "value_is": "event stored in the event log -> Envoy holding the new endpoints",
+        "change_to_envoy": latency_summary(latencies),
         "stages": {
             "change_to_event_stored": latency_summary(to_event) if to_event else None,
             "event_to_ledger_record": latency_summary(to_record) if to_record else None,
@@ -784,9 +806,11 @@ async def run_case(
     debounce_max: float,
     stats_flush: float,
     eureka_polls: list[float | None],
+    successive: int = 0,
 ) -> dict[str, Any]:
     """One registry at one size: the stack, the fake, the watcher, then the changes (for Eureka, once per
-    poll interval in `eureka_polls`, restarting the watcher in between)."""
+    poll interval in `eureka_polls`, restarting the watcher in between); after the first run's changes,
+    `successive` changes of one service it did not change, every `interval` s."""
     label = f"{kind} {services * instances} instances"
     model = Model(services, instances)
     registry = REGISTRY_TYPES[kind](model)
@@ -850,6 +874,28 @@ async def run_case(
                 out[name]["change_interval_s"] = round(pace, 3)
                 if eureka:
                     out[name]["poll_interval_s"] = poll or EUREKA_DEFAULT_POLL
+                if successive and run == 0:
+                    step = max(1, services // (changes + WARMUP))
+                    touched = {(n * step + run) % services for n in range(changes + WARMUP)}
+                    only = max(set(range(services)) - touched, default=services - 1)
+                    started = time.monotonic()
+                    out[f"{name} successive"] = await _measure(
+                        registry,
+                        probe,
+                        stages,
+                        watcher,
+                        stack,
+                        changes=successive,
+                        interval=interval,
+                        probe_interval=probe_interval,
+                        eureka=eureka,
+                        label=f"{label} {name} successive",
+                        only=only,
+                    )
+                    out[f"{name} successive"]["service"] = registry.hostname(only)
+                    out[f"{name} successive"]["mean_s_per_change"] = round(
+                        (time.monotonic() - started) / (successive + WARMUP), 3
+                    )
                 await stages.stop()
     finally:
         if probe is not None:
@@ -871,6 +917,7 @@ async def _main(tmp: Path) -> dict[str, Any]:
     base_instances = env_int("BENCH_REGISTRY_BASE_INSTANCES", 2)
     changes = env_int("BENCH_REGISTRY_CHANGES", 100)
     interval = env_float("BENCH_REGISTRY_INTERVAL", 0.3)
+    successive = env_int("BENCH_REGISTRY_SUCCESSIVE", 10)
     kinds = [k.strip() for k in os.environ.get("BENCH_REGISTRY_REGISTRIES", "nacos,consul,eureka").split(",")]
     kinds = [k for k in kinds if k]
     unknown = [k for k in kinds if k not in REGISTRY_TYPES]
@@ -900,9 +947,17 @@ async def _main(tmp: Path) -> dict[str, Any]:
             polls: list[float | None] = [eureka_poll]
             if size == "large" and eureka_default:
                 polls.append(None)
-            results[kind][size] = await run_case(tmp, kind, count, per, eureka_polls=polls, **common)
+            results[kind][size] = await run_case(
+                tmp,
+                kind,
+                count,
+                per,
+                eureka_polls=polls,
+                successive=successive if size == "large" else 0,
+                **common,
+            )
 
-    budget_ms = debounce * 1000 + 50
+    budget_ms = BUDGET_MS
     summary: dict[str, Any] = {}
     for kind in kinds:
         key = kind if kind != "eureka" else f"eureka@{eureka_poll:g}s"
@@ -916,28 +971,43 @@ async def _main(tmp: Path) -> dict[str, Any]:
             "p99_ratio_large_to_small": round(large["p99_ms"] / small["p99_ms"], 3)
             if small["p99_ms"]
             else None,
+            "change_to_envoy_p50_ms": large["change_to_envoy"]["p50_ms"],
+            "change_to_envoy_p99_ms": large["change_to_envoy"]["p99_ms"],
         }
         if kind in PUSH_REGISTRIES:
-            line["budget"] = f"debounce + 50 ms = {budget_ms:.0f} ms: " + (
+            line["budget"] = f"{budget_ms:.0f} ms from the event: " + (
                 "met" if large["p99_ms"] <= budget_ms else "missed"
             )
         else:
             # Bounded by the poll interval by design: a change waits for the next delta poll.
             line["poll_interval_s"] = eureka_poll
-            line["p99_minus_poll_interval_ms"] = round(large["p99_ms"] - eureka_poll * 1000, 1)
-            line["small_p99_minus_poll_interval_ms"] = round(small["p99_ms"] - eureka_poll * 1000, 1)
+            line["change_p99_minus_poll_interval_ms"] = round(
+                large["change_to_envoy"]["p99_ms"] - eureka_poll * 1000, 1
+            )
             default = results[kind]["large"].get(f"eureka@{EUREKA_DEFAULT_POLL:g}s")
             if default is not None:
                 line["default_poll_30s"] = {
                     **{k: default[k] for k in ("p50_ms", "p99_ms", "max_ms")},
-                    "p99_minus_poll_interval_ms": round(default["p99_ms"] - EUREKA_DEFAULT_POLL * 1000, 1),
+                    "change_to_envoy_p99_ms": default["change_to_envoy"]["p99_ms"],
+                    "change_p99_minus_poll_interval_ms": round(
+                        default["change_to_envoy"]["p99_ms"] - EUREKA_DEFAULT_POLL * 1000, 1
+                    ),
                 }
+        one = results[kind]["large"].get(f"{key} successive")
+        if one is not None:
+            line["successive_one_service"] = {
+                **{k: one[k] for k in ("p50_ms", "p99_ms", "max_ms", "samples")},
+                "change_to_envoy_p99_ms": one["change_to_envoy"]["p99_ms"],
+                "change_to_envoy_max_ms": one["change_to_envoy"]["max_ms"],
+                "mean_s_per_change": one["mean_s_per_change"],
+            }
         summary[kind] = line
     push = [k for k in kinds if k in PUSH_REGISTRIES] or kinds
     worst = max(push, key=lambda k: summary[k]["p99_ms"])
     worst_small = max(push, key=lambda k: summary[k]["small_p99_ms"])
     return {
-        "value_is": f"p99 ms from a change at the registry to Envoy holding the cluster's new endpoints, "
+        "value_is": f"p99 ms from the change's event stored in the event log to Envoy holding the cluster's "
+        f"new endpoints (the registry and its watcher's share: `change_to_envoy_*`), "
         f"{services * instances} instances ({services} services x {instances}), the highest among "
         f"{', '.join(push)} ({worst})",
         "baseline_is": f"the same with {base_services * base_instances} instances ({base_services} x "
@@ -970,9 +1040,13 @@ def run() -> dict[str, Any]:
         value=params["p99_ms"],
         unit="ms",
         baseline=params["baseline_p99_ms"],
-        budget=params["debounce_quiet_ms"] + BUDGET_OVER_DEBOUNCE_MS,
+        budget=BUDGET_MS,
         budget_on="value",
         # Asserted in run_case: each is a wait that raises when Envoy does not get there.
-        checks={"envoy_holds_the_registry_endpoints": True, "every_change_confirmed_in_envoy": True},
+        checks={
+            "envoy_holds_the_registry_endpoints": True,
+            "every_change_confirmed_in_envoy": True,
+            "every_change_event_seen": True,
+        },
         params=params,
     )

@@ -99,6 +99,9 @@ SMALL: dict[str, dict[str, str]] = {
         "BENCH_PROPAGATION_INGRESSES": "5",
         "BENCH_PROPAGATION_CHANGES": "3",
         "BENCH_PROPAGATION_SETTLE": "0.05",
+        "BENCH_PROPAGATION_BURST": "50",
+        "BENCH_PROPAGATION_BURST_S": "0.2",
+        "BENCH_PROPAGATION_BURST_SERVICES": "10",
     },
     "ingress_20k": {
         "BENCH_INGRESS_COUNT": "30",
@@ -115,6 +118,7 @@ SMALL: dict[str, dict[str, str]] = {
         "BENCH_REGISTRY_CHANGES": "3",
         "BENCH_REGISTRY_EUREKA_POLL": "0.2",
         "BENCH_REGISTRY_EUREKA_DEFAULT": "0",
+        "BENCH_REGISTRY_SUCCESSIVE": "3",
     },
 }
 WITH_ENVOY = {"propagation", "ingress_20k", "registry_propagation"}
