@@ -1,7 +1,8 @@
 """higress-config through a real Envoy (one Stack for the module): with the ConfigMap written, a
 compressible response comes back gzip-encoded, spans reach a Zipkin collector, an idle client connection
 is closed by the downstream idle timeout, a request header over maxRequestHeadersKb is refused with 431,
-the backend sees x-real-ip, and responses carry no x-envoy-* header (docs/global-options.md)."""
+the backend sees x-real-ip, and responses carry no x-envoy-* header; a bad value shows in `xdsbus status`
+(docs/global-options.md)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pytest
 import pytest_asyncio
 import yaml
 
+from tests.e2e.ingress_support import cli_status
 from tests.fakes.zipkin_collector import ZipkinCollector
 from xdsbus_dev.harness import http
 from xdsbus_dev.harness.stack import HOST, NAMESPACE, Stack, endpoint_slice_manifest, service_manifest
@@ -24,6 +26,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 IDLE_TIMEOUT = 1
 DRAIN_TIMEOUT = 5
 OPTIONS = {
+    # Out of range: reported, and the default (5) applies; the rest of gzip still does.
+    "gzip": {"memoryLevel": 99},
     "tracing": {
         "enable": True,
         "sampling": 100,
@@ -145,3 +149,12 @@ async def test_no_x_envoy_headers_when_disabled(env: Env) -> None:
     # router's suppress_envoy_headers.
     upstream = [name for name in response.json()["headers"] if name.lower().startswith("x-envoy-")]
     assert upstream == ["X-Envoy-External-Address"]
+
+
+async def test_a_bad_value_is_in_the_config_map_status(env: Env) -> None:
+    (status,) = await cli_status(env.stack, "ConfigMap/higress-system/higress-config")
+    assert status["state"] == "accepted"
+    assert status["warnings"] == [
+        "ConfigMap higress-system/higress-config: gzip.memoryLevel: 99 is not between 1 and 9;"
+        " the default 5 applies"
+    ]
