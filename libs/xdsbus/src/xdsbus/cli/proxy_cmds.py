@@ -130,7 +130,9 @@ def _table(rows: list[dict[str, Any]]) -> str:
         for column, _ in COLUMNS:
             t = r["types"][column]
             if t["state"] == SyncState.NACKED:
-                out.append(f"{r['name']} ({r['edge']}) {column} rejected version {t['nacked']}: {t['error']}")
+                # One line per NACK: Envoy's messages may span several.
+                error = " ".join(t["error"].split())
+                out.append(f"{r['name']} ({r['edge']}) {column} rejected version {t['nacked']}: {error}")
     return "\n".join(out) + "\n"
 
 
