@@ -18,6 +18,8 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import http_con
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2 as hpo
 
 from tests.support.objects import endpoint_slice, service
+from tests.translate.gateway_api_objects import GatewayHarness, gateway, gateway_class, http_route, listener
+from tests.translate.gateway_api_objects import service as gw_service
 from tests.translate.translator_harness import (
     A_CERT,
     B_CERT,
@@ -513,4 +515,23 @@ def test_fallback_for_invalid_secret_stands_in_for_a_missing_one() -> None:
     # The Ingress's own Secret arrives: it takes over.
     h.put(tls_secret("missing", A_CERT))
     assert served_certificates(h) == {"a.example.com": "kubernetes://default/missing"}
+    h.assert_matches_full_build()
+
+
+def test_gateway_api_listeners_on_their_own_ports_carry_the_options() -> None:
+    h = GatewayHarness()
+    h.put(gateway_class(), gateway("gw", [listener("web", 8080)]), gw_service("web"))
+    h.put(http_route())
+
+    def own_port_manager() -> hcm.HttpConnectionManager:
+        listener_msg = h.get(LISTENER, "0.0.0.0_8080", listener_pb2.Listener)
+        out = hcm.HttpConnectionManager()
+        assert listener_msg.filter_chains[0].filters[0].typed_config.Unpack(out)
+        return out
+
+    assert "envoy.filters.http.compressor" in [f.name for f in own_port_manager().http_filters]
+    h.put(higress_config({"gzip": {"enable": False}, "downstream": {"maxRequestHeadersKb": 16}}))
+    mgr = own_port_manager()
+    assert "envoy.filters.http.compressor" not in [f.name for f in mgr.http_filters]
+    assert mgr.max_request_headers_kb.value == 16
     h.assert_matches_full_build()
