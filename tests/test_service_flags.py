@@ -22,6 +22,7 @@ BAD_ENVIRONMENT = [
     ("watch-nacos", "XDSBUS_LEASE_TTL", "abc", "invalid float value: 'abc'"),
     ("watch-consul", "XDSBUS_NATS_REPLICAS", "0", "must be at least 1, not 0"),
     ("watch-eureka", "XDSBUS_LOG_LEVEL", "loud", "unknown level 'loud'"),
+    ("console", "XDSBUS_CONSOLE_LISTEN", "off", "the console needs a HOST:PORT"),
 ]
 
 
