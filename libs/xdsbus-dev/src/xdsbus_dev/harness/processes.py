@@ -25,6 +25,9 @@ HARNESS_USER = Role(user="harness", publish=(">",), subscribe=(">",), what="the 
 
 T = TypeVar("T")
 
+# The default layout of a NatsServer: the environment's (XDSBUS_LEASE_TTL, XDSBUS_NATS_REPLICAS, the
+# caps), read when the server is made, so a test that sets XDSBUS_LEASE_TTL for its services gets a leases
+# bucket with that TTL.
 DEFAULT_LAYOUT = LayoutSettings()
 
 BIN = Path(sys.executable).parent
@@ -111,7 +114,7 @@ class NatsServer:
         self.store_dir = store_dir
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
-        self.layout = layout
+        self.layout = LayoutSettings.from_env() if layout is DEFAULT_LAYOUT else layout
         self.layout_applied = False
         self.users = [*users, HARNESS_USER] if users is not None else None
         self.auth_dir = store_dir.parent / f"{store_dir.name}-auth"
