@@ -1,21 +1,21 @@
 """`chaos`: the whole stack on a three-node NATS JetStream cluster, under a steady stream of changes from
-three sources, through one fault of the bus, of a service or of a source at a time (issue 14;
+five sources, through one fault of the bus, of a service or of a source at a time (issue 14;
 docs/operating-on-a-cluster.md).
 
 The stack is the e2e one (builder and a standby, two edges, watch-file, a real Envoy) on `NatsCluster`,
 with every stream, bucket and store at three replicas, plus the sources of bench/chaos_sources.py: the
-Kubernetes API server fake with xdsbus-watch-k8s, and the Eureka fake with xdsbus-watch-eureka (polling
-every second) named by an McpBridge written through watch-file. One `Load` per source changes a
-service's endpoint port, each change a new, ever growing port: through watch-file, the EndpointSlice
-of one of `services` Services at `rate` per second; in the API server fake, an EndpointSlice, and in
-Eureka, an instance's registration, of one of `source_services` services at `source_rate` per second
-each. `Watch` polls Envoy's admin API and times when each change (or a later one of the same service,
-which includes it) is served.
+Kubernetes API server fake with xdsbus-watch-k8s, and the Eureka (polled every second), Consul and
+Nacos fakes with xdsbus-watch-eureka, -consul and -nacos, named by one McpBridge written through
+watch-file. One `Load` per source changes a service's endpoint port, each change a new, ever growing
+port: through watch-file, the EndpointSlice of one of `services` Services at `rate` per second; in the
+API server fake, an EndpointSlice, and in each registry, an instance's registration, of one of
+`source_services` services at `source_rate` per second each. `Watch` polls Envoy's admin API and times
+when each change (or a later one of the same service, which includes it) is served.
 
 For each fault: it is injected under load, held, repaired; then the loads pause and the stack must
 catch up. Reported per fault (docs/design.md §8): `events_lost` (services whose final endpoint at Envoy
 is not the last one written, and a ledger head whose digest differs from that of fresh full lists of the
-three sources counts one more), `max_ms` and `p99_ms` (change written → Envoy serving it, over changes
+five sources counts one more), `max_ms` and `p99_ms` (change written → Envoy serving it, over changes
 of all sources written from the injection to the catch-up), `recover_s` (repair → Envoy serving every
 change written until then), `stale_versions_accepted` (times Envoy went back to an older endpoint of a
 service); for a restarted source, `first_change_ms` (its first change once back, visible at the source,
@@ -45,7 +45,16 @@ from typing import Any, TypeVar
 
 import nats.errors
 
-from bench.chaos_sources import EUREKA_POLL, EurekaSource, KubeSource, fresh_digest
+from bench.chaos_sources import (
+    EUREKA_POLL,
+    ConsulSource,
+    EurekaSource,
+    KubeSource,
+    NacosSource,
+    RegistrySource,
+    fresh_digest,
+    mcpbridge,
+)
 from bench.results_io import machine, results_dir
 from tests.e2e.test_watcher_leases import list_directory
 from xdsbus.bus import Bus, BusSettings, connect
@@ -65,7 +74,7 @@ SCOPE = "default"
 PARAMS = {
     "BENCH_CHAOS_RATE": ("50", "changes per second written by the load"),
     "BENCH_CHAOS_SERVICES": ("10", "Services the load rewrites, in turn"),
-    "BENCH_CHAOS_SOURCE_RATE": ("4", "changes per second of each other source (Eureka, the API server)"),
+    "BENCH_CHAOS_SOURCE_RATE": ("4", "changes per second of each other source (API server, registries)"),
     "BENCH_CHAOS_SOURCE_SERVICES": ("4", "services each other source changes, in turn"),
     "BENCH_CHAOS_HOLD": ("20", "seconds a fault is held before it is repaired (quorum loss)"),
     "BENCH_CHAOS_LEASE_TTL": (str(DEFAULT_LEASE_TTL), "lease TTL of the layout, seconds"),
@@ -74,6 +83,8 @@ PARAMS = {
 FIRST_PORT = 20000
 EUREKA_FIRST_PORT = 40000
 KUBE_FIRST_PORT = 50000
+CONSUL_FIRST_PORT = 30000
+NACOS_FIRST_PORT = 35000
 # Issue 14: the first change after a source returns reaches Envoy within this (checked in the full run).
 FIRST_CHANGE_BUDGET_MS = 2000.0
 
@@ -283,7 +294,7 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 class ChaosRun:
-    """A cluster and the stack on it, with its three sources and their loads; `run(fault)` measures one
+    """A cluster and the stack on it, with its five sources and their loads; `run(fault)` measures one
     fault."""
 
     def __init__(
@@ -302,11 +313,13 @@ class ChaosRun:
         self.stack = Stack(workdir / "stack", edges=2, nats=self.cluster)
         self.kube = KubeSource(workdir / "kube")
         self.eureka = EurekaSource(workdir / "eureka")
+        self.consul = ConsulSource(workdir / "consul")
+        self.nacos = NacosSource(workdir / "nacos")
         self.rate = rate
         self.services = services
         self.source_rate = source_rate
         self.source_services = source_services
-        # By source: "file" (watch-file), "k8s" (the API server fake), "eureka" (the registry fake).
+        # By source: "file" (watch-file), "k8s" (the API server fake), "eureka", "consul", "nacos".
         self.loads: dict[str, Load] = {}
         self.watch: Watch | None = None
         self.standby: Service | None = None
@@ -329,12 +342,11 @@ class ChaosRun:
             self._set_env(SECRET_KEY_VARIABLE, base64.b64encode(os.urandom(32)).decode())
         self.cluster.start()
         try:
-            await self.eureka.start_fake()
+            for registry in self.registries():
+                await registry.start_fake()
             await self.stack.start()
             self.standby = self._start_standby()
             self._proxy_watch_file()
-            self.stack.write("mcpbridge.yaml", [self.eureka.mcpbridge()])
-            self.eureka.start_watcher(self.cluster.url, {})
             await self.kube.start(self.cluster.url, {})
             count = range(self.source_services)
             self.loads = {
@@ -351,9 +363,30 @@ class ChaosRun:
                 "k8s": Load(
                     "k8s", [f"kube-{i}" for i in count], self.kube.write, self.source_rate, KUBE_FIRST_PORT
                 ),
+                # Cluster outbound|80||consul-<i>.dc1.consul.
+                "consul": Load(
+                    "consul",
+                    [f"consul-{i}" for i in count],
+                    self.consul.write,
+                    self.source_rate,
+                    CONSUL_FIRST_PORT,
+                ),
+                # Cluster outbound|80||nacos-<i>.DEFAULT-GROUP.public.nacos.
+                "nacos": Load(
+                    "nacos",
+                    [f"nacos-{i}" for i in count],
+                    self.nacos.write,
+                    self.source_rate,
+                    NACOS_FIRST_PORT,
+                ),
             }
             for load in self.loads.values():
                 load.seed()
+            # The registries hold their services before their watchers start: watch-nacos finds a new
+            # service only when it lists them again (every 30 s).
+            self.stack.write("mcpbridge.yaml", [mcpbridge([r.registry_entry() for r in self.registries()])])
+            for registry in self.registries():
+                registry.start_watcher(self.cluster.url, {})
             self.watch = Watch(self.stack, [name for load in self.loads.values() for name in load.names])
             self.watch.start()
             await self.stack.wait(self.kube.watching, timeout=30, what="watch-k8s listing and watching")
@@ -374,7 +407,8 @@ class ChaosRun:
         if self.standby is not None:
             self.standby.terminate()
         await self.kube.stop()
-        await self.eureka.stop()
+        for registry in self.registries():
+            await registry.stop()
         await self.stack.stop()
         for proxy in self.proxies:
             proxy.stop()
@@ -385,6 +419,10 @@ class ChaosRun:
             else:
                 os.environ[key] = value
         self.saved_env.clear()
+
+    def registries(self) -> list[RegistrySource]:
+        """The registry sources, in the McpBridge's order."""
+        return [self.eureka, self.consul, self.nacos]
 
     def _start_standby(self) -> Service:
         """A second builder, standing by for the scope's lease (docs/design.md §5)."""
@@ -415,7 +453,9 @@ class ChaosRun:
         services = [*self.stack._services()]
         if self.standby is not None:
             services.append(("builder-standby", self.standby))
-        for name, service in (("watch-k8s", self.kube.service), ("watch-eureka", self.eureka.service)):
+        watchers = [("watch-k8s", self.kube.service)]
+        watchers += [(f"watch-{r.kind}", r.service) for r in self.registries()]
+        for name, service in watchers:
             if service is not None:
                 services.append((name, service))
         return services
@@ -462,12 +502,17 @@ class ChaosRun:
         return True
 
     async def digest_matches(self, bus: Bus) -> bool:
-        """Whether the ledger head's digest is that of fresh full lists of the three sources (the
-        directory, the API server fake, the Eureka fake), folded and translated by the builder's code."""
+        """Whether the ledger head's digest is that of fresh full lists of the five sources (the
+        directory, the API server fake, the registry fakes), folded and translated by the builder's
+        code."""
         head = await reader.head(bus, SCOPE)
         assert head is not None
         lister = await list_directory(bus, self.stack.config_dir, "e2e")
-        events = [*lister.captured, *await self.kube.fresh_events(bus), *await self.eureka.fresh_events(bus)]
+        # The sources list themselves at once (each one's events in a fixed order for the fold).
+        listed = await asyncio.gather(
+            self.kube.fresh_events(bus), *(registry.fresh_events(bus) for registry in self.registries())
+        )
+        events = [*lister.captured, *(event for events in listed for event in events)]
         return bool(head.record.digest == fresh_digest(events, head.record.translator_version))
 
     async def run(self, fault: Fault, *, catch_up: float = 90.0) -> FaultResult:
@@ -629,9 +674,16 @@ async def _restart_kube_api(run: ChaosRun) -> Callable[[], Awaitable[None]]:
     return run.kube.come_back_compacted
 
 
-async def _restart_eureka(run: ChaosRun) -> Callable[[], Awaitable[None]]:
-    await run.eureka.go_down()
-    return run.eureka.come_back
+def _restart_registry(
+    source: Callable[[ChaosRun], RegistrySource],
+) -> Callable[[ChaosRun], Awaitable[Callable[[], Awaitable[None]]]]:
+    # The load keeps registering meanwhile: the restarted server holds what its instances registered.
+    async def inject(run: ChaosRun) -> Callable[[], Awaitable[None]]:
+        registry = source(run)
+        await registry.go_down()
+        return registry.come_back
+
+    return inject
 
 
 def faults(hold: float, quorum_hold: float, lease_ttl: float, ping_interval: float) -> list[Fault]:
@@ -643,7 +695,9 @@ def faults(hold: float, quorum_hold: float, lease_ttl: float, ping_interval: flo
         Fault("kill_leases_leader", _kill_leader(kv_stream(LEASES_BUCKET)), hold),
         Fault("kill_connected_edge", _kill_edge, hold),
         Fault("restart_kube_api_410", _restart_kube_api, hold, source="k8s"),
-        Fault("restart_eureka", _restart_eureka, hold, source="eureka"),
+        Fault("restart_eureka", _restart_registry(lambda run: run.eureka), hold, source="eureka"),
+        Fault("restart_consul", _restart_registry(lambda run: run.consul), hold, source="consul"),
+        Fault("restart_nacos", _restart_registry(lambda run: run.nacos), hold, source="nacos"),
         Fault("half_open_watch_file", _half_open_watch_file, ping_interval * 3 + 2),
         Fault("pause_builder_past_lease", _pause_builder, lease_ttl * 2),
         Fault("lose_quorum", _lose_quorum, quorum_hold),
@@ -685,11 +739,13 @@ async def run_faults(workdir: Path, settings: ChaosSettings) -> list[FaultResult
     async with run:
         for fault in selected:
             print(f"-- {fault.name}", flush=True)
+            began = time.monotonic()
             try:
                 result = await run.run(fault)
             except AssertionError as exc:
                 result = FaultResult(fault.name, -1, 0.0, 0.0, 0.0, 0, error=str(exc)[:20000])
             print(json.dumps(asdict(result)), flush=True)
+            print(f"-- {fault.name} took {time.monotonic() - began:.1f} s", flush=True)
             results.append(result)
             if result.error:
                 break  # the stack is in no state to measure the next fault

@@ -1,10 +1,11 @@
 """The short chaos run (`make chaos` runs the full one, bench/chaos.py): one shared cluster and stack
-with three sources under load (watch-file, the Kubernetes API server fake with watch-k8s, the Eureka
-fake with watch-eureka), a short lease TTL, 1 s pings and short holds, one fault of each kind that the
-stack rides through, the restarts of the API server (410 on the next watch) and of Eureka among them.
+with five sources under load (watch-file, the Kubernetes API server fake with watch-k8s, the Eureka,
+Consul and Nacos fakes with their watchers), a short lease TTL, 1 s pings and short holds, one fault of
+each kind that the stack rides through, the restarts of the API server (410 on the next watch) and of
+each registry among them.
 
 After each fault: no service exited, every change of every source is served by Envoy, the ledger head's
-digest equals that of fresh full lists of the three sources, the ledger is one chain, CDS and LDS were
+digest equals that of fresh full lists of the five sources, the ledger is one chain, CDS and LDS were
 never empty at Envoy and Envoy never went back to an older endpoint. Timing, with a restarted source's
 first change to Envoy (`first_change_ms`), is reported (printed), never asserted."""
 
