@@ -15,8 +15,8 @@ from tests.edge.envoy_resources import base_config, cluster
 from tests.edge.harness import Harness
 from xdsbus import proxy_store
 from xdsbus.bus import Bus, BusSettings, connect
-from xdsbus.contract.proxy_status import MAX_ERROR_CHARS, proxy_key
-from xdsbus.contract.type_urls import CLUSTER, LISTENER
+from xdsbus.contract.proxy_status import MAX_ERROR_CHARS, MAX_ID_CHARS, MAX_NAMES_CHARS, proxy_key
+from xdsbus.contract.type_urls import CLUSTER, ENDPOINT, LISTENER
 from xdsbus.layout import LayoutSettings
 from xdsbus.proxy_store import SyncState, sync_state
 from xdsbus_dev.harness.processes import NatsServer, eventually
@@ -152,6 +152,23 @@ async def test_the_entries_of_an_edge_that_died_age_out(tmp_path: Path, harness:
             await bus.close()
     finally:
         server.stop()
+
+
+async def test_an_entry_stays_bounded_whatever_the_proxy_asks(bus: Bus, harness: Harness) -> None:
+    base_config(harness.source).commit()
+    status = await publisher(bus, harness)
+    proxy = harness.sotw("gw-" + "x" * 5000)
+    names = [f"{i:04d}-" + "n" * 200 for i in range(600)]
+    await proxy.request(ENDPOINT, names)
+    await proxy.recv()
+    await proxy.request("type.googleapis.com/no.such.Type")
+    await status.flush()
+    (entry,) = await proxy_store.read_all(bus)
+    assert len(entry.node_id) == MAX_ID_CHARS
+    (eds,) = entry.types
+    assert eds.type_url == ENDPOINT and eds.subscribed_count == 600
+    assert eds.subscribed == names[: len(eds.subscribed)]
+    assert sum(map(len, eds.subscribed)) <= MAX_NAMES_CHARS < sum(map(len, names))
 
 
 def test_keys_stay_in_kv_alphabet_and_apart() -> None:

@@ -23,7 +23,16 @@ from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 
 from xdsbus import proxy_store
-from xdsbus.contract.proxy_status import MAX_NAMES, ProxyStatus, TypeSync, cap_error, proxy_key
+from xdsbus.contract.proxy_status import (
+    MAX_NAMES,
+    ProxyStatus,
+    TypeSync,
+    cap_error,
+    cap_id,
+    listed_names,
+    proxy_key,
+)
+from xdsbus.contract.type_urls import TYPE_ORDER
 from xdsbus_edge.metrics import EdgeMetrics
 from xdsbus_edge.registry import StreamTable
 from xdsbus_edge.snapshot import type_rank
@@ -42,9 +51,9 @@ _STOP_TIMEOUT = 3.0
 
 def type_sync(watch: Watch) -> TypeSync:
     """One watch's state as published: versions, the error (capped), and the subscribed names (the
-    first MAX_NAMES in order; the count says how many)."""
+    first ones in order, within the entry's bounds; the count says how many)."""
     names = watch.names
-    listed = sorted(names) if len(names) <= MAX_NAMES else heapq.nsmallest(MAX_NAMES, names)
+    listed = listed_names(sorted(names) if len(names) <= MAX_NAMES else heapq.nsmallest(MAX_NAMES, names))
     if watch.wildcard:
         listed.insert(0, WILDCARD)
     answered = watch.nacked_at is not None and watch.sent_at is not None and watch.nacked_at >= watch.sent_at
@@ -97,10 +106,11 @@ def proxy_status(edge_id: str, streams: Sequence[XdsStream]) -> ProxyStatus:
     newest = max(streams, key=lambda s: s.id)
     watches: dict[str, Watch] = {}
     for stream in sorted(streams, key=lambda s: s.id):
-        watches.update(stream.watches)
+        # The xDS types only: a type URL nothing serves (a client's typo, tests/fuzz) has no state to show.
+        watches.update((t, w) for t, w in stream.watches.items() if t in TYPE_ORDER)
     node = newest.node
     return ProxyStatus(
-        node_id=newest.node_id,
+        node_id=cap_id(newest.node_id),
         scope=newest.scope,
         edge=edge_id,
         connected_at=min(s.connected_at for s in streams),
@@ -108,8 +118,8 @@ def proxy_status(edge_id: str, streams: Sequence[XdsStream]) -> ProxyStatus:
         version=max((s.snap.version for s in streams if s.snap is not None), default=0),
         mode=newest.mode,
         rpcs=sorted({s.rpc for s in streams}),
-        cluster=node.cluster if node is not None else "",
-        peer=newest.peer,
+        cluster=cap_id(node.cluster) if node is not None else "",
+        peer=cap_id(newest.peer),
         types=[type_sync(watches[t]) for t in sorted(watches, key=type_rank)],
     )
 

@@ -1,20 +1,26 @@
 """What an edge publishes about each proxy it serves, in KV `xdsbus_proxies` (docs/proxy-status.md): one
 `ProxyStatus` per proxy and edge, as JSON, under `proxy_key(node_id, edge)`.
 
-Sizes are bounded so an entry stays small whatever the proxy asks: at most MAX_NAMES subscribed names
-per type (with the true count beside them) and MAX_ERROR_CHARS of a NACK's error."""
+Sizes are bounded so an entry stays small whatever the proxy asks: the six xDS types only, at most
+MAX_NAMES subscribed names per type and MAX_NAMES_CHARS of them (with the true count beside them),
+MAX_ERROR_CHARS of a NACK's error and MAX_ID_CHARS of the node id, cluster and peer."""
 
 from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterable
 
 import msgspec
 
 # Subscribed names kept per type; `subscribed_count` says how many there were.
 MAX_NAMES = 500
+# Characters of the names listed per type, all together.
+MAX_NAMES_CHARS = 32 * 1024
 # Characters of a NACK's error kept (Envoy's messages are far shorter; the edge logs them whole).
 MAX_ERROR_CHARS = 2048
+# Characters of a node id, cluster or peer kept (Envoy's are far shorter).
+MAX_ID_CHARS = 1024
 
 _UNSAFE = re.compile(r"[^-_a-zA-Z0-9]")
 
@@ -38,6 +44,23 @@ def cap_error(error: str) -> str:
     if len(error) <= MAX_ERROR_CHARS:
         return error
     return f"{error[:MAX_ERROR_CHARS]}... ({len(error) - MAX_ERROR_CHARS} more characters)"
+
+
+def cap_id(text: str) -> str:
+    """A node id, cluster or peer, cut to MAX_ID_CHARS."""
+    return text[:MAX_ID_CHARS]
+
+
+def listed_names(names: Iterable[str]) -> list[str]:
+    """The names an entry lists, from `names` in order: at most MAX_NAMES and MAX_NAMES_CHARS of them."""
+    listed: list[str] = []
+    chars = 0
+    for name in names:
+        chars += len(name)
+        if len(listed) >= MAX_NAMES or chars > MAX_NAMES_CHARS:
+            break
+        listed.append(name)
+    return listed
 
 
 class TypeSync(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
