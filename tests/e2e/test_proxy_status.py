@@ -40,7 +40,7 @@ SUBSCRIBED = ("CDS", "LDS", "EDS", "RDS", "SDS")
 async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
     workdir: Path = tmp_path_factory.mktemp("proxy-status")
     cert = TestCA().issue(SHOP)
-    async with Stack(workdir, edges=2, backends=("echo-a",), nats_users=True) as stack:
+    async with Stack(workdir, edges=1, backends=("echo-a",), nats_users=True) as stack:
         ingress = ingress_manifest("shop", SHOP, [("/", "echo-a")])
         ingress["spec"]["tls"] = [{"hosts": [SHOP], "secretName": "shop-tls"}]
         stack.write("tls.yaml", [tls_secret_manifest("shop-tls", cert.cert_pem, cert.key_pem), ingress])
