@@ -14,22 +14,15 @@ from envoy.config.core.v3 import extension_pb2
 from envoy.config.endpoint.v3 import endpoint_pb2
 from envoy.config.listener.v3 import listener_pb2
 from envoy.config.route.v3 import route_pb2
-from envoy.extensions.clusters.aggregate.v3 import cluster_pb2 as aggregate_pb2
-from envoy.extensions.filters.http.cors.v3 import cors_pb2
-from envoy.extensions.filters.http.custom_response.v3 import custom_response_pb2
-from envoy.extensions.filters.http.rbac.v3 import rbac_pb2
-from envoy.extensions.filters.http.router.v3 import router_pb2
-from envoy.extensions.filters.http.wasm.v3 import wasm_pb2
-from envoy.extensions.filters.listener.tls_inspector.v3 import tls_inspector_pb2
-from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2
-from envoy.extensions.http.custom_response.redirect_policy.v3 import redirect_policy_pb2
-from envoy.extensions.transport_sockets.tls.v3 import secret_pb2, tls_pb2
-from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
-from envoy.type.matcher.v3 import status_code_input_pb2
+from envoy.extensions.transport_sockets.tls.v3 import secret_pb2
 from google.protobuf import any_pb2, descriptor_pool, json_format, message_factory
 from google.protobuf.message import Message
 
 from xdsbus.contract.type_urls import CLUSTER, ENDPOINT, EXTENSION_CONFIG, LISTENER, ROUTE, SECRET, TYPE_ORDER
+
+# Registers every type the translator packs into an Any (filters, transport sockets, extension configs):
+# JSON and redaction need them, in processes that never import the translator itself.
+from xdsbus.translate import envoy_types  # noqa: F401
 
 FILE_NAMES = {
     CLUSTER: "clusters.json",
@@ -39,23 +32,6 @@ FILE_NAMES = {
     ROUTE: "routes.json",
     SECRET: "secrets.json",
 }
-
-# Every type the translator packs into an Any (filters, transport sockets, extension configs): JSON and
-# redaction need them registered.
-_PACKED = (
-    aggregate_pb2,
-    cors_pb2,
-    custom_response_pb2,
-    http_connection_manager_pb2,
-    http_protocol_options_pb2,
-    rbac_pb2,
-    redirect_policy_pb2,
-    router_pb2,
-    status_code_input_pb2,
-    wasm_pb2,
-    tls_inspector_pb2,
-    tls_pb2,
-)
 
 _CLASSES: dict[str, type[Message]] = {
     CLUSTER: cluster_pb2.Cluster,
