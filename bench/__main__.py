@@ -24,6 +24,7 @@ BENCHMARKS = {
     "edge_memory": "bench.edge_memory",
     "propagation": "bench.propagation",
     "ingress_20k": "bench.ingress_20k",
+    "cold_load": "bench.cold_load",
     "registry_propagation": "bench.registry_propagation",
     "tls_hosts_change": "bench.tls_hosts_change",
     "edge_startup": "bench.edge_startup",

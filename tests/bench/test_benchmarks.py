@@ -110,6 +110,7 @@ SMALL: dict[str, dict[str, str]] = {
         "BENCH_INGRESS_ENVOY_FLOOR": "2",
         "BENCH_INGRESS_SETTLE": "0.05",
     },
+    "cold_load": {"BENCH_COLD_INGRESSES": "30"},
     "registry_propagation": {
         "BENCH_REGISTRY_SERVICES": "10",
         "BENCH_REGISTRY_INSTANCES": "2",
@@ -121,7 +122,7 @@ SMALL: dict[str, dict[str, str]] = {
         "BENCH_REGISTRY_SUCCESSIVE": "3",
     },
 }
-WITH_ENVOY = {"propagation", "ingress_20k", "registry_propagation"}
+WITH_ENVOY = {"propagation", "ingress_20k", "registry_propagation", "cold_load"}
 
 
 def _cases() -> list[Any]:

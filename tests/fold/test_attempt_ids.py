@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from types import SimpleNamespace
 from typing import Any, cast
 
@@ -49,10 +50,16 @@ class _FlakyJetStream:
         self.failures = failures
         self.tried: list[str] = []
 
-    async def publish(self, subject: str, payload: bytes, headers: dict[str, str]) -> None:
+    async def publish_async(
+        self, subject: str, payload: bytes, headers: dict[str, str]
+    ) -> asyncio.Future[None]:
         self.tried.append(headers["Nats-Msg-Id"])
+        ack = asyncio.get_running_loop().create_future()
         if len(self.tried) <= self.failures:
-            raise NatsTimeoutError
+            ack.set_exception(NatsTimeoutError())
+        else:
+            ack.set_result(None)
+        return ack
 
 
 class _Source(Watcher):
@@ -63,7 +70,7 @@ class _Source(Watcher):
 async def test_retries_of_one_attempt_keep_its_id_and_the_next_attempt_gets_another() -> None:
     js = _FlakyJetStream(failures=2)
     watcher = _Source(
-        cast(Bus, SimpleNamespace(js=js, nc=SimpleNamespace(max_payload=1024 * 1024))),
+        cast(Bus, SimpleNamespace(js=js, nc=SimpleNamespace(max_payload=1024 * 1024, is_connected=True))),
         SOURCE,
         attempt_ids=AttemptIds("cafe"),
     )

@@ -1,14 +1,15 @@
 """Pipelined publishing (docs/design.md §4) on a real nats-server, through a JetStream that fails.
 
 The watcher's JetStream context is the real one wrapped so that every Nth publish fails with a fault
-of the bus: lost before reaching the server, stored but its acknowledgement lost, or refused because
-the log is full (err 10077). Whatever fails, every event lands in the log exactly once (one message
-per attempt id), one key's events keep the order they were sent in, and a resync's sync_begin and
-sync_end enclose its upserts.
+of the bus: lost before reaching the server, stored but its acknowledgement lost, refused because the
+log is full (err 10077), or never answered (the watcher's acknowledgement timeout). Whatever fails,
+every event lands in the log exactly once (one message per attempt id), one key's events keep the
+order they were sent in, and a resync's sync_begin and sync_end enclose its upserts.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import itertools
 from collections import Counter, defaultdict
@@ -30,8 +31,9 @@ REVISIONS = 8
 
 
 class FlakyJetStream:
-    """The real JetStream context, except that every `every`-th publish fails, in turn: before
-    reaching the server, after the server stored it (the acknowledgement is lost), or as a full log."""
+    """The real JetStream context, except that every `every`-th publish fails, each way in turn."""
+
+    MODES = ("lost", "ack_lost", "log_full", "unanswered")
 
     def __init__(self, js: Any, every: int) -> None:
         self._js = js
@@ -43,19 +45,27 @@ class FlakyJetStream:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._js, name)
 
-    async def publish(self, subject: str, payload: bytes, headers: dict[str, str]) -> Any:
+    async def publish_async(
+        self, subject: str, payload: bytes, headers: dict[str, str]
+    ) -> asyncio.Future[Any]:
         self.calls += 1
         self.attempted_ids.add(headers["Nats-Msg-Id"])
         if self.calls % self.every:
-            return await self._js.publish(subject, payload, headers=headers)
-        mode = ("lost", "ack_lost", "log_full")[(self.calls // self.every) % 3]
+            return await self._js.publish_async(subject, payload, headers=headers)
+        mode = self.MODES[(self.calls // self.every) % len(self.MODES)]
         self.failures[mode] += 1
+        ack: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         if mode == "ack_lost":
-            await self._js.publish(subject, payload, headers=headers)
-            raise NatsTimeoutError
-        if mode == "log_full":
-            raise ServiceUnavailableError(code=503, err_code=10077, description="maximum bytes exceeded")
-        raise NatsTimeoutError
+            # Stored by the server; the answer is lost on the way back.
+            stored = await self._js.publish_async(subject, payload, headers=headers)
+            stored.add_done_callback(lambda _: ack.set_exception(NatsTimeoutError()))
+        elif mode == "log_full":
+            ack.set_exception(
+                ServiceUnavailableError(code=503, err_code=10077, description="maximum bytes exceeded")
+            )
+        elif mode == "lost":
+            ack.set_exception(NatsTimeoutError())
+        return ack  # "unanswered": never completes
 
 
 class _Source(Watcher):
@@ -84,7 +94,7 @@ def _key(i: int) -> str:
 
 async def test_failed_publishes_are_stored_once_and_keep_each_keys_order(bus: Bus) -> None:
     flaky_bus, js = _flaky(bus, every=7)
-    watcher = _Source(flaky_bus, SOURCE, publish_window=16)
+    watcher = _Source(flaky_bus, SOURCE, publish_window=16, publish_timeout=0.15)
 
     # A resync of every key, then churn: each key through REVISIONS revisions, interleaved, as one burst.
     epoch = await watcher.begin_sync(["Service"])
@@ -100,7 +110,7 @@ async def test_failed_publishes_are_stored_once_and_keep_each_keys_order(bus: Bu
                     assert await watcher.upsert("Service", _key(i), {"n": n}, rev=str(n))
 
     log = await _log(bus)
-    assert set(js.failures) == {"lost", "ack_lost", "log_full"}, js.failures
+    assert set(js.failures) == set(FlakyJetStream.MODES), js.failures
     ids = Counter(message_id for message_id, _ in log)
     assert [i for i, count in ids.items() if count > 1] == [], "an attempt stored twice"
     assert set(ids) == js.attempted_ids, "an attempt never stored"
@@ -127,7 +137,7 @@ async def test_failed_publishes_are_stored_once_and_keep_each_keys_order(bus: Bu
 
 async def test_a_refused_renewal_stops_publishing_at_once(bus: Bus) -> None:
     flaky_bus, js = _flaky(bus, every=3)
-    watcher = _Source(flaky_bus, SOURCE, publish_window=8, lease_ttl=1.5)
+    watcher = _Source(flaky_bus, SOURCE, publish_window=8, lease_ttl=1.5, publish_timeout=0.3)
     assert await watcher.lead()
     # Someone else writes the lease (a successor after this one was paused): the next renewal is refused,
     # and publishing stops there, in the middle of a burst.

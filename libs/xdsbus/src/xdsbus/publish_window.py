@@ -2,8 +2,9 @@
 
 docs/design.md §4: publishes may be pipelined, but never two unacknowledged publishes of the same key,
 so per key the log keeps the source's order. A publish is sent at once and its acknowledgement awaited
-later, in the order of sending, by one drain task; a publish that failed is sent again with its own
-`Nats-Msg-Id` (JetStream stores it once however often it is sent). A later publish of a key whose
+later, in the order of sending, by one drain task; a publish that failed, or whose acknowledgement did
+not come within `ack_timeout`, is sent again with its own `Nats-Msg-Id` (JetStream stores it once
+however often it is sent). A later publish of a key whose
 earlier one is still in the window waits for it; so does everything while the window is full.
 
 A publish sent again after later ones were stored lands after them: only the order of one key's events
@@ -19,11 +20,12 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+from nats.errors import TimeoutError as NatsTimeoutError
 
 from xdsbus.backoff import Backoff
 from xdsbus.events import Event
@@ -33,6 +35,9 @@ log = logging.getLogger(__name__)
 # Publishes in flight per watcher: enough to keep a busy server's pipe full (an acknowledgement takes
 # ~0.1-1 ms locally, a few ms across a cluster), small enough that a failed batch is quick to resend.
 DEFAULT_WINDOW = 512
+# Seconds an acknowledgement may take before the publish counts as failed: as the bus's JetStream
+# requests (xdsbus.bus).
+DEFAULT_ACK_TIMEOUT = 10.0
 
 
 @dataclass(eq=False)
@@ -43,7 +48,8 @@ class Publish:
     subject: str
     payload: bytes
     message_id: str
-    attempt: asyncio.Future[Any] = field(init=False)
+    attempt: asyncio.Future[Any] = field(init=False)  # the acknowledgement of the latest send
+    sent_at: float = 0.0  # loop time of the latest send
     refused: bool = False  # set by the owner when the server refused it
     # Made when a later publish of the same key waits for this one.
     settled: asyncio.Future[None] | None = None
@@ -57,8 +63,8 @@ class Publish:
 class WindowOwner(Protocol):
     """What the window asks of the watcher that owns it."""
 
-    def publish_attempt(self, publish: Publish) -> Awaitable[Any]:
-        """One attempt: the publish and its acknowledgement."""
+    async def publish_attempt(self, publish: Publish) -> asyncio.Future[Any]:
+        """Send `publish` once; the future of its acknowledgement (its result, or the server's error)."""
 
     def publish_retryable(self, exc: BaseException) -> bool:
         """Whether `exc` is a fault of the bus that passes by itself (the publish is sent again)."""
@@ -76,17 +82,18 @@ class WindowOwner(Protocol):
 class PublishWindow:
     """At most `size` publishes awaiting acknowledgement, at most one per key."""
 
-    def __init__(self, owner: WindowOwner, size: int = DEFAULT_WINDOW) -> None:
+    def __init__(
+        self, owner: WindowOwner, size: int = DEFAULT_WINDOW, ack_timeout: float = DEFAULT_ACK_TIMEOUT
+    ) -> None:
         if size < 1:
             raise ValueError("a publish window holds at least one publish")
         self.owner = owner
         self.size = size
+        self.ack_timeout = ack_timeout
         self._queue: collections.deque[Publish] = collections.deque()
         self._by_key: dict[tuple[str, str], Publish] = {}
         self._room = asyncio.Event()
         self._room.set()
-        self._empty = asyncio.Event()
-        self._empty.set()
         self._drainer: asyncio.Task[None] | None = None
         # Why publishing stopped (a lost lease, a stop): raised to every later caller until `reset()`.
         self.failure: BaseException | None = None
@@ -97,9 +104,7 @@ class PublishWindow:
     async def wait_for_key(self, key: tuple[str, str]) -> None:
         """Until no publish of `key` is in the window."""
         while (earlier := self._by_key.get(key)) is not None:
-            if earlier.settled is None:
-                earlier.settled = asyncio.get_running_loop().create_future()
-            await asyncio.shield(earlier.settled)
+            await self._wait_settled(earlier)
         self.raise_failure()
 
     async def submit(self, publish: Publish, before_send: Callable[[], None]) -> None:
@@ -117,19 +122,30 @@ class PublishWindow:
             if key is None or key not in self._by_key:
                 break
         before_send()
-        publish.attempt = asyncio.ensure_future(self.owner.publish_attempt(publish))
-        self._queue.append(publish)
         if key is not None:
             self._by_key[key] = publish
-        self._empty.clear()
+        try:
+            await self._send(publish)
+        except BaseException:
+            if key is not None:
+                del self._by_key[key]
+            raise
+        self._queue.append(publish)
         if self._drainer is None:
             self._drainer = asyncio.get_running_loop().create_task(self._drain(), name="publish-window")
 
     async def flush(self) -> None:
-        """Until every publish sent so far was stored or refused; raises why publishing stopped."""
-        while self._queue:
-            await self._empty.wait()
+        """Until every publish sent so far was stored or refused (later ones may still be in flight);
+        raises why publishing stopped. Acknowledgements are taken in order, so the last one is enough."""
+        if self._queue:
+            await self._wait_settled(self._queue[-1])
         self.raise_failure()
+
+    @staticmethod
+    async def _wait_settled(publish: Publish) -> None:
+        if publish.settled is None:
+            publish.settled = asyncio.get_running_loop().create_future()
+        await asyncio.shield(publish.settled)
 
     def raise_failure(self) -> None:
         """Raise why publishing stopped, if it did."""
@@ -154,13 +170,7 @@ class PublishWindow:
         try:
             while self._queue:
                 head = self._queue[0]
-                attempt = head.attempt
-                if not attempt.done():
-                    # Its outcome is read below; only this drain task awaits it, and cancelling the
-                    # drain (an abort) cancels every attempt anyway.
-                    with contextlib.suppress(Exception):
-                        await attempt
-                exc = attempt.exception()
+                exc = await self._outcome(head)
                 if exc is None:
                     backoff.reset()
                     await self.owner.publish_stored(head)
@@ -169,7 +179,7 @@ class PublishWindow:
                     delay = backoff.next_delay()
                     self.owner.publish_may_retry(head, exc, delay)
                     await asyncio.sleep(delay)
-                    self._resend_failed()
+                    await self._resend_failed()
                 else:
                     await self.owner.publish_refused(head, exc)
                     self._settle(head)
@@ -183,13 +193,38 @@ class PublishWindow:
             if asyncio.current_task() is self._drainer:
                 self._drainer = None
 
-    def _resend_failed(self) -> None:
+    async def _send(self, publish: Publish) -> None:
+        loop = asyncio.get_running_loop()
+        publish.sent_at = loop.time()
+        try:
+            publish.attempt = await self.owner.publish_attempt(publish)
+        except Exception as exc:
+            # Not sent (no connection now, say): a failed attempt like any other.
+            publish.attempt = loop.create_future()
+            publish.attempt.set_exception(exc)
+
+    async def _outcome(self, publish: Publish) -> BaseException | None:
+        """None once `publish` is acknowledged, else why its latest attempt failed. An acknowledgement
+        that does not come within `ack_timeout` of the send is a timeout: the attempt is cancelled,
+        which frees the client's slot for it."""
+        attempt = publish.attempt
+        if not attempt.done():
+            left = publish.sent_at + self.ack_timeout - asyncio.get_running_loop().time()
+            if left > 0:
+                await asyncio.wait((attempt,), timeout=left)
+            if not attempt.done():
+                attempt.cancel()
+        if attempt.cancelled():
+            return NatsTimeoutError()
+        return attempt.exception()
+
+    async def _resend_failed(self) -> None:
         """Send again, with their own ids, the head and every later publish whose attempt failed: after
         a fault of the bus most of the window failed at once, and one pause covers them all."""
-        for publish in self._queue:
+        for publish in list(self._queue):
             attempt = publish.attempt
-            if attempt.done() and not attempt.cancelled() and attempt.exception() is not None:
-                publish.attempt = asyncio.ensure_future(self.owner.publish_attempt(publish))
+            if attempt.done() and (attempt.cancelled() or attempt.exception() is not None):
+                await self._send(publish)
 
     def _settle(self, publish: Publish) -> None:
         self._queue.popleft()
@@ -202,8 +237,6 @@ class PublishWindow:
         # together, in one write to the socket, instead of one write each as single slots free up.
         if len(self._queue) <= self.size // 2:
             self._room.set()
-        if not self._queue:
-            self._empty.set()
 
     def _forget_all(self) -> None:
         for publish in self._queue:
@@ -216,4 +249,3 @@ class PublishWindow:
         self._queue.clear()
         self._by_key.clear()
         self._room.set()
-        self._empty.set()

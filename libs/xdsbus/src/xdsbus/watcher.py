@@ -42,7 +42,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Itera
 from typing import Any, TypeVar
 
 import msgspec
-from nats.errors import ConnectionClosedError, NoRespondersError
+from nats.errors import ConnectionClosedError, ConnectionReconnectingError, NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.errors import APIError, BadRequestError, NoStreamResponseError
 
@@ -67,7 +67,7 @@ from xdsbus.events import (
 from xdsbus.health import REGISTRY, Series
 from xdsbus.lease import Lease, pod_identity, source_lease_name
 from xdsbus.objects import store_claimed
-from xdsbus.publish_window import DEFAULT_WINDOW, Publish, PublishWindow
+from xdsbus.publish_window import DEFAULT_ACK_TIMEOUT, DEFAULT_WINDOW, Publish, PublishWindow
 from xdsbus.secretbox import SecretBox
 from xdsbus.transient import is_transient
 
@@ -176,6 +176,7 @@ class Watcher(abc.ABC):
         instance_id: str | None = None,
         lease_ttl: float | None = None,
         publish_window: int = DEFAULT_WINDOW,
+        publish_timeout: float = DEFAULT_ACK_TIMEOUT,
     ) -> None:
         if "/" not in source:
             raise ValueError(f"source {source!r} must be '<type>/<name>'")
@@ -192,7 +193,7 @@ class Watcher(abc.ABC):
         self._attempt_ids = attempt_ids
         # (kind, key) of objects whose last publish was refused: their status entry is ours to clear.
         self._refused: set[tuple[str, str]] = set()
-        self._window = PublishWindow(self, publish_window)
+        self._window = PublishWindow(self, publish_window, publish_timeout)
         # A sync_begin or sync_end the server refused: the resync fails (raised by the next flush).
         self._sync_refusal: EventRefused | None = None
         # Resync epochs begun and not ended, and open `pipelined()` blocks: publishes return once sent.
@@ -505,6 +506,9 @@ class Watcher(abc.ABC):
         if event.key:
             # Its id is taken when its turn comes, so that ids follow the order of the log per key.
             await self._window.wait_for_key((event.kind, event.key))
+        else:
+            # sync_begin and sync_end are stored after everything sent before them.
+            await self._window.flush()
         message_id = self._attempt_ids.next(event)
         payload = encode(event)
         if len(payload) > self._inline_limit() and event.body is not None:
@@ -516,9 +520,13 @@ class Watcher(abc.ABC):
 
     # -- the publish window's owner (xdsbus.publish_window.WindowOwner) --------------------------
 
-    def publish_attempt(self, publish: Publish) -> Awaitable[Any]:
-        """One attempt of `publish`: sent, and its acknowledgement awaited."""
-        return self.bus.js.publish(
+    async def publish_attempt(self, publish: Publish) -> asyncio.Future[Any]:
+        """Send `publish` once (JetStream's asynchronous publish); the future of its acknowledgement."""
+        if not self.bus.nc.is_connected:
+            # nats-py would hold it until it reconnects, or refuse it when its buffer is full; the
+            # window sends it again after a pause instead.
+            raise ConnectionReconnectingError
+        return await self.bus.js.publish_async(
             publish.subject, publish.payload, headers={"Nats-Msg-Id": publish.message_id}
         )
 
