@@ -95,13 +95,17 @@ async def _refusal(port: int, node_id: str, names: list[str]) -> tuple[grpc.Stat
             request_serializer=discovery_pb2.DiscoveryRequest.SerializeToString,
             response_deserializer=discovery_pb2.DiscoveryResponse.FromString,
         )()
-        await call.write(
-            discovery_pb2.DiscoveryRequest(node=node(node_id), type_url=ENDPOINT, resource_names=names)
-        )
         try:
+            # The edge may refuse the stream before the request is written: the write then raises.
+            await call.write(
+                discovery_pb2.DiscoveryRequest(node=node(node_id), type_url=ENDPOINT, resource_names=names)
+            )
             response = await asyncio.wait_for(call.read(), 10)
         except grpc.aio.AioRpcError as exc:
             return exc.code(), exc.details() or ""
+        except asyncio.InvalidStateError:
+            # grpc.aio refuses a write to a call that has already ended: its status is the refusal.
+            return await call.code(), await call.details() or ""
         raise AssertionError(f"{node_id} was served: {response}")
 
 
