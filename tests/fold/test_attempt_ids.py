@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-from types import SimpleNamespace
-from typing import Any, cast
+import dataclasses
+from typing import Any
 
-from nats.errors import TimeoutError as NatsTimeoutError
-
+from tests.support.flaky_nats import FlakyNats
 from xdsbus.bus import Bus
 from xdsbus.events import AttemptIds, Event, Op, SyncEnd
+from xdsbus.fold.reading import last_event_seq
 from xdsbus.fold.state import FoldState, ObjectRef, apply
 from xdsbus.watcher import Watcher
 
@@ -43,45 +42,25 @@ def test_sync_events_get_attempt_ids_too() -> None:
     assert ids.next(end) == f"{SOURCE}:Service:sync_end:7:1@feedc0de.2"
 
 
-class _FlakyJetStream:
-    """Fails the first `failures` publishes, then acknowledges; records every message id tried."""
-
-    def __init__(self, failures: int) -> None:
-        self.failures = failures
-        self.tried: list[str] = []
-
-    async def publish_async(
-        self, subject: str, payload: bytes, headers: dict[str, str]
-    ) -> asyncio.Future[None]:
-        self.tried.append(headers["Nats-Msg-Id"])
-        ack = asyncio.get_running_loop().create_future()
-        if len(self.tried) <= self.failures:
-            ack.set_exception(NatsTimeoutError())
-        else:
-            ack.set_result(None)
-        return ack
-
-
 class _Source(Watcher):
     async def watch(self) -> None:
         return None
 
 
-async def test_retries_of_one_attempt_keep_its_id_and_the_next_attempt_gets_another() -> None:
-    js = _FlakyJetStream(failures=2)
+async def test_retries_of_one_attempt_keep_its_id_and_the_next_attempt_gets_another(bus: Bus) -> None:
+    # The first two sends fail on the way out and the third is stored but its answer lost; the
+    # fourth is answered.
+    nc = FlakyNats(bus.nc, lambda call: {1: "send_failed", 2: "send_failed", 3: "ack_lost"}.get(call))
     watcher = _Source(
-        cast(Bus, SimpleNamespace(js=js, nc=SimpleNamespace(max_payload=1024 * 1024, is_connected=True))),
-        SOURCE,
-        attempt_ids=AttemptIds("cafe"),
+        dataclasses.replace(bus, nc=nc), SOURCE, attempt_ids=AttemptIds("cafe"), publish_timeout=0.2
     )
-    await watcher.upsert("Service", "default/a", {"port": 80}, rev="r1")
-    await watcher.flush()
-    assert js.tried == [f"{SOURCE}:Service:default/a:r1@cafe.1"] * 3
+    assert await watcher.upsert("Service", "default/a", {"port": 80}, rev="r1")
+    assert nc.tried == [f"{SOURCE}:Service:default/a:r1@cafe.1"] * 4
+    assert await last_event_seq(bus) == 1, "an attempt was stored twice"
 
     # The same fact again (a revert, a re-create): a new attempt, which JetStream must store.
-    await watcher.upsert("Service", "default/a", {"port": 80}, rev="r1")
-    await watcher.flush()
-    assert js.tried[-1] == f"{SOURCE}:Service:default/a:r1@cafe.2"
+    assert await watcher.upsert("Service", "default/a", {"port": 80}, rev="r1")
+    assert nc.tried[-1] == f"{SOURCE}:Service:default/a:r1@cafe.2"
 
 
 def test_the_fold_ignores_an_upsert_equal_to_what_it_holds() -> None:

@@ -65,6 +65,7 @@ from xdsbus.events import (
     subject_for,
 )
 from xdsbus.health import REGISTRY, Series
+from xdsbus.jetstream_acks import AckedPublisher
 from xdsbus.lease import Lease, pod_identity, source_lease_name
 from xdsbus.objects import store_claimed
 from xdsbus.publish_window import DEFAULT_ACK_TIMEOUT, DEFAULT_WINDOW, Publish, PublishWindow
@@ -194,6 +195,7 @@ class Watcher(abc.ABC):
         # (kind, key) of objects whose last publish was refused: their status entry is ours to clear.
         self._refused: set[tuple[str, str]] = set()
         self._window = PublishWindow(self, publish_window, publish_timeout)
+        self._acks: AckedPublisher | None = None  # made at the first publish
         # A sync_begin or sync_end the server refused: the resync fails (raised by the next flush).
         self._sync_refusal: EventRefused | None = None
         # Resync epochs begun and not ended, and open `pipelined()` blocks: publishes return once sent.
@@ -521,12 +523,14 @@ class Watcher(abc.ABC):
     # -- the publish window's owner (xdsbus.publish_window.WindowOwner) --------------------------
 
     async def publish_attempt(self, publish: Publish) -> asyncio.Future[Any]:
-        """Send `publish` once (JetStream's asynchronous publish); the future of its acknowledgement."""
+        """Send `publish` once; the future of its acknowledgement (xdsbus.jetstream_acks)."""
         if not self.bus.nc.is_connected:
             # nats-py would hold it until it reconnects, or refuse it when its buffer is full; the
             # window sends it again after a pause instead.
             raise ConnectionReconnectingError
-        return await self.bus.js.publish_async(
+        if self._acks is None:
+            self._acks = AckedPublisher(self.bus.nc)
+        return await self._acks.publish(
             publish.subject, publish.payload, headers={"Nats-Msg-Id": publish.message_id}
         )
 

@@ -1,0 +1,103 @@
+"""JetStream publishes that do not wait: the message goes out now, its acknowledgement comes back later.
+
+nats-py's `publish_async` loses the acknowledgements that carry an error (its reply handler raises
+instead of failing the publish's future, so a full log, err 10077, looks like no answer at all), and
+its `publish` waits for each answer. Here every publish of the process gets a reply subject under one
+inbox of the connection (`_INBOX_<user>.<nuid>.<n>`, what each role may subscribe to, docs/design.md
+§10), one subscription reads them all, and each answer completes the publish's future with the
+`PubAck` fields or the error JetStream gave, as `js.publish` would raise it. A publish never answered
+is for its caller to time out (cancelling the future forgets it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+
+import msgspec
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.js.errors import APIError, NoStreamResponseError
+
+# The status header of a "no responders" answer: no stream holds the subject, or JetStream is down.
+_NO_RESPONDERS = "503"
+
+
+class _Error(msgspec.Struct):
+    code: int = 0
+    err_code: int | None = None
+    description: str | None = None
+
+
+class Ack(msgspec.Struct):
+    """What JetStream answers to a publish: where the message is stored, or why it is not."""
+
+    stream: str = ""
+    seq: int = 0
+    duplicate: bool = False
+    error: _Error | None = None
+
+
+_decode = msgspec.json.Decoder(Ack).decode
+
+
+def _api_error(error: _Error) -> APIError:
+    """The exception `js.publish` raises for this error (ServiceUnavailableError for a 503...)."""
+    try:
+        APIError.from_error(msgspec.structs.asdict(error))
+    except APIError as exc:
+        return exc
+    return APIError(code=error.code, err_code=error.err_code, description=error.description)
+
+
+class AckedPublisher:
+    """Sends JetStream publishes on `nc` and hands out the futures of their acknowledgements."""
+
+    def __init__(self, nc: Client) -> None:
+        self.nc = nc
+        self._inbox = ""
+        self._subscription: Subscription | None = None
+        self._waiting: dict[str, asyncio.Future[Ack]] = {}
+        self._tokens = itertools.count(1)
+
+    async def publish(self, subject: str, payload: bytes, headers: dict[str, str]) -> asyncio.Future[Ack]:
+        """Send one message to JetStream; the future of its acknowledgement."""
+        if self._subscription is None:
+            self._inbox = self.nc.new_inbox()
+            self._subscription = await self.nc.subscribe(f"{self._inbox}.*", cb=self._answered)
+        token = str(next(self._tokens))
+        ack: asyncio.Future[Ack] = asyncio.get_running_loop().create_future()
+        self._waiting[token] = ack
+        ack.add_done_callback(lambda _: self._waiting.pop(token, None))
+        try:
+            await self.nc.publish(subject, payload, reply=f"{self._inbox}.{token}", headers=headers)
+        except BaseException:
+            ack.cancel()
+            raise
+        return ack
+
+    async def close(self) -> None:
+        """Stop reading answers; every publish still waiting is cancelled."""
+        if self._subscription is not None:
+            await self._subscription.unsubscribe()
+            self._subscription = None
+        for ack in list(self._waiting.values()):
+            ack.cancel()
+
+    async def _answered(self, msg: Msg) -> None:
+        ack = self._waiting.get(msg.subject.rpartition(".")[2])
+        if ack is None or ack.done():
+            return  # answered after its publish timed out (and was sent again)
+        if msg.headers and msg.headers.get("Status") == _NO_RESPONDERS:
+            ack.set_exception(NoStreamResponseError())
+            return
+        try:
+            answer = _decode(msg.data)
+        except msgspec.DecodeError as exc:
+            ack.set_exception(APIError(description=f"unreadable acknowledgement: {exc}"))
+            return
+        if answer.error is not None:
+            ack.set_exception(_api_error(answer.error))
+        else:
+            ack.set_result(answer)
