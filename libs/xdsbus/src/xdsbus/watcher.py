@@ -266,8 +266,15 @@ class Watcher(abc.ABC):
         return True
 
     async def release(self) -> None:
-        """Give the source lease back (nothing when it was lost), so a standby takes over at once."""
+        """Give the source lease back (nothing when it was lost), so a standby takes over at once.
+        Publishing stops: nothing more is sent, and the acknowledgements' subscription ends (a watcher
+        dropped after standing down leaves none behind; leading again makes a new one)."""
         self.leading = False
+        self._window.abort()
+        if self._acks is not None:
+            acks, self._acks = self._acks, None
+            with contextlib.suppress(Exception):  # a closed connection has no subscription left
+                await acks.close()
         await self.lease.release()
 
     def new_term(self) -> None:  # noqa: B027 (a hook: most watchers remember nothing across terms)
