@@ -167,6 +167,9 @@ class Watch:
     stale: int = 0
     polls: int = 0
     _task: asyncio.Task[None] | None = None
+    # Stops the polling besides the cancel: Python 3.11's asyncio.wait_for (under each admin request)
+    # swallows a cancellation that lands as the request completes, and the loop would poll on forever.
+    _stopping: bool = False
 
     def _parse(self, text: str) -> dict[str, int]:
         ports: dict[str, int] = {}
@@ -202,16 +205,18 @@ class Watch:
                 self.seen_at.setdefault(name, []).append((port, now))
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             with contextlib.suppress(OSError, TimeoutError, asyncio.IncompleteReadError):
                 await self.poll()
             await asyncio.sleep(0.05)
 
     def start(self) -> None:
+        self._stopping = False
         self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
         if self._task is not None:
+            self._stopping = True
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
@@ -686,18 +691,21 @@ def _restart_registry(
     return inject
 
 
-def faults(hold: float, quorum_hold: float, lease_ttl: float, ping_interval: float) -> list[Fault]:
+def faults(
+    hold: float, quorum_hold: float, lease_ttl: float, ping_interval: float, source_hold: float | None = None
+) -> list[Fault]:
     """One fault of each kind, in the order they run. The half-open link is held until pings (2 out)
-    have noticed it."""
+    have noticed it; a source is down for `source_hold` (`hold` unless given)."""
+    source_hold = hold if source_hold is None else source_hold
     return [
         Fault("kill_events_leader", _kill_leader(EVENTS_STREAM), hold),
         Fault("kill_ledger_leader", _kill_leader(LEDGER_STREAM), hold),
         Fault("kill_leases_leader", _kill_leader(kv_stream(LEASES_BUCKET)), hold),
         Fault("kill_connected_edge", _kill_edge, hold),
-        Fault("restart_kube_api_410", _restart_kube_api, hold, source="k8s"),
-        Fault("restart_eureka", _restart_registry(lambda run: run.eureka), hold, source="eureka"),
-        Fault("restart_consul", _restart_registry(lambda run: run.consul), hold, source="consul"),
-        Fault("restart_nacos", _restart_registry(lambda run: run.nacos), hold, source="nacos"),
+        Fault("restart_kube_api_410", _restart_kube_api, source_hold, source="k8s"),
+        Fault("restart_eureka", _restart_registry(lambda run: run.eureka), source_hold, source="eureka"),
+        Fault("restart_consul", _restart_registry(lambda run: run.consul), source_hold, source="consul"),
+        Fault("restart_nacos", _restart_registry(lambda run: run.nacos), source_hold, source="nacos"),
         Fault("half_open_watch_file", _half_open_watch_file, ping_interval * 3 + 2),
         Fault("pause_builder_past_lease", _pause_builder, lease_ttl * 2),
         Fault("lose_quorum", _lose_quorum, quorum_hold),
@@ -716,6 +724,8 @@ class ChaosSettings:
     ping_interval: float = 10.0
     hold: float = 5.0
     quorum_hold: float = 20.0
+    # How long a restarted source stays down; None: `hold`.
+    source_hold: float | None = None
     skip: frozenset[str] = frozenset()
 
 
@@ -724,7 +734,13 @@ async def run_faults(workdir: Path, settings: ChaosSettings) -> list[FaultResult
     results = []
     selected = [
         fault
-        for fault in faults(settings.hold, settings.quorum_hold, settings.lease_ttl, settings.ping_interval)
+        for fault in faults(
+            settings.hold,
+            settings.quorum_hold,
+            settings.lease_ttl,
+            settings.ping_interval,
+            settings.source_hold,
+        )
         if fault.name not in settings.skip
     ]
     run = ChaosRun(

@@ -21,7 +21,9 @@ from bench.chaos import ChaosSettings, faults, run_faults
 
 pytestmark = pytest.mark.slow
 
-SHORT = ChaosSettings(lease_ttl=2.0, ping_interval=1.0, hold=2.0, quorum_hold=4.0)
+# A source is down for 1.5 s: its watcher still sees its connections fail and be refused (Eureka's
+# poll, every second, meets the outage at least once).
+SHORT = ChaosSettings(lease_ttl=2.0, ping_interval=1.0, hold=2.0, quorum_hold=4.0, source_hold=1.5)
 
 
 async def test_the_stack_rides_through_one_fault_of_each_kind(tmp_path: Path) -> None:
