@@ -55,7 +55,7 @@ def fixture_state(box: SecretBox) -> FoldState:
         _event("Service", "default/gone", service("gone")),
         _event("EndpointSlice", "default/a-1", endpoint_slice("a", ["10.0.0.1", "10.0.0.2"])),
         _event("EndpointSlice", "default/b-1", endpoint_slice("b", ["10.0.1.1"])),
-        _event("Ingress", "default/web", ingress("web", "a.example.com", "a")),
+        _event("Ingress", "default/web", _unclassed(ingress("web", "a.example.com", "a"))),
         _event("Secret", "default/tls-a", box.seal(SECRET, source="k8s", kind="Secret", key="default/tls-a")),
         _event("Service", "default/gone", op=Op.DELETE),
         _event("Service", "", {"keys": ["default/a"], "part": 0, "parts": 2}, op=Op.SYNC_END, epoch=1),
@@ -64,6 +64,12 @@ def fixture_state(box: SecretBox) -> FoldState:
     for seq, event in enumerate(events, start=1):
         apply(state, seq, event)
     return state
+
+
+def _unclassed(body: dict[str, Any]) -> dict[str, Any]:
+    """The Ingress as checkpoint-v1.bin holds it: written before the shared fixtures named a class."""
+    body["spec"].pop("ingressClassName", None)
+    return body
 
 
 def _opened(state: FoldState, box: SecretBox) -> dict[str, Any]:
