@@ -1,8 +1,10 @@
-"""Running a service's main coroutine with a clean stop on SIGTERM/SIGINT, and its health port."""
+"""Running a service's main coroutine with a clean stop on SIGTERM/SIGINT, and its health port; SIGUSR1
+logs what every task of the service is waiting for."""
 
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import signal
 from collections.abc import Awaitable, Callable
@@ -12,6 +14,18 @@ from xdsbus.health import Health, Listen, serving
 log = logging.getLogger(__name__)
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+# `kill -USR1 <pid>` logs every asyncio task's stack: where a service that looks stuck is waiting.
+DUMP_SIGNAL = signal.SIGUSR1
+
+
+def dump_tasks() -> None:
+    """Log the stack of every task of the running loop, one warning each, by task name."""
+    tasks = sorted(asyncio.all_tasks(), key=lambda task: task.get_name())
+    log.warning("%d tasks (%s)", len(tasks), DUMP_SIGNAL.name)
+    for task in tasks:
+        stack = io.StringIO()
+        task.print_stack(file=stack)
+        log.warning("task %s:\n%s", task.get_name(), stack.getvalue().rstrip())
 
 
 def run_service(
@@ -45,6 +59,7 @@ def run_service(
 
         for sig in STOP_SIGNALS:
             loop.add_signal_handler(sig, on_signal, sig.name)
+        loop.add_signal_handler(DUMP_SIGNAL, dump_tasks)
         try:
             if health is None:
                 await main(stop)
@@ -52,7 +67,7 @@ def run_service(
                 async with serving(health, http_listen):
                     await main(stop)
         finally:
-            for sig in STOP_SIGNALS:
+            for sig in (*STOP_SIGNALS, DUMP_SIGNAL):
                 loop.remove_signal_handler(sig)
 
     try:
