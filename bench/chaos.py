@@ -520,7 +520,9 @@ class ChaosRun:
         events = [*lister.captured, *(event for events in listed for event in events)]
         return bool(head.record.digest == fresh_digest(events, head.record.translator_version))
 
-    async def run(self, fault: Fault, *, catch_up: float = 90.0) -> FaultResult:
+    async def run(
+        self, fault: Fault, *, catch_up: float = 90.0, before: float = 1.0, after: float = 2.0
+    ) -> FaultResult:
         """Loads on, inject, hold, repair, loads off, catch up; then measure and check."""
         watch = self.watch
         assert watch is not None
@@ -529,13 +531,13 @@ class ChaosRun:
         first = {load.source: len(load.written) for load in loads}
         for load in loads:
             load.start()
-        await asyncio.sleep(1.0)  # steady load before the fault
+        await asyncio.sleep(before)  # steady load before the fault
         repair = await fault.inject(self)
         await asyncio.sleep(fault.hold)
         await repair()
         repaired = time.monotonic()
         written_by_repair = {load.source: len(load.written) for load in loads}
-        await asyncio.sleep(2.0)  # load after the repair too
+        await asyncio.sleep(after)  # load after the repair too
         for load in loads:
             await load.pause()
         error = ""
@@ -726,6 +728,9 @@ class ChaosSettings:
     quorum_hold: float = 20.0
     # How long a restarted source stays down; None: `hold`.
     source_hold: float | None = None
+    # Seconds of load before each fault and after its repair (the short run in make test trims them).
+    before: float = 1.0
+    after: float = 2.0
     skip: frozenset[str] = frozenset()
 
 
@@ -757,7 +762,7 @@ async def run_faults(workdir: Path, settings: ChaosSettings) -> list[FaultResult
             print(f"-- {fault.name}", flush=True)
             began = time.monotonic()
             try:
-                result = await run.run(fault)
+                result = await run.run(fault, before=settings.before, after=settings.after)
             except AssertionError as exc:
                 result = FaultResult(fault.name, -1, 0.0, 0.0, 0.0, 0, error=str(exc)[:20000])
             print(json.dumps(asdict(result)), flush=True)
