@@ -5,6 +5,9 @@ Of several sources holding one of these ConfigMaps, the first by name is used, a
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
+
 from xdsbus.contract.status import Verdict
 from xdsbus.contract.type_urls import CLUSTER
 from xdsbus.fold.state import FoldState, ObjectRef
@@ -18,6 +21,19 @@ from xdsbus.translate.handlers.touched import Touched
 from xdsbus.translate.handlers.views import ServiceModels
 from xdsbus.translate.rejections import rejection_reason
 from xdsbus.translate.resource_table import ResourceTable
+
+
+class _Parsed(Protocol):
+    """What parsing one of Higress's ConfigMaps gives: problems with some keys, or an error with all."""
+
+    @property
+    def problems(self) -> tuple[str, ...]: ...
+
+    @property
+    def error(self) -> str: ...
+
+
+_P = TypeVar("_P", bound=_Parsed)
 
 CONFIG_MAP = "ConfigMap"
 HIGRESS_CONFIG_KEY = "higress-system/higress-config"
@@ -107,51 +123,41 @@ class GlobalOptionsHandler:
         return ObjectRef(CONFIG_MAP, winner, key) if winner is not None else None
 
     def _fold_config(self, state: FoldState) -> None:
-        options = GlobalOptions()
-        ref = self._winner(state, HIGRESS_CONFIG_KEY)
-        if ref is not None:
-            stored = state.get(ref)
-            assert stored is not None
-            where = f"ConfigMap {HIGRESS_CONFIG_KEY}"
-            try:
-                config = parse_config_map(stored.body)
-            except Exception as exc:
-                self._status.set(
-                    ref, Verdict.REJECTED, f"{where}: {rejection_reason(exc)}; the defaults apply"
-                )
-            else:
-                options = config.options
-                warnings = [f"{where}: {p}" for p in config.problems]
-                if config.error:
-                    self._status.set(ref, Verdict.REJECTED, f"{where}: {config.error}", warnings)
-                else:
-                    self._status.set(ref, Verdict.ACCEPTED, warnings=warnings)
-        self._clear_removed(state, HIGRESS_CONFIG_KEY)
+        parsed = self._read(state, HIGRESS_CONFIG_KEY, parse_config_map, "; the defaults apply")
+        options = parsed.options if parsed is not None else GlobalOptions()
         if options != self.options.value:
             self.options.value = options
             self._options_changed = True
 
     def _fold_https(self, state: FoldState) -> None:
-        https = HttpsConfig()
-        ref = self._winner(state, HIGRESS_HTTPS_KEY)
-        if ref is not None:
-            stored = state.get(ref)
-            assert stored is not None
-            where = f"ConfigMap {HIGRESS_HTTPS_KEY}"
-            try:
-                https = parse_https_config_map(stored.body)
-            except Exception as exc:
-                self._status.set(ref, Verdict.REJECTED, f"{where}: {rejection_reason(exc)}")
-            else:
-                warnings = [f"{where}: {p}" for p in https.problems]
-                if https.error:
-                    self._status.set(ref, Verdict.REJECTED, f"{where}: {https.error}", warnings)
-                else:
-                    self._status.set(ref, Verdict.ACCEPTED, warnings=warnings)
-        self._clear_removed(state, HIGRESS_HTTPS_KEY)
+        parsed = self._read(state, HIGRESS_HTTPS_KEY, parse_https_config_map, "")
+        https = parsed if parsed is not None else HttpsConfig()
         if https != self.options.https:
             self.options.https = https
             self._https_changed = True
+
+    def _read(self, state: FoldState, key: str, parse: Callable[[Any], _P], unreadable: str) -> _P | None:
+        """The ConfigMap `key` of its winning source, parsed by `parse`, with its verdict set: its
+        problems are warnings, an error rejects it. None when no source holds it or `parse` failed
+        (the reason, ending with `unreadable`, rejects it)."""
+        parsed = None
+        ref = self._winner(state, key)
+        if ref is not None:
+            stored = state.get(ref)
+            assert stored is not None
+            where = f"ConfigMap {key}"
+            try:
+                parsed = parse(stored.body)
+            except Exception as exc:
+                self._status.set(ref, Verdict.REJECTED, f"{where}: {rejection_reason(exc)}{unreadable}")
+            else:
+                warnings = [f"{where}: {p}" for p in parsed.problems]
+                if parsed.error:
+                    self._status.set(ref, Verdict.REJECTED, f"{where}: {parsed.error}", warnings)
+                else:
+                    self._status.set(ref, Verdict.ACCEPTED, warnings=warnings)
+        self._clear_removed(state, key)
+        return parsed
 
     def _clear_removed(self, state: FoldState, key: str) -> None:
         """Drop the status of every source that no longer holds `key`."""
