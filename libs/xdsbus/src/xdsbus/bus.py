@@ -214,6 +214,9 @@ async def connect(settings: BusSettings, name: str, attempts: int = 0) -> Bus:
                 reconnect_time_wait=0.5,
                 connect_timeout=2,
                 allow_reconnect=True,
+                # A publish that fills the client's buffer waits for a flush; unbounded (nats-py's
+                # default), a connection lost mid-flush leaves that publish waiting forever.
+                flush_timeout=10,
             )
             break
         except (OSError, NoServersError, TimeoutError) as exc:
