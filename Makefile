@@ -7,6 +7,9 @@ PROTO_OUT := libs/xdsbus/src
 PROTO_FILES := $(shell find protos -name '*.proto')
 PACKAGES := -e libs/xdsbus -e libs/xdsbus-dev -e services/builder -e services/watch-file -e services/edge -e services/watch-k8s -e services/watch-consul -e services/watch-eureka -e services/watch-nacos -e services/console
 PYTEST_ARGS ?=
+# Test processes: the suite spends most of its time waiting on nats-server, Envoy and the services, so two
+# workers halve the wall time on a 2-core machine; worksteal balances the long end-to-end tests.
+TEST_WORKERS ?= 2
 BENCH ?=
 
 .PHONY: install protos run test test-fast fuzz bench conformance chaos lint fmt clean
@@ -26,10 +29,10 @@ run: install
 	$(BIN)/xdsbus up --config-dir examples
 
 test: install
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 test-fast: install
-	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal -m "not slow" $(PYTEST_ARGS)
 
 # tests/fuzz at FUZZ_EXAMPLES random examples per test (make test runs them at a small, fixed budget).
 FUZZ_EXAMPLES ?= 5000
