@@ -1,6 +1,7 @@
 """The console's JSON API over a real ledger, read with the reader's credentials (docs/console.md): the
 timeline and what triggered each version, one version's changes, a diff as Envoy JSON side by side
-with secrets never shown, objects with a rejection's reason, leases, live notices, and no writes."""
+with secrets never shown, objects with a rejection's reason, leases, live notices, and no writes
+(rollback needs --allow-rollback and operator tokens; test_console_browser.py rolls back)."""
 
 from __future__ import annotations
 
@@ -161,6 +162,10 @@ async def test_the_page_is_served_offline_and_nothing_can_be_written(stack: Cons
                 assert "https://" not in await response.text()
         async with session.post(stack.url + "/api/objects", data=b"{}") as response:
             assert response.status == 405
+        # Without --allow-rollback there is no rollback to offer, nor to post to.
+        assert await stack.get("/api/config") == {"rollback": False}
+        async with session.post(stack.url + "/api/scopes/default/rollback", json={"version": 1}) as response:
+            assert response.status in (404, 405)
 
 
 async def test_the_proxies_view_shows_each_proxys_state_against_the_head(stack: ConsoleStack) -> None:

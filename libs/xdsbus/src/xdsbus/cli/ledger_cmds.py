@@ -39,7 +39,24 @@ def _term_summary(term: ledger_pb2.Term) -> dict[str, Any]:
     }
 
 
+def _pin(pin: ledger_pb2.Pin) -> dict[str, Any]:
+    return {
+        "target": pin.target,
+        "operator": pin.operator,
+        "via": pin.via,
+        "event_seq": pin.event_seq,
+        "reason": pin.reason,
+    }
+
+
+def _pin_text(pin: dict[str, Any]) -> str:
+    """`pinned to 12 by ana` / `unpinned by ana`: what an operator's pin or release made of a version."""
+    what = f"pinned to {pin['target']}" if pin["target"] else "unpinned"
+    return f"{what} by {pin['operator'] or '?'} ({pin['via']}, event {pin['event_seq']})"
+
+
 def _summary(record: ledger_pb2.Version) -> dict[str, Any]:
+    pin = {"pin": _pin(record.pin)} if record.HasField("pin") else {}
     return {
         "version": record.version,
         "parent": record.parent,
@@ -53,6 +70,7 @@ def _summary(record: ledger_pb2.Version) -> dict[str, Any]:
         "changed": record.changed_count,
         "removed": record.removed_count,
         "translator_version": record.translator_version,
+        **pin,
     }
 
 
@@ -74,9 +92,10 @@ async def log(bus: Bus, args: argparse.Namespace) -> int:
             return (
                 f"{'term':>10} {r['term']:>10} {r['time']:<30} {r['holder']} leads after {r['after_version']}"
             )
+        pin = f"  {_pin_text(r['pin'])}" if "pin" in r else ""
         return (
             f"{r['version']:>10} {r['parent']:>10} {r['time']:<30} {r['resources']:>7} {r['changed']:>6} "
-            f"{r['removed']:>6}  {r['digest']}"
+            f"{r['removed']:>6}  {r['digest']}{pin}"
         )
 
     def text(rows: list[dict[str, Any]]) -> str:
@@ -120,6 +139,8 @@ async def show(bus: Bus, args: argparse.Namespace) -> int:
                 "translator_version",
             )
         ]
+        if "pin" in d:
+            lines.append(f"pin: {_pin_text(d['pin'])}")
         for ref in d["changes"].get("changed", []):
             lines.append(f"  ~ {ref['type_url'].rsplit('.', 1)[-1]} {ref['name']} {ref['sha256'][:12]}")
         for ref in d["changes"].get("removed", []):

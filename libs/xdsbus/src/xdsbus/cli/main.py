@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Protocol, cast
 
 from xdsbus.bus import Bus, BusSettings, connect
-from xdsbus.cli import keyring_cmd, layout_cmd, ledger_cmds, proxy_cmds, replay_cmd, status_cmd
+from xdsbus.cli import keyring_cmd, layout_cmd, ledger_cmds, proxy_cmds, replay_cmd, rollback_cmd, status_cmd
 from xdsbus.nats_options import redact_url
 
 COMMANDS_GROUP = "xdsbus.commands"
@@ -102,6 +102,10 @@ def build_parser(extra: dict[str, Command] | None = None) -> argparse.ArgumentPa
     status = sub.add_parser("status", parents=[common], help="what the builder decided about each object")
     status.add_argument("object", nargs="?", default="", help="KIND/NAMESPACE/NAME or a prefix of it")
     status.set_defaults(run=status_cmd.status)
+
+    rollback = sub.add_parser("rollback", parents=[common], help=rollback_cmd.ROLLBACK_HELP)
+    unpin = sub.add_parser("unpin", parents=[common], help=rollback_cmd.UNPIN_HELP)
+    rollback_cmd.add_arguments(rollback, unpin)
 
     proxy_status = sub.add_parser("proxy-status", parents=[common], help=proxy_cmds.STATUS_HELP)
     proxy_config = sub.add_parser("proxy-config", parents=[common], help=proxy_cmds.CONFIG_HELP)

@@ -16,6 +16,7 @@ from xdsbus.events import EVENTS_STREAM, EVENTS_SUBJECT_PREFIX
 from xdsbus.fold.reading import last_event_seq
 from xdsbus.ledger import reader
 from xdsbus.ledger.dump import write_dump
+from xdsbus.ledger.store import fetch_body
 from xdsbus.replay import replay_to, scope_table
 from xdsbus.translate.settings import TranslatorSettings
 
@@ -70,12 +71,22 @@ async def replay(bus: Bus, args: argparse.Namespace) -> int:
         "rejected_events": len(result.rejected),
         "translator_version": settings.describe(),
     }
+    if result.pinned_to:
+        data |= {
+            "pinned_to": result.pinned_to,
+            "unpinned_digest": result.unpinned_digest,
+            "unpinned_resources": result.unpinned_resources,
+        }
     if args.dump:
-        paths = write_dump(
-            args.dump,
-            ((key.type_url, res.body) for key, res in scope_table(translator, args.scope).items()),
-            reveal=args.reveal_secrets,
-        )
+        if result.pinned_to:
+            # The pinned version's bodies, as the ledger holds them.
+            bodies = [
+                (key.type_url, await fetch_body(bus, sha, secret_box))
+                for key, sha in sorted(result.pinned.items())
+            ]
+        else:
+            bodies = [(key.type_url, res.body) for key, res in scope_table(translator, args.scope).items()]
+        paths = write_dump(args.dump, bodies, reveal=args.reveal_secrets)
         data["files"] = [str(p) for p in paths]
 
     def text(d: dict[str, Any]) -> str:
@@ -83,6 +94,13 @@ async def replay(bus: Bus, args: argparse.Namespace) -> int:
             f"seq: {d['seq']}",
             f"digest: {d['digest']}",
             f"resources: {d['resources']}",
+        ]
+        if d.get("pinned_to"):
+            lines += [
+                f"pinned to version {d['pinned_to']}; unpinned: digest {d['unpinned_digest']}, "
+                f"{d['unpinned_resources']} resources",
+            ]
+        lines += [
             f"from checkpoint at {d['checkpoint_seq']}, {d['events_folded']} events folded",
         ]
         lines += [f"wrote {p}" for p in d.get("files", [])]

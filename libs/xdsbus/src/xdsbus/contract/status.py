@@ -8,6 +8,8 @@ import re
 
 import msgspec
 
+from xdsbus.contract.pins import PinStatus
+
 _UNSAFE = re.compile(r"[^-/_=.a-zA-Z0-9]")
 # '.' separates subject tokens, which must not be empty (a file named `a..yaml`).
 _DOTS = re.compile(r"\.{2,}")
@@ -77,3 +79,5 @@ class ObjectStatus(msgspec.Struct, frozen=True, omit_defaults=True):
     parents: list[ParentStatus] = []
     addresses: list[str] = []
     errors: list[LineError] = []
+    # A scope's pin (kind `LedgerPin`, docs/rollback.md).
+    pin: PinStatus | None = None
