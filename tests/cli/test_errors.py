@@ -40,7 +40,12 @@ def test_a_server_without_the_layout(tmp_path: Path, capsys: pytest.CaptureFixtu
 
 
 def test_a_scope_without_a_ledger(nats_server: NatsServer, capsys: pytest.CaptureFixture[str]) -> None:
-    for argv in (["ledger", "log"], ["ledger", "show", "3"], ["dump", "out"]):
+    for argv in (["ledger", "show", "3"], ["dump", "out"]):
         status, err = run(["--scope", "empty", *argv, "--nats-url", nats_server.url], capsys)
         assert status == 2, argv
         assert "xdsbus: no ledger in scope 'empty' yet\nhint: is a builder running" in err, argv
+    # Listing finds nothing, and says why on stderr: the JSON stays a list.
+    assert main(["ledger", "log", "--json", "--scope", "empty", "--nats-url", nats_server.url]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == "[]\n"
+    assert "xdsbus: no ledger in scope 'empty' yet\nhint: is a builder running" in captured.err

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import sys
 from typing import Any
 
 from google.protobuf import json_format
@@ -59,7 +60,8 @@ def _summary(record: ledger_pb2.Version) -> dict[str, Any]:
 
 
 async def log(bus: Bus, args: argparse.Namespace) -> int:
-    """List the scope's versions, oldest first; with --terms, the term records among them."""
+    """List the scope's versions, oldest first; with --terms, the term records among them. An empty
+    ledger lists nothing and says on stderr why it may be empty."""
     rows: list[dict[str, Any]] = []
     async for entry in reader.records(bus, args.scope):
         if not reader.is_term(entry.record):
@@ -67,7 +69,11 @@ async def log(bus: Bus, args: argparse.Namespace) -> int:
         elif args.terms:
             rows.append(_term_summary(entry.record.term))
     if not rows:
-        raise await no_ledger(bus, args.scope)
+        # An empty list, not a failure (as `kubectl get` says "No resources found"), with the reason.
+        sys.stderr.write((await no_ledger(bus, args.scope)).render())
+        if args.json:
+            emit(args, rows, str)
+        return 0
     if args.limit:
         # The limit counts versions; the term records among them stay.
         versions = [i for i, r in enumerate(rows) if "version" in r]

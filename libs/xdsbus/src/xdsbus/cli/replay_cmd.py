@@ -9,7 +9,6 @@ from typing import Any
 from nats.js import api
 
 from xdsbus.bus import Bus
-from xdsbus.cli.errors import CliError
 from xdsbus.cli.keys import keyring_or_none, reveal_keyring
 from xdsbus.cli.output import emit
 from xdsbus.cli.progress import progress
@@ -54,12 +53,6 @@ async def _digest_algorithm_at(bus: Bus, scope: str, seq: int) -> str:
 async def replay(bus: Bus, args: argparse.Namespace) -> int:
     """Rebuild the configuration at a sequence or time and print its digest."""
     seq = args.seq if args.seq is not None else await seq_at(bus, args.at)
-    last = await last_event_seq(bus)
-    if seq > last:
-        raise CliError(
-            f"event sequence {seq} is past the end of the event log (its last event is {last})",
-            "a version is the sequence of its last event: `xdsbus ledger log` lists them",
-        )
     head = await reader.head(bus, args.scope)
     settings = TranslatorSettings.parse(head.record.translator_version) if head else TranslatorSettings()
     secret_box = keyring_or_none()
