@@ -24,6 +24,10 @@ from xdsbus.nats_options import (
 USER_ERROR = 2
 FAILED = 1
 
+UNREACHABLE_HINT = (
+    "is nats-server running there? `make run` starts the local stack; "
+    "name another server with --nats-url URL or XDSBUS_NATS_URL"
+)
 LOCAL_STACK_CREDENTIALS = f"export {PASSWORD_FILE_VARIABLE}=.data/nats-users/reader"
 
 
@@ -59,11 +63,7 @@ def explain(exc: Exception, args: argparse.Namespace) -> CliError | None:
                 f"{PASSWORD_FILE_VARIABLE}, or {NKEY_FILE_VARIABLE}, or {CREDS_FILE_VARIABLE}); for the "
                 f"local stack: {LOCAL_STACK_CREDENTIALS}",
             )
-        return CliError(
-            message,
-            "is nats-server running there? `make run` starts the local stack; "
-            "name another server with --nats-url URL or XDSBUS_NATS_URL",
-        )
+        return CliError(message, UNREACHABLE_HINT)
     if isinstance(exc, LayoutMissing):
         return CliError(
             f"NATS at {redact_url(args.nats_url)} has no xdsbus layout yet, so no ledger: {message}",
@@ -88,10 +88,7 @@ def explain(exc: Exception, args: argparse.Namespace) -> CliError | None:
             status=FAILED,
         )
     if isinstance(exc, OSError):
-        return CliError(
-            f"cannot reach NATS at {redact_url(args.nats_url)}: {message}",
-            "is nats-server running there? `make run` starts the local stack",
-        )
+        return CliError(f"cannot reach NATS at {redact_url(args.nats_url)}: {message}", UNREACHABLE_HINT)
     return None
 
 

@@ -159,12 +159,12 @@ async def _with_bus(
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the xdsbus command."""
     args = flags.resolve(build_parser(installed_commands()).parse_args(argv))
-    # The final error says what the retries and warnings would: print errors only (a permission
-    # refusal, say), as `xdsbus: ...`.
-    logging.basicConfig(level=logging.ERROR, format="xdsbus: %(message)s")
     extra: Command | None = getattr(args, "extra", None)
     if extra is not None:
         return extra.run(args)
+    # The final error says what the retries and warnings would: print errors only (a permission
+    # refusal, say), as `xdsbus: ...`.
+    logging.basicConfig(level=logging.ERROR, format="xdsbus: %(message)s")
     try:
         return asyncio.run(_with_bus(args, args.run))
     except Exception as exc:
