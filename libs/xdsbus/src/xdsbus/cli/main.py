@@ -144,8 +144,9 @@ def build_parser(extra: dict[str, Command] | None = None) -> argparse.ArgumentPa
 async def _with_bus(
     args: argparse.Namespace, run: Callable[[Bus, argparse.Namespace], Awaitable[int]]
 ) -> int:
-    # One attempt: a person waiting on a command wants to hear at once that NATS is not there.
-    bus = await connect(BusSettings.from_env(args.nats_url), name="xdsbus-cli", attempts=1)
+    # A few attempts, not one: a server refusing credentials may reset the connection before its
+    # `Authorization Violation` is read, and the message should name the refusal.
+    bus = await connect(BusSettings.from_env(args.nats_url), name="xdsbus-cli", attempts=3)
     try:
         return await run(bus, args)
     except reader.VersionNotFound as exc:
