@@ -176,4 +176,6 @@ def test_the_cli_without_credentials_gives_up_saying_why(users_server: NatsServe
     )
     assert result.returncode == 2
     assert "cannot connect to NATS" in result.stderr and "Authorization Violation" in result.stderr
+    assert "hint: NATS refused these credentials" in result.stderr
+    assert "XDSBUS_NATS_PASSWORD_FILE=.data/nats-users/reader" in result.stderr
     assert "Traceback" not in result.stderr

@@ -221,7 +221,7 @@ async def connect(settings: BusSettings, name: str, attempts: int = 0) -> Bus:
             break
         except (OSError, NoServersError, TimeoutError) as exc:
             if attempts and attempt >= attempts:
-                reason = errors.last or str(exc) or type(exc).__name__
+                reason = errors.refusal or errors.last or str(exc) or type(exc).__name__
                 raise ConnectionError(f"cannot connect to NATS at {options.describe()}: {reason}") from None
             delay = backoff.next_delay()
             log.warning("cannot reach NATS at %s (%s); retrying in %.1fs", options.describe(), exc, delay)

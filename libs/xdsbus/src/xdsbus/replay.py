@@ -6,6 +6,8 @@ would have served unpinned."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import msgspec
 
 from xdsbus.bus import Bus
@@ -56,6 +58,7 @@ async def replay_to(
     settings: TranslatorSettings,
     secret_box: SecretBox | None = None,
     digest_algorithm: str = digests.CURRENT,
+    on_progress: Callable[[str, int, int], None] | None = None,
 ) -> tuple[ReplayResult, Translator]:
     """Fold the log up to `seq`, starting from the newest checkpoint at or before it, and translate.
     A derived scope (`gateway.<namespace>.<name>`) is replayed from the `default` scope's checkpoints.
@@ -63,12 +66,21 @@ async def replay_to(
     The digest is computed by `digest_algorithm`: to compare with a ledger record, pass the one the
     record names. Reproducing a version that serves TLS needs the key the builder used: without it the
     Secrets are rejected and the digest differs. A pin whose version cannot be read raises
-    `pins.PinRejected` (the builder refused it and kept its head, which the fold alone cannot say)."""
+    `pins.PinRejected` (the builder refused it and kept its head, which the fold alone cannot say).
+    `on_progress(stage, done, total)` hears how far it got: the events folded ("folding events"), then
+    the translation ("translating", a single step)."""
     folded_scope = DEFAULT_SCOPE if scope.startswith(GATEWAY_SCOPE_PREFIX) else scope
     checkpoint = await checkpoints.load_at_or_before(bus, folded_scope, seq)
     state = checkpoint.state if checkpoint else FoldState()
     start = state.seq
-    folded = await fold_until(bus, state, seq)
+
+    def folding(done: int, total: int) -> None:
+        if on_progress is not None:
+            on_progress("folding events", done, total)
+
+    folded = await fold_until(bus, state, seq, on_batch=folding)
+    if on_progress is not None:
+        on_progress("translating", 0, 0)
     translator = Translator(settings, secret_box=secret_box)
     translator.full_build(state)
     algorithm = digests.algorithm_of(digest_algorithm)

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import sys
 from typing import Any
 
 from google.protobuf import json_format
 
 from xdsbus.bus import Bus
+from xdsbus.cli.errors import no_ledger
 from xdsbus.cli.keys import keyring_or_none, reveal_keyring
 from xdsbus.cli.output import emit
+from xdsbus.cli.progress import progress
 from xdsbus.contract import digest
 from xdsbus.contract.type_urls import SECRET
 from xdsbus.ledger import reader
@@ -75,13 +78,20 @@ def _summary(record: ledger_pb2.Version) -> dict[str, Any]:
 
 
 async def log(bus: Bus, args: argparse.Namespace) -> int:
-    """List the scope's versions, oldest first; with --terms, the term records among them."""
+    """List the scope's versions, oldest first; with --terms, the term records among them. An empty
+    ledger lists nothing and says on stderr why it may be empty."""
     rows: list[dict[str, Any]] = []
     async for entry in reader.records(bus, args.scope):
         if not reader.is_term(entry.record):
             rows.append(_summary(entry.record))
         elif args.terms:
             rows.append(_term_summary(entry.record.term))
+    if not rows:
+        # An empty list, not a failure (as `kubectl get` says "No resources found"), with the reason.
+        sys.stderr.write((await no_ledger(bus, args.scope)).render())
+        if args.json:
+            emit(args, rows, str)
+        return 0
     if args.limit:
         # The limit counts versions; the term records among them stay.
         versions = [i for i, r in enumerate(rows) if "version" in r]
@@ -190,17 +200,20 @@ async def dump(bus: Bus, args: argparse.Namespace) -> int:
     if not version:
         head = await reader.head(bus, args.scope)
         if head is None:
-            raise LookupError(f"the ledger of scope {args.scope!r} is empty")
+            raise await no_ledger(bus, args.scope)
         version = head.record.version
     box = reveal_keyring() if args.reveal_secrets else keyring_or_none()
-    resources = await reader.resource_set(bus, args.scope, version)
     bodies: list[tuple[str, bytes | dict[str, object]]] = []
-    for key, sha in sorted(resources.items()):
-        stored = await fetch_stored(bus, sha)
-        try:
-            bodies.append((key.type_url, open_body(stored, sha, box)))
-        except BodySealed:
-            bodies.append((key.type_url, sealed_json(key.type_url, key.name, sealed_kid(stored))))
+    with progress(args, f"dump: reading version {version}", "resources") as bar:
+        resources = await reader.resource_set(bus, args.scope, version)
+        bar.update(0, len(resources), "dump: reading bodies")
+        for key, sha in sorted(resources.items()):
+            stored = await fetch_stored(bus, sha)
+            try:
+                bodies.append((key.type_url, open_body(stored, sha, box)))
+            except BodySealed:
+                bodies.append((key.type_url, sealed_json(key.type_url, key.name, sealed_kid(stored))))
+            bar.advance()
     paths = write_dump(args.directory, bodies, reveal=args.reveal_secrets)
     emit(
         args,

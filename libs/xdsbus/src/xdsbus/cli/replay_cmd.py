@@ -11,6 +11,7 @@ from nats.js import api
 from xdsbus.bus import Bus
 from xdsbus.cli.keys import keyring_or_none, reveal_keyring
 from xdsbus.cli.output import emit
+from xdsbus.cli.progress import progress
 from xdsbus.contract import digest as digests
 from xdsbus.events import EVENTS_STREAM, EVENTS_SUBJECT_PREFIX
 from xdsbus.fold.reading import last_event_seq
@@ -58,9 +59,13 @@ async def replay(bus: Bus, args: argparse.Namespace) -> int:
     secret_box = keyring_or_none()
     if args.reveal_secrets and secret_box is None:
         reveal_keyring()  # raises: revealing needs the key
-    result, translator = await replay_to(
-        bus, args.scope, seq, settings, secret_box, await _digest_algorithm_at(bus, args.scope, seq)
-    )
+    algorithm = await _digest_algorithm_at(bus, args.scope, seq)
+    with progress(args, "replay: reading the checkpoint", "events") as bar:
+
+        def report(stage: str, done: int, total: int) -> None:
+            bar.update(done, total, f"replay: {stage}")
+
+        result, translator = await replay_to(bus, args.scope, seq, settings, secret_box, algorithm, report)
     data: dict[str, Any] = {
         "seq": result.seq,
         "digest": result.digest,

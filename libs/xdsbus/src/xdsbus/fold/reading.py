@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from nats.js import api
 from nats.js.errors import NotFoundError
 
@@ -46,12 +48,16 @@ async def last_event_seq(bus: Bus) -> int:
     return info.state.last_seq
 
 
-async def fold_until(bus: Bus, state: FoldState, end_seq: int) -> BatchResult:
+async def fold_until(
+    bus: Bus, state: FoldState, end_seq: int, on_batch: Callable[[int, int], None] | None = None
+) -> BatchResult:
     """Fold every event after `state.seq` up to and including `end_seq`; EventGap when some of them are
-    no longer in the log."""
+    no longer in the log. `on_batch(folded, to_fold)` hears after each fetched batch how far it got
+    (the CLI's progress bar)."""
     result = BatchResult()
     if end_seq <= state.seq:
         return result
+    start = state.seq
     gap = await find_gap(bus, state.seq)
     if gap is not None:
         raise gap
@@ -85,6 +91,8 @@ async def fold_until(bus: Bus, state: FoldState, end_seq: int) -> BatchResult:
                     break
                 check_next(state, seq)
                 await fold_stored(bus, state, seq, msg.subject, msg.data, result)
+            if on_batch is not None:
+                on_batch(min(state.seq, end_seq) - start, end_seq - start)
         state.seq = max(state.seq, end_seq)
         return result
     finally:
