@@ -8,8 +8,10 @@ PROTO_FILES := $(shell find protos -name '*.proto')
 PACKAGES := -e libs/xdsbus -e libs/xdsbus-dev -e services/builder -e services/watch-file -e services/edge -e services/watch-k8s -e services/watch-consul -e services/watch-eureka -e services/watch-nacos -e services/console
 PYTEST_ARGS ?=
 BENCH ?=
+# py-spy flame graphs beside each result (bench/flame.py); `make bench FLAME=` runs without sampling.
+FLAME ?= --flame
 
-.PHONY: install protos run test test-fast fuzz bench conformance chaos lint fmt clean
+.PHONY: install protos run test test-fast fuzz bench bench-table conformance chaos lint fmt clean
 
 install: $(STAMP) protos
 
@@ -36,8 +38,12 @@ FUZZ_EXAMPLES ?= 5000
 fuzz: install
 	XDSBUS_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -m fuzz tests/fuzz $(PYTEST_ARGS)
 
+# The benchmarks, then bench/README.md's "Latest figures" from their results (also when one failed).
 bench: install
-	$(BIN)/python -m bench $(BENCH)
+	$(BIN)/python -m bench $(FLAME) $(BENCH); status=$$?; $(BIN)/python -m bench.table && exit $$status
+
+bench-table: install
+	$(BIN)/python -m bench.table
 
 # Gateway API conformance (HTTP traffic tests) -> bench/results/gateway_api_conformance.json
 conformance: install
@@ -57,5 +63,5 @@ fmt: install
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) .data bench/results/*.json
+	rm -rf $(VENV) .data bench/results/*.json bench/results/*.svg
 	find . -name __pycache__ -prune -exec rm -rf {} +
