@@ -11,8 +11,10 @@ PYTEST_ARGS ?=
 # workers halve the wall time on a 2-core machine; worksteal balances the long end-to-end tests.
 TEST_WORKERS ?= 2
 BENCH ?=
+# py-spy flame graphs beside each result (bench/flame.py); `make bench FLAME=` runs without sampling.
+FLAME ?= --flame
 
-.PHONY: install protos run test test-fast fuzz bench conformance chaos lint fmt clean
+.PHONY: install protos run test test-fast fuzz bench bench-table conformance chaos lint fmt clean
 
 install: $(STAMP) protos
 
@@ -39,8 +41,12 @@ FUZZ_EXAMPLES ?= 5000
 fuzz: install
 	XDSBUS_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -m fuzz tests/fuzz $(PYTEST_ARGS)
 
+# The benchmarks, then bench/README.md's "Latest figures" from their results (also when one failed).
 bench: install
-	$(BIN)/python -m bench $(BENCH)
+	$(BIN)/python -m bench $(FLAME) $(BENCH); status=$$?; $(BIN)/python -m bench.table && exit $$status
+
+bench-table: install
+	$(BIN)/python -m bench.table
 
 # Gateway API conformance (HTTP traffic tests) -> bench/results/gateway_api_conformance.json
 conformance: install
@@ -60,5 +66,5 @@ fmt: install
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) .data bench/results/*.json
+	rm -rf $(VENV) .data bench/results/*.json bench/results/*.svg
 	find . -name __pycache__ -prune -exec rm -rf {} +
