@@ -125,6 +125,16 @@ async def test_sources_show_who_holds_each_lease(stack: ConsoleStack) -> None:
     assert [(b["scope"], b["holder"]) for b in data["builders"]] == [("default", "in-process")]
     assert data["registries"] == []
 
+    async def reported() -> dict[str, Any] | None:
+        # Reports come every third of the lease TTL: the first one was written before any publish.
+        (watcher,) = (await stack.get("/api/sources"))["watchers"]
+        return watcher if watcher["events_published"] >= 4 else None
+
+    watcher = await eventually(reported, timeout=15, what="the watcher's report counting its events")
+    assert watcher["source"] == "test/console" and watcher["state"] == "publishing"
+    assert watcher["holder"] == stack.source.instance_id and watcher["term"] > 0
+    assert watcher["last_error"] == "" and 0 <= watcher["lag_seconds"] < 60
+
 
 async def test_new_versions_arrive_as_server_sent_events(stack: ConsoleStack) -> None:
     async with aiohttp.ClientSession() as session, session.get(f"{stack.url}/api/live") as response:

@@ -193,6 +193,7 @@ async def test_timeline_live_diff_and_a_rejected_object_in_chromium(tmp_path: Pa
 
         await page.open(f"{stack.url}/#/sources")
         await page.wait_for('#leases-table tr[data-lease="builder.default"]', "in-process")
+        await page.wait_for('#watchers-table tr[data-source="test/console"]', "publishing")
         await page.screenshot("sources")
         await page.open(f"{stack.url}/#/proxies")
         await page.wait_for("h2", "Proxies")

@@ -257,6 +257,7 @@ class Console:
         return _json(
             {
                 "leases": await sources.leases(self.bus),
+                "watchers": await sources.watchers(self.bus),
                 "registries": await sources.registries(self.bus),
                 "builders": builders,
             }

@@ -51,6 +51,11 @@ function when(iso) {
   return iso ? iso.replace("T", " ").replace("+00:00", "Z") : "";
 }
 
+// Unix seconds (a watcher's report) as the ISO times elsewhere on the page.
+function unixTime(seconds) {
+  return seconds ? when(new Date(seconds * 1000).toISOString().replace(".000Z", "Z")) : "";
+}
+
 function scopeQuery() {
   return `?scope=${encodeURIComponent(state.scope)}`;
 }
@@ -475,6 +480,23 @@ async function sourcesView() {
       el("tbody", {}, data.leases.map((l) => el("tr", { "data-lease": l.name },
         el("td", { class: "mono" }, l.name), el("td", {}, l.holder), el("td", { class: "num" }, l.revision),
         el("td", {}, l.renewed ? `${when(l.renewed)} (${l.age_seconds.toFixed(1)} s ago)` : ""))))),
+    el("h3", {}, "Watchers"),
+    data.watchers.length
+      ? el("table", { id: "watchers-table" },
+        el("thead", {}, el("tr", {}, el("th", {}, "source"), el("th", {}, "state"), el("th", {}, "holder"),
+          el("th", { class: "num" }, "term"), el("th", {}, "publishing since"), el("th", {}, "last resync"),
+          el("th", { class: "num" }, "lag"), el("th", { class: "num" }, "events this term"), el("th", {}, "last error"))),
+        el("tbody", {}, data.watchers.map((w) => el("tr", { "data-source": w.source },
+          el("td", { class: "mono" }, w.source),
+          el("td", {}, el("span", { class: `badge ${w.state}` }, w.state),
+            el("div", { class: "muted" }, `reported ${w.reported_seconds_ago.toFixed(1)} s ago`)),
+          el("td", {}, w.holder), el("td", { class: "num" }, w.term),
+          el("td", {}, unixTime(w.leading_since)),
+          el("td", {}, w.resyncs ? `${unixTime(w.last_resync)} (${w.resyncs} in this term)` : "none yet"),
+          el("td", { class: "num" }, w.lag_seconds === null ? "" : `${w.lag_seconds.toFixed(1)} s`),
+          el("td", { class: "num" }, w.events_published),
+          el("td", {}, w.last_error ? el("div", { class: "reason" }, `${unixTime(w.last_error_at)}: ${w.last_error}`) : "")))))
+      : el("p", { class: "muted" }, "No watcher reports itself yet."),
     el("h3", {}, "Builders' terms"),
     el("table", { id: "terms-table" },
       el("thead", {}, el("tr", {}, el("th", {}, "scope"), el("th", { class: "num" }, "term"), el("th", {}, "holder"), el("th", {}, "leads after"), el("th", {}, "since"))),
