@@ -25,7 +25,7 @@ from envoy.service.discovery.v3 import discovery_pb2
 
 from xdsbus.contract.type_urls import CLUSTER, ENDPOINT
 from xdsbus_edge.encoding import sotw_response
-from xdsbus_edge.snapshot import FULL_STATE_TYPES, CachedResource, Snapshot
+from xdsbus_edge.snapshot import FULL_STATE_TYPES, CachedResource, Snapshot, entry
 from xdsbus_edge.stream import XdsStream
 from xdsbus_edge.subscriptions import SotwWatch
 
@@ -33,8 +33,8 @@ from xdsbus_edge.subscriptions import SotwWatch
 ALL = "all"
 
 
-def _sha(resource: CachedResource | None) -> str | None:
-    return resource.sha256 if resource is not None else None
+def _sha(resource: CachedResource | None) -> bytes | None:
+    return resource.digest if resource is not None else None
 
 
 class SotwStream(XdsStream):
@@ -81,9 +81,9 @@ class SotwStream(XdsStream):
             if watch.wildcard:
                 entries: Any = (snap.wildcard_blob(type_url),)
             else:
-                entries = [resources[n].field for n in sorted(watch.names) if n in resources]
+                entries = [p for n in sorted(watch.names) if n in resources for p in entry(resources[n])]
         else:
-            entries = [r.field for r in what]
+            entries = [p for r in what for p in entry(r)]
         nonce = self.next_nonce()
         body = sotw_response(snap.version_info, type_url, nonce, entries)
         watch.base = snap
