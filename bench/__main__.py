@@ -22,6 +22,7 @@ BENCHMARKS = {
     "replay_1m": "bench.replay_1m",
     "edge_fanout_1000": "bench.edge_fanout_1000",
     "edge_memory": "bench.edge_memory",
+    "edge_ack_cost": "bench.edge_ack_cost",
     "propagation": "bench.propagation",
     "ingress_20k": "bench.ingress_20k",
     "cold_load": "bench.cold_load",

@@ -69,6 +69,12 @@ SMALL: dict[str, dict[str, str]] = {
         "BENCH_MEMORY_INGRESSES": "50",
         "BENCH_MEMORY_RSS_WINDOW": "0.5",
     },
+    "edge_ack_cost": {
+        "BENCH_ACK_NAMES": "200",
+        "BENCH_ACK_NAMES_SMALL": "5",
+        "BENCH_ACK_ROUNDS": "10",
+        "BENCH_ACK_WARMUP": "2",
+    },
     "tls_hosts_change": {"BENCH_HOSTS": "20", "BENCH_REPEAT": "3"},
     "edge_reconnect_storm": {
         "BENCH_STORM_CLIENTS": "20",

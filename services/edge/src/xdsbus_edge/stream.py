@@ -161,6 +161,7 @@ class XdsStream:
             return
         if isinstance(first, BaseException):
             raise first
+        first = self.decode(first)
         await self._open(first)
         self.registry.register(self)
         self._registered = True
@@ -186,6 +187,7 @@ class XdsStream:
             elif isinstance(item, BaseException):
                 raise item
             else:
+                item = self.decode(item)
                 async with budget.reserve(self._request_bytes(item)):
                     await self.handle_request(item)
                 self._check_names()
@@ -323,6 +325,10 @@ class XdsStream:
         return self.fixed_type
 
     # ---- to implement -------------------------------------------------------------------------
+
+    def decode(self, request: Any) -> Any:
+        """A request as the RPC delivered it, as `handle_request` takes it (here: as it is)."""
+        return request
 
     async def handle_request(self, request: Any) -> None:
         raise NotImplementedError

@@ -141,6 +141,9 @@ class SotwWatch(Watch):
         # the next push sends the assignments of the clusters in `follow` (None: all subscribed).
         self.always_respond = False
         self.follow: set[str] | None = set()
+        # The bytes of the names of the proxy's last request for this type, as it sent them (sotw_ack.py):
+        # an ACK that repeats them is recognized without parsing them. None: not known.
+        self.names_region: bytes | None = None
 
     def eds_after_cds(self, names: set[str] | None) -> None:
         """Clusters whose assignments are `names` (None: any) were sent to the proxy."""
