@@ -21,6 +21,7 @@ BENCHMARKS = {
     "builder_stall": "bench.builder_stall",
     "replay_1m": "bench.replay_1m",
     "edge_fanout_1000": "bench.edge_fanout_1000",
+    "edge_fanout_10000": "bench.edge_fanout_10000",
     "edge_memory": "bench.edge_memory",
     "edge_ack_cost": "bench.edge_ack_cost",
     "propagation": "bench.propagation",

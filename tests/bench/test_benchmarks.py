@@ -63,6 +63,15 @@ SMALL: dict[str, dict[str, str]] = {
         "BENCH_FANOUT_WARMUP": "1",
         "BENCH_FANOUT_SETTLE": "0.05",
     },
+    "edge_fanout_10000": {
+        "BENCH_FANOUT_CLIENTS": "30",
+        "BENCH_FANOUT_CLIENT_PROCESSES": "2",
+        "BENCH_FANOUT_CLUSTERS": "5",
+        "BENCH_FANOUT_ENDPOINTS": "3",
+        "BENCH_FANOUT_ROUNDS": "2",
+        "BENCH_FANOUT_WARMUP": "1",
+        "BENCH_FANOUT_SETTLE": "0.05",
+    },
     "edge_memory": {
         "BENCH_MEMORY_SERVICES": "50",
         "BENCH_MEMORY_ENDPOINTS": "3",
