@@ -66,8 +66,8 @@ class SotwStream(XdsStream):
         return parsed
 
     def _request_bytes(self, request: Any) -> int:
-        # An ACK that keeps the subscription sends nothing, but the EDS that follows clusters, which is
-        # reserved for when the push is built.
+        # An ACK that keeps the subscription reserves nothing, as one naming as many resources as are
+        # subscribed always did (XdsStream._request_bytes).
         return 0 if isinstance(request, RepeatedAck) else super()._request_bytes(request)
 
     async def handle_request(self, request: discovery_pb2.DiscoveryRequest | RepeatedAck) -> None:
