@@ -63,11 +63,26 @@ SMALL: dict[str, dict[str, str]] = {
         "BENCH_FANOUT_WARMUP": "1",
         "BENCH_FANOUT_SETTLE": "0.05",
     },
+    "edge_fanout_10000": {
+        "BENCH_FANOUT_CLIENTS": "30",
+        "BENCH_FANOUT_CLIENT_PROCESSES": "2",
+        "BENCH_FANOUT_CLUSTERS": "5",
+        "BENCH_FANOUT_ENDPOINTS": "3",
+        "BENCH_FANOUT_ROUNDS": "2",
+        "BENCH_FANOUT_WARMUP": "1",
+        "BENCH_FANOUT_SETTLE": "0.05",
+    },
     "edge_memory": {
         "BENCH_MEMORY_SERVICES": "50",
         "BENCH_MEMORY_ENDPOINTS": "3",
         "BENCH_MEMORY_INGRESSES": "50",
         "BENCH_MEMORY_RSS_WINDOW": "0.5",
+    },
+    "edge_ack_cost": {
+        "BENCH_ACK_NAMES": "200",
+        "BENCH_ACK_NAMES_SMALL": "5",
+        "BENCH_ACK_ROUNDS": "10",
+        "BENCH_ACK_WARMUP": "2",
     },
     "tls_hosts_change": {"BENCH_HOSTS": "20", "BENCH_REPEAT": "3"},
     "edge_reconnect_storm": {

@@ -11,7 +11,7 @@ from tests.edge.envoy_resources import cla, cluster, listener
 from xdsbus.contract.resources import pack_any
 from xdsbus.contract.type_urls import CLUSTER, ENDPOINT, LISTENER
 from xdsbus_edge.encoding import delta_response, sotw_response
-from xdsbus_edge.snapshot import CachedResource, Snapshot
+from xdsbus_edge.snapshot import CachedResource, Snapshot, entry
 
 
 def cached(type_url, message, name):
@@ -28,7 +28,7 @@ ENDPOINTS = [cached(ENDPOINT, cla("a", *(f"10.0.{i // 250}.{i % 250}" for i in r
 
 
 def test_sotw_response_matches_protobuf():
-    body = sotw_response("12345", CLUSTER, "77", [r.field for r in CLUSTERS])
+    body = sotw_response("12345", CLUSTER, "77", [p for r in CLUSTERS for p in entry(r)])
     expected = discovery_pb2.DiscoveryResponse(version_info="12345", type_url=CLUSTER, nonce="77")
     for r in CLUSTERS:
         any_ = any_pb2.Any()

@@ -179,12 +179,12 @@ class SnapshotCache:
                 await task
         log.info("scope %s released: no stream for %.0f s", scope, self.idle_timeout, extra={"scope": scope})
 
-    def _held_elsewhere(self, key: ResourceKey, sha: str) -> CachedResource | None:
+    def _held_elsewhere(self, key: ResourceKey, digest: bytes) -> CachedResource | None:
         """The resource if a served snapshot of any scope holds it: bodies are shared across scopes,
         so each is fetched and held once."""
         for snap in self._current.values():
             res = snap.of(key.type_url).get(key.name)
-            if res is not None and res.sha256 == sha:
+            if res is not None and res.digest == digest:
                 return res
         return None
 

@@ -25,6 +25,18 @@ _NONCE_HISTORY = 16
 MAX_NAMES_PER_TYPE = 100_000
 
 
+def version_digest(version: str) -> bytes:
+    """A delta resource version a proxy says it holds (`initial_resource_versions`) as the raw digest
+    `CachedResource.digest` is compared with: the sha256 hex this edge sends. Any other text matches no
+    resource, and "" stays b"" (told it does not exist)."""
+    if len(version) == 64:
+        try:
+            return bytes.fromhex(version)
+        except ValueError:
+            pass
+    return b"\0" + version.encode() if version else b""
+
+
 class Watch:
     """State shared by SotW and delta: the subscription and the ACK/NACK bookkeeping of one type."""
 
@@ -129,6 +141,9 @@ class SotwWatch(Watch):
         # the next push sends the assignments of the clusters in `follow` (None: all subscribed).
         self.always_respond = False
         self.follow: set[str] | None = set()
+        # The bytes of the names of the proxy's last request for this type, as it sent them (sotw_ack.py):
+        # an ACK that repeats them is recognized without parsing them. None: not known.
+        self.names_region: bytes | None = None
 
     def eds_after_cds(self, names: set[str] | None) -> None:
         """Clusters whose assignments are `names` (None: any) were sent to the proxy."""
@@ -166,8 +181,8 @@ class SotwWatch(Watch):
 class DeltaWatch(Watch):
     def __init__(self, type_url: str) -> None:
         super().__init__(type_url)
-        # name -> resource version the proxy holds (the body's sha256); "" = told it does not exist.
-        self.known: dict[str, str] = {}
+        # name -> resource version the proxy holds (the body's sha256, raw); b"" = told it does not exist.
+        self.known: dict[str, bytes] = {}
         # Names to send again whatever the proxy holds (ClusterLoadAssignments of clusters just sent).
         self.forced: set[str] = set()
 
