@@ -37,13 +37,13 @@ def test_sotw_response_matches_protobuf():
     assert body == expected.SerializeToString(deterministic=True)
 
 
-def test_wildcard_blob_is_the_same_response():
+def test_shared_response_is_built_once():
     snap = Snapshot(scope="s", version=9, digest="", resources={CLUSTER: {r.name: r for r in CLUSTERS}})
-    spliced = sotw_response("9", CLUSTER, "1", [snap.wildcard_blob(CLUSTER)])
-    parsed = discovery_pb2.DiscoveryResponse.FromString(spliced)
-    assert len(parsed.resources) == len(CLUSTERS)
-    assert spliced == parsed.SerializeToString(deterministic=True)
-    assert snap.wildcard_blob(CLUSTER) is snap.wildcard_blob(CLUSTER)  # built once
+    pieces = [p for r in sorted(CLUSTERS, key=lambda r: r.name) for p in entry(r)]
+    nonce, body = snap.responses.get(CLUSTER, "*", lambda: iter(pieces))
+    assert body == sotw_response("9", CLUSTER, nonce, pieces)
+    assert snap.responses.get(CLUSTER, "*", lambda: iter(()))[1] is body  # kept, not built again
+    assert snap.responses.get(CLUSTER, ("a",), lambda: iter(pieces))[0] != nonce  # another response
 
 
 def test_delta_response_matches_protobuf():

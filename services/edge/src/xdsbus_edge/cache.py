@@ -217,6 +217,9 @@ class SnapshotCache:
 
     def set_snapshot(self, snapshot: Snapshot) -> None:
         """Make `snapshot` current for its scope and wake its watchers."""
+        served = self._current.get(snapshot.scope)
+        if served is not None:
+            served.responses.close()  # no stream starts sending it any more
         self._current[snapshot.scope] = snapshot
         self._loaded.setdefault(snapshot.scope, asyncio.Event()).set()
         if self.on_switch:

@@ -28,6 +28,7 @@ from xdsbus.contract.resources import ResourceKey
 from xdsbus.contract.type_urls import CLUSTER, ENDPOINT, EXTENSION_CONFIG, LISTENER, ROUTE, SECRET, TYPE_ORDER
 from xdsbus.contract.wire import field, field_head
 from xdsbus_edge.secret_refs import REFERRING_TYPES, cluster_secrets, secrets_named
+from xdsbus_edge.shared_responses import SharedResponses
 
 SHORT_NAMES = {
     CLUSTER: "cds",
@@ -179,7 +180,8 @@ class Snapshot:
         self.published_ns = published_ns
         self.translator_version = translator_version
         self.loaded_at = time.monotonic()
-        self._blobs: dict[str, bytes] = {}
+        # The SotW responses of this snapshot, built once and shared by the streams that send them.
+        self.responses = SharedResponses(self.version_info)
         # Bytes per type, computed on first use; carried over from `previous` (the predecessor, not kept)
         # by looking at the changed names only, so a version costs what it changed, not what it holds.
         self._sizes: dict[str, int] = {}
@@ -246,17 +248,6 @@ class Snapshot:
             changed[SECRET] = changed.get(SECRET, frozenset()) | flipped
             self.changed = changed
         return refs
-
-    def wildcard_blob(self, type_url: str) -> bytes:
-        """Every resource of a type as the joined `resources` entries of a SotW response, sorted by name.
-
-        Built on first use and shared by every wildcard subscriber of this snapshot."""
-        blob = self._blobs.get(type_url)
-        if blob is None:
-            resources = self.of(type_url)
-            blob = b"".join(piece for name in sorted(resources) for piece in entry(resources[name]))
-            self._blobs[type_url] = blob
-        return blob
 
     def type_urls(self) -> list[str]:
         return sorted(self.resources, key=type_rank)

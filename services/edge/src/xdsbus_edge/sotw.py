@@ -17,8 +17,9 @@ listener or cluster names is not sent, whoever asks for it.
 
 from __future__ import annotations
 
+import functools
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from typing import Any
 
 import grpc
@@ -26,11 +27,10 @@ from envoy.service.discovery.v3 import discovery_pb2
 from google.protobuf.message import DecodeError
 
 from xdsbus.contract.type_urls import CLUSTER, ENDPOINT
-from xdsbus_edge.encoding import sotw_response
 from xdsbus_edge.snapshot import FULL_STATE_TYPES, CachedResource, Snapshot, entry
 from xdsbus_edge.sotw_ack import RepeatedAck, names_region, repeated_ack
 from xdsbus_edge.stream import StreamRefused, XdsStream
-from xdsbus_edge.subscriptions import SotwWatch
+from xdsbus_edge.subscriptions import WILDCARD, SotwWatch
 
 # Push decision: everything the watch subscribes to.
 ALL = "all"
@@ -38,6 +38,19 @@ ALL = "all"
 
 def _sha(resource: CachedResource | None) -> bytes | None:
     return resource.digest if resource is not None else None
+
+
+def _named(resources: Mapping[str, CachedResource], names: Iterable[str]) -> Iterator[bytes]:
+    """The response entries of those of `names` that `resources` holds, in name order."""
+    for name in sorted(names):
+        res = resources.get(name)
+        if res is not None:
+            yield from entry(res)
+
+
+def _listed(resources: list[CachedResource]) -> Iterator[bytes]:
+    for res in resources:
+        yield from entry(res)
 
 
 class SotwStream(XdsStream):
@@ -120,15 +133,18 @@ class SotwStream(XdsStream):
         started = time.perf_counter()
         type_url = watch.type_url
         resources = snap.servable(type_url)
-        if isinstance(what, str):
-            if watch.wildcard:
-                entries: Any = (snap.wildcard_blob(type_url),)
-            else:
-                entries = [p for n in sorted(watch.names) if n in resources for p in entry(resources[n])]
+        # What identifies the response among this snapshot's (shared_responses.py).
+        key: Hashable
+        entries: Callable[[], Iterator[bytes]]
+        if not isinstance(what, str):
+            key, entries = tuple(r.name for r in what), functools.partial(_listed, what)
+        elif watch.wildcard:
+            # Every resource of the type (Secrets, where `servable` differs, are never wildcard).
+            key, entries = WILDCARD, functools.partial(_named, resources, resources)
         else:
-            entries = [p for r in what for p in entry(r)]
-        nonce = self.next_nonce()
-        body = sotw_response(snap.version_info, type_url, nonce, entries)
+            # The interned subscription (subscriptions.intern_names): found by identity.
+            key, entries = watch.names, functools.partial(_named, resources, watch.names)
+        nonce, body = snap.responses.get(type_url, key, entries)
         watch.base = snap
         if type_url == ENDPOINT:
             watch.eds_answered()
