@@ -200,7 +200,7 @@ async def test_the_proxies_view_shows_each_proxys_state_against_the_head(stack: 
             ),
         ],
     )
-    await proxy_store.put_all(stack.bus.js, [(proxy_key("gw-1", "edge-a"), proxy_store.encode(status))])
+    await proxy_store.put_all(stack.bus, [(proxy_key("gw-1", "edge-a"), proxy_store.encode(status))])
     data = await stack.get("/api/proxies")
     assert data["available"] is True
     (proxy,) = data["proxies"]

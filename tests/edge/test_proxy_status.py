@@ -36,7 +36,7 @@ async def publisher(bus: Bus, harness: Harness, ttl: float = 30.0) -> ProxyStatu
     assert isinstance(harness.registry, StreamTable)
     return ProxyStatusPublisher(
         harness.registry,
-        bus.js,
+        bus,
         await proxy_store.bucket(bus),
         "edge-a",
         ttl=ttl,
