@@ -78,20 +78,26 @@ class LedgerState:
         else:
             self.pending[k] = digest
 
-    def reset(self, resources: Mapping[ResourceKey, str]) -> None:
+    def reset(self, resources: dict[ResourceKey, str]) -> None:
         """The newest version's whole resource set (key -> sha256 hex), read from the ledger: pending
-        becomes what differs from the served snapshot."""
+        becomes what differs from the served snapshot. `resources` is emptied as it is read, so its keys
+        and hex digests are freed while the raw ones take their place, not after (a scope's whole set
+        would otherwise be held twice at the peak of a load, and the allocator keeps that peak)."""
         self.pending = {}
+        served = self.served
+        # The served keys the ledger's set lacks are removed: those not met below.
+        unmet: set[ResourceKey] = set()
+        if served is not None:
+            unmet.update(key(t, n) for t, named in served.resources.items() for n in named)
         # One string per name: a Cluster and its ClusterLoadAssignment share theirs.
         names: dict[str, str] = {}
-        for k, sha in resources.items():
-            self.set(key(k.type_url, names.setdefault(k.name, k.name)), digest_bytes(sha))
-        if self.served is not None:
-            for type_url, named in self.served.resources.items():
-                for name in named:
-                    k = key(type_url, name)
-                    if k not in resources:
-                        self.set(k, None)
+        while resources:
+            k, sha = resources.popitem()
+            interned = key(k.type_url, names.setdefault(k.name, k.name))
+            unmet.discard(interned)
+            self.set(interned, digest_bytes(sha))
+        for k in unmet:
+            self.set(k, None)
 
     def _pending_by_bucket(self) -> dict[int, list[ResourceKey]]:
         # Worked out when needed rather than kept: a first load's 4,096 lists would stay next to the

@@ -201,8 +201,13 @@ async def resource_set(
     if base is None and after == 0:
         newest = await bases.newest_at_or_before(bus, scope, version)
         if newest is not None:
-            base, after, after_stream_seq = newest.resources, newest.version, newest.stream_seq
-    resources = dict(base or {})
+            # Read for this call alone: advanced in place, not copied (a scope's whole set at once).
+            resources, after, after_stream_seq = newest.resources, newest.version, newest.stream_seq
+            del newest
+        else:
+            resources = {}
+    else:
+        resources = dict(base or {})
     found = version == after
     start = after_stream_seq + 1 if after_stream_seq else 0
     previous = after
