@@ -30,7 +30,7 @@ from xdsbus.contract.type_urls import CLUSTER, ENDPOINT
 from xdsbus_edge.snapshot import FULL_STATE_TYPES, CachedResource, Snapshot, entry
 from xdsbus_edge.sotw_ack import RepeatedAck, names_region, repeated_ack
 from xdsbus_edge.stream import StreamRefused, XdsStream
-from xdsbus_edge.subscriptions import WILDCARD, SotwWatch
+from xdsbus_edge.subscriptions import WILDCARD, SotwWatch, shared_region
 
 # Push decision: everything the watch subscribes to.
 ALL = "all"
@@ -121,7 +121,8 @@ class SotwStream(XdsStream):
         """The request's names are the watch's subscription now: keep their bytes, so the ACKs that
         repeat them are recognized unparsed."""
         raw = self._raw
-        watch.names_region = names_region(raw, request) if raw is not None else None
+        region = names_region(raw, request) if raw is not None else None
+        watch.names_region = shared_region(watch.names, region) if region is not None else None
 
     async def respond(
         self, watch: SotwWatch, what: str | list[CachedResource], changed: Iterable[str] | None = None

@@ -47,6 +47,23 @@ def intern_names(names: Iterable[str]) -> frozenset[str]:
     return subscription
 
 
+# The bytes a SotW request names a subscription with (sotw_ack.py), by subscription: proxies of one
+# build send the same names in the same order, so their streams share the first one's bytes.
+_regions: weakref.WeakKeyDictionary[frozenset[str], bytes] = weakref.WeakKeyDictionary()
+
+
+def shared_region(names: frozenset[str], region: bytes) -> bytes:
+    """`region` (the encoded names of a request whose subscription is `names`, interned), or an equal
+    bytes object other streams with that subscription already hold."""
+    if not names:
+        return region
+    held = _regions.get(names)
+    if held is None:
+        _regions[names] = region
+        return region
+    return held if held == region else region
+
+
 def version_digest(version: str) -> bytes:
     """A delta resource version a proxy says it holds (`initial_resource_versions`) as the raw digest
     `CachedResource.digest` is compared with: the sha256 hex this edge sends. Any other text matches no
