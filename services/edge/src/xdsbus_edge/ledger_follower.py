@@ -17,6 +17,7 @@ version has been behind the ledger head is `lag()`, which `/ready` checks.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import time
@@ -35,7 +36,7 @@ from xdsbus.ledger.store import BodyCorrupt, BodyMissing, BodySealed, fetch_body
 from xdsbus.proto.ledger.v1 import ledger_pb2
 from xdsbus.secretbox import SecretBox
 from xdsbus_edge.heap import TRIM_AFTER_CHANGES, release_free_memory
-from xdsbus_edge.ledger_state import LedgerState, NotADigest, digest_bytes, key
+from xdsbus_edge.ledger_state import LedgerState, NotADigest, StateLoad, digest_bytes, key
 from xdsbus_edge.snapshot import CachedResource, Snapshot, next_snapshot
 
 log = logging.getLogger(__name__)
@@ -197,8 +198,9 @@ class LedgerFollower:
         while True:
             try:
                 head = await reader.head(self.bus, self.scope)
-                if head is not None:
-                    resources = await reader.resource_set(self.bus, self.scope, head.record.version)
+                # What differs from the served snapshot (everything at first; after a restart, what
+                # changed since the snapshot still served) is pending until the next switch.
+                loaded = await self._read(head.record.version) if head is not None else None
                 break
             except (nats.errors.Error, reader.VersionNotFound, TimeoutError) as exc:
                 delay = backoff.next_delay()
@@ -207,12 +209,9 @@ class LedgerFollower:
                 )
                 await asyncio.sleep(delay)
         config = api.ConsumerConfig(deliver_policy=api.DeliverPolicy.ALL)
-        if head is not None:
-            # What differs from the served snapshot (everything at first; after a restart, what changed
-            # since the snapshot still served) is pending until the next switch.
-            self._state.reset(resources)
-            # The ledger's whole set is in the state now: not kept while the bodies are fetched.
-            del resources
+        if head is not None and loaded is not None:
+            loaded.finish()
+            del loaded
             self._record = head.record
             self._stale = False
             self._note_head()
@@ -280,9 +279,23 @@ class LedgerFollower:
         if self.ledger_version > served and self._behind_since is None:
             self._behind_since = time.monotonic()
 
+    async def _read(self, version: int) -> StateLoad:
+        """The ledger's resource set at `version`, read into a load of the state (it replaces the
+        newest version at `finish`; a read that fails leaves the state as it was)."""
+        loading = self._state.loading()
+        parts = reader.version_parts(self.bus, self.scope, version)
+        async with contextlib.aclosing(parts) as found:
+            async for part in found:
+                if isinstance(part, ledger_pb2.Changes):
+                    loading.add_changes(part)
+                else:
+                    loading.add_set(part)
+                del part  # a change list is not kept while the next one is read
+        return loading
+
     async def _reload(self, record: ledger_pb2.Version) -> None:
         """Replace the ledger state by the full resource set at `record`'s version."""
-        self._state.reset(await reader.resource_set(self.bus, self.scope, record.version))
+        (await self._read(record.version)).finish()
         self._stale = False
 
     async def _try_switch(self) -> None:

@@ -18,6 +18,7 @@ from collections.abc import Iterator, Mapping
 
 from xdsbus.contract import digest as digests
 from xdsbus.contract.resources import ResourceKey
+from xdsbus.proto.ledger.v1 import ledger_pb2
 from xdsbus_edge.snapshot import CachedResource, Snapshot
 
 _EMPTY_BUCKET = hashlib.sha256(b"").digest()
@@ -80,24 +81,15 @@ class LedgerState:
 
     def reset(self, resources: dict[ResourceKey, str]) -> None:
         """The newest version's whole resource set (key -> sha256 hex), read from the ledger: pending
-        becomes what differs from the served snapshot. `resources` is emptied as it is read, so its keys
-        and hex digests are freed while the raw ones take their place, not after (a scope's whole set
-        would otherwise be held twice at the peak of a load, and the allocator keeps that peak)."""
-        self.pending = {}
-        served = self.served
-        # The served keys the ledger's set lacks are removed: those not met below.
-        unmet: set[ResourceKey] = set()
-        if served is not None:
-            unmet.update(key(t, n) for t, named in served.resources.items() for n in named)
-        # One string per name: a Cluster and its ClusterLoadAssignment share theirs.
-        names: dict[str, str] = {}
-        while resources:
-            k, sha = resources.popitem()
-            interned = key(k.type_url, names.setdefault(k.name, k.name))
-            unmet.discard(interned)
-            self.set(interned, digest_bytes(sha))
-        for k in unmet:
-            self.set(k, None)
+        becomes what differs from the served snapshot. `resources` is emptied as it is read."""
+        loading = self.loading()
+        loading.add_set(resources)
+        loading.finish()
+
+    def loading(self) -> StateLoad:
+        """Start replacing the newest version by one read in parts (reader.version_parts); it replaces
+        it at `StateLoad.finish`."""
+        return StateLoad(self)
 
     def _pending_by_bucket(self) -> dict[int, list[ResourceKey]]:
         # Worked out when needed rather than kept: a first load's 4,096 lists would stay next to the
@@ -160,3 +152,50 @@ class LedgerState:
     def clear_pending(self) -> None:
         """Nothing differs from the served snapshot after all (a restart found the head it serves)."""
         self.pending = {}
+
+
+class StateLoad:
+    """The newest version of a LedgerState read again from the ledger, part by part: a base's set, then
+    change lists. Each resource goes from the ledger's form (a key and a hex digest) to the state's as it
+    is read, so a whole version is never held twice (the allocator would keep that peak)."""
+
+    def __init__(self, state: LedgerState) -> None:
+        self.state = state
+        self.pending: dict[ResourceKey, bytes | None] = {}
+        served = state.served
+        # Served keys the version lacks are removed: those no part names. One string per name: a
+        # Cluster and its ClusterLoadAssignment share theirs.
+        self._unmet: set[ResourceKey] = set()
+        self._names: dict[str, str] = {}
+        if served is not None:
+            for type_url, named in served.resources.items():
+                for name in named:
+                    self._unmet.add(key(type_url, self._names.setdefault(name, name)))
+
+    def _set(self, type_url: str, name: str, sha256: str | None) -> None:
+        k = key(type_url, self._names.setdefault(name, name))
+        self._unmet.discard(k)
+        digest = digest_bytes(sha256) if sha256 is not None else None
+        if digest == self.state.served_digest(k):
+            self.pending.pop(k, None)
+        else:
+            self.pending[k] = digest
+
+    def add_set(self, resources: dict[ResourceKey, str]) -> None:
+        """A whole set (key -> sha256 hex), emptied as it is read."""
+        while resources:
+            k, sha = resources.popitem()
+            self._set(k.type_url, k.name, sha)
+
+    def add_changes(self, changes: ledger_pb2.Changes) -> None:
+        """One record's change list."""
+        for ref in changes.changed:
+            self._set(ref.type_url, ref.name, ref.sha256)
+        for gone in changes.removed:
+            self._set(gone.type_url, gone.name, None)
+
+    def finish(self) -> None:
+        """The version read is the state's newest."""
+        for k in self._unmet:
+            self.pending[k] = None
+        self.state.pending = self.pending
