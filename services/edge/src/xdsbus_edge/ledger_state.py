@@ -48,8 +48,10 @@ def _hash_lines(lines: Mapping[tuple[str, str], bytes]) -> bytes:
 
 
 def key(type_url: str, name: str) -> ResourceKey:
-    """A resource key with its type URL interned: one string per type, not one per resource."""
-    return ResourceKey(sys.intern(type_url), name)
+    """A resource key with its strings interned: one type URL per type, not one per resource, and one
+    name for the resources of different types that share it (a Cluster and its ClusterLoadAssignment),
+    which every change list spells anew."""
+    return ResourceKey(sys.intern(type_url), sys.intern(name))
 
 
 class LedgerState:
@@ -163,17 +165,15 @@ class StateLoad:
         self.state = state
         self.pending: dict[ResourceKey, bytes | None] = {}
         served = state.served
-        # Served keys the version lacks are removed: those no part names. One string per name: a
-        # Cluster and its ClusterLoadAssignment share theirs.
+        # Served keys the version lacks are removed: those no part names.
         self._unmet: set[ResourceKey] = set()
-        self._names: dict[str, str] = {}
         if served is not None:
             for type_url, named in served.resources.items():
                 for name in named:
-                    self._unmet.add(key(type_url, self._names.setdefault(name, name)))
+                    self._unmet.add(key(type_url, name))
 
     def _set(self, type_url: str, name: str, sha256: str | None) -> None:
-        k = key(type_url, self._names.setdefault(name, name))
+        k = key(type_url, name)
         self._unmet.discard(k)
         digest = digest_bytes(sha256) if sha256 is not None else None
         if digest == self.state.served_digest(k):
