@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import gc
-from collections.abc import Iterator
 
 from xdsbus.bus import Bus
 from xdsbus.events import EVENTS_STREAM
 from xdsbus.fold.folding import BatchResult, fold_stored
 from xdsbus.fold.log_range import read_range
 from xdsbus.fold.state import FoldState
+from xdsbus.gc_pause import gc_paused
 
 
 class EventGap(LookupError):
@@ -74,17 +73,3 @@ async def fold_until(bus: Bus, state: FoldState, end_seq: int) -> BatchResult:
             raise EventGap(state.seq, state.seq + 1, last)
     state.seq = max(state.seq, end_seq)
     return result
-
-
-@contextlib.contextmanager
-def gc_paused() -> Iterator[None]:
-    """No cyclic garbage collection inside: a fold replaces object bodies (acyclic dicts, freed by their
-    reference counts) at a rate that starts a full collection over the whole state every few thousand
-    events, which cost a quarter of a replay (bench/replay_1m.py)."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
