@@ -2,9 +2,9 @@
 
 A replay or a restart folds up to hundreds of thousands of events. nats-py's `fetch` awaits each message
 through `next_msg`, which makes a task, a `wait_for` timer and a uuid per message: about half of what
-a replay cost (bench/replay_1m.py). Here one pull request asks for a batch of messages, a subscription
-callback collects them, and the next request goes out as soon as one is complete, while the previous
-batch is still being folded: one request is open at a time, so every reply belongs to it.
+a replay cost (bench/replay_1m_recent.py). Here one pull request asks for a batch of messages, a
+subscription callback collects them, and the next request goes out as soon as one is complete, while
+the previous batch is still being folded: one request is open at a time, so every reply belongs to it.
 
 A pull request is `no_wait`: the server sends what it holds up to the batch, then ends a short batch
 with a 404 (nothing more) status; a 409 ends a request whose next message would pass `max_bytes`, and
