@@ -14,6 +14,9 @@ import sys
 import time
 from typing import Any
 
+from bench import flame
+from bench.results_io import amend_params
+
 # name -> module; each module has NAME, PARAMS ({env var: (default, meaning)}) and run() -> result.
 BENCHMARKS = {
     "builder_full_build": "bench.builder_full_build",
@@ -37,6 +40,15 @@ def _module(name: str) -> Any:
     return importlib.import_module(BENCHMARKS[name])
 
 
+def _run(name: str, with_flame: bool) -> dict[str, Any]:
+    """Run one benchmark; with `with_flame`, sampled, and its result says so (`params.flame`)."""
+    if not with_flame:
+        return _module(name).run()
+    with flame.Recording(name) as recording:
+        _module(name).run()
+    return amend_params(name, flame=recording.params())
+
+
 def _summary(result: dict[str, Any]) -> str:
     return (
         f"{result['name']}: value {result['value']} {result['unit']}, baseline {result['baseline']} "
@@ -57,6 +69,12 @@ def main(argv: list[str] | None = None) -> int:
         help="set a size parameter (same as the environment variable), e.g. -p BENCH_SERVICES=1000",
     )
     parser.add_argument("--list", action="store_true", help="list benchmarks and their parameters")
+    parser.add_argument(
+        "--flame",
+        action="store_true",
+        help=f"write py-spy flame graphs of the builder and edges beside each result (bench/flame.py; "
+        f"{flame.RATE_ENV}={flame.DEFAULT_RATE} samples/s)",
+    )
     args = parser.parse_args(argv)
     # `make bench BENCH="a b"` passes the names as one word.
     names = [n for arg in args.names for n in arg.replace(",", " ").split()] or list(BENCHMARKS)
@@ -79,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"== {name}", flush=True)
         started = time.perf_counter()
         try:
-            result = _module(name).run()
+            result = _run(name, args.flame)
         except Exception as exc:  # report and go on with the other benchmarks
             print(f"!! {name} failed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
             failed.append(name)

@@ -233,6 +233,8 @@ class EdgeSide:
                 "true",
                 "--http-listen",
                 f"127.0.0.1:{self.http_port}",
+                "--debug-listen",
+                "127.0.0.1:0",
                 "--nats-url",
                 nats_url,
             ],

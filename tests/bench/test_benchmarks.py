@@ -126,6 +126,9 @@ SMALL: dict[str, dict[str, str]] = {
     },
 }
 WITH_ENVOY = {"propagation", "ingress_20k", "registry_propagation", "cold_load"}
+# Run with `--flame` as `make bench` runs them (bench/flame.py), and the graphs they must write: one
+# benchmark with an edge subprocess, one that runs the builder's code in its own process.
+FLAMED = {"edge_memory": ["edge"], "builder_full_build": ["bench"]}
 
 
 def _cases() -> list[Any]:
@@ -137,7 +140,7 @@ def _cases() -> list[Any]:
 
 def _run(name: str, results: Path) -> Path:
     """`python -m bench NAME` at the small size; its result file. Fails with the run's output."""
-    argv = [sys.executable, "-m", "bench", name]
+    argv = [sys.executable, "-m", "bench", name, *(["--flame"] if name in FLAMED else [])]
     for key, value in SMALL[name].items():
         argv += ["-p", f"{key}={value}"]
     env = {**os.environ, RESULTS_DIR_ENV: str(results)}
@@ -191,6 +194,20 @@ def test_benchmark_runs_small_with_its_checks(name: str, tmp_path: Path) -> None
     assert checks and all(value is True for value in checks.values()), checks
     if name in WITH_ENVOY:
         assert any("envoy" in check for check in checks), f"{name}: no check is about Envoy: {checks}"
+    if name in FLAMED:
+        _assert_flame_graphs(result, tmp_path / "results", FLAMED[name])
+
+
+def _assert_flame_graphs(result: dict[str, Any], results: Path, roles: list[str]) -> None:
+    """params.flame names one graph per role, each an SVG of py-spy's beside the result."""
+    flame = result["params"]["flame"]
+    assert flame["rate_hz"] > 0 and flame["tool"].startswith("py-spy"), flame
+    graphs = {graph["role"]: graph for graph in flame["graphs"]}
+    assert sorted(graphs) == roles, flame
+    for role, graph in graphs.items():
+        assert graph["file"] == f"{result['name']}.{role}.svg" and graph["samples"] > 0, graph
+        svg = (results / graph["file"]).read_text()
+        assert "<svg" in svg and "py-spy" in svg, svg[:200]
 
 
 def test_a_result_whose_check_failed_is_not_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

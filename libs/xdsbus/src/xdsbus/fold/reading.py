@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 
 from xdsbus.bus import Bus
 from xdsbus.events import EVENTS_STREAM
@@ -45,12 +46,16 @@ async def last_event_seq(bus: Bus) -> int:
     return info.state.last_seq
 
 
-async def fold_until(bus: Bus, state: FoldState, end_seq: int) -> BatchResult:
+async def fold_until(
+    bus: Bus, state: FoldState, end_seq: int, on_batch: Callable[[int, int], None] | None = None
+) -> BatchResult:
     """Fold every event after `state.seq` up to and including `end_seq`; EventGap when some of them are
-    no longer in the log."""
+    no longer in the log. `on_batch(folded, to_fold)` hears after each fetched batch how far it got
+    (the CLI's progress bar)."""
     result = BatchResult()
     if end_seq <= state.seq:
         return result
+    start = state.seq
     gap = await find_gap(bus, state.seq)
     if gap is not None:
         raise gap
@@ -65,6 +70,8 @@ async def fold_until(bus: Bus, state: FoldState, end_seq: int) -> BatchResult:
                         break
                     check_next(state, seq)
                     await fold_stored(bus, state, seq, subject, data, result)
+                if on_batch is not None:
+                    on_batch(min(state.seq, end_seq) - start, end_seq - start)
     if state.seq < end_seq:
         # The log holds nothing after state.seq although end_seq is ahead. Events once there but deleted
         # since are a gap; sequences never written are not.
