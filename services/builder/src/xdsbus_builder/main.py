@@ -81,6 +81,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="newest checkpoints kept whatever their age (besides one a day inside the window)",
     )
     p.env_flag(
+        "--checkpoints-span",
+        "XDSBUS_CHECKPOINTS_SPAN",
+        type=int,
+        default=100_000,
+        help="inside the window, the first checkpoint of every this many events is kept too: a replay to "
+        "any version in the window folds at most about this many events",
+    )
+    p.env_flag(
         "--base-every",
         "XDSBUS_BASE_EVERY",
         type=int,
@@ -157,6 +165,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         lease_ttl=args.lease_ttl,
         history_window=args.history_window,
         checkpoints_keep=args.checkpoints_keep,
+        checkpoints_span=args.checkpoints_span,
         base_every=args.base_every,
         translator=TranslatorSettings(
             http_port=args.gateway_http_port,
