@@ -24,11 +24,20 @@ from xdsbus.service_flags import (
 )
 from xdsbus.translate.dataplane import DATAPLANES, ENVOY
 from xdsbus.translate.ingress_class import DEFAULT_INGRESS_CLASS
+from xdsbus.translate.route_tables import KEYS
 from xdsbus.translate.settings import TranslatorSettings
 from xdsbus_builder.builder import Builder, BuilderConfig
 from xdsbus_builder.figures import BuilderFigures
 
 log = logging.getLogger("xdsbus_builder")
+
+
+def route_table_count(text: str) -> int:
+    """--route-tables: 0 (one table) up to one table per key."""
+    value = int(text)
+    if not 0 <= value <= KEYS:
+        raise argparse.ArgumentTypeError(f"must be between 0 and {KEYS}, not {value}")
+    return value
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -124,6 +133,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="the Envoy build served: stock envoy, or higress (Higress's build, needed by Http2Rpc)",
     )
     p.env_flag(
+        "--route-tables",
+        "XDSBUS_ROUTE_TABLES",
+        type=route_table_count,
+        default=0,
+        shown_default="0 (one route configuration)",
+        help="split the Ingress HTTP port's route configuration into this many tables by a key of the host, "
+        "chosen per request through Scoped RDS, so one host's change rebuilds a small table in Envoy "
+        "(docs/route-table-split.md)",
+    )
+    p.env_flag(
         "--ingress-class",
         "XDSBUS_INGRESS_CLASS",
         default=DEFAULT_INGRESS_CLASS,
@@ -173,6 +192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             addresses=tuple(sorted({a.strip() for a in args.gateway_address.split(",") if a.strip()})),
             ingress_class=args.ingress_class.strip(),
             dataplane=args.dataplane,
+            route_tables=args.route_tables,
         ),
     )
     # The lease TTL is a layout setting (the leases bucket's): a flag that differs is named at start.
