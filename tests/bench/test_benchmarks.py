@@ -123,7 +123,7 @@ SMALL: dict[str, dict[str, str]] = {
     },
     "ingress_20k": {
         "BENCH_INGRESS_COUNT": "30",
-        "BENCH_INGRESS_SMALL": "10",
+        "BENCH_INGRESS_SMALL": "0",
         "BENCH_INGRESS_ADDITIONS": "3",
         "BENCH_INGRESS_ENVOY_FLOOR": "2",
         "BENCH_INGRESS_SETTLE": "0.05",
