@@ -37,7 +37,7 @@ DEFAULT_RATE = 50
 ROLES = {"xdsbus-builder": "builder", "xdsbus-edge": "edge"}
 # Benchmarks that run the builder's code (translator, fold, replay) in the benchmark's own process.
 IN_PROCESS = frozenset(
-    {"builder_full_build", "builder_fold_rate", "builder_stall", "replay_1m", "tls_hosts_change"}
+    {"builder_full_build", "builder_fold_rate", "builder_stall", "replay_1m_recent", "tls_hosts_change"}
 )
 # How long py-spy may take to write its SVG after SIGINT (a long run's graph has many stacks).
 STOP_TIMEOUT_S = 60.0

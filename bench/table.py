@@ -42,7 +42,8 @@ NOTES: dict[str, str] = {
     "the change; bench.svg: `fold_message`, `update`, `commit`, `digest` are the timed part",
     "builder_stall": "longest event-loop gap while a checkpoint is taken; bench.svg: look for work done "
     "outside `await` in the checkpoint's encode",
-    "replay_1m": "slowest `replay_to()` against the 10 s budget; bench.svg includes publishing the log, "
+    "replay_1m_recent": "slowest `replay_to()` within the newest checkpoints' span against 1 s; any version "
+    "in the window against 10 s in params.window; bench.svg includes publishing the log and the builder, "
     "the replays are under `replay_to`",
     "edge_fanout_1000": "p99 to the last of 1,000 clients over a raw grpc.aio server's; edge.svg: the "
     "edge's share per push (ledger read, encode, the streams' writes)",

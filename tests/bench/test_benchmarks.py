@@ -46,12 +46,15 @@ SMALL: dict[str, dict[str, str]] = {
         "BENCH_CHANGES": "20",
     },
     "builder_stall": {"BENCH_STALL_OBJECTS": "300", "BENCH_STALL_ENDPOINTS": "3", "BENCH_STALL_REPEAT": "1"},
-    "replay_1m": {
+    "replay_1m_recent": {
         "BENCH_REPLAY_EVENTS": "3000",
         "BENCH_REPLAY_SERVICES": "20",
         "BENCH_REPLAY_INGRESSES": "20",
         "BENCH_REPLAY_ENDPOINTS": "3",
-        "BENCH_REPLAY_CHECKPOINT_EVENTS": "500",
+        "BENCH_REPLAY_CHECKPOINT_EVENTS": "300",
+        "BENCH_REPLAY_CHECKPOINTS_KEEP": "2",
+        "BENCH_REPLAY_CHECKPOINTS_SPAN": "1000",
+        "BENCH_REPLAY_DEBOUNCE_MAX": "0.01",
         "BENCH_REPLAY_TARGETS": "3",
         "BENCH_REPLAY_SCRATCH": "1",
     },
@@ -120,7 +123,7 @@ SMALL: dict[str, dict[str, str]] = {
     },
     "ingress_20k": {
         "BENCH_INGRESS_COUNT": "30",
-        "BENCH_INGRESS_SMALL": "10",
+        "BENCH_INGRESS_SMALL": "0",
         "BENCH_INGRESS_ADDITIONS": "3",
         "BENCH_INGRESS_ENVOY_FLOOR": "2",
         "BENCH_INGRESS_SETTLE": "0.05",

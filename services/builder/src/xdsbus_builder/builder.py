@@ -58,6 +58,9 @@ class BuilderConfig(msgspec.Struct, frozen=True, kw_only=True):
     history_window: float = 30 * 24 * 3600.0
     # Newest checkpoints kept whatever their age, besides one a day inside the window.
     checkpoints_keep: int = 10
+    # Inside the window, also the first checkpoint of every this many events: a replay to any version in
+    # the window folds at most about this many events (docs/design.md §8: under 10 s).
+    checkpoints_span: int = 100_000
     # A ledger base (full manifest) every this many versions, and at least daily.
     base_every: int = 1000
     translator: TranslatorSettings = TranslatorSettings()
@@ -159,6 +162,7 @@ class _Leader:
             self.config.scope,
             keep_newest=self.config.checkpoints_keep,
             window=self.config.history_window,
+            span=self.config.checkpoints_span,
         )
         # Ledger bases, the history window and the body sweep (docs/design.md §5).
         self.history = History(

@@ -25,7 +25,16 @@ from envoy.config.cluster.v3 import cluster_pb2
 from google.protobuf import any_pb2
 
 from xdsbus.contract.resources import ResourceKey
-from xdsbus.contract.type_urls import CLUSTER, ENDPOINT, EXTENSION_CONFIG, LISTENER, ROUTE, SECRET, TYPE_ORDER
+from xdsbus.contract.type_urls import (
+    CLUSTER,
+    ENDPOINT,
+    EXTENSION_CONFIG,
+    LISTENER,
+    ROUTE,
+    SCOPED_ROUTE,
+    SECRET,
+    TYPE_ORDER,
+)
 from xdsbus.contract.wire import field, field_head
 from xdsbus_edge.secret_refs import REFERRING_TYPES, cluster_secrets, secrets_named
 from xdsbus_edge.shared_responses import SharedResponses
@@ -35,12 +44,14 @@ SHORT_NAMES = {
     ENDPOINT: "eds",
     LISTENER: "lds",
     EXTENSION_CONFIG: "ecds",
+    SCOPED_ROUTE: "srds",
     ROUTE: "rds",
     SECRET: "sds",
 }
 
-# Types whose SotW responses must carry the complete set (absence means deletion).
-FULL_STATE_TYPES = frozenset({CLUSTER, LISTENER})
+# Types whose SotW responses must carry the complete set (absence means deletion); Envoy subscribes to
+# scopes by wildcard, as to listeners and clusters.
+FULL_STATE_TYPES = frozenset({CLUSTER, LISTENER, SCOPED_ROUTE})
 
 _EMPTY: Mapping[str, CachedResource] = MappingProxyType({})
 _NO_NAMES: frozenset[str] = frozenset()
@@ -52,7 +63,7 @@ def entry(resource: CachedResource) -> tuple[bytes, bytes]:
 
 
 def short_type(type_url: str) -> str:
-    """`cds`, `eds`, `lds`, `ecds`, `rds`, `sds`, or the message name for other types."""
+    """`cds`, `eds`, `lds`, `ecds`, `srds`, `rds`, `sds`, or the message name for other types."""
     return SHORT_NAMES.get(type_url) or type_url.rsplit(".", 1)[-1]
 
 
