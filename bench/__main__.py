@@ -19,6 +19,7 @@ BENCHMARKS = {
     "builder_full_build": "bench.builder_full_build",
     "builder_fold_rate": "bench.builder_fold_rate",
     "builder_stall": "bench.builder_stall",
+    "builder_memory": "bench.builder_memory",
     "replay_1m": "bench.replay_1m",
     "edge_fanout_1000": "bench.edge_fanout_1000",
     "edge_memory": "bench.edge_memory",
