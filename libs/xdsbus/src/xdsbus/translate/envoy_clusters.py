@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from itertools import groupby
+from operator import attrgetter
 
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.core.v3 import health_check_pb2
@@ -18,6 +19,7 @@ from xdsbus.translate.global_options.envoy_upstream import set_upstream_options
 from xdsbus.translate.global_options.model import UpstreamOptions
 
 CONNECT_TIMEOUT = duration_pb2.Duration(seconds=10)
+_ZONE = attrgetter("zone")
 
 _HEALTH = {
     Health.HEALTHY: health_check_pb2.HEALTHY,
@@ -116,7 +118,7 @@ def _fill_lb_endpoint(lb: endpoint_components_pb2.LbEndpoint, ep: Endpoint) -> N
 def build_load_assignment(name: str, endpoints: Sequence[Endpoint]) -> endpoint_pb2.ClusterLoadAssignment:
     """A ClusterLoadAssignment grouping endpoints by zone; `endpoints` must be sorted by (zone, ...)."""
     cla = endpoint_pb2.ClusterLoadAssignment(cluster_name=name)
-    for zone, members in groupby(endpoints, key=lambda ep: ep.zone):
+    for zone, members in groupby(endpoints, key=_ZONE):
         group = cla.endpoints.add()
         if zone:
             group.locality.zone = zone

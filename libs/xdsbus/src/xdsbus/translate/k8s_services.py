@@ -96,14 +96,24 @@ def slice_endpoints(slice_: K8sEndpointSlice) -> SliceEndpoints:
         return SliceEndpoints(ports=(), addresses=())
     ports = tuple((sp.name, sp.port) for sp in slice_.ports if sp.port is not None)
     addresses: list[str] = []
-    health: list[Health] = []
-    zones: list[str] = []
+    # (index in `addresses`, health, zone) of the addresses not HEALTHY or in a zone: usually none.
+    marked: list[tuple[int, Health, str]] = []
     for ep in slice_.endpoints:
         state = _slice_health(ep.conditions)
-        if state is not None:
-            addresses.extend(ep.addresses)
-            health.extend(state for _ in ep.addresses)
-            zones.extend(ep.zone for _ in ep.addresses)
+        if state is None:
+            continue
+        if state is Health.HEALTHY and not ep.zone:
+            addresses += ep.addresses
+            continue
+        for address in ep.addresses:
+            marked.append((len(addresses), state, ep.zone))
+            addresses.append(address)
+    if not marked:
+        return SliceEndpoints(ports=ports, addresses=tuple(addresses))
+    health = [Health.HEALTHY] * len(addresses)
+    zones = [""] * len(addresses)
+    for index, state, zone in marked:
+        health[index], zones[index] = state, zone
     return SliceEndpoints(
         ports=ports,
         addresses=tuple(addresses),
