@@ -18,7 +18,7 @@ from xdsbus.contract.type_urls import SECRET
 from xdsbus.events import EVENTS_STREAM, EVENTS_SUBJECT_PREFIX, subject_token
 from xdsbus.fold.folding import BatchResult, fold_stored
 from xdsbus.fold.reading import EventGap, check_next, find_gap
-from xdsbus.fold.state import FoldState
+from xdsbus.fold.state import FoldState, ObjectRef
 from xdsbus.layout import DEFAULT_LEASE_TTL
 from xdsbus.lease import Lease
 from xdsbus.ledger import checkpoints
@@ -297,6 +297,10 @@ class _Leader:
         # When the last publish ended (None: none yet this term): the leading edge of the debounce.
         published: float | None = None
         last_msg = None
+        # What was folded since the last version and not translated yet: translation waits for the
+        # version, so that a host touched by several batches (an Ingress, its Service and its slice in
+        # three fetches of a cold load) is rebuilt once per version, not once per fetch.
+        untranslated: dict[ObjectRef, None] = {}
         while not self.stop.is_set():
             if self.lease.lost.is_set():
                 raise LostLedger("lease lost")
@@ -314,7 +318,7 @@ class _Leader:
                     # The consumer skips what was purged while it was behind: no fold over that gap.
                     check_next(self.state, seq)
                     await fold_stored(self.bus, self.state, seq, msg.subject, msg.data, result)
-                self.translator.update(self.state, result.changed)
+                untranslated.update(dict.fromkeys(result.changed))
                 if result.rejected:
                     for rejection in result.rejected:
                         log.error(
@@ -333,6 +337,8 @@ class _Leader:
             decision = decide(first, last, now, quiet=quiet, max_delay=max_delay, published=published)
             until = decision.until
             if decision.publish:
+                self.translator.update(self.state, list(untranslated))
+                untranslated.clear()
                 await self._flush()
                 if last_msg is not None:
                     await last_msg.ack()
