@@ -20,7 +20,8 @@ params    per watcher (source) the events it published and its rate, events/s be
           published during the load and its CPU seconds, and the time of a full build of the same objects
           (`builder.full_build`: the log folded and translated again in this process after the load,
           what a builder restoring it pays); then from that record to Envoy serving everything
-          (`record_to_envoy_serving_s`); every process's CPU seconds over the load.
+          (`record_to_envoy_serving_s`), with the edge's last send and Envoy's ack of each type
+          (`after_record`); every process's CPU seconds over the load.
 
 Checks: after the load Envoy holds every cluster and host (a config dump, untimed), sampled hosts answer
 through it, the log holds exactly one upsert of every object (no event lost, none stored twice), and the
@@ -81,6 +82,18 @@ def _full_build(state: FoldState, served_digest: str, ports: tuple[int, int]) ->
     return {"wall_s": round(wall, 3), "cpu_s": round(cpu, 3), "resources": len(translator.table)}
 
 
+def _after_record(stream: dict[str, Any] | None, record_wall: float) -> dict[str, dict[str, float]]:
+    """Per xDS type of Envoy's stream, when the edge last sent and Envoy last acked, from the record."""
+    out: dict[str, dict[str, float]] = {}
+    for type_url, entry in sorted(((stream or {}).get("types") or {}).items()):
+        out[type_url.rsplit(".", 1)[-1]] = {
+            what: round(entry[f"{what}_at"] - record_wall, 3)
+            for what in ("sent", "acked")
+            if entry.get(f"{what}_at")
+        }
+    return out
+
+
 def _progress(text: str) -> None:
     print(f"   {text}", file=sys.stderr, flush=True)
 
@@ -91,6 +104,8 @@ class Arrivals:
     def __init__(self) -> None:
         self.events: dict[str, list[float]] = defaultdict(list)  # source -> arrival times
         self.records: list[float] = []
+        # Wall clock of each record's arrival, to compare with the edge's /debug/syncz times.
+        self.records_wall: list[float] = []
 
     async def subscribe(self, bus: Any) -> None:
         async def on_event(msg: Any) -> None:
@@ -100,6 +115,7 @@ class Arrivals:
 
         async def on_record(msg: Any) -> None:
             self.records.append(time.monotonic())
+            self.records_wall.append(time.time())
 
         await bus.nc.subscribe("xdsbus.events.>", cb=on_event)
         await bus.nc.subscribe("xdsbus.ledger.default", cb=on_record)
@@ -200,6 +216,8 @@ async def _main(tmp: Path) -> dict[str, Any]:
             _progress(f"Envoy serving all {count} hosts {load_s:.2f} s after watch-k8s started")
             last_event = arrivals.last_event()
             head_record = max(t for t in arrivals.records if t <= served)
+            head_wall = arrivals.records_wall[arrivals.records.index(head_record)]
+            after_record = _after_record(await stack.envoy_stream(), head_wall)
             rates = _rates(arrivals, t0)
             clusters, hosts = await stack.active_clusters(), await stack.served_hosts()
             if clusters < count or hosts < count:
@@ -240,6 +258,9 @@ async def _main(tmp: Path) -> dict[str, Any]:
             "its digest is asserted equal to the version Envoy served",
         },
         "record_to_envoy_serving_s": round(served - head_record, 3),
+        "after_record": after_record,
+        "after_record_is": "per xDS type, seconds from the served ledger record reaching NATS to the "
+        "edge's last send of it and to Envoy's ack (the edge's /debug/syncz)",
         "last_event_s": round(last_event - t0, 3),
         "cpu_s": cpu,
         "upserts_in_log": upserts,
