@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from xdsbus_builder.debounce import IDLE, MIN_WAIT, PUBLISH, RESYNC_HOLD, Decision, decide, held_until
+from xdsbus_builder.debounce import IDLE, MIN_WAIT, PUBLISH, Decision, decide
 
 QUIET, MAX = 0.1, 1.0
 # The previous version was cut just before the pending events: they are batched (the trailing edge).
@@ -91,30 +91,3 @@ def test_without_a_quiet_period_a_change_a_millisecond_after_a_version_is_leadin
 
 def test_a_max_delay_already_past_publishes_at_once():
     assert decide(10.0, 10.0, 10.0, quiet=QUIET, max_delay=0.0, published=JUST_PUBLISHED) == PUBLISH
-
-
-def test_an_open_resync_holds_its_sources_changes_until_it_ends_or_its_hold_runs_out():
-    resyncs = {("k8s/a", "Ingress"): 10.0, ("k8s/a", "Service"): 11.0}
-    # Every pending change is k8s/a's: held until the later resync's hold runs out...
-    until = held_until(resyncs, {"k8s/a"}, 12.0)
-    assert until == 11.0 + RESYNC_HOLD
-    held = decide(10.0, 12.0, 12.0, quiet=QUIET, max_delay=MAX, published=None, held_until=until)
-    assert held == Decision(publish=False, until=until)
-    # ... past the quiet and max windows and the leading edge, which apply once it ends.
-    assert decide(10.0, 12.0, 15.0, quiet=QUIET, max_delay=MAX, published=None, held_until=None) == PUBLISH
-    # Only sync events pending (no change yet): held as well.
-    assert held_until(resyncs, set(), 12.0) == 11.0 + RESYNC_HOLD
-
-
-def test_a_change_of_another_source_is_not_held():
-    resyncs = {("k8s/a", "Ingress"): 10.0}
-    assert held_until(resyncs, {"k8s/a", "nacos/b"}, 12.0) is None
-    assert held_until({}, {"k8s/a"}, 12.0) is None
-
-
-def test_a_resync_holds_at_most_resync_hold_after_its_begin():
-    resyncs = {("k8s/a", "Ingress"): 10.0, ("k8s/a", "Service"): 15.0}
-    assert held_until(resyncs, {"k8s/a"}, 10.0 + RESYNC_HOLD) == 15.0 + RESYNC_HOLD
-    assert resyncs == {("k8s/a", "Service"): 15.0}, "a resync past its hold is forgotten"
-    assert held_until(resyncs, {"k8s/a"}, 15.0 + RESYNC_HOLD) is None
-    assert resyncs == {}

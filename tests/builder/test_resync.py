@@ -4,8 +4,6 @@ nothing."""
 
 from __future__ import annotations
 
-import asyncio
-
 from tests.builder.support import (
     Marker,
     cluster,
@@ -139,34 +137,3 @@ async def test_duplicate_facts_change_nothing(bus):
     assert after.first_seq == version + 1, "the version after the duplicates must cover them"
     changed = {(r.type_url.rsplit(".", 1)[-1], r.name) for r in after.changes.changed}
     assert changed == {("Cluster", cluster("c")), ("ClusterLoadAssignment", cluster("c"))}
-
-
-async def test_a_resync_is_one_version_while_other_sources_go_on(bus):
-    """Versions wait for an open resync of the source their changes come from (debounce.held_until):
-    a resync that lasts several max windows (0.2 s here) is one version; a change of another source
-    meanwhile is published, with what the resync folded so far."""
-    src = ScriptedSource(bus)
-    marker = Marker(bus)
-    async with running_builder(bus):
-        await marker.setup()
-        before = (await wait_for_caught_up(bus)).version
-        epoch = await src.begin_sync(["Service"])
-        for name in ("a", "b", "c"):
-            await src.put(service(name))
-            # Time passing is the input: each upsert comes after a max window.
-            await asyncio.sleep(0.25)
-        held = await head_version(bus)
-        assert held == before, "no version while the resync is open"
-        bumped = await marker.bump()
-        await wait_for_version(bus, bumped)
-        for name in ("d", "e"):
-            await src.put(service(name))
-            await asyncio.sleep(0.25)
-        assert await head_version(bus) == bumped
-        await src.end_sync(
-            epoch, {"Service": ["default/a", "default/b", "default/c", "default/d", "default/e"]}
-        )
-        last = await wait_for_caught_up(bus)
-    after = [r for r in await records(bus) if r.version > before]
-    assert [r.version for r in after] == [bumped, last.version]
-    assert await clusters_at(bus, last.version) >= {cluster(n) for n in "abcde"}

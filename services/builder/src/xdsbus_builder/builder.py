@@ -28,7 +28,7 @@ from xdsbus.transient import describe, is_transient, retry_transient
 from xdsbus.translate.settings import TranslatorSettings
 from xdsbus.translate.translator import Translator
 from xdsbus_builder import gaps
-from xdsbus_builder.debounce import MIN_WAIT, decide, held_until
+from xdsbus_builder.debounce import MIN_WAIT, decide
 from xdsbus_builder.derived_scopes import DerivedScopes
 from xdsbus_builder.figures import BACKLOG_EVERY, BuilderFigures
 from xdsbus_builder.history import History
@@ -305,10 +305,6 @@ class _Leader:
         # version, so that a host touched by several batches (an Ingress, its Service and its slice in
         # three fetches of a cold load) is rebuilt once per version, not once per fetch.
         untranslated: dict[ObjectRef, None] = {}
-        # Their sources, and the open resyncs, (source, kind) -> when their sync_begin was folded: while
-        # every pending change is a resyncing source's, no version is cut (debounce.held_until).
-        pending_sources: set[str] = set()
-        resyncs: dict[tuple[str, str], float] = {}
         while not self.stop.is_set():
             if self.lease.lost.is_set():
                 raise LostLedger("lease lost")
@@ -327,17 +323,11 @@ class _Leader:
                     check_next(self.state, seq)
                     await fold_stored(self.bus, self.state, seq, msg.subject, msg.data, result)
                 untranslated.update(dict.fromkeys(result.changed))
-                pending_sources.update(ref.source for ref in result.changed)
                 if len(untranslated) >= TRANSLATE_AHEAD:
-                    # A long batch (a resync held back, a burst): what is folded so far is translated
-                    # while more arrives, so that the version does not wait for all of it at once.
+                    # A long batch (a burst, a resync): what is folded so far is translated while more
+                    # arrives, so that the version does not wait for all of it at once.
                     self.translator.update(self.state, list(untranslated))
                     untranslated.clear()
-                folded = time.monotonic()
-                for key in result.resyncs_begun:
-                    resyncs[key] = folded
-                for key in result.resyncs_ended:
-                    resyncs.pop(key, None)
                 if result.rejected:
                     for rejection in result.rejected:
                         log.error(
@@ -353,20 +343,11 @@ class _Leader:
                 # The wait ran out without an event (nats-py ends a fetch 100 us before its timeout):
                 # its deadline has come.
                 now = max(now, until)
-            decision = decide(
-                first,
-                last,
-                now,
-                quiet=quiet,
-                max_delay=max_delay,
-                published=published,
-                held_until=held_until(resyncs, pending_sources, now) if resyncs else None,
-            )
+            decision = decide(first, last, now, quiet=quiet, max_delay=max_delay, published=published)
             until = decision.until
             if decision.publish:
                 self.translator.update(self.state, list(untranslated))
                 untranslated.clear()
-                pending_sources.clear()
                 await self._flush()
                 if last_msg is not None:
                     await last_msg.ack()

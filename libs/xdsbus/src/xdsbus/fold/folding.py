@@ -9,7 +9,7 @@ import msgspec
 from nats.js.errors import DigestMismatchError, ObjectNotFoundError
 
 from xdsbus.bus import EVENT_BODIES_STORE, Bus
-from xdsbus.events import Event, MalformedEvent, Op, decode, with_stored_body
+from xdsbus.events import Event, MalformedEvent, decode, with_stored_body
 from xdsbus.fold.state import FoldState, ObjectRef, apply
 from xdsbus.objects import read_claimed
 
@@ -25,10 +25,6 @@ class Rejection(msgspec.Struct, frozen=True):
 class BatchResult(msgspec.Struct):
     changed: list[ObjectRef] = []
     rejected: list[Rejection] = []
-    # (source, kind) of each resync the batch began (a sync_begin folded) and ended (its sync_end
-    # complete, or stale): the builder cuts no version while a source's resync is open (debounce.py).
-    resyncs_begun: list[tuple[str, str]] = []
-    resyncs_ended: list[tuple[str, str]] = []
 
 
 def fold_message(state: FoldState, seq: int, subject: str, data: bytes, result: BatchResult) -> None:
@@ -83,11 +79,6 @@ def fold_event(state: FoldState, seq: int, subject: str, event: Event, result: B
         if event.body_ref is not None:
             raise MalformedEvent(f"body of {event.kind} {event.key} was not read from {EVENT_BODIES_STORE}")
         result.changed.extend(apply(state, seq, event))
-        if event.op is Op.SYNC_BEGIN:
-            result.resyncs_begun.append((event.source, event.kind))
-        elif event.op is Op.SYNC_END and event.kind not in state.syncs.get(event.source, {}):
-            # No part of it is waiting for the others: the resync is over (or was superseded).
-            result.resyncs_ended.append((event.source, event.kind))
     except MalformedEvent as exc:
         _reject(state, seq, subject, exc, result)
 
