@@ -181,8 +181,8 @@ class ServicesHandler(HostFolds):
             for port in model.ports:
                 name = cluster_name(port.number, host)
                 if model != old_model:
-                    cluster = envoy_clusters.build_cluster(model, port, self._options.value.upstream)
-                    self._table.put(CLUSTER, name, cluster.SerializeToString(deterministic=True))
+                    cluster = envoy_clusters.cluster_bytes(model, port, self._options.value.upstream)
+                    self._table.put(CLUSTER, name, cluster)
                 new_keys.append(ResourceKey(CLUSTER, name))
                 if model.resolution is not Resolution.EDS:
                     continue
@@ -212,5 +212,5 @@ class ServicesHandler(HostFolds):
         for host in sorted(self.index.models):
             model = self.index.models[host]
             for port in model.ports:
-                cluster = envoy_clusters.build_cluster(model, port, upstream)
-                self._table.put(CLUSTER, cluster.name, cluster.SerializeToString(deterministic=True))
+                cluster = envoy_clusters.cluster_bytes(model, port, upstream)
+                self._table.put(CLUSTER, cluster_name(port.number, model.hostname), cluster)
