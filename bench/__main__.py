@@ -22,6 +22,7 @@ BENCHMARKS = {
     "builder_full_build": "bench.builder_full_build",
     "builder_fold_rate": "bench.builder_fold_rate",
     "builder_stall": "bench.builder_stall",
+    "builder_memory": "bench.builder_memory",
     "replay_1m_recent": "bench.replay_1m_recent",
     "edge_fanout_1000": "bench.edge_fanout_1000",
     "edge_fanout_10000": "bench.edge_fanout_10000",

@@ -17,17 +17,22 @@ params    per watcher (source) the events it published and its rate, events/s be
           normalization included), and the time from its start to its first event (the list); the
           builder's share: from the last event to the ledger record Envoy ends up serving
           (`builder.tail_s`, what the builder adds after the watcher is done), the versions it
-          published during the load and its CPU seconds; then from that record to Envoy serving
-          everything (`record_to_envoy_serving_s`); every process's CPU seconds over the load.
+          published during the load and its CPU seconds, and the time of a full build of the same objects
+          (`builder.full_build`: the log folded and translated again in this process after the load,
+          what a builder restoring it pays); then from that record to Envoy serving everything
+          (`record_to_envoy_serving_s`), with the edge's last send and Envoy's ack of each type
+          (`after_record`); every process's CPU seconds over the load.
 
 Checks: after the load Envoy holds every cluster and host (a config dump, untimed), sampled hosts answer
-through it, and the log holds exactly one upsert of every object (no event lost, none stored twice).
+through it, the log holds exactly one upsert of every object (no event lost, none stored twice), and the
+full build gives the digest of the version Envoy served.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import random
 import sys
 import tempfile
@@ -43,7 +48,10 @@ from bench.ingress_20k import SAMPLED_HOSTS, K8sStack, _builder_caught_up, _stre
 from bench.results_io import env_float, env_int, write_result
 from xdsbus.bus import BusSettings, connect
 from xdsbus.events import EVENTS_STREAM, Op, decode
+from xdsbus.fold.state import FoldState, apply
 from xdsbus.ledger import reader
+from xdsbus.translate.settings import TranslatorSettings
+from xdsbus.translate.translator import Translator
 
 NAME = "cold_load"
 BUDGET_S = 10.0
@@ -57,6 +65,35 @@ PARAMS = {
 KINDS = ("Ingress", "Service", "EndpointSlice")
 
 
+def _full_build(state: FoldState, served_digest: str, ports: tuple[int, int]) -> dict[str, Any]:
+    """The builder's full build of what the load folded (with its listener `ports`), timed in this
+    process once the stack is down:
+    what a builder restoring this log pays to translate it (the load's own builder folds and translates
+    while events arrive). Raises unless it gives the digest of the version Envoy served."""
+    gc.collect()
+    wall, cpu = time.perf_counter(), time.process_time()
+    translator = Translator(TranslatorSettings(http_port=ports[0], https_port=ports[1]))
+    translator.full_build(state)
+    digest = translator.table.digest()
+    translator.table.commit()
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    if digest != served_digest:
+        raise AssertionError(f"the full build's digest {digest[:12]} is not the served {served_digest[:12]}")
+    return {"wall_s": round(wall, 3), "cpu_s": round(cpu, 3), "resources": len(translator.table)}
+
+
+def _after_record(stream: dict[str, Any] | None, record_wall: float) -> dict[str, dict[str, float]]:
+    """Per xDS type of Envoy's stream, when the edge last sent and Envoy last acked, from the record."""
+    out: dict[str, dict[str, float]] = {}
+    for type_url, entry in sorted(((stream or {}).get("types") or {}).items()):
+        out[type_url.rsplit(".", 1)[-1]] = {
+            what: round(entry[f"{what}_at"] - record_wall, 3)
+            for what in ("sent", "acked")
+            if entry.get(f"{what}_at")
+        }
+    return out
+
+
 def _progress(text: str) -> None:
     print(f"   {text}", file=sys.stderr, flush=True)
 
@@ -67,6 +104,8 @@ class Arrivals:
     def __init__(self) -> None:
         self.events: dict[str, list[float]] = defaultdict(list)  # source -> arrival times
         self.records: list[float] = []
+        # Wall clock of each record's arrival, to compare with the edge's /debug/syncz times.
+        self.records_wall: list[float] = []
 
     async def subscribe(self, bus: Any) -> None:
         async def on_event(msg: Any) -> None:
@@ -76,6 +115,7 @@ class Arrivals:
 
         async def on_record(msg: Any) -> None:
             self.records.append(time.monotonic())
+            self.records_wall.append(time.time())
 
         await bus.nc.subscribe("xdsbus.events.>", cb=on_event)
         await bus.nc.subscribe("xdsbus.ledger.default", cb=on_record)
@@ -116,8 +156,9 @@ async def _served(stack: K8sStack, bus: Any, sample: list[int]) -> bool:
     return True
 
 
-async def _every_object_once(bus: Any, count: int) -> dict[str, int]:
-    """Upserts per kind in the log; raises unless each of the `count` objects of a kind has exactly one."""
+async def _every_object_once(bus: Any, count: int, state: FoldState) -> dict[str, int]:
+    """Upserts per kind in the log, every event folded into `state` on the way; raises unless each of
+    the `count` objects of a kind has exactly one."""
     sub = await bus.js.subscribe(
         "xdsbus.events.>", stream=EVENTS_STREAM, ordered_consumer=True, deliver_policy=api.DeliverPolicy.ALL
     )
@@ -125,7 +166,9 @@ async def _every_object_once(bus: Any, count: int) -> dict[str, int]:
     seen: dict[str, dict[str, int]] = {kind: defaultdict(int) for kind in KINDS}
     try:
         for _ in range(last):
-            event = decode((await sub.next_msg(timeout=10)).data)
+            msg = await sub.next_msg(timeout=10)
+            event = decode(msg.data)
+            apply(state, msg.metadata.sequence.stream, event)
             if event.op is Op.UPSERT and event.kind in seen:
                 seen[event.kind][event.key] += 1
     finally:
@@ -173,13 +216,18 @@ async def _main(tmp: Path) -> dict[str, Any]:
             _progress(f"Envoy serving all {count} hosts {load_s:.2f} s after watch-k8s started")
             last_event = arrivals.last_event()
             head_record = max(t for t in arrivals.records if t <= served)
+            head_wall = arrivals.records_wall[arrivals.records.index(head_record)]
+            after_record = _after_record(await stack.envoy_stream(), head_wall)
             rates = _rates(arrivals, t0)
             clusters, hosts = await stack.active_clusters(), await stack.served_hosts()
             if clusters < count or hosts < count:
                 raise AssertionError(f"Envoy holds {clusters} clusters and {hosts} hosts, not {count}")
-            upserts = await _every_object_once(bus, count)
+            state = FoldState()
+            upserts = await _every_object_once(bus, count, state)
+            served_digest = head.record.digest if (head := await reader.head(bus, "default")) else ""
     finally:
         await stack.stop()
+    full_build = _full_build(state, served_digest, (stack.gateway_port, stack.https_port))
     # The machine may be shared: what the watcher's own CPU time allows tells its cost apart from
     # waiting for a core (it includes decoding the lists and normalizing, not only publishing).
     watcher_cpu = cpu.get("watch-k8s") or 0.0
@@ -204,8 +252,15 @@ async def _main(tmp: Path) -> dict[str, Any]:
             "time for the full build once the watcher is done (it folds and builds while events arrive)",
             "versions_published_during_load": sum(1 for t in arrivals.records if t0 <= t <= served),
             "cpu_s": cpu.get("builder"),
+            "full_build": full_build,
+            "full_build_is": "Translator().full_build() + digest + commit of the objects the load folded, "
+            "timed in the benchmark's process after the load (what a builder restoring this log pays); "
+            "its digest is asserted equal to the version Envoy served",
         },
         "record_to_envoy_serving_s": round(served - head_record, 3),
+        "after_record": after_record,
+        "after_record_is": "per xDS type, seconds from the served ledger record reaching NATS to the "
+        "edge's last send of it and to Envoy's ack (the edge's /debug/syncz)",
         "last_event_s": round(last_event - t0, 3),
         "cpu_s": cpu,
         "upserts_in_log": upserts,
@@ -225,6 +280,10 @@ def run() -> dict[str, Any]:
         budget=BUDGET_S,
         budget_on="value",
         # Asserted in _main and _every_object_once.
-        checks={"envoy_serves_every_host": True, "every_object_in_the_log_once": True},
+        checks={
+            "envoy_serves_every_host": True,
+            "every_object_in_the_log_once": True,
+            "full_build_digest_is_the_served_one": True,
+        },
         params=params,
     )

@@ -45,6 +45,11 @@ SMALL: dict[str, dict[str, str]] = {
         "BENCH_FOLD_BATCH": "20",
         "BENCH_CHANGES": "20",
     },
+    "builder_memory": {
+        "BENCH_MEMORY_SERVICES": "50",
+        "BENCH_MEMORY_ENDPOINTS": "3",
+        "BENCH_MEMORY_INGRESSES": "50",
+    },
     "builder_stall": {"BENCH_STALL_OBJECTS": "300", "BENCH_STALL_ENDPOINTS": "3", "BENCH_STALL_REPEAT": "1"},
     "replay_1m_recent": {
         "BENCH_REPLAY_EVENTS": "3000",

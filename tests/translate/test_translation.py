@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from envoy.config.cluster.v3 import cluster_pb2
+from envoy.config.core.v3 import health_check_pb2
 from envoy.config.endpoint.v3 import endpoint_pb2
 from envoy.config.route.v3 import route_pb2
 from google.protobuf import any_pb2
@@ -79,6 +80,41 @@ def test_service_with_slices_becomes_eds_cluster_and_ready_endpoints() -> None:
         ENDPOINT, "outbound|9090||web.default.svc.cluster.local", endpoint_pb2.ClusterLoadAssignment
     )
     assert not other.endpoints
+
+
+def test_slice_endpoints_keep_health_zone_and_the_healthiest_duplicate() -> None:
+    h = Harness()
+    h.put(service("web"))
+    first = endpoint_slice("web", ["10.0.0.1"], suffix="a")
+    first["endpoints"] += [
+        # Terminating but still serving: drained, not dropped.
+        {"addresses": ["10.0.0.2"], "conditions": {"ready": False, "serving": True, "terminating": True}},
+        {"addresses": ["10.0.0.3", "10.0.0.4"], "conditions": {}, "zone": "z1"},
+        {"addresses": ["10.0.0.5"], "conditions": {"ready": False, "serving": True, "terminating": True}},
+    ]
+    # Overlapping slice: 10.0.0.5 is ready there (the healthier state wins), 10.0.0.1 draining (loses).
+    second = endpoint_slice("web", ["10.0.0.5"], suffix="b")
+    second["endpoints"].append(
+        {"addresses": ["10.0.0.1"], "conditions": {"ready": False, "serving": True, "terminating": True}}
+    )
+    fqdn = endpoint_slice("web", ["backend.example.com"], suffix="c")
+    fqdn["addressType"] = "FQDN"
+    for obj in (first, second, fqdn):
+        h.put(obj)
+    cla = h.get(ENDPOINT, "outbound|80||web.default.svc.cluster.local", endpoint_pb2.ClusterLoadAssignment)
+    got = [
+        (g.locality.zone, lb.endpoint.address.socket_address.address, lb.health_status)
+        for g in cla.endpoints
+        for lb in g.lb_endpoints
+    ]
+    healthy, draining = health_check_pb2.HEALTHY, health_check_pb2.DRAINING
+    assert got == [
+        ("", "10.0.0.1", healthy),
+        ("", "10.0.0.2", draining),
+        ("", "10.0.0.5", healthy),
+        ("z1", "10.0.0.3", healthy),
+        ("z1", "10.0.0.4", healthy),
+    ], "FQDN slices are left out"
 
 
 def test_external_name_is_strict_dns() -> None:

@@ -84,8 +84,11 @@ class WatcherState(msgspec.Struct, frozen=True, omit_defaults=True):
     report_every: float = 0.0
 
 
-class ObjectStatus(msgspec.Struct, frozen=True, omit_defaults=True):
+class ObjectStatus(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
     """Published to KV xdsbus_status under the object's key; `warnings` are partial rejections.
+
+    Untracked by the cyclic collector (gc=False): its lists hold strings and frozen structs, never a
+    cycle, and the builder keeps one per object (60k at cold_load's size) for the collector to walk.
 
     Gateway API objects also carry their status as the API defines it: `conditions`, per-listener
     details with `listeners` (Gateways), per-parent details with `parents` (routes) and `addresses`.

@@ -6,6 +6,10 @@ import enum
 
 import msgspec
 
+# The structs below are frozen and hold only strings, numbers and tuples of each other: they cannot form
+# a cycle, so the cyclic collector need not track them (gc=False); a builder holds one model per service
+# hostname and a full build makes one Endpoint per endpoint.
+
 
 class Resolution(enum.StrEnum):
     EDS = "EDS"
@@ -19,7 +23,7 @@ class Health(enum.StrEnum):
     DRAINING = "DRAINING"
 
 
-class ServicePort(msgspec.Struct, frozen=True, kw_only=True):
+class ServicePort(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """A port a service exposes; `target` is the endpoint port (a number, or a name to resolve)."""
 
     number: int
@@ -28,7 +32,7 @@ class ServicePort(msgspec.Struct, frozen=True, kw_only=True):
     target: int | str | None = None
 
 
-class Endpoint(msgspec.Struct, frozen=True, kw_only=True, order=True):
+class Endpoint(msgspec.Struct, frozen=True, kw_only=True, order=True, gc=False):
     """One backend address serving one service port."""
 
     address: str
@@ -38,7 +42,7 @@ class Endpoint(msgspec.Struct, frozen=True, kw_only=True, order=True):
     zone: str = ""
 
 
-class ServiceModel(msgspec.Struct, frozen=True, kw_only=True):
+class ServiceModel(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """A routable service under one hostname (`name.ns.svc.cluster.local`, `svc.dc.consul`, ...)."""
 
     hostname: str

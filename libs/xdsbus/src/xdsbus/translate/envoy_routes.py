@@ -150,9 +150,11 @@ def _method_matcher(methods: tuple[str, ...]) -> rc.HeaderMatcher:
     )
 
 
-def _route_match(route: Route) -> rc.RouteMatch:
+def _fill_route_match(match: rc.RouteMatch, route: Route) -> None:
+    # Filled in place, as every per-route message here: with upb, building a message and copying it
+    # into its parent costs about three times filling the parent's own field (bench builder_full_build).
     path = route.path
-    match = rc.RouteMatch()
+    match.SetInParent()
     if path.kind is PathKind.EXACT:
         match.path = path.value
     elif path.kind is PathKind.REGEX:
@@ -169,7 +171,6 @@ def _route_match(route: Route) -> rc.RouteMatch:
     if route.methods:
         match.headers.append(_method_matcher(route.methods))
     match.query_parameters.extend(_query_matcher(q) for q in route.query)
-    return match
 
 
 def _millionths(millionths: int) -> percent_pb2.FractionalPercent:
@@ -327,8 +328,8 @@ def _hash_policy(policy: HashPolicy) -> rc.RouteAction.HashPolicy:
     return out
 
 
-def _route_action(route: Route, destinations: tuple[Destination, ...]) -> rc.RouteAction:
-    action = rc.RouteAction()
+def _fill_route_action(action: rc.RouteAction, route: Route, destinations: tuple[Destination, ...]) -> None:
+    action.SetInParent()
     _forward(action, destinations)
     rewrite = route.rewrite
     host = _host_override(route.request_headers)
@@ -347,7 +348,9 @@ def _route_action(route: Route, destinations: tuple[Destination, ...]) -> rc.Rou
     if host:
         action.host_rewrite_literal = host
     # 0 turns Envoy's 15 s default off, as Istio does: Kubernetes users expect no route timeout.
-    action.timeout.CopyFrom(_duration_ms(route.timeout_ms))
+    timeout = action.timeout
+    timeout.SetInParent()
+    timeout.seconds, timeout.nanos = route.timeout_ms // 1000, (route.timeout_ms % 1000) * 1_000_000
     if route.retry is not None:
         action.retry_policy.CopyFrom(_retry_policy(route.retry))
     if route.cluster_not_found_status in _CLUSTER_NOT_FOUND_CODES:
@@ -357,7 +360,6 @@ def _route_action(route: Route, destinations: tuple[Destination, ...]) -> rc.Rou
         policy = action.request_mirror_policies.add(cluster=destination_cluster(mirror.destination))
         if mirror.millionths < 1_000_000:
             policy.runtime_fraction.default_value.CopyFrom(_millionths(mirror.millionths))
-    return action
 
 
 # -- per-filter configs ---------------------------------------------------------------------------
@@ -511,7 +513,8 @@ def build_route(route: Route, index: int, error_page_headers: tuple[tuple[str, s
     Error pages also need the route `build_virtual_host` adds for them; their re-issued requests carry
     `error_page_headers` (a split route table's, translate/route_tables.py).
     """
-    out = rc.Route(name=_route_name(route, index), match=_route_match(route))
+    out = rc.Route(name=_route_name(route, index))
+    _fill_route_match(out.match, route)
     if route.split_millionths is not None:
         _split_fraction(out.match, route.split_millionths, out.name)
     if route.redirect is not None:
@@ -523,7 +526,7 @@ def build_route(route: Route, index: int, error_page_headers: tuple[tuple[str, s
     elif not any(d.weight > 0 for d in route.destinations):
         out.direct_response.status = _NO_WEIGHT_STATUS
     else:
-        out.route.CopyFrom(_route_action(route, route.destinations))
+        _fill_route_action(out.route, route, route.destinations)
     _mutate(out, route.request_headers, route.response_headers)
     if route.cors is not None:
         out.typed_per_filter_config[CORS_FILTER].CopyFrom(pack(_cors(route.cors)))

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from operator import attrgetter
 
+import msgspec
+
 from xdsbus.model.k8s import EndpointConditions, K8sEndpoints, K8sEndpointSlice, K8sService, ServicePortSpec
 from xdsbus.model.services import Endpoint, Health, Resolution, ServiceModel, ServicePort, k8s_hostname
 
@@ -66,6 +68,60 @@ def slice_service_name(slice_: K8sEndpointSlice) -> str:
     return slice_.metadata.labels.get(SERVICE_NAME_LABEL, "")
 
 
+class SliceEndpoints(msgspec.Struct, frozen=True, gc=False):
+    """What translation reads of an EndpointSlice, kept per slice instead of the decoded object: its
+    named ports and its serving addresses as flat tuples. At 100k endpoints the decoded slices' per
+    endpoint structs and lists were a third of the translator's memory and of the objects the cyclic
+    collector walks (bench builder_memory); tuples of strings hold no cycle, hence gc=False."""
+
+    # (name, number) of each port with a number, in the slice's order.
+    ports: tuple[tuple[str, int], ...]
+    # Each serving address in the slice's order (none unless the slice is IPv4 or IPv6), and its health
+    # and zone at the same index; None when every one is HEALTHY, or in no zone (the common case).
+    addresses: tuple[str, ...]
+    health: tuple[Health, ...] | None = None
+    zones: tuple[str, ...] | None = None
+
+    def port(self, name: str) -> int | None:
+        """The number of the slice's port named `name` (the first one), if any."""
+        for port_name, number in self.ports:
+            if port_name == name:
+                return number
+        return None
+
+
+def slice_endpoints(slice_: K8sEndpointSlice) -> SliceEndpoints:
+    """The ports and serving addresses of a decoded EndpointSlice."""
+    if slice_.address_type not in ("IPv4", "IPv6"):
+        return SliceEndpoints(ports=(), addresses=())
+    ports = tuple((sp.name, sp.port) for sp in slice_.ports if sp.port is not None)
+    addresses: list[str] = []
+    # (index in `addresses`, health, zone) of the addresses not HEALTHY or in a zone: usually none.
+    marked: list[tuple[int, Health, str]] = []
+    for ep in slice_.endpoints:
+        state = _slice_health(ep.conditions)
+        if state is None:
+            continue
+        if state is Health.HEALTHY and not ep.zone:
+            addresses += ep.addresses
+            continue
+        for address in ep.addresses:
+            marked.append((len(addresses), state, ep.zone))
+            addresses.append(address)
+    if not marked:
+        return SliceEndpoints(ports=ports, addresses=tuple(addresses))
+    health = [Health.HEALTHY] * len(addresses)
+    zones = [""] * len(addresses)
+    for index, state, zone in marked:
+        health[index], zones[index] = state, zone
+    return SliceEndpoints(
+        ports=ports,
+        addresses=tuple(addresses),
+        health=tuple(health) if any(h is not Health.HEALTHY for h in health) else None,
+        zones=tuple(zones) if any(zones) else None,
+    )
+
+
 def _slice_health(conditions: EndpointConditions) -> Health | None:
     """Envoy health of a slice endpoint, or None to leave it out.
 
@@ -81,35 +137,23 @@ def _slice_health(conditions: EndpointConditions) -> Health | None:
     return None
 
 
-def endpoints_from_slices(port: ServicePort, slices: Iterable[K8sEndpointSlice]) -> list[Endpoint]:
+def endpoints_from_slices(port: ServicePort, slices: Iterable[SliceEndpoints]) -> list[Endpoint]:
     """Serving endpoints of one service port, from the slices of its Service, sorted.
 
     An address listed twice (slices overlap while the controller moves endpoints between them) keeps
     its healthiest state."""
     best: dict[tuple[str, int], Endpoint] = {}
     for slice_ in slices:
-        if slice_.address_type not in ("IPv4", "IPv6"):
-            continue
-        number = _slice_port(port, slice_)
+        number = slice_.port(port.name)
         if number is None:
             continue
-        for ep in slice_.endpoints:
-            health = _slice_health(ep.conditions)
-            if health is None:
-                continue
-            for address in ep.addresses:
-                candidate = Endpoint(address=address, port=number, health=health, zone=ep.zone)
-                current = best.get((address, number))
-                if current is None or _HEALTH_RANK[health] < _HEALTH_RANK[current.health]:
-                    best[(address, number)] = candidate
+        health = slice_.health or (Health.HEALTHY,) * len(slice_.addresses)
+        zones = slice_.zones or ("",) * len(slice_.addresses)
+        for address, state, zone in zip(slice_.addresses, health, zones, strict=True):
+            current = best.get((address, number))
+            if current is None or _HEALTH_RANK[state] < _HEALTH_RANK[current.health]:
+                best[(address, number)] = Endpoint(address=address, port=number, health=state, zone=zone)
     return sorted(best.values(), key=_ENDPOINT_ORDER)
-
-
-def _slice_port(port: ServicePort, slice_: K8sEndpointSlice) -> int | None:
-    for sp in slice_.ports:
-        if sp.name == port.name and sp.port is not None:
-            return sp.port
-    return None
 
 
 def endpoints_from_v1(port: ServicePort, endpoints: K8sEndpoints) -> list[Endpoint]:

@@ -132,6 +132,13 @@ class Translator:
             self.update(state, refs, force_gateway=True)
         finally:
             if collecting:
+                if gc.get_freeze_count() == 0:
+                    # What the build made lives as long as the translator: move it to the oldest
+                    # generation (frozen, then unfrozen into it), or the first young collections after
+                    # the build walk all of it again (~0.1 s of the next commit at 10k services). Not
+                    # when something is frozen already: unfreezing would release what a caller froze.
+                    gc.freeze()
+                    gc.unfreeze()
                 gc.enable()
 
     def update(self, state: FoldState, refs: Iterable[ObjectRef], *, force_gateway: bool = False) -> None:

@@ -18,9 +18,11 @@ from xdsbus.translate.handlers.index_sets import discard
 from xdsbus.translate.handlers.status_book import StatusBook
 from xdsbus.translate.handlers.views import ServiceClaim
 from xdsbus.translate.k8s_services import (
+    SliceEndpoints,
     endpoints_from_slices,
     endpoints_from_v1,
     service_model,
+    slice_endpoints,
     slice_service_name,
 )
 from xdsbus.translate.rejections import rejection_reason
@@ -42,7 +44,7 @@ class ServiceIndex:
     resources: dict[str, list[ResourceKey]] = field(default_factory=dict)
     # Slices by (source, hostname) of the Service they belong to: only a Service of their own source uses
     # them.
-    slices: dict[ObjectRef, K8sEndpointSlice] = field(default_factory=dict)
+    slices: dict[ObjectRef, SliceEndpoints] = field(default_factory=dict)
     slice_host: dict[ObjectRef, str] = field(default_factory=dict)
     host_slices: dict[tuple[str, str], set[ObjectRef]] = field(default_factory=dict)
     v1_endpoints: dict[ObjectRef, K8sEndpoints] = field(default_factory=dict)
@@ -131,7 +133,7 @@ class ServicesHandler(HostFolds):
             )
             return hosts
         host = k8s_hostname(service, slice_.metadata.namespace)
-        index.slices[ref] = slice_
+        index.slices[ref] = slice_endpoints(slice_)
         index.slice_host[ref] = host
         index.host_slices.setdefault((ref.source, host), set()).add(ref)
         hosts.add(host)
@@ -179,8 +181,8 @@ class ServicesHandler(HostFolds):
             for port in model.ports:
                 name = cluster_name(port.number, host)
                 if model != old_model:
-                    cluster = envoy_clusters.build_cluster(model, port, self._options.value.upstream)
-                    self._table.put(CLUSTER, name, cluster.SerializeToString(deterministic=True))
+                    cluster = envoy_clusters.cluster_bytes(model, port, self._options.value.upstream)
+                    self._table.put(CLUSTER, name, cluster)
                 new_keys.append(ResourceKey(CLUSTER, name))
                 if model.resolution is not Resolution.EDS:
                     continue
@@ -210,5 +212,5 @@ class ServicesHandler(HostFolds):
         for host in sorted(self.index.models):
             model = self.index.models[host]
             for port in model.ports:
-                cluster = envoy_clusters.build_cluster(model, port, upstream)
-                self._table.put(CLUSTER, cluster.name, cluster.SerializeToString(deterministic=True))
+                cluster = envoy_clusters.cluster_bytes(model, port, upstream)
+                self._table.put(CLUSTER, cluster_name(port.number, model.hostname), cluster)

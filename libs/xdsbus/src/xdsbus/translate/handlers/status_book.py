@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from xdsbus.contract.status import ObjectStatus, Verdict
 from xdsbus.fold.state import ObjectRef
+
+# The list fields a plain verdict leaves empty, shared by every status `set` builds instead of six new
+# empty lists each (msgspec copies a mutable default per instance): at 60k objects they were 180k of the
+# objects the cyclic collector walks, and 80 bytes per endpoint (bench builder_memory). Statuses are
+# frozen and never mutated, and an empty list is still the default, so equality and JSON are unchanged.
+_NONE: list[Any] = []
 
 
 class StatusBook:
@@ -25,7 +33,12 @@ class StatusBook:
                 key=ref.key,
                 state=state,
                 reason=reason,
-                warnings=warnings or [],
+                warnings=warnings or _NONE,
+                conditions=_NONE,
+                listeners=_NONE,
+                parents=_NONE,
+                addresses=_NONE,
+                errors=_NONE,
             ),
         )
 
