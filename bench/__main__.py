@@ -14,15 +14,20 @@ import sys
 import time
 from typing import Any
 
+from bench import flame
+from bench.results_io import amend_params
+
 # name -> module; each module has NAME, PARAMS ({env var: (default, meaning)}) and run() -> result.
 BENCHMARKS = {
     "builder_full_build": "bench.builder_full_build",
     "builder_fold_rate": "bench.builder_fold_rate",
     "builder_stall": "bench.builder_stall",
     "builder_memory": "bench.builder_memory",
-    "replay_1m": "bench.replay_1m",
+    "replay_1m_recent": "bench.replay_1m_recent",
     "edge_fanout_1000": "bench.edge_fanout_1000",
+    "edge_fanout_10000": "bench.edge_fanout_10000",
     "edge_memory": "bench.edge_memory",
+    "edge_ack_cost": "bench.edge_ack_cost",
     "propagation": "bench.propagation",
     "ingress_20k": "bench.ingress_20k",
     "cold_load": "bench.cold_load",
@@ -36,6 +41,15 @@ BENCHMARKS = {
 
 def _module(name: str) -> Any:
     return importlib.import_module(BENCHMARKS[name])
+
+
+def _run(name: str, with_flame: bool) -> dict[str, Any]:
+    """Run one benchmark; with `with_flame`, sampled, and its result says so (`params.flame`)."""
+    if not with_flame:
+        return _module(name).run()
+    with flame.Recording(name) as recording:
+        _module(name).run()
+    return amend_params(name, flame=recording.params())
 
 
 def _summary(result: dict[str, Any]) -> str:
@@ -58,6 +72,12 @@ def main(argv: list[str] | None = None) -> int:
         help="set a size parameter (same as the environment variable), e.g. -p BENCH_SERVICES=1000",
     )
     parser.add_argument("--list", action="store_true", help="list benchmarks and their parameters")
+    parser.add_argument(
+        "--flame",
+        action="store_true",
+        help=f"write py-spy flame graphs of the builder and edges beside each result (bench/flame.py; "
+        f"{flame.RATE_ENV}={flame.DEFAULT_RATE} samples/s)",
+    )
     args = parser.parse_args(argv)
     # `make bench BENCH="a b"` passes the names as one word.
     names = [n for arg in args.names for n in arg.replace(",", " ").split()] or list(BENCHMARKS)
@@ -80,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"== {name}", flush=True)
         started = time.perf_counter()
         try:
-            result = _module(name).run()
+            result = _run(name, args.flame)
         except Exception as exc:  # report and go on with the other benchmarks
             print(f"!! {name} failed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
             failed.append(name)

@@ -18,7 +18,9 @@ baseline  the same p99 for a raw grpc.aio server with no xdsbus code (bench/raw_
           1,000 streams, connected to both servers at once; the rounds alternate between them.
           ratio = edge p99 / raw p99; the budget of docs/design.md §8 is ratio <= 1.1.
 params    p50/p99 of both; CPU seconds each server process used per round (from /proc/<pid>/stat);
-          first-to-last client spread; response sizes; responses repeated (0 expected).
+          first-to-last client spread; response sizes; responses repeated (0 expected); the RSS of both
+          servers with no client, with every client connected and after the rounds. The clients may be
+          split over BENCH_FANOUT_CLIENT_PROCESSES processes per server (edge_fanout_10000 does).
 
 Checks: every client received every change on both servers, no client stream failed, and no client
 received a version twice.
@@ -61,6 +63,7 @@ NAME = "edge_fanout_1000"
 BUDGET_RATIO = 1.1
 PARAMS = {
     "BENCH_FANOUT_CLIENTS": (1_000, "ADS SotW clients (streams)"),
+    "BENCH_FANOUT_CLIENT_PROCESSES": (1, "client processes per server, the clients split among them"),
     "BENCH_FANOUT_STREAMS_PER_CHANNEL": (1, "streams per gRPC channel (1: one TCP connection per client)"),
     "BENCH_FANOUT_CLUSTERS": (100, "EDS clusters (and ClusterLoadAssignments) every client subscribes to"),
     "BENCH_FANOUT_ENDPOINTS": (10, "endpoints per ClusterLoadAssignment"),
@@ -137,7 +140,9 @@ def _response(version: str, type_url: str, bodies: list[bytes], nonce: str = "1"
 class Clients:
     """A bench/fanout_clients.py subprocess: its JSON lines, by event and version."""
 
-    def __init__(self, label: str, target: str, count: int, per_channel: int, log: Path) -> None:
+    def __init__(
+        self, label: str, target: str, count: int, per_channel: int, log: Path, first_index: int = 0
+    ) -> None:
         self.label = label
         self.argv = [
             sys.executable,
@@ -149,6 +154,8 @@ class Clients:
             str(count),
             "--streams-per-channel",
             str(per_channel),
+            "--first-index",
+            str(first_index),
         ]
         self.log = log
         self._stderr = open(log, "ab")  # the child's stderr; closed in stop()
@@ -218,6 +225,67 @@ class Clients:
         return stats
 
 
+class ClientGroup:
+    """The clients of one server, split over several processes (10,000 channels are more than one
+    Python process drives well): their events combined."""
+
+    def __init__(
+        self, label: str, target: str, count: int, per_channel: int, tmp: Path, processes: int
+    ) -> None:
+        self.label = label
+        share = -(-count // processes)
+        log = tmp / "clients"
+        log.mkdir(exist_ok=True)
+        self.parts = [
+            Clients(label, target, min(share, count - first), per_channel, log / f"{label}-{n}.log", first)
+            for n, first in enumerate(range(0, count, share))
+        ]
+
+    async def start(self) -> ClientGroup:
+        for part in self.parts:
+            await part.start()
+        return self
+
+    async def wait(self, what: str, timeout: float, *, version: bool = False) -> dict[str, Any]:
+        events = await asyncio.gather(*(part.wait(what, timeout, version=version) for part in self.parts))
+        if not version:
+            return {
+                "setup_s": max(e.get("setup_s", 0) for e in events),
+                "channels": sum(e.get("channels", 0) for e in events),
+            }
+        return {
+            "first": min(e["first"] for e in events),
+            "last": max(e["last"] for e in events),
+            "bytes": events[0]["bytes"],
+            "count": sum(e["count"] for e in events),
+        }
+
+    async def stop(self) -> dict[str, Any]:
+        stats = [await part.stop() for part in self.parts]
+        repeated: dict[str, int] = {}
+        for s in stats:
+            for version, times in (s.get("repeated") or {}).items():
+                repeated[version] = repeated.get(version, 0) + times
+        return {
+            "processes": len(stats),
+            "other_responses": sum(s.get("other_responses", 0) for s in stats),
+            "repeated": repeated,
+            "errors": [e for s in stats for e in s.get("errors", [])][:5],
+            # A process that reported nothing counts as failed.
+            "error_count": sum(s.get("error_count", 1) for s in stats),
+        }
+
+
+def memory(pid: int) -> dict[str, float]:
+    """VmRSS and VmHWM (peak) of a process, MiB."""
+    out: dict[str, float] = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, rest = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            out[key] = round(int(rest.split()[0]) / 1024, 1)
+    return out
+
+
 class EdgeSide:
     """The ledger writer and the edge subprocess."""
 
@@ -233,6 +301,8 @@ class EdgeSide:
                 "true",
                 "--http-listen",
                 f"127.0.0.1:{self.http_port}",
+                "--debug-listen",
+                "127.0.0.1:0",
                 "--nats-url",
                 nats_url,
             ],
@@ -303,21 +373,23 @@ def _metric_sum(text: str, name: str, **labels: str) -> float:
     return total
 
 
-async def _main(tmp: Path) -> dict[str, Any]:
-    count = env_int("BENCH_FANOUT_CLIENTS", 1_000)
+async def _main(tmp: Path, params: dict[str, tuple[float, str]]) -> dict[str, Any]:
+    count = env_int("BENCH_FANOUT_CLIENTS", int(params["BENCH_FANOUT_CLIENTS"][0]))
     per_channel = max(1, env_int("BENCH_FANOUT_STREAMS_PER_CHANNEL", 1))
+    default_processes = int(params["BENCH_FANOUT_CLIENT_PROCESSES"][0])
+    processes = max(1, env_int("BENCH_FANOUT_CLIENT_PROCESSES", default_processes))
     clusters = env_int("BENCH_FANOUT_CLUSTERS", 100)
     endpoints = env_int("BENCH_FANOUT_ENDPOINTS", 10)
-    rounds = env_int("BENCH_FANOUT_ROUNDS", 20)
-    warmup = env_int("BENCH_FANOUT_WARMUP", 3)
-    settle = env_float("BENCH_FANOUT_SETTLE", 0.3)
+    rounds = env_int("BENCH_FANOUT_ROUNDS", int(params["BENCH_FANOUT_ROUNDS"][0]))
+    warmup = env_int("BENCH_FANOUT_WARMUP", int(params["BENCH_FANOUT_WARMUP"][0]))
+    settle = env_float("BENCH_FANOUT_SETTLE", params["BENCH_FANOUT_SETTLE"][0])
 
     nats = NatsServer(tmp / "nats")
     nats.start()
     edge = EdgeSide(tmp, nats.url)
     raw_port = free_port()
     raw: Service | None = None
-    sides: list[Clients] = []
+    sides: list[ClientGroup] = []
     bus = await connect(BusSettings(url=nats.url), name="bench-fanout", attempts=5)
     try:
         writer = LedgerWriter(bus, "default")
@@ -354,22 +426,24 @@ async def _main(tmp: Path) -> dict[str, Any]:
         raw_pid = raw.proc.pid
 
         t0 = time.monotonic()
-        edge_clients = await Clients(
-            "edge", f"127.0.0.1:{edge.xds_port}", count, per_channel, tmp / "clients-edge.log"
+        edge_rss_ready = memory(edge.pid)
+        edge_clients = await ClientGroup(
+            "edge", f"127.0.0.1:{edge.xds_port}", count, per_channel, tmp, processes
         ).start()
         sides.append(edge_clients)
         edge_ready = await edge_clients.wait("ready", 300)
         _progress(
             f"{count} clients on the edge in {edge_ready['setup_s']} s ({edge_ready['channels']} channels)"
         )
-        raw_clients = await Clients(
-            "raw", f"127.0.0.1:{raw_port}", count, per_channel, tmp / "clients-raw.log"
-        ).start()
+        raw_rss_ready = memory(raw_pid)
+        raw_target = f"127.0.0.1:{raw_port}"
+        raw_clients = await ClientGroup("raw", raw_target, count, per_channel, tmp, processes).start()
         sides.append(raw_clients)
         raw_ready = await raw_clients.wait("ready", 300)
         _progress(f"{count} clients on the raw server in {raw_ready['setup_s']} s")
         setup_s = time.monotonic() - t0
         await asyncio.sleep(1.0)
+        edge_rss_connected, raw_rss_connected = memory(edge.pid), memory(raw_pid)
         metrics_before = await edge.metrics()
 
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{raw_port}")
@@ -424,6 +498,7 @@ async def _main(tmp: Path) -> dict[str, Any]:
                     f"edge {edge_s[-1] * 1000:.1f} ms, raw {raw_s[-1] * 1000:.1f} ms"
                 )
         await channel.close()
+        edge_rss_end, raw_rss_end = memory(edge.pid), memory(raw_pid)
         metrics_after = await edge.metrics()
         stats = {side.label: await side.stop() for side in sides}
         sides.clear()
@@ -456,8 +531,8 @@ async def _main(tmp: Path) -> dict[str, Any]:
         "clients": count,
         "streams_per_channel": per_channel,
         "channels": edge_ready["channels"],
-        "client_processes": "one per server (bench/fanout_clients.py), the edge and the raw server each "
-        "in their own process",
+        "client_processes": f"{processes} per server (bench/fanout_clients.py), the edge and the raw "
+        "server each in their own process",
         "clusters": clusters,
         "endpoints_per_assignment": endpoints,
         "rounds": rounds,
@@ -479,14 +554,26 @@ async def _main(tmp: Path) -> dict[str, Any]:
         "eds_response_bytes": sizes,
         "client_stats": stats,
         "setup_s_not_timed": round(setup_s, 1),
+        "client_processes_per_server": processes,
+        # MiB: the server process with no client, with every client connected and holding EDS, and
+        # after the rounds (VmHWM: the peak).
+        "rss_mib": {
+            "edge": {"no_client": edge_rss_ready, "connected": edge_rss_connected, "end": edge_rss_end},
+            "raw": {"no_client": raw_rss_ready, "connected": raw_rss_connected, "end": raw_rss_end},
+        },
     }
 
 
 def run() -> dict[str, Any]:
+    return measure(NAME, PARAMS)
+
+
+def measure(name: str, defaults: dict[str, tuple[float, str]]) -> dict[str, Any]:
+    """Run the fan-out with these defaults and write the result under `name`."""
     with tempfile.TemporaryDirectory(prefix="xdsbus-bench-fanout-") as tmp:
-        params = asyncio.run(_main(Path(tmp)))
+        params = asyncio.run(_main(Path(tmp), defaults))
     return write_result(
-        NAME,
+        name,
         value=params["p99_ms"],
         unit="ms",
         baseline=params["raw"]["p99_ms"],

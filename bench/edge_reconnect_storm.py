@@ -258,6 +258,8 @@ def _edge(tmp: Path, nats_url: str, pki: XdsPki | None) -> tuple[Service, int, i
             f"127.0.0.1:{xds_port}",
             "--http-listen",
             f"127.0.0.1:{http_port}",
+            "--debug-listen",
+            "127.0.0.1:0",
             "--nats-url",
             nats_url,
             *(pki.edge_flags() if pki is not None else ["--xds-plaintext", "true"]),

@@ -149,6 +149,8 @@ async def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clients", type=int, default=1000)
     p.add_argument("--streams-per-channel", type=int, default=1)
     p.add_argument("--connect-concurrency", type=int, default=50)
+    # Node ids are unique across the client processes of one server.
+    p.add_argument("--first-index", type=int, default=0, help="index (node id) of the first client")
     args = p.parse_args(argv)
 
     fan = Fanout(args.clients)
@@ -161,7 +163,8 @@ async def main(argv: list[str] | None = None) -> int:
         # At most --connect-concurrency handshakes in flight: a slot is held until the client holds EDS.
         async with gate:
             ready = asyncio.Event()
-            tasks.append(asyncio.create_task(fan.client(i, channels[i // args.streams_per_channel], ready)))
+            channel = channels[i // args.streams_per_channel]
+            tasks.append(asyncio.create_task(fan.client(args.first_index + i, channel, ready)))
             await asyncio.wait_for(ready.wait(), timeout=60)
 
     for _ in range(0, args.clients, args.streams_per_channel):

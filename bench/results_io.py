@@ -114,8 +114,21 @@ def write_result(
     }
     directory = results_dir()
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{name}.json"
+    _write(directory / f"{name}.json", result)
+    return result
+
+
+def amend_params(name: str, **params: Any) -> dict[str, Any]:
+    """Add `params` to the params of the result `<name>.json` the run just wrote (what the runner knows
+    only after the benchmark, e.g. `flame`); the result as amended."""
+    path = results_dir() / f"{name}.json"
+    result: dict[str, Any] = json.loads(path.read_text())
+    result["params"].update(params)
+    _write(path, result)
+    return result
+
+
+def _write(path: Path, result: dict[str, Any]) -> None:
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(result, indent=2, sort_keys=False) + "\n")
     tmp.replace(path)
-    return result

@@ -106,6 +106,8 @@ async def test_readers_write_nothing_and_the_operator_only_pins(users_server: Na
     async with connected(users_server, "operator") as operator:
         await refused(operator, f"{LEDGER_SUBJECT_PREFIX}.default")
         await refused(operator, f"{EVENTS_SUBJECT_PREFIX}.file.e2e.Service")
+        # Operators pin, nothing else: not even another kind under their own source.
+        await refused(operator, f"{EVENTS_SUBJECT_PREFIX}.operator.cli.Ingress")
 
 
 async def test_only_the_layout_user_manages_streams(users_server: NatsServer) -> None:
@@ -174,4 +176,6 @@ def test_the_cli_without_credentials_gives_up_saying_why(users_server: NatsServe
     )
     assert result.returncode == 2
     assert "cannot connect to NATS" in result.stderr and "Authorization Violation" in result.stderr
+    assert "hint: NATS refused these credentials" in result.stderr
+    assert "XDSBUS_NATS_PASSWORD_FILE=.data/nats-users/reader" in result.stderr
     assert "Traceback" not in result.stderr

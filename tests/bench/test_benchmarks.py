@@ -51,12 +51,15 @@ SMALL: dict[str, dict[str, str]] = {
         "BENCH_MEMORY_INGRESSES": "50",
     },
     "builder_stall": {"BENCH_STALL_OBJECTS": "300", "BENCH_STALL_ENDPOINTS": "3", "BENCH_STALL_REPEAT": "1"},
-    "replay_1m": {
+    "replay_1m_recent": {
         "BENCH_REPLAY_EVENTS": "3000",
         "BENCH_REPLAY_SERVICES": "20",
         "BENCH_REPLAY_INGRESSES": "20",
         "BENCH_REPLAY_ENDPOINTS": "3",
-        "BENCH_REPLAY_CHECKPOINT_EVENTS": "500",
+        "BENCH_REPLAY_CHECKPOINT_EVENTS": "300",
+        "BENCH_REPLAY_CHECKPOINTS_KEEP": "2",
+        "BENCH_REPLAY_CHECKPOINTS_SPAN": "1000",
+        "BENCH_REPLAY_DEBOUNCE_MAX": "0.01",
         "BENCH_REPLAY_TARGETS": "3",
         "BENCH_REPLAY_SCRATCH": "1",
     },
@@ -68,11 +71,26 @@ SMALL: dict[str, dict[str, str]] = {
         "BENCH_FANOUT_WARMUP": "1",
         "BENCH_FANOUT_SETTLE": "0.05",
     },
+    "edge_fanout_10000": {
+        "BENCH_FANOUT_CLIENTS": "30",
+        "BENCH_FANOUT_CLIENT_PROCESSES": "2",
+        "BENCH_FANOUT_CLUSTERS": "5",
+        "BENCH_FANOUT_ENDPOINTS": "3",
+        "BENCH_FANOUT_ROUNDS": "2",
+        "BENCH_FANOUT_WARMUP": "1",
+        "BENCH_FANOUT_SETTLE": "0.05",
+    },
     "edge_memory": {
         "BENCH_MEMORY_SERVICES": "50",
         "BENCH_MEMORY_ENDPOINTS": "3",
         "BENCH_MEMORY_INGRESSES": "50",
         "BENCH_MEMORY_RSS_WINDOW": "0.5",
+    },
+    "edge_ack_cost": {
+        "BENCH_ACK_NAMES": "200",
+        "BENCH_ACK_NAMES_SMALL": "5",
+        "BENCH_ACK_ROUNDS": "10",
+        "BENCH_ACK_WARMUP": "2",
     },
     "tls_hosts_change": {"BENCH_HOSTS": "20", "BENCH_REPEAT": "3"},
     "edge_reconnect_storm": {
@@ -110,7 +128,7 @@ SMALL: dict[str, dict[str, str]] = {
     },
     "ingress_20k": {
         "BENCH_INGRESS_COUNT": "30",
-        "BENCH_INGRESS_SMALL": "10",
+        "BENCH_INGRESS_SMALL": "0",
         "BENCH_INGRESS_ADDITIONS": "3",
         "BENCH_INGRESS_ENVOY_FLOOR": "2",
         "BENCH_INGRESS_SETTLE": "0.05",
@@ -128,6 +146,9 @@ SMALL: dict[str, dict[str, str]] = {
     },
 }
 WITH_ENVOY = {"propagation", "ingress_20k", "registry_propagation", "cold_load"}
+# Run with `--flame` as `make bench` runs them (bench/flame.py), and the graphs they must write: one
+# benchmark with an edge subprocess, one that runs the builder's code in its own process.
+FLAMED = {"edge_memory": ["edge"], "builder_full_build": ["bench"]}
 
 
 def _cases() -> list[Any]:
@@ -139,7 +160,7 @@ def _cases() -> list[Any]:
 
 def _run(name: str, results: Path) -> Path:
     """`python -m bench NAME` at the small size; its result file. Fails with the run's output."""
-    argv = [sys.executable, "-m", "bench", name]
+    argv = [sys.executable, "-m", "bench", name, *(["--flame"] if name in FLAMED else [])]
     for key, value in SMALL[name].items():
         argv += ["-p", f"{key}={value}"]
     env = {**os.environ, RESULTS_DIR_ENV: str(results)}
@@ -193,6 +214,20 @@ def test_benchmark_runs_small_with_its_checks(name: str, tmp_path: Path) -> None
     assert checks and all(value is True for value in checks.values()), checks
     if name in WITH_ENVOY:
         assert any("envoy" in check for check in checks), f"{name}: no check is about Envoy: {checks}"
+    if name in FLAMED:
+        _assert_flame_graphs(result, tmp_path / "results", FLAMED[name])
+
+
+def _assert_flame_graphs(result: dict[str, Any], results: Path, roles: list[str]) -> None:
+    """params.flame names one graph per role, each an SVG of py-spy's beside the result."""
+    flame = result["params"]["flame"]
+    assert flame["rate_hz"] > 0 and flame["tool"].startswith("py-spy"), flame
+    graphs = {graph["role"]: graph for graph in flame["graphs"]}
+    assert sorted(graphs) == roles, flame
+    for role, graph in graphs.items():
+        assert graph["file"] == f"{result['name']}.{role}.svg" and graph["samples"] > 0, graph
+        svg = (results / graph["file"]).read_text()
+        assert "<svg" in svg and "py-spy" in svg, svg[:200]
 
 
 def test_a_result_whose_check_failed_is_not_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

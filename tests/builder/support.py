@@ -141,10 +141,12 @@ async def run_cli(
 async def cli(
     url: str, *args: str, as_json: bool = True, cwd: Path | None = None, env: dict[str, str] | None = None
 ) -> Any:
-    """Run `xdsbus <args> --json` (or without --json: the text); it must succeed without a traceback."""
+    """Run `xdsbus <args> --json` (or without --json: the text); it must succeed without a traceback, and
+    draw no progress bar into the pipe."""
     rc, out, err = await run_cli(url, *args, *(["--json"] if as_json else []), cwd=cwd, env=env)
     assert rc == 0, f"xdsbus {' '.join(args)} exited {rc}: {err}"
     assert "Traceback" not in err, f"xdsbus {' '.join(args)} printed a traceback:\n{err}"
+    assert "\r" not in err, f"xdsbus {' '.join(args)} drew a progress bar into a pipe:\n{err!r}"
     return json.loads(out) if as_json else out
 
 

@@ -191,6 +191,7 @@ async def test_ledger_show_of_an_old_version(bus, nats_server):
     rc, out, err = await run_cli(nats_server.url, "ledger", "show", str(b + 100))
     assert (rc, out) == (2, "")
     assert f"xdsbus: version {b + 100} is not in the ledger of scope 'default'" in err
+    assert "hint: `xdsbus ledger log` lists the versions" in err
 
 
 async def test_replay_at_a_time_reproduces_the_version_then_in_force(bus, nats_server):

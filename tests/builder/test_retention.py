@@ -3,6 +3,8 @@ and, on a real nats-server, the floors in KV xdsbus_retention and the purge belo
 
 from __future__ import annotations
 
+import itertools
+
 from nats.js import api
 
 from tests.support.objects import service
@@ -67,6 +69,19 @@ def test_a_days_first_checkpoint_stays_chosen_as_later_ones_arrive():
     after = kept([first, *later], now=day_start + 9000, keep_newest=1, window=30 * DAY)
     assert first.seq in before and first.seq in after
     assert after == {first.seq, later[-1].seq}
+
+
+def test_inside_the_window_the_first_checkpoint_of_each_span_of_events_is_kept_too():
+    # A busy day: a checkpoint every 10 events, all written within the last hour.
+    stored = [Stored(seq, NOW - 3600 + seq) for seq in range(10, 400, 10)]
+    keep = kept(stored, now=NOW, keep_newest=2, window=30 * DAY, span=100)
+    firsts_of_spans = {10, 100, 200, 300}
+    assert keep == firsts_of_spans | {380, 390}
+    # So a replay to any version folds at most about a span of events past its checkpoint.
+    ordered = sorted(keep)
+    assert max(b - a for a, b in itertools.pairwise(ordered)) <= 100
+    # Outside the window, spans keep nothing: only the newest before it stays.
+    assert kept(stored, now=NOW + 2 * DAY, keep_newest=1, window=DAY, span=100) == {390}
 
 
 async def _save_checkpoint(bus: Bus, scope: str, seq: int) -> None:

@@ -76,6 +76,8 @@ async def console_stack(workdir: Path) -> AsyncIterator[ConsoleStack]:
         try:
             async with running_builder(bus):
                 source = ScriptedSource(bus, "test/console")
+                # Holding its lease, it reports itself (the sources view's watchers).
+                await source.lead()
                 await source.put(service("shop"))
                 await source.put(endpoint_slice("shop", ["10.9.0.1"]))
                 await source.put(ingress("shop", "shop.example.com", "shop"))
@@ -101,7 +103,10 @@ async def console_stack(workdir: Path) -> AsyncIterator[ConsoleStack]:
                 stack.console = console
                 wait_for_port(port, timeout=20)
                 await eventually(lambda: _scopes(stack), timeout=20, what="the console listing scope default")
-                yield stack
+                try:
+                    yield stack
+                finally:
+                    await source.release()
         finally:
             await bus.close()
     finally:

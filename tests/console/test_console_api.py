@@ -1,6 +1,7 @@
 """The console's JSON API over a real ledger, read with the reader's credentials (docs/console.md): the
 timeline and what triggered each version, one version's changes, a diff as Envoy JSON side by side
-with secrets never shown, objects with a rejection's reason, leases, live notices, and no writes."""
+with secrets never shown, objects with a rejection's reason, leases, live notices, and no writes
+(rollback needs --allow-rollback and operator tokens; test_console_browser.py rolls back)."""
 
 from __future__ import annotations
 
@@ -124,6 +125,16 @@ async def test_sources_show_who_holds_each_lease(stack: ConsoleStack) -> None:
     assert [(b["scope"], b["holder"]) for b in data["builders"]] == [("default", "in-process")]
     assert data["registries"] == []
 
+    async def reported() -> dict[str, Any] | None:
+        # Reports come every third of the lease TTL: the first one was written before any publish.
+        (watcher,) = (await stack.get("/api/sources"))["watchers"]
+        return watcher if watcher["events_published"] >= 4 else None
+
+    watcher = await eventually(reported, timeout=15, what="the watcher's report counting its events")
+    assert watcher["source"] == "test/console" and watcher["state"] == "publishing"
+    assert watcher["holder"] == stack.source.instance_id and watcher["term"] > 0
+    assert watcher["last_error"] == "" and 0 <= watcher["lag_seconds"] < 60
+
 
 async def test_new_versions_arrive_as_server_sent_events(stack: ConsoleStack) -> None:
     async with aiohttp.ClientSession() as session, session.get(f"{stack.url}/api/live") as response:
@@ -161,6 +172,10 @@ async def test_the_page_is_served_offline_and_nothing_can_be_written(stack: Cons
                 assert "https://" not in await response.text()
         async with session.post(stack.url + "/api/objects", data=b"{}") as response:
             assert response.status == 405
+        # Without --allow-rollback there is no rollback to offer, nor to post to.
+        assert await stack.get("/api/config") == {"rollback": False}
+        async with session.post(stack.url + "/api/scopes/default/rollback", json={"version": 1}) as response:
+            assert response.status in (404, 405)
 
 
 async def test_the_proxies_view_shows_each_proxys_state_against_the_head(stack: ConsoleStack) -> None:
@@ -185,7 +200,7 @@ async def test_the_proxies_view_shows_each_proxys_state_against_the_head(stack: 
             ),
         ],
     )
-    await proxy_store.put_all(stack.bus.js, [(proxy_key("gw-1", "edge-a"), proxy_store.encode(status))])
+    await proxy_store.put_all(stack.bus, [(proxy_key("gw-1", "edge-a"), proxy_store.encode(status))])
     data = await stack.get("/api/proxies")
     assert data["available"] is True
     (proxy,) = data["proxies"]

@@ -2,7 +2,7 @@
 downloaded: .ci/run installs them). It loads the timeline, sees a version published during the test
 appear without a reload, opens a diff between two versions and finds the changed cluster, and searches
 the objects for a rejected Ingress and its reason. Screenshots of each page land in the test's
-temporary directory."""
+temporary directory. A second test rolls a real Envoy's traffic back from the console and unpins it."""
 
 from __future__ import annotations
 
@@ -14,10 +14,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+import aiohttp
 import pytest
 
 from tests.builder.support import cluster
 from tests.console.support import console_stack
+from xdsbus.bus import Bus
+from xdsbus.ledger import reader
+from xdsbus_dev.harness.processes import Service, free_port, tool, wait_for_port
+from xdsbus_dev.harness.stack import HOST, Stack, ingress_manifest
 
 pytestmark = pytest.mark.slow
 
@@ -61,14 +66,14 @@ def _browser_or_skip() -> None:
 def driver(tmp_path: Path) -> Iterator[Any]:
     _browser_or_skip()
     from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.chrome.service import Service as DriverService
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in CHROMIUM_FLAGS:
         options.add_argument(flag)
     options.add_argument(f"--user-data-dir={tmp_path / 'chromium-profile'}")
-    service = Service(executable_path=CHROMEDRIVER, log_output=str(tmp_path / "chromedriver.log"))
+    service = DriverService(executable_path=CHROMEDRIVER, log_output=str(tmp_path / "chromedriver.log"))
     browser = webdriver.Chrome(options=options, service=service)
     try:
         yield browser
@@ -188,7 +193,84 @@ async def test_timeline_live_diff_and_a_rejected_object_in_chromium(tmp_path: Pa
 
         await page.open(f"{stack.url}/#/sources")
         await page.wait_for('#leases-table tr[data-lease="builder.default"]', "in-process")
+        await page.wait_for('#watchers-table tr[data-source="test/console"]', "publishing")
         await page.screenshot("sources")
         await page.open(f"{stack.url}/#/proxies")
         await page.wait_for("h2", "Proxies")
         await page.screenshot("proxies")
+
+
+@pytest.mark.asyncio
+async def test_a_rollback_from_the_console_moves_envoy_traffic(tmp_path: Path, driver: Any) -> None:
+    """With --allow-rollback, the operator's NATS user and a token: the timeline offers a rollback on
+    each version; it pins the scope (banner, marked versions) and a real Envoy's traffic follows, then
+    Unpin brings the head back."""
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+    page = Page(driver, shots)
+    tokens = tmp_path / "operator-tokens"
+    tokens.write_text(f"ana:{TOKEN}\n")
+    async with Stack(tmp_path / "stack", edges=1, nats_users=True) as stack, stack.bus() as bus:
+        await stack.wait_for_pod("/a", "echo-a-")
+        good = await _head(bus)
+        stack.write("ingress.yaml", [ingress_manifest("demo", HOST, [("/a", "echo-b"), ("/", "echo-b")])])
+        await stack.wait_for_pod("/a", "echo-b-")
+        port = free_port()
+        console = Service(
+            [
+                tool("xdsbus-console"),
+                "--nats-url",
+                stack.nats.url,
+                "--listen",
+                f"127.0.0.1:{port}",
+                "--http-listen",
+                "off",
+                "--allow-rollback",
+                "--operator-tokens-file",
+                str(tokens),
+            ],
+            tmp_path / "console.log",
+            env=stack.nats.client_env("operator"),
+        ).start()
+        try:
+            url = f"http://127.0.0.1:{port}"
+            wait_for_port(port, timeout=20)
+            # The token is checked before anything is published.
+            assert await _post(f"{url}/api/scopes/default/rollback", {"version": good}, "") == 401
+            assert await _post(f"{url}/api/scopes/default/rollback", {"version": good}, "x" * 20) == 401
+
+            await page.open(f"{url}/#/timeline")
+            await page.type("#operator-token", TOKEN)
+            await page.click(f'#timeline-table tr[data-version="{good}"] button.rollback')
+            await page.click("#rollback-confirm")
+            await page.wait_for("#rollback-result", "accepted", timeout=15)
+            banner = await page.wait_for("#pin-banner", f"Pinned to version {good}")
+            assert "by ana (operator/console" in banner
+            await stack.wait_for_pod("/a", "echo-a-")
+            pinned = await _head(bus)
+            await page.wait_for(f'#timeline-table tr[data-version="{pinned}"] .badge.pin', f"pinned → {good}")
+            await page.screenshot("rollback")
+
+            await page.click("#unpin")
+            await page.wait_for("#rollback-result", "released by ana", timeout=15)
+            await stack.wait_for_pod("/a", "echo-b-")
+            released = await _head(bus)
+            await page.wait_for(f'#timeline-table tr[data-version="{released}"] .badge.pin', "unpinned")
+            await page.screenshot("unpinned")
+        finally:
+            console.terminate()
+
+
+TOKEN = "op-token-0123456789abcdef"
+
+
+async def _head(bus: Bus) -> int:
+    head = await reader.head(bus, "default")
+    assert head is not None
+    return int(head.record.version)
+
+
+async def _post(url: str, body: dict[str, Any], token: str) -> int:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with aiohttp.ClientSession() as session, session.post(url, json=body, headers=headers) as response:
+        return response.status

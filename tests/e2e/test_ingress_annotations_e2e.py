@@ -599,6 +599,8 @@ async def test_custom_http_errors_are_served_by_the_default_backend(stack: Stack
     assert body["pod"] == "echo-err-7c9d5f-1"
     assert body["path"] == "/"
     assert body["headers"]["X-Code"] == ["404"]
+    # The route table header (docs/route-table-split.md) never reaches a backend, split or not.
+    assert "X-Xdsbus-Route-Table" not in body["headers"]
     response = await request(stack, host, "/status/503")
     assert (response.status, response.json()["pod"]) == (503, "echo-err-7c9d5f-1")
     # Codes not listed pass through, and so do successes.

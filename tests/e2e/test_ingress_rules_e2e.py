@@ -229,3 +229,60 @@ async def test_the_builder_serves_only_ingresses_of_its_class(stack: Stack) -> N
     stack.write("class.yaml", [served])
     await stack.wait_for_pod("/", "echo-d-", host=host)
     stack.remove("class.yaml")
+
+
+# -- the same host semantics through a split route table (docs/route-table-split.md) ------------------
+
+SPLIT_TABLES = 8
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def split_stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
+    if not edge_installed():
+        pytest.skip("xdsbus-edge is not installed (pip install -e services/edge)")
+    with pytest.MonkeyPatch.context() as env:
+        # The builder reads its flags from the environment too; the Stack starts it with this one.
+        env.setenv("XDSBUS_ROUTE_TABLES", str(SPLIT_TABLES))
+        async with Stack(tmp_path_factory.mktemp("split"), edges=1, backends=BACKENDS) as stack:
+            env.delenv("XDSBUS_ROUTE_TABLES")
+            hosts = ingress(
+                "split",
+                {
+                    "exact.example.com": [IngressPath("/own", "echo-a")],
+                    "*.example.com": [IngressPath("/", "echo-b")],
+                    "": [IngressPath("/", "echo-c")],
+                },
+            )
+            paths = ingress(
+                "paths", {"paths.example.com": [IngressPath("/foo", "echo-d")]}, default_backend="echo-e"
+            )
+            stack.write("split.yaml", [hosts, paths])
+            await wait_all(stack, [Expect("exact.example.com", "/own", pod="echo-a")])
+            yield stack
+
+
+async def test_a_split_route_table_keeps_every_host_rule(split_stack: Stack) -> None:
+    stack = split_stack
+    assert stack.envoy is not None
+    dump = await stack.envoy.config_dump()
+    scopes = stack.envoy.section(dump, "type.googleapis.com/envoy.admin.v3.ScopedRoutesConfigDump")
+    assert scopes.get("dynamic_scoped_route_configs"), "Envoy holds no scopes: the split is not on"
+    routes = stack.envoy.section(dump, "type.googleapis.com/envoy.admin.v3.RoutesConfigDump")
+    names = {c["route_config"]["name"] for c in routes.get("dynamic_route_configs", [])}
+    assert f"http.{stack.gateway_port}.000" in names and f"http.{stack.gateway_port}" not in names
+    expected = {
+        ("exact.example.com", "/own"): "echo-a",
+        # An exact host ends with its wildcard host's routes, then the host-less rules.
+        ("exact.example.com", "/other"): "echo-b",
+        # Case and port do not matter.
+        ("EXACT.Example.COM:8080", "/own"): "echo-a",
+        ("x.example.com", "/"): "echo-b",
+        # One label under the wildcard only; deeper names and other hosts take the host-less rule.
+        ("a.b.example.com", "/"): "echo-c",
+        ("other.org", "/"): "echo-c",
+        # The default backend takes what no rule of its Ingress matches.
+        ("paths.example.com", "/foo/x"): "echo-d",
+        ("paths.example.com", "/nothing"): "echo-e",
+    }
+    for (host, target), backend in expected.items():
+        assert await pod(stack, host, target) == f"{backend}-7c9d5f-1", (host, target)

@@ -191,7 +191,9 @@ class MemoryLink:
     async def send(self, request: Any) -> None:
         handled = asyncio.get_running_loop().create_future()
         self._pending.append(handled)
-        self._requests.put_nowait(type(request).FromString(request.SerializeToString()))
+        # As gRPC hands them over: SotW requests as their bytes (the stream parses them), delta ones parsed.
+        data = request.SerializeToString()
+        self._requests.put_nowait(data if self.stream.mode == "sotw" else type(request).FromString(data))
         await asyncio.wait({handled, self.task}, return_when=asyncio.FIRST_COMPLETED)
 
     async def read(self, timeout: float) -> Any | None:

@@ -11,7 +11,7 @@ from tests.edge.envoy_resources import cla, cluster, listener
 from xdsbus.contract.resources import pack_any
 from xdsbus.contract.type_urls import CLUSTER, ENDPOINT, LISTENER
 from xdsbus_edge.encoding import delta_response, sotw_response
-from xdsbus_edge.snapshot import CachedResource, Snapshot
+from xdsbus_edge.snapshot import CachedResource, Snapshot, entry
 
 
 def cached(type_url, message, name):
@@ -28,7 +28,7 @@ ENDPOINTS = [cached(ENDPOINT, cla("a", *(f"10.0.{i // 250}.{i % 250}" for i in r
 
 
 def test_sotw_response_matches_protobuf():
-    body = sotw_response("12345", CLUSTER, "77", [r.field for r in CLUSTERS])
+    body = sotw_response("12345", CLUSTER, "77", [p for r in CLUSTERS for p in entry(r)])
     expected = discovery_pb2.DiscoveryResponse(version_info="12345", type_url=CLUSTER, nonce="77")
     for r in CLUSTERS:
         any_ = any_pb2.Any()
@@ -37,13 +37,13 @@ def test_sotw_response_matches_protobuf():
     assert body == expected.SerializeToString(deterministic=True)
 
 
-def test_wildcard_blob_is_the_same_response():
+def test_shared_response_is_built_once():
     snap = Snapshot(scope="s", version=9, digest="", resources={CLUSTER: {r.name: r for r in CLUSTERS}})
-    spliced = sotw_response("9", CLUSTER, "1", [snap.wildcard_blob(CLUSTER)])
-    parsed = discovery_pb2.DiscoveryResponse.FromString(spliced)
-    assert len(parsed.resources) == len(CLUSTERS)
-    assert spliced == parsed.SerializeToString(deterministic=True)
-    assert snap.wildcard_blob(CLUSTER) is snap.wildcard_blob(CLUSTER)  # built once
+    pieces = [p for r in sorted(CLUSTERS, key=lambda r: r.name) for p in entry(r)]
+    nonce, body = snap.responses.get(CLUSTER, "*", lambda: iter(pieces))
+    assert body == sotw_response("9", CLUSTER, nonce, pieces)
+    assert snap.responses.get(CLUSTER, "*", lambda: iter(()))[1] is body  # kept, not built again
+    assert snap.responses.get(CLUSTER, ("a",), lambda: iter(pieces))[0] != nonce  # another response
 
 
 def test_delta_response_matches_protobuf():

@@ -110,8 +110,11 @@ async def test_nack_error_is_kept_per_proxy(harness):
         await proxy.ack(await proxy.recv())
     source.put(listener("l1", port=1))
     v2 = source.commit()
-    await good.ack(await good.recv())
-    await bad.nack(await bad.recv(), "port 1 is privileged")
+    pushed_good, pushed_bad = await good.recv(), await bad.recv()
+    # One response shared by both streams (shared_responses.py): the same nonce, answered per proxy.
+    assert pushed_good == pushed_bad
+    await good.ack(pushed_good)
+    await bad.nack(pushed_bad, "port 1 is privileged")
     assert await good.quiet() == [] and await bad.quiet() == []
     assert harness.sync(good)["lds"]["last_error"] is None
     assert harness.sync(good)["lds"]["acked"] == str(v2)
@@ -135,6 +138,22 @@ async def test_stale_nonce_is_ignored(harness):
     await proxy.request(ENDPOINT, ["a", "b"], nonce=eds2.nonce, version=eds2.version_info)
     eds3 = await proxy.recv()
     assert names(eds3) == ["a", "b"]
+
+
+async def test_streams_with_other_names_get_other_responses(harness):
+    source = harness.source
+    base_config(source).put(cla("a", "10.0.0.1"), cla("b", "10.0.0.2")).commit()
+    one, other, same = harness.sotw("gw-1"), harness.sotw("gw-2"), harness.sotw("gw-3")
+    await one.request(ENDPOINT, ["a"])
+    await other.request(ENDPOINT, ["a", "b"])
+    await same.request(ENDPOINT, ["a"])
+    first, second, third = await one.recv(), await other.recv(), await same.recv()
+    assert (names(first), names(second), first.nonce != second.nonce) == (["a"], ["a", "b"], True)
+    assert third == first
+    # A subscription change at the same version is a response of its own, with its own nonce.
+    await one.request(ENDPOINT, ["a", "b"], nonce=first.nonce, version=first.version_info)
+    grown = await one.recv()
+    assert names(grown) == ["a", "b"] and grown.nonce not in (first.nonce, "")
 
 
 async def test_stale_nack_is_recorded_and_not_answered(harness):

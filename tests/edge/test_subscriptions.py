@@ -4,7 +4,7 @@ state (docs/xds-protocol.md §1.3, §1.5, §1.7)."""
 from __future__ import annotations
 
 from xdsbus.contract.type_urls import CLUSTER, ENDPOINT
-from xdsbus_edge.subscriptions import DeltaWatch, SotwWatch
+from xdsbus_edge.subscriptions import DeltaWatch, SotwWatch, shared_region
 
 
 def test_sotw_legacy_wildcard_until_a_name_is_sent():
@@ -90,3 +90,18 @@ def test_ack_and_nack_state():
     assert (debug["sent"], debug["acked"], debug["nonce_acked"]) == ("101", "100", "1")
     assert (debug["nacked"], debug["last_error"], debug["known"]) == ("101", "bad endpoint", 0)
     assert debug["nacked_at"] is not None and debug["acked_at"] is not None
+
+
+def test_streams_with_the_same_subscription_share_its_names_and_their_bytes():
+    # Names no other test subscribes to: what is shared lives as long as some stream holds it.
+    a, b, c = "shared-a", "shared-b", "shared-c"
+    one, other, third = SotwWatch(ENDPOINT), SotwWatch(ENDPOINT), SotwWatch(ENDPOINT)
+    one.update([b, a])
+    other.update([a, b])
+    third.update([a, c])
+    assert one.names is other.names and one.names == {a, b} and third.names is not one.names
+    first = b"".join(b"\x1a\x08" + n.encode() for n in (a, b))
+    again = bytes(bytearray(first))  # equal, another object
+    assert shared_region(one.names, first) is first
+    assert shared_region(other.names, again) is first
+    assert shared_region(other.names, b"".join(b"\x1a\x08" + n.encode() for n in (b, a))) is not first

@@ -6,18 +6,21 @@ from 1), one fault instead of a plain send:
 - `send_failed`: the client refuses to send (its buffer is full while reconnecting);
 - `ack_lost`:    stored by the server, but the answer goes nowhere;
 - `log_full`:    the server's answer is err 10077 (the event log at its size cap), nothing stored;
-- `unanswered`:  nothing is sent and nothing answers.
+- `unanswered`:  nothing is sent and nothing answers;
+- `send_stuck`:  the send itself never returns (nats-py waiting on a flush that a lost connection never
+                 completes).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
 from nats.errors import OutboundBufferLimitError
 
-MODES = ("send_failed", "ack_lost", "log_full", "unanswered")
+MODES = ("send_failed", "ack_lost", "log_full", "unanswered", "send_stuck")
 _LOG_FULL = b'{"error":{"code":503,"err_code":10077,"description":"maximum bytes exceeded"}}'
 
 
@@ -54,6 +57,8 @@ class FlakyNats:
             await self._nc.publish(subject, payload, reply=self._nc.new_inbox(), headers=headers)
         elif mode == "log_full":
             await self._nc.publish(reply, _LOG_FULL)
+        elif mode == "send_stuck":
+            await asyncio.Event().wait()
         elif mode != "unanswered":
             raise ValueError(f"unknown fault {mode!r}")
         return None

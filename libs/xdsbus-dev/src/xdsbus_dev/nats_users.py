@@ -176,7 +176,8 @@ def operator_role() -> Role:
     return _role(
         "operator",
         "a reader that publishes LedgerPin events",
-        [f"{EVENTS_SUBJECT_PREFIX}.operator.>"],
+        # Any operator tool (`operator/cli`, `operator/console`), LedgerPin events only (docs/rollback.md).
+        [f"{EVENTS_SUBJECT_PREFIX}.operator.*.LedgerPin"],
         *(read_stream(s) for s in _READER_STREAMS),
         read_stream(_kv(PROXIES_BUCKET)),
     )

@@ -254,6 +254,8 @@ async def _stack(args: argparse.Namespace) -> int:
             f"  export XDSBUS_NATS_URL={nats_url} XDSBUS_NATS_PASSWORD_FILE={reader}   (the reader's user)\n"
             f"  xdsbus ledger log     versions as you edit {args.config_dir}/\n"
             "  xdsbus status         what the builder accepted or rejected\n"
+            f"  XDSBUS_NATS_PASSWORD_FILE={nats_users.password_file('operator')} xdsbus rollback V\n"
+            "      serve version V's resources again until `xdsbus unpin` (docs/rollback.md)\n"
             "  xdsbus proxy-status   the Envoy's sync state per type, across both edges\n"
             "Press Ctrl-C to stop.\n",
             flush=True,

@@ -224,11 +224,14 @@ async def connect(settings: BusSettings, name: str, attempts: int = 0) -> Bus:
                 reconnect_time_wait=0.5,
                 connect_timeout=2,
                 allow_reconnect=True,
+                # A publish that fills the client's buffer waits for a flush; unbounded (nats-py's
+                # default), a connection lost mid-flush leaves that publish waiting forever.
+                flush_timeout=10,
             )
             break
         except (OSError, NoServersError, TimeoutError) as exc:
             if attempts and attempt >= attempts:
-                reason = errors.last or str(exc) or type(exc).__name__
+                reason = errors.refusal or errors.last or str(exc) or type(exc).__name__
                 raise ConnectionError(f"cannot connect to NATS at {options.describe()}: {reason}") from None
             delay = backoff.next_delay()
             log.warning("cannot reach NATS at %s (%s); retrying in %.1fs", options.describe(), exc, delay)

@@ -299,13 +299,16 @@ class ErrorReporter:
     client connects again (`connected`; nats-py reports each attempt while it cannot). A permission
     refusal names the subject (nats-py lowercases the server's message), so a missing grant shows in
     the log; other errors name the servers, redacted. `last` is the latest error's text, for the
-    message of a connection that could not be made (an authorization violation, say)."""
+    message of a connection that could not be made; `refusal` the latest authorization or
+    authentication refusal, which explains it better than the connection reset that may follow it
+    (the server closes the connection as it refuses, and the reset can win the race to the client)."""
 
     def __init__(self, name: str, options: NatsOptions, state: ConnectionState | None = None) -> None:
         self.name = name
         self.options = options
         self.state = state if state is not None else ConnectionState()
         self.last = ""
+        self.refusal = ""
         self._seen: set[str] = set()
 
     async def connected(self) -> None:
@@ -337,6 +340,8 @@ class ErrorReporter:
         level = logging.DEBUG if text in self._seen else logging.ERROR
         self._seen.add(text)
         self.last = text
+        if "authorization" in text.lower() or "authentication" in text.lower():
+            self.refusal = text
         self.state.last_error = text
         if PERMISSIONS_ERROR in text.lower():
             log.log(level, "%s: NATS refused this client's permission: %s", self.name, text)

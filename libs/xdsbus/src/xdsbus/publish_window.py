@@ -197,7 +197,13 @@ class PublishWindow:
         loop = asyncio.get_running_loop()
         publish.sent_at = loop.time()
         try:
-            publish.attempt = await self.owner.publish_attempt(publish)
+            # Bounded: nats-py's publish can wait, with no deadline, for a forced flush of its buffer
+            # that a connection lost mid-write never completes; that wait would stall the window.
+            async with asyncio.timeout(self.ack_timeout):
+                publish.attempt = await self.owner.publish_attempt(publish)
+        except TimeoutError:
+            publish.attempt = loop.create_future()
+            publish.attempt.set_exception(NatsTimeoutError())
         except Exception as exc:
             # Not sent (no connection now, say): a failed attempt like any other.
             publish.attempt = loop.create_future()

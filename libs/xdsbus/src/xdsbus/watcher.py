@@ -46,7 +46,7 @@ from nats.errors import ConnectionClosedError, ConnectionReconnectingError, NoRe
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.errors import APIError, BadRequestError, NoStreamResponseError
 
-from xdsbus import status_store
+from xdsbus import status_store, watcher_report
 from xdsbus.backoff import Backoff
 from xdsbus.bus import Bus
 from xdsbus.contract.status import ObjectStatus, Verdict
@@ -206,6 +206,16 @@ class Watcher(abc.ABC):
         self.leading = False
         self.source_seen_at = time.monotonic()
         self.resynced_at = None
+        # What its status entry reports besides (xdsbus.watcher_report); wall-clock seconds.
+        self.leading_since = 0.0
+        self.resyncs = 0
+        self.events_published = 0
+        self.last_error = ""
+        self.last_error_at = 0.0
+        # The source failed and has not answered since.
+        self.failing = False
+        self._report_now = asyncio.Event()
+        self._reporter: asyncio.Task[None] | None = None
         _WATCHERS.add(self)
 
     @abc.abstractmethod
@@ -254,7 +264,13 @@ class Watcher(abc.ABC):
         self._open_syncs.clear()
         self.leading = True
         self.source_seen_at = time.monotonic()
+        self.leading_since = round(time.time(), 3)
+        self.resyncs = self.events_published = 0
         self.new_term()
+        self._reporter = asyncio.get_running_loop().create_task(
+            watcher_report.keep_reporting(self, self._report_every(), self._report_now),
+            name=f"report {self.source}",
+        )
         log.info(
             "%s: publishing as %s, term %d (lease %s)",
             self.source,
@@ -271,11 +287,24 @@ class Watcher(abc.ABC):
         dropped after standing down leaves none behind; leading again makes a new one)."""
         self.leading = False
         self._window.abort()
+        if self._reporter is not None:
+            reporter, self._reporter = self._reporter, None
+            # Cancelled again until it ends: nats-py's publish can swallow a cancellation.
+            while not reporter.done():
+                reporter.cancel()
+                await asyncio.wait({reporter}, timeout=0.1)
+            if not self.lease.lost.is_set():
+                # Stopping (not superseded): nobody publishes the source until another replica leads.
+                await watcher_report.write(self, self._report_every(), leading=False)
         if self._acks is not None:
             acks, self._acks = self._acks, None
             with contextlib.suppress(Exception):  # a closed connection has no subscription left
                 await acks.close()
         await self.lease.release()
+
+    def _report_every(self) -> float:
+        """Seconds between reports: the lease's renewal pace."""
+        return self.lease.ttl / 3
 
     def new_term(self) -> None:  # noqa: B027 (a hook: most watchers remember nothing across terms)
         """Called when this watcher takes the lease. A subclass that skips publishing what it published
@@ -297,6 +326,9 @@ class Watcher(abc.ABC):
                 return
             except Exception as exc:
                 self._open_syncs.clear()  # the next watch() resyncs afresh
+                self.last_error, self.last_error_at = str(exc) or type(exc).__name__, round(time.time(), 3)
+                self.failing = True
+                self._report_now.set()
                 delay = backoff.next_delay()
                 log.warning(
                     "%s: source failed (%s); keeping last known state, retrying in %.1fs",
@@ -359,6 +391,9 @@ class Watcher(abc.ABC):
         """Record that the source answered (a list, a poll, a watch event, even one that changed
         nothing): the source lag of /metrics counts from here. Every published change counts already."""
         self.source_seen_at = time.monotonic()
+        if self.failing:
+            self.failing = False
+            self._report_now.set()
 
     def _pipelining(self) -> bool:
         return bool(self._open_syncs or self._pipelined)
@@ -452,6 +487,8 @@ class Watcher(abc.ABC):
         self._open_syncs.discard(epoch)
         self.source_seen()
         self.resynced_at = time.monotonic()
+        self.resyncs += 1
+        self._report_now.set()
 
     async def resync(self, objects: Mapping[str, Mapping[str, Any]], kinds: Iterable[str] = ()) -> None:
         """A whole resync in one call: `objects[kind][key] = body`; `kinds` adds kinds with no objects."""
@@ -569,6 +606,7 @@ class Watcher(abc.ABC):
         """Counted; a refusal reported earlier for the object is cleared."""
         event = publish.event
         _PUBLISHED.inc(self.source, event.kind)
+        self.events_published += 1
         ref = (event.kind, event.key)
         if event.key and ref in self._refused:
             self._refused.discard(ref)

@@ -32,6 +32,7 @@ from xdsbus_builder.debounce import MIN_WAIT, decide
 from xdsbus_builder.derived_scopes import DerivedScopes
 from xdsbus_builder.figures import BACKLOG_EVERY, BuilderFigures
 from xdsbus_builder.history import History
+from xdsbus_builder.pinning import PinnedScope, Step, release_mark, step
 from xdsbus_builder.restore import Restored, restore
 from xdsbus_builder.retention import Retention
 from xdsbus_builder.teardown import end_term, settle
@@ -61,6 +62,9 @@ class BuilderConfig(msgspec.Struct, frozen=True, kw_only=True):
     history_window: float = 30 * 24 * 3600.0
     # Newest checkpoints kept whatever their age, besides one a day inside the window.
     checkpoints_keep: int = 10
+    # Inside the window, also the first checkpoint of every this many events: a replay to any version in
+    # the window folds at most about this many events (docs/design.md §8: under 10 s).
+    checkpoints_span: int = 100_000
     # A ledger base (full manifest) every this many versions, and at least daily.
     base_every: int = 1000
     translator: TranslatorSettings = TranslatorSettings()
@@ -151,6 +155,8 @@ class _Leader:
         self.derived = DerivedScopes(
             self.bus, self.config.scope, self.config.translator.describe(), self.lease, self.secret_box
         )
+        # The scope's pin (rollback as an event, docs/rollback.md).
+        self.pinned = PinnedScope(self.bus, self.config.scope, self.secret_box)
         self.checkpoint_seq = 0
         self.checkpoint_time = time.monotonic()
         self.checkpoint_task: asyncio.Task[None] | None = None
@@ -160,6 +166,7 @@ class _Leader:
             self.config.scope,
             keep_newest=self.config.checkpoints_keep,
             window=self.config.history_window,
+            span=self.config.checkpoints_span,
         )
         # Ledger bases, the history window and the body sweep (docs/design.md §5).
         self.history = History(
@@ -178,6 +185,8 @@ class _Leader:
             self.checkpoint_seq = self.state.seq
             self.publisher.adopt_head(restored.last_stream_seq, restored.head_version)
             self.figures.version = restored.head_version
+            self.pinned = PinnedScope(self.bus, self.config.scope, self.secret_box)
+            self.pinned.head_digest = restored.head_digest
             if not fenced:
                 await self._fence()
                 fenced = True
@@ -357,27 +366,41 @@ class _Leader:
                 await self._maybe_checkpoint()
 
     async def _flush(self) -> None:
-        """Publish a version when the resources changed; the version is the last folded sequence."""
+        """Publish a version when the resources changed; the version is the last folded sequence. A
+        pinned scope publishes only its pin's version (pinning.py)."""
         table = self.translator.table
-        changes = table.commit()
-        if changes:
-            record = await self.publisher.publish(
-                version=self.state.seq,
-                first_seq=self.publisher.head_version + 1,
-                changes=changes,
-                digest=table.digest(),
-                resource_count=len(table),
-            )
-            self.figures.published(record.version)
-            log.info(
-                "version %d: %d changed, %d removed, %d resources, digest %s",
-                record.version,
-                record.changed_count,
-                record.removed_count,
-                record.resource_count,
-                record.digest[:12],
-            )
-            self.history.published(record, self.publisher.last_stream_seq, table.committed)
+        pin = self.state.pin_of(self.config.scope)
+        action = step(pin, self.pinned.served, self.pinned.refused)
+        if action is Step.SERVE:
+            assert pin is not None
+            record = await self.pinned.serve(pin, table, self.publisher, self.state.seq)
+            if record is not None:
+                self.figures.published(record.version)
+                self.history.published(record, self.publisher.last_stream_seq, table.committed)
+        elif action is Step.FOLLOW:
+            self.pinned.follow()
+            first_seq = self.publisher.head_version + 1
+            changes = table.commit()
+            if changes:
+                record = await self.publisher.publish(
+                    version=self.state.seq,
+                    first_seq=first_seq,
+                    changes=changes,
+                    digest=table.digest(),
+                    resource_count=len(table),
+                    pin=release_mark(pin, first_seq, self.state.seq),
+                )
+                self.pinned.head_digest = record.digest
+                self.figures.published(record.version)
+                log.info(
+                    "version %d: %d changed, %d removed, %d resources, digest %s",
+                    record.version,
+                    record.changed_count,
+                    record.removed_count,
+                    record.resource_count,
+                    record.digest[:12],
+                )
+                self.history.published(record, self.publisher.last_stream_seq, table.committed)
         await self.derived.publish(self.translator, self.state.seq)
         await self._publish_status()
         await self._maybe_checkpoint()
@@ -386,6 +409,14 @@ class _Leader:
         """The translator's status changes, sent again through transient NATS faults (KV puts of the
         same values), so that a timeout there does not cost a leader its term."""
         changes = list(self.translator.take_status_changes())
+        pin = self.pinned.changed_status(
+            self.state.pin_of(self.config.scope),
+            self.translator.table,
+            self.publisher.head_version,
+            self.state.seq,
+        )
+        if pin is not None:
+            changes.append(pin)
         await retry_transient(
             lambda: status_store.publish(self.bus, changes),
             what=f"scope {self.config.scope}: publishing object status",

@@ -24,11 +24,20 @@ from xdsbus.service_flags import (
 )
 from xdsbus.translate.dataplane import DATAPLANES, ENVOY
 from xdsbus.translate.ingress_class import DEFAULT_INGRESS_CLASS
+from xdsbus.translate.route_tables import KEYS
 from xdsbus.translate.settings import TranslatorSettings
 from xdsbus_builder.builder import Builder, BuilderConfig
 from xdsbus_builder.figures import BuilderFigures
 
 log = logging.getLogger("xdsbus_builder")
+
+
+def route_table_count(text: str) -> int:
+    """--route-tables: 0 (one table) up to one table per key."""
+    value = int(text)
+    if not 0 <= value <= KEYS:
+        raise argparse.ArgumentTypeError(f"must be between 0 and {KEYS}, not {value}")
+    return value
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -81,6 +90,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="newest checkpoints kept whatever their age (besides one a day inside the window)",
     )
     p.env_flag(
+        "--checkpoints-span",
+        "XDSBUS_CHECKPOINTS_SPAN",
+        type=int,
+        default=100_000,
+        help="inside the window, the first checkpoint of every this many events is kept too: a replay to "
+        "any version in the window folds at most about this many events",
+    )
+    p.env_flag(
         "--base-every",
         "XDSBUS_BASE_EVERY",
         type=int,
@@ -114,6 +131,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=ENVOY,
         choices=DATAPLANES,
         help="the Envoy build served: stock envoy, or higress (Higress's build, needed by Http2Rpc)",
+    )
+    p.env_flag(
+        "--route-tables",
+        "XDSBUS_ROUTE_TABLES",
+        type=route_table_count,
+        default=0,
+        shown_default="0 (one route configuration)",
+        help="split the Ingress HTTP port's route configuration into this many tables by a key of the host, "
+        "chosen per request through Scoped RDS, so one host's change rebuilds a small table in Envoy "
+        "(docs/route-table-split.md)",
     )
     p.env_flag(
         "--ingress-class",
@@ -157,6 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         lease_ttl=args.lease_ttl,
         history_window=args.history_window,
         checkpoints_keep=args.checkpoints_keep,
+        checkpoints_span=args.checkpoints_span,
         base_every=args.base_every,
         translator=TranslatorSettings(
             http_port=args.gateway_http_port,
@@ -164,6 +192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             addresses=tuple(sorted({a.strip() for a in args.gateway_address.split(",") if a.strip()})),
             ingress_class=args.ingress_class.strip(),
             dataplane=args.dataplane,
+            route_tables=args.route_tables,
         ),
     )
     # The lease TTL is a layout setting (the leases bucket's): a flag that differs is named at start.

@@ -21,6 +21,8 @@ class Restored(msgspec.Struct):
     # subject, version or term record (0 for an empty subject): the new leader's term record expects it.
     head_version: int
     last_stream_seq: int
+    # The head version's digest ("" for none).
+    head_digest: str
     # What the ledger holds at its head, so the first new version is the difference to it.
     committed: dict[ResourceKey, str]
 
@@ -65,6 +67,7 @@ async def restore(bus: Bus, scope: str) -> Restored:
     return Restored(
         state=state,
         head_version=head.record.version if head else 0,
+        head_digest=head.record.digest if head else "",
         last_stream_seq=tip.last_stream_seq,
         committed=committed,
     )

@@ -2,9 +2,10 @@
 scope prunes its checkpoints, records its floor in KV xdsbus_retention, and purges the event log below
 the lowest floor of all scopes. Events are never purged for their age.
 
-Kept checkpoints: the newest `checkpoints_keep`, the first of each UTC day inside the history window,
-and the newest one before the window, so that every version inside the window can be replayed; the
-floor is the oldest kept one, once one is older than the window. Near the event log's size cap the
+Kept checkpoints: the newest `checkpoints_keep`, the first of each UTC day and of each
+`checkpoints_span` events inside the history window, and the newest one before the window, so that every
+version inside the window can be replayed, folding at most about `checkpoints_span` events; the floor is
+the oldest kept one, once one is older than the window. Near the event log's size cap the
 builder keeps only its newest checkpoint (narrowing the window to it, with an alarm in its log and
 `xdsbus status`); only when that checkpoint and its tail still fill the log does the log refuse new
 events (`discard: new`), and the alarm says so."""
@@ -40,18 +41,24 @@ FLOOR_PREFIX = "floor."
 REQUIRED_SCOPES = ("default",)
 
 
-def kept(stored: Sequence[Stored], *, now: float, keep_newest: int, window: float) -> set[int]:
+def kept(stored: Sequence[Stored], *, now: float, keep_newest: int, window: float, span: int = 0) -> set[int]:
     """The sequences of the checkpoints to keep: the newest `keep_newest` (at least one); the oldest of
     each UTC day written inside the window (`now - window` .. `now`), the oldest so that a day's
-    checkpoint, once chosen, stays chosen until it leaves the window; and the newest written before the
-    window, from which every version inside the window can be replayed (docs/design.md §5)."""
+    checkpoint, once chosen, stays chosen until it leaves the window; with a `span`, likewise the oldest
+    inside the window of each `span` events (by sequence), so that a replay to any version in the window
+    folds at most about `span` events past its checkpoint however many events a day brings; and the
+    newest written before the window, from which every version inside the window can be replayed
+    (docs/design.md §5)."""
     by_seq = sorted(stored, key=lambda s: s.seq)
     keep = {s.seq for s in by_seq[-max(1, keep_newest) :]}
     daily: dict[int, Stored] = {}
+    spans: dict[int, Stored] = {}
     for s in by_seq:
         if now - window <= s.time <= now:
             daily.setdefault(math.floor(s.time / DAY), s)
-    keep |= {s.seq for s in daily.values()}
+            if span > 0:
+                spans.setdefault(s.seq // span, s)
+    keep |= {s.seq for s in daily.values()} | {s.seq for s in spans.values()}
     before = [s for s in by_seq if s.time < now - window]
     if before:
         keep.add(before[-1].seq)
@@ -98,11 +105,12 @@ async def lowest_floor(bus: Bus) -> int | None:
 class Retention:
     """The retention of one scope, run by its leader after each checkpoint it saves."""
 
-    def __init__(self, bus: Bus, scope: str, *, keep_newest: int, window: float) -> None:
+    def __init__(self, bus: Bus, scope: str, *, keep_newest: int, window: float, span: int = 0) -> None:
         self.bus = bus
         self.scope = scope
         self.keep_newest = keep_newest
         self.window = window
+        self.span = span
         self._probed = -math.inf
         self._alarmed = False
         # The alarm while the log refuses (or is about to refuse) new events: the builder's /ready fails.
@@ -132,7 +140,7 @@ class Retention:
             keep = {stored[-1].seq}
             floor = stored[-1].seq
         else:
-            keep = kept(stored, now=now, keep_newest=self.keep_newest, window=self.window)
+            keep = kept(stored, now=now, keep_newest=self.keep_newest, window=self.window, span=self.span)
             floor = floor_of(stored, keep, now=now, window=self.window)
         # The floor is recorded before the checkpoints below it go: a crash in between leaves it low.
         await record_floor(self.bus, self.scope, floor)

@@ -1,7 +1,9 @@
 """The console's HTTP side: the single-page app (static files shipped in this package, nothing from
-elsewhere) and the JSON API it reads (docs/console.md). Every route is a GET: the console writes
-nothing, and runs with the reader's NATS credentials (docs/design.md §10).
+elsewhere) and the JSON API it reads (docs/console.md). Every route is a GET, and the console runs with
+the reader's NATS credentials (docs/design.md §10), unless it is started with `--allow-rollback`: then it
+runs as the operator and adds the two POSTs of rollback.py, which take an operator token.
 
+    /api/config                          what this console offers (rollback or not)
     /api/scopes                          scopes and their head versions
     /api/scopes/{scope}/versions         the timeline (?from=V&to=V&limit=N), with each version's triggers
     /api/scopes/{scope}/versions/{v}     one version: its summary, changes and triggers
@@ -11,6 +13,8 @@ nothing, and runs with the reader's NATS credentials (docs/design.md §10).
     /api/sources                         leases and registries
     /api/proxies                         each proxy's sync state
     /api/live                            server-sent events, one per ledger record
+    POST /api/scopes/{scope}/rollback    {"version": V}: pin the scope to V (--allow-rollback only)
+    POST /api/scopes/{scope}/unpin       release the scope's pin (--allow-rollback only)
 """
 
 from __future__ import annotations
@@ -25,11 +29,14 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from xdsbus import status_store
 from xdsbus.bus import Bus
+from xdsbus.contract.pins import PIN_STATUS_KIND
 from xdsbus.ledger import reader
 from xdsbus_console import object_history, objects, proxies, sources
 from xdsbus_console.ledger_index import LedgerIndex, VersionSummary
 from xdsbus_console.live import LedgerFeed
+from xdsbus_console.rollback import Rollback
 from xdsbus_console.triggers import TriggerReader
 from xdsbus_console.version_diff import diff_versions, short_type
 
@@ -100,9 +107,11 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
 class Console:
     """The routes over one bus connection."""
 
-    def __init__(self, bus: Bus, stop: asyncio.Event) -> None:
+    def __init__(self, bus: Bus, stop: asyncio.Event, rollback: Rollback | None = None) -> None:
         self.bus = bus
         self.stop = stop
+        # Set only with --allow-rollback and operator tokens.
+        self.rollback = rollback
         self.ledger = LedgerIndex(bus)
         self.triggers = TriggerReader(bus)
         self.feed = LedgerFeed(bus)
@@ -121,7 +130,13 @@ class Console:
         app.router.add_get("/api/sources", self.sources)
         app.router.add_get("/api/proxies", self.proxies)
         app.router.add_get("/api/live", self.live)
+        app.router.add_get("/api/config", self.config)
+        if self.rollback is not None:
+            self.rollback.add_routes(app)
         return app
+
+    async def config(self, _request: web.Request) -> web.Response:
+        return _json({"rollback": self.rollback is not None})
 
     async def page(self, _request: web.Request) -> web.Response:
         return self._file("index.html")
@@ -171,6 +186,8 @@ class Console:
                 "versions": rows,
                 "terms": [t for t in terms if after <= t.after_version <= high],
                 "pins": [v for v in rows if v["pin"] is not None],
+                # The builder's LedgerPin entry: the scope's pin and what it would serve unpinned.
+                "pin_status": await status_store.read(self.bus, PIN_STATUS_KIND, f"builder/{scope}", scope),
             }
         )
 
@@ -240,6 +257,7 @@ class Console:
         return _json(
             {
                 "leases": await sources.leases(self.bus),
+                "watchers": await sources.watchers(self.bus),
                 "registries": await sources.registries(self.bus),
                 "builders": builders,
             }

@@ -5,14 +5,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 from collections.abc import Sequence
+from pathlib import Path
 
 from xdsbus.bus import BusSettings, connect_unless_stopped
 from xdsbus.health import Health, Listen, listen_address
 from xdsbus.logs import setup_logging
 from xdsbus.service import run_service
-from xdsbus.service_flags import ServiceParser, add_common_flags, add_health_flag
+from xdsbus.service_flags import ServiceParser, add_common_flags, add_health_flag, readable_file
 from xdsbus_console.app import Console, serve
+from xdsbus_console.rollback import OperatorTokens, Rollback
 
 log = logging.getLogger("xdsbus_console")
 
@@ -42,9 +45,33 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         shown_default=DEFAULT_LISTEN,
         help="HOST:PORT of the console's pages and JSON API (loopback unless told otherwise)",
     )
+    p.add_argument(
+        "--allow-rollback",
+        action="store_true",
+        default=os.environ.get("XDSBUS_CONSOLE_ALLOW_ROLLBACK", "") == "true",
+        help="offer rollback and unpin to holders of an operator token; run the console as the NATS user "
+        "operator then (env XDSBUS_CONSOLE_ALLOW_ROLLBACK=true; default off: read-only)",
+    )
+    p.env_flag(
+        "--operator-tokens-file",
+        "XDSBUS_CONSOLE_OPERATOR_TOKENS_FILE",
+        type=readable_file,
+        default="",
+        shown_default="none",
+        help="file of NAME:TOKEN lines, the operators who may roll back (needed by --allow-rollback)",
+    )
     add_common_flags(p)
     add_health_flag(p)
-    return p.parse(argv)
+    args = p.parse(argv)
+    args.operators = None
+    if args.allow_rollback:
+        if not args.operator_tokens_file:
+            p.error("--allow-rollback needs --operator-tokens-file (XDSBUS_CONSOLE_OPERATOR_TOKENS_FILE)")
+        try:
+            args.operators = OperatorTokens.read(Path(args.operator_tokens_file))
+        except ValueError as exc:
+            p.error(str(exc))
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -60,7 +87,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return
         health.bus = bus
         try:
-            await serve(Console(bus, stop), args.listen.host, args.listen.port)
+            rollback = Rollback(bus, args.operators) if args.operators is not None else None
+            if rollback is not None:
+                log.warning("rollback allowed: operators holding a token may pin and unpin scopes")
+            await serve(Console(bus, stop, rollback), args.listen.host, args.listen.port)
         finally:
             await bus.close()
 

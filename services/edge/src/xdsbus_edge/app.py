@@ -178,7 +178,7 @@ class Edge:
         edge_id = self.config.edge_id or f"{socket.gethostname()}-{self.xds_port}"
         self.proxy_status = ProxyStatusPublisher(
             self.streams,
-            self.bus.js,
+            self.bus,
             kv,
             edge_id,
             ttl=ttl,

@@ -179,12 +179,12 @@ class SnapshotCache:
                 await task
         log.info("scope %s released: no stream for %.0f s", scope, self.idle_timeout, extra={"scope": scope})
 
-    def _held_elsewhere(self, key: ResourceKey, sha: str) -> CachedResource | None:
+    def _held_elsewhere(self, key: ResourceKey, digest: bytes) -> CachedResource | None:
         """The resource if a served snapshot of any scope holds it: bodies are shared across scopes,
         so each is fetched and held once."""
         for snap in self._current.values():
             res = snap.of(key.type_url).get(key.name)
-            if res is not None and res.sha256 == sha:
+            if res is not None and res.digest == digest:
                 return res
         return None
 
@@ -217,6 +217,9 @@ class SnapshotCache:
 
     def set_snapshot(self, snapshot: Snapshot) -> None:
         """Make `snapshot` current for its scope and wake its watchers."""
+        served = self._current.get(snapshot.scope)
+        if served is not None:
+            served.responses.close()  # no stream starts sending it any more
         self._current[snapshot.scope] = snapshot
         self._loaded.setdefault(snapshot.scope, asyncio.Event()).set()
         if self.on_switch:

@@ -26,7 +26,7 @@ from xdsbus.contract.type_urls import CLUSTER, ENDPOINT
 from xdsbus_edge.encoding import delta_response
 from xdsbus_edge.snapshot import CachedResource, Snapshot
 from xdsbus_edge.stream import EDS_AFTER_CDS, XdsStream
-from xdsbus_edge.subscriptions import DeltaWatch
+from xdsbus_edge.subscriptions import DeltaWatch, version_digest
 
 
 class DeltaStream(XdsStream):
@@ -53,7 +53,7 @@ class DeltaStream(XdsStream):
         if first:
             for name, version in request.initial_resource_versions.items():
                 if watch.interested(name):
-                    watch.known[name] = version
+                    watch.known[name] = version_digest(version)
             candidates = None
         elif watch.wildcard and not was_wildcard:
             candidates = None
@@ -92,19 +92,19 @@ class DeltaStream(XdsStream):
             current = resources.get(name)
             held = known.get(name)
             if current is not None:
-                if held != current.sha256:
+                if held != current.digest:
                     send.append(current)
-                    known[name] = current.sha256
+                    known[name] = current.digest
             elif held:
                 removed.append(name)
                 if name in watch.names:
-                    known[name] = ""
+                    known[name] = b""
                 else:
                     del known[name]
             elif held is None and name in watch.names:
                 # Subscribed, does not exist: say so once, keep the subscription.
                 removed.append(name)
-                known[name] = ""
+                known[name] = b""
         return send, removed
 
     async def send(

@@ -33,8 +33,8 @@ def _cached_string_field(number: int, text: str) -> bytes:
 def sotw_response(version_info: str, type_url: str, nonce: str, resources: Iterable[bytes]) -> bytes:
     """A serialized DiscoveryResponse.
 
-    `resources` are the already encoded field-2 entries (`tag, length, Any bytes`), see
-    `CachedResource.field`; a pre-joined blob of them works too."""
+    `resources` are the pieces of the already encoded field-2 entries (`tag, length`, then the Any
+    bytes), see `snapshot.entry`; a pre-joined blob of them works too."""
     return b"".join(
         (
             _cached_string_field(1, version_info),

@@ -1,25 +1,25 @@
 """Following one scope's ledger and turning each complete version into a Snapshot.
 
 At start: the ledger head, its resource set (`reader.resource_set`), every body fetched and verified.
-Then an ordered consumer on `xdsbus.ledger.<scope>` from the record after the head. For each record
-the follower applies its changes to the ledger state (key -> sha256), checks the state against the
-record's digest, fetches the bodies it lacks (content-addressed: a body already held by the served
-snapshot or by another scope is reused), and only when every body is there and verified switches to a
-new immutable Snapshot. Secret bodies are stored sealed and opened with the edge's keyring
-(docs/design.md §5); one this edge cannot open makes its version incomplete like a missing body. A
-version that cannot be completed is never served: the previous snapshot
-stays, the reason is kept in `status()` and logged, and fetching is retried until a later version
-completes. A body missing from NATS is an error an operator must see: it is logged once per version,
-naming the scope, version, resource and sha256, counted (`on_missing`) and listed in `status()`.
-How long the served version has been behind the ledger head is `lag()`, which `/ready` checks.
+Then an ordered consumer on `xdsbus.ledger.<scope>` from the record after the head. For each record the
+follower applies its changes to the ledger state (ledger_state.py: the served snapshot plus the keys the
+newest version changes), checks the state against the record's digest, fetches the bodies it lacks
+(content-addressed: a body already held by another scope is reused), and only when every body is there
+and verified switches to a new immutable Snapshot. Secret bodies are stored sealed and opened with the
+edge's keyring (docs/design.md §5); one this edge cannot open makes its version incomplete like a
+missing body. A version that cannot be completed is never served: the previous snapshot stays, the
+reason is kept in `status()` and logged, and fetching is retried until a later version completes. A body
+missing from NATS is an error an operator must see: it is logged once per version, naming the scope,
+version, resource and sha256, counted (`on_missing`) and listed in `status()`. How long the served
+version has been behind the ledger head is `lag()`, which `/ready` checks.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
-import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -35,6 +35,8 @@ from xdsbus.ledger import reader
 from xdsbus.ledger.store import BodyCorrupt, BodyMissing, BodySealed, fetch_body
 from xdsbus.proto.ledger.v1 import ledger_pb2
 from xdsbus.secretbox import SecretBox
+from xdsbus_edge.heap import TRIM_AFTER_CHANGES, release_free_memory
+from xdsbus_edge.ledger_state import LedgerState, NotADigest, StateLoad, digest_bytes, key
 from xdsbus_edge.snapshot import CachedResource, Snapshot, next_snapshot
 
 log = logging.getLogger(__name__)
@@ -67,43 +69,8 @@ class VersionSealed(VersionIncomplete):
     """A ledger version with a sealed body the keyring cannot open (no key, or not the sealing key)."""
 
 
-# Finds a resource another scope already holds: (key, sha256) -> resource or None.
-Lookup = Callable[[ResourceKey, str], "CachedResource | None"]
-
-
-class _LedgerState:
-    """The resource set at the newest applied version, with its two-level digest kept up to date
-    incrementally (docs/design.md §5), so checking a version costs O(change)."""
-
-    def __init__(self, resources: dict[ResourceKey, str] | None = None) -> None:
-        # Type URLs interned: one string per type instead of one per resource.
-        self.resources: dict[ResourceKey, str] = {
-            ResourceKey(sys.intern(k.type_url), k.name): sha for k, sha in (resources or {}).items()
-        }
-        self._buckets = digests.BucketDigest()
-        for k, sha in self.resources.items():
-            self._buckets.set(k.type_url, k.name, sha)
-
-    @staticmethod
-    def key(type_url: str, name: str) -> ResourceKey:
-        return ResourceKey(sys.intern(type_url), name)
-
-    def set(self, key: ResourceKey, sha: str) -> None:
-        self.resources[key] = sha
-        self._buckets.set(key.type_url, key.name, sha)
-
-    def remove(self, key: ResourceKey) -> bool:
-        if self.resources.pop(key, None) is None:
-            return False
-        self._buckets.remove(key.type_url, key.name)
-        return True
-
-    def digest(self, algorithm: str) -> str:
-        """The digest by the algorithm a record names. Records written before the two-level digest
-        (no algorithm named) are checked over the whole set: only a ledger from an older builder has them."""
-        if digests.algorithm_of(algorithm) == digests.BUCKETS_4096_V1:
-            return self._buckets.hexdigest()
-        return digests.digest_of(algorithm, ((k.type_url, k.name, sha) for k, sha in self.resources.items()))
+# Finds a resource another scope already holds: (key, raw sha256) -> resource or None.
+Lookup = Callable[[ResourceKey, bytes], "CachedResource | None"]
 
 
 class LedgerFollower:
@@ -137,22 +104,26 @@ class LedgerFollower:
         self._reported: set[MissingBody] = set()
         # Since when (monotonic) the ledger has a version newer than the one served; None: up to date.
         self._behind_since: float | None = None
-        self.snapshot: Snapshot | None = None
-        self._state = _LedgerState()
+        # The served snapshot and what the newest ledger version changes on top of it (ledger_state.py).
+        self._state = LedgerState()
         self._record: ledger_pb2.Version | None = None
         # Set when the state could not follow a record (a gap, an unreadable change list): the next
         # switch rebuilds it from the ledger.
         self._stale = False
-        # Keys changed since the served snapshot (their target is in _state, or gone), and resources
-        # already fetched for them, kept across retries of an incomplete version.
-        self._dirty: set[ResourceKey] = set()
-        self._staged: dict[tuple[ResourceKey, str], CachedResource] = {}
+        # The resources found or fetched for pending keys, kept across retries of an incomplete version
+        # (one whose digest is no longer the key's pending one is fetched again).
+        self._staged: dict[ResourceKey, CachedResource] = {}
         self._backoff = Backoff(base=retry_base, cap=retry_cap)
         self._retry_at: float | None = None
         self.last_error: str | None = None
         self.last_error_version: int | None = None
         self.rejected_versions = 0
         self.first_loaded = asyncio.Event()
+
+    @property
+    def snapshot(self) -> Snapshot | None:
+        """The snapshot served (None before the first complete version)."""
+        return self._state.served
 
     @property
     def ledger_version(self) -> int:
@@ -227,8 +198,9 @@ class LedgerFollower:
         while True:
             try:
                 head = await reader.head(self.bus, self.scope)
-                if head is not None:
-                    resources = await reader.resource_set(self.bus, self.scope, head.record.version)
+                # What differs from the served snapshot (everything at first; after a restart, what
+                # changed since the snapshot still served) is pending until the next switch.
+                loaded = await self._read(head.record.version) if head is not None else None
                 break
             except (nats.errors.Error, reader.VersionNotFound, TimeoutError) as exc:
                 delay = backoff.next_delay()
@@ -237,11 +209,9 @@ class LedgerFollower:
                 )
                 await asyncio.sleep(delay)
         config = api.ConsumerConfig(deliver_policy=api.DeliverPolicy.ALL)
-        if head is not None:
-            # Everything that may differ from the served snapshot (none at first; after a restart, the
-            # snapshot still served) is dirty until the next switch.
-            self._dirty |= set(self._state.resources) | set(resources) | self._served_keys()
-            self._state = _LedgerState(resources)
+        if head is not None and loaded is not None:
+            loaded.finish()
+            del loaded
             self._record = head.record
             self._stale = False
             self._note_head()
@@ -294,31 +264,38 @@ class LedgerFollower:
             )
             self._stale = True
             return
-        for ref in changes.changed:
-            key = self._state.key(ref.type_url, ref.name)
-            self._state.set(key, ref.sha256)
-            self._dirty.add(key)
+        try:
+            for ref in changes.changed:
+                self._state.set(key(ref.type_url, ref.name), digest_bytes(ref.sha256))
+        except NotADigest as exc:
+            log.warning("scope %s: version %d: %s; reloading", self.scope, record.version, exc)
+            self._stale = True
+            return
         for gone in changes.removed:
-            key = self._state.key(gone.type_url, gone.name)
-            if self._state.remove(key):
-                self._dirty.add(key)
+            self._state.set(key(gone.type_url, gone.name), None)
 
     def _note_head(self) -> None:
         served = self.snapshot.version if self.snapshot else 0
         if self.ledger_version > served and self._behind_since is None:
             self._behind_since = time.monotonic()
 
-    def _served_keys(self) -> set[ResourceKey]:
-        snap = self.snapshot
-        if snap is None:
-            return set()
-        return {ResourceKey(t, name) for t in snap.resources for name in snap.of(t)}
+    async def _read(self, version: int) -> StateLoad:
+        """The ledger's resource set at `version`, read into a load of the state (it replaces the
+        newest version at `finish`; a read that fails leaves the state as it was)."""
+        loading = self._state.loading()
+        parts = reader.version_parts(self.bus, self.scope, version)
+        async with contextlib.aclosing(parts) as found:
+            async for part in found:
+                if isinstance(part, ledger_pb2.Changes):
+                    loading.add_changes(part)
+                else:
+                    loading.add_set(part)
+                del part  # a change list is not kept while the next one is read
+        return loading
 
     async def _reload(self, record: ledger_pb2.Version) -> None:
         """Replace the ledger state by the full resource set at `record`'s version."""
-        resources = await reader.resource_set(self.bus, self.scope, record.version)
-        self._dirty |= set(self._state.resources) | set(resources) | self._served_keys()
-        self._state = _LedgerState(resources)
+        (await self._read(record.version)).finish()
         self._stale = False
 
     async def _try_switch(self) -> None:
@@ -328,23 +305,24 @@ class LedgerFollower:
             return
         if self.snapshot is not None and self.snapshot.version == record.version and not self._stale:
             # Already served (a restart found the same head): nothing differs from the snapshot.
-            self._dirty = set()
+            self._state.clear_pending()
             self._retry_at = None
             self._behind_since = None
             return
         try:
             if self._stale:
                 await self._reload(record)
-            if record.digest and self._state.digest(record.digest_algorithm) != record.digest:
+            if record.digest and self._state.hexdigest(record.digest_algorithm) != record.digest:
                 # The applied changes do not add up to the version: rebuild the set from the ledger once.
                 await self._reload(record)
-                if self._state.digest(record.digest_algorithm) != record.digest:
+                if self._state.hexdigest(record.digest_algorithm) != record.digest:
                     raise VersionIncomplete(
                         f"resource set does not match the version's digest {record.digest}"
                     )
-            resolved = await self._resolve()
+            await self._resolve()
         except (
             VersionIncomplete,
+            NotADigest,
             BodyMissing,
             BodyCorrupt,
             reader.VersionNotFound,
@@ -357,7 +335,7 @@ class LedgerFollower:
         except (nats.errors.Error, TimeoutError) as exc:
             self._reject(record.version, f"ledger unreadable: {exc or type(exc).__name__}")
             return
-        self._switch(record, resolved)
+        self._switch(record)
 
     def _reject(self, version: int, reason: str, *, sealed: bool = False) -> None:
         if self.last_error_version != version:
@@ -378,23 +356,22 @@ class LedgerFollower:
         self.last_error_version = version
         self._retry_at = time.monotonic() + self._backoff.next_delay()
 
-    async def _resolve(self) -> dict[ResourceKey, CachedResource]:
-        """A resource for every dirty key still in the state; fetches (and verifies) missing bodies."""
-        served = self.snapshot
-        resolved: dict[ResourceKey, CachedResource] = {}
-        missing: list[tuple[ResourceKey, str]] = []
-        for key in self._dirty:
-            sha = self._state.resources.get(key)
-            if sha is None:
+    async def _resolve(self) -> None:
+        """Stage a resource for every pending key the newest version holds; fetches (and verifies) the
+        bodies no scope holds. Raises when one cannot be had."""
+        staged = self._staged
+        missing: list[tuple[ResourceKey, bytes]] = []
+        for k, digest in self._state.pending.items():
+            if digest is None:
                 continue
-            held = served.of(key.type_url).get(key.name) if served else None
-            found = held if held is not None and held.sha256 == sha else self._staged.get((key, sha))
-            if found is None and self.lookup is not None:
-                found = self.lookup(key, sha)
+            found = staged.get(k)
+            if found is not None and found.digest == digest:
+                continue
+            found = self.lookup(k, digest) if self.lookup is not None else None
             if found is not None:
-                resolved[key] = found
+                staged[k] = found
             else:
-                missing.append((key, sha))
+                missing.append((k, digest))
         if missing:
             failures: list[str] = []
             sealed: list[str] = []
@@ -404,22 +381,22 @@ class LedgerFollower:
 
             async def worker() -> None:
                 # A few workers draining one iterator: no task per body, however many are missing.
-                for key, sha in todo:
+                for k, digest in todo:
+                    sha = digest.hex()
+                    what = f"{k.type_url.rsplit('.', 1)[-1]} {k.name!r}"
                     try:
                         body = await fetch_body(self.bus, sha, self.keyring)
                     except BodySealed as exc:
-                        sealed.append(f"{key.type_url.rsplit('.', 1)[-1]} {key.name!r}: {exc}")
+                        sealed.append(f"{what}: {exc}")
                         continue
                     except BodyMissing as exc:
-                        gone.append(MissingBody(self.scope, version, key.type_url, key.name, sha))
-                        failures.append(f"{key.type_url.rsplit('.', 1)[-1]} {key.name!r}: {exc}")
+                        gone.append(MissingBody(self.scope, version, k.type_url, k.name, sha))
+                        failures.append(f"{what}: {exc}")
                         continue
                     except BodyCorrupt as exc:
-                        failures.append(f"{key.type_url.rsplit('.', 1)[-1]} {key.name!r}: {exc}")
+                        failures.append(f"{what}: {exc}")
                         continue
-                    res = CachedResource(key.type_url, key.name, sha, body)
-                    self._staged[(key, sha)] = res
-                    resolved[key] = res
+                    staged[k] = CachedResource(k.type_url, k.name, digest, body)
 
             await asyncio.gather(*(worker() for _ in range(min(FETCH_CONCURRENCY, len(missing)))))
             self._report_missing(version, gone)
@@ -432,7 +409,6 @@ class LedgerFollower:
             if failures:
                 more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
                 raise VersionIncomplete(sorted(failures)[0] + more)
-        return resolved
 
     def _report_missing(self, version: int, gone: list[MissingBody]) -> None:
         """Log, count and list each body newly found missing for `version`; a retry of the same version
@@ -454,19 +430,22 @@ class LedgerFollower:
         self.missing = [m for m in self.missing if m.version == version]
         self.missing += fresh[: max(0, MISSING_SHOWN - len(self.missing))]
 
-    def _switch(self, record: ledger_pb2.Version, resolved: dict[ResourceKey, CachedResource]) -> None:
+    def _switch(self, record: ledger_pb2.Version) -> None:
+        pending, staged = self._state.pending, self._staged
         snapshot = next_snapshot(
             self.snapshot,
             scope=self.scope,
             version=record.version,
             digest=record.digest,
-            changes={key: resolved.get(key) for key in self._dirty},
+            changes=((k, None if digest is None else staged[k]) for k, digest in pending.items()),
             published_ns=record.time_unix_nano,
             translator_version=record.translator_version,
         )
-        changed_count = len(self._dirty)
-        self._dirty = set()
+        changed_count = len(pending)
+        self._state.adopt(snapshot)
         self._staged = {}
+        if changed_count >= TRIM_AFTER_CHANGES:
+            release_free_memory()
         self._retry_at = None
         self._behind_since = None
         self.missing = []
@@ -478,7 +457,6 @@ class LedgerFollower:
             )
         self.last_error = None
         self.last_error_version = None
-        self.snapshot = snapshot
         log.info(
             "scope %s: serving version %d (%d resources, %d changed)",
             self.scope,

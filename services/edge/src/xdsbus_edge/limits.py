@@ -7,6 +7,8 @@ clients, can take the edge's memory or its ledger connection.
   its next responses may take before it builds them and gives it back once they are written (gRPC's
   write returns when HTTP/2 flow control took the bytes), so a thousand proxies reconnecting at once
   are served a few at a time instead of each holding its own copy of the CDS response.
+- `WriteDeadlines`: how long one response may take to be written (`--write-timeout`): the writes in
+  flight and one timer for the edge, not a timer per write.
 - `server_options`: the gRPC server's share: request size and maximum connection age.
 - `add_limit_flags`, `limits_from_args`: the xdsbus-edge flags.
 """
@@ -134,17 +136,70 @@ class ByteBudget:
                 future.set_result(None)
 
 
+class WriteDeadlines:
+    """The tasks writing a response, and when each started; a sweep every quarter of the timeout (at
+    most a second) cancels those past it, so a write is ended between `timeout` and `timeout` plus
+    that interval after it began. A timer per write (asyncio.timeout) costs more than the write itself
+    at a thousand streams per push."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self._writing: dict[asyncio.Task[object], float] = {}
+        self._expired: set[asyncio.Task[object]] = set()
+        self._sweep: asyncio.TimerHandle | None = None
+
+    def enter(self) -> asyncio.Task[object] | None:
+        """The current task starts a write; None when writes have no deadline."""
+        if self.timeout <= 0:
+            return None
+        task = asyncio.current_task()
+        if task is None:
+            return None
+        loop = asyncio.get_running_loop()
+        self._writing[task] = loop.time()
+        if self._sweep is None:
+            self._sweep = loop.call_later(min(self.timeout / 4, 1.0), self._sweep_now)
+        return task
+
+    def expired(self, task: asyncio.Task[object] | None) -> bool:
+        """Whether the task's write was cancelled for its deadline."""
+        return task in self._expired
+
+    def leave(self, task: asyncio.Task[object] | None) -> None:
+        """The write ended; a task cancelled for its deadline goes on (to end its stream)."""
+        if task is None:
+            return
+        self._writing.pop(task, None)
+        if task in self._expired:
+            self._expired.discard(task)
+            task.uncancel()
+
+    def _sweep_now(self) -> None:
+        self._sweep = None
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        for task, started in list(self._writing.items()):
+            if now - started >= self.timeout and task not in self._expired:
+                self._expired.add(task)
+                task.cancel()
+        if self._writing:
+            self._sweep = loop.call_later(min(self.timeout / 4, 1.0), self._sweep_now)
+
+
 @dataclasses.dataclass
 class StreamLimits:
-    """What the streams of one edge share: the bounds, the open-stream count, the byte budget."""
+    """What the streams of one edge share: the bounds, the open-stream count, the byte budget, the
+    deadlines of writes."""
 
     limits: EdgeLimits = dataclasses.field(default_factory=EdgeLimits)
     gate: StreamGate = dataclasses.field(init=False)
     budget: ByteBudget = dataclasses.field(init=False)
+    writes: WriteDeadlines = dataclasses.field(init=False)
 
     def __post_init__(self) -> None:
         self.gate = StreamGate(self.limits.max_streams)
         self.budget = ByteBudget(self.limits.max_response_bytes)
+        self.writes = WriteDeadlines(self.limits.write_timeout)
 
 
 def server_options(limits: EdgeLimits) -> list[tuple[str, int]]:

@@ -16,13 +16,15 @@ import dataclasses
 import heapq
 import logging
 import time
+import weakref
 from collections.abc import Hashable, Sequence
+from collections.abc import Set as AbstractSet
 
 from nats.errors import Error as NatsError
-from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 
 from xdsbus import proxy_store
+from xdsbus.bus import Bus
 from xdsbus.contract.proxy_status import (
     MAX_NAMES,
     ProxyStatus,
@@ -49,13 +51,31 @@ _YIELD_EVERY = 50
 _STOP_TIMEOUT = 3.0
 
 
+# The listed names of the SotW subscriptions in use: one interned frozenset is shared by every proxy
+# naming the same resources (subscriptions.intern_names), so its names are sorted once, not per write.
+_listed_of: weakref.WeakKeyDictionary[frozenset[str], list[str]] = weakref.WeakKeyDictionary()
+
+
+def _listed(names: AbstractSet[str]) -> list[str]:
+    """The first names of a subscription, in order, within the entry's bounds (never modify it)."""
+    shared = names if isinstance(names, frozenset) else None
+    if shared is not None:
+        listed = _listed_of.get(shared)
+        if listed is not None:
+            return listed
+    listed = listed_names(sorted(names) if len(names) <= MAX_NAMES else heapq.nsmallest(MAX_NAMES, names))
+    if shared is not None:
+        _listed_of[shared] = listed
+    return listed
+
+
 def type_sync(watch: Watch) -> TypeSync:
     """One watch's state as published: versions, the error (capped), and the subscribed names (the
     first ones in order, within the entry's bounds; the count says how many)."""
     names = watch.names
-    listed = listed_names(sorted(names) if len(names) <= MAX_NAMES else heapq.nsmallest(MAX_NAMES, names))
+    listed = _listed(names)
     if watch.wildcard:
-        listed.insert(0, WILDCARD)
+        listed = [WILDCARD, *listed]
     answered = watch.nacked_at is not None and watch.sent_at is not None and watch.nacked_at >= watch.sent_at
     return TypeSync(
         type_url=watch.type_url,
@@ -137,7 +157,7 @@ class ProxyStatusPublisher:
     def __init__(
         self,
         streams: StreamTable,
-        js: JetStreamContext,
+        bus: Bus,
         kv: KeyValue,
         edge_id: str,
         *,
@@ -146,7 +166,7 @@ class ProxyStatusPublisher:
         metrics: EdgeMetrics | None = None,
     ) -> None:
         self.streams = streams
-        self.js = js
+        self.bus = bus
         self.kv = kv
         self.edge_id = edge_id
         self.interval = interval
@@ -214,7 +234,7 @@ class ProxyStatusPublisher:
             puts.append((key, proxy_store.encode(status)))
             written.append((node_id, _Written(key, fingerprint, now)))
         gone = [node_id for node_id in self._written if node_id not in by_node]
-        await proxy_store.put_all(self.js, puts)
+        await proxy_store.put_all(self.bus, puts)
         self._written.update(written)
         await proxy_store.delete_all(self.kv, [self._written[n].key for n in gone])
         for node_id in gone:

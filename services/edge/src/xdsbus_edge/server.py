@@ -1,7 +1,8 @@
 """The gRPC side: ADS and the per-type discovery services, SotW and delta, on one implementation.
 
-Every RPC is a generic stream-stream handler: requests are parsed with the xds-protos classes,
-responses are already serialized bytes (see encoding.py) and pass through an identity serializer. The
+Every RPC is a generic stream-stream handler: delta requests are parsed with the xds-protos classes,
+SotW requests are handed to the stream as bytes (sotw.py parses what it must), responses are already
+serialized bytes (see encoding.py) and pass through an identity serializer. The
 servicer context is the stream's Transport (interfaces.py).
 """
 
@@ -105,12 +106,15 @@ class XdsServer:
 
         async def behavior(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> None:
             if self.access is not None:
-                requests = await self.access.admit(requests, context, name)
+                requests = await self.access.admit(requests, context, name, request_class.FromString)
             stream = stream_class(self.source, self.registry, name, type_url, context, self.limits)
             await stream.run(requests)
 
+        # SotW requests reach the stream as bytes: it recognizes an ACK that repeats the subscription
+        # without parsing its names (sotw_ack.py), and parses the others itself.
+        deserializer = _identity if mode == "sotw" else request_class.FromString
         return grpc.stream_stream_rpc_method_handler(
-            behavior, request_deserializer=request_class.FromString, response_serializer=_identity
+            behavior, request_deserializer=deserializer, response_serializer=_identity
         )
 
     def add_to(self, server: grpc.aio.Server) -> None:

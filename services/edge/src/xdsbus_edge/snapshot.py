@@ -1,10 +1,11 @@
 """Immutable snapshots: one complete ledger version of a scope, every resource serialized once.
 
-A `CachedResource` holds a resource's ledger body (the serialized `Any`) already framed as the
-`resources` field of a response, so every connection that receives it shares the same bytes. A
-`Snapshot` maps type URL -> name -> CachedResource for one version. Snapshots are never modified after
-they are built; a new ledger version produces a new Snapshot that shares the unchanged resources (and
-the per-type maps of types that did not change) with its predecessor.
+A `CachedResource` holds a resource's ledger body (the serialized `Any`) and the tag and length that
+frame it as the `resources` field of a response, so every connection that receives it shares the same
+bytes. A `Snapshot` maps type URL -> name -> CachedResource for one version: it is the edge's one index
+of a scope's resources (ledger_state.py keeps only what a newer version changes on top of it). Snapshots
+are never modified after they are built; a new ledger version produces a new Snapshot that shares the
+unchanged resources (and the per-type maps of types that did not change) with its predecessor.
 
 SDS serves only the Secrets that the scope's listeners and clusters name (docs/design.md §7, §10): each
 listener and cluster knows its Secret names (secret_refs.py), and a snapshot counts them, carried over
@@ -14,8 +15,9 @@ streams serve from.
 
 from __future__ import annotations
 
+import functools
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 from typing import Any
 
@@ -23,28 +25,45 @@ from envoy.config.cluster.v3 import cluster_pb2
 from google.protobuf import any_pb2
 
 from xdsbus.contract.resources import ResourceKey
-from xdsbus.contract.type_urls import CLUSTER, ENDPOINT, EXTENSION_CONFIG, LISTENER, ROUTE, SECRET, TYPE_ORDER
+from xdsbus.contract.type_urls import (
+    CLUSTER,
+    ENDPOINT,
+    EXTENSION_CONFIG,
+    LISTENER,
+    ROUTE,
+    SCOPED_ROUTE,
+    SECRET,
+    TYPE_ORDER,
+)
 from xdsbus.contract.wire import field, field_head
 from xdsbus_edge.secret_refs import REFERRING_TYPES, cluster_secrets, secrets_named
+from xdsbus_edge.shared_responses import SharedResponses
 
 SHORT_NAMES = {
     CLUSTER: "cds",
     ENDPOINT: "eds",
     LISTENER: "lds",
     EXTENSION_CONFIG: "ecds",
+    SCOPED_ROUTE: "srds",
     ROUTE: "rds",
     SECRET: "sds",
 }
 
-# Types whose SotW responses must carry the complete set (absence means deletion).
-FULL_STATE_TYPES = frozenset({CLUSTER, LISTENER})
+# Types whose SotW responses must carry the complete set (absence means deletion); Envoy subscribes to
+# scopes by wildcard, as to listeners and clusters.
+FULL_STATE_TYPES = frozenset({CLUSTER, LISTENER, SCOPED_ROUTE})
 
 _EMPTY: Mapping[str, CachedResource] = MappingProxyType({})
 _NO_NAMES: frozenset[str] = frozenset()
 
 
+def entry(resource: CachedResource) -> tuple[bytes, bytes]:
+    """A resource as the pieces of a SotW `resources` entry (tag and length, then the Any)."""
+    return resource.head, resource.body
+
+
 def short_type(type_url: str) -> str:
-    """`cds`, `eds`, `lds`, `ecds`, `rds`, `sds`, or the message name for other types."""
+    """`cds`, `eds`, `lds`, `ecds`, `srds`, `rds`, `sds`, or the message name for other types."""
     return SHORT_NAMES.get(type_url) or type_url.rsplit(".", 1)[-1]
 
 
@@ -70,33 +89,48 @@ def _eds_service_name(cluster: cluster_pb2.Cluster) -> str | None:
     return cluster.eds_cluster_config.service_name or cluster.name
 
 
+@functools.lru_cache(maxsize=4096)
+def _entry_head(length: int) -> bytes:
+    # The tag and length of a `resources` entry: shared by every resource of the same size.
+    return field_head(2, length)
+
+
 class CachedResource:
-    """One resource, serialized once and shared by every snapshot and connection that holds it."""
+    """One resource, serialized once and shared by every snapshot and connection that holds it.
 
-    __slots__ = ("_delta", "_offset", "eds_name", "field", "name", "secrets", "sha256")
+    Its body is the ledger's bytes as fetched (never copied); `head` frames it as the `resources` entry
+    of a response (field 2 = Any; also field 2 of a delta `Resource`), so an entry is the two pieces
+    `head, body`. The digest is kept as the 32 raw bytes of the sha256, not as hex text."""
 
-    def __init__(self, type_url: str, name: str, sha256: str, any_bytes: bytes) -> None:
+    __slots__ = ("_delta", "body", "digest", "eds_name", "head", "name", "secrets", "type_url")
+
+    def __init__(self, type_url: str, name: str, digest: bytes | str, any_bytes: bytes) -> None:
+        self.type_url = type_url
         self.name = name
-        # The delta resource version: the content digest, the same on every replica.
-        self.sha256 = sha256
-        # `resources` entry of a SotW response (field 2 = Any); also field 2 of a delta `Resource`.
-        head = field_head(2, len(any_bytes))
-        self.field = head + any_bytes
-        self._offset = len(head)
-        self._delta: tuple[bytes, bytes, bytes] | None = None
+        # The content digest: the delta resource version (in hex), the same on every replica.
+        self.digest = digest if isinstance(digest, bytes) else bytes.fromhex(digest)
+        self.head = _entry_head(len(any_bytes))
+        self.body = any_bytes
+        self._delta: tuple[bytes, bytes, bytes, bytes] | None = None
         eds_name = None
         # The Secrets a listener or cluster names (docs/design.md §10): only those are served by SDS.
+        # Most name none: they share one empty set.
         self.secrets = _NO_NAMES
         if type_url == CLUSTER:
             cluster = _unpack_cluster(any_bytes)
             if cluster is not None:
                 eds_name = _eds_service_name(cluster)
-                self.secrets = cluster_secrets(cluster)
+                self.secrets = cluster_secrets(cluster) or _NO_NAMES
         elif type_url in REFERRING_TYPES:
-            self.secrets = secrets_named(type_url, any_bytes)
+            self.secrets = secrets_named(type_url, any_bytes) or _NO_NAMES
         self.eds_name = name if eds_name == name else eds_name
 
-    def delta_entry(self) -> tuple[bytes, bytes, bytes]:
+    @property
+    def sha256(self) -> str:
+        """The digest in hex, as the ledger and delta xDS spell it."""
+        return self.digest.hex()
+
+    def delta_entry(self) -> tuple[bytes, bytes, bytes, bytes]:
         """The resource as a `resources` entry of a delta response: a `Resource{version=1, resource=2,
         name=3}` (fields in number order, as protobuf writes them) framed as field 2. Built on first use
         (only delta streams need it) and kept."""
@@ -104,21 +138,16 @@ class CachedResource:
         if entry is None:
             version_field = field(1, self.sha256.encode())
             name_field = field(3, self.name.encode())
-            inner = len(version_field) + len(self.field) + len(name_field)
-            entry = self._delta = (field_head(2, inner) + version_field, self.field, name_field)
+            inner = len(version_field) + len(self.head) + len(self.body) + len(name_field)
+            entry = self._delta = (field_head(2, inner) + version_field, self.head, self.body, name_field)
         return entry
 
     @property
-    def body(self) -> bytes:
-        """The serialized Any (a copy: for debug pages, not for the hot path)."""
-        return self.field[self._offset :]
-
-    @property
     def size(self) -> int:
-        return len(self.field) - self._offset
+        return len(self.body)
 
     def __repr__(self) -> str:
-        return f"CachedResource({self.name!r}, {self.sha256[:12]})"
+        return f"CachedResource({self.name!r}, {self.digest.hex()[:12]})"
 
 
 class Snapshot:
@@ -162,7 +191,8 @@ class Snapshot:
         self.published_ns = published_ns
         self.translator_version = translator_version
         self.loaded_at = time.monotonic()
-        self._blobs: dict[str, bytes] = {}
+        # The SotW responses of this snapshot, built once and shared by the streams that send them.
+        self.responses = SharedResponses(self.version_info)
         # Bytes per type, computed on first use; carried over from `previous` (the predecessor, not kept)
         # by looking at the changed names only, so a version costs what it changed, not what it holds.
         self._sizes: dict[str, int] = {}
@@ -230,17 +260,6 @@ class Snapshot:
             self.changed = changed
         return refs
 
-    def wildcard_blob(self, type_url: str) -> bytes:
-        """Every resource of a type as the joined `resources` entries of a SotW response, sorted by name.
-
-        Built on first use and shared by every wildcard subscriber of this snapshot."""
-        blob = self._blobs.get(type_url)
-        if blob is None:
-            resources = self.of(type_url)
-            blob = b"".join(resources[name].field for name in sorted(resources))
-            self._blobs[type_url] = blob
-        return blob
-
     def type_urls(self) -> list[str]:
         return sorted(self.resources, key=type_rank)
 
@@ -275,30 +294,39 @@ class Snapshot:
         return f"Snapshot({self.scope!r}, v{self.version}, {self.resource_count()} resources)"
 
 
+# A resource of a new version (None: removed).
+Change = tuple[ResourceKey, CachedResource | None]
+
+
 def next_snapshot(
     served: Snapshot | None,
     *,
     scope: str,
     version: int,
     digest: str,
-    changes: Mapping[ResourceKey, CachedResource | None],
+    changes: Mapping[ResourceKey, CachedResource | None] | Iterable[Change],
     published_ns: int = 0,
     translator_version: str = "",
 ) -> Snapshot:
     """The snapshot that follows `served` (None: the first one): its resources with `changes` applied
     (None removes a resource). Types that did not change share `served`'s maps, so a version costs what
     it changed, not what it holds; `changed` tells streams which names to look at."""
-    changed: dict[str, dict[str, CachedResource | None]] = {}
-    for key, change in changes.items():
-        changed.setdefault(key.type_url, {})[key.name] = change
+    by_type: dict[str, dict[str, CachedResource | None]] = {}
+    for key, change in changes.items() if isinstance(changes, Mapping) else changes:
+        by_type.setdefault(key.type_url, {})[key.name] = change
     resources: dict[str, Any] = dict(served.resources) if served else {}
-    for type_url, named in changed.items():
-        current = dict(resources.get(type_url, {}))
-        for name, res in named.items():
-            if res is None:
-                current.pop(name, None)
-            else:
-                current[name] = res
+    for type_url, named in by_type.items():
+        old = resources.get(type_url)
+        if old is None:
+            # A new type: the map of its changes is its map (no copy of a first snapshot's resources).
+            current = {n: r for n, r in named.items() if r is not None} if None in named.values() else named
+        else:
+            current = dict(old)
+            for name, res in named.items():
+                if res is None:
+                    current.pop(name, None)
+                else:
+                    current[name] = res
         if current:
             resources[type_url] = current
         else:
@@ -309,7 +337,8 @@ def next_snapshot(
         digest=digest,
         resources=resources,
         predecessor=served.version if served else 0,
-        changed={t: frozenset(n) for t, n in changed.items()},
+        # A first snapshot has no predecessor a stream could hold: nothing to compare with.
+        changed={t: frozenset(n) for t, n in by_type.items()} if served else None,
         published_ns=published_ns,
         translator_version=translator_version,
         previous=served,

@@ -17,31 +17,79 @@ listener or cluster names is not sent, whoever asks for it.
 
 from __future__ import annotations
 
+import functools
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from typing import Any
 
+import grpc
 from envoy.service.discovery.v3 import discovery_pb2
+from google.protobuf.message import DecodeError
 
 from xdsbus.contract.type_urls import CLUSTER, ENDPOINT
-from xdsbus_edge.encoding import sotw_response
-from xdsbus_edge.snapshot import FULL_STATE_TYPES, CachedResource, Snapshot
-from xdsbus_edge.stream import XdsStream
-from xdsbus_edge.subscriptions import SotwWatch
+from xdsbus_edge.snapshot import FULL_STATE_TYPES, CachedResource, Snapshot, entry
+from xdsbus_edge.sotw_ack import RepeatedAck, names_region, repeated_ack
+from xdsbus_edge.stream import StreamRefused, XdsStream
+from xdsbus_edge.subscriptions import WILDCARD, SotwWatch, shared_region
 
 # Push decision: everything the watch subscribes to.
 ALL = "all"
 
 
-def _sha(resource: CachedResource | None) -> str | None:
-    return resource.sha256 if resource is not None else None
+def _sha(resource: CachedResource | None) -> bytes | None:
+    return resource.digest if resource is not None else None
+
+
+def _named(resources: Mapping[str, CachedResource], names: Iterable[str]) -> Iterator[bytes]:
+    """The response entries of those of `names` that `resources` holds, in name order."""
+    for name in sorted(names):
+        res = resources.get(name)
+        if res is not None:
+            yield from entry(res)
+
+
+def _listed(resources: list[CachedResource]) -> Iterator[bytes]:
+    for res in resources:
+        yield from entry(res)
 
 
 class SotwStream(XdsStream):
     mode = "sotw"
     watches: dict[str, SotwWatch]  # type: ignore[assignment]
+    # The bytes of the request being handled, when it came as bytes and was parsed in full.
+    _raw: bytes | None = None
 
-    async def handle_request(self, request: discovery_pb2.DiscoveryRequest) -> None:
+    def decode(self, request: Any) -> Any:
+        """A request as gRPC delivers it (bytes): a RepeatedAck when it only acknowledges the latest
+        response and repeats the subscription (sotw_ack.py), else the parsed DiscoveryRequest."""
+        self._raw = None
+        if not isinstance(request, bytes):
+            return request
+        if self.watches:
+            ack = repeated_ack(request, self.watches.values(), self.fixed_type)
+            if ack is not None:
+                return ack
+        try:
+            parsed = discovery_pb2.DiscoveryRequest.FromString(request)
+        except DecodeError as exc:
+            raise StreamRefused(
+                grpc.StatusCode.INVALID_ARGUMENT, f"undecodable request: {exc}", "bad_request"
+            ) from None
+        self._raw = request
+        return parsed
+
+    def _request_bytes(self, request: Any) -> int:
+        # An ACK that keeps the subscription reserves nothing, as one naming as many resources as are
+        # subscribed always did (XdsStream._request_bytes).
+        return 0 if isinstance(request, RepeatedAck) else super()._request_bytes(request)
+
+    async def handle_request(self, request: discovery_pb2.DiscoveryRequest | RepeatedAck) -> None:
+        if isinstance(request, RepeatedAck):
+            acked = self.watches[request.type_url]
+            self.record_ack(acked, request.response_nonce, request.version_info)
+            if acked.always_respond:
+                await self.respond(acked, ALL)
+            return
         type_url = self.type_of(request.type_url)
         watch = self.watches.get(type_url)
         nonce = request.response_nonce
@@ -55,6 +103,7 @@ class SotwStream(XdsStream):
             if watch is None:
                 watch = self.watches[type_url] = SotwWatch(type_url)
             watch.update(request.resource_names)
+            self._keep_names_region(watch, request)
             await self.respond(watch, ALL)
             return
         if nonce != watch.nonce_sent:
@@ -64,8 +113,16 @@ class SotwStream(XdsStream):
             return
         self.record_ack(watch, nonce, request.version_info)
         change = watch.update(request.resource_names)
+        self._keep_names_region(watch, request)
         if change.grew or watch.always_respond or (type_url in FULL_STATE_TYPES and change.shrank):
             await self.respond(watch, ALL)
+
+    def _keep_names_region(self, watch: SotwWatch, request: discovery_pb2.DiscoveryRequest) -> None:
+        """The request's names are the watch's subscription now: keep their bytes, so the ACKs that
+        repeat them are recognized unparsed."""
+        raw = self._raw
+        region = names_region(raw, request) if raw is not None else None
+        watch.names_region = shared_region(watch.names, region) if region is not None else None
 
     async def respond(
         self, watch: SotwWatch, what: str | list[CachedResource], changed: Iterable[str] | None = None
@@ -77,15 +134,18 @@ class SotwStream(XdsStream):
         started = time.perf_counter()
         type_url = watch.type_url
         resources = snap.servable(type_url)
-        if isinstance(what, str):
-            if watch.wildcard:
-                entries: Any = (snap.wildcard_blob(type_url),)
-            else:
-                entries = [resources[n].field for n in sorted(watch.names) if n in resources]
+        # What identifies the response among this snapshot's (shared_responses.py).
+        key: Hashable
+        entries: Callable[[], Iterator[bytes]]
+        if not isinstance(what, str):
+            key, entries = tuple(r.name for r in what), functools.partial(_listed, what)
+        elif watch.wildcard:
+            # Every resource of the type (Secrets, where `servable` differs, are never wildcard).
+            key, entries = WILDCARD, functools.partial(_named, resources, resources)
         else:
-            entries = [r.field for r in what]
-        nonce = self.next_nonce()
-        body = sotw_response(snap.version_info, type_url, nonce, entries)
+            # The interned subscription (subscriptions.intern_names): found by identity.
+            key, entries = watch.names, functools.partial(_named, resources, watch.names)
+        nonce, body = snap.responses.get(type_url, key, entries)
         watch.base = snap
         if type_url == ENDPOINT:
             watch.eds_answered()

@@ -161,6 +161,7 @@ class XdsStream:
             return
         if isinstance(first, BaseException):
             raise first
+        first = self.decode(first)
         await self._open(first)
         self.registry.register(self)
         self._registered = True
@@ -186,6 +187,7 @@ class XdsStream:
             elif isinstance(item, BaseException):
                 raise item
             else:
+                item = self.decode(item)
                 async with budget.reserve(self._request_bytes(item)):
                     await self.handle_request(item)
                 self._check_names()
@@ -324,6 +326,10 @@ class XdsStream:
 
     # ---- to implement -------------------------------------------------------------------------
 
+    def decode(self, request: Any) -> Any:
+        """A request as the RPC delivered it, as `handle_request` takes it (here: as it is)."""
+        return request
+
     async def handle_request(self, request: Any) -> None:
         raise NotImplementedError
 
@@ -350,17 +356,22 @@ class XdsStream:
         """Send one response and account for it."""
         assert self.snap is not None
         watch.sent(nonce, self.snap.version_info)
-        timeout = self.limits.limits.write_timeout
+        # A proxy that stops reading holds its share of --max-response-bytes: not for longer.
+        deadlines = self.limits.writes
+        task = deadlines.enter()
         try:
-            # A proxy that stops reading holds its share of --max-response-bytes: not for longer.
-            async with asyncio.timeout(timeout if timeout > 0 else None):
-                await self.transport.write(body)
-        except TimeoutError:
+            await self.transport.write(body)
+        except asyncio.CancelledError:
+            if not deadlines.expired(task):
+                raise
             raise StreamRefused(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
-                f"a {watch.short.upper()} response of {len(body)} bytes was not read within {timeout:g} s",
+                f"a {watch.short.upper()} response of {len(body)} bytes was not read within "
+                f"{deadlines.timeout:g} s",
                 "slow_reader",
             ) from None
+        finally:
+            deadlines.leave(task)
         self.registry.responded(self, watch.type_url, len(body), time.perf_counter() - started)
 
     def after_cds(self, eds_names: Callable[[], set[str]]) -> None:

@@ -17,6 +17,7 @@ from typing import Any, NoReturn
 
 import grpc
 from envoy.config.core.v3 import base_pb2
+from google.protobuf.message import DecodeError
 
 from xdsbus_edge.access_policy import AccessPolicy, Rule
 from xdsbus_edge.scopes import scope_of
@@ -131,10 +132,17 @@ class StreamAccess:
             )
         return who, None
 
-    async def admit(self, requests: AsyncIterator[Any], context: Any, rpc: str) -> AsyncIterator[Any]:
-        """The stream's requests if it is admitted (the first one read here, then handed on); otherwise
-        aborts the RPC with the refusal's status. A caller refused for who it is is refused at once,
-        before it sends anything: a stranger holds no stream open."""
+    async def admit(
+        self,
+        requests: AsyncIterator[Any],
+        context: Any,
+        rpc: str,
+        parse: Callable[[bytes], Any] = lambda data: data,
+    ) -> AsyncIterator[Any]:
+        """The stream's requests if it is admitted (the first one read here, parsed with `parse` when it
+        came as bytes, then handed on); otherwise aborts the RPC with the refusal's status. A caller
+        refused for who it is is refused at once, before it sends anything: a stranger holds no stream
+        open."""
         caller = caller_of(context)
         who, _, denial = self.identify(caller)
         if denial is not None:
@@ -144,6 +152,11 @@ class StreamAccess:
             first = await iterator.__anext__()
         except StopAsyncIteration:
             return _empty()
+        if isinstance(first, bytes):
+            try:
+                first = parse(first)
+            except DecodeError:
+                return _chain(first, iterator)  # the stream refuses it (INVALID_ARGUMENT)
         if first.HasField("node") and first.node.id:
             # A request without a node is the stream's to refuse (INVALID_ARGUMENT); scope checks need one.
             scope, gateway = scope_of(first.node), gateway_of(first.node)

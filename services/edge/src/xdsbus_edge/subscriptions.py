@@ -11,7 +11,8 @@ The subscription rules follow the xDS spec (docs/xds-protocol.md §1.5, §1.7):
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+import weakref
+from collections.abc import Iterable, Set
 from typing import Any
 
 from xdsbus.contract.type_urls import SECRET
@@ -25,6 +26,56 @@ _NONCE_HISTORY = 16
 MAX_NAMES_PER_TYPE = 100_000
 
 
+# SotW subscriptions in use, by hash: streams that subscribe to the same names share one frozenset
+# (10,000 proxies of a scope naming the same 10,000 clusters hold one set of them, not 10,000), and the
+# shared responses are found by it (shared_responses.py) with an identity check instead of a comparison.
+_subscriptions: weakref.WeakValueDictionary[int, frozenset[str]] = weakref.WeakValueDictionary()
+_NOTHING: frozenset[str] = frozenset()
+
+
+def intern_names(names: Iterable[str]) -> frozenset[str]:
+    """`names` as the frozenset every stream with that subscription shares (kept while one uses it)."""
+    subscription = frozenset(names)
+    if not subscription:
+        return _NOTHING
+    key = hash(subscription)
+    held = _subscriptions.get(key)
+    if held is not None and held == subscription:
+        return held
+    # New, or another set with the same hash (then the newer one is shared from now on).
+    _subscriptions[key] = subscription
+    return subscription
+
+
+# The bytes a SotW request names a subscription with (sotw_ack.py), by subscription: proxies of one
+# build send the same names in the same order, so their streams share the first one's bytes.
+_regions: weakref.WeakKeyDictionary[frozenset[str], bytes] = weakref.WeakKeyDictionary()
+
+
+def shared_region(names: frozenset[str], region: bytes) -> bytes:
+    """`region` (the encoded names of a request whose subscription is `names`, interned), or an equal
+    bytes object other streams with that subscription already hold."""
+    if not names:
+        return region
+    held = _regions.get(names)
+    if held is None:
+        _regions[names] = region
+        return region
+    return held if held == region else region
+
+
+def version_digest(version: str) -> bytes:
+    """A delta resource version a proxy says it holds (`initial_resource_versions`) as the raw digest
+    `CachedResource.digest` is compared with: the sha256 hex this edge sends. Any other text matches no
+    resource, and "" stays b"" (told it does not exist)."""
+    if len(version) == 64:
+        try:
+            return bytes.fromhex(version)
+        except ValueError:
+            pass
+    return b"\0" + version.encode() if version else b""
+
+
 class Watch:
     """State shared by SotW and delta: the subscription and the ACK/NACK bookkeeping of one type."""
 
@@ -36,7 +87,7 @@ class Watch:
         self.named_only = type_url == SECRET
         # True once the proxy has named anything (including "*") for this type: ends legacy wildcard.
         self.explicit = False
-        self.names: set[str] = set()
+        self.names: Set[str] = _NOTHING
         # The snapshot the proxy's view of this type was last brought up to date with.
         self.base: Snapshot | None = None
         self.nonce_sent = ""
@@ -105,7 +156,7 @@ class SotwChange:
     __slots__ = ("added", "removed", "wildcard_added", "wildcard_removed")
 
     def __init__(
-        self, added: set[str], removed: set[str], wildcard_added: bool, wildcard_removed: bool
+        self, added: Set[str], removed: Set[str], wildcard_added: bool, wildcard_removed: bool
     ) -> None:
         self.added = added
         self.removed = removed
@@ -122,6 +173,8 @@ class SotwChange:
 
 
 class SotwWatch(Watch):
+    names: frozenset[str]
+
     def __init__(self, type_url: str) -> None:
         super().__init__(type_url)
         # Set when a CDS response went out: the next EDS request is answered even if it looks like an
@@ -129,6 +182,9 @@ class SotwWatch(Watch):
         # the next push sends the assignments of the clusters in `follow` (None: all subscribed).
         self.always_respond = False
         self.follow: set[str] | None = set()
+        # The bytes of the names of the proxy's last request for this type, as it sent them (sotw_ack.py):
+        # an ACK that repeats them is recognized without parsing them. None: not known.
+        self.names_region: bytes | None = None
 
     def eds_after_cds(self, names: set[str] | None) -> None:
         """Clusters whose assignments are `names` (None: any) were sent to the proxy."""
@@ -148,10 +204,12 @@ class SotwWatch(Watch):
         """Apply a request's `resource_names` (the complete list of what the proxy wants)."""
         requested = set(resource_names)
         if not requested and not self.explicit:
-            wildcard, names = True, set[str]()  # legacy wildcard
+            wildcard, names = True, _NOTHING  # legacy wildcard
         else:
             self.explicit = True
-            wildcard, names = WILDCARD in requested, requested - {WILDCARD}
+            wildcard = WILDCARD in requested
+            requested.discard(WILDCARD)
+            names = intern_names(requested)
         wildcard = wildcard and not self.named_only
         change = SotwChange(
             added=names - self.names,
@@ -164,10 +222,13 @@ class SotwWatch(Watch):
 
 
 class DeltaWatch(Watch):
+    names: set[str]
+
     def __init__(self, type_url: str) -> None:
         super().__init__(type_url)
-        # name -> resource version the proxy holds (the body's sha256); "" = told it does not exist.
-        self.known: dict[str, str] = {}
+        self.names = set()
+        # name -> resource version the proxy holds (the body's sha256, raw); b"" = told it does not exist.
+        self.known: dict[str, bytes] = {}
         # Names to send again whatever the proxy holds (ClusterLoadAssignments of clusters just sent).
         self.forced: set[str] = set()
 

@@ -237,7 +237,8 @@ class Envoy:
     async def listeners(self) -> dict[str, dict[str, Any]]:
         """Dynamic listeners by name, as in the config dump (active_state, warming_state, ...)."""
         section = self.section(await self.config_dump(), _LISTENERS_DUMP)
-        return {entry["name"]: entry for entry in section.get("dynamic_listeners", [])}
+        # An entry can come without its name while Envoy replaces a listener (seen once under load).
+        return {entry["name"]: entry for entry in section.get("dynamic_listeners", []) if "name" in entry}
 
     async def active_listeners(self) -> list[str]:
         return [name for name, entry in (await self.listeners()).items() if "active_state" in entry]

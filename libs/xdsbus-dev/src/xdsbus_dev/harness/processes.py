@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
@@ -11,7 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -206,6 +207,21 @@ class NatsServer:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
+# Called with every Service once its process runs (observe_starts); bench/flame.py records a flame graph
+# of each builder and edge a benchmark starts this way, so that no benchmark has to hand its pids over.
+_start_observers: list[Callable[[Service], None]] = []
+
+
+@contextlib.contextmanager
+def observe_starts(observer: Callable[[Service], None]) -> Iterator[None]:
+    """Call `observer(service)` right after each `Service.start()` inside the block."""
+    _start_observers.append(observer)
+    try:
+        yield
+    finally:
+        _start_observers.remove(observer)
+
+
 class Service:
     """One of our services as a subprocess, with its output kept in a log file for assertions."""
 
@@ -219,6 +235,8 @@ class Service:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, env=self.env)
+        for observer in list(_start_observers):
+            observer(self)
         return self
 
     def output(self) -> str:

@@ -18,6 +18,7 @@ from nats.errors import Error as NatsError
 from nats.errors import NoServersError
 
 from xdsbus import layout
+from xdsbus.cli.errors import UNREACHABLE_HINT
 from xdsbus.layout import LayoutSettings
 from xdsbus.nats_options import NatsOptions, NatsOptionsError, error_callback, redact_url
 
@@ -47,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, NoServersError, TimeoutError, NatsError) as exc:
         where = redact_url(args.nats_url)
         print(f"xdsbus layout: cannot reach or change NATS at {where}: {exc}", file=sys.stderr)
+        print(f"hint: {UNREACHABLE_HINT}", file=sys.stderr)
         return 2
 
 

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import sys
 from typing import Any
 
 from google.protobuf import json_format
 
 from xdsbus.bus import Bus
+from xdsbus.cli.errors import no_ledger
 from xdsbus.cli.keys import keyring_or_none, reveal_keyring
 from xdsbus.cli.output import emit
+from xdsbus.cli.progress import progress
 from xdsbus.contract import digest
 from xdsbus.contract.type_urls import SECRET
 from xdsbus.ledger import reader
@@ -39,7 +42,24 @@ def _term_summary(term: ledger_pb2.Term) -> dict[str, Any]:
     }
 
 
+def _pin(pin: ledger_pb2.Pin) -> dict[str, Any]:
+    return {
+        "target": pin.target,
+        "operator": pin.operator,
+        "via": pin.via,
+        "event_seq": pin.event_seq,
+        "reason": pin.reason,
+    }
+
+
+def _pin_text(pin: dict[str, Any]) -> str:
+    """`pinned to 12 by ana` / `unpinned by ana`: what an operator's pin or release made of a version."""
+    what = f"pinned to {pin['target']}" if pin["target"] else "unpinned"
+    return f"{what} by {pin['operator'] or '?'} ({pin['via']}, event {pin['event_seq']})"
+
+
 def _summary(record: ledger_pb2.Version) -> dict[str, Any]:
+    pin = {"pin": _pin(record.pin)} if record.HasField("pin") else {}
     return {
         "version": record.version,
         "parent": record.parent,
@@ -53,17 +73,25 @@ def _summary(record: ledger_pb2.Version) -> dict[str, Any]:
         "changed": record.changed_count,
         "removed": record.removed_count,
         "translator_version": record.translator_version,
+        **pin,
     }
 
 
 async def log(bus: Bus, args: argparse.Namespace) -> int:
-    """List the scope's versions, oldest first; with --terms, the term records among them."""
+    """List the scope's versions, oldest first; with --terms, the term records among them. An empty
+    ledger lists nothing and says on stderr why it may be empty."""
     rows: list[dict[str, Any]] = []
     async for entry in reader.records(bus, args.scope):
         if not reader.is_term(entry.record):
             rows.append(_summary(entry.record))
         elif args.terms:
             rows.append(_term_summary(entry.record.term))
+    if not rows:
+        # An empty list, not a failure (as `kubectl get` says "No resources found"), with the reason.
+        sys.stderr.write((await no_ledger(bus, args.scope)).render())
+        if args.json:
+            emit(args, rows, str)
+        return 0
     if args.limit:
         # The limit counts versions; the term records among them stay.
         versions = [i for i, r in enumerate(rows) if "version" in r]
@@ -74,9 +102,10 @@ async def log(bus: Bus, args: argparse.Namespace) -> int:
             return (
                 f"{'term':>10} {r['term']:>10} {r['time']:<30} {r['holder']} leads after {r['after_version']}"
             )
+        pin = f"  {_pin_text(r['pin'])}" if "pin" in r else ""
         return (
             f"{r['version']:>10} {r['parent']:>10} {r['time']:<30} {r['resources']:>7} {r['changed']:>6} "
-            f"{r['removed']:>6}  {r['digest']}"
+            f"{r['removed']:>6}  {r['digest']}{pin}"
         )
 
     def text(rows: list[dict[str, Any]]) -> str:
@@ -120,6 +149,8 @@ async def show(bus: Bus, args: argparse.Namespace) -> int:
                 "translator_version",
             )
         ]
+        if "pin" in d:
+            lines.append(f"pin: {_pin_text(d['pin'])}")
         for ref in d["changes"].get("changed", []):
             lines.append(f"  ~ {ref['type_url'].rsplit('.', 1)[-1]} {ref['name']} {ref['sha256'][:12]}")
         for ref in d["changes"].get("removed", []):
@@ -169,17 +200,20 @@ async def dump(bus: Bus, args: argparse.Namespace) -> int:
     if not version:
         head = await reader.head(bus, args.scope)
         if head is None:
-            raise LookupError(f"the ledger of scope {args.scope!r} is empty")
+            raise await no_ledger(bus, args.scope)
         version = head.record.version
     box = reveal_keyring() if args.reveal_secrets else keyring_or_none()
-    resources = await reader.resource_set(bus, args.scope, version)
     bodies: list[tuple[str, bytes | dict[str, object]]] = []
-    for key, sha in sorted(resources.items()):
-        stored = await fetch_stored(bus, sha)
-        try:
-            bodies.append((key.type_url, open_body(stored, sha, box)))
-        except BodySealed:
-            bodies.append((key.type_url, sealed_json(key.type_url, key.name, sealed_kid(stored))))
+    with progress(args, f"dump: reading version {version}", "resources") as bar:
+        resources = await reader.resource_set(bus, args.scope, version)
+        bar.update(0, len(resources), "dump: reading bodies")
+        for key, sha in sorted(resources.items()):
+            stored = await fetch_stored(bus, sha)
+            try:
+                bodies.append((key.type_url, open_body(stored, sha, box)))
+            except BodySealed:
+                bodies.append((key.type_url, sealed_json(key.type_url, key.name, sealed_kid(stored))))
+            bar.advance()
     paths = write_dump(args.directory, bodies, reveal=args.reveal_secrets)
     emit(
         args,

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime
-import os
+import logging
 import sys
 from collections.abc import Awaitable, Callable
 from importlib.metadata import entry_points
@@ -16,8 +16,19 @@ from pathlib import Path
 from typing import Protocol, cast
 
 from xdsbus.bus import Bus, BusSettings, connect
-from xdsbus.cli import keyring_cmd, layout_cmd, ledger_cmds, proxy_cmds, replay_cmd, status_cmd
-from xdsbus.nats_options import redact_url
+from xdsbus.cli import (
+    completion,
+    errors,
+    flags,
+    keyring_cmd,
+    layout_cmd,
+    ledger_cmds,
+    proxy_cmds,
+    replay_cmd,
+    rollback_cmd,
+    status_cmd,
+)
+from xdsbus.ledger import reader
 
 COMMANDS_GROUP = "xdsbus.commands"
 
@@ -48,17 +59,18 @@ def parse_time(text: str) -> datetime.datetime:
 
 
 def build_parser(extra: dict[str, Command] | None = None) -> argparse.ArgumentParser:
-    """All subcommands and their flags; `extra` adds installed subcommands."""
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--nats-url", default=os.environ.get("XDSBUS_NATS_URL", "nats://127.0.0.1:4222"))
-    common.add_argument("--scope", default=os.environ.get("XDSBUS_SCOPE", "default"))
-    common.add_argument("--json", action="store_true", help="machine-readable output")
+    """All subcommands and their flags; `extra` adds installed subcommands. The global flags
+    (`flags.global_flags`, the parent `common`) go on the main parser and on every subcommand that talks
+    to NATS, so they work before and after the subcommand."""
+    common = flags.global_flags()
 
     parser = argparse.ArgumentParser(prog="xdsbus", description="xdsbus control plane tools")
-    sub = parser.add_subparsers(dest="command", required=True)
+    flags.add_global_flags(parser)
+    parser.add_argument("--version", action="version", version=flags.version_text())
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    ledger = sub.add_parser("ledger", help="read the ledger").add_subparsers(
-        dest="ledger_command", required=True
+    ledger = sub.add_parser("ledger", parents=[common], help="read the ledger").add_subparsers(
+        dest="ledger_command", required=True, metavar="COMMAND"
     )
     log = ledger.add_parser("log", parents=[common], help="list versions, newest last")
     log.add_argument("--limit", type=int, default=0, help="only the last N versions")
@@ -103,6 +115,10 @@ def build_parser(extra: dict[str, Command] | None = None) -> argparse.ArgumentPa
     status.add_argument("object", nargs="?", default="", help="KIND/NAMESPACE/NAME or a prefix of it")
     status.set_defaults(run=status_cmd.status)
 
+    rollback = sub.add_parser("rollback", parents=[common], help=rollback_cmd.ROLLBACK_HELP)
+    unpin = sub.add_parser("unpin", parents=[common], help=rollback_cmd.UNPIN_HELP)
+    rollback_cmd.add_arguments(rollback, unpin)
+
     proxy_status = sub.add_parser("proxy-status", parents=[common], help=proxy_cmds.STATUS_HELP)
     proxy_config = sub.add_parser("proxy-config", parents=[common], help=proxy_cmds.CONFIG_HELP)
     proxy_cmds.add_arguments(proxy_status, proxy_config)
@@ -118,6 +134,11 @@ def build_parser(extra: dict[str, Command] | None = None) -> argparse.ArgumentPa
     keyring_cmd.add_arguments(keyring)
     keyring.set_defaults(run=None, extra=keyring_cmd)
 
+    # Prints a script only: no NATS connection. It walks the finished parser (`root`).
+    shell_completion = sub.add_parser("completion", help=completion.HELP)
+    completion.add_arguments(shell_completion)
+    shell_completion.set_defaults(run=None, extra=completion, root=parser)
+
     for name, command in sorted((extra or {}).items()):
         extra_parser = sub.add_parser(name, help=command.HELP)
         command.add_arguments(extra_parser)
@@ -128,30 +149,36 @@ def build_parser(extra: dict[str, Command] | None = None) -> argparse.ArgumentPa
 async def _with_bus(
     args: argparse.Namespace, run: Callable[[Bus, argparse.Namespace], Awaitable[int]]
 ) -> int:
+    # A few attempts, not one: a server refusing credentials may reset the connection before its
+    # `Authorization Violation` is read, and the message should name the refusal.
     bus = await connect(BusSettings.from_env(args.nats_url), name="xdsbus-cli", attempts=3)
     try:
         return await run(bus, args)
+    except reader.VersionNotFound as exc:
+        if isinstance(exc, reader.HistoryPurged) or await reader.head(bus, args.scope) is not None:
+            raise
+        raise await errors.no_ledger(bus, args.scope) from None
     finally:
         await bus.close()
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the xdsbus command."""
-    args = build_parser(installed_commands()).parse_args(argv)
+    args = flags.resolve(build_parser(installed_commands()).parse_args(argv))
     extra: Command | None = getattr(args, "extra", None)
     if extra is not None:
         return extra.run(args)
+    # The final error says what the retries and warnings would: print errors only (a permission
+    # refusal, say), as `xdsbus: ...`.
+    logging.basicConfig(level=logging.ERROR, format="xdsbus: %(message)s")
     try:
         return asyncio.run(_with_bus(args, args.run))
-    except (LookupError, ValueError) as exc:
-        print(f"xdsbus: {exc}", file=sys.stderr)
-        return 2
-    except ConnectionError as exc:
-        print(f"xdsbus: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        print(f"xdsbus: cannot reach NATS at {redact_url(args.nats_url)}: {exc}", file=sys.stderr)
-        return 2
+    except Exception as exc:
+        explained = errors.explain(exc, args)
+        if explained is None:
+            raise
+        sys.stderr.write(explained.render())
+        return explained.status
 
 
 if __name__ == "__main__":

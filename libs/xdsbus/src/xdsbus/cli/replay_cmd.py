@@ -11,11 +11,13 @@ from nats.js import api
 from xdsbus.bus import Bus
 from xdsbus.cli.keys import keyring_or_none, reveal_keyring
 from xdsbus.cli.output import emit
+from xdsbus.cli.progress import progress
 from xdsbus.contract import digest as digests
 from xdsbus.events import EVENTS_STREAM, EVENTS_SUBJECT_PREFIX
 from xdsbus.fold.reading import last_event_seq
 from xdsbus.ledger import reader
 from xdsbus.ledger.dump import write_dump
+from xdsbus.ledger.store import fetch_body
 from xdsbus.replay import replay_to, scope_table
 from xdsbus.translate.settings import TranslatorSettings
 
@@ -57,9 +59,13 @@ async def replay(bus: Bus, args: argparse.Namespace) -> int:
     secret_box = keyring_or_none()
     if args.reveal_secrets and secret_box is None:
         reveal_keyring()  # raises: revealing needs the key
-    result, translator = await replay_to(
-        bus, args.scope, seq, settings, secret_box, await _digest_algorithm_at(bus, args.scope, seq)
-    )
+    algorithm = await _digest_algorithm_at(bus, args.scope, seq)
+    with progress(args, "replay: reading the checkpoint", "events") as bar:
+
+        def report(stage: str, done: int, total: int) -> None:
+            bar.update(done, total, f"replay: {stage}")
+
+        result, translator = await replay_to(bus, args.scope, seq, settings, secret_box, algorithm, report)
     data: dict[str, Any] = {
         "seq": result.seq,
         "digest": result.digest,
@@ -70,12 +76,22 @@ async def replay(bus: Bus, args: argparse.Namespace) -> int:
         "rejected_events": len(result.rejected),
         "translator_version": settings.describe(),
     }
+    if result.pinned_to:
+        data |= {
+            "pinned_to": result.pinned_to,
+            "unpinned_digest": result.unpinned_digest,
+            "unpinned_resources": result.unpinned_resources,
+        }
     if args.dump:
-        paths = write_dump(
-            args.dump,
-            ((key.type_url, res.body) for key, res in scope_table(translator, args.scope).items()),
-            reveal=args.reveal_secrets,
-        )
+        if result.pinned_to:
+            # The pinned version's bodies, as the ledger holds them.
+            bodies = [
+                (key.type_url, await fetch_body(bus, sha, secret_box))
+                for key, sha in sorted(result.pinned.items())
+            ]
+        else:
+            bodies = [(key.type_url, res.body) for key, res in scope_table(translator, args.scope).items()]
+        paths = write_dump(args.dump, bodies, reveal=args.reveal_secrets)
         data["files"] = [str(p) for p in paths]
 
     def text(d: dict[str, Any]) -> str:
@@ -83,6 +99,13 @@ async def replay(bus: Bus, args: argparse.Namespace) -> int:
             f"seq: {d['seq']}",
             f"digest: {d['digest']}",
             f"resources: {d['resources']}",
+        ]
+        if d.get("pinned_to"):
+            lines += [
+                f"pinned to version {d['pinned_to']}; unpinned: digest {d['unpinned_digest']}, "
+                f"{d['unpinned_resources']} resources",
+            ]
+        lines += [
             f"from checkpoint at {d['checkpoint_seq']}, {d['events_folded']} events folded",
         ]
         lines += [f"wrote {p}" for p in d.get("files", [])]

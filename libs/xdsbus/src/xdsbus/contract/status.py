@@ -8,6 +8,8 @@ import re
 
 import msgspec
 
+from xdsbus.contract.pins import PinStatus
+
 _UNSAFE = re.compile(r"[^-/_=.a-zA-Z0-9]")
 # '.' separates subject tokens, which must not be empty (a file named `a..yaml`).
 _DOTS = re.compile(r"\.{2,}")
@@ -58,6 +60,30 @@ class LineError(msgspec.Struct, frozen=True, omit_defaults=True):
     line: int | None = None
 
 
+class WatcherState(msgspec.Struct, frozen=True, omit_defaults=True):
+    """A watcher's report on itself (kind `Watcher`, key `state`, xdsbus.watcher_report), rewritten by
+    the lease holder every third of its lease TTL while it publishes: who publishes, since when, and how
+    fresh its view of the source is. Times are unix seconds on the watcher's host."""
+
+    holder: str
+    term: int = 0
+    # False in the last report of a watcher that stopped: nobody publishes the source until another
+    # replica takes the lease.
+    leading: bool = True
+    leading_since: float = 0.0
+    # The source's last answer (a list, a watch frame, a poll): its lag counts from here.
+    last_answer: float = 0.0
+    last_resync: float = 0.0
+    # Counted since this holder took the lease (its term).
+    resyncs: int = 0
+    events_published: int = 0
+    last_error: str = ""
+    last_error_at: float = 0.0
+    reported: float = 0.0
+    # Seconds between reports: a report older than a few of these is from a watcher that is gone.
+    report_every: float = 0.0
+
+
 class ObjectStatus(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
     """Published to KV xdsbus_status under the object's key; `warnings` are partial rejections.
 
@@ -80,3 +106,7 @@ class ObjectStatus(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
     parents: list[ParentStatus] = []
     addresses: list[str] = []
     errors: list[LineError] = []
+    # A scope's pin (kind `LedgerPin`, docs/rollback.md).
+    pin: PinStatus | None = None
+    # A watcher's report on itself (kind `Watcher`).
+    watcher: WatcherState | None = None

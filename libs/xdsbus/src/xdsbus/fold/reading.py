@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from nats.js import api
-from nats.js.errors import NotFoundError
+import contextlib
+from collections.abc import Callable
 
 from xdsbus.bus import Bus
-from xdsbus.events import EVENTS_STREAM, EVENTS_SUBJECT_PREFIX
+from xdsbus.events import EVENTS_STREAM
 from xdsbus.fold.folding import BatchResult, fold_stored
+from xdsbus.fold.log_range import read_range
 from xdsbus.fold.state import FoldState
-
-FETCH_BATCH = 2000
+from xdsbus.gc_pause import gc_paused
 
 
 class EventGap(LookupError):
@@ -46,49 +46,37 @@ async def last_event_seq(bus: Bus) -> int:
     return info.state.last_seq
 
 
-async def fold_until(bus: Bus, state: FoldState, end_seq: int) -> BatchResult:
+async def fold_until(
+    bus: Bus, state: FoldState, end_seq: int, on_batch: Callable[[int, int], None] | None = None
+) -> BatchResult:
     """Fold every event after `state.seq` up to and including `end_seq`; EventGap when some of them are
-    no longer in the log."""
+    no longer in the log. `on_batch(folded, to_fold)` hears after each fetched batch how far it got
+    (the CLI's progress bar)."""
     result = BatchResult()
     if end_seq <= state.seq:
         return result
+    start = state.seq
     gap = await find_gap(bus, state.seq)
     if gap is not None:
         raise gap
-    config = api.ConsumerConfig(
-        deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
-        opt_start_seq=state.seq + 1,
-        ack_policy=api.AckPolicy.NONE,
-        inactive_threshold=60.0,
-        mem_storage=True,
-    )
-    sub = await bus.js.pull_subscribe(f"{EVENTS_SUBJECT_PREFIX}.>", stream=EVENTS_STREAM, config=config)
-    try:
-        done = False
-        while not done and state.seq < end_seq:
-            try:
-                msgs = await sub.fetch(FETCH_BATCH, timeout=5)
-            except TimeoutError:
-                # Nothing after state.seq although end_seq is ahead: the log holds no more. Events
-                # once there but deleted since are a gap; sequences never written are not.
-                last = (await bus.js.stream_info(EVENTS_STREAM)).state.last_seq
-                if last > state.seq:
-                    raise EventGap(state.seq, state.seq + 1, last) from None
-                break
-            for msg in msgs:
-                seq = msg.metadata.sequence.stream
-                if seq > end_seq:
-                    if state.seq < end_seq:
-                        # The next event is past end_seq, so the ones up to it were deleted.
-                        raise EventGap(state.seq, state.seq + 1, seq - 1)
-                    done = True
-                    break
-                check_next(state, seq)
-                await fold_stored(bus, state, seq, msg.subject, msg.data, result)
-        state.seq = max(state.seq, end_seq)
-        return result
-    finally:
-        try:
-            await sub.unsubscribe()
-        except NotFoundError:
-            pass
+    with gc_paused():
+        async with contextlib.aclosing(read_range(bus, state.seq, end_seq)) as batches:
+            async for batch in batches:
+                for seq, subject, data in batch:
+                    if seq > end_seq:
+                        if state.seq < end_seq:
+                            # The next event is past end_seq, so the ones up to it were deleted.
+                            raise EventGap(state.seq, state.seq + 1, seq - 1)
+                        break
+                    check_next(state, seq)
+                    await fold_stored(bus, state, seq, subject, data, result)
+                if on_batch is not None:
+                    on_batch(min(state.seq, end_seq) - start, end_seq - start)
+    if state.seq < end_seq:
+        # The log holds nothing after state.seq although end_seq is ahead. Events once there but deleted
+        # since are a gap; sequences never written are not.
+        last = await last_event_seq(bus)
+        if last > state.seq:
+            raise EventGap(state.seq, state.seq + 1, last)
+    state.seq = max(state.seq, end_seq)
+    return result

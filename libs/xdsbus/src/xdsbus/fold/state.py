@@ -12,6 +12,11 @@ even if its clock, from which epochs are drawn, is behind the old holder's. Term
 without a lease (before terms existed, or by an older watcher during an upgrade): it is always folded
 and leaves the recorded term alone, so history stays readable and an older watcher is never ignored;
 it is not fenced either.
+
+Operator events are decisions, not a source's facts (docs/rollback.md): an operator source
+(`operator/<tool>`) publishes `LedgerPin` events only, and the newest one of a scope decides whichever
+tool sent it, so its pin is kept once per scope under the source `operator` (`pin_of`). They change no
+object the translator reads: the builder looks at the pin itself.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from typing import Any
 
 import msgspec
 
+from xdsbus.contract.pins import LEDGER_PIN_KIND, OPERATOR, Pin, PinRequest, is_operator_source
 from xdsbus.events import Event, MalformedEvent, Op, SyncEnd
 
 
@@ -73,6 +79,12 @@ class FoldState(msgspec.Struct):
             for key in sorted(objects):
                 yield ObjectRef(kind, source, key), objects[key]
 
+    def pin_of(self, scope: str) -> Pin | None:
+        """The scope's newest LedgerPin, released ones included (`Pin.pinned` says which); None when no
+        operator ever pinned it."""
+        stored = self.objects.get(LEDGER_PIN_KIND, {}).get(OPERATOR, {}).get(scope)
+        return None if stored is None else msgspec.convert(stored.body, Pin)
+
     def count(self) -> int:
         """Number of objects held."""
         return sum(len(objs) for by_source in self.objects.values() for objs in by_source.values())
@@ -85,6 +97,9 @@ def apply(state: FoldState, seq: int, event: Event) -> list[ObjectRef]:
         return []
     state.seq = seq
     if event.term and not _admit_term(state, event):
+        return []
+    if is_operator_source(event.source) or event.kind == LEDGER_PIN_KIND:
+        _pin(state, seq, event)
         return []
     if event.op is Op.UPSERT:
         return _upsert(state, event)
@@ -107,6 +122,33 @@ def _admit_term(state: FoldState, event: Event) -> bool:
         state.epochs.pop(event.source, None)
         state.syncs.pop(event.source, None)
     return True
+
+
+def _pin(state: FoldState, seq: int, event: Event) -> None:
+    """Fold a LedgerPin event: the scope (its key) is pinned to the body's version (an upsert) or
+    released (a delete). Anything else from an operator source, or a LedgerPin from another source, is
+    malformed: operators pin and nothing else, and only operators pin."""
+    if event.kind != LEDGER_PIN_KIND or not is_operator_source(event.source):
+        raise MalformedEvent(
+            f"{event.kind} from {event.source}: operator sources publish {LEDGER_PIN_KIND} events only, "
+            f"and only they do"
+        )
+    if event.op not in (Op.UPSERT, Op.DELETE):
+        raise MalformedEvent(f"{LEDGER_PIN_KIND} {event.op.value} of {event.key}: only upsert and delete")
+    try:
+        request = msgspec.convert(event.body or {}, PinRequest)
+    except msgspec.ValidationError as exc:
+        raise MalformedEvent(f"{LEDGER_PIN_KIND} of {event.key}: {exc}") from exc
+    version = request.version if event.op is Op.UPSERT else 0
+    if event.op is Op.UPSERT and not 0 < version < seq:
+        # A version is named by the sequence of its last event: one after the pin event is not one the
+        # operator could have seen, and a replay must decide the same whenever it runs.
+        raise MalformedEvent(
+            f"{LEDGER_PIN_KIND} of {event.key}: version {version} is not a version before this event ({seq})"
+        )
+    pin = Pin(version=version, by=request.by, via=event.source, seq=seq, reason=request.reason)
+    pins = state.objects.setdefault(LEDGER_PIN_KIND, {}).setdefault(OPERATOR, {})
+    pins[event.key] = StoredObject(rev=str(seq), body=msgspec.to_builtins(pin))
 
 
 def _upsert(state: FoldState, event: Event) -> list[ObjectRef]:

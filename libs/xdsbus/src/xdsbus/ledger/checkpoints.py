@@ -26,6 +26,7 @@ from nats.js.errors import DigestMismatchError, NotFoundError, ObjectNotFoundErr
 from xdsbus.bus import Bus
 from xdsbus.contract.resources import ResourceKey
 from xdsbus.fold.state import FoldState, StoredObject, SyncProgress
+from xdsbus.gc_pause import gc_paused
 from xdsbus.objects import list_objects, read_object
 
 log = logging.getLogger(__name__)
@@ -221,12 +222,13 @@ async def encode_snapshot(snap: Snapshot) -> bytes:
 def decode(data: bytes) -> Checkpoint:
     """Read a stored checkpoint of any format ever written. Raises `UnknownCheckpointFormat` for a
     newer one, `zlib.error` or `msgspec.DecodeError` for damaged data."""
-    if not data.startswith(MAGIC):
-        return _format0.decode(zlib.decompress(data))
-    header = len(MAGIC) + 1
-    fmt = data[len(MAGIC)] if len(data) >= header else None
-    if fmt == 1:
-        return _from_format1(_format1.decode(zlib.decompress(data[header:])))
+    with gc_paused():
+        if not data.startswith(MAGIC):
+            return _format0.decode(zlib.decompress(data))
+        header = len(MAGIC) + 1
+        fmt = data[len(MAGIC)] if len(data) >= header else None
+        if fmt == 1:
+            return _from_format1(_format1.decode(zlib.decompress(data[header:])))
     raise UnknownCheckpointFormat(f"checkpoint format {fmt} is newer than this code (format {FORMAT})")
 
 

@@ -13,12 +13,21 @@ from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.core.v3 import extension_pb2
 from envoy.config.endpoint.v3 import endpoint_pb2
 from envoy.config.listener.v3 import listener_pb2
-from envoy.config.route.v3 import route_pb2
+from envoy.config.route.v3 import route_pb2, scoped_route_pb2
 from envoy.extensions.transport_sockets.tls.v3 import secret_pb2
 from google.protobuf import any_pb2, descriptor_pool, json_format, message_factory
 from google.protobuf.message import Message
 
-from xdsbus.contract.type_urls import CLUSTER, ENDPOINT, EXTENSION_CONFIG, LISTENER, ROUTE, SECRET, TYPE_ORDER
+from xdsbus.contract.type_urls import (
+    CLUSTER,
+    ENDPOINT,
+    EXTENSION_CONFIG,
+    LISTENER,
+    ROUTE,
+    SCOPED_ROUTE,
+    SECRET,
+    TYPE_ORDER,
+)
 
 # Registers every type the translator packs into an Any (filters, transport sockets, extension configs):
 # JSON and redaction need them, in processes that never import the translator itself.
@@ -29,6 +38,7 @@ FILE_NAMES = {
     ENDPOINT: "endpoints.json",
     LISTENER: "listeners.json",
     EXTENSION_CONFIG: "extension_configs.json",
+    SCOPED_ROUTE: "scoped_routes.json",
     ROUTE: "routes.json",
     SECRET: "secrets.json",
 }
@@ -38,6 +48,7 @@ _CLASSES: dict[str, type[Message]] = {
     ENDPOINT: endpoint_pb2.ClusterLoadAssignment,
     LISTENER: listener_pb2.Listener,
     EXTENSION_CONFIG: extension_pb2.TypedExtensionConfig,
+    SCOPED_ROUTE: scoped_route_pb2.ScopedRouteConfiguration,
     ROUTE: route_pb2.RouteConfiguration,
     SECRET: secret_pb2.Secret,
 }

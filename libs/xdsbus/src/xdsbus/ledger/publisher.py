@@ -88,10 +88,12 @@ class LedgerPublisher:
         digest: str,
         resource_count: int,
         digest_algorithm: str = digests.CURRENT,
+        pin: ledger_pb2.Pin | None = None,
     ) -> ledger_pb2.Version:
         """Store the changed bodies, then append the version record (bodies first: a reader that sees
         the record can always fetch what it names). `digest` was computed by `digest_algorithm`
-        (`ResourceTable.digest` uses the current one)."""
+        (`ResourceTable.digest` uses the current one). `pin` marks a version an operator's pin or
+        release made (docs/rollback.md)."""
         await retry_transient(
             lambda: store_bodies(self.bus, changes.changed, self.secret_box),
             what=f"ledger {self.subject}: storing bodies",
@@ -111,6 +113,8 @@ class LedgerPublisher:
             changed_count=len(changes.changed),
             removed_count=len(changes.removed),
         )
+        if pin is not None:
+            record.pin.CopyFrom(pin)
         change_list = changes_message(changes)
         if change_list.ByteSize() > INLINE_CHANGES_LIMIT:
             name = changes_object_name(self.scope, version)

@@ -198,30 +198,62 @@ async def resource_set(
 
     Raises `HistoryPurged` when records between the start and `version` are gone, `VersionNotFound`
     when `version` is not in the ledger."""
-    if base is None and after == 0:
+    resources = dict(base or {})
+    parts = version_parts(
+        bus, scope, version, after=after, after_stream_seq=after_stream_seq, from_base=base is None
+    )
+    async with contextlib.aclosing(parts) as found:
+        async for part in found:
+            if isinstance(part, ledger_pb2.Changes):
+                apply_changes(resources, part)
+            else:
+                resources = part  # read for this call alone: advanced in place, not copied
+    return resources
+
+
+async def version_parts(
+    bus: Bus,
+    scope: str,
+    version: int,
+    *,
+    after: int = 0,
+    after_stream_seq: int = 0,
+    from_base: bool = True,
+) -> AsyncGenerator[dict[ResourceKey, str] | ledger_pb2.Changes, None]:
+    """A version's resource set in the parts it is read in, for a reader that folds them into a form of
+    its own without holding the whole set as a dict first (the edge): with `from_base` and no `after`,
+    the resources of the newest verified ledger base at or before `version` (key -> sha256, the
+    caller's to consume) when there is one; then the change list of every record after it (or after
+    `after`, at stream sequence `after_stream_seq`) up to `version`, in order. `resource_set` is these
+    parts applied to a dict. Raises as `resource_set` does."""
+    if from_base and after == 0:
         newest = await bases.newest_at_or_before(bus, scope, version)
         if newest is not None:
-            base, after, after_stream_seq = newest.resources, newest.version, newest.stream_seq
-    resources = dict(base or {})
+            after, after_stream_seq = newest.version, newest.stream_seq
+            resources = newest.resources
+            del newest
+            yield resources
+            del resources
     found = version == after
     start = after_stream_seq + 1 if after_stream_seq else 0
     previous = after
-    async for entry in entries(bus, scope, until=version, start_seq=start):
-        if entry.record.version <= after:
-            continue
-        if entry.record.parent > previous:
-            # Records between are gone: purged before this read (no base covers them) or while it read.
-            raise HistoryPurged(
-                f"scope {scope!r}: versions after {previous} up to {entry.record.parent} are purged and no "
-                "ledger base covers them"
-            )
-        previous = entry.record.version
-        apply_changes(resources, await changes_of(bus, entry.record))
-        found = entry.record.version == version
-        await asyncio.sleep(0)
+    async with contextlib.aclosing(entries(bus, scope, until=version, start_seq=start)) as records_after:
+        async for entry in records_after:
+            if entry.record.version <= after:
+                continue
+            if entry.record.parent > previous:
+                # Records between are gone: purged before this read (no base covers them) or while it
+                # read.
+                raise HistoryPurged(
+                    f"scope {scope!r}: versions after {previous} up to {entry.record.parent} are purged "
+                    "and no ledger base covers them"
+                )
+            previous = entry.record.version
+            yield await changes_of(bus, entry.record)
+            found = entry.record.version == version
+            await asyncio.sleep(0)
     if not found:
         raise VersionNotFound(f"version {version} is not in the ledger of scope {scope!r}")
-    return resources
 
 
 def digest_matches(record: ledger_pb2.Version, resources: dict[ResourceKey, str]) -> bool:

@@ -309,11 +309,13 @@ class VirtualHostModel(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class ListenerModel(msgspec.Struct, frozen=True, kw_only=True):
-    """A plaintext HTTP listener and the route configuration it reads through RDS."""
+    """A plaintext HTTP listener and the route configuration it reads through RDS, or, when `route_tables`
+    is set, the tables of its split route configuration through Scoped RDS (docs/route-table-split.md)."""
 
     name: str
     port: int
     route_config: str
+    route_tables: int = 0
 
 
 class TlsVersion(enum.StrEnum):

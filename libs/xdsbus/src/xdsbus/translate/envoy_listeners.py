@@ -25,6 +25,7 @@ from xdsbus.model.routes import DownstreamTls, HttpsListenerModel, ListenerModel
 from xdsbus.translate.envoy_common import ads_source, pack, sds_secret, tls_transport_socket
 from xdsbus.translate.global_options.envoy_hcm import apply_to_connection_manager, apply_to_listener
 from xdsbus.translate.global_options.model import DEFAULT_OPTIONS, GlobalOptions
+from xdsbus.translate.route_tables import early_key_mutation, scoped_routes
 
 # HTTP filter names; routes key their typed_per_filter_config by these.
 CORS_FILTER = "envoy.filters.http.cors"
@@ -96,12 +97,25 @@ def _manager_template(options: GlobalOptions) -> hcm.HttpConnectionManager:
 
 
 def _connection_manager(
-    stat_prefix: str, route_config: str, options: GlobalOptions, plugins: tuple[hcm.HttpFilter, ...] = ()
+    stat_prefix: str,
+    route_config: str,
+    options: GlobalOptions,
+    plugins: tuple[hcm.HttpFilter, ...] = (),
+    *,
+    route_tables: int = 0,
+    port: int = 0,
 ) -> listener_components_pb2.Filter:
     manager = hcm.HttpConnectionManager()
     manager.CopyFrom(_manager_template(options))
     manager.stat_prefix = stat_prefix
-    manager.rds.route_config_name = route_config
+    if route_tables:
+        # The split table (docs/route-table-split.md): the early header mutation names the request's
+        # table before the route is first looked up.
+        manager.ClearField("rds")
+        manager.scoped_routes.CopyFrom(scoped_routes(port))
+        manager.early_header_mutation_extensions.append(early_key_mutation())
+    else:
+        manager.rds.route_config_name = route_config
     if plugins:
         # The wasm plugins run last, right before the router, where Istio places plugins of no phase
         # (docs/wasm-plugins.md); their configurations come through ECDS.
@@ -120,14 +134,23 @@ def build_http_listener(
     *,
     plugins: tuple[hcm.HttpFilter, ...] = (),
 ) -> listener_pb2.Listener:
-    """A plaintext HTTP listener whose routes come through RDS, with the global options and the wasm
-    plugins' filters."""
+    """A plaintext HTTP listener whose routes come through RDS (Scoped RDS when its route table is split),
+    with the global options and the wasm plugins' filters."""
     listener = listener_pb2.Listener(
         name=model.name,
         address=_address(model.port),
         filter_chains=[
             listener_components_pb2.FilterChain(
-                filters=[_connection_manager(model.name, model.route_config, options, plugins)]
+                filters=[
+                    _connection_manager(
+                        model.name,
+                        model.route_config,
+                        options,
+                        plugins,
+                        route_tables=model.route_tables,
+                        port=model.port,
+                    )
+                ]
             )
         ],
     )

@@ -24,6 +24,7 @@ from envoy.config.listener.v3 import listener_pb2 as config_listener_pb2
 from envoy.config.rbac.v3 import rbac_pb2 as config_rbac_pb2
 from envoy.config.route.v3 import route_components_pb2 as config_route_route_components_pb2
 from envoy.config.route.v3 import route_pb2 as config_route_pb2
+from envoy.config.route.v3 import scoped_route_pb2 as config_route_scoped_route_pb2
 from envoy.config.trace.v3 import http_tracer_pb2 as config_trace_http_tracer_pb2
 from envoy.config.trace.v3 import opentelemetry_pb2 as config_trace_opentelemetry_pb2
 from envoy.config.trace.v3 import skywalking_pb2 as config_trace_skywalking_pb2
@@ -52,6 +53,9 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 )
 from envoy.extensions.http.custom_response.redirect_policy.v3 import (
     redirect_policy_pb2 as http_custom_response_redirect_policy_pb2,
+)
+from envoy.extensions.http.early_header_mutation.header_mutation.v3 import (
+    header_mutation_pb2 as http_early_header_mutation_pb2,
 )
 from envoy.extensions.transport_sockets.tls.v3 import common_pb2 as transport_sockets_tls_common_pb2
 from envoy.extensions.transport_sockets.tls.v3 import secret_pb2 as transport_sockets_tls_secret_pb2
@@ -88,6 +92,7 @@ PROTO_MODULES: tuple[ModuleType, ...] = (
     config_rbac_pb2,
     config_route_route_components_pb2,
     config_route_pb2,
+    config_route_scoped_route_pb2,
     config_trace_http_tracer_pb2,
     config_trace_opentelemetry_pb2,
     config_trace_skywalking_pb2,
@@ -104,6 +109,7 @@ PROTO_MODULES: tuple[ModuleType, ...] = (
     filters_http_wasm_pb2,
     filters_listener_tls_inspector_pb2,
     filters_network_http_connection_manager_pb2,
+    http_early_header_mutation_pb2,
     http_custom_response_redirect_policy_pb2,
     transport_sockets_tls_common_pb2,
     transport_sockets_tls_secret_pb2,

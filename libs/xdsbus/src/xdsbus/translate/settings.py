@@ -19,10 +19,14 @@ class TranslatorSettings(msgspec.Struct, frozen=True, kw_only=True):
     # The Envoy build served (translate/dataplane.py): "envoy" (stock) or "higress" (Higress's build,
     # whose extra filters Http2Rpc needs).
     dataplane: str = "envoy"
+    # How many route configurations the Ingress HTTP port's route table is split into, by a hash of the
+    # host (docs/route-table-split.md); 0: one route configuration, `http.<port>`.
+    route_tables: int = 0
 
     def describe(self) -> str:
         """The ledger's translator_version field: `xdsbus-translate/3 http=80 https=443`, with
-        ` addresses=a,b` when the gateway has addresses and ` ingress_class=C` when one class is served."""
+        ` addresses=a,b` when the gateway has addresses, ` ingress_class=C` when one class is served and
+        ` route_tables=N` when the HTTP route table is split."""
         out = f"{TRANSLATOR_VERSION} http={self.http_port} https={self.https_port}"
         if self.addresses:
             out += f" addresses={','.join(self.addresses)}"
@@ -30,6 +34,8 @@ class TranslatorSettings(msgspec.Struct, frozen=True, kw_only=True):
             out += f" ingress_class={self.ingress_class}"
         if self.dataplane != "envoy":
             out += f" dataplane={self.dataplane}"
+        if self.route_tables:
+            out += f" route_tables={self.route_tables}"
         return out
 
     @classmethod
@@ -42,4 +48,5 @@ class TranslatorSettings(msgspec.Struct, frozen=True, kw_only=True):
             addresses=tuple(a for a in fields.get("addresses", "").split(",") if a),
             ingress_class=fields.get("ingress_class", ""),
             dataplane=fields.get("dataplane", "envoy"),
+            route_tables=int(fields.get("route_tables", 0)),
         )

@@ -11,6 +11,8 @@ from xdsbus.model.routes import HttpsListenerModel, ListenerModel, Route, TlsFil
 from xdsbus.translate import envoy_listeners, envoy_routes
 from xdsbus.translate.global_options.model import DEFAULT_OPTIONS, CurrentOptions, GlobalOptions
 from xdsbus.translate.resource_table import ResourceTable
+from xdsbus.translate.route_table_split import SplitRouteTables
+from xdsbus.translate.route_tables import error_page_headers
 from xdsbus.translate.settings import TranslatorSettings
 from xdsbus.translate.virtual_hosts import serve_virtual_host
 from xdsbus.translate.wasm_plugins.chain import PluginChain
@@ -49,12 +51,19 @@ class GatewayApiHosts(Protocol):
 
 
 def put_http_listener(
-    table: ResourceTable, port: int, options: GlobalOptions = DEFAULT_OPTIONS, *, plugins: PluginChain
+    table: ResourceTable,
+    port: int,
+    options: GlobalOptions = DEFAULT_OPTIONS,
+    *,
+    plugins: PluginChain,
+    route_tables: int = 0,
 ) -> tuple[str, str]:
-    """Publish the HTTP listener of `port` with the wasm plugins' filters; returns its name and its route
-    configuration's."""
+    """Publish the HTTP listener of `port` with the wasm plugins' filters, reading its route configuration
+    split in `route_tables` tables when that is set; returns its name and its route configuration's."""
     route_name = envoy_routes.http_route_config_name(port)
-    listener = ListenerModel(name=envoy_routes.listener_name(port), port=port, route_config=route_name)
+    listener = ListenerModel(
+        name=envoy_routes.listener_name(port), port=port, route_config=route_name, route_tables=route_tables
+    )
     table.put(
         LISTENER,
         listener.name,
@@ -102,6 +111,10 @@ class SharedListeners:
         self._https_port = settings.https_port
         self._ingress = ingress
         self._gateway_api = gateway_api
+        self._route_tables = settings.route_tables
+        self._split = (
+            SplitRouteTables(table, self._http_port, settings.route_tables) if settings.route_tables else None
+        )
         # The HTTPS listener's chains and options as last published, so that it is rebuilt only when they
         # change.
         self._https_chains: tuple[TlsFilterChainModel, ...] = ()
@@ -109,13 +122,20 @@ class SharedListeners:
         self._https_plugins = plugins.http_filters()
 
     def regenerate(self) -> None:
-        """The listeners and the HTTP route configuration, spliced from the cached virtual hosts."""
+        """The listeners and the HTTP route configuration (or its tables, when split), spliced from the
+        cached virtual hosts."""
         options = self._options.value
-        _, route_name = put_http_listener(self._table, self._http_port, options, plugins=self._plugins)
+        _, route_name = put_http_listener(
+            self._table, self._http_port, options, plugins=self._plugins, route_tables=self._route_tables
+        )
         vhosts = self._ingress.http_vhosts()
         gateway_vhosts = self._gateway_api.http_vhosts(self._http_port)
-        parts = self._merged_vhosts(gateway_vhosts) if gateway_vhosts else [vhosts[h] for h in sorted(vhosts)]
-        self._table.put(ROUTE, route_name, envoy_routes.assemble_framed_route_config(route_name, parts))
+        merged = self._merged_vhosts(gateway_vhosts) if gateway_vhosts else vhosts
+        if self._split is not None:
+            self._split.publish(merged)
+        else:
+            parts = [merged[h] for h in sorted(merged)]
+            self._table.put(ROUTE, route_name, envoy_routes.assemble_framed_route_config(route_name, parts))
         chains = self._ingress.tls_chains() + tuple(self._gateway_api.tls_chains(self._https_port))
         if not chains:
             self._table.remove(LISTENER, envoy_listeners.listener_name(self._https_port))
@@ -131,8 +151,8 @@ class SharedListeners:
         self._https_options = options
         self._https_plugins = self._plugins.http_filters()
 
-    def _merged_vhosts(self, gateway_vhosts: Mapping[str, bytes]) -> list[bytes]:
-        """The framed virtual hosts of the Ingress HTTP port with the Gateway API's on the same port.
+    def _merged_vhosts(self, gateway_vhosts: Mapping[str, bytes]) -> dict[str, bytes]:
+        """The framed virtual hosts of the Ingress HTTP port with the Gateway API's on the same port, by host.
 
         A host both serve becomes one virtual host (Envoy refuses a domain twice in one route
         configuration): the Ingress routes first, in their own order, then the Gateway API routes in the
@@ -140,14 +160,21 @@ class SharedListeners:
         requests no Ingress route of the host matches."""
         vhosts = self._ingress.http_vhosts()
         port = self._http_port
-        out: list[bytes] = []
+        out: dict[str, bytes] = {}
         for host in sorted(vhosts.keys() | gateway_vhosts.keys()):
             if host not in gateway_vhosts:
-                out.append(vhosts[host])
+                out[host] = vhosts[host]
             elif host not in vhosts:
-                out.append(envoy_routes.frame_virtual_host(gateway_vhosts[host]))
+                out[host] = envoy_routes.frame_virtual_host(gateway_vhosts[host])
             else:
                 routes = self._ingress.http_routes(host) + self._gateway_api.http_routes(port, host)
-                merged, _ = serve_virtual_host(f"{host}:{port}", host, routes, {}, plugins=self._plugins)
-                out.append(envoy_routes.frame_virtual_host(merged))
+                merged, _ = serve_virtual_host(
+                    f"{host}:{port}",
+                    host,
+                    routes,
+                    {},
+                    plugins=self._plugins,
+                    error_page_headers=error_page_headers(self._route_tables),
+                )
+                out[host] = envoy_routes.frame_virtual_host(merged)
         return out

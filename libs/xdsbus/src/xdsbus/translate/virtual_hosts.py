@@ -26,16 +26,22 @@ def origin_ref(origin: RouteOrigin) -> ObjectRef:
 
 
 def serve_virtual_host(
-    name: str, host: str, routes: list[Route], problems: Problems, *, plugins: PluginChain
+    name: str,
+    host: str,
+    routes: list[Route],
+    problems: Problems,
+    *,
+    plugins: PluginChain,
+    error_page_headers: tuple[tuple[str, str], ...] = (),
 ) -> tuple[bytes, list[Route]]:
     """A serialized virtual host and the routes it serves, with the wasm plugins of `plugins` enabled
-    where they apply.
+    where they apply, and `error_page_headers` on its error pages' re-issued requests.
 
     A route the generator cannot build (a value out of Envoy's range that a parser let through, a
     translator bug) is left out and reported on the object it came from: it must not stop the
     translation of everything else, nor every restart after it."""
     try:
-        return _serialize(name, host, routes, plugins), routes
+        return _serialize(name, host, routes, plugins, error_page_headers), routes
     except Exception:
         pass
     kept: list[Route] = []
@@ -49,13 +55,13 @@ def serve_virtual_host(
         else:
             kept.append(route)
     try:
-        return _serialize(name, host, kept, plugins), kept
+        return _serialize(name, host, kept, plugins, error_page_headers), kept
     except Exception as exc:
         for route in kept:
             problems.setdefault(origin_ref(route.origin), []).append(
                 f"host {host}: {describe_match(route)} is not served: {rejection_reason(exc)}"
             )
-        return _serialize(name, host, [], plugins), []
+        return _serialize(name, host, [], plugins, error_page_headers), []
 
 
 def route_needs(
@@ -77,8 +83,14 @@ def route_needs(
     return clusters, secrets
 
 
-def _serialize(name: str, host: str, routes: list[Route], plugins: PluginChain) -> bytes:
+def _serialize(
+    name: str,
+    host: str,
+    routes: list[Route],
+    plugins: PluginChain,
+    error_page_headers: tuple[tuple[str, str], ...],
+) -> bytes:
     model = VirtualHostModel(name=name, domains=(host,), routes=tuple(routes))
-    vhost = envoy_routes.build_virtual_host(model)
+    vhost = envoy_routes.build_virtual_host(model, error_page_headers)
     plugins.apply(vhost, host, routes)
     return vhost.SerializeToString(deterministic=True)

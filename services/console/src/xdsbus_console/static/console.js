@@ -2,7 +2,7 @@
 // dependencies. Every value from the API is put in the page as text, never as markup.
 "use strict";
 
-const state = { scope: "", scopes: [], timeline: null, range: null, pick: null, seen: new Set() };
+const state = { scope: "", scopes: [], timeline: null, range: null, pick: null, seen: new Set(), rollback: false, asked: null, said: null };
 
 function el(tag, attrs, ...children) {
   const node = document.createElement(tag);
@@ -49,6 +49,11 @@ function bytes(n) {
 
 function when(iso) {
   return iso ? iso.replace("T", " ").replace("+00:00", "Z") : "";
+}
+
+// Unix seconds (a watcher's report) as the ISO times elsewhere on the page.
+function unixTime(seconds) {
+  return seconds ? when(new Date(seconds * 1000).toISOString().replace(".000Z", "Z")) : "";
 }
 
 function scopeQuery() {
@@ -123,11 +128,11 @@ function chart(versions, terms) {
   for (const v of versions) {
     const h = 8 + (Math.log1p(v.changed + v.removed) / Math.log1p(most)) * (height - 30);
     const bar = svg("rect", {
-      class: "bar", x: x(v.time_ms) - barWidth / 2, y: height - 14 - h, width: barWidth, height: h,
+      class: v.pin ? "bar pinned" : "bar", x: x(v.time_ms) - barWidth / 2, y: height - 14 - h, width: barWidth, height: h,
       "data-version": v.version,
     });
     const title = svg("title", {});
-    title.textContent = `version ${v.version}: ${v.changed} changed, ${v.removed} removed`;
+    title.textContent = `version ${v.version}: ${v.changed} changed, ${v.removed} removed${v.pin ? `, ${pinText(v.pin)}` : ""}`;
     bar.append(title);
     bar.addEventListener("click", () => { location.hash = `#/version/${v.version}${scopeQuery()}`; });
     node.append(bar);
@@ -203,7 +208,7 @@ async function timelineView() {
       "tr",
       { "data-version": v.version, class: fresh ? "new" : "" },
       el("td", {}, el("a", { href: `#/version/${v.version}${scopeQuery()}`, class: "version-link" }, v.version),
-        v.pin ? el("span", { class: "badge pin", title: JSON.stringify(v.pin) }, " pinned") : null),
+        v.pin ? el("span", { class: "badge pin", title: pinText(v.pin) }, v.pin.target ? `pinned → ${v.pin.target}` : "unpinned") : null),
       el("td", { class: "mono" }, when(v.time)),
       el("td", { class: "num" }, v.events),
       el("td", { class: "num" }, v.changed),
@@ -213,7 +218,11 @@ async function timelineView() {
       triggerCell(v.triggers),
       el("td", {},
         el("button", { class: "pick-a", title: "compare from this version", onclick: () => { a.value = v.version; keep(); } }, "A"),
-        el("button", { class: "pick-b", title: "compare to this version", onclick: () => { b.value = v.version; keep(); } }, "B")),
+        el("button", { class: "pick-b", title: "compare to this version", onclick: () => { b.value = v.version; keep(); } }, "B"),
+        state.rollback ? el("button", {
+          class: "rollback", title: "serve this version's resources again (pin the scope)",
+          onclick: () => { state.asked = { scope: state.scope, version: v.version }; timelineView().catch(failure); },
+        }, "roll back") : null),
     );
   });
   for (const [v] of all) state.seen.add(`${state.scope}/${v}`);
@@ -224,6 +233,8 @@ async function timelineView() {
       `${data.count} versions, head ${data.head}; showing ${picked.length} (${low}–${high}).`,
       terms.length ? ` Dashed lines: a builder took the lease (${terms.map((t) => `term ${t.term} by ${t.holder}`).join(", ")}).` : "",
       data.pins.length ? ` ${data.pins.length} pinned versions.` : ""),
+    pinBanner(data.pin_status),
+    rollbackBar(),
     el("div", { class: "toolbar" },
       el("span", { class: "range" }, "from", fromInput, "to", toInput),
       el("button", { onclick: zoom(20) }, "last 20"),
@@ -241,6 +252,60 @@ async function timelineView() {
   );
 }
 
+// -- pins and rollback (docs/rollback.md) -------------------------------------------------------
+
+function pinText(pin) {
+  const who = `by ${pin.operator || "?"} (${pin.via}, event ${pin.event_seq})`;
+  return pin.target ? `pinned to version ${pin.target} ${who}` : `unpinned ${who}`;
+}
+
+// The builder's LedgerPin entry for the scope: pinned (and to what), refused, or released.
+function pinBanner(status) {
+  if (!status || !status.pin || !status.pin.target) return null;
+  const p = status.pin;
+  const refused = status.state === "rejected";
+  return el("div", { id: "pin-banner", class: refused ? "banner refused" : "banner pinned" },
+    el("strong", {}, refused ? `Pin to version ${p.target} refused` : `Pinned to version ${p.target}`),
+    ` by ${p.by || "?"} (${p.via}, event ${p.event_seq})${p.reason ? `: “${p.reason}”` : ""}. `,
+    refused ? status.reason : `Serving version ${p.serving_version}; unpinned, the fold (event ${p.folded_seq}) would serve ${p.unpinned_resources} resources, digest ${(p.unpinned_digest || "").slice(0, 12)}.`,
+    state.rollback ? el("button", { id: "unpin", onclick: () => postPin("unpin", {}) }, "Unpin") : null);
+}
+
+// With --allow-rollback: the operator token (kept for this tab only), the rollback asked for and
+// waiting for confirmation, and the last answer.
+function rollbackBar() {
+  if (!state.rollback) return null;
+  const token = el("input", {
+    type: "password", id: "operator-token", placeholder: "operator token", autocomplete: "off",
+    value: sessionStorage.getItem("xdsbus-operator-token") || "",
+  });
+  token.addEventListener("input", () => sessionStorage.setItem("xdsbus-operator-token", token.value));
+  const asked = state.asked && state.asked.scope === state.scope ? state.asked : null;
+  return el("div", { class: "toolbar rollback-bar" },
+    el("label", {}, "operator token ", token),
+    asked ? el("span", {},
+      `Roll scope ${asked.scope} back to version ${asked.version}? `,
+      el("button", { id: "rollback-confirm", onclick: () => postPin("rollback", { version: asked.version }) }, `Roll back to ${asked.version}`),
+      el("button", { onclick: () => { state.asked = null; timelineView().catch(failure); } }, "cancel")) : null,
+    state.said ? el("span", { id: "rollback-result", class: state.said.ok ? "" : "error" }, state.said.text) : null);
+}
+
+async function postPin(action, body) {
+  const token = (document.getElementById("operator-token") || {}).value || "";
+  sessionStorage.setItem("xdsbus-operator-token", token);
+  const response = await fetch(`${scopePath()}/${action}`, {
+    method: "POST",
+    headers: { "Content-Type": "application/json", Authorization: `Bearer ${token}` },
+    body: JSON.stringify(body),
+  });
+  const answer = await response.json().catch(() => ({ error: response.statusText }));
+  state.asked = null;
+  if (!response.ok) state.said = { ok: false, text: answer.error || `${response.status}` };
+  else if (!answer.status) state.said = { ok: true, text: `event ${answer.event_seq} published; no verdict from the builder yet` };
+  else state.said = { ok: answer.status.state === "accepted", text: `${answer.status.state}: ${answer.status.reason}` };
+  await timelineView().catch(failure);
+}
+
 // -- one version ------------------------------------------------------------------------------
 
 async function versionView(version) {
@@ -254,7 +319,7 @@ async function versionView(version) {
   );
   const t = v.triggers;
   show(
-    el("h2", {}, `Version ${v.version}`, v.pin ? el("span", { class: "badge pin" }, " pinned") : null),
+    el("h2", {}, `Version ${v.version}`, v.pin ? el("span", { class: "badge pin", id: "version-pin" }, pinText(v.pin)) : null),
     el("p", {}, v.parent ? el("a", { href: `#/diff/${v.parent}/${v.version}${scopeQuery()}`, id: "diff-parent" }, `diff with parent ${v.parent}`) : "the first version"),
     summary,
     el("h3", {}, "Triggered by"),
@@ -415,6 +480,23 @@ async function sourcesView() {
       el("tbody", {}, data.leases.map((l) => el("tr", { "data-lease": l.name },
         el("td", { class: "mono" }, l.name), el("td", {}, l.holder), el("td", { class: "num" }, l.revision),
         el("td", {}, l.renewed ? `${when(l.renewed)} (${l.age_seconds.toFixed(1)} s ago)` : ""))))),
+    el("h3", {}, "Watchers"),
+    data.watchers.length
+      ? el("table", { id: "watchers-table" },
+        el("thead", {}, el("tr", {}, el("th", {}, "source"), el("th", {}, "state"), el("th", {}, "holder"),
+          el("th", { class: "num" }, "term"), el("th", {}, "publishing since"), el("th", {}, "last resync"),
+          el("th", { class: "num" }, "lag"), el("th", { class: "num" }, "events this term"), el("th", {}, "last error"))),
+        el("tbody", {}, data.watchers.map((w) => el("tr", { "data-source": w.source },
+          el("td", { class: "mono" }, w.source),
+          el("td", {}, el("span", { class: `badge ${w.state}` }, w.state),
+            el("div", { class: "muted" }, `reported ${w.reported_seconds_ago.toFixed(1)} s ago`)),
+          el("td", {}, w.holder), el("td", { class: "num" }, w.term),
+          el("td", {}, unixTime(w.leading_since)),
+          el("td", {}, w.resyncs ? `${unixTime(w.last_resync)} (${w.resyncs} in this term)` : "none yet"),
+          el("td", { class: "num" }, w.lag_seconds === null ? "" : `${w.lag_seconds.toFixed(1)} s`),
+          el("td", { class: "num" }, w.events_published),
+          el("td", {}, w.last_error ? el("div", { class: "reason" }, `${unixTime(w.last_error_at)}: ${w.last_error}`) : "")))))
+      : el("p", { class: "muted" }, "No watcher reports itself yet."),
     el("h3", {}, "Builders' terms"),
     el("table", { id: "terms-table" },
       el("thead", {}, el("tr", {}, el("th", {}, "scope"), el("th", { class: "num" }, "term"), el("th", {}, "holder"), el("th", {}, "leads after"), el("th", {}, "since"))),
@@ -508,6 +590,7 @@ async function start() {
     const wanted = parseHash().query.get("scope");
     if (wanted) state.scope = wanted;
     await loadScopes();
+    state.rollback = (await api("/api/config")).rollback;
   } catch (error) {
     failure(error);
     return;

@@ -38,6 +38,7 @@ from xdsbus.translate.ingress_rules import (
 )
 from xdsbus.translate.rejections import rejection_reason
 from xdsbus.translate.route_order import describe_match, order_routes
+from xdsbus.translate.route_tables import error_page_headers
 from xdsbus.translate.virtual_hosts import Problems, origin_ref, route_needs, serve_virtual_host
 
 INGRESS = "Ingress"
@@ -255,7 +256,12 @@ class IngressHandler:
             else:
                 http_routes = http_routes + self._wildcard_fallback(host, http_listener=True)
             vhost, http_routes = serve_virtual_host(
-                f"{host}:{ports.http_port}", host, http_routes, problems, plugins=self._in.plugins
+                f"{host}:{ports.http_port}",
+                host,
+                http_routes,
+                problems,
+                plugins=self._in.plugins,
+                error_page_headers=error_page_headers(ports.route_tables),
             )
             index.vhost_bytes[host] = envoy_routes.frame_virtual_host(vhost)
             index.vhost_routes[host] = http_routes

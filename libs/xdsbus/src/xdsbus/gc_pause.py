@@ -1,0 +1,26 @@
+"""Pausing Python's cyclic garbage collector while large acyclic structures are built or replaced."""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+from collections.abc import Iterator
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection inside (nested uses leave it to the outermost).
+
+    Decoding a checkpoint, folding events and building a translation allocate containers by the
+    hundred thousand, and the collector then runs full collections over the whole heap every few
+    thousand events: a quarter of a fold, and a checkpoint's decode took 100-170 ms instead of 17 ms
+    once a process held a few states (bench/replay_1m_recent.py). What they build is acyclic (decoded
+    msgpack, Structs), so reference counting frees what they drop; cycles made meanwhile wait for the
+    next collection after the pause."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()

@@ -1,0 +1,75 @@
+"""The edge's ledger state (xdsbus_edge/ledger_state.py): the served snapshot plus what a newer version
+changes, with the version digest kept per bucket. Its digest must be the builder's for every resource
+set it goes through, by both algorithms, whatever mix of served and pending resources that set is."""
+
+from __future__ import annotations
+
+import hashlib
+
+from xdsbus.contract import digest as digests
+from xdsbus.contract.resources import ResourceKey, pack_any
+from xdsbus.contract.type_urls import ENDPOINT, ROUTE
+from xdsbus_edge.ledger_state import LedgerState, key
+from xdsbus_edge.snapshot import CachedResource, Snapshot, next_snapshot
+
+
+def _body(name: str, generation: int) -> bytes:
+    # Types whose bodies the edge does not look into (listeners and clusters are parsed for Secrets).
+    return pack_any(ENDPOINT, f"{name}@{generation}".encode())
+
+
+def _sha(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()
+
+
+def _switch(state: LedgerState, bodies: dict[ResourceKey, bytes], version: int) -> Snapshot:
+    """Serve the state's newest version, as the follower does once every body is there."""
+    changes = {
+        k: None if d is None else CachedResource(k.type_url, k.name, d, bodies[k])
+        for k, d in state.pending.items()
+    }
+    snap = next_snapshot(state.served, scope="s", version=version, digest="", changes=changes)
+    state.adopt(snap)
+    return snap
+
+
+def _expected(bodies: dict[ResourceKey, bytes], algorithm: str) -> str:
+    return digests.digest_of(algorithm, ((k.type_url, k.name, _sha(b)) for k, b in bodies.items()))
+
+
+def test_digest_follows_the_set_through_loads_changes_and_switches() -> None:
+    state = LedgerState()
+    bodies = {key(t, f"r{i:03d}"): _body(f"{t}{i}", 0) for t in (ROUTE, ENDPOINT) for i in range(300)}
+    state.reset({k: _sha(b) for k, b in bodies.items()})
+    for algorithm in (digests.BUCKETS_4096_V1, digests.LINES_V1):
+        assert state.hexdigest(algorithm) == _expected(bodies, algorithm)
+    assert len(state.pending) == 600
+    _switch(state, bodies, 1)
+    assert not state.pending
+    assert state.hexdigest(digests.BUCKETS_4096_V1) == _expected(bodies, digests.BUCKETS_4096_V1)
+
+    # A version that changes, removes and adds: pending holds exactly what differs from the served one.
+    changed, gone, added = key(ENDPOINT, "r007"), key(ROUTE, "r100"), key(ENDPOINT, "new")
+    bodies[changed] = _body("changed", 1)
+    del bodies[gone]
+    bodies[added] = _body("added", 1)
+    state.set(changed, bytes.fromhex(_sha(bodies[changed])))
+    state.set(gone, None)
+    state.set(added, bytes.fromhex(_sha(bodies[added])))
+    # Set back to what is served: no longer pending.
+    state.set(key(ROUTE, "r001"), bytes.fromhex(_sha(bodies[key(ROUTE, "r001")])))
+    assert set(state.pending) == {changed, gone, added}
+    for algorithm in (digests.BUCKETS_4096_V1, digests.LINES_V1):
+        assert state.hexdigest(algorithm) == _expected(bodies, algorithm)
+    snap = _switch(state, bodies, 2)
+    assert snap.of(ENDPOINT)[changed.name].body == bodies[changed] and gone.name not in snap.of(ROUTE)
+    assert state.hexdigest(digests.BUCKETS_4096_V1) == _expected(bodies, digests.BUCKETS_4096_V1)
+
+    # A reload of the whole set (after a gap): only what differs from the served snapshot is pending.
+    bodies[key(ROUTE, "r200")] = _body("reloaded", 2)
+    del bodies[key(ENDPOINT, "r201")]
+    state.reset({k: _sha(b) for k, b in bodies.items()})
+    assert set(state.pending) == {key(ROUTE, "r200"), key(ENDPOINT, "r201")}
+    assert state.hexdigest(digests.BUCKETS_4096_V1) == _expected(bodies, digests.BUCKETS_4096_V1)
+    _switch(state, bodies, 3)
+    assert state.hexdigest(digests.BUCKETS_4096_V1) == _expected(bodies, digests.BUCKETS_4096_V1)
