@@ -65,14 +65,14 @@ PARAMS = {
 KINDS = ("Ingress", "Service", "EndpointSlice")
 
 
-def _full_build(state: FoldState, served_digest: str, ports: tuple[int, int]) -> dict[str, Any]:
-    """The builder's full build of what the load folded (with its listener `ports`), timed in this
+def _full_build(state: FoldState, served_digest: str, settings: TranslatorSettings) -> dict[str, Any]:
+    """The builder's full build of what the load folded (with the builder's `settings`), timed in this
     process once the stack is down:
     what a builder restoring this log pays to translate it (the load's own builder folds and translates
     while events arrive). Raises unless it gives the digest of the version Envoy served."""
     gc.collect()
     wall, cpu = time.perf_counter(), time.process_time()
-    translator = Translator(TranslatorSettings(http_port=ports[0], https_port=ports[1]))
+    translator = Translator(settings)
     translator.full_build(state)
     digest = translator.table.digest()
     translator.table.commit()
@@ -224,10 +224,13 @@ async def _main(tmp: Path) -> dict[str, Any]:
                 raise AssertionError(f"Envoy holds {clusters} clusters and {hosts} hosts, not {count}")
             state = FoldState()
             upserts = await _every_object_once(bus, count, state)
-            served_digest = head.record.digest if (head := await reader.head(bus, "default")) else ""
+            head = await reader.head(bus, "default")
+            assert head is not None
     finally:
         await stack.stop()
-    full_build = _full_build(state, served_digest, (stack.gateway_port, stack.https_port))
+    # With the builder's own settings, as the record names them (what a replay of it uses).
+    settings = TranslatorSettings.parse(head.record.translator_version)
+    full_build = _full_build(state, head.record.digest, settings)
     # The machine may be shared: what the watcher's own CPU time allows tells its cost apart from
     # waiting for a core (it includes decoding the lists and normalizing, not only publishing).
     watcher_cpu = cpu.get("watch-k8s") or 0.0
