@@ -66,8 +66,8 @@ KINDS = ("Ingress", "Service", "EndpointSlice")
 
 
 def _full_build(state: FoldState, served_digest: str, settings: TranslatorSettings) -> dict[str, Any]:
-    """The builder's full build of what the load folded (with the builder's `settings`), timed in this
-    process once the stack is down:
+    """The builder's full build of what the load folded (with the builder's own `settings`, as its
+    record names them), timed in this process once the stack is down:
     what a builder restoring this log pays to translate it (the load's own builder folds and translates
     while events arrive). Raises unless it gives the digest of the version Envoy served."""
     gc.collect()
@@ -225,12 +225,11 @@ async def _main(tmp: Path) -> dict[str, Any]:
             state = FoldState()
             upserts = await _every_object_once(bus, count, state)
             head = await reader.head(bus, "default")
-            assert head is not None
+            served_digest = head.record.digest if head else ""
+            settings = TranslatorSettings.parse(head.record.translator_version if head else "")
     finally:
         await stack.stop()
-    # With the builder's own settings, as the record names them (what a replay of it uses).
-    settings = TranslatorSettings.parse(head.record.translator_version)
-    full_build = _full_build(state, head.record.digest, settings)
+    full_build = _full_build(state, served_digest, settings)
     # The machine may be shared: what the watcher's own CPU time allows tells its cost apart from
     # waiting for a core (it includes decoding the lists and normalizing, not only publishing).
     watcher_cpu = cpu.get("watch-k8s") or 0.0
