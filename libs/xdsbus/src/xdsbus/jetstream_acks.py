@@ -61,7 +61,9 @@ class AckedPublisher:
         self._waiting: dict[str, asyncio.Future[Ack]] = {}
         self._tokens = itertools.count(1)
 
-    async def publish(self, subject: str, payload: bytes, headers: dict[str, str]) -> asyncio.Future[Ack]:
+    async def publish(
+        self, subject: str, payload: bytes, headers: dict[str, str] | None = None
+    ) -> asyncio.Future[Ack]:
         """Send one message to JetStream; the future of its acknowledgement."""
         if self._subscription is None:
             self._inbox = self.nc.new_inbox()

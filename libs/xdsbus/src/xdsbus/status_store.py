@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Collection, Iterable
-from typing import Protocol
+from typing import Any, Protocol
 
 import msgspec
 from nats.js.errors import KeyNotFoundError
@@ -19,6 +19,8 @@ from xdsbus.bus import STATUS_BUCKET, Bus
 from xdsbus.contract.status import ObjectStatus, Verdict, status_key
 
 _SUBJECT_PREFIX = f"$KV.{STATUS_BUCKET}."
+# Status writes awaiting their acknowledgement at once (a cold start writes one per object).
+_WINDOW = 2048
 
 
 class StatusRef(Protocol):
@@ -45,13 +47,17 @@ class RejectedEvent(Protocol):
 
 async def publish(bus: Bus, statuses: Iterable[ObjectStatus | StatusRef]) -> None:
     """Write changed statuses (a bare reference deletes the object's entry), pipelined."""
-    pending = []
+    acks = bus.acks()
+    pending: list[asyncio.Future[Any]] = []
     for item in statuses:
         if not isinstance(item, ObjectStatus):
             await delete(bus, item.kind, item.source, item.key)
             continue
         subject = _SUBJECT_PREFIX + status_key(item.kind, item.source, item.key)
-        pending.append(await bus.js.publish_async(subject, msgspec.json.encode(item)))
+        pending.append(await acks.publish(subject, msgspec.json.encode(item)))
+        if len(pending) >= _WINDOW:
+            await asyncio.gather(*pending)
+            pending.clear()
     if pending:
         await asyncio.gather(*pending)
 

@@ -144,7 +144,7 @@ async def _put(bus: Bus, bodies: Iterable[tuple[str, bytes]]) -> None:
             await bus.large_resources.put(sha256, body)
             continue
         subject = f"$KV.{RESOURCES_BUCKET}.{sha256}"
-        pending.append(await bus.js.publish_async(subject, body))
+        pending.append(await bus.acks().publish(subject, body))
         if len(pending) >= _WINDOW:
             await asyncio.gather(*pending)
             pending.clear()
