@@ -18,8 +18,11 @@ import msgspec
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.errors import APIError, NoStreamResponseError
 
+# Seconds a batch of publishes may wait for its acknowledgements (as the bus's JetStream requests).
+ACK_TIMEOUT = 10.0
 # The status header of a "no responders" answer: no stream holds the subject, or JetStream is down.
 _NO_RESPONDERS = "503"
 
@@ -103,3 +106,17 @@ class AckedPublisher:
             ack.set_exception(_api_error(answer.error))
         else:
             ack.set_result(answer)
+
+
+async def all_acked(pending: list[asyncio.Future[Ack]], timeout: float = ACK_TIMEOUT) -> None:
+    """Until every publish of `pending` is acknowledged. Raises the first error, or nats-py's
+    TimeoutError once `timeout` passed (an answer lost with a connection never comes); either way the
+    publishes still waiting are cancelled, so nothing waits for them any more."""
+    try:
+        async with asyncio.timeout(timeout):
+            await asyncio.gather(*pending)
+    except TimeoutError:
+        raise NatsTimeoutError from None
+    finally:
+        for ack in pending:
+            ack.cancel()

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Collection, Iterable
-from typing import Any, Protocol
+from typing import Protocol
 
 import msgspec
 from nats.js.errors import KeyNotFoundError
 
 from xdsbus.bus import STATUS_BUCKET, Bus
 from xdsbus.contract.status import ObjectStatus, Verdict, status_key
+from xdsbus.jetstream_acks import Ack, all_acked
 
 _SUBJECT_PREFIX = f"$KV.{STATUS_BUCKET}."
 # Status writes awaiting their acknowledgement at once (a cold start writes one per object).
@@ -48,7 +49,7 @@ class RejectedEvent(Protocol):
 async def publish(bus: Bus, statuses: Iterable[ObjectStatus | StatusRef]) -> None:
     """Write changed statuses (a bare reference deletes the object's entry), pipelined."""
     acks = bus.acks()
-    pending: list[asyncio.Future[Any]] = []
+    pending: list[asyncio.Future[Ack]] = []
     for item in statuses:
         if not isinstance(item, ObjectStatus):
             await delete(bus, item.kind, item.source, item.key)
@@ -56,10 +57,10 @@ async def publish(bus: Bus, statuses: Iterable[ObjectStatus | StatusRef]) -> Non
         subject = _SUBJECT_PREFIX + status_key(item.kind, item.source, item.key)
         pending.append(await acks.publish(subject, msgspec.json.encode(item)))
         if len(pending) >= _WINDOW:
-            await asyncio.gather(*pending)
+            await all_acked(pending)
             pending.clear()
     if pending:
-        await asyncio.gather(*pending)
+        await all_acked(pending)
 
 
 async def publish_rejections(bus: Bus, rejections: Iterable[RejectedEvent]) -> None:

@@ -21,6 +21,7 @@ from nats.js.errors import KeyNotFoundError, NotFoundError, ObjectNotFoundError
 from xdsbus.bus import RESOURCES_BUCKET, Bus
 from xdsbus.contract.resources import Resource, ResourceKey
 from xdsbus.contract.type_urls import SECRET
+from xdsbus.jetstream_acks import Ack, all_acked
 from xdsbus.objects import READ_RETRY_WITHIN, read_object
 from xdsbus.secretbox import Sealed, SecretBox, SecretKeyError, is_sealed
 from xdsbus.transient import retry_transient
@@ -138,7 +139,7 @@ async def reseal_bodies(bus: Bus, secrets: Iterable[Resource], box: SecretBox) -
 
 
 async def _put(bus: Bus, bodies: Iterable[tuple[str, bytes]]) -> None:
-    pending: list[asyncio.Future[object]] = []
+    pending: list[asyncio.Future[Ack]] = []
     for sha256, body in bodies:
         if len(body) > LARGE_BODY:
             await bus.large_resources.put(sha256, body)
@@ -146,10 +147,10 @@ async def _put(bus: Bus, bodies: Iterable[tuple[str, bytes]]) -> None:
         subject = f"$KV.{RESOURCES_BUCKET}.{sha256}"
         pending.append(await bus.acks().publish(subject, body))
         if len(pending) >= _WINDOW:
-            await asyncio.gather(*pending)
+            await all_acked(pending)
             pending.clear()
     if pending:
-        await asyncio.gather(*pending)
+        await all_acked(pending)
 
 
 async def fetch_stored(bus: Bus, sha256: str) -> bytes:

@@ -1,0 +1,38 @@
+"""Pipelined JetStream publishes (xdsbus.jetstream_acks) on a real nats-server: acknowledgements come
+back with the stream's sequence, an error answer fails its publish, and a batch whose answers never come
+fails after its timeout instead of waiting forever."""
+
+from __future__ import annotations
+
+import pytest
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js.errors import NoStreamResponseError
+
+from xdsbus.bus import STATUS_BUCKET, Bus
+from xdsbus.jetstream_acks import all_acked
+
+
+async def test_a_batch_is_acknowledged_in_the_stream(bus: Bus) -> None:
+    acks = bus.acks()
+    pending = [await acks.publish(f"$KV.{STATUS_BUCKET}.test.k{i}", b"{}") for i in range(50)]
+    await all_acked(pending)
+    sequences = [ack.result().seq for ack in pending]
+    assert sequences == sorted(sequences) and len(set(sequences)) == 50
+    assert {ack.result().stream for ack in pending} == {f"KV_{STATUS_BUCKET}"}
+
+
+async def test_no_stream_fails_the_publish(bus: Bus) -> None:
+    pending = [await bus.acks().publish("no.stream.holds.this", b"x")]
+    with pytest.raises(NoStreamResponseError):
+        await all_acked(pending)
+
+
+async def test_answers_that_never_come_time_out_and_are_forgotten(bus: Bus) -> None:
+    # A plain subscriber takes the message and never answers, as a publish whose answer was lost.
+    silent = await bus.nc.subscribe("silent.subject")
+    acks = bus.acks()
+    pending = [await acks.publish("silent.subject", b"x") for _ in range(3)]
+    with pytest.raises(NatsTimeoutError):
+        await all_acked(pending, timeout=0.3)
+    assert all(ack.cancelled() for ack in pending)
+    await silent.unsubscribe()
