@@ -52,7 +52,12 @@ async def test_a_standby_is_ready_and_the_leader_shows_its_figures(nats_server, 
             return await metric(standby_port, "xdsbus_builder_lease_holder", scope=SCOPE) == 0
 
         await eventually(standing_by, what=f"the second builder standing by:\n{standby.output()}")
-        assert await http_get(standby_port, "/ready") == (200, "ready\n")
+
+        async def standby_ready() -> bool:
+            # The lease gauge reads 0 from the start: ready comes once the standby is connected.
+            return await http_get(standby_port, "/ready") == (200, "ready\n")
+
+        await eventually(standby_ready, what=f"the standby ready:\n{standby.output()}")
         assert await http_get(leader_port, "/ready") == (200, "ready\n")
 
         await _publish_victim(bus)
