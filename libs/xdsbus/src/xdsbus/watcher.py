@@ -49,6 +49,7 @@ from nats.js.errors import APIError, BadRequestError, NoStreamResponseError
 from xdsbus import status_store, watcher_report
 from xdsbus.backoff import Backoff
 from xdsbus.bus import Bus
+from xdsbus.cancelling import cancel_until_done
 from xdsbus.contract.status import ObjectStatus, Verdict
 from xdsbus.events import (
     CLAIM_CHECK_BYTES,
@@ -289,10 +290,7 @@ class Watcher(abc.ABC):
         self._window.abort()
         if self._reporter is not None:
             reporter, self._reporter = self._reporter, None
-            # Cancelled again until it ends: nats-py's publish can swallow a cancellation.
-            while not reporter.done():
-                reporter.cancel()
-                await asyncio.wait({reporter}, timeout=0.1)
+            await cancel_until_done(reporter)
             if not self.lease.lost.is_set():
                 # Stopping (not superseded): nobody publishes the source until another replica leads.
                 await watcher_report.write(self, self._report_every(), leading=False)
@@ -347,11 +345,7 @@ class Watcher(abc.ABC):
             await asyncio.wait({task, losing}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             losing.cancel()
-            # Cancelled again until it ends: nats-py's publish swallows a cancellation that arrives
-            # while it queues the message, and the watch loop would then go on polling.
-            while not task.done():
-                task.cancel()
-                await asyncio.wait({task}, timeout=0.1)
+            await cancel_until_done(task)
         if task.cancelled():
             return False
         if quiet and isinstance(task.exception(), TimeoutError):

@@ -29,6 +29,7 @@ from nats.js.errors import NotFoundError
 
 from xdsbus.backoff import Backoff
 from xdsbus.bus import Bus
+from xdsbus.cancelling import cancel_until_done
 from xdsbus.events import (
     EVENTS_STREAM,
     EVENTS_SUBJECT_PREFIX,
@@ -188,10 +189,7 @@ class Supervisor:
                     await asyncio.wait({work, losing}, return_when=asyncio.FIRST_COMPLETED)
                 finally:
                     losing.cancel()
-                    # Cancelled again until it ends: nats-py's publish can swallow a cancellation.
-                    while not work.done():
-                        work.cancel()
-                        await asyncio.wait({work}, timeout=0.1)
+                    await cancel_until_done(work)
                 log.warning("registry %s: lost the lease %s; standing by", key, sink.lease.name)
         finally:
             await sink.release()
