@@ -8,7 +8,8 @@ import argparse
 import pytest
 
 from xdsbus.cli import flags
-from xdsbus.cli.main import build_parser, installed_commands, main
+from xdsbus.cli.main import main
+from xdsbus.cli.parser import build_parser, installed_commands
 
 URL = "nats://10.0.0.9:4222"
 

@@ -15,7 +15,7 @@ import pytest
 from xdsbus_dev.harness import http
 from xdsbus_dev.harness.processes import free_port, tool
 from xdsbus_dev.harness.stack import edge_installed
-from xdsbus_dev.up import CONSOLE_PORT, ECHO_BACKENDS, EDGES, ENVOY_ADMIN_PORT
+from xdsbus_dev.local_stack import CONSOLE_PORT, ECHO_BACKENDS, EDGES, ENVOY_ADMIN_PORT
 
 pytestmark = pytest.mark.slow
 

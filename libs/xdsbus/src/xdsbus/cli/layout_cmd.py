@@ -22,14 +22,6 @@ from xdsbus.cli.errors import UNREACHABLE_HINT
 from xdsbus.layout import LayoutSettings
 from xdsbus.nats_options import NatsOptions, NatsOptionsError, error_callback, redact_url
 
-HELP = "show the NATS layout and how the server differs; --apply creates and reshapes it"
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The layout command's own flags (the common ones come from the CLI)."""
-    parser.add_argument("--apply", action="store_true", help="create missing objects, reshape the others")
-    parser.add_argument("--replicas", type=int, default=0, help="replicas (default: XDSBUS_NATS_REPLICAS)")
-
 
 def run(args: argparse.Namespace) -> int:
     """Print the layout and the differences; apply them with --apply."""

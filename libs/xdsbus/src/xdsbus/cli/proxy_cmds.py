@@ -33,7 +33,7 @@ COLUMNS = (
     ("ECDS", EXTENSION_CONFIG),
     ("SDS", SECRET),
 )
-# proxy-config --type, as istioctl names them.
+# proxy-config --type, as istioctl names them (parser.PROXY_TYPES).
 TYPES = {
     "clusters": CLUSTER,
     "endpoints": ENDPOINT,
@@ -42,24 +42,6 @@ TYPES = {
     "secrets": SECRET,
     "extensions": EXTENSION_CONFIG,
 }
-STATUS_HELP = "every proxy's sync state across all edges, per type, against its scope's ledger head"
-CONFIG_HELP = "what one proxy was sent: the resources of each type it holds, private keys redacted"
-
-
-def add_arguments(status: argparse.ArgumentParser, config: argparse.ArgumentParser) -> None:
-    """The flags of both commands (their common flags come from the parser's parents)."""
-    status.add_argument("proxy", nargs="?", default="", help="only proxies whose node id starts with this")
-    config.add_argument("proxy", help="the proxy's node id (or a prefix naming one proxy)")
-    config.add_argument(
-        "--type",
-        choices=sorted(TYPES),
-        action="append",
-        help="only this type (repeatable); default: every type the proxy subscribed to",
-    )
-    for parser in (status, config):
-        parser.add_argument(
-            "-o", "--output", choices=("table", "json"), default="table", help="json: the same as --json"
-        )
 
 
 def _time(unix: float) -> str:

@@ -18,8 +18,6 @@ from xdsbus.cli.output import emit
 from xdsbus.contract.status import ObjectStatus, Verdict
 from xdsbus.ledger import pin_requests
 
-ROLLBACK_HELP = "pin a scope to a past version's resources: the builder publishes them as a new version"
-UNPIN_HELP = "release a scope's pin: the builder publishes what it folded meanwhile"
 TOOL = "cli"
 
 
@@ -33,22 +31,6 @@ def operator_name(flag: str | None) -> str:
         return getpass.getuser()
     except (KeyError, OSError):
         return "unknown"
-
-
-def add_arguments(rollback: argparse.ArgumentParser, unpin: argparse.ArgumentParser) -> None:
-    """The flags of `rollback` and `unpin` (each parser already has the common ones, --scope included)."""
-    rollback.add_argument("version", type=int, help="the ledger version whose resources the scope serves")
-    rollback.add_argument("--reason", default="", help="why, for the record (status, ledger, console)")
-    for parser in (rollback, unpin):
-        parser.add_argument("--operator", help="who asks (default: XDSBUS_OPERATOR, else the login name)")
-        parser.add_argument(
-            "--timeout",
-            type=float,
-            default=30.0,
-            help="seconds to wait for the builder's verdict (0: publish and return)",
-        )
-    rollback.set_defaults(run=rollback_scope)
-    unpin.set_defaults(run=unpin_scope)
 
 
 async def rollback_scope(bus: Bus, args: argparse.Namespace) -> int:
