@@ -53,7 +53,7 @@ class RouteTableChoice(msgspec.Struct, frozen=True, kw_only=True):
             )
         return (
             f"split into {self.tables} tables: {hosts}, at least {SPLIT_FROM_HOSTS:,} (--route-tables auto: "
-            f"a table per {HOSTS_PER_TABLE} to {2 * HOSTS_PER_TABLE} hosts, a power of two, at most {KEYS})"
+            f"a table per {HOSTS_PER_TABLE} to {2 * HOSTS_PER_TABLE} hosts, a power of two, at most {KEYS:,})"
         )
 
 
