@@ -4,16 +4,18 @@ Setup: the fake API server of tests/fakes/kube_api.py (in this process) holding 
 (20k) Ingresses, each with one host (h<i>.bench.local, path /) to a Service of its own with an
 EndpointSlice of one endpoint, an echo backend (xdsbus_dev.echo, in this process); nats-server, the builder
 (its default flags: --debounce-quiet 0.1, --debounce-max 1.0, unless BENCH_INGRESS_DEBOUNCE /
-BENCH_INGRESS_DEBOUNCE_MAX say otherwise; --route-tables BENCH_INGRESS_ROUTE_TABLES, 256: the HTTP route
-table split, docs/route-table-split.md), one edge, xdsbus-watch-k8s on a kubeconfig pointing at the fake,
-and a real Envoy on ADS SotW. The fake is loaded before watch-k8s starts: it lists everything.
+BENCH_INGRESS_DEBOUNCE_MAX say otherwise; --route-tables auto unless BENCH_INGRESS_ROUTE_TABLES says
+otherwise: one HTTP route table below 2,000 hosts, split above, docs/route-table-split.md), one edge,
+xdsbus-watch-k8s on a kubeconfig pointing at the fake, and a real Envoy on ADS SotW. The fake is loaded
+before watch-k8s starts: it lists everything.
 
 value     p99 over BENCH_INGRESS_ADDITIONS (50) additions at 20k of: creating one more Ingress (a new host,
           to one of the existing Services) in the fake to the first 200 from the echo backend through
           Envoy with that Host, polled on one keep-alive connection every BENCH_INGRESS_POLL_MS (2) ms.
           The path: the fake's watch stream, watch-k8s, the event log, the builder's debounce, translation
-          and ledger, the edge, RDS to Envoy (the one table of the split that holds the new host; with
-          BENCH_INGRESS_ROUTE_TABLES=0, one RouteConfiguration of 20k virtual hosts).
+          and ledger, the edge, RDS to Envoy (at 20k, the one table of the split that holds the new host;
+          with BENCH_INGRESS_ROUTE_TABLES=0, one RouteConfiguration of 20k virtual hosts). The form
+          the builder chose is in params (`route_table_form`, its status Builder/http.<port>).
 baseline  Envoy alone applying the same change from files with today's single table (`envoy_alone`
           below): its p99. ratio = value / baseline: below 1, the split makes the whole pipeline faster
           than Envoy alone rebuilding one table of every host. The budget of docs/design.md §8 is on the
@@ -66,6 +68,7 @@ from bench.edge_memory import rss_bytes, stable_rss
 from bench.propagation import FileEnvoy, Stages, _discovery
 from bench.results_io import env_float, env_int, latency_summary, percentile, write_result
 from tests.fakes.kube_api import FakeKubeApi
+from xdsbus import status_store
 from xdsbus.bus import BusSettings, connect
 from xdsbus.contract.resources import ResourceKey
 from xdsbus.contract.type_urls import CLUSTER, LISTENER, ROUTE
@@ -74,6 +77,7 @@ from xdsbus.events import EVENTS_STREAM, subject_token
 from xdsbus.ledger import reader
 from xdsbus.ledger.store import fetch_body
 from xdsbus.translate.envoy_listeners import http_route_config_name, listener_name
+from xdsbus_builder import gaps, route_table_status
 from xdsbus_dev.echo import EchoIdentity, EchoServer
 from xdsbus_dev.harness import http
 from xdsbus_dev.harness.envoy import Envoy
@@ -98,7 +102,10 @@ PARAMS = {
         "every host plus one host, at the large size: the baseline (0: skip; the baseline is then the "
         "budget)",
     ),
-    "BENCH_INGRESS_ROUTE_TABLES": (256, "builder --route-tables (0: one route configuration)"),
+    "BENCH_INGRESS_ROUTE_TABLES": (
+        "",
+        "builder --route-tables (empty: its default, auto; 0: one route configuration; N: N tables)",
+    ),
 }
 
 NAMESPACE = "bench"
@@ -125,7 +132,9 @@ def added_host(k: int) -> str:
 
 
 def _builder_flags() -> list[str]:
-    flags = ["--route-tables", str(env_int("BENCH_INGRESS_ROUTE_TABLES", 256))]
+    flags = []
+    if tables := os.environ.get("BENCH_INGRESS_ROUTE_TABLES", "").strip():
+        flags += ["--route-tables", tables]
     if quiet := os.environ.get("BENCH_INGRESS_DEBOUNCE", "").strip():
         flags += ["--debounce-quiet", quiet]
     if longest := os.environ.get("BENCH_INGRESS_DEBOUNCE_MAX", "").strip():
@@ -429,6 +438,9 @@ async def _load(stack: K8sStack, timeout: float) -> dict[str, Any]:
 
         await stack.wait(everything, timeout=timeout, what=f"Envoy serving {n} hosts", interval=0.5)
         served_s = time.monotonic() - t0
+        form = await status_store.read(
+            bus, gaps.KIND, gaps.source("default"), route_table_status.key(stack.gateway_port)
+        )
         # Once, untimed: everything is there.
         clusters, hosts = await stack.active_clusters(), await stack.served_hosts()
         if clusters < n or hosts < n:
@@ -439,6 +451,7 @@ async def _load(stack: K8sStack, timeout: float) -> dict[str, Any]:
         "hosts_probed": len(sample),
         "envoy_active_clusters": clusters,
         "envoy_virtual_hosts": hosts,
+        "route_table_form": form.reason if form is not None else None,
     }
 
 
@@ -733,7 +746,8 @@ async def _main(tmp: Path) -> dict[str, Any]:
         if floor_changes
         else f"the budget, {BUDGET_MS:g} ms (BENCH_INGRESS_ENVOY_FLOOR=0)",
         "ingresses": count,
-        "route_tables": env_int("BENCH_INGRESS_ROUTE_TABLES", 256),
+        "route_tables": os.environ.get("BENCH_INGRESS_ROUTE_TABLES", "").strip() or "auto (the default)",
+        "route_table_form": large["load"]["route_table_form"],
         "small_ingresses": small,
         "additions": additions,
         "warmup_additions": WARMUP,

@@ -57,9 +57,10 @@ NOTES: dict[str, str] = {
     "publishing and the history sweep",
     "propagation": "p99 event → Envoy serving, against 50 ms; builder.svg and edge.svg cover the whole "
     "run (10k Services loaded first, then the changes and the burst)",
-    "ingress_20k": "p99 Ingress creation → Envoy serving among 20k, route table split in 256 "
-    "(--route-tables); baseline: Envoy alone applying the same addition from files with one table; "
-    "builder/edge are the 100-Ingress reference stack when it runs, builder-2/edge-2 the 20k one",
+    "ingress_20k": "p99 Ingress creation → Envoy serving among 20k, the builder's default route table "
+    "(--route-tables auto: 64 tables at 20k); baseline: Envoy alone applying the same addition from files "
+    "with one table; builder/edge are the 100-Ingress reference stack when it runs, builder-2/edge-2 "
+    "the 20k one",
     "cold_load": "s from the watcher's start to Envoy serving 20k hosts; builder.svg: folding and the "
     "full build of the load, edge.svg: serving it",
     "registry_propagation": "p99 registry event → Envoy, worst of Nacos/Consul, against 50 ms; the "

@@ -24,6 +24,7 @@ from tests.e2e.ingress_support import (
     wait_warning,
 )
 from xdsbus.contract.status import ObjectStatus, Verdict
+from xdsbus.translate.route_table_choice import SPLIT_FROM_HOSTS
 from xdsbus_dev.harness.stack import Stack, edge_installed
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
@@ -233,7 +234,12 @@ async def test_the_builder_serves_only_ingresses_of_its_class(stack: Stack) -> N
 
 # -- the same host semantics through a split route table (docs/route-table-split.md) ------------------
 
-SPLIT_TABLES = 8
+# The hosts of `many.yaml`: with the four of `split.yaml`, past the threshold of --route-tables auto.
+MANY = SPLIT_FROM_HOSTS
+
+
+def _many() -> dict[str, Any]:
+    return ingress("many", {f"h{i}.many.example": [IngressPath("/", "echo-d")] for i in range(MANY)})
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -241,8 +247,9 @@ async def split_stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator
     if not edge_installed():
         pytest.skip("xdsbus-edge is not installed (pip install -e services/edge)")
     with pytest.MonkeyPatch.context() as env:
-        # The builder reads its flags from the environment too; the Stack starts it with this one.
-        env.setenv("XDSBUS_ROUTE_TABLES", str(SPLIT_TABLES))
+        # The builder reads its flags from the environment too; the Stack starts it with this one (auto,
+        # the default, whatever the environment running the tests forces).
+        env.setenv("XDSBUS_ROUTE_TABLES", "auto")
         async with Stack(tmp_path_factory.mktemp("split"), edges=1, backends=BACKENDS) as stack:
             env.delenv("XDSBUS_ROUTE_TABLES")
             hosts = ingress(
@@ -257,32 +264,90 @@ async def split_stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator
                 "paths", {"paths.example.com": [IngressPath("/foo", "echo-d")]}, default_backend="echo-e"
             )
             stack.write("split.yaml", [hosts, paths])
-            await wait_all(stack, [Expect("exact.example.com", "/own", pod="echo-a")])
+            stack.write("many.yaml", [_many()])
+            await wait_all(
+                stack,
+                [
+                    Expect("exact.example.com", "/own", pod="echo-a"),
+                    Expect(f"h{MANY - 1}.many.example", pod="echo-d"),
+                ],
+            )
             yield stack
+
+
+async def _route_configs(stack: Stack) -> tuple[set[str], int]:
+    """The route configurations Envoy holds, and its number of scopes."""
+    assert stack.envoy is not None
+    dump = await stack.envoy.config_dump()
+    scopes = stack.envoy.section(dump, "type.googleapis.com/envoy.admin.v3.ScopedRoutesConfigDump")
+    routes = stack.envoy.section(dump, "type.googleapis.com/envoy.admin.v3.RoutesConfigDump")
+    held = sum(len(c.get("scoped_route_configs", [])) for c in scopes.get("dynamic_scoped_route_configs", []))
+    return {c["route_config"]["name"] for c in routes.get("dynamic_route_configs", [])}, held
+
+
+async def _reads(stack: Stack, *, split: bool) -> bool:
+    """Whether the active HTTP listener reads the tables (Scoped RDS) when `split`, else one table (RDS),
+    and Envoy holds the table(s) it reads. The old form may linger while the old listener drains."""
+    assert stack.envoy is not None
+    one_table = f"http.{stack.gateway_port}"
+    listener = (await stack.envoy.listeners()).get(f"0.0.0.0_{stack.gateway_port}", {})
+    chains = listener.get("active_state", {}).get("listener", {}).get("filter_chains") or [{}]
+    manager = (chains[0].get("filters") or [{}])[0].get("typed_config", {})
+    names, scopes = await _route_configs(stack)
+    if split:
+        return "scoped_routes" in manager and f"{one_table}.000" in names and scopes > 0
+    return "rds" in manager and one_table in names
+
+
+async def _wait_form(stack: Stack, reason: str) -> None:
+    """Until the builder's status of the HTTP port's route table, as `xdsbus status` shows it, starts with
+    `reason` (it is written after the version)."""
+
+    async def shown() -> bool:
+        entries = await cli_status(stack, f"Builder/http.{stack.gateway_port}")
+        return len(entries) == 1 and str(entries[0]["reason"]).startswith(reason)
+
+    await stack.wait(shown, timeout=15, what=f"xdsbus status saying {reason!r}")
+
+
+SPLIT_EXPECTED = {
+    ("exact.example.com", "/own"): "echo-a",
+    # An exact host ends with its wildcard host's routes, then the host-less rules.
+    ("exact.example.com", "/other"): "echo-b",
+    # Case and port do not matter.
+    ("EXACT.Example.COM:8080", "/own"): "echo-a",
+    ("x.example.com", "/"): "echo-b",
+    # One label under the wildcard only; deeper names and other hosts take the host-less rule.
+    ("a.b.example.com", "/"): "echo-c",
+    ("other.org", "/"): "echo-c",
+    # The default backend takes what no rule of its Ingress matches.
+    ("paths.example.com", "/foo/x"): "echo-d",
+    ("paths.example.com", "/nothing"): "echo-e",
+}
 
 
 async def test_a_split_route_table_keeps_every_host_rule(split_stack: Stack) -> None:
     stack = split_stack
-    assert stack.envoy is not None
-    dump = await stack.envoy.config_dump()
-    scopes = stack.envoy.section(dump, "type.googleapis.com/envoy.admin.v3.ScopedRoutesConfigDump")
-    assert scopes.get("dynamic_scoped_route_configs"), "Envoy holds no scopes: the split is not on"
-    routes = stack.envoy.section(dump, "type.googleapis.com/envoy.admin.v3.RoutesConfigDump")
-    names = {c["route_config"]["name"] for c in routes.get("dynamic_route_configs", [])}
-    assert f"http.{stack.gateway_port}.000" in names and f"http.{stack.gateway_port}" not in names
-    expected = {
-        ("exact.example.com", "/own"): "echo-a",
-        # An exact host ends with its wildcard host's routes, then the host-less rules.
-        ("exact.example.com", "/other"): "echo-b",
-        # Case and port do not matter.
-        ("EXACT.Example.COM:8080", "/own"): "echo-a",
-        ("x.example.com", "/"): "echo-b",
-        # One label under the wildcard only; deeper names and other hosts take the host-less rule.
-        ("a.b.example.com", "/"): "echo-c",
-        ("other.org", "/"): "echo-c",
-        # The default backend takes what no rule of its Ingress matches.
-        ("paths.example.com", "/foo/x"): "echo-d",
-        ("paths.example.com", "/nothing"): "echo-e",
-    }
-    for (host, target), backend in expected.items():
+    await stack.wait(lambda: _reads(stack, split=True), timeout=30, what="Envoy reading the split tables")
+    await _wait_form(stack, "split into 8 tables: ")
+    for (host, target), backend in SPLIT_EXPECTED.items():
+        assert await pod(stack, host, target) == f"{backend}-7c9d5f-1", (host, target)
+
+
+async def test_auto_crosses_back_to_one_table_and_splits_again_keeping_every_host_rule(
+    split_stack: Stack,
+) -> None:
+    stack = split_stack
+    # Below the threshold: the listener reads the one table again, byte for byte the unsplit output.
+    stack.remove("many.yaml")
+    await stack.wait(lambda: _reads(stack, split=False), timeout=30, what="Envoy reading one table")
+    await wait_all(stack, [Expect("exact.example.com", "/own", pod="echo-a")])
+    await _wait_form(stack, "one table: ")
+    for (host, target), backend in SPLIT_EXPECTED.items():
+        assert await pod(stack, host, target) == f"{backend}-7c9d5f-1", (host, target)
+    # And above it again.
+    stack.write("many.yaml", [_many()])
+    await stack.wait(lambda: _reads(stack, split=True), timeout=30, what="Envoy reading the split tables")
+    await wait_all(stack, [Expect(f"h{MANY - 1}.many.example", pod="echo-d")])
+    for (host, target), backend in SPLIT_EXPECTED.items():
         assert await pod(stack, host, target) == f"{backend}-7c9d5f-1", (host, target)

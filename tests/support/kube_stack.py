@@ -255,17 +255,28 @@ class KubeStack(Stack):
 
     async def route_config(self) -> tuple[int, route_pb2.RouteConfiguration]:
         """The ledger head's version and its HTTP route configuration, the one the gateway listener serves
-        (what the builder published, whatever Envoy holds)."""
+        (what the builder published, whatever Envoy holds); a split table (docs/route-table-split.md) as
+        the one table it stands for, its virtual hosts by host."""
+        one_table = http_route_config_name(self.gateway_port)
         async with self.bus() as bus:
             head = await reader.head(bus, SCOPE)
             assert head is not None, "the ledger is empty"
             resources = await reader.resource_set(bus, SCOPE, head.record.version)
-            sha = resources.get(ResourceKey(ROUTE, http_route_config_name(self.gateway_port)))
-            assert sha is not None, "no HTTP route configuration at the ledger head"
-            packed = any_pb2.Any()
-            packed.ParseFromString(await fetch_body(bus, sha))
-        config = route_pb2.RouteConfiguration()
-        config.ParseFromString(packed.value)
+            names = [
+                k.name
+                for k in resources
+                if k.type_url == ROUTE and (k.name == one_table or k.name.startswith(one_table + "."))
+            ]
+            assert names, "no HTTP route configuration at the ledger head"
+            vhosts: dict[str, route_pb2.VirtualHost] = {}
+            for name in sorted(names):
+                packed = any_pb2.Any()
+                packed.ParseFromString(await fetch_body(bus, resources[ResourceKey(ROUTE, name)]))
+                table = route_pb2.RouteConfiguration()
+                table.ParseFromString(packed.value)
+                vhosts.update((v.name, v) for v in table.virtual_hosts)
+        config = route_pb2.RouteConfiguration(name=one_table)
+        config.virtual_hosts.extend(vhosts[n] for n in sorted(vhosts))
         return head.record.version, config
 
 

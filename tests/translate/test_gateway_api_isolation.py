@@ -211,6 +211,6 @@ def test_a_gateway_asking_for_an_address_it_cannot_have_is_not_programmed() -> N
 
 def test_settings_round_trip_through_the_ledgers_translator_version() -> None:
     settings = TranslatorSettings(http_port=8080, addresses=("10.0.0.1", "gw.example.com"))
-    assert settings.describe().endswith(" addresses=10.0.0.1,gw.example.com")
+    assert " addresses=10.0.0.1,gw.example.com" in settings.describe()
     assert TranslatorSettings.parse(settings.describe()) == settings
     assert TranslatorSettings.parse(TranslatorSettings().describe()) == TranslatorSettings()

@@ -111,7 +111,7 @@ def test_an_empty_class_serves_every_ingress_and_names_no_class_in_the_ledger() 
     h.put(service("web"), classed("a", "a.example.com", "nginx"), classed("b", "b.example.com", None))
     assert served_hosts(h) == {"a.example.com", "b.example.com"}
     # Versions recorded before the builder decided classes name none: a replay serves what they served.
-    assert TranslatorSettings().describe() == "xdsbus-translate/3 http=80 https=443"
+    assert TranslatorSettings().describe() == "xdsbus-translate/3 http=80 https=443 route_tables=auto"
     assert TranslatorSettings.parse(TranslatorSettings().describe()).ingress_class == ""
     assert TranslatorSettings.parse(HIGRESS.describe()) == HIGRESS
 

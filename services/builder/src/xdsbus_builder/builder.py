@@ -35,6 +35,7 @@ from xdsbus_builder.history import History
 from xdsbus_builder.pinning import PinnedScope, Step, release_mark, step
 from xdsbus_builder.restore import Restored, restore
 from xdsbus_builder.retention import Retention
+from xdsbus_builder.route_table_status import RouteTableStatus
 from xdsbus_builder.teardown import end_term, settle
 
 log = logging.getLogger(__name__)
@@ -157,6 +158,8 @@ class _Leader:
         )
         # The scope's pin (rollback as an event, docs/rollback.md).
         self.pinned = PinnedScope(self.bus, self.config.scope, self.secret_box)
+        # The form of the HTTP port's route table, reported when it changes (docs/route-table-split.md).
+        self.route_table_status = RouteTableStatus(self.config.scope)
         self.checkpoint_seq = 0
         self.checkpoint_time = time.monotonic()
         self.checkpoint_task: asyncio.Task[None] | None = None
@@ -417,6 +420,9 @@ class _Leader:
         )
         if pin is not None:
             changes.append(pin)
+        route_tables = self.route_table_status.changed(self.translator.route_tables)
+        if route_tables is not None:
+            changes.append(route_tables)
         await retry_transient(
             lambda: status_store.publish(self.bus, changes),
             what=f"scope {self.config.scope}: publishing object status",

@@ -8,6 +8,7 @@ import dataclasses
 import gc
 import logging
 from collections.abc import Sequence
+from typing import Literal
 
 from xdsbus.bus import BusSettings, connect_unless_stopped
 from xdsbus.health import Health
@@ -24,17 +25,23 @@ from xdsbus.service_flags import (
 )
 from xdsbus.translate.dataplane import DATAPLANES, ENVOY
 from xdsbus.translate.ingress_class import DEFAULT_INGRESS_CLASS
+from xdsbus.translate.route_table_choice import SPLIT_FROM_HOSTS
 from xdsbus.translate.route_tables import KEYS
-from xdsbus.translate.settings import TranslatorSettings
+from xdsbus.translate.settings import AUTO, TranslatorSettings
 from xdsbus_builder.builder import Builder, BuilderConfig
 from xdsbus_builder.figures import BuilderFigures
 
 log = logging.getLogger("xdsbus_builder")
 
 
-def route_table_count(text: str) -> int:
-    """--route-tables: 0 (one table) up to one table per key."""
-    value = int(text)
+def route_table_count(text: str) -> int | Literal["auto"]:
+    """--route-tables: `auto`, or 0 (one table) up to one table per key."""
+    if text.strip() == AUTO:
+        return AUTO
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be auto or a number, not {text!r}") from None
     if not 0 <= value <= KEYS:
         raise argparse.ArgumentTypeError(f"must be between 0 and {KEYS}, not {value}")
     return value
@@ -136,10 +143,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--route-tables",
         "XDSBUS_ROUTE_TABLES",
         type=route_table_count,
-        default=0,
-        shown_default="0 (one route configuration)",
+        default=AUTO,
         help="split the Ingress HTTP port's route configuration into this many tables by a key of the host, "
-        "chosen per request through Scoped RDS, so one host's change rebuilds a small table in Envoy "
+        "chosen per request through Scoped RDS, so one host's change rebuilds a small table in Envoy; "
+        f"0: one table; auto: one table below {SPLIT_FROM_HOSTS} hosts, split above "
         "(docs/route-table-split.md)",
     )
     p.env_flag(

@@ -68,6 +68,15 @@ class SplitRouteTables:
                 self._table.put(SCOPED_ROUTE, scope_name(self._port, key), body)
             self._scoped = True
 
+    def withdraw(self) -> None:
+        """Remove the tables and scopes this published (the port changes form or number of tables; what
+        the new form publishes again with the same bytes is no change to the ledger)."""
+        for t in sorted(self._published):
+            self._table.remove(ROUTE, table_name(self._port, t))
+        if self._scoped:
+            for key in range(KEYS):
+                self._table.remove(SCOPED_ROUTE, scope_name(self._port, key))
+
     def _set(self, host: str, framed: bytes, dirty: set[int]) -> bool:
         if is_everywhere(host):
             self._everywhere[host] = framed

@@ -3,9 +3,13 @@ translates exactly as the builder did."""
 
 from __future__ import annotations
 
+from typing import Final, Literal
+
 import msgspec
 
 TRANSLATOR_VERSION = "xdsbus-translate/3"
+# route_tables: chosen from the number of hosts (translate/route_table_choice.py).
+AUTO: Final = "auto"
 
 
 class TranslatorSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -20,13 +24,15 @@ class TranslatorSettings(msgspec.Struct, frozen=True, kw_only=True):
     # whose extra filters Http2Rpc needs).
     dataplane: str = "envoy"
     # How many route configurations the Ingress HTTP port's route table is split into, by a hash of the
-    # host (docs/route-table-split.md); 0: one route configuration, `http.<port>`.
-    route_tables: int = 0
+    # host (docs/route-table-split.md); 0: one route configuration, `http.<port>`; "auto": one while the
+    # port has few hosts, more as it has more (translate/route_table_choice.py).
+    route_tables: int | Literal["auto"] = "auto"
 
     def describe(self) -> str:
         """The ledger's translator_version field: `xdsbus-translate/3 http=80 https=443`, with
         ` addresses=a,b` when the gateway has addresses, ` ingress_class=C` when one class is served and
-        ` route_tables=N` when the HTTP route table is split."""
+        ` route_tables=N` or ` route_tables=auto` unless the HTTP route table is one table whatever the
+        hosts (0, what every version recorded before the field existed meant)."""
         out = f"{TRANSLATOR_VERSION} http={self.http_port} https={self.https_port}"
         if self.addresses:
             out += f" addresses={','.join(self.addresses)}"
@@ -48,5 +54,9 @@ class TranslatorSettings(msgspec.Struct, frozen=True, kw_only=True):
             addresses=tuple(a for a in fields.get("addresses", "").split(",") if a),
             ingress_class=fields.get("ingress_class", ""),
             dataplane=fields.get("dataplane", "envoy"),
-            route_tables=int(fields.get("route_tables", 0)),
+            route_tables=_route_tables(fields.get("route_tables", "0")),
         )
+
+
+def _route_tables(text: str) -> int | Literal["auto"]:
+    return AUTO if text == AUTO else int(text)

@@ -11,6 +11,7 @@ from xdsbus.model.routes import HttpsListenerModel, ListenerModel, Route, TlsFil
 from xdsbus.translate import envoy_listeners, envoy_routes
 from xdsbus.translate.global_options.model import DEFAULT_OPTIONS, CurrentOptions, GlobalOptions
 from xdsbus.translate.resource_table import ResourceTable
+from xdsbus.translate.route_table_choice import CurrentRouteTables, RouteTableChoice, choose
 from xdsbus.translate.route_table_split import SplitRouteTables
 from xdsbus.translate.route_tables import error_page_headers
 from xdsbus.translate.settings import TranslatorSettings
@@ -31,6 +32,11 @@ class IngressHosts(Protocol):
 
     def tls_chains(self) -> tuple[TlsFilterChainModel, ...]:
         """The SNI filter chains of the hosts served over TLS, in order."""
+        ...
+
+    def regenerate_error_pages(self) -> None:
+        """Rebuild the hosts with error pages (the table key on their re-issued requests follows whether
+        the table is split)."""
         ...
 
 
@@ -103,6 +109,7 @@ class SharedListeners:
         options: CurrentOptions | None = None,
         *,
         plugins: PluginChain,
+        route_tables: CurrentRouteTables,
     ) -> None:
         self._table = table
         self._options = options or CurrentOptions()
@@ -111,10 +118,10 @@ class SharedListeners:
         self._https_port = settings.https_port
         self._ingress = ingress
         self._gateway_api = gateway_api
-        self._route_tables = settings.route_tables
-        self._split = (
-            SplitRouteTables(table, self._http_port, settings.route_tables) if settings.route_tables else None
-        )
+        self._setting = settings.route_tables
+        self._tables = route_tables
+        initial = self._tables.value
+        self._split = SplitRouteTables(table, self._http_port, initial.tables) if initial.split else None
         # The HTTPS listener's chains and options as last published, so that it is rebuilt only when they
         # change.
         self._https_chains: tuple[TlsFilterChainModel, ...] = ()
@@ -125,11 +132,17 @@ class SharedListeners:
         """The listeners and the HTTP route configuration (or its tables, when split), spliced from the
         cached virtual hosts."""
         options = self._options.value
+        gateway_vhosts = self._gateway_api.http_vhosts(self._http_port)
+        hosts = self._ingress.http_vhosts().keys()
+        self._choose(len(hosts | gateway_vhosts.keys()) if gateway_vhosts else len(hosts))
         _, route_name = put_http_listener(
-            self._table, self._http_port, options, plugins=self._plugins, route_tables=self._route_tables
+            self._table,
+            self._http_port,
+            options,
+            plugins=self._plugins,
+            route_tables=self._tables.value.tables,
         )
         vhosts = self._ingress.http_vhosts()
-        gateway_vhosts = self._gateway_api.http_vhosts(self._http_port)
         merged = self._merged_vhosts(gateway_vhosts) if gateway_vhosts else vhosts
         if self._split is not None:
             self._split.publish(merged)
@@ -150,6 +163,27 @@ class SharedListeners:
         self._https_chains = chains
         self._https_options = options
         self._https_plugins = self._plugins.http_filters()
+
+    @property
+    def route_tables(self) -> RouteTableChoice:
+        """The form of the HTTP port's route table and why (docs/route-table-split.md)."""
+        return self._tables.value
+
+    def _choose(self, hosts: int) -> None:
+        """Take the form `hosts` virtual hosts call for; on a change, withdraw what the old form
+        published and, when split or not changes, rebuild the hosts whose error pages depend on it."""
+        before = self._tables.value
+        after = choose(self._http_port, self._setting, hosts)
+        self._tables.value = after
+        if after.tables == before.tables:
+            return
+        if self._split is not None:
+            self._split.withdraw()
+        else:
+            self._table.remove(ROUTE, envoy_routes.http_route_config_name(self._http_port))
+        self._split = SplitRouteTables(self._table, self._http_port, after.tables) if after.split else None
+        if after.split != before.split:
+            self._ingress.regenerate_error_pages()
 
     def _merged_vhosts(self, gateway_vhosts: Mapping[str, bytes]) -> dict[str, bytes]:
         """The framed virtual hosts of the Ingress HTTP port with the Gateway API's on the same port, by host.
@@ -174,7 +208,7 @@ class SharedListeners:
                     routes,
                     {},
                     plugins=self._plugins,
-                    error_page_headers=error_page_headers(self._route_tables),
+                    error_page_headers=error_page_headers(self._tables.value.tables),
                 )
                 out[host] = envoy_routes.frame_virtual_host(merged)
         return out

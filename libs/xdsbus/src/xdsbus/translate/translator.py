@@ -34,6 +34,7 @@ from xdsbus.translate.handlers.touched import KindHandler
 from xdsbus.translate.handlers.wasm_plugins import WasmPluginsHandler
 from xdsbus.translate.http2rpc import DubboTranscoderPatch
 from xdsbus.translate.resource_table import ResourceTable
+from xdsbus.translate.route_table_choice import CurrentRouteTables, RouteTableChoice
 from xdsbus.translate.settings import TranslatorSettings
 from xdsbus.translate.shared_listeners import SharedListeners
 from xdsbus.translate.shared_resources import SharedResources
@@ -61,8 +62,18 @@ class Translator:
         # The wasm plugins' filters, which every listener and virtual host carries.
         plugins = PluginChain()
         self._wasm = WasmPluginsHandler(self.table, self._status, plugins)
+        # The form of the HTTP port's route table, which the listeners choose and the Ingress hosts' error
+        # pages follow.
+        route_tables = CurrentRouteTables(self.settings.http_port, self.settings.route_tables)
         routes = RouteInputs(
-            self.table, self._status, self.settings, self._services, self._secrets, derived, plugins
+            self.table,
+            self._status,
+            self.settings,
+            self._services,
+            self._secrets,
+            derived,
+            plugins,
+            route_tables,
         )
         self._ingress = IngressHandler(routes, self._options)
         self._gateway_api = GatewayApiHandler(routes, self._options)
@@ -85,7 +96,13 @@ class Translator:
             else None
         )
         self._listeners = SharedListeners(
-            self.table, self.settings, self._ingress, self._gateway_api, self._options, plugins=plugins
+            self.table,
+            self.settings,
+            self._ingress,
+            self._gateway_api,
+            self._options,
+            plugins=plugins,
+            route_tables=route_tables,
         )
         # In the order a full build folds them: what a kind reads is folded before it.
         handlers: list[KindHandler] = [
@@ -112,6 +129,11 @@ class Translator:
     def kinds(self) -> tuple[str, ...]:
         """The kinds some handler translates, in the order a full build folds them."""
         return tuple(self._handlers)
+
+    @property
+    def route_tables(self) -> RouteTableChoice:
+        """The form of the HTTP port's route table and why (docs/route-table-split.md)."""
+        return self._listeners.route_tables
 
     @property
     def statuses(self) -> dict[ObjectRef, ObjectStatus]:

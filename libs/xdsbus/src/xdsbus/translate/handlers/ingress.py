@@ -233,6 +233,17 @@ class IngressHandler:
         for host in sorted(vhosts):
             self._regenerate_host(host)
 
+    def regenerate_error_pages(self) -> None:
+        """Rebuild the hosts whose HTTP routes have error pages: their re-issued requests carry the route
+        table key exactly when the HTTP port's table is split (translate/route_table_choice.py)."""
+        self.regenerate(
+            {
+                host
+                for host, routes in self.index.vhost_routes.items()
+                if any(route.error_pages is not None for route in routes)
+            }
+        )
+
     def _regenerate_host(self, host: str) -> None:
         """Rebuild one host: its HTTP virtual host, its HTTPS route configuration, and the derived
         clusters and secrets they use."""
@@ -261,7 +272,7 @@ class IngressHandler:
                 http_routes,
                 problems,
                 plugins=self._in.plugins,
-                error_page_headers=error_page_headers(ports.route_tables),
+                error_page_headers=error_page_headers(self._in.route_tables.value.tables),
             )
             index.vhost_bytes[host] = envoy_routes.frame_virtual_host(vhost)
             index.vhost_routes[host] = http_routes
