@@ -74,6 +74,8 @@ async def test_entries_of_the_earlier_layout_are_moved_once(bus: Bus) -> None:
     )
     await status_store.put(bus, _status("Service", "shop/web", reason="new"))
     await bus.status.put("Ingress/k8s/a/shop/junk", b"not json")
+    await bus.status.put("Ingress/k8s/a/shop/gone", msgspec.json.encode(_status("Ingress", "shop/gone")))
+    await bus.status.delete("Ingress/k8s/a/shop/gone")
 
     assert await status_store.migrate_legacy_keys(bus) == 1
     assert await status_store.read_all(bus) == [
@@ -84,6 +86,10 @@ async def test_entries_of_the_earlier_layout_are_moved_once(bus: Bus) -> None:
     for key in ("Ingress/k8s/a/shop/web.v1", "Service/k8s/a/shop/web"):
         with pytest.raises(KeyNotFoundError):
             await bus.status.get(key)
+    # Purged, not deleted: nothing of them is left to look at again.
+    assert [key for key in await status_store._keys(bus, "") if is_legacy_status_key(key)] == [
+        "Ingress/k8s/a/shop/junk"
+    ]
     assert (await bus.status.get("Ingress/k8s/a/shop/junk")).value == b"not json"  # not ours: left
     sequence = (await bus.js.stream_info(f"KV_{STATUS_BUCKET}")).state.last_seq
     assert await status_store.migrate_legacy_keys(bus) == 0

@@ -176,21 +176,27 @@ async def watch(bus: Bus, kinds: Collection[str], source: str) -> AsyncIterator[
 
 async def migrate_legacy_keys(bus: Bus) -> int:
     """Move every status stored under the earlier key layout `<kind>/<source>/<key>` to its `status_key`
-    (unless one was written there since: it is newer) and delete the old key; returns how many moved.
-    Idempotent, so builders of several scopes may run it at once. An entry that is no status is left."""
+    (unless one was written there since: it is newer) and purge the old key, so that nothing of it is
+    left to look at again (a deleted key stays a subject); returns how many moved. Idempotent, so
+    builders of several scopes may run it at once. An entry that is no status is left."""
     moved = 0
     for key in await _keys(bus, ""):
         if not is_legacy_status_key(key):
             continue
-        status = await _get(bus, key)
-        if status is None:
-            continue  # deleted already (its marker stays a subject), or no status of ours: left alone
-        with contextlib.suppress(KeyWrongLastSequenceError):
-            await bus.status.create(
-                status_key(status.kind, status.source, status.key), msgspec.json.encode(status)
-            )
-            moved += 1
-        await bus.status.delete(key)
+        try:
+            entry = await bus.status.get(key)
+        except KeyNotFoundError:
+            entry = None  # deleted under the earlier layout: only its marker is left
+        status = _decode(entry.value) if entry is not None else None
+        if entry is not None and status is None:
+            continue  # no status of ours
+        if status is not None:
+            with contextlib.suppress(KeyWrongLastSequenceError):
+                await bus.status.create(
+                    status_key(status.kind, status.source, status.key), msgspec.json.encode(status)
+                )
+                moved += 1
+        await bus.js.purge_stream(f"KV_{STATUS_BUCKET}", subject=_SUBJECT_PREFIX + key)
     if moved:
         log.info("moved %d status entries to the key layout <kind>.<source>/<key>", moved)
     return moved
