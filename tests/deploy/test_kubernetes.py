@@ -27,6 +27,7 @@ from tests.deploy.support import (
     shipped_crds,
     structural_problems,
 )
+from xdsbus_dev.envoy_bootstrap import stats_options
 from xdsbus_dev.harness.certs import XdsPki
 from xdsbus_dev.nats_users import DEPLOY_ROLES
 
@@ -498,6 +499,14 @@ def test_envoy_accepts_the_bootstraps(bootstrap: str, tmp_path: Path) -> None:
         check=False,
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+
+
+@pytest.mark.parametrize("bootstrap", ["gateway/envoy-bootstrap.json", "compose/envoy-bootstrap.json"])
+def test_the_bootstraps_keep_the_recommended_stats(bootstrap: str) -> None:
+    # The stats Envoy keeps at 20k clusters (docs/local-components.md §6), as the harness and `xdsbus up`.
+    shipped = json.loads((DEPLOY / bootstrap).read_text())
+    for field, value in stats_options().items():
+        assert shipped.get(field) == value, field
 
 
 def test_envoy_refuses_a_broken_bootstrap(tmp_path: Path) -> None:

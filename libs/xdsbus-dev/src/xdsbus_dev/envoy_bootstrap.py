@@ -5,6 +5,12 @@ health check marks a dead edge unhealthy within about a second, so Envoy's recon
 Edges serve identical version strings, so that reconnect causes no configuration churn. With `tls` the
 `xds` cluster speaks mTLS to the edges: it checks the edge's certificate against the CA and the server name,
 and presents the proxy's own certificate (docs/design.md §10).
+
+Stats: Envoy keeps about 150 stats per cluster, so at 20k clusters it creates and tracks millions that
+nobody reads, which was a third of a cold start's CPU (bench/cold_load.py). The bootstrap creates a
+cluster's traffic stats on its first request (`deferred_stat_options`) and keeps, per dynamic cluster,
+only what dashboards and alerts read (`stats_options()`, the reasoning in docs/local-components.md §6),
+like Istio's default inclusion list; every stat outside clusters and virtual hosts stays.
 """
 
 from __future__ import annotations
@@ -24,6 +30,74 @@ _HTTP_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 _UPSTREAM_TLS = "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"
 # The DNS name of the edge's server certificate (the TLS SNI and the name Envoy checks).
 EDGE_SERVER_NAME = "xdsbus-edge"
+
+# Stat names kept whole: every family but the per-cluster (`cluster.<name>.`) and per-virtual-host
+# (`vhost.<name>.`) ones, and the static clusters of the bootstrap itself.
+KEPT_STAT_PREFIXES = (
+    "cluster_manager.",
+    "listener_manager.",
+    "listener.",
+    "http.",
+    "http1.",
+    "http2.",
+    "http3.",
+    "server.",
+    "control_plane.",
+    "runtime.",
+    "overload.",
+    "sds.",
+    "tcp.",
+    "udp.",
+    "tls_inspector.",
+    "http_inspector.",
+    "main_thread.",
+    "workers.",
+    "filesystem.",
+    "dns.",
+    "dns_cache.",
+    "wasm",
+    f"cluster.{XDS_CLUSTER}.",
+    f"cluster.{MODULES_CLUSTER}.",
+)
+# Per dynamic cluster, what dashboards and alerts read: requests and connections (totals, in flight,
+# response classes), the failures an operator acts on (timeouts, retries, overflow of the circuit
+# breakers, connect failures, no healthy host), membership and health, and rejected EDS updates.
+KEPT_CLUSTER_STATS = (
+    "upstream_rq_total",
+    "upstream_rq_active",
+    "upstream_rq_pending_active",
+    "upstream_rq_1xx",
+    "upstream_rq_2xx",
+    "upstream_rq_3xx",
+    "upstream_rq_4xx",
+    "upstream_rq_5xx",
+    "upstream_rq_timeout",
+    "upstream_rq_per_try_timeout",
+    "upstream_rq_retry",
+    "upstream_rq_pending_overflow",
+    "upstream_cx_total",
+    "upstream_cx_active",
+    "upstream_cx_connect_fail",
+    "upstream_cx_connect_timeout",
+    "upstream_cx_none_healthy",
+    "membership_healthy",
+    "membership_degraded",
+    "membership_total",
+    "health_check.healthy",
+    "health_check.failure",
+    "outlier_detection.ejections_active",
+    "update_rejected",
+)
+
+
+def stats_options() -> dict[str, Any]:
+    """The bootstrap's stats settings: traffic stats created on first use, and the inclusion list."""
+    patterns = [{"prefix": prefix} for prefix in KEPT_STAT_PREFIXES]
+    patterns += [{"suffix": f".{name}"} for name in KEPT_CLUSTER_STATS]
+    return {
+        "deferred_stat_options": {"enable_deferred_creation_stats": True},
+        "stats_config": {"stats_matcher": {"inclusion_list": {"patterns": patterns}}},
+    }
 
 
 @dataclass(frozen=True)
@@ -74,6 +148,7 @@ def ads_bootstrap(
     if initial_fetch_timeout is not None:
         ads_source["initial_fetch_timeout"] = f"{initial_fetch_timeout:g}s"
     return {
+        **stats_options(),
         "node": {
             "id": node_id,
             "cluster": node_cluster,

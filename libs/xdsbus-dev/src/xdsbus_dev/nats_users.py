@@ -144,6 +144,8 @@ def builder_role() -> Role:
         write_store(LEDGER_CHANGES_STORE),
         write_store(LEDGER_BASES_STORE),
         write_kv(STATUS_BUCKET),
+        # Purging keys of the earlier status layout once moved (status_store.migrate_legacy_keys).
+        [f"$JS.API.STREAM.PURGE.{_kv(STATUS_BUCKET)}"],
         write_kv(RETENTION_BUCKET),
         write_kv(LEASES_BUCKET, "builder.>"),
         *(read_stream(s) for s in _ALL_STREAMS),

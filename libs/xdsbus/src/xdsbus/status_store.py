@@ -3,21 +3,35 @@ sources report about themselves (files, registries), readable by `xdsbus status`
 
 Every entry is an xdsbus.contract.status.ObjectStatus stored as JSON under
 `status_key(kind, source, key)`, whoever writes it. Keeping the key per kind and source lets each writer
-own its entries (a watcher writes the status of its own objects, the builder its verdicts).
+own its entries (a watcher writes the status of its own objects, the builder its verdicts), and the kind
+as a subject token of its own lets a reader of a few kinds filter on the server (`watch`).
+
+Entries written under the earlier layout `<kind>/<source>/<key>` are moved by `migrate_legacy_keys`,
+which the builder runs when it starts leading.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 from collections.abc import AsyncIterator, Collection, Iterable
 from typing import Protocol
 
 import msgspec
-from nats.js.errors import KeyNotFoundError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 
 from xdsbus.bus import STATUS_BUCKET, Bus
-from xdsbus.contract.status import ObjectStatus, Verdict, status_key
+from xdsbus.contract.status import (
+    ObjectStatus,
+    Verdict,
+    is_legacy_status_key,
+    status_key,
+    status_kind_filter,
+)
 from xdsbus.jetstream_acks import Ack, all_acked
+
+log = logging.getLogger(__name__)
 
 _SUBJECT_PREFIX = f"$KV.{STATUS_BUCKET}."
 # Status writes awaiting their acknowledgement at once (a cold start writes one per object).
@@ -116,7 +130,7 @@ async def read_all(bus: Bus) -> list[ObjectStatus]:
 async def read_source(bus: Bus, kind: str, source: str) -> list[ObjectStatus]:
     """The statuses of one kind written for one source (a watcher reloading its own entries)."""
     out = []
-    for key in await _keys(bus, status_key(kind, source, "")):
+    for key in await _keys(bus, status_key(kind, source, ""), status_kind_filter(kind)):
         status = await _get(bus, key)
         # Keys are folded to KV's alphabet, so two sources could share a prefix: the record decides.
         if status is not None and status.kind == kind and status.source == source:
@@ -126,27 +140,73 @@ async def read_source(bus: Bus, kind: str, source: str) -> list[ObjectStatus]:
 
 async def watch(bus: Bus, kinds: Collection[str], source: str) -> AsyncIterator[ObjectStatus]:
     """The statuses of these kinds of one source: every stored one, then each one written, until the
-    caller stops iterating (deletions are not reported)."""
-    # The bucket holds the statuses of every object of every source: entries of other kinds and sources
-    # are told apart by their key, without decoding them.
-    prefixes = tuple(status_key(kind, source, "") for kind in kinds)
-    watcher = await bus.status.watch(">", ignore_deletes=True)
+    caller stops iterating (deletions are not reported). A watch that fails raises here.
+
+    One KV watch per kind, filtered on the server by the kind's token: the statuses of other kinds (a
+    cold start writes one per object) never reach this process."""
+    queue: asyncio.Queue[ObjectStatus | Exception] = asyncio.Queue()
+
+    async def follow(kind: str) -> None:
+        try:
+            watcher = await bus.status.watch(status_kind_filter(kind), ignore_deletes=True)
+            try:
+                async for entry in watcher:
+                    if entry is None or not entry.value:
+                        continue
+                    status = _decode(entry.value)
+                    if status is not None and status.kind == kind and status.source == source:
+                        queue.put_nowait(status)
+            finally:
+                await watcher.stop()
+        except Exception as exc:
+            queue.put_nowait(exc)
+
+    tasks = [asyncio.create_task(follow(kind), name=f"status watch {kind}") for kind in sorted(kinds)]
     try:
-        async for entry in watcher:
-            if entry is None or not entry.value or not entry.key.startswith(prefixes):
-                continue
-            status = _decode(entry.value)
-            if status is not None and status.kind in kinds and status.source == source:
-                yield status
+        while True:
+            item = await queue.get()
+            if isinstance(item, Exception):
+                raise item
+            yield item
     finally:
-        await watcher.stop()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def _keys(bus: Bus, prefix: str) -> list[str]:
-    """Stored keys starting with `prefix`. Read from the bucket stream's subjects, not
-    `KeyValue.keys()`: nats-py's `keys()` ends early while other keys are being written
-    (nats-io/nats.py#842), and `xdsbus status` would miss entries."""
-    info = await bus.js.stream_info(f"KV_{STATUS_BUCKET}", subjects_filter=f"{_SUBJECT_PREFIX}>")
+async def migrate_legacy_keys(bus: Bus) -> int:
+    """Move every status stored under the earlier key layout `<kind>/<source>/<key>` to its `status_key`
+    (unless one was written there since: it is newer) and purge the old key, so that nothing of it is
+    left to look at again (a deleted key stays a subject); returns how many moved. Idempotent, so
+    builders of several scopes may run it at once. An entry that is no status is left."""
+    moved = 0
+    for key in await _keys(bus, ""):
+        if not is_legacy_status_key(key):
+            continue
+        try:
+            entry = await bus.status.get(key)
+        except KeyNotFoundError:
+            entry = None  # deleted under the earlier layout: only its marker is left
+        status = _decode(entry.value) if entry is not None else None
+        if entry is not None and status is None:
+            continue  # no status of ours
+        if status is not None:
+            with contextlib.suppress(KeyWrongLastSequenceError):
+                await bus.status.create(
+                    status_key(status.kind, status.source, status.key), msgspec.json.encode(status)
+                )
+                moved += 1
+        await bus.js.purge_stream(f"KV_{STATUS_BUCKET}", subject=_SUBJECT_PREFIX + key)
+    if moved:
+        log.info("moved %d status entries to the key layout <kind>.<source>/<key>", moved)
+    return moved
+
+
+async def _keys(bus: Bus, prefix: str, key_filter: str = ">") -> list[str]:
+    """Stored keys matching `key_filter` (a KV key pattern) and starting with `prefix`. Read from the
+    bucket stream's subjects, not `KeyValue.keys()`: nats-py's `keys()` ends early while other keys are
+    being written (nats-io/nats.py#842), and `xdsbus status` would miss entries."""
+    info = await bus.js.stream_info(f"KV_{STATUS_BUCKET}", subjects_filter=_SUBJECT_PREFIX + key_filter)
     keys = (subject.removeprefix(_SUBJECT_PREFIX) for subject in info.state.subjects or {})
     return sorted(key for key in keys if key.startswith(prefix))
 

@@ -179,6 +179,22 @@ class _Leader:
     async def lead(self) -> None:
         """Restore, fence and follow the log; over a gap in it, publish nothing and wait (keeping the
         lease: a standby would meet the same gap), then restore again."""
+        migration = asyncio.create_task(self._migrate_status_keys(), name="status key migration")
+        try:
+            await self._lead()
+        finally:
+            migration.cancel()
+            await asyncio.gather(migration, return_exceptions=True)
+
+    async def _migrate_status_keys(self) -> None:
+        """Move statuses stored under the earlier key layout (status_store.migrate_legacy_keys), beside
+        the term's work: a large bucket takes a while, and a failure is retried by the next term."""
+        try:
+            await status_store.migrate_legacy_keys(self.bus)
+        except Exception as exc:
+            log.warning("status entries of the earlier key layout not moved this term: %s", describe(exc))
+
+    async def _lead(self) -> None:
         fenced = False
         while not self.stop.is_set():
             restored = await self._restore_without_gap()

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from kubernetes_asyncio import client
 
 from xdsbus.bus import BusSettings, connect_unless_stopped
+from xdsbus.gc_pause import tune_for_large_heaps
 from xdsbus.health import Health, Listen
 from xdsbus.logs import setup_logging
 from xdsbus.nats_options import redact_url
@@ -230,6 +231,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `xdsbus-watch-k8s`; returns the exit status (0 after SIGTERM/SIGINT)."""
     settings = parse_settings(argv)
     setup_logging(settings.log_format, settings.log_level)
+    # The body of every object watched stays in memory (what the next resync is compared with).
+    tune_for_large_heaps()
     if settings.secret_namespaces and settings.system_namespace not in settings.secret_namespaces:
         log.warning(
             "Secrets are read only in %s, not in the system namespace %s: registries' credentials there "

@@ -15,9 +15,33 @@ _UNSAFE = re.compile(r"[^-/_=.a-zA-Z0-9]")
 _DOTS = re.compile(r"\.{2,}")
 
 
+def _fold(text: str) -> str:
+    return _DOTS.sub(".", _UNSAFE.sub("_", text)).strip(".")
+
+
 def status_key(kind: str, source: str, key: str) -> str:
-    """KV key of an object's status: `<kind>/<source>/<key>` folded to KV's alphabet."""
-    return _DOTS.sub(".", _UNSAFE.sub("_", f"{kind}/{source}/{key}")).strip(".")
+    """KV key of an object's status: `<kind>.<source>/<key>` folded to KV's alphabet.
+
+    The kind is a subject token of its own, so that a reader interested in a few kinds filters on the
+    server (`status_kind_filter`) instead of receiving every object's status: watch-k8s, writing Gateway
+    API statuses back, would otherwise receive the verdict on every Ingress, Service and EndpointSlice."""
+    return f"{status_kind_token(kind)}.{_fold(f'{source}/{key}') or '_'}"
+
+
+def status_kind_token(kind: str) -> str:
+    """The first subject token of every status key of `kind`."""
+    return _fold(kind).replace(".", "_") or "_"
+
+
+def status_kind_filter(kind: str) -> str:
+    """The KV key filter matching every status of `kind` (and nothing else)."""
+    return f"{status_kind_token(kind)}.>"
+
+
+def is_legacy_status_key(key: str) -> bool:
+    """Whether a KV key is of the earlier layout `<kind>/<source>/<key>` (its first token holds a '/'),
+    which `status_store.migrate_legacy_keys` moves to `status_key`."""
+    return "/" in key.split(".", 1)[0]
 
 
 class Verdict(enum.StrEnum):
