@@ -54,32 +54,85 @@ def key(type_url: str, name: str) -> ResourceKey:
     return ResourceKey(sys.intern(type_url), sys.intern(name))
 
 
+class Pending(Mapping[ResourceKey, "bytes | None"]):
+    """Key -> digest in the newest version (None: removed), for the keys where that differs from the
+    served snapshot. A first load has every resource pending while its bodies are fetched, and what the
+    load holds then stays the process's heap (Python's allocator keeps an arena while anything in it
+    lives): so no object per key, only the interned name in a dict per type, mapped to the position of
+    its digest in one buffer (-1: removed). Keys and digests read from it are made as they are read."""
+
+    __slots__ = ("_digests", "_types")
+
+    def __init__(self) -> None:
+        self._types: dict[str, dict[str, int]] = {}
+        # 32 bytes per digest put; a slot let go by `discard` stays until the pending set is replaced
+        # (at the next switch).
+        self._digests = bytearray()
+
+    def put(self, type_url: str, name: str, digest: bytes | None) -> None:
+        """The newest version holds `type_url`/`name` with this digest (None: does not hold it); both
+        strings interned."""
+        names = self._types.setdefault(type_url, {})
+        if digest is None:
+            names[name] = -1
+            return
+        at = names.get(name, -1)
+        if at < 0:
+            at = names[name] = len(self._digests) // 32
+            self._digests += digest
+        else:
+            self._digests[32 * at : 32 * at + 32] = digest
+
+    def discard(self, type_url: str, name: str) -> None:
+        names = self._types.get(type_url)
+        if names is not None:
+            names.pop(name, None)
+
+    def entries(self) -> Iterator[tuple[str, str, bytes | None]]:
+        """(type URL, name, digest or None) of every pending key."""
+        digests_ = self._digests
+        for type_url, names in self._types.items():
+            for name, at in names.items():
+                yield type_url, name, (None if at < 0 else bytes(digests_[32 * at : 32 * at + 32]))
+
+    def __getitem__(self, k: ResourceKey) -> bytes | None:
+        at = self._types[k.type_url][k.name]
+        return None if at < 0 else bytes(self._digests[32 * at : 32 * at + 32])
+
+    def __iter__(self) -> Iterator[ResourceKey]:
+        for type_url, names in self._types.items():
+            for name in names:
+                yield ResourceKey(type_url, name)
+
+    def __len__(self) -> int:
+        return sum(len(names) for names in self._types.values())
+
+
 class LedgerState:
     """The served snapshot, the changes of the newest ledger version on top of it, and the digest of
     both."""
 
     def __init__(self) -> None:
         self.served: Snapshot | None = None
-        # Key -> its digest in the newest version (None: removed), for the keys where that differs
-        # from the served snapshot.
-        self.pending: dict[ResourceKey, bytes | None] = {}
+        # What the newest version changes on top of the served snapshot.
+        self.pending = Pending()
         # The served snapshot's bucket digests (32 bytes each, bucket b at 32*b) and per bucket its
         # resources (the snapshot's CachedResources, in no order).
         self._digests = bytearray(_EMPTY_BUCKET * digests.BUCKETS)
-        self._members: dict[int, tuple[CachedResource, ...]] = {}
+        self._members: list[tuple[CachedResource, ...]] = [()] * digests.BUCKETS
 
     def served_digest(self, k: ResourceKey) -> bytes | None:
         if self.served is None:
             return None
         res = self.served.of(k.type_url).get(k.name)
-        return res.digest if res is not None else None
+        return res.peek_digest() if res is not None else None
 
     def set(self, k: ResourceKey, digest: bytes | None) -> None:
         """The newest version holds `k` with this digest (None: does not hold it)."""
         if digest == self.served_digest(k):
-            self.pending.pop(k, None)
+            self.pending.discard(k.type_url, k.name)
         else:
-            self.pending[k] = digest
+            self.pending.put(k.type_url, k.name, digest)
 
     def reset(self, resources: dict[ResourceKey, str]) -> None:
         """The newest version's whole resource set (key -> sha256 hex), read from the ledger: pending
@@ -93,12 +146,12 @@ class LedgerState:
         it at `StateLoad.finish`."""
         return StateLoad(self)
 
-    def _pending_by_bucket(self) -> dict[int, list[ResourceKey]]:
+    def _pending_by_bucket(self) -> dict[int, list[tuple[str, str, bytes | None]]]:
         # Worked out when needed rather than kept: a first load's 4,096 lists would stay next to the
         # bodies being fetched.
-        buckets: dict[int, list[ResourceKey]] = {}
-        for k in self.pending:
-            buckets.setdefault(digests.bucket_of(k.type_url, k.name), []).append(k)
+        buckets: dict[int, list[tuple[str, str, bytes | None]]] = {}
+        for entry in self.pending.entries():
+            buckets.setdefault(digests.bucket_of(entry[0], entry[1]), []).append(entry)
         return buckets
 
     def hexdigest(self, algorithm: str) -> str:
@@ -110,14 +163,13 @@ class LedgerState:
         if not self.pending:
             return hashlib.sha256(self._digests).hexdigest()
         buckets = bytearray(self._digests)
-        for bucket, keys in self._pending_by_bucket().items():
-            lines = {(r.type_url, r.name): r.digest for r in self._members.get(bucket, ())}
-            for k in keys:
-                target = self.pending[k]
+        for bucket, entries in self._pending_by_bucket().items():
+            lines = {(r.type_url, r.name): r.peek_digest() for r in self._members[bucket]}
+            for type_url, name, target in entries:
                 if target is None:
-                    lines.pop((k.type_url, k.name), None)
+                    lines.pop((type_url, name), None)
                 else:
-                    lines[(k.type_url, k.name)] = target
+                    lines[(type_url, name)] = target
             buckets[32 * bucket : 32 * bucket + 32] = _hash_lines(lines)
         return hashlib.sha256(buckets).hexdigest()
 
@@ -127,33 +179,35 @@ class LedgerState:
             for type_url, named in self.served.resources.items():
                 for name, res in named.items():
                     if key(type_url, name) not in pending:
-                        yield (type_url, name, res.digest.hex())
-        for k, target in pending.items():
+                        yield (type_url, name, res.peek_digest().hex())
+        for type_url, name, target in pending.entries():
             if target is not None:
-                yield (k.type_url, k.name, target.hex())
+                yield (type_url, name, target.hex())
 
     def adopt(self, snapshot: Snapshot) -> None:
-        """`snapshot` is served now: it holds the newest version (every pending key resolved)."""
-        for bucket, keys in self._pending_by_bucket().items():
-            changed = set(keys)
-            kept = [r for r in self._members.get(bucket, ()) if key(r.type_url, r.name) not in changed]
-            for k in keys:
-                res = snapshot.of(k.type_url).get(k.name)
-                if res is not None:
-                    kept.append(res)
-            if kept:
-                self._members[bucket] = tuple(kept)
-            else:
-                self._members.pop(bucket, None)
-            self._digests[32 * bucket : 32 * bucket + 32] = _hash_lines(
-                {(r.type_url, r.name): r.digest for r in kept}
-            )
+        """`snapshot` is served now: it holds the newest version (every pending key resolved).
+
+        Called with the bodies of a whole load alive: each key updates its bucket's members in place,
+        with no grouping of the keys by bucket (a list per bucket and a tuple per key) next to them."""
+        members = self._members
+        dirty = bytearray(digests.BUCKETS)
+        for type_url, name, _ in self.pending.entries():
+            bucket = digests.bucket_of(type_url, name)
+            kept = tuple(r for r in members[bucket] if r.name != name or r.type_url != type_url)
+            res = snapshot.of(type_url).get(name)
+            members[bucket] = (*kept, res) if res is not None else kept
+            dirty[bucket] = 1
+        for bucket in range(digests.BUCKETS):
+            if dirty[bucket]:
+                self._digests[32 * bucket : 32 * bucket + 32] = _hash_lines(
+                    {(r.type_url, r.name): r.peek_digest() for r in members[bucket]}
+                )
         self.served = snapshot
-        self.pending = {}
+        self.pending = Pending()
 
     def clear_pending(self) -> None:
         """Nothing differs from the served snapshot after all (a restart found the head it serves)."""
-        self.pending = {}
+        self.pending = Pending()
 
 
 class StateLoad:
@@ -163,23 +217,26 @@ class StateLoad:
 
     def __init__(self, state: LedgerState) -> None:
         self.state = state
-        self.pending: dict[ResourceKey, bytes | None] = {}
+        self.pending = Pending()
         served = state.served
-        # Served keys the version lacks are removed: those no part names.
-        self._unmet: set[ResourceKey] = set()
+        # Served names (per type) the version lacks are removed: those no part names.
+        self._unmet: dict[str, set[str]] = {}
         if served is not None:
             for type_url, named in served.resources.items():
-                for name in named:
-                    self._unmet.add(key(type_url, name))
+                self._unmet[type_url] = set(named)
 
     def _set(self, type_url: str, name: str, sha256: str | None) -> None:
-        k = key(type_url, name)
-        self._unmet.discard(k)
+        type_url, name = sys.intern(type_url), sys.intern(name)
+        unmet = self._unmet.get(type_url)
+        if unmet is not None:
+            unmet.discard(name)
         digest = digest_bytes(sha256) if sha256 is not None else None
-        if digest == self.state.served_digest(k):
-            self.pending.pop(k, None)
+        served = self.state.served
+        res = served.of(type_url).get(name) if served is not None else None
+        if digest == (res.peek_digest() if res is not None else None):
+            self.pending.discard(type_url, name)
         else:
-            self.pending[k] = digest
+            self.pending.put(type_url, name, digest)
 
     def add_set(self, resources: dict[ResourceKey, str]) -> None:
         """A whole set (key -> sha256 hex), emptied as it is read."""
@@ -196,6 +253,7 @@ class StateLoad:
 
     def finish(self) -> None:
         """The version read is the state's newest."""
-        for k in self._unmet:
-            self.pending[k] = None
+        for type_url, names in self._unmet.items():
+            for name in names:
+                self.pending.put(type_url, name, None)
         self.state.pending = self.pending
