@@ -1,9 +1,9 @@
 """A followed scope's ledger state: the served snapshot, plus the keys the newest ledger version changed.
 
 The edge holds one index of a scope's resources: the served Snapshot (type URL -> name ->
-CachedResource, with the raw sha256 on each resource). The ledger's newest version is that snapshot
-plus `pending`, the keys whose target differs from it (their digest, or None when removed), which is
-all a version that is being completed needs. The version digest (`sha256-buckets4096-v1`,
+CachedResource). The ledger's newest version is that snapshot plus `pending`, the keys whose target
+differs from it (their raw digest, or None when removed), which is all a version that is being completed
+needs. The version digest (`sha256-buckets4096-v1`,
 docs/architecture.md "Digest") is kept for the served snapshot as 4,096 bucket digests and, per bucket,
 the resources in it (references to the snapshot's own objects); checking a version rehashes only the
 buckets its pending keys fall in, so a version costs O(change) and the state costs a few bytes per
@@ -12,6 +12,7 @@ resource on top of the snapshot.
 
 from __future__ import annotations
 
+import array
 import hashlib
 import sys
 from collections.abc import Iterator, Mapping
@@ -95,6 +96,35 @@ class Pending(Mapping[ResourceKey, "bytes | None"]):
             for name, at in names.items():
                 yield type_url, name, (None if at < 0 else bytes(digests_[32 * at : 32 * at + 32]))
 
+    def by_bucket(self) -> Iterator[tuple[int, list[tuple[str, str, bytes | None]]]]:
+        """Per digest bucket (in bucket order) its pending entries. Grouped through parallel arrays and
+        one sort of positions, so a first load's grouping holds no pair or digest per key: only the
+        bucket being yielded has its entries made."""
+        types: list[str] = []
+        names: list[str] = []
+        ats = array.array("q")
+        buckets = array.array("H")
+        for type_url, named in self._types.items():
+            for name, at in named.items():
+                types.append(type_url)
+                names.append(name)
+                ats.append(at)
+                buckets.append(digests.bucket_of(type_url, name))
+        order = sorted(range(len(names)), key=buckets.__getitem__)
+        group: list[tuple[str, str, bytes | None]] = []
+        current = -1
+        for i in order:
+            bucket, at = buckets[i], ats[i]
+            if bucket != current and group:
+                yield current, group
+                group = []
+            current = bucket
+            group.append(
+                (types[i], names[i], None if at < 0 else bytes(self._digests[32 * at : 32 * at + 32]))
+            )
+        if group:
+            yield current, group
+
     def __getitem__(self, k: ResourceKey) -> bytes | None:
         at = self._types[k.type_url][k.name]
         return None if at < 0 else bytes(self._digests[32 * at : 32 * at + 32])
@@ -146,14 +176,6 @@ class LedgerState:
         it at `StateLoad.finish`."""
         return StateLoad(self)
 
-    def _pending_by_bucket(self) -> dict[int, list[tuple[str, str, bytes | None]]]:
-        # Worked out when needed rather than kept: a first load's 4,096 lists would stay next to the
-        # bodies being fetched.
-        buckets: dict[int, list[tuple[str, str, bytes | None]]] = {}
-        for entry in self.pending.entries():
-            buckets.setdefault(digests.bucket_of(entry[0], entry[1]), []).append(entry)
-        return buckets
-
     def hexdigest(self, algorithm: str) -> str:
         """The newest version's digest by the algorithm a record names. Records written before the
         two-level digest (no algorithm named) are checked over the whole set: only a ledger from an
@@ -163,7 +185,7 @@ class LedgerState:
         if not self.pending:
             return hashlib.sha256(self._digests).hexdigest()
         buckets = bytearray(self._digests)
-        for bucket, entries in self._pending_by_bucket().items():
+        for bucket, entries in self.pending.by_bucket():
             lines = {(r.type_url, r.name): r.peek_digest() for r in self._members[bucket]}
             for type_url, name, target in entries:
                 if target is None:
