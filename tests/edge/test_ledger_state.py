@@ -73,3 +73,20 @@ def test_digest_follows_the_set_through_loads_changes_and_switches() -> None:
     assert state.hexdigest(digests.BUCKETS_4096_V1) == _expected(bodies, digests.BUCKETS_4096_V1)
     _switch(state, bodies, 3)
     assert state.hexdigest(digests.BUCKETS_4096_V1) == _expected(bodies, digests.BUCKETS_4096_V1)
+
+
+def test_pending_holds_the_last_digest_set_per_key() -> None:
+    state = LedgerState()
+    a, b = key(ENDPOINT, "a"), key(ROUTE, "b")
+    first, second = bytes(range(32)), bytes(range(1, 33))
+    state.set(a, first)
+    state.set(a, second)
+    state.set(b, first)
+    state.set(b, None)  # nothing served: a removal is no difference
+    assert dict(state.pending) == {a: second}
+    state.set(b, second)
+    assert dict(state.pending) == {a: second, b: second}
+    expected = digests.digest_of(
+        digests.BUCKETS_4096_V1, [(ENDPOINT, "a", second.hex()), (ROUTE, "b", second.hex())]
+    )
+    assert state.hexdigest(digests.BUCKETS_4096_V1) == expected
