@@ -90,3 +90,20 @@ def test_pending_holds_the_last_digest_set_per_key() -> None:
         digests.BUCKETS_4096_V1, [(ENDPOINT, "a", second.hex()), (ROUTE, "b", second.hex())]
     )
     assert state.hexdigest(digests.BUCKETS_4096_V1) == expected
+
+
+def test_digest_of_a_load_with_more_keys_than_buckets() -> None:
+    """A load's pending keys are grouped by counting sort (a version's few by a dict): same digests."""
+    state = LedgerState()
+    bodies = {key(ENDPOINT, f"e{i:05d}"): _body(f"e{i}", 0) for i in range(digests.BUCKETS + 500)}
+    state.reset({k: _sha(b) for k, b in bodies.items()})
+    assert state.hexdigest(digests.BUCKETS_4096_V1) == _expected(bodies, digests.BUCKETS_4096_V1)
+    _switch(state, bodies, 1)
+    assert state.hexdigest(digests.BUCKETS_4096_V1) == _expected(bodies, digests.BUCKETS_4096_V1)
+    for i in range(0, len(bodies), 2):
+        bodies[key(ENDPOINT, f"e{i:05d}")] = _body(f"e{i}", 1)
+    state.reset({k: _sha(b) for k, b in bodies.items()})
+    assert len(state.pending) == (len(bodies) + 1) // 2
+    assert state.hexdigest(digests.BUCKETS_4096_V1) == _expected(bodies, digests.BUCKETS_4096_V1)
+    _switch(state, bodies, 2)
+    assert state.hexdigest(digests.BUCKETS_4096_V1) == _expected(bodies, digests.BUCKETS_4096_V1)

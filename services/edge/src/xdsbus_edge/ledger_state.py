@@ -15,7 +15,7 @@ from __future__ import annotations
 import array
 import hashlib
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 
 from xdsbus.contract import digest as digests
 from xdsbus.contract.resources import ResourceKey
@@ -53,6 +53,31 @@ def key(type_url: str, name: str) -> ResourceKey:
     name for the resources of different types that share it (a Cluster and its ClusterLoadAssignment),
     which every change list spells anew."""
     return ResourceKey(sys.intern(type_url), sys.intern(name))
+
+
+def _grouped(buckets: array.array[int]) -> Iterator[tuple[int, Sequence[int]]]:
+    """The positions in `buckets` per bucket, in bucket order: through a dict for fewer positions than
+    buckets (a version's changes, at the cost of the change), by counting sort otherwise."""
+    if len(buckets) < digests.BUCKETS:
+        small: dict[int, list[int]] = {}
+        for i, bucket in enumerate(buckets):
+            small.setdefault(bucket, []).append(i)
+        for bucket in sorted(small):
+            yield bucket, small[bucket]
+        return
+    starts = array.array("q", bytes(8 * (digests.BUCKETS + 1)))
+    for bucket in buckets:
+        starts[bucket + 1] += 1
+    for bucket in range(digests.BUCKETS):
+        starts[bucket + 1] += starts[bucket]
+    order = array.array("q", bytes(8 * len(buckets)))
+    fill = array.array("q", starts)
+    for i, bucket in enumerate(buckets):
+        order[fill[bucket]] = i
+        fill[bucket] += 1
+    for bucket in range(digests.BUCKETS):
+        if starts[bucket] != starts[bucket + 1]:
+            yield bucket, order[starts[bucket] : starts[bucket + 1]]
 
 
 class Pending(Mapping[ResourceKey, "bytes | None"]):
@@ -97,9 +122,9 @@ class Pending(Mapping[ResourceKey, "bytes | None"]):
                 yield type_url, name, (None if at < 0 else bytes(digests_[32 * at : 32 * at + 32]))
 
     def by_bucket(self) -> Iterator[tuple[int, list[tuple[str, str, bytes | None]]]]:
-        """Per digest bucket (in bucket order) its pending entries. Grouped through parallel arrays and
-        one sort of positions, so a first load's grouping holds no pair or digest per key: only the
-        bucket being yielded has its entries made."""
+        """Per digest bucket touched (in bucket order) its pending entries. A few keys are grouped in a
+        dict; many (a load) by a counting sort over arrays, so grouping a load holds no object per key
+        (no pair, digest or position): only the bucket being yielded has its entries made."""
         types: list[str] = []
         names: list[str] = []
         ats = array.array("q")
@@ -110,20 +135,18 @@ class Pending(Mapping[ResourceKey, "bytes | None"]):
                 names.append(name)
                 ats.append(at)
                 buckets.append(digests.bucket_of(type_url, name))
-        order = sorted(range(len(names)), key=buckets.__getitem__)
-        group: list[tuple[str, str, bytes | None]] = []
-        current = -1
-        for i in order:
-            bucket, at = buckets[i], ats[i]
-            if bucket != current and group:
-                yield current, group
-                group = []
-            current = bucket
-            group.append(
-                (types[i], names[i], None if at < 0 else bytes(self._digests[32 * at : 32 * at + 32]))
+        for bucket, positions in _grouped(buckets):
+            yield (
+                bucket,
+                [
+                    (
+                        types[i],
+                        names[i],
+                        None if ats[i] < 0 else bytes(self._digests[32 * ats[i] : 32 * ats[i] + 32]),
+                    )
+                    for i in positions
+                ],
             )
-        if group:
-            yield current, group
 
     def __getitem__(self, k: ResourceKey) -> bytes | None:
         at = self._types[k.type_url][k.name]
@@ -207,23 +230,20 @@ class LedgerState:
                 yield (type_url, name, target.hex())
 
     def adopt(self, snapshot: Snapshot) -> None:
-        """`snapshot` is served now: it holds the newest version (every pending key resolved).
-
-        Called with the bodies of a whole load alive: each key updates its bucket's members in place,
-        with no grouping of the keys by bucket (a list per bucket and a tuple per key) next to them."""
+        """`snapshot` is served now: it holds the newest version (every pending key resolved). Called
+        with the bodies of a whole load alive: each touched bucket gets its new members tuple once."""
         members = self._members
-        dirty = bytearray(digests.BUCKETS)
-        for type_url, name, _ in self.pending.entries():
-            bucket = digests.bucket_of(type_url, name)
-            kept = tuple(r for r in members[bucket] if r.name != name or r.type_url != type_url)
-            res = snapshot.of(type_url).get(name)
-            members[bucket] = (*kept, res) if res is not None else kept
-            dirty[bucket] = 1
-        for bucket in range(digests.BUCKETS):
-            if dirty[bucket]:
-                self._digests[32 * bucket : 32 * bucket + 32] = _hash_lines(
-                    {(r.type_url, r.name): r.peek_digest() for r in members[bucket]}
-                )
+        for bucket, entries in self.pending.by_bucket():
+            changed = {(type_url, name) for type_url, name, _ in entries}
+            kept = [r for r in members[bucket] if (r.type_url, r.name) not in changed]
+            for type_url, name, _ in entries:
+                res = snapshot.of(type_url).get(name)
+                if res is not None:
+                    kept.append(res)
+            members[bucket] = tuple(kept)
+            self._digests[32 * bucket : 32 * bucket + 32] = _hash_lines(
+                {(r.type_url, r.name): r.peek_digest() for r in kept}
+            )
         self.served = snapshot
         self.pending = Pending()
 
