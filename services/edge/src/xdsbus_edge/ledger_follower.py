@@ -456,6 +456,9 @@ class LedgerFollower:
         changed_count = len(pending)
         self._state.adopt(snapshot)
         self._staged = {}
+        # The pending keys and staged resources of a load are garbage now: freed before the heap is
+        # trimmed, not after (else their pages stay with the process).
+        del pending, staged
         if changed_count >= TRIM_AFTER_CHANGES:
             release_free_memory()
         self._retry_at = None
