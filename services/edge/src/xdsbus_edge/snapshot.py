@@ -15,7 +15,6 @@ streams serve from.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import time
 from collections.abc import Iterable, Mapping
@@ -60,7 +59,8 @@ _NO_NAMES: frozenset[str] = frozenset()
 
 def entry(resource: CachedResource) -> tuple[bytes, bytes]:
     """A resource as the pieces of a SotW `resources` entry (tag and length, then the Any)."""
-    return resource.head, resource.body
+    body = resource.body
+    return _HEADS.get(len(body)) or _entry_head(len(body)), body
 
 
 def short_type(type_url: str) -> str:
@@ -90,10 +90,19 @@ def _eds_service_name(cluster: cluster_pb2.Cluster) -> str | None:
     return cluster.eds_cluster_config.service_name or cluster.name
 
 
-@functools.lru_cache(maxsize=4096)
+# The tag and length of a `resources` entry by body length, shared by every resource of that size: looked
+# up for every entry a response carries (a resource keeps no head of its own), so a plain dict, bounded.
+_HEADS: dict[int, bytes] = {}
+_HEADS_KEPT = 16384
+
+
 def _entry_head(length: int) -> bytes:
-    # The tag and length of a `resources` entry: shared by every resource of the same size.
-    return field_head(2, length)
+    head = _HEADS.get(length)
+    if head is None:
+        head = field_head(2, length)
+        if len(_HEADS) < _HEADS_KEPT:
+            _HEADS[length] = head
+    return head
 
 
 # Bodies from this size on keep their digest from the start: hashing them again would cost more than the
