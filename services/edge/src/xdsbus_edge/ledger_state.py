@@ -102,6 +102,8 @@ class Pending(Mapping[ResourceKey, "bytes | None"]):
         if digest is None:
             names[name] = -1
             return
+        if len(digest) != 32:
+            raise NotADigest(f"not a raw sha256: {digest[:40]!r}")
         at = names.get(name, -1)
         if at < 0:
             at = names[name] = len(self._digests) // 32
