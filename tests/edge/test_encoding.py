@@ -67,3 +67,19 @@ def test_cached_resource_knows_the_endpoints_a_cluster_needs():
     named.eds_cluster_config.service_name = "x-endpoints"
     assert cached(CLUSTER, named, "x").eds_name == "x-endpoints"
     assert cached(LISTENER, listener("l"), "l").eds_name is None
+
+
+def test_a_resource_is_its_body_with_the_digest_hashed_or_given():
+    """Whether the digest is handed over (a large body keeps it) or hashed again when asked for, it is
+    the body's sha256; the type's attributes come with the resource's class."""
+    cluster_body = CLUSTERS[0].body
+    derived = CachedResource(CLUSTER, "outbound|80||svc-0.example", None, cluster_body)
+    assert derived.digest == CLUSTERS[0].digest == hashlib.sha256(cluster_body).digest()
+    assert derived.type_url == CLUSTER and derived.eds_name == CLUSTERS[0].eds_name
+    (assignment,) = ENDPOINTS
+    assert len(assignment.body) > 1024 and assignment.sha256 == hashlib.sha256(assignment.body).hexdigest()
+    assert assignment.type_url == ENDPOINT and assignment.eds_name is None and not assignment.secrets
+    framed = any_pb2.Any()
+    framed.ParseFromString(assignment.body)
+    wrapper = discovery_pb2.DiscoveryResponse(resources=[framed]).SerializeToString(deterministic=True)
+    assert b"".join(entry(assignment)) == wrapper

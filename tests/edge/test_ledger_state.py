@@ -73,3 +73,37 @@ def test_digest_follows_the_set_through_loads_changes_and_switches() -> None:
     assert state.hexdigest(digests.BUCKETS_4096_V1) == _expected(bodies, digests.BUCKETS_4096_V1)
     _switch(state, bodies, 3)
     assert state.hexdigest(digests.BUCKETS_4096_V1) == _expected(bodies, digests.BUCKETS_4096_V1)
+
+
+def test_pending_holds_the_last_digest_set_per_key() -> None:
+    state = LedgerState()
+    a, b = key(ENDPOINT, "a"), key(ROUTE, "b")
+    first, second = bytes(range(32)), bytes(range(1, 33))
+    state.set(a, first)
+    state.set(a, second)
+    state.set(b, first)
+    state.set(b, None)  # nothing served: a removal is no difference
+    assert dict(state.pending) == {a: second}
+    state.set(b, second)
+    assert dict(state.pending) == {a: second, b: second}
+    expected = digests.digest_of(
+        digests.BUCKETS_4096_V1, [(ENDPOINT, "a", second.hex()), (ROUTE, "b", second.hex())]
+    )
+    assert state.hexdigest(digests.BUCKETS_4096_V1) == expected
+
+
+def test_digest_of_a_load_with_more_keys_than_buckets() -> None:
+    """A load's pending keys are grouped by counting sort (a version's few by a dict): same digests."""
+    state = LedgerState()
+    bodies = {key(ENDPOINT, f"e{i:05d}"): _body(f"e{i}", 0) for i in range(digests.BUCKETS + 500)}
+    state.reset({k: _sha(b) for k, b in bodies.items()})
+    assert state.hexdigest(digests.BUCKETS_4096_V1) == _expected(bodies, digests.BUCKETS_4096_V1)
+    _switch(state, bodies, 1)
+    assert state.hexdigest(digests.BUCKETS_4096_V1) == _expected(bodies, digests.BUCKETS_4096_V1)
+    for i in range(0, len(bodies), 2):
+        bodies[key(ENDPOINT, f"e{i:05d}")] = _body(f"e{i}", 1)
+    state.reset({k: _sha(b) for k, b in bodies.items()})
+    assert len(state.pending) == (len(bodies) + 1) // 2
+    assert state.hexdigest(digests.BUCKETS_4096_V1) == _expected(bodies, digests.BUCKETS_4096_V1)
+    _switch(state, bodies, 2)
+    assert state.hexdigest(digests.BUCKETS_4096_V1) == _expected(bodies, digests.BUCKETS_4096_V1)

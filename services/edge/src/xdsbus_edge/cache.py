@@ -184,7 +184,7 @@ class SnapshotCache:
         so each is fetched and held once."""
         for snap in self._current.values():
             res = snap.of(key.type_url).get(key.name)
-            if res is not None and res.digest == digest:
+            if res is not None and res.peek_digest() == digest:
                 return res
         return None
 

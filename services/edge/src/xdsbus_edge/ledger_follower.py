@@ -110,9 +110,10 @@ class LedgerFollower:
         # Set when the state could not follow a record (a gap, an unreadable change list): the next
         # switch rebuilds it from the ledger.
         self._stale = False
-        # The resources found or fetched for pending keys, kept across retries of an incomplete version
-        # (one whose digest is no longer the key's pending one is fetched again).
-        self._staged: dict[ResourceKey, CachedResource] = {}
+        # The resources found or fetched for pending keys (type URL -> name -> resource), kept across
+        # retries of an incomplete version (one whose digest is no longer the key's pending one is
+        # fetched again).
+        self._staged: dict[str, dict[str, CachedResource]] = {}
         self._backoff = Backoff(base=retry_base, cap=retry_cap)
         self._retry_at: float | None = None
         self.last_error: str | None = None
@@ -360,45 +361,54 @@ class LedgerFollower:
         """Stage a resource for every pending key the newest version holds; fetches (and verifies) the
         bodies no scope holds. Raises when one cannot be had."""
         staged = self._staged
-        missing: list[tuple[ResourceKey, bytes]] = []
-        for k, digest in self._state.pending.items():
+        # What to fetch, as parallel lists of strings the state already holds: no key or pair per
+        # resource next to the bodies arriving (ledger_state.Pending).
+        missing_types: list[str] = []
+        missing_names: list[str] = []
+        missing_digests = bytearray()
+        for type_url, name, digest in self._state.pending.entries():
             if digest is None:
                 continue
-            found = staged.get(k)
-            if found is not None and found.digest == digest:
+            of_type = staged.setdefault(type_url, {})
+            found = of_type.get(name)
+            if found is not None and found.peek_digest() == digest:
                 continue
-            found = self.lookup(k, digest) if self.lookup is not None else None
+            found = self.lookup(ResourceKey(type_url, name), digest) if self.lookup is not None else None
             if found is not None:
-                staged[k] = found
+                of_type[name] = found
             else:
-                missing.append((k, digest))
-        if missing:
+                missing_types.append(type_url)
+                missing_names.append(name)
+                missing_digests += digest
+        if missing_names:
             failures: list[str] = []
             sealed: list[str] = []
             gone: list[MissingBody] = []
             version = self.ledger_version
-            todo = iter(missing)
+            todo = iter(range(len(missing_names)))
 
             async def worker() -> None:
                 # A few workers draining one iterator: no task per body, however many are missing.
-                for k, digest in todo:
+                for i in todo:
+                    type_url, name = missing_types[i], missing_names[i]
+                    digest = bytes(missing_digests[32 * i : 32 * i + 32])
                     sha = digest.hex()
-                    what = f"{k.type_url.rsplit('.', 1)[-1]} {k.name!r}"
+                    what = f"{type_url.rsplit('.', 1)[-1]} {name!r}"
                     try:
                         body = await fetch_body(self.bus, sha, self.keyring)
                     except BodySealed as exc:
                         sealed.append(f"{what}: {exc}")
                         continue
                     except BodyMissing as exc:
-                        gone.append(MissingBody(self.scope, version, k.type_url, k.name, sha))
+                        gone.append(MissingBody(self.scope, version, type_url, name, sha))
                         failures.append(f"{what}: {exc}")
                         continue
                     except BodyCorrupt as exc:
                         failures.append(f"{what}: {exc}")
                         continue
-                    staged[k] = CachedResource(k.type_url, k.name, digest, body)
+                    staged[type_url][name] = CachedResource(type_url, name, digest, body)
 
-            await asyncio.gather(*(worker() for _ in range(min(FETCH_CONCURRENCY, len(missing)))))
+            await asyncio.gather(*(worker() for _ in range(min(FETCH_CONCURRENCY, len(missing_names)))))
             self._report_missing(version, gone)
             if sealed:
                 more = f" (and {len(sealed) - 1} more)" if len(sealed) > 1 else ""
@@ -437,13 +447,18 @@ class LedgerFollower:
             scope=self.scope,
             version=record.version,
             digest=record.digest,
-            changes=((k, None if digest is None else staged[k]) for k, digest in pending.items()),
+            changes=(
+                (ResourceKey(t, n), None if sha is None else staged[t][n]) for t, n, sha in pending.entries()
+            ),
             published_ns=record.time_unix_nano,
             translator_version=record.translator_version,
         )
         changed_count = len(pending)
         self._state.adopt(snapshot)
         self._staged = {}
+        # The pending keys and staged resources of a load are garbage now: freed before the heap is
+        # trimmed, not after (else their pages stay with the process).
+        del pending, staged
         if changed_count >= TRIM_AFTER_CHANGES:
             release_free_memory()
         self._retry_at = None

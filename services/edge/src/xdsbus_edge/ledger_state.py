@@ -1,9 +1,9 @@
 """A followed scope's ledger state: the served snapshot, plus the keys the newest ledger version changed.
 
 The edge holds one index of a scope's resources: the served Snapshot (type URL -> name ->
-CachedResource, with the raw sha256 on each resource). The ledger's newest version is that snapshot
-plus `pending`, the keys whose target differs from it (their digest, or None when removed), which is
-all a version that is being completed needs. The version digest (`sha256-buckets4096-v1`,
+CachedResource). The ledger's newest version is that snapshot plus `pending`, the keys whose target
+differs from it (their raw digest, or None when removed), which is all a version that is being completed
+needs. The version digest (`sha256-buckets4096-v1`,
 docs/architecture.md "Digest") is kept for the served snapshot as 4,096 bucket digests and, per bucket,
 the resources in it (references to the snapshot's own objects); checking a version rehashes only the
 buckets its pending keys fall in, so a version costs O(change) and the state costs a few bytes per
@@ -12,9 +12,10 @@ resource on top of the snapshot.
 
 from __future__ import annotations
 
+import array
 import hashlib
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 
 from xdsbus.contract import digest as digests
 from xdsbus.contract.resources import ResourceKey
@@ -54,32 +55,139 @@ def key(type_url: str, name: str) -> ResourceKey:
     return ResourceKey(sys.intern(type_url), sys.intern(name))
 
 
+def _grouped(buckets: array.array[int]) -> Iterator[tuple[int, Sequence[int]]]:
+    """The positions in `buckets` per bucket, in bucket order: through a dict for fewer positions than
+    buckets (a version's changes, at the cost of the change), by counting sort otherwise."""
+    if len(buckets) < digests.BUCKETS:
+        small: dict[int, list[int]] = {}
+        for i, bucket in enumerate(buckets):
+            small.setdefault(bucket, []).append(i)
+        for bucket in sorted(small):
+            yield bucket, small[bucket]
+        return
+    starts = array.array("q", bytes(8 * (digests.BUCKETS + 1)))
+    for bucket in buckets:
+        starts[bucket + 1] += 1
+    for bucket in range(digests.BUCKETS):
+        starts[bucket + 1] += starts[bucket]
+    order = array.array("q", bytes(8 * len(buckets)))
+    fill = array.array("q", starts)
+    for i, bucket in enumerate(buckets):
+        order[fill[bucket]] = i
+        fill[bucket] += 1
+    for bucket in range(digests.BUCKETS):
+        if starts[bucket] != starts[bucket + 1]:
+            yield bucket, order[starts[bucket] : starts[bucket + 1]]
+
+
+class Pending(Mapping[ResourceKey, "bytes | None"]):
+    """Key -> digest in the newest version (None: removed), for the keys where that differs from the
+    served snapshot. A first load has every resource pending while its bodies are fetched, and what the
+    load holds then stays the process's heap (Python's allocator keeps an arena while anything in it
+    lives): so no object per key, only the interned name in a dict per type, mapped to the position of
+    its digest in one buffer (-1: removed). Keys and digests read from it are made as they are read."""
+
+    __slots__ = ("_digests", "_types")
+
+    def __init__(self) -> None:
+        self._types: dict[str, dict[str, int]] = {}
+        # 32 bytes per digest put; a slot let go by `discard` stays until the pending set is replaced
+        # (at the next switch).
+        self._digests = bytearray()
+
+    def put(self, type_url: str, name: str, digest: bytes | None) -> None:
+        """The newest version holds `type_url`/`name` with this digest (None: does not hold it); both
+        strings interned."""
+        names = self._types.setdefault(type_url, {})
+        if digest is None:
+            names[name] = -1
+            return
+        if len(digest) != 32:
+            raise NotADigest(f"not a raw sha256: {digest[:40]!r}")
+        at = names.get(name, -1)
+        if at < 0:
+            at = names[name] = len(self._digests) // 32
+            self._digests += digest
+        else:
+            self._digests[32 * at : 32 * at + 32] = digest
+
+    def discard(self, type_url: str, name: str) -> None:
+        names = self._types.get(type_url)
+        if names is not None:
+            names.pop(name, None)
+
+    def entries(self) -> Iterator[tuple[str, str, bytes | None]]:
+        """(type URL, name, digest or None) of every pending key."""
+        digests_ = self._digests
+        for type_url, names in self._types.items():
+            for name, at in names.items():
+                yield type_url, name, (None if at < 0 else bytes(digests_[32 * at : 32 * at + 32]))
+
+    def by_bucket(self) -> Iterator[tuple[int, list[tuple[str, str, bytes | None]]]]:
+        """Per digest bucket touched (in bucket order) its pending entries. A few keys are grouped in a
+        dict; many (a load) by a counting sort over arrays, so grouping a load holds no object per key
+        (no pair, digest or position): only the bucket being yielded has its entries made."""
+        types: list[str] = []
+        names: list[str] = []
+        ats = array.array("q")
+        buckets = array.array("H")
+        for type_url, named in self._types.items():
+            for name, at in named.items():
+                types.append(type_url)
+                names.append(name)
+                ats.append(at)
+                buckets.append(digests.bucket_of(type_url, name))
+        for bucket, positions in _grouped(buckets):
+            yield (
+                bucket,
+                [
+                    (
+                        types[i],
+                        names[i],
+                        None if ats[i] < 0 else bytes(self._digests[32 * ats[i] : 32 * ats[i] + 32]),
+                    )
+                    for i in positions
+                ],
+            )
+
+    def __getitem__(self, k: ResourceKey) -> bytes | None:
+        at = self._types[k.type_url][k.name]
+        return None if at < 0 else bytes(self._digests[32 * at : 32 * at + 32])
+
+    def __iter__(self) -> Iterator[ResourceKey]:
+        for type_url, names in self._types.items():
+            for name in names:
+                yield ResourceKey(type_url, name)
+
+    def __len__(self) -> int:
+        return sum(len(names) for names in self._types.values())
+
+
 class LedgerState:
     """The served snapshot, the changes of the newest ledger version on top of it, and the digest of
     both."""
 
     def __init__(self) -> None:
         self.served: Snapshot | None = None
-        # Key -> its digest in the newest version (None: removed), for the keys where that differs
-        # from the served snapshot.
-        self.pending: dict[ResourceKey, bytes | None] = {}
+        # What the newest version changes on top of the served snapshot.
+        self.pending = Pending()
         # The served snapshot's bucket digests (32 bytes each, bucket b at 32*b) and per bucket its
         # resources (the snapshot's CachedResources, in no order).
         self._digests = bytearray(_EMPTY_BUCKET * digests.BUCKETS)
-        self._members: dict[int, tuple[CachedResource, ...]] = {}
+        self._members: list[tuple[CachedResource, ...]] = [()] * digests.BUCKETS
 
     def served_digest(self, k: ResourceKey) -> bytes | None:
         if self.served is None:
             return None
         res = self.served.of(k.type_url).get(k.name)
-        return res.digest if res is not None else None
+        return res.peek_digest() if res is not None else None
 
     def set(self, k: ResourceKey, digest: bytes | None) -> None:
         """The newest version holds `k` with this digest (None: does not hold it)."""
         if digest == self.served_digest(k):
-            self.pending.pop(k, None)
+            self.pending.discard(k.type_url, k.name)
         else:
-            self.pending[k] = digest
+            self.pending.put(k.type_url, k.name, digest)
 
     def reset(self, resources: dict[ResourceKey, str]) -> None:
         """The newest version's whole resource set (key -> sha256 hex), read from the ledger: pending
@@ -93,14 +201,6 @@ class LedgerState:
         it at `StateLoad.finish`."""
         return StateLoad(self)
 
-    def _pending_by_bucket(self) -> dict[int, list[ResourceKey]]:
-        # Worked out when needed rather than kept: a first load's 4,096 lists would stay next to the
-        # bodies being fetched.
-        buckets: dict[int, list[ResourceKey]] = {}
-        for k in self.pending:
-            buckets.setdefault(digests.bucket_of(k.type_url, k.name), []).append(k)
-        return buckets
-
     def hexdigest(self, algorithm: str) -> str:
         """The newest version's digest by the algorithm a record names. Records written before the
         two-level digest (no algorithm named) are checked over the whole set: only a ledger from an
@@ -110,14 +210,13 @@ class LedgerState:
         if not self.pending:
             return hashlib.sha256(self._digests).hexdigest()
         buckets = bytearray(self._digests)
-        for bucket, keys in self._pending_by_bucket().items():
-            lines = {(r.type_url, r.name): r.digest for r in self._members.get(bucket, ())}
-            for k in keys:
-                target = self.pending[k]
+        for bucket, entries in self.pending.by_bucket():
+            lines = {(r.type_url, r.name): r.peek_digest() for r in self._members[bucket]}
+            for type_url, name, target in entries:
                 if target is None:
-                    lines.pop((k.type_url, k.name), None)
+                    lines.pop((type_url, name), None)
                 else:
-                    lines[(k.type_url, k.name)] = target
+                    lines[(type_url, name)] = target
             buckets[32 * bucket : 32 * bucket + 32] = _hash_lines(lines)
         return hashlib.sha256(buckets).hexdigest()
 
@@ -127,33 +226,32 @@ class LedgerState:
             for type_url, named in self.served.resources.items():
                 for name, res in named.items():
                     if key(type_url, name) not in pending:
-                        yield (type_url, name, res.digest.hex())
-        for k, target in pending.items():
+                        yield (type_url, name, res.peek_digest().hex())
+        for type_url, name, target in pending.entries():
             if target is not None:
-                yield (k.type_url, k.name, target.hex())
+                yield (type_url, name, target.hex())
 
     def adopt(self, snapshot: Snapshot) -> None:
-        """`snapshot` is served now: it holds the newest version (every pending key resolved)."""
-        for bucket, keys in self._pending_by_bucket().items():
-            changed = set(keys)
-            kept = [r for r in self._members.get(bucket, ()) if key(r.type_url, r.name) not in changed]
-            for k in keys:
-                res = snapshot.of(k.type_url).get(k.name)
+        """`snapshot` is served now: it holds the newest version (every pending key resolved). Called
+        with the bodies of a whole load alive: each touched bucket gets its new members tuple once."""
+        members = self._members
+        for bucket, entries in self.pending.by_bucket():
+            changed = {(type_url, name) for type_url, name, _ in entries}
+            kept = [r for r in members[bucket] if (r.type_url, r.name) not in changed]
+            for type_url, name, _ in entries:
+                res = snapshot.of(type_url).get(name)
                 if res is not None:
                     kept.append(res)
-            if kept:
-                self._members[bucket] = tuple(kept)
-            else:
-                self._members.pop(bucket, None)
+            members[bucket] = tuple(kept)
             self._digests[32 * bucket : 32 * bucket + 32] = _hash_lines(
-                {(r.type_url, r.name): r.digest for r in kept}
+                {(r.type_url, r.name): r.peek_digest() for r in kept}
             )
         self.served = snapshot
-        self.pending = {}
+        self.pending = Pending()
 
     def clear_pending(self) -> None:
         """Nothing differs from the served snapshot after all (a restart found the head it serves)."""
-        self.pending = {}
+        self.pending = Pending()
 
 
 class StateLoad:
@@ -163,23 +261,26 @@ class StateLoad:
 
     def __init__(self, state: LedgerState) -> None:
         self.state = state
-        self.pending: dict[ResourceKey, bytes | None] = {}
+        self.pending = Pending()
         served = state.served
-        # Served keys the version lacks are removed: those no part names.
-        self._unmet: set[ResourceKey] = set()
+        # Served names (per type) the version lacks are removed: those no part names.
+        self._unmet: dict[str, set[str]] = {}
         if served is not None:
             for type_url, named in served.resources.items():
-                for name in named:
-                    self._unmet.add(key(type_url, name))
+                self._unmet[type_url] = set(named)
 
     def _set(self, type_url: str, name: str, sha256: str | None) -> None:
-        k = key(type_url, name)
-        self._unmet.discard(k)
+        type_url, name = sys.intern(type_url), sys.intern(name)
+        unmet = self._unmet.get(type_url)
+        if unmet is not None:
+            unmet.discard(name)
         digest = digest_bytes(sha256) if sha256 is not None else None
-        if digest == self.state.served_digest(k):
-            self.pending.pop(k, None)
+        served = self.state.served
+        res = served.of(type_url).get(name) if served is not None else None
+        if digest == (res.peek_digest() if res is not None else None):
+            self.pending.discard(type_url, name)
         else:
-            self.pending[k] = digest
+            self.pending.put(type_url, name, digest)
 
     def add_set(self, resources: dict[ResourceKey, str]) -> None:
         """A whole set (key -> sha256 hex), emptied as it is read."""
@@ -196,6 +297,7 @@ class StateLoad:
 
     def finish(self) -> None:
         """The version read is the state's newest."""
-        for k in self._unmet:
-            self.pending[k] = None
+        for type_url, names in self._unmet.items():
+            for name in names:
+                self.pending.put(type_url, name, None)
         self.state.pending = self.pending

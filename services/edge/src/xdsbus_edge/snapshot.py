@@ -15,11 +15,11 @@ streams serve from.
 
 from __future__ import annotations
 
-import functools
+import hashlib
 import time
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
-from typing import Any
+from typing import Any, ClassVar
 
 from envoy.config.cluster.v3 import cluster_pb2
 from google.protobuf import any_pb2
@@ -59,7 +59,8 @@ _NO_NAMES: frozenset[str] = frozenset()
 
 def entry(resource: CachedResource) -> tuple[bytes, bytes]:
     """A resource as the pieces of a SotW `resources` entry (tag and length, then the Any)."""
-    return resource.head, resource.body
+    body = resource.body
+    return _HEADS.get(len(body)) or _entry_head(len(body)), body
 
 
 def short_type(type_url: str) -> str:
@@ -89,10 +90,24 @@ def _eds_service_name(cluster: cluster_pb2.Cluster) -> str | None:
     return cluster.eds_cluster_config.service_name or cluster.name
 
 
-@functools.lru_cache(maxsize=4096)
+# The tag and length of a `resources` entry by body length, shared by every resource of that size: looked
+# up for every entry a response carries (a resource keeps no head of its own), so a plain dict, bounded.
+_HEADS: dict[int, bytes] = {}
+_HEADS_KEPT = 16384
+
+
 def _entry_head(length: int) -> bytes:
-    # The tag and length of a `resources` entry: shared by every resource of the same size.
-    return field_head(2, length)
+    head = _HEADS.get(length)
+    if head is None:
+        head = field_head(2, length)
+        if len(_HEADS) < _HEADS_KEPT:
+            _HEADS[length] = head
+    return head
+
+
+# Bodies from this size on keep their digest from the start: hashing them again would cost more than the
+# 32 bytes (a RouteConfiguration of 10,000 virtual hosts is 1.4 MB).
+KEEP_DIGEST_FROM = 1024
 
 
 class CachedResource:
@@ -100,30 +115,63 @@ class CachedResource:
 
     Its body is the ledger's bytes as fetched (never copied); `head` frames it as the `resources` entry
     of a response (field 2 = Any; also field 2 of a delta `Resource`), so an entry is the two pieces
-    `head, body`. The digest is kept as the 32 raw bytes of the sha256, not as hex text."""
+    `head, body`. The digest is the 32 raw bytes of the sha256, not hex text.
 
-    __slots__ = ("_delta", "body", "digest", "eds_name", "head", "name", "secrets", "type_url")
+    A resource is one small object per name and type of an edge's index, so it holds only what cannot
+    be had otherwise: the body, the name, and, once asked for, the digest and the delta entry. The type
+    URL is its class's (one subclass per type, `_class_of`); `eds_name` and `secrets` are slots of the
+    types that name them (clusters, listeners) and class constants elsewhere; `head` is looked up from
+    the body's length. The digest of a small body is hashed again when first asked for (by a stream
+    comparing versions, or a delta stream) rather than kept from the load: the ledger named and the
+    follower verified it, and most resources are never compared; `peek_digest` gives it without keeping
+    it, for the ledger state's bucket digests."""
 
-    def __init__(self, type_url: str, name: str, digest: bytes | str, any_bytes: bytes) -> None:
-        self.type_url = type_url
+    __slots__ = ("_delta", "_digest", "body", "name")
+
+    body: bytes
+    name: str
+    _digest: bytes | None
+    _delta: tuple[bytes, bytes, bytes, bytes] | None
+    type_url: ClassVar[str] = ""
+    eds_name: str | None
+    secrets: frozenset[str]
+
+    def __new__(
+        cls, type_url: str, name: str, digest: bytes | str | None, any_bytes: bytes
+    ) -> CachedResource:
+        """A resource of `type_url`; `digest` (raw or hex) is the body's sha256, None to have it hashed
+        when needed. The instance is of the type's own subclass."""
+        self = object.__new__(_class_of(type_url))
         self.name = name
-        # The content digest: the delta resource version (in hex), the same on every replica.
-        self.digest = digest if isinstance(digest, bytes) else bytes.fromhex(digest)
-        self.head = _entry_head(len(any_bytes))
         self.body = any_bytes
-        self._delta: tuple[bytes, bytes, bytes, bytes] | None = None
-        eds_name = None
-        # The Secrets a listener or cluster names (docs/design.md §10): only those are served by SDS.
-        # Most name none: they share one empty set.
-        self.secrets = _NO_NAMES
-        if type_url == CLUSTER:
-            cluster = _unpack_cluster(any_bytes)
-            if cluster is not None:
-                eds_name = _eds_service_name(cluster)
-                self.secrets = cluster_secrets(cluster) or _NO_NAMES
-        elif type_url in REFERRING_TYPES:
-            self.secrets = secrets_named(type_url, any_bytes) or _NO_NAMES
-        self.eds_name = name if eds_name == name else eds_name
+        self._delta = None
+        if digest is None or len(any_bytes) < KEEP_DIGEST_FROM:
+            self._digest = None
+        else:
+            self._digest = digest if isinstance(digest, bytes) else bytes.fromhex(digest)
+        self._describe()
+        return self
+
+    def _describe(self) -> None:
+        """Read what the type's resources name (clusters, listeners: the subclasses' own)."""
+
+    @property
+    def head(self) -> bytes:
+        """The tag and length of the body as a `resources` entry."""
+        return _entry_head(len(self.body))
+
+    @property
+    def digest(self) -> bytes:
+        """The content digest (raw sha256): the delta resource version (in hex), the same on every
+        replica. Kept once asked for: streams compare it for the resources they send."""
+        digest = self._digest
+        if digest is None:
+            digest = self._digest = hashlib.sha256(self.body).digest()
+        return digest
+
+    def peek_digest(self) -> bytes:
+        """The digest, hashed again rather than kept when it is not kept yet."""
+        return self._digest or hashlib.sha256(self.body).digest()
 
     @property
     def sha256(self) -> str:
@@ -138,8 +186,9 @@ class CachedResource:
         if entry is None:
             version_field = field(1, self.sha256.encode())
             name_field = field(3, self.name.encode())
-            inner = len(version_field) + len(self.head) + len(self.body) + len(name_field)
-            entry = self._delta = (field_head(2, inner) + version_field, self.head, self.body, name_field)
+            head = self.head
+            inner = len(version_field) + len(head) + len(self.body) + len(name_field)
+            entry = self._delta = (field_head(2, inner) + version_field, head, self.body, name_field)
         return entry
 
     @property
@@ -147,7 +196,56 @@ class CachedResource:
         return len(self.body)
 
     def __repr__(self) -> str:
-        return f"CachedResource({self.name!r}, {self.digest.hex()[:12]})"
+        return f"CachedResource({self.name!r}, {self.peek_digest().hex()[:12]})"
+
+
+class _Plain(CachedResource):
+    """A resource of a type that names neither Secrets nor an EDS service."""
+
+    __slots__ = ()
+    eds_name = None
+    secrets = _NO_NAMES
+
+
+class _Referring(CachedResource):
+    """A listener (or another type naming Secrets): the Secrets it names (docs/design.md §10)."""
+
+    __slots__ = ("secrets",)
+    eds_name = None
+
+    def _describe(self) -> None:
+        self.secrets = secrets_named(self.type_url, self.body) or _NO_NAMES
+
+
+class _Cluster(CachedResource):
+    """A cluster: the Secrets it names and the ClusterLoadAssignment it subscribes to (if EDS)."""
+
+    __slots__ = ("eds_name", "secrets")
+
+    def _describe(self) -> None:
+        eds_name = None
+        # Most name no Secret: they share one empty set.
+        self.secrets = _NO_NAMES
+        cluster = _unpack_cluster(self.body)
+        if cluster is not None:
+            eds_name = _eds_service_name(cluster)
+            self.secrets = cluster_secrets(cluster) or _NO_NAMES
+        # The name's own string when equal (the usual EDS cluster), not a copy from the body.
+        self.eds_name = self.name if eds_name == self.name else eds_name
+
+
+_CLASSES: dict[str, type[CachedResource]] = {}
+
+
+def _class_of(type_url: str) -> type[CachedResource]:
+    """The subclass of one type's resources: its type URL as a class attribute, not one per resource."""
+    found = _CLASSES.get(type_url)
+    if found is None:
+        kind = _Cluster if type_url == CLUSTER else _Referring if type_url in REFERRING_TYPES else _Plain
+        found = _CLASSES[type_url] = type(
+            f"{kind.__name__.lstrip('_')}Resource", (kind,), {"__slots__": (), "type_url": type_url}
+        )
+    return found
 
 
 class Snapshot:
