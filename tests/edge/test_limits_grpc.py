@@ -88,7 +88,19 @@ async def test_an_oversized_request_and_a_stream_too_many_are_refused(
 
 
 async def _refusal(port: int, node_id: str, names: list[str]) -> tuple[grpc.StatusCode, str]:
-    """Open an ADS stream asking for EDS `names`; the status it ends with and its details."""
+    """Open an ADS stream asking for EDS `names`; the status it ends with and its details.
+
+    When the edge's refusal lands while the request is being written, grpc.aio fails the write and ends
+    the call as INTERNAL "Internal error from Core" instead of with the edge's status; the proxy then
+    tries again, as Envoy does."""
+    deadline = asyncio.get_running_loop().time() + 10
+    while True:
+        code, details = await _refusal_once(port, node_id, names)
+        if code != grpc.StatusCode.INTERNAL or asyncio.get_running_loop().time() > deadline:
+            return code, details
+
+
+async def _refusal_once(port: int, node_id: str, names: list[str]) -> tuple[grpc.StatusCode, str]:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
         call = channel.stream_stream(
             ADS_SOTW,
