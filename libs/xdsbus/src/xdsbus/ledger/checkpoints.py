@@ -9,6 +9,9 @@ written). Format 0, the first, is headerless: the zlib-compressed msgpack of `Ch
 format starts with `MAGIC` and a format byte; a zlib stream starts with 0x78, never with `MAGIC`, so
 the two cannot be confused. Format 1 holds the same content, with the objects and the published list
 in chunks so that the builder can encode them in steps that give the event loop back (`encode_snapshot`).
+
+An object's body is embedded as the msgpack the folded state holds it in (`StoredObject.body`), the
+encoding of the dicts older code held: both formats read the same whichever code wrote them.
 """
 
 from __future__ import annotations
@@ -18,7 +21,6 @@ import datetime
 import logging
 import zlib
 from collections.abc import Mapping
-from typing import Any
 
 import msgspec
 from nats.js.errors import DigestMismatchError, NotFoundError, ObjectNotFoundError
@@ -67,7 +69,7 @@ class _Object(msgspec.Struct, array_like=True):
     source: str
     key: str
     rev: str
-    body: Any
+    body: msgspec.Raw
 
 
 class _Format1(msgspec.Struct, kw_only=True):
@@ -113,7 +115,7 @@ class Snapshot(msgspec.Struct, frozen=True, kw_only=True):
     syncs: msgspec.Raw
     terms: msgspec.Raw
     # (kind, source, key, rev, body)
-    objects: list[tuple[str, str, str, str, Any]]
+    objects: list[tuple[str, str, str, str, msgspec.Raw]]
     published: dict[ResourceKey, str]
 
 
@@ -224,7 +226,7 @@ def decode(data: bytes) -> Checkpoint:
     newer one, `zlib.error` or `msgspec.DecodeError` for damaged data."""
     with gc_paused():
         if not data.startswith(MAGIC):
-            return _format0.decode(zlib.decompress(data))
+            return _own_bodies(_format0.decode(zlib.decompress(data)))
         header = len(MAGIC) + 1
         fmt = data[len(MAGIC)] if len(data) >= header else None
         if fmt == 1:
@@ -232,12 +234,22 @@ def decode(data: bytes) -> Checkpoint:
     raise UnknownCheckpointFormat(f"checkpoint format {fmt} is newer than this code (format {FORMAT})")
 
 
+def _own_bodies(checkpoint: Checkpoint) -> Checkpoint:
+    """The checkpoint with every body copied out of the decoded buffer (decoded Raws are views of it)."""
+    for by_source in checkpoint.state.objects.values():
+        for by_key in by_source.values():
+            for obj in by_key.values():
+                obj.body = obj.body.copy()
+    return checkpoint
+
+
 def _from_format1(body: _Format1) -> Checkpoint:
     objects: dict[str, dict[str, dict[str, StoredObject]]] = {}
     for chunk in body.objects:
         for obj in chunk:
             by_key = objects.setdefault(obj.kind, {}).setdefault(obj.source, {})
-            by_key[obj.key] = StoredObject(rev=obj.rev, body=obj.body)
+            # A copy: the decoded Raw is a view that would keep the whole checkpoint alive.
+            by_key[obj.key] = StoredObject(rev=obj.rev, body=obj.body.copy())
     state = FoldState(seq=body.seq, objects=objects, epochs=body.epochs, syncs=body.syncs, terms=body.terms)
     return Checkpoint(
         scope=body.scope,

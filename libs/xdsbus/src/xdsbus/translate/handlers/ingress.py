@@ -106,7 +106,7 @@ class IngressHandler:
                 del self._classes[ref.source]
             self._in.status.clear(ref)
             return
-        facts = class_facts(ref.key, stored.body)
+        facts = class_facts(ref.key, stored.value())
         classes[ref.key] = facts
         wanted = self._in.settings.ingress_class
         if not wanted or facts.name == wanted or facts.controller == HIGRESS_CONTROLLER:
