@@ -58,10 +58,17 @@ def _load(services: int, endpoints: int, ingresses: int) -> tuple[FoldState, Tra
     for seq, event in enumerate(workload.initial_events(services, endpoints, ingresses), start=1):
         apply(state, seq, event)
     translator = Translator()
+    _build(state, translator)
+    return state, translator
+
+
+def _build(state: FoldState, translator: Translator) -> None:
+    """A full build and a version, as the builder makes one: digest, commit, and the statuses taken to
+    publish (the builder takes them after every version; untaken, the changed set held every object)."""
     translator.full_build(state)
     translator.table.digest()
     translator.table.commit()
-    return state, translator
+    translator.take_status_changes()
 
 
 def _check(translator: Translator, services: int, endpoints: int, ingresses: int) -> None:
@@ -95,9 +102,7 @@ def _traced(services: int, endpoints: int, ingresses: int) -> dict[str, int]:
     gc.collect()
     after_fold = tracemalloc.get_traced_memory()[0]
     translator = Translator()
-    translator.full_build(state)
-    translator.table.digest()
-    translator.table.commit()
+    _build(state, translator)
     gc.collect()
     total = tracemalloc.get_traced_memory()[0]
     tracemalloc.stop()
