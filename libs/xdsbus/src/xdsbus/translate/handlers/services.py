@@ -14,7 +14,7 @@ from xdsbus.model.services import Resolution, ServiceModel, cluster_name, k8s_ho
 from xdsbus.translate import envoy_clusters
 from xdsbus.translate.global_options.model import CurrentOptions
 from xdsbus.translate.handlers.host_folds import HostFolds
-from xdsbus.translate.handlers.index_sets import discard
+from xdsbus.translate.handlers.index_sets import SetIndex
 from xdsbus.translate.handlers.status_book import StatusBook
 from xdsbus.translate.handlers.views import ServiceClaim
 from xdsbus.translate.k8s_services import (
@@ -38,7 +38,7 @@ class ServiceIndex:
     """Claims by object and by hostname, the model each hostname is served with, and endpoints."""
 
     claims: dict[ObjectRef, ServiceClaim] = field(default_factory=dict)
-    candidates: dict[str, set[ObjectRef]] = field(default_factory=dict)
+    candidates: SetIndex[str, ObjectRef] = field(default_factory=SetIndex)
     models: dict[str, ServiceModel] = field(default_factory=dict)
     # Per hostname, the clusters and ClusterLoadAssignments published for it.
     resources: dict[str, list[ResourceKey]] = field(default_factory=dict)
@@ -46,7 +46,7 @@ class ServiceIndex:
     # them.
     slices: dict[ObjectRef, SliceEndpoints] = field(default_factory=dict)
     slice_host: dict[ObjectRef, str] = field(default_factory=dict)
-    host_slices: dict[tuple[str, str], set[ObjectRef]] = field(default_factory=dict)
+    host_slices: SetIndex[tuple[str, str], ObjectRef] = field(default_factory=SetIndex)
     v1_endpoints: dict[ObjectRef, K8sEndpoints] = field(default_factory=dict)
 
 
@@ -73,7 +73,7 @@ class ServicesHandler(HostFolds):
         """Add a claim on a hostname; returns the hostname."""
         host = claim.model.hostname
         self.index.claims[claim.ref] = claim
-        self.index.candidates.setdefault(host, set()).add(claim.ref)
+        self.index.candidates.add(host, claim.ref)
         return host
 
     def release(self, ref: ObjectRef) -> str | None:
@@ -81,7 +81,7 @@ class ServicesHandler(HostFolds):
         old = self.index.claims.pop(ref, None)
         if old is None:
             return None
-        discard(self.index.candidates, old.model.hostname, ref)
+        self.index.candidates.discard(old.model.hostname, ref)
         return old.model.hostname
 
     def model(self, host: str) -> ServiceModel | None:
@@ -116,7 +116,7 @@ class ServicesHandler(HostFolds):
         index.slices.pop(ref, None)
         if old_host is not None:
             hosts.add(old_host)
-            discard(index.host_slices, (ref.source, old_host), ref)
+            index.host_slices.discard((ref.source, old_host), ref)
         stored = state.get(ref)
         if stored is None:
             self._status.clear(ref)
@@ -135,7 +135,7 @@ class ServicesHandler(HostFolds):
         host = k8s_hostname(service, slice_.metadata.namespace)
         index.slices[ref] = slice_endpoints(slice_)
         index.slice_host[ref] = host
-        index.host_slices.setdefault((ref.source, host), set()).add(ref)
+        index.host_slices.add((ref.source, host), ref)
         hosts.add(host)
         self._status.set(ref, Verdict.ACCEPTED)
         return hosts
@@ -159,7 +159,7 @@ class ServicesHandler(HostFolds):
     # -- regeneration -------------------------------------------------------------------------
 
     def _owner(self, host: str) -> ServiceClaim | None:
-        candidates = self.index.candidates.get(host)
+        candidates = self.index.candidates.members(host)
         if not candidates:
             return None
         claims = [self.index.claims[ref] for ref in candidates]
@@ -176,7 +176,7 @@ class ServicesHandler(HostFolds):
         else:
             model = owner.model
             index.models[host] = model
-            slices = [index.slices[r] for r in sorted(index.host_slices.get((owner.ref.source, host), ()))]
+            slices = [index.slices[r] for r in sorted(index.host_slices.members((owner.ref.source, host)))]
             v1 = index.v1_endpoints.get(ObjectRef(ENDPOINTS, owner.ref.source, owner.ref.key))
             for port in model.ports:
                 name = cluster_name(port.number, host)
