@@ -17,6 +17,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 
+from xdsbus.contract.resources import ResourceKey
+
 LINES_V1 = "sha256-lines-v1"
 BUCKETS_4096_V1 = "sha256-buckets4096-v1"
 # What the builder writes.
@@ -76,25 +78,34 @@ class BucketDigest:
     """`sha256-buckets4096-v1` over a changing resource set; a digest rehashes only dirty buckets."""
 
     def __init__(self) -> None:
-        # Per bucket: (type_url, name) -> its sha256. Buckets are created on first use. The lines are made
+        # Per bucket: resource key -> its sha256. Buckets are created on first use. The lines are made
         # when a dirty bucket is hashed, not kept: they would repeat every name and sha256 the resource
-        # table already holds (about 70 bytes per endpoint at 100k, bench builder_memory).
-        self._buckets: dict[int, dict[tuple[str, str], str]] = {}
+        # table already holds (about 70 bytes per endpoint at 100k, bench builder_memory). The keys are
+        # the resource table's own (`set_key`), not a tuple per resource (~30 bytes per endpoint).
+        self._buckets: dict[int, dict[ResourceKey, str]] = {}
         # Bucket b's raw digest at [32*b, 32*b+32), up to date except for the dirty buckets.
         self._digests = bytearray(_EMPTY_BUCKET * BUCKETS)
         self._dirty: set[int] = set()
 
     def set(self, type_url: str, name: str, sha256: str) -> None:
         """Add a resource or change its sha256."""
-        bucket = bucket_of(type_url, name)
-        self._buckets.setdefault(bucket, {})[(type_url, name)] = sha256
+        self.set_key(ResourceKey(type_url, name), sha256)
+
+    def set_key(self, key: ResourceKey, sha256: str) -> None:
+        """`set`, for a key the caller holds anyway."""
+        bucket = bucket_of(key.type_url, key.name)
+        self._buckets.setdefault(bucket, {})[key] = sha256
         self._dirty.add(bucket)
 
     def remove(self, type_url: str, name: str) -> None:
         """Drop a resource if present."""
-        bucket = bucket_of(type_url, name)
+        self.remove_key(ResourceKey(type_url, name))
+
+    def remove_key(self, key: ResourceKey) -> None:
+        """`remove`, by key."""
+        bucket = bucket_of(key.type_url, key.name)
         entries = self._buckets.get(bucket)
-        if entries is None or entries.pop((type_url, name), None) is None:
+        if entries is None or entries.pop(key, None) is None:
             return
         if not entries:
             del self._buckets[bucket]
@@ -105,7 +116,9 @@ class BucketDigest:
         for bucket in self._dirty:
             entries = self._buckets.get(bucket)
             bucket_digest = (
-                hashlib.sha256(b"".join(sorted(line(t, n, sha) for (t, n), sha in entries.items()))).digest()
+                hashlib.sha256(
+                    b"".join(sorted(line(k.type_url, k.name, sha) for k, sha in entries.items()))
+                ).digest()
                 if entries
                 else _EMPTY_BUCKET
             )
