@@ -18,6 +18,7 @@ into the normal routes of each virtual host by translate.canary.apply_canaries, 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import msgspec
 
@@ -97,6 +98,12 @@ class HostTls(msgspec.Struct, frozen=True, kw_only=True):
     host: str
     tls: DownstreamTls
     origin: RouteOrigin
+
+
+# The empty list every translation without warnings or TLS shares instead of three of its own (56 bytes
+# each, ~34 per endpoint at 100k, bench builder_memory): translations are frozen and their lists never
+# changed once made.
+_NONE: list[Any] = []
 
 
 class IngressTranslation(msgspec.Struct, frozen=True):
@@ -491,7 +498,7 @@ def translate_ingress(
     return IngressTranslation(
         routes=all_routes,
         services=sorted(set(b.services)),
-        warnings=b.warnings,
-        tls=tls,
-        fallback_tls=fallback_tls,
+        warnings=b.warnings or _NONE,
+        tls=tls or _NONE,
+        fallback_tls=fallback_tls or _NONE,
     )

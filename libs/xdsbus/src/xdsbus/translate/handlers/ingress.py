@@ -6,7 +6,7 @@ ignored, and every IngressClass change decides its source's Ingresses again."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import msgspec
@@ -55,7 +55,7 @@ class IngressIndex:
     tls_members: SetIndex[str, ObjectRef] = field(default_factory=SetIndex)
     dependents: SetIndex[str, ObjectRef] = field(default_factory=SetIndex)
     # What each Ingress's last translation read (`dependents` inverted), translated or rejected.
-    read_services: dict[ObjectRef, tuple[str, ...]] = field(default_factory=dict)
+    read_services: dict[ObjectRef, Sequence[str]] = field(default_factory=dict)
     # Per host, its HTTP virtual host serialized and framed as a RouteConfiguration field, and its routes
     # (to merge a host the Gateway API also serves on the HTTP port).
     vhost_bytes: dict[str, bytes] = field(default_factory=dict)
@@ -163,7 +163,8 @@ class IngressHandler:
 
     def _depend(self, ref: ObjectRef, services: list[str]) -> None:
         """Record that `ref`'s translation read these service hostnames."""
-        self.index.read_services[ref] = tuple(services)
+        # The list itself, not a copy: the translation's (frozen) or the error's, changed by no one.
+        self.index.read_services[ref] = services
         for host in services:
             self.index.dependents.add(host, ref)
 
