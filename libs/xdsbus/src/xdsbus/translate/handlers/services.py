@@ -19,6 +19,7 @@ from xdsbus.translate.handlers.status_book import StatusBook
 from xdsbus.translate.handlers.views import ServiceClaim
 from xdsbus.translate.k8s_services import (
     SliceEndpoints,
+    SlicePorts,
     endpoints_from_slices,
     endpoints_from_v1,
     service_model,
@@ -41,7 +42,9 @@ class ServiceIndex:
     candidates: SetIndex[str, ObjectRef] = field(default_factory=SetIndex)
     models: dict[str, ServiceModel] = field(default_factory=dict)
     # Per hostname, the clusters and ClusterLoadAssignments published for it.
-    resources: dict[str, list[ResourceKey]] = field(default_factory=dict)
+    # Tuples of the very keys the table holds (`put_key`), kept from one regeneration to the next while
+    # equal: a list and two more keys per Service were ~20 bytes per endpoint (bench builder_memory).
+    resources: dict[str, tuple[ResourceKey, ...]] = field(default_factory=dict)
     # Slices by (source, hostname) of the Service they belong to: only a Service of their own source uses
     # them.
     slices: dict[ObjectRef, SliceEndpoints] = field(default_factory=dict)
@@ -61,6 +64,8 @@ class ServicesHandler(HostFolds):
         # The global options (higress-config `upstream`) every cluster is built with.
         self._options = options or CurrentOptions()
         self.index = ServiceIndex()
+        # The port lists the slices share (see `slice_endpoints`).
+        self._slice_ports: SlicePorts = {}
         self._folds = {
             SERVICE: self._fold_service,
             ENDPOINT_SLICE: self._fold_slice,
@@ -133,7 +138,7 @@ class ServicesHandler(HostFolds):
             )
             return hosts
         host = k8s_hostname(service, slice_.metadata.namespace)
-        index.slices[ref] = slice_endpoints(slice_)
+        index.slices[ref] = slice_endpoints(slice_, self._slice_ports)
         index.slice_host[ref] = host
         index.host_slices.add((ref.source, host), ref)
         hosts.add(host)
@@ -170,6 +175,7 @@ class ServicesHandler(HostFolds):
         index = self.index
         owner = self._owner(host)
         old_model = index.models.get(host)
+        held = {key: key for key in index.resources.get(host, ())}
         new_keys: list[ResourceKey] = []
         if owner is None:
             index.models.pop(host, None)
@@ -180,10 +186,12 @@ class ServicesHandler(HostFolds):
             v1 = index.v1_endpoints.get(ObjectRef(ENDPOINTS, owner.ref.source, owner.ref.key))
             for port in model.ports:
                 name = cluster_name(port.number, host)
+                key = ResourceKey(CLUSTER, name)
+                key = held.get(key, key)
                 if model != old_model:
                     cluster = envoy_clusters.cluster_bytes(model, port, self._options.value.upstream)
-                    self._table.put(CLUSTER, name, cluster)
-                new_keys.append(ResourceKey(CLUSTER, name))
+                    self._table.put_key(key, cluster)
+                new_keys.append(key)
                 if model.resolution is not Resolution.EDS:
                     continue
                 if owner.endpoints is not None:
@@ -195,13 +203,15 @@ class ServicesHandler(HostFolds):
                 else:
                     endpoints = []
                 cla = envoy_clusters.build_load_assignment(name, endpoints)
-                self._table.put(ENDPOINT, name, cla.SerializeToString(deterministic=True))
-                new_keys.append(ResourceKey(ENDPOINT, name))
-        for key in index.resources.get(host, ()):
+                key = ResourceKey(ENDPOINT, name)
+                key = held.get(key, key)
+                self._table.put_key(key, cla.SerializeToString(deterministic=True))
+                new_keys.append(key)
+        for key in held:
             if key not in new_keys:
                 self._table.remove(key.type_url, key.name)
         if new_keys:
-            index.resources[host] = new_keys
+            index.resources[host] = tuple(new_keys)
         else:
             index.resources.pop(host, None)
         return index.models.get(host) != old_model
