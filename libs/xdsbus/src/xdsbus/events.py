@@ -116,8 +116,8 @@ def decode_folded(data: bytes) -> Event:
         if len(raw) and raw != _NIL:
             # Skipping a Raw checks the structure, not the strings' UTF-8 nor the extension types.
             msgspec.msgpack.decode(raw)
-            # A copy of the body's own bytes: the view would keep the whole envelope alive.
-            body = raw.copy()
+            # A view into `data`: the fold copies what it keeps (fold.state.body_bytes).
+            body = raw
         event.body = body
     except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
         raise MalformedEvent(f"undecodable envelope: {exc}") from exc
