@@ -72,8 +72,9 @@ def body_as(body: Any, kind: type[T]) -> T:
     return msgspec.convert(body, kind)
 
 
-class ObjectRef(msgspec.Struct, frozen=True, array_like=True, order=True):
-    """Identity of an object: its kind, the source that published it, and its key in that source."""
+class ObjectRef(msgspec.Struct, frozen=True, array_like=True, order=True, gc=False):
+    """Identity of an object: its kind, the source that published it, and its key in that source
+    (strings: no cycle, hence gc=False)."""
 
     kind: str
     source: str

@@ -76,7 +76,7 @@ class IngressError(ValueError):
         self.services = services
 
 
-class HostRoute(msgspec.Struct, frozen=True):
+class HostRoute(msgspec.Struct, frozen=True, gc=False):
     """A route of an Ingress and the virtual host it belongs to.
 
     `canary`: the route comes from a canary Ingress and must be merged (apply_canaries), not served.
@@ -92,7 +92,7 @@ class HostRoute(msgspec.Struct, frozen=True):
     https_redirect: HttpsRedirect = HttpsRedirect.NONE
 
 
-class HostTls(msgspec.Struct, frozen=True, kw_only=True):
+class HostTls(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """A host the Ingress serves over TLS, with its certificate and client settings."""
 
     host: str
@@ -106,7 +106,10 @@ class HostTls(msgspec.Struct, frozen=True, kw_only=True):
 _NONE: list[Any] = []
 
 
-class IngressTranslation(msgspec.Struct, frozen=True):
+class IngressTranslation(msgspec.Struct, frozen=True, gc=False):
+    """What an Ingress translates to. Untracked by the cyclic collector (gc=False), as HostRoute and
+    HostTls: frozen, and its lists, made before it, hold frozen structs and strings, never itself."""
+
     routes: list[HostRoute]
     # Hostnames of the Services this Ingress points at: a change to one of them re-translates it.
     services: list[str]
