@@ -29,11 +29,7 @@ class ResourceTable:
 
     def put(self, type_url: str, name: str, message_bytes: bytes) -> None:
         """Set a resource from its serialized message; unchanged bytes are a no-op."""
-        self.put_key(ResourceKey(type_url, name), message_bytes)
-
-    def put_key(self, key: ResourceKey, message_bytes: bytes) -> None:
-        """`put`, by a key the caller keeps too (the table then holds that same key object)."""
-        type_url = key.type_url
+        key = ResourceKey(type_url, name)
         body = pack_any(type_url, message_bytes)
         old = self._entries.get(key)
         if old is not None and old.body == body:

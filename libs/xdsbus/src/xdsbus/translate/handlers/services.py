@@ -40,11 +40,10 @@ class ServiceIndex:
 
     claims: dict[ObjectRef, ServiceClaim] = field(default_factory=dict)
     candidates: SetIndex[str, ObjectRef] = field(default_factory=SetIndex)
+    # The clusters and ClusterLoadAssignments published for a hostname follow from its model
+    # (`_resource_keys`): nothing per hostname remembers them (~15 bytes per endpoint at 100k, bench
+    # builder_memory).
     models: dict[str, ServiceModel] = field(default_factory=dict)
-    # Per hostname, the clusters and ClusterLoadAssignments published for it.
-    # Tuples of the very keys the table holds (`put_key`), kept from one regeneration to the next while
-    # equal: a list and two more keys per Service were ~20 bytes per endpoint (bench builder_memory).
-    resources: dict[str, tuple[ResourceKey, ...]] = field(default_factory=dict)
     # Slices by (source, hostname) of the Service they belong to: only a Service of their own source uses
     # them.
     slices: dict[ObjectRef, SliceEndpoints] = field(default_factory=dict)
@@ -175,8 +174,6 @@ class ServicesHandler(HostFolds):
         index = self.index
         owner = self._owner(host)
         old_model = index.models.get(host)
-        held = {key: key for key in index.resources.get(host, ())}
-        new_keys: list[ResourceKey] = []
         if owner is None:
             index.models.pop(host, None)
         else:
@@ -186,12 +183,9 @@ class ServicesHandler(HostFolds):
             v1 = index.v1_endpoints.get(ObjectRef(ENDPOINTS, owner.ref.source, owner.ref.key))
             for port in model.ports:
                 name = cluster_name(port.number, host)
-                key = ResourceKey(CLUSTER, name)
-                key = held.get(key, key)
                 if model != old_model:
                     cluster = envoy_clusters.cluster_bytes(model, port, self._options.value.upstream)
-                    self._table.put_key(key, cluster)
-                new_keys.append(key)
+                    self._table.put(CLUSTER, name, cluster)
                 if model.resolution is not Resolution.EDS:
                     continue
                 if owner.endpoints is not None:
@@ -203,18 +197,12 @@ class ServicesHandler(HostFolds):
                 else:
                     endpoints = []
                 cla = envoy_clusters.build_load_assignment(name, endpoints)
-                key = ResourceKey(ENDPOINT, name)
-                key = held.get(key, key)
-                self._table.put_key(key, cla.SerializeToString(deterministic=True))
-                new_keys.append(key)
-        for key in held:
-            if key not in new_keys:
+                self._table.put(ENDPOINT, name, cla.SerializeToString(deterministic=True))
+        new_model = index.models.get(host)
+        if old_model is not None and old_model != new_model:
+            for key in sorted(_resource_keys(host, old_model) - _resource_keys(host, new_model)):
                 self._table.remove(key.type_url, key.name)
-        if new_keys:
-            index.resources[host] = tuple(new_keys)
-        else:
-            index.resources.pop(host, None)
-        return index.models.get(host) != old_model
+        return new_model != old_model
 
     def rebuild_clusters(self) -> None:
         """Rebuild every hostname's clusters, after the upstream options changed."""
@@ -224,3 +212,15 @@ class ServicesHandler(HostFolds):
             for port in model.ports:
                 cluster = envoy_clusters.cluster_bytes(model, port, upstream)
                 self._table.put(CLUSTER, cluster_name(port.number, model.hostname), cluster)
+
+
+def _resource_keys(host: str, model: ServiceModel | None) -> set[ResourceKey]:
+    """The clusters and ClusterLoadAssignments `regenerate` publishes for `host` served with `model`:
+    a cluster per port, and its assignment when the endpoints go over EDS."""
+    keys: set[ResourceKey] = set()
+    for port in model.ports if model is not None else ():
+        name = cluster_name(port.number, host)
+        keys.add(ResourceKey(CLUSTER, name))
+        if model is not None and model.resolution is Resolution.EDS:
+            keys.add(ResourceKey(ENDPOINT, name))
+    return keys
