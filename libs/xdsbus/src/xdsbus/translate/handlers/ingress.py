@@ -6,7 +6,7 @@ ignored, and every IngressClass change decides its source's Ingresses again."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import msgspec
@@ -54,8 +54,9 @@ class IngressIndex:
     vhost_members: SetIndex[str, ObjectRef] = field(default_factory=SetIndex)
     tls_members: SetIndex[str, ObjectRef] = field(default_factory=SetIndex)
     dependents: SetIndex[str, ObjectRef] = field(default_factory=SetIndex)
-    # What each Ingress's last translation read (`dependents` inverted), translated or rejected.
-    read_services: dict[ObjectRef, Sequence[str]] = field(default_factory=dict)
+    # What each rejected Ingress's last translation read (`dependents` inverted); a translated one's is
+    # its translation's `services`, not repeated here (a dict entry per Ingress, ~6 bytes per endpoint).
+    read_services: dict[ObjectRef, list[str]] = field(default_factory=dict)
     # Per host, its HTTP virtual host serialized and framed as a RouteConfiguration field, and its routes
     # (to merge a host the Gateway API also serves on the HTTP port).
     vhost_bytes: dict[str, bytes] = field(default_factory=dict)
@@ -163,8 +164,6 @@ class IngressHandler:
 
     def _depend(self, ref: ObjectRef, services: list[str]) -> None:
         """Record that `ref`'s translation read these service hostnames."""
-        # The list itself, not a copy: the translation's (frozen) or the error's, changed by no one.
-        self.index.read_services[ref] = services
         for host in services:
             self.index.dependents.add(host, ref)
 
@@ -179,7 +178,7 @@ class IngressHandler:
             for tls in old.all_tls:
                 vhosts.add(tls.host)
                 index.tls_members.discard(tls.host, ref)
-        for host in index.read_services.pop(ref, ()):
+        for host in old.services if old is not None else index.read_services.pop(ref, ()):
             index.dependents.discard(host, ref)
         stored = state.get(ref)
         if stored is None:
@@ -198,6 +197,7 @@ class IngressHandler:
         except Exception as exc:
             if isinstance(exc, IngressError):
                 # The reason may say a service is missing: its arrival must translate this one again.
+                index.read_services[ref] = exc.services
                 self._depend(ref, exc.services)
             self._in.status.set(ref, Verdict.REJECTED, f"Ingress {ref.key}: {rejection_reason(exc)}")
             return vhosts
