@@ -81,6 +81,8 @@ class SliceEndpoints(msgspec.Struct, frozen=True, gc=False):
     structs and lists were a third of the translator's memory and of the objects the cyclic collector
     walks (bench builder_memory); strings and tuples of them hold no cycle, hence gc=False."""
 
+    # The hostname of the Service the slice belongs to (here rather than in a dict of its own).
+    host: str
     # (name, number) of each port with a number, in the slice's order (often shared: `slice_endpoints`).
     ports: tuple[tuple[str, int], ...]
     # Each serving address in the slice's order (none unless the slice is IPv4 or IPv6), joined by
@@ -126,13 +128,16 @@ def _packed(addresses: list[str]) -> str | tuple[str, ...]:
 SHARED_PORTS_MAX = 1024
 
 
-def slice_endpoints(slice_: K8sEndpointSlice, shared_ports: SlicePorts | None = None) -> SliceEndpoints:
-    """The ports and serving addresses of a decoded EndpointSlice. `shared_ports` (kept by the caller
+def slice_endpoints(
+    slice_: K8sEndpointSlice, host: str, shared_ports: SlicePorts | None = None
+) -> SliceEndpoints:
+    """The ports and serving addresses of a decoded EndpointSlice of the Service `host`. `shared_ports`
+    (kept by the caller
     from one slice to the next) makes slices with equal ports hold one tuple: nearly every slice of a
     cluster has one of a few port lists, and a tuple of them per slice was ~25 bytes per endpoint at
     100k (bench builder_memory)."""
     if slice_.address_type not in ("IPv4", "IPv6"):
-        return SliceEndpoints(ports=(), addresses=())
+        return SliceEndpoints(host=host, ports=(), addresses=())
     ports = tuple((sp.name, sp.port) for sp in slice_.ports if sp.port is not None)
     if shared_ports is not None:
         held = shared_ports.get(ports)
@@ -155,12 +160,13 @@ def slice_endpoints(slice_: K8sEndpointSlice, shared_ports: SlicePorts | None = 
             marked.append((len(addresses), state, ep.zone))
             addresses.append(address)
     if not marked:
-        return SliceEndpoints(ports=ports, addresses=_packed(addresses))
+        return SliceEndpoints(host=host, ports=ports, addresses=_packed(addresses))
     health = [Health.HEALTHY] * len(addresses)
     zones = [""] * len(addresses)
     for index, state, zone in marked:
         health[index], zones[index] = state, zone
     return SliceEndpoints(
+        host=host,
         ports=ports,
         addresses=_packed(addresses),
         health=tuple(health) if any(h is not Health.HEALTHY for h in health) else None,

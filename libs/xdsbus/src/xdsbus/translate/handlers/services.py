@@ -47,7 +47,6 @@ class ServiceIndex:
     # Slices by (source, hostname) of the Service they belong to: only a Service of their own source uses
     # them.
     slices: dict[ObjectRef, SliceEndpoints] = field(default_factory=dict)
-    slice_host: dict[ObjectRef, str] = field(default_factory=dict)
     host_slices: SetIndex[tuple[str, str], ObjectRef] = field(default_factory=SetIndex)
     v1_endpoints: dict[ObjectRef, K8sEndpoints] = field(default_factory=dict)
 
@@ -116,11 +115,10 @@ class ServicesHandler(HostFolds):
     def _fold_slice(self, state: FoldState, ref: ObjectRef) -> set[str]:
         index = self.index
         hosts: set[str] = set()
-        old_host = index.slice_host.pop(ref, None)
-        index.slices.pop(ref, None)
-        if old_host is not None:
-            hosts.add(old_host)
-            index.host_slices.discard((ref.source, old_host), ref)
+        old = index.slices.pop(ref, None)
+        if old is not None:
+            hosts.add(old.host)
+            index.host_slices.discard((ref.source, old.host), ref)
         stored = state.get(ref)
         if stored is None:
             self._status.clear(ref)
@@ -137,8 +135,7 @@ class ServicesHandler(HostFolds):
             )
             return hosts
         host = k8s_hostname(service, slice_.metadata.namespace)
-        index.slices[ref] = slice_endpoints(slice_, self._slice_ports)
-        index.slice_host[ref] = host
+        index.slices[ref] = slice_endpoints(slice_, host, self._slice_ports)
         index.host_slices.add((ref.source, host), ref)
         hosts.add(host)
         self._status.set(ref, Verdict.ACCEPTED)
