@@ -22,7 +22,11 @@ class ResourceTable:
         self._dirty: set[ResourceKey] = set()
         # The two-level digest, kept up to date as resources change, so a version's digest costs
         # O(change) rather than O(resources).
-        self._digest = digest.BucketDigest()
+        self._digest = digest.BucketDigest(sha_of=self._sha_of)
+
+    def _sha_of(self, key: ResourceKey) -> str:
+        # The digest reads each sha256 here rather than keeping its own copy of the mapping.
+        return self._entries[key].sha256
 
     def __len__(self) -> int:
         return len(self._entries)
