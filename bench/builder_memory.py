@@ -8,7 +8,8 @@ nothing another one allocated is counted.
 value     bytes per endpoint the builder holds once it has folded every object and built and committed
           every resource: Python heap blocks alive (tracemalloc) in the fold state, the translator (its
           indexes, models, statuses) and the resource table with the committed set, divided by the
-          endpoints. What a builder holds between versions, not its transient peak.
+          endpoints. What a builder holds between versions, not its transient peak: the version's
+          statuses are taken, as the builder takes them to publish after every version.
 baseline  the budget of docs/design.md §8 itself, 1 KiB per endpoint (not measured): ratio = value / 1024.
 params    the same split by part (fold state; translator without the table's bodies; the serialized
           bodies themselves), and the RSS growth of a process doing the same without tracemalloc (what
