@@ -18,6 +18,7 @@ from xdsbus.translate.handlers.index_sets import SetIndex
 from xdsbus.translate.handlers.status_book import StatusBook
 from xdsbus.translate.handlers.views import ServiceClaim
 from xdsbus.translate.k8s_services import (
+    ServicePorts,
     SliceEndpoints,
     SlicePorts,
     endpoints_from_slices,
@@ -62,7 +63,8 @@ class ServicesHandler(HostFolds):
         # The global options (higress-config `upstream`) every cluster is built with.
         self._options = options or CurrentOptions()
         self.index = ServiceIndex()
-        # The port lists the slices share (see `slice_endpoints`).
+        # The port lists the Services and the slices share (see `service_model`, `slice_endpoints`).
+        self._service_ports: ServicePorts = {}
         self._slice_ports: SlicePorts = {}
         self._folds = {
             SERVICE: self._fold_service,
@@ -104,7 +106,7 @@ class ServicesHandler(HostFolds):
             return hosts
         try:
             svc = decode_object(stored.body, K8sService)
-            model = service_model(svc)
+            model = service_model(svc, self._service_ports)
         except Exception as exc:
             self._status.set(ref, Verdict.REJECTED, f"Service {ref.key}: {rejection_reason(exc)}")
             return hosts
