@@ -8,7 +8,8 @@ nothing another one allocated is counted.
 value     bytes per endpoint the builder holds once it has folded every object and built and committed
           every resource: Python heap blocks alive (tracemalloc) in the fold state, the translator (its
           indexes, models, statuses) and the resource table with the committed set, divided by the
-          endpoints. What a builder holds between versions, not its transient peak.
+          endpoints. What a builder holds between versions, not its transient peak: the version's
+          statuses are taken, as the builder takes them to publish after every version.
 baseline  the budget of docs/design.md §8 itself, 1 KiB per endpoint (not measured): ratio = value / 1024.
 params    the same split by part (fold state; translator without the table's bodies; the serialized
           bodies themselves), and the RSS growth of a process doing the same without tracemalloc (what
@@ -58,10 +59,17 @@ def _load(services: int, endpoints: int, ingresses: int) -> tuple[FoldState, Tra
     for seq, event in enumerate(workload.initial_events(services, endpoints, ingresses), start=1):
         apply(state, seq, event)
     translator = Translator()
+    _build(state, translator)
+    return state, translator
+
+
+def _build(state: FoldState, translator: Translator) -> None:
+    """A full build and a version, as the builder makes one: digest, commit, and the statuses taken to
+    publish (the builder takes them after every version; untaken, the changed set held every object)."""
     translator.full_build(state)
     translator.table.digest()
     translator.table.commit()
-    return state, translator
+    translator.take_status_changes()
 
 
 def _check(translator: Translator, services: int, endpoints: int, ingresses: int) -> None:
@@ -95,9 +103,7 @@ def _traced(services: int, endpoints: int, ingresses: int) -> dict[str, int]:
     gc.collect()
     after_fold = tracemalloc.get_traced_memory()[0]
     translator = Translator()
-    translator.full_build(state)
-    translator.table.digest()
-    translator.table.commit()
+    _build(state, translator)
     gc.collect()
     total = tracemalloc.get_traced_memory()[0]
     tracemalloc.stop()

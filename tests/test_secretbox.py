@@ -120,7 +120,7 @@ def test_bodies_sealed_in_the_first_format_still_open_with_any_key_of_the_ring()
 
 def test_the_committed_checkpoint_holds_a_first_format_secret_that_still_opens() -> None:
     state = checkpoints.decode(FIXTURE.read_bytes()).state
-    sealed = state.objects["Secret"]["k8s"]["default/tls-a"].body
+    sealed = state.objects["Secret"]["k8s"]["default/tls-a"].value()
     assert sealed["sealed"] == SEALED_MARKER_V1
     opened = SecretBox(NEW, FIXTURE_KEY).open(sealed, source="k8s", kind="Secret", key="default/tls-a")
     assert opened["metadata"] == {"name": "tls-a", "namespace": "default"}
@@ -241,4 +241,4 @@ async def test_the_watcher_puts_the_key_id_in_the_envelope_and_the_rev(bus: Bus)
     assert changed[1] == [ObjectRef("Secret", "k8s/prod", "shop/tls")]  # the re-seal is a change
     held = state.objects["Secret"]["k8s/prod"]["shop/tls"]
     assert held.rev.endswith("@" + key_id(NEW))
-    assert SecretBox(NEW).open(held.body, **WHERE) == BODY
+    assert SecretBox(NEW).open(held.value(), **WHERE) == BODY

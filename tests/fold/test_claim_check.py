@@ -64,7 +64,7 @@ async def test_a_2_mib_secret_is_stored_aside_and_folded_whole(bus: Bus) -> None
     assert event.body_ref.size > 2 * 1024 * 1024
     state = await fold_all(bus)
     held = state.objects["Secret"][SOURCE]["higress-system/web"]
-    assert box.open(held.body, source=SOURCE, kind="Secret", key="higress-system/web") == body
+    assert box.open(held.value(), source=SOURCE, kind="Secret", key="higress-system/web") == body
 
 
 async def test_small_bodies_stay_in_the_message(bus: Bus) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import os
-import zlib
 from typing import Any
 
 import msgspec
@@ -428,7 +427,7 @@ def _checkpoint_round_trip(
             published=[(k.type_url, k.name, sha) for k, sha in sorted(published.items())],
         )
     )
-    loaded = msgspec.msgpack.decode(zlib.decompress(data), type=checkpoints.Checkpoint)
+    loaded = checkpoints.decode(data)
     return loaded.state, {ResourceKey(t, n): sha for t, n, sha in loaded.published}
 
 

@@ -92,7 +92,7 @@ async def test_failed_publishes_are_stored_once_and_keep_each_keys_order(bus: Bu
     await fold_until(bus, state, await last_event_seq(bus))
     held = state.objects["Service"][SOURCE]
     assert sorted(held) == [_key(i) for i in range(KEYS) if i % 10]
-    assert all(held[key].body == {"n": REVISIONS - 1} for key in held)
+    assert all(held[key].value() == {"n": REVISIONS - 1} for key in held)
 
 
 async def test_a_refused_renewal_stops_publishing_at_once(bus: Bus) -> None:

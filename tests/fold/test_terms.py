@@ -65,7 +65,7 @@ def test_a_stale_holder_cannot_delete_what_its_successor_published() -> None:
     changed.append(apply(state, state.seq + 1, upsert("b", 5, {"stale": True})))
     assert changed == [[], [], [], []]
     assert keys(state) == {"a", "b", "x"}
-    assert state.get(ObjectRef("Service", SOURCE, "b")).body == {"key": "b"}  # type: ignore[union-attr]
+    assert state.get(ObjectRef("Service", SOURCE, "b")).value() == {"key": "b"}  # type: ignore[union-attr]
     assert state.seq == 9, "a dropped event is still folded past"
 
 

@@ -24,6 +24,7 @@ from xdsbus.ledger import checkpoints
 from xdsbus.secretbox import SecretBox, is_sealed
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "checkpoint-v1.bin"
+FIXTURE_V0 = FIXTURE.with_name("checkpoint-v0.bin")
 WRITE_FIXTURE_ENV = "XDSBUS_WRITE_CHECKPOINT_FIXTURE"
 # The fixture's Secret is sealed under this key (a test key, in the clear on purpose).
 FIXTURE_KEY = b"xdsbus-checkpoint-fixture-key-32"
@@ -78,6 +79,8 @@ def _opened(state: FoldState, box: SecretBox) -> dict[str, Any]:
     for kind, by_source in plain["objects"].items():
         for source, by_key in by_source.items():
             for key, obj in by_key.items():
+                # The folded state holds each body as its msgpack.
+                obj[1] = msgspec.msgpack.decode(state.objects[kind][source][key].body)
                 if is_sealed(obj[1]):
                     obj[1] = box.open(obj[1], source=source, kind=kind, key=key)
     return plain
@@ -107,8 +110,10 @@ def test_format_0_as_first_written_still_decodes() -> None:
         ledger_stream_seq=3,
         published=published,
     )
-    # Exactly how the builder wrote checkpoints before formats had numbers.
-    data = zlib.compress(msgspec.msgpack.encode(original), 1)
+    # Exactly how the builder wrote checkpoints before formats had numbers: the state's bodies as maps.
+    data = checkpoints.encode(original)
+    layout = msgspec.msgpack.decode(zlib.decompress(data))
+    assert layout["state"]["objects"]["Service"]["k8s"]["default/a"][1]["kind"] == "Service"
     assert not data.startswith(checkpoints.MAGIC)
     assert checkpoints.decode(data) == original
 
@@ -174,6 +179,18 @@ def test_a_newer_format_is_refused_not_misread() -> None:
         checkpoints.decode(checkpoints.MAGIC + bytes([checkpoints.FORMAT + 1]) + zlib.compress(b"\x80"))
 
 
+def test_the_format_0_fixture_written_by_older_code_decodes_to_its_state() -> None:
+    """checkpoint-v0.bin was written by the code that held bodies as dicts (format 0, `fixture_state`):
+    the folded state now holds them as msgpack bytes, and that checkpoint still loads to the same state."""
+    data = FIXTURE_V0.read_bytes()
+    assert not data.startswith(checkpoints.MAGIC)
+    box = SecretBox(FIXTURE_KEY)
+    loaded = checkpoints.decode(data)
+    assert _opened(loaded.state, box) == _opened(fixture_state(box), box)
+    assert loaded.state.count() == 6
+    assert {ResourceKey(t, n): sha for t, n, sha in loaded.published} == PUBLISHED
+
+
 async def test_the_format_1_fixture_decodes_to_its_state() -> None:
     box = SecretBox(FIXTURE_KEY)
     if os.environ.get(WRITE_FIXTURE_ENV):
@@ -186,7 +203,7 @@ async def test_the_format_1_fixture_decodes_to_its_state() -> None:
     expected = fixture_state(box)
     assert _opened(loaded.state, box) == _opened(expected, box)
     assert loaded.state.count() == 6
-    sealed = loaded.state.objects["Secret"]["k8s"]["default/tls-a"].body
+    sealed = loaded.state.objects["Secret"]["k8s"]["default/tls-a"].value()
     assert box.open(sealed, source="k8s", kind="Secret", key="default/tls-a") == SECRET
     assert {ResourceKey(t, n): sha for t, n, sha in loaded.published} == PUBLISHED
     assert (loaded.scope, loaded.translator_version, loaded.ledger_version, loaded.ledger_stream_seq) == (

@@ -170,7 +170,7 @@ async def test_sink_publishes_changes_only_sorted_and_reports_problems(bus: Bus)
     a = service("a", "10.0.0.2", "10.0.0.1")
     await sink.resync([a, service("b")])
     assert await op_counts(bus, ONE) == Counts(sync_begin=1, upsert=2, sync_end=1)
-    stored = (await folded(bus)).objects["RegistryService"][ONE]["a.fake"].body
+    stored = (await folded(bus)).objects["RegistryService"][ONE]["a.fake"].value()
     assert [ep["address"] for ep in stored["endpoints"]] == ["10.0.0.1", "10.0.0.2"]
     assert stored["registry_type"] == "fake" and stored["registry"] == "one"
 

@@ -117,6 +117,19 @@ def test_slice_endpoints_keep_health_zone_and_the_healthiest_duplicate() -> None
     ], "FQDN slices are left out"
 
 
+def test_a_slice_address_that_is_no_address_reaches_the_assignment_as_it_came() -> None:
+    """Slices keep their addresses joined into one string: one holding the separator, or a lone empty
+    one, must neither split nor vanish (the assignment says what the slice said)."""
+    h = Harness()
+    h.put(service("web"))
+    h.put(endpoint_slice("web", ["10.0.0.1", "10.0.0.2 10.0.0.3"], suffix="a"))
+    h.put(endpoint_slice("web", [""], suffix="b"))
+    h.put(endpoint_slice("web", ["10.0.0.4", "10.0.0.5"], suffix="c"))
+    cla = h.get(ENDPOINT, "outbound|80||web.default.svc.cluster.local", endpoint_pb2.ClusterLoadAssignment)
+    got = [lb.endpoint.address.socket_address.address for g in cla.endpoints for lb in g.lb_endpoints]
+    assert got == ["", "10.0.0.1", "10.0.0.2 10.0.0.3", "10.0.0.4", "10.0.0.5"]
+
+
 def test_external_name_is_strict_dns() -> None:
     h = Harness()
     svc = service("ext")

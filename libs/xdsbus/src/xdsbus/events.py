@@ -71,8 +71,19 @@ CLAIM_CHECK_BYTES = 1024 * 1024
 # A body larger than this is not published at all: the watcher reports the object instead.
 MAX_BODY_BYTES = 16 * 1024 * 1024
 
+
+class _FoldedEvent(Event, kw_only=True, omit_defaults=True):
+    """An envelope as the fold decodes it: `body` left as the msgpack bytes it arrived as (empty when
+    absent), which the folded state keeps instead of a tree of dicts (docs/design.md §4)."""
+
+    body: msgspec.Raw = msgspec.Raw()
+
+
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(Event)
+_folded_decoder = msgspec.msgpack.Decoder(_FoldedEvent)
+# A body that is msgpack nil: the same as no body.
+_NIL = msgspec.Raw(b"\xc0")
 
 
 class MalformedEvent(ValueError):
@@ -91,6 +102,30 @@ def decode(data: bytes) -> Event:
     # RecursionError: a body nested deeper than the interpreter allows (tests/fuzz).
     except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
         raise MalformedEvent(f"undecodable envelope: {exc}") from exc
+    _check(event)
+    return event
+
+
+def decode_folded(data: bytes) -> Event:
+    """`decode` for the fold: the event's body is a `msgspec.Raw` of its own msgpack bytes (None when it
+    has none), validated as `decode` would (the fold keeps only bodies that decode)."""
+    try:
+        event = _folded_decoder.decode(data)
+        raw: msgspec.Raw = event.body
+        body: Any = None
+        if len(raw) and raw != _NIL:
+            # Skipping a Raw checks the structure, not the strings' UTF-8 nor the extension types.
+            msgspec.msgpack.decode(raw)
+            # A view into `data`: the fold copies what it keeps (fold.state.body_bytes).
+            body = raw
+        event.body = body
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
+        raise MalformedEvent(f"undecodable envelope: {exc}") from exc
+    _check(event)
+    return event
+
+
+def _check(event: Event) -> None:
     if event.v != ENVELOPE_VERSION:
         raise MalformedEvent(f"unsupported envelope version {event.v}")
     if "/" not in event.source:
@@ -101,7 +136,6 @@ def decode(data: bytes) -> Event:
         raise MalformedEvent(f"{event.op.value} of {event.kind} without a key")
     if event.op is Op.UPSERT and (event.body is None) == (event.body_ref is None):
         raise MalformedEvent(f"upsert of {event.kind} {event.key} needs exactly one of body and body_ref")
-    return event
 
 
 def encode_body(body: Any) -> bytes:
@@ -116,6 +150,12 @@ def with_stored_body(event: Event, data: bytes) -> Event:
     except (msgspec.DecodeError, RecursionError) as exc:
         raise MalformedEvent(f"undecodable stored body of {event.kind} {event.key}: {exc}") from exc
     return msgspec.structs.replace(event, body=body, body_ref=None)
+
+
+def with_folded_body(event: Event, data: bytes) -> Event:
+    """`with_stored_body` for the fold: the body kept as the `msgspec.Raw` of `data`, once it decodes."""
+    with_stored_body(event, data)
+    return msgspec.structs.replace(event, body=msgspec.Raw(data), body_ref=None)
 
 
 def subject_token(text: str) -> str:

@@ -21,15 +21,15 @@ def pack_any(type_url: str, message_bytes: bytes) -> bytes:
     return b"".join((_any_head(type_url), varint(len(message_bytes)), message_bytes))
 
 
-class Resource(msgspec.Struct, frozen=True, array_like=True):
-    """One resource's serialized Any and its digest."""
+class Resource(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    """One resource's serialized Any and its digest (a str and bytes: no cycle, hence gc=False)."""
 
     sha256: str
     body: bytes
 
 
-class ResourceKey(msgspec.Struct, frozen=True, array_like=True, order=True):
-    """A resource's identity within a scope: its type URL and name."""
+class ResourceKey(msgspec.Struct, frozen=True, array_like=True, order=True, gc=False):
+    """A resource's identity within a scope: its type URL and name (strings: no cycle, hence gc=False)."""
 
     type_url: str
     name: str

@@ -9,7 +9,7 @@ import msgspec
 from nats.js.errors import DigestMismatchError, ObjectNotFoundError
 
 from xdsbus.bus import EVENT_BODIES_STORE, Bus
-from xdsbus.events import Event, MalformedEvent, decode, with_stored_body
+from xdsbus.events import Event, MalformedEvent, decode_folded, with_folded_body
 from xdsbus.fold.state import FoldState, ObjectRef, apply
 from xdsbus.objects import read_claimed
 
@@ -32,7 +32,7 @@ def fold_message(state: FoldState, seq: int, subject: str, data: bytes, result: 
 
     A claim-checked body is not read here: such an event is rejected (use `fold_stored`)."""
     try:
-        event = decode(data)
+        event = decode_folded(data)
     except MalformedEvent as exc:
         _reject(state, seq, subject, exc, result)
         return
@@ -45,7 +45,7 @@ async def fold_stored(
     """`fold_message`, reading a claim-checked body from the Object Store first (every reader of the
     event log folds through here)."""
     try:
-        event = decode(data)
+        event = decode_folded(data)
         if event.body_ref is not None:
             event = await read_stored_body(bus, event)
     except MalformedEvent as exc:
@@ -70,7 +70,7 @@ async def read_stored_body(bus: Bus, event: Event) -> Event:
         raise MalformedEvent(
             f"body of {event.kind} {event.key} in {EVENT_BODIES_STORE} does not match sha256 {ref.sha256}"
         ) from exc
-    return with_stored_body(event, data)
+    return with_folded_body(event, data)
 
 
 def fold_event(state: FoldState, seq: int, subject: str, event: Event, result: BatchResult) -> None:

@@ -17,28 +17,64 @@ Operator events are decisions, not a source's facts (docs/rollback.md): an opera
 (`operator/<tool>`) publishes `LedgerPin` events only, and the newest one of a scope decides whichever
 tool sent it, so its pin is kept once per scope under the source `operator` (`pin_of`). They change no
 object the translator reads: the builder looks at the pin itself.
+
+Bodies are kept as the msgpack bytes they arrived as (`StoredObject.body`), not as the dicts they decode
+to: at 100k endpoints the dicts were more than half of the builder's memory (bench builder_memory).
+Readers decode what they need (`StoredObject.value`, `model.k8s.decode_object`), and a checkpoint embeds
+the bytes as they are (a `msgspec.Raw` each), so its stored form is the one the dicts gave.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
 from xdsbus.contract.pins import LEDGER_PIN_KIND, OPERATOR, Pin, PinRequest, is_operator_source
 from xdsbus.events import Event, MalformedEvent, Op, SyncEnd
 
+T = TypeVar("T")
 
-class StoredObject(msgspec.Struct, array_like=True):
-    """The latest body a source published for one object."""
+_encoder = msgspec.msgpack.Encoder()
+
+
+class StoredObject(msgspec.Struct, array_like=True, gc=False):
+    """The latest body a source published for one object: its msgpack encoding, as in the event (a str
+    and bytes hold no cycle, hence gc=False)."""
 
     rev: str
-    body: Any
+    # Plain bytes rather than a msgspec.Raw: a Raw is 48 bytes more per object (~30 per endpoint).
+    body: bytes
+
+    def value(self) -> Any:
+        """The body decoded into dicts, lists and scalars, as the event carried it."""
+        return msgspec.msgpack.decode(self.body)
 
 
-class ObjectRef(msgspec.Struct, frozen=True, array_like=True, order=True):
-    """Identity of an object: its kind, the source that published it, and its key in that source."""
+def body_bytes(body: Any) -> bytes:
+    """An event's body as the fold keeps it: the bytes of the Raw the fold's decoder left, or the msgpack
+    encoding of a body built in process (tests, benchmarks)."""
+    if isinstance(body, msgspec.Raw):
+        return bytes(body)
+    try:
+        return _encoder.encode(body)
+    except (TypeError, OverflowError) as exc:
+        # Nothing a watcher could have published (msgpack holds no int past 64 bits, no object).
+        raise MalformedEvent(f"body cannot be encoded: {exc}") from exc
+
+
+def body_as(body: Any, kind: type[T]) -> T:
+    """An event's body (a Raw, or builtins) converted to `kind`; msgspec.ValidationError or DecodeError
+    when it does not fit."""
+    if isinstance(body, msgspec.Raw):
+        return msgspec.msgpack.decode(body, type=kind)
+    return msgspec.convert(body, kind)
+
+
+class ObjectRef(msgspec.Struct, frozen=True, array_like=True, order=True, gc=False):
+    """Identity of an object: its kind, the source that published it, and its key in that source
+    (strings: no cycle, hence gc=False)."""
 
     kind: str
     source: str
@@ -83,7 +119,7 @@ class FoldState(msgspec.Struct):
         """The scope's newest LedgerPin, released ones included (`Pin.pinned` says which); None when no
         operator ever pinned it."""
         stored = self.objects.get(LEDGER_PIN_KIND, {}).get(OPERATOR, {}).get(scope)
-        return None if stored is None else msgspec.convert(stored.body, Pin)
+        return None if stored is None else msgspec.msgpack.decode(stored.body, type=Pin)
 
     def count(self) -> int:
         """Number of objects held."""
@@ -136,8 +172,8 @@ def _pin(state: FoldState, seq: int, event: Event) -> None:
     if event.op not in (Op.UPSERT, Op.DELETE):
         raise MalformedEvent(f"{LEDGER_PIN_KIND} {event.op.value} of {event.key}: only upsert and delete")
     try:
-        request = msgspec.convert(event.body or {}, PinRequest)
-    except msgspec.ValidationError as exc:
+        request = body_as(event.body or {}, PinRequest)
+    except msgspec.DecodeError as exc:
         raise MalformedEvent(f"{LEDGER_PIN_KIND} of {event.key}: {exc}") from exc
     version = request.version if event.op is Op.UPSERT else 0
     if event.op is Op.UPSERT and not 0 < version < seq:
@@ -148,19 +184,21 @@ def _pin(state: FoldState, seq: int, event: Event) -> None:
         )
     pin = Pin(version=version, by=request.by, via=event.source, seq=seq, reason=request.reason)
     pins = state.objects.setdefault(LEDGER_PIN_KIND, {}).setdefault(OPERATOR, {})
-    pins[event.key] = StoredObject(rev=str(seq), body=msgspec.to_builtins(pin))
+    pins[event.key] = StoredObject(rev=str(seq), body=_encoder.encode(pin))
 
 
 def _upsert(state: FoldState, event: Event) -> list[ObjectRef]:
     objects = state.objects.setdefault(event.kind, {}).setdefault(event.source, {})
     old = objects.get(event.key)
-    if old is not None and old.body == event.body:
+    body = body_bytes(event.body)
+    if old is not None and old.body == body:
         # Message ids name publish attempts (docs/design.md §4), so a republish of what is held (a
         # restart's resync, a second replica) is stored; it changes nothing. The same body under a new
-        # rev is recorded, but the content did not change.
+        # rev is recorded, but the content did not change. Equal means the same bytes: an equal body
+        # encoded differently (keys in another order) is a change that translates to the same output.
         old.rev = event.rev
         return []
-    objects[event.key] = StoredObject(rev=event.rev, body=event.body)
+    objects[event.key] = StoredObject(rev=event.rev, body=body)
     return [ObjectRef(event.kind, event.source, event.key)]
 
 
@@ -187,8 +225,8 @@ def _end_sync(state: FoldState, event: Event) -> list[ObjectRef]:
         # A resync superseded by a newer one (another replica, a restart): it decides nothing.
         return []
     try:
-        end = msgspec.convert(event.body, SyncEnd)
-    except msgspec.ValidationError as exc:
+        end = body_as(event.body, SyncEnd)
+    except msgspec.DecodeError as exc:
         raise MalformedEvent(f"sync_end of {event.source} {event.kind}: {exc}") from exc
     epochs[event.kind] = event.epoch
     syncs = state.syncs.setdefault(event.source, {})

@@ -9,6 +9,11 @@ written). Format 0, the first, is headerless: the zlib-compressed msgpack of `Ch
 format starts with `MAGIC` and a format byte; a zlib stream starts with 0x78, never with `MAGIC`, so
 the two cannot be confused. Format 1 holds the same content, with the objects and the published list
 in chunks so that the builder can encode them in steps that give the event loop back (`encode_snapshot`).
+
+An object's body is embedded as the msgpack the folded state holds it in (`StoredObject.body`, bytes,
+written as a `msgspec.Raw`), the encoding of the dicts older code held: both formats read the same
+whichever code wrote them. Format 0 is read and written through its own layout (`_Checkpoint0`), as
+`Checkpoint` no longer is it.
 """
 
 from __future__ import annotations
@@ -18,7 +23,6 @@ import datetime
 import logging
 import zlib
 from collections.abc import Mapping
-from typing import Any
 
 import msgspec
 from nats.js.errors import DigestMismatchError, NotFoundError, ObjectNotFoundError
@@ -46,7 +50,7 @@ class UnknownCheckpointFormat(ValueError):
 
 
 class Checkpoint(msgspec.Struct):
-    """The folded state at `state.seq`, and the ledger head it corresponds to. Also format 0's layout."""
+    """The folded state at `state.seq`, and the ledger head it corresponds to."""
 
     scope: str
     translator_version: str
@@ -60,6 +64,34 @@ class Checkpoint(msgspec.Struct):
     published: list[tuple[str, str, str]]
 
 
+class _Stored0(msgspec.Struct, array_like=True):
+    """A folded object in format 0: its body embedded as msgpack (what `StoredObject` once held)."""
+
+    rev: str
+    body: msgspec.Raw
+
+
+class _State0(msgspec.Struct):
+    """`FoldState` as format 0 holds it."""
+
+    seq: int = 0
+    objects: dict[str, dict[str, dict[str, _Stored0]]] = {}
+    epochs: dict[str, dict[str, int]] = {}
+    syncs: dict[str, dict[str, SyncProgress]] = {}
+    terms: dict[str, int] = {}
+
+
+class _Checkpoint0(msgspec.Struct):
+    """Format 0's layout: `Checkpoint` with the state of `_State0`."""
+
+    scope: str
+    translator_version: str
+    state: _State0
+    ledger_version: int
+    ledger_stream_seq: int
+    published: list[tuple[str, str, str]]
+
+
 class _Object(msgspec.Struct, array_like=True):
     """One object in a format 1 chunk."""
 
@@ -67,7 +99,7 @@ class _Object(msgspec.Struct, array_like=True):
     source: str
     key: str
     rev: str
-    body: Any
+    body: msgspec.Raw
 
 
 class _Format1(msgspec.Struct, kw_only=True):
@@ -112,8 +144,8 @@ class Snapshot(msgspec.Struct, frozen=True, kw_only=True):
     epochs: msgspec.Raw
     syncs: msgspec.Raw
     terms: msgspec.Raw
-    # (kind, source, key, rev, body)
-    objects: list[tuple[str, str, str, str, Any]]
+    # (kind, source, key, rev, body as msgpack)
+    objects: list[tuple[str, str, str, str, msgspec.Raw]]
     published: dict[ResourceKey, str]
 
 
@@ -131,9 +163,10 @@ def snapshot(
     The fold mutates the state in place: it adds and removes objects in the nested dicts, and on an
     upsert equal in body it sets `rev` on the stored object. So the snapshot copies every (rev, body)
     out of the dicts: about 10 ms at 30k objects, where encoding them all costs tens of times more. The
-    bodies themselves are shared: the fold replaces a changed object's body, it never edits one."""
+    bodies themselves are shared (a Raw wraps the bytes without copying them): the fold replaces a
+    changed object's body, it never edits one."""
     objects = [
-        (kind, source, key, obj.rev, obj.body)
+        (kind, source, key, obj.rev, msgspec.Raw(obj.body))
         for kind, by_source in state.objects.items()
         for source, by_key in by_source.items()
         for key, obj in by_key.items()
@@ -168,14 +201,32 @@ def _seq_of(scope: str, name: str) -> int | None:
 
 
 _encoder = msgspec.msgpack.Encoder()
-_format0 = msgspec.msgpack.Decoder(Checkpoint)
+_format0 = msgspec.msgpack.Decoder(_Checkpoint0)
 _format1 = msgspec.msgpack.Decoder(_Format1)
 
 
 def encode(checkpoint: Checkpoint) -> bytes:
     """Format 0 in one blocking step: the form checkpoints were first written in, which `decode` still
     reads. The builder writes `encode_snapshot`'s format instead."""
-    return zlib.compress(_encoder.encode(checkpoint), 1)
+    state = checkpoint.state
+    objects = {
+        kind: {
+            source: {key: _Stored0(obj.rev, msgspec.Raw(obj.body)) for key, obj in by_key.items()}
+            for source, by_key in by_source.items()
+        }
+        for kind, by_source in state.objects.items()
+    }
+    layout = _Checkpoint0(
+        scope=checkpoint.scope,
+        translator_version=checkpoint.translator_version,
+        state=_State0(
+            seq=state.seq, objects=objects, epochs=state.epochs, syncs=state.syncs, terms=state.terms
+        ),
+        ledger_version=checkpoint.ledger_version,
+        ledger_stream_seq=checkpoint.ledger_stream_seq,
+        published=checkpoint.published,
+    )
+    return zlib.compress(_encoder.encode(layout), 1)
 
 
 async def encode_snapshot(snap: Snapshot) -> bytes:
@@ -224,7 +275,7 @@ def decode(data: bytes) -> Checkpoint:
     newer one, `zlib.error` or `msgspec.DecodeError` for damaged data."""
     with gc_paused():
         if not data.startswith(MAGIC):
-            return _format0.decode(zlib.decompress(data))
+            return _from_format0(_format0.decode(zlib.decompress(data)))
         header = len(MAGIC) + 1
         fmt = data[len(MAGIC)] if len(data) >= header else None
         if fmt == 1:
@@ -232,12 +283,33 @@ def decode(data: bytes) -> Checkpoint:
     raise UnknownCheckpointFormat(f"checkpoint format {fmt} is newer than this code (format {FORMAT})")
 
 
+def _from_format0(body: _Checkpoint0) -> Checkpoint:
+    old = body.state
+    # bytes(): a copy, as the decoded Raw is a view that would keep the whole checkpoint alive.
+    objects = {
+        kind: {
+            source: {key: StoredObject(obj.rev, bytes(obj.body)) for key, obj in by_key.items()}
+            for source, by_key in by_source.items()
+        }
+        for kind, by_source in old.objects.items()
+    }
+    return Checkpoint(
+        scope=body.scope,
+        translator_version=body.translator_version,
+        state=FoldState(seq=old.seq, objects=objects, epochs=old.epochs, syncs=old.syncs, terms=old.terms),
+        ledger_version=body.ledger_version,
+        ledger_stream_seq=body.ledger_stream_seq,
+        published=body.published,
+    )
+
+
 def _from_format1(body: _Format1) -> Checkpoint:
     objects: dict[str, dict[str, dict[str, StoredObject]]] = {}
     for chunk in body.objects:
         for obj in chunk:
             by_key = objects.setdefault(obj.kind, {}).setdefault(obj.source, {})
-            by_key[obj.key] = StoredObject(rev=obj.rev, body=obj.body)
+            # A copy: the decoded Raw is a view that would keep the whole checkpoint alive.
+            by_key[obj.key] = StoredObject(rev=obj.rev, body=bytes(obj.body))
     state = FoldState(seq=body.seq, objects=objects, epochs=body.epochs, syncs=body.syncs, terms=body.terms)
     return Checkpoint(
         scope=body.scope,

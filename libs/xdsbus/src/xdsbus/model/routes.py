@@ -18,7 +18,11 @@ class PathKind(enum.StrEnum):
     REGEX = "regex"
 
 
-class PathMatch(msgspec.Struct, frozen=True, kw_only=True):
+# PathMatch, Destination, RouteOrigin and Route, kept for every route of every Ingress, are frozen and hold
+# only strings, numbers, enums and tuples of frozen structs: they cannot form a cycle, so the cyclic
+# collector need not track them (gc=False, 16 bytes less each: ~15 per endpoint at 100k, bench
+# builder_memory).
+class PathMatch(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     kind: PathKind
     value: str
 
@@ -112,7 +116,7 @@ class UpstreamPolicy(msgspec.Struct, frozen=True, kw_only=True):
 DEFAULT_POLICY = UpstreamPolicy()
 
 
-class Destination(msgspec.Struct, frozen=True, kw_only=True):
+class Destination(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """A weighted backend: the cluster of `hostname:port` under `policy`.
 
     `request_headers`/`response_headers` apply only to traffic sent to this destination (Gateway API
@@ -246,7 +250,7 @@ class DubboTranscoding(msgspec.Struct, frozen=True, kw_only=True):
     methods: tuple[DubboMethod, ...] = ()
 
 
-class RouteOrigin(msgspec.Struct, frozen=True, kw_only=True, order=True):
+class RouteOrigin(msgspec.Struct, frozen=True, kw_only=True, order=True, gc=False):
     """Which object a route came from; conflicts resolve oldest first, then by namespace/name."""
 
     created: str
@@ -255,7 +259,7 @@ class RouteOrigin(msgspec.Struct, frozen=True, kw_only=True, order=True):
     source: str = ""
 
 
-class Route(msgspec.Struct, frozen=True, kw_only=True):
+class Route(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """One match and what to do with matching requests.
 
     The action is, in priority order: `redirect`, then `destinations` (forward), then `direct_status`

@@ -104,7 +104,7 @@ class FoldedCredentials:
         cached = self._opened.get((source, secret_name))
         if cached is not None and cached[0] == stored.rev:
             return cached[1]
-        body: Any = stored.body
+        body: Any = stored.value()
         if is_sealed(body):
             if self._secret_box is None:
                 self._warn(secret_name, "no secret key is configured to open it")
@@ -188,7 +188,7 @@ class BridgeFollower:
         source = self.bridge_source()
         if source is None:
             return {}
-        body = self.state.objects[MCPBRIDGE_KIND][source][self.bridge_key].body
+        body = self.state.objects[MCPBRIDGE_KIND][source][self.bridge_key].value()
         configs = bridge_registries(body).configs
         return {key: config for key, config in configs.items() if config.type in self.types}
 

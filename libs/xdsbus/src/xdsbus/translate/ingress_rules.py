@@ -18,6 +18,7 @@ into the normal routes of each virtual host by translate.canary.apply_canaries, 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import msgspec
 
@@ -75,7 +76,7 @@ class IngressError(ValueError):
         self.services = services
 
 
-class HostRoute(msgspec.Struct, frozen=True):
+class HostRoute(msgspec.Struct, frozen=True, gc=False):
     """A route of an Ingress and the virtual host it belongs to.
 
     `canary`: the route comes from a canary Ingress and must be merged (apply_canaries), not served.
@@ -91,7 +92,7 @@ class HostRoute(msgspec.Struct, frozen=True):
     https_redirect: HttpsRedirect = HttpsRedirect.NONE
 
 
-class HostTls(msgspec.Struct, frozen=True, kw_only=True):
+class HostTls(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """A host the Ingress serves over TLS, with its certificate and client settings."""
 
     host: str
@@ -99,7 +100,16 @@ class HostTls(msgspec.Struct, frozen=True, kw_only=True):
     origin: RouteOrigin
 
 
-class IngressTranslation(msgspec.Struct, frozen=True):
+# The empty list every translation without warnings or TLS shares instead of three of its own (56 bytes
+# each, ~34 per endpoint at 100k, bench builder_memory): translations are frozen and their lists never
+# changed once made.
+_NONE: list[Any] = []
+
+
+class IngressTranslation(msgspec.Struct, frozen=True, gc=False):
+    """What an Ingress translates to. Untracked by the cyclic collector (gc=False), as HostRoute and
+    HostTls: frozen, and its lists, made before it, hold frozen structs and strings, never itself."""
+
     routes: list[HostRoute]
     # Hostnames of the Services this Ingress points at: a change to one of them re-translates it.
     services: list[str]
@@ -491,7 +501,7 @@ def translate_ingress(
     return IngressTranslation(
         routes=all_routes,
         services=sorted(set(b.services)),
-        warnings=b.warnings,
-        tls=tls,
-        fallback_tls=fallback_tls,
+        warnings=b.warnings or _NONE,
+        tls=tls or _NONE,
+        fallback_tls=fallback_tls or _NONE,
     )

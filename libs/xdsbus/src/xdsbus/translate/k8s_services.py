@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable, Sequence
 from operator import attrgetter
+from typing import TypeVar
 
 import msgspec
 
@@ -36,8 +37,11 @@ def _protocol(port: ServicePortSpec) -> str:
     return "HTTP"
 
 
-def service_model(svc: K8sService) -> ServiceModel:
-    """The model of a Service: one port per spec port; ExternalName services resolve through DNS."""
+def service_model(svc: K8sService, shared_ports: ServicePorts | None = None) -> ServiceModel:
+    """The model of a Service: one port per spec port; ExternalName services resolve through DNS.
+    `shared_ports` (kept by the caller) makes Services with equal ports hold one tuple of them: port
+    lists repeat across Services (80 -> 8080 "http"), and a tuple and a struct per Service were ~19
+    bytes per endpoint at 100k (bench builder_memory)."""
     meta = svc.metadata
     ports: list[ServicePort] = []
     seen: set[int] = set()
@@ -51,16 +55,17 @@ def service_model(svc: K8sService) -> ServiceModel:
             ServicePort(number=port.port, name=port.name, protocol=_protocol(port), target=port.target_port)
         )
     ports.sort(key=lambda p: p.number)
+    shared = _shared(tuple(ports), shared_ports)
     if svc.spec.type == "ExternalName":
         if not svc.spec.external_name:
             raise ServiceError("type ExternalName without spec.externalName")
         return ServiceModel(
             hostname=k8s_hostname(meta.name, meta.namespace),
-            ports=tuple(ports),
+            ports=shared,
             resolution=Resolution.STRICT_DNS,
             dns_name=svc.spec.external_name,
         )
-    return ServiceModel(hostname=k8s_hostname(meta.name, meta.namespace), ports=tuple(ports))
+    return ServiceModel(hostname=k8s_hostname(meta.name, meta.namespace), ports=shared)
 
 
 def slice_service_name(slice_: K8sEndpointSlice) -> str:
@@ -70,17 +75,28 @@ def slice_service_name(slice_: K8sEndpointSlice) -> str:
 
 class SliceEndpoints(msgspec.Struct, frozen=True, gc=False):
     """What translation reads of an EndpointSlice, kept per slice instead of the decoded object: its
-    named ports and its serving addresses as flat tuples. At 100k endpoints the decoded slices' per
-    endpoint structs and lists were a third of the translator's memory and of the objects the cyclic
-    collector walks (bench builder_memory); tuples of strings hold no cycle, hence gc=False."""
+    named ports and its serving addresses, flat. At 100k endpoints the decoded slices' per endpoint
+    structs and lists were a third of the translator's memory and of the objects the cyclic collector
+    walks (bench builder_memory); strings and tuples of them hold no cycle, hence gc=False."""
 
-    # (name, number) of each port with a number, in the slice's order.
+    # The hostname of the Service the slice belongs to (here rather than in a dict of its own).
+    host: str
+    # (name, number) of each port with a number, in the slice's order (often shared: `slice_endpoints`).
     ports: tuple[tuple[str, int], ...]
-    # Each serving address in the slice's order (none unless the slice is IPv4 or IPv6), and its health
-    # and zone at the same index; None when every one is HEALTHY, or in no zone (the common case).
-    addresses: tuple[str, ...]
+    # Each serving address in the slice's order (none unless the slice is IPv4 or IPv6), joined by
+    # _SEP into one string (`address_list`), or a tuple when joining would lose one (see `_packed`);
+    # and its health and zone at the same index, None when every one is HEALTHY, or in no zone (the
+    # common case). One string for five addresses is ~110 bytes, a tuple of them ~400.
+    addresses: str | tuple[str, ...]
     health: tuple[Health, ...] | None = None
     zones: tuple[str, ...] | None = None
+
+    def address_list(self) -> Sequence[str]:
+        """The serving addresses, in the slice's order."""
+        addresses = self.addresses
+        if isinstance(addresses, str):
+            return addresses.split(_SEP) if addresses else ()
+        return addresses
 
     def port(self, name: str) -> int | None:
         """The number of the slice's port named `name` (the first one), if any."""
@@ -90,11 +106,52 @@ class SliceEndpoints(msgspec.Struct, frozen=True, gc=False):
         return None
 
 
-def slice_endpoints(slice_: K8sEndpointSlice) -> SliceEndpoints:
-    """The ports and serving addresses of a decoded EndpointSlice."""
+# A slice's ports: (name, number) of each port with a number.
+Ports = tuple[tuple[str, int], ...]
+SlicePorts = dict[Ports, Ports]
+
+# What joins a slice's addresses (`SliceEndpoints.addresses`): never part of an IP address.
+_SEP = " "
+
+
+def _packed(addresses: list[str]) -> str | tuple[str, ...]:
+    # Joined unless that would lose one: an address holding _SEP, or an empty one (a lone "" joins to
+    # the empty string, which reads back as no address).
+    if any(not address or _SEP in address for address in addresses):
+        return tuple(addresses)
+    return _SEP.join(addresses)
+
+
+# Port lists `service_model` and `slice_endpoints` share, per cache; emptied past this many (a cache
+# only saves memory).
+SHARED_PORTS_MAX = 1024
+ServicePorts = dict[tuple[ServicePort, ...], tuple[ServicePort, ...]]
+K = TypeVar("K", bound=Hashable)
+
+
+def _shared(value: K, cache: dict[K, K] | None) -> K:
+    """`value`, or the equal one `cache` already holds (then `value` is dropped)."""
+    if cache is None:
+        return value
+    held = cache.get(value)
+    if held is None:
+        if len(cache) >= SHARED_PORTS_MAX:
+            cache.clear()
+        held = cache[value] = value
+    return held
+
+
+def slice_endpoints(
+    slice_: K8sEndpointSlice, host: str, shared_ports: SlicePorts | None = None
+) -> SliceEndpoints:
+    """The ports and serving addresses of a decoded EndpointSlice of the Service `host`. `shared_ports`
+    (kept by the caller
+    from one slice to the next) makes slices with equal ports hold one tuple: nearly every slice of a
+    cluster has one of a few port lists, and a tuple of them per slice was ~25 bytes per endpoint at
+    100k (bench builder_memory)."""
     if slice_.address_type not in ("IPv4", "IPv6"):
-        return SliceEndpoints(ports=(), addresses=())
-    ports = tuple((sp.name, sp.port) for sp in slice_.ports if sp.port is not None)
+        return SliceEndpoints(host=host, ports=(), addresses=())
+    ports = _shared(tuple((sp.name, sp.port) for sp in slice_.ports if sp.port is not None), shared_ports)
     addresses: list[str] = []
     # (index in `addresses`, health, zone) of the addresses not HEALTHY or in a zone: usually none.
     marked: list[tuple[int, Health, str]] = []
@@ -109,14 +166,15 @@ def slice_endpoints(slice_: K8sEndpointSlice) -> SliceEndpoints:
             marked.append((len(addresses), state, ep.zone))
             addresses.append(address)
     if not marked:
-        return SliceEndpoints(ports=ports, addresses=tuple(addresses))
+        return SliceEndpoints(host=host, ports=ports, addresses=_packed(addresses))
     health = [Health.HEALTHY] * len(addresses)
     zones = [""] * len(addresses)
     for index, state, zone in marked:
         health[index], zones[index] = state, zone
     return SliceEndpoints(
+        host=host,
         ports=ports,
-        addresses=tuple(addresses),
+        addresses=_packed(addresses),
         health=tuple(health) if any(h is not Health.HEALTHY for h in health) else None,
         zones=tuple(zones) if any(zones) else None,
     )
@@ -147,9 +205,10 @@ def endpoints_from_slices(port: ServicePort, slices: Iterable[SliceEndpoints]) -
         number = slice_.port(port.name)
         if number is None:
             continue
-        health = slice_.health or (Health.HEALTHY,) * len(slice_.addresses)
-        zones = slice_.zones or ("",) * len(slice_.addresses)
-        for address, state, zone in zip(slice_.addresses, health, zones, strict=True):
+        addresses = slice_.address_list()
+        health = slice_.health or (Health.HEALTHY,) * len(addresses)
+        zones = slice_.zones or ("",) * len(addresses)
+        for address, state, zone in zip(addresses, health, zones, strict=True):
             current = best.get((address, number))
             if current is None or _HEALTH_RANK[state] < _HEALTH_RANK[current.health]:
                 best[(address, number)] = Endpoint(address=address, port=number, health=state, zone=zone)

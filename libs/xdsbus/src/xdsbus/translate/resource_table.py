@@ -22,7 +22,11 @@ class ResourceTable:
         self._dirty: set[ResourceKey] = set()
         # The two-level digest, kept up to date as resources change, so a version's digest costs
         # O(change) rather than O(resources).
-        self._digest = digest.BucketDigest()
+        self._digest = digest.BucketDigest(sha_of=self._sha_of)
+
+    def _sha_of(self, key: ResourceKey) -> str:
+        # The digest reads each sha256 here rather than keeping its own copy of the mapping.
+        return self._entries[key].sha256
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -36,7 +40,7 @@ class ResourceTable:
             return
         sha = hashlib.sha256(body).hexdigest()
         self._entries[key] = Resource(sha, body)
-        self._digest.set(type_url, name, sha)
+        self._digest.set_key(key, sha)
         self._dirty.add(key)
 
     def copy(self, key: ResourceKey, resource: Resource) -> None:
@@ -45,7 +49,7 @@ class ResourceTable:
         if old is not None and old.sha256 == resource.sha256:
             return
         self._entries[key] = resource
-        self._digest.set(key.type_url, key.name, resource.sha256)
+        self._digest.set_key(key, resource.sha256)
         self._dirty.add(key)
 
     def remove(self, type_url: str, name: str) -> None:
@@ -53,7 +57,7 @@ class ResourceTable:
         key = ResourceKey(type_url, name)
         if self._entries.pop(key, None) is None:
             return
-        self._digest.remove(type_url, name)
+        self._digest.remove_key(key)
         self._dirty.add(key)
 
     def get(self, type_url: str, name: str) -> Resource | None:

@@ -51,7 +51,7 @@ class SecretIndex:
         error: Exception | None = None
         if stored is not None:
             try:
-                secret = decode_object(self._open(ref, stored.body), K8sSecret)
+                secret = decode_object(self._open(ref, stored.value()), K8sSecret)
                 own = secret_name(secret.metadata.namespace, secret.metadata.name)
                 models = [(_OWN_NAME if m.name == own else _OTHER_NAME, m) for m in secret_models(secret)]
             except Exception as exc:

@@ -147,7 +147,7 @@ class GlobalOptionsHandler:
             assert stored is not None
             where = f"ConfigMap {key}"
             try:
-                parsed = parse(stored.body)
+                parsed = parse(stored.value())
             except Exception as exc:
                 self._status.set(ref, Verdict.REJECTED, f"{where}: {rejection_reason(exc)}{unreadable}")
             else:

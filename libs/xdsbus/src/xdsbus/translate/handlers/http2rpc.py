@@ -43,7 +43,7 @@ class Http2RpcHandler:
             self._status.set(ref, Verdict.REJECTED, f"Http2Rpc {ref.key}: {UNSUPPORTED_HTTP2RPC}")
         else:
             try:
-                entries[ref] = parse_http2rpc(stored.body)
+                entries[ref] = parse_http2rpc(stored.value())
             except Exception as exc:
                 reason = rejection_reason(exc)
                 entries[ref] = reason

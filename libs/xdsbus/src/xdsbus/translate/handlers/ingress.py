@@ -20,7 +20,7 @@ from xdsbus.model.secrets import secret_name
 from xdsbus.translate import envoy_listeners, envoy_routes
 from xdsbus.translate.canary import apply_canaries
 from xdsbus.translate.global_options.model import CurrentOptions
-from xdsbus.translate.handlers.index_sets import discard
+from xdsbus.translate.handlers.index_sets import SetIndex
 from xdsbus.translate.handlers.route_inputs import RouteInputs
 from xdsbus.translate.handlers.touched import Touched
 from xdsbus.translate.ingress_annotations import CanarySpec
@@ -51,11 +51,12 @@ class IngressIndex:
 
     translations: dict[ObjectRef, IngressTranslation] = field(default_factory=dict)
     # The Ingresses with routes for a host, with TLS for a host, and using a service hostname.
-    vhost_members: dict[str, set[ObjectRef]] = field(default_factory=dict)
-    tls_members: dict[str, set[ObjectRef]] = field(default_factory=dict)
-    dependents: dict[str, set[ObjectRef]] = field(default_factory=dict)
-    # What each Ingress's last translation read (`dependents` inverted), translated or rejected.
-    read_services: dict[ObjectRef, tuple[str, ...]] = field(default_factory=dict)
+    vhost_members: SetIndex[str, ObjectRef] = field(default_factory=SetIndex)
+    tls_members: SetIndex[str, ObjectRef] = field(default_factory=SetIndex)
+    dependents: SetIndex[str, ObjectRef] = field(default_factory=SetIndex)
+    # What each rejected Ingress's last translation read (`dependents` inverted); a translated one's is
+    # its translation's `services`, not repeated here (a dict entry per Ingress, ~6 bytes per endpoint).
+    read_services: dict[ObjectRef, list[str]] = field(default_factory=dict)
     # Per host, its HTTP virtual host serialized and framed as a RouteConfiguration field, and its routes
     # (to merge a host the Gateway API also serves on the HTTP port).
     vhost_bytes: dict[str, bytes] = field(default_factory=dict)
@@ -106,7 +107,7 @@ class IngressHandler:
                 del self._classes[ref.source]
             self._in.status.clear(ref)
             return
-        facts = class_facts(ref.key, stored.body)
+        facts = class_facts(ref.key, stored.value())
         classes[ref.key] = facts
         wanted = self._in.settings.ingress_class
         if not wanted or facts.name == wanted or facts.controller == HIGRESS_CONTROLLER:
@@ -123,7 +124,7 @@ class IngressHandler:
 
     def dependents(self, host: str) -> set[ObjectRef]:
         """The Ingresses whose translation reads the service `host`."""
-        return self.index.dependents.get(host, set())
+        return self.index.dependents.members(host)
 
     def hosts_using(self, secrets: Iterable[str]) -> set[str]:
         """The hosts whose TLS uses or waits for one of these SDS names."""
@@ -163,9 +164,8 @@ class IngressHandler:
 
     def _depend(self, ref: ObjectRef, services: list[str]) -> None:
         """Record that `ref`'s translation read these service hostnames."""
-        self.index.read_services[ref] = tuple(services)
         for host in services:
-            self.index.dependents.setdefault(host, set()).add(ref)
+            self.index.dependents.add(host, ref)
 
     def _translate(self, state: FoldState, ref: ObjectRef) -> set[str]:
         index = self.index
@@ -174,12 +174,12 @@ class IngressHandler:
         if old is not None:
             for hr in old.routes:
                 vhosts.add(hr.host)
-                index.vhost_members[hr.host].discard(ref)
+                index.vhost_members.discard(hr.host, ref)
             for tls in old.all_tls:
                 vhosts.add(tls.host)
-                index.tls_members[tls.host].discard(ref)
-        for host in index.read_services.pop(ref, ()):
-            discard(index.dependents, host, ref)
+                index.tls_members.discard(tls.host, ref)
+        for host in old.services if old is not None else index.read_services.pop(ref, ()):
+            index.dependents.discard(host, ref)
         stored = state.get(ref)
         if stored is None:
             self._in.status.clear(ref)
@@ -197,16 +197,17 @@ class IngressHandler:
         except Exception as exc:
             if isinstance(exc, IngressError):
                 # The reason may say a service is missing: its arrival must translate this one again.
+                index.read_services[ref] = exc.services
                 self._depend(ref, exc.services)
             self._in.status.set(ref, Verdict.REJECTED, f"Ingress {ref.key}: {rejection_reason(exc)}")
             return vhosts
         index.translations[ref] = translation
         for hr in translation.routes:
             vhosts.add(hr.host)
-            index.vhost_members.setdefault(hr.host, set()).add(ref)
+            index.vhost_members.add(hr.host, ref)
         for tls in translation.all_tls:
             vhosts.add(tls.host)
-            index.tls_members.setdefault(tls.host, set()).add(ref)
+            index.tls_members.add(tls.host, ref)
         self._depend(ref, translation.services)
         self._report(ref)
         return vhosts
@@ -253,7 +254,7 @@ class IngressHandler:
         problems: Problems = {}
         host_routes = [
             hr
-            for ref in sorted(index.vhost_members.get(host, ()))
+            for ref in sorted(index.vhost_members.members(host))
             for hr in index.translations[ref].routes
             if hr.host == host
         ]
@@ -280,7 +281,7 @@ class IngressHandler:
         else:
             index.vhost_bytes.pop(host, None)
             index.vhost_routes.pop(host, None)
-            index.vhost_members.pop(host, None)
+            index.vhost_members.pop(host)
         if host == WILDCARD_HOST:
             index.catch_all_routes = listeners[0] if listeners else []
         https_name = envoy_listeners.https_route_config_name(ports.https_port, host)
@@ -301,8 +302,6 @@ class IngressHandler:
         else:
             self._in.table.remove(ROUTE, https_name)
             index.tls_hosts.pop(host, None)
-        if not index.tls_members.get(host):
-            index.tls_members.pop(host, None)
         # A host served over TLS references its secrets (published); a host still missing one only
         # waits for them (not published), so their arrival rebuilds it.
         clusters, secrets = route_needs(
@@ -327,7 +326,7 @@ class IngressHandler:
         entries = sorted(
             (
                 tls
-                for ref in self.index.tls_members.get(host, ())
+                for ref in self.index.tls_members.members(host)
                 for tls in self.index.translations[ref].all_tls
                 if tls.host == host
             ),
@@ -393,7 +392,7 @@ class IngressHandler:
             return list(self.index.vhost_routes.get(parent, []))
         members = [
             hr
-            for ref in sorted(self.index.vhost_members.get(parent, ()))
+            for ref in sorted(self.index.vhost_members.members(parent))
             for hr in self.index.translations[ref].routes
             if hr.host == parent
         ]

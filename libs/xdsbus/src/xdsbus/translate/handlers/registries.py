@@ -50,7 +50,7 @@ class RegistriesHandler(HostFolds):
             self._status.clear(ref)
             return hosts
         try:
-            translation = registry_service(ref.key, stored.body)
+            translation = registry_service(ref.key, stored.value())
         except Exception as exc:
             self._status.set(ref, Verdict.REJECTED, f"RegistryService {ref.key}: {rejection_reason(exc)}")
             return hosts
@@ -98,7 +98,7 @@ class RegistriesHandler(HostFolds):
         stored = state.get(bridge_ref)
         assert stored is not None
         try:
-            translation = bridge_services(stored.body)
+            translation = bridge_services(stored.value())
         except Exception as exc:
             self._status.set(
                 bridge_ref, Verdict.REJECTED, f"McpBridge {MCPBRIDGE_KEY}: {rejection_reason(exc)}"

@@ -16,8 +16,9 @@ from xdsbus.model.services import ServiceModel
 from xdsbus.translate.registry_services import RegistryEndpoints
 
 
-class ServiceClaim(msgspec.Struct, frozen=True):
-    """An object's claim on a service hostname; of several, the oldest (then the first ref) wins.
+class ServiceClaim(msgspec.Struct, frozen=True, gc=False):
+    """An object's claim on a service hostname; of several, the oldest (then the first ref) wins. Frozen
+    structs and strings: no cycle, hence gc=False.
 
     endpoints: the claim's own endpoints (a RegistryService's); None for the EndpointSlices or Endpoints
     of the claim's source, as a Kubernetes Service has."""

@@ -72,7 +72,7 @@ class WasmPluginsHandler:
         else:
             self._claims.setdefault(key, set()).add(ref)
             try:
-                self._plans[ref] = plan_plugin(decode_plugin(stored.body))
+                self._plans[ref] = plan_plugin(decode_plugin(stored.value()))
             except Exception as exc:
                 self._plans[ref] = None
                 self._reasons[ref] = rejection_reason(exc) if not isinstance(exc, PluginError) else str(exc)
