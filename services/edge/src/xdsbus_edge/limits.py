@@ -83,6 +83,9 @@ class ByteBudget:
         self.used = 0
         self.peak = 0
         self._waiters: collections.deque[tuple[int, asyncio.Future[None]]] = collections.deque()
+        # Set while nothing is reserved (drained()).
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     @property
     def waiting(self) -> int:
@@ -111,6 +114,12 @@ class ByteBudget:
     def release(self, size: int) -> None:
         self.used -= size
         self._wake()
+        if not self.used:
+            self._idle.set()
+
+    async def drained(self) -> None:
+        """Return once nothing is reserved: no response is being built or written."""
+        await self._idle.wait()
 
     @contextlib.asynccontextmanager
     async def reserve(self, size: int) -> AsyncIterator[None]:
@@ -126,6 +135,8 @@ class ByteBudget:
 
     def _take(self, size: int) -> None:
         self.used += size
+        if self.used:
+            self._idle.clear()
         self.peak = max(self.peak, self.used)
 
     def _wake(self) -> None:
