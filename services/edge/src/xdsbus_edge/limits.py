@@ -18,9 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
-import contextlib
 import dataclasses
-from collections.abc import AsyncIterator
 
 from xdsbus.service_flags import ServiceParser
 from xdsbus_edge.scopes import SCOPE_PATTERN
@@ -121,17 +119,9 @@ class ByteBudget:
         """Return once nothing is reserved: no response is being built or written."""
         await self._idle.wait()
 
-    @contextlib.asynccontextmanager
-    async def reserve(self, size: int) -> AsyncIterator[None]:
-        """Hold `size` bytes of the budget for the block (nothing when `size` is 0)."""
-        if size <= 0:
-            yield
-            return
-        taken = await self.acquire(size)
-        try:
-            yield
-        finally:
-            self.release(taken)
+    def reserve(self, size: int) -> Reservation:
+        """Hold `size` bytes of the budget for an `async with` block (nothing when `size` is 0)."""
+        return Reservation(self, size)
 
     def _take(self, size: int) -> None:
         self.used += size
@@ -145,6 +135,28 @@ class ByteBudget:
             if not future.done():
                 self._take(size)
                 future.set_result(None)
+
+
+class Reservation:
+    """`async with budget.reserve(size)`: a plain object rather than an async generator, whose set-up
+    (the event loop's asyncgen hooks, a weak reference per generator) cost more than the reservation,
+    taken by every stream for every push and request."""
+
+    __slots__ = ("_budget", "_size", "_taken")
+
+    def __init__(self, budget: ByteBudget, size: int) -> None:
+        self._budget = budget
+        self._size = size
+        self._taken = 0
+
+    async def __aenter__(self) -> None:
+        if self._size > 0:
+            self._taken = await self._budget.acquire(self._size)
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._taken:
+            self._budget.release(self._taken)
+            self._taken = 0
 
 
 class WriteDeadlines:
