@@ -93,6 +93,7 @@ class XdsStream:
         self.scope = ""
         self.snap: Snapshot | None = None
         self.watches: dict[str, Watch] = {}
+        self._ordered: list[Watch] = []
         self.connected_at = time.time()
         # Requests, snapshot wake-ups and notices; the requests among them are counted and bounded.
         self.queue: asyncio.Queue[Any] = asyncio.Queue()
@@ -347,7 +348,12 @@ class XdsStream:
     # ---- shared helpers ---------------------------------------------------------------------------
 
     def ordered_watches(self) -> list[Watch]:
-        return [self.watches[t] for t in sorted(self.watches, key=type_rank)]
+        """The watches in push order (do not modify the list)."""
+        # Watches are only ever added: the order changes when their number does.
+        ordered = self._ordered
+        if len(ordered) != len(self.watches):
+            ordered = self._ordered = [self.watches[t] for t in sorted(self.watches, key=type_rank)]
+        return ordered
 
     def next_nonce(self) -> str:
         return str(next(self._nonces))
