@@ -6,6 +6,8 @@ stopped writing age out (docs/proxy-status.md)."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -23,6 +25,7 @@ from xdsbus.contract.type_urls import CLUSTER, ENDPOINT, LISTENER
 from xdsbus.layout import LayoutSettings
 from xdsbus.proxy_store import SyncState, sync_state
 from xdsbus_dev.harness.processes import NatsServer, eventually
+from xdsbus_edge.limits import ByteBudget
 from xdsbus_edge.metrics import EdgeMetrics
 from xdsbus_edge.proxy_status import ProxyStatusPublisher
 from xdsbus_edge.registry import StreamTable
@@ -99,6 +102,36 @@ async def test_a_write_nats_does_not_store_fails_the_flush(bus: Bus, harness: Ha
     await bus.js.create_key_value(KeyValueConfig(bucket="xdsbus_proxies"))
     assert await status.flush() == 3
     assert len(await proxy_store.read_all(bus)) == 3
+
+
+async def test_a_look_lets_the_responses_in_flight_go_first(bus: Bus, harness: Harness) -> None:
+    """While responses are being built or written (the edge's ByteBudget), a look waits for them to be
+    done, at most one interval."""
+    base_config(harness.source).commit()
+    budget = ByteBudget(1 << 20)
+    assert isinstance(harness.registry, StreamTable)
+    status = ProxyStatusPublisher(
+        harness.registry, bus, await proxy_store.bucket(bus), "edge-a", ttl=30, interval=0.5, responses=budget
+    )
+    proxy = harness.sotw("gw-1")
+    await proxy.request(CLUSTER)
+    await proxy.ack(await proxy.recv())
+
+    async with budget.reserve(1000):
+        look = asyncio.create_task(status.flush())
+        done, _ = await asyncio.wait({look}, timeout=0.2)
+        assert not done, "a look wrote while a response was in flight"
+    assert await asyncio.wait_for(look, 5) == 1
+
+    # A response that takes longer than an interval holds the look back for that interval only.
+    harness.source.put(cluster("a", timeout_s=5))
+    harness.source.commit()
+    await proxy.ack(await proxy.recv())
+    async with budget.reserve(1000):
+        started = time.monotonic()
+        assert await asyncio.wait_for(status.flush(), 5) == 1
+        assert time.monotonic() - started >= 0.5
+    assert [e.node_id for e in await proxy_store.read_all(bus)] == ["gw-1"]
 
 
 async def test_a_nack_is_published_with_its_error_capped(bus: Bus, harness: Harness) -> None:

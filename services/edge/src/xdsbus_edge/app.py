@@ -184,6 +184,7 @@ class Edge:
             ttl=ttl,
             interval=self.config.proxy_status_interval,
             metrics=self.metrics,
+            responses=self.limits.budget,
         )
         self.proxy_status.start()
         log.info("publishing proxy status as edge %s (bucket TTL %gs)", edge_id, ttl)

@@ -18,9 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
-import contextlib
 import dataclasses
-from collections.abc import AsyncIterator
 
 from xdsbus.service_flags import ServiceParser
 from xdsbus_edge.scopes import SCOPE_PATTERN
@@ -83,6 +81,9 @@ class ByteBudget:
         self.used = 0
         self.peak = 0
         self._waiters: collections.deque[tuple[int, asyncio.Future[None]]] = collections.deque()
+        # Set while nothing is reserved (drained()).
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     @property
     def waiting(self) -> int:
@@ -111,21 +112,21 @@ class ByteBudget:
     def release(self, size: int) -> None:
         self.used -= size
         self._wake()
+        if not self.used:
+            self._idle.set()
 
-    @contextlib.asynccontextmanager
-    async def reserve(self, size: int) -> AsyncIterator[None]:
-        """Hold `size` bytes of the budget for the block (nothing when `size` is 0)."""
-        if size <= 0:
-            yield
-            return
-        taken = await self.acquire(size)
-        try:
-            yield
-        finally:
-            self.release(taken)
+    async def drained(self) -> None:
+        """Return once nothing is reserved: no response is being built or written."""
+        await self._idle.wait()
+
+    def reserve(self, size: int) -> Reservation:
+        """Hold `size` bytes of the budget for an `async with` block (nothing when `size` is 0)."""
+        return Reservation(self, size)
 
     def _take(self, size: int) -> None:
         self.used += size
+        if self.used:
+            self._idle.clear()
         self.peak = max(self.peak, self.used)
 
     def _wake(self) -> None:
@@ -134,6 +135,28 @@ class ByteBudget:
             if not future.done():
                 self._take(size)
                 future.set_result(None)
+
+
+class Reservation:
+    """`async with budget.reserve(size)`: a plain object rather than an async generator, whose set-up
+    (the event loop's asyncgen hooks, a weak reference per generator) cost more than the reservation,
+    taken by every stream for every push and request."""
+
+    __slots__ = ("_budget", "_size", "_taken")
+
+    def __init__(self, budget: ByteBudget, size: int) -> None:
+        self._budget = budget
+        self._size = size
+        self._taken = 0
+
+    async def __aenter__(self) -> None:
+        if self._size > 0:
+            self._taken = await self._budget.acquire(self._size)
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._taken:
+            self._budget.release(self._taken)
+            self._taken = 0
 
 
 class WriteDeadlines:
