@@ -157,7 +157,7 @@ async def test_rotation_keeps_tls_serving_with_the_same_ledger_and_no_listener_d
                 if checkpoint is None:
                     return 0
                 held = checkpoint.state.objects.get("Secret", {}).get(SOURCE, {}).get(SECRET_KEY)
-                if held is None or held.body.get("kid") != new_kid:
+                if held is None or held.value().get("kid") != new_kid:
                     return 0
                 assert held.rev.endswith("@" + new_kid)
                 return checkpoint.state.seq

@@ -54,7 +54,7 @@ async def test_large_secrets_neither_block_the_feed_nor_lose_the_resync(
     state = await folded(bus)
     secrets = state.objects["Secret"][SOURCE]
     assert set(secrets) == {f"{SYSTEM}/registry", big}
-    opened = SecretBox.from_env().open(secrets[big].body, source=SOURCE, kind="Secret", key=big)
+    opened = SecretBox.from_env().open(secrets[big].value(), source=SOURCE, kind="Secret", key=big)
     assert (
         opened["data"]["release"]
         == (kube.get("v1", "Secret", SYSTEM, big.split("/")[1]) or {})["data"]["release"]
