@@ -101,16 +101,6 @@ class Proxy:
             self.handled.set()
 
         self.stream.handle_request = handle_and_tell  # type: ignore[method-assign]
-        ack_at_once = self.stream.ack_at_once
-
-        def ack_at_once_and_tell(request: Any) -> bool:
-            # An ACK recorded by the stream's reading task (stream.py) is handled there.
-            if not ack_at_once(request):
-                return False
-            self.handled.set()
-            return True
-
-        self.stream.ack_at_once = ack_at_once_and_tell  # type: ignore[method-assign]
         self.task = asyncio.create_task(self.stream.run(self._incoming()))
 
     # ---- Transport ------------------------------------------------------------------------------

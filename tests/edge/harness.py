@@ -169,16 +169,6 @@ class MemoryLink:
                 self._pending.popleft().set_result(None)
 
         stream.handle_request = handle_and_tell  # type: ignore[method-assign]
-        ack_at_once = stream.ack_at_once
-
-        def ack_at_once_and_tell(request: Any) -> bool:
-            # An ACK the reading task recorded itself is handled too.
-            if not ack_at_once(request):
-                return False
-            self._pending.popleft().set_result(None)
-            return True
-
-        stream.ack_at_once = ack_at_once_and_tell  # type: ignore[method-assign]
         self.task = asyncio.create_task(stream.run(self._incoming()), name=f"memory-stream-{stream.id}")
 
     async def _incoming(self) -> AsyncIterator[Any]:

@@ -78,18 +78,6 @@ class SotwStream(XdsStream):
         self._raw = request
         return parsed
 
-    def ack_at_once(self, request: Any) -> bool:
-        if not isinstance(request, bytes) or not self.watches:
-            return False
-        ack = repeated_ack(request, self.watches.values(), self.fixed_type)
-        if ack is None:
-            return False
-        acked = self.watches[ack.type_url]
-        if acked.always_respond:
-            return False  # answered: the stream's task sends the assignments
-        self.record_ack(acked, ack.response_nonce, ack.version_info)
-        return True
-
     def _request_bytes(self, request: Any) -> int:
         # An ACK that keeps the subscription reserves nothing, as one naming as many resources as are
         # subscribed always did (XdsStream._request_bytes).

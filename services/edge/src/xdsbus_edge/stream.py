@@ -1,10 +1,7 @@
 """What every xDS stream does, SotW or delta, aggregated or per type.
 
 One task per stream reads requests into a queue; the stream's own task takes requests, snapshot
-wake-ups and "EDS after CDS" notices from that queue in order and is the only one that writes. An ACK
-that needs no answer, read while that task waits on an empty queue, is recorded by the reading task at
-once (`ack_at_once`): the same as the stream's task taking it next, without waking it (at 1,000
-streams, a task switch per ACK of every push). The
+wake-ups and "EDS after CDS" notices from that queue in order and is the only one that writes. The
 stream holds the snapshot it last pushed (`snap`) and answers requests from it, so within one stream
 every type moves from one version to the next together and in order (CDS, EDS, LDS, RDS, SDS).
 
@@ -104,8 +101,6 @@ class XdsStream:
         self._requests_queued = 0
         self._registered = False
         self._wake_queued = False
-        # True while the stream's task waits for an item on an empty queue (_next).
-        self._waiting = False
         self._nonces = itertools.count(1)
         # Convergence: when the push in flight started, and the types still waiting for their ACK.
         self._converging: tuple[float, set[str]] | None = None
@@ -148,15 +143,7 @@ class XdsStream:
                 self.registry.unregister(self)
 
     async def _next(self) -> Any:
-        queue = self.queue
-        if queue.empty():
-            self._waiting = True
-            try:
-                item = await queue.get()
-            finally:
-                self._waiting = False
-        else:
-            item = queue.get_nowait()
+        item = await self.queue.get()
         if item is FLOODED:
             raise StreamRefused(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -225,9 +212,6 @@ class XdsStream:
                     self.queue._queue.appendleft(FLOODED)  # type: ignore[attr-defined]
                     self.queue.put_nowait(EOF)
                     return
-                # Nothing ahead of it and the stream's task idle: an ACK is recorded here, in order.
-                if self._waiting and self.queue.empty() and self.ack_at_once(request):
-                    continue
                 self._requests_queued += 1
                 self.queue.put_nowait(request)
         except asyncio.CancelledError:
@@ -346,11 +330,6 @@ class XdsStream:
     def decode(self, request: Any) -> Any:
         """A request as the RPC delivered it, as `handle_request` takes it (here: as it is)."""
         return request
-
-    def ack_at_once(self, request: Any) -> bool:
-        """Record `request` if it only acknowledges a response and needs nothing sent; False (nothing
-        done) to leave it to `handle_request`. Called only while the stream's task is idle."""
-        return False
 
     async def handle_request(self, request: Any) -> None:
         raise NotImplementedError
