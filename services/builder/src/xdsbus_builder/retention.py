@@ -86,10 +86,13 @@ async def record_floor(bus: Bus, scope: str, seq: int) -> None:
 async def lowest_floor(bus: Bus) -> int | None:
     """The lowest floor of all scopes; None while a required scope has recorded none (nothing may be
     purged then)."""
+    # The required scopes' keys are read by name, not only from the listing: nats-py's keys() ends at the
+    # first "nothing pending" mark of its watch, which was seen to leave out a key written just before.
     try:
-        keys = [k for k in await bus.retention.keys() if k.startswith(FLOOR_PREFIX)]
+        listed = [k for k in await bus.retention.keys() if k.startswith(FLOOR_PREFIX)]
     except NoKeysError:
-        return None
+        listed = []
+    keys = sorted(set(listed) | {floor_key(scope) for scope in REQUIRED_SCOPES})
     floors: dict[str, int] = {}
     for key in keys:
         try:
