@@ -12,17 +12,20 @@ from tests.builder.support import (
     SCOPE,
     Marker,
     random_change,
+    records,
     resources_at,
     running_builder,
     wait_for_caught_up,
 )
+from tests.support.objects import endpoint_slice, service
 from tests.support.sources import ScriptedSource
 from xdsbus.bus import Bus
 from xdsbus.contract.resources import ResourceKey
-from xdsbus.fold.reading import fold_until
+from xdsbus.fold.reading import fold_until, last_event_seq
 from xdsbus.fold.state import FoldState
 from xdsbus.ledger import checkpoints
 from xdsbus.objects import read_object
+from xdsbus_builder import builder as builder_module
 from xdsbus_dev.harness.processes import eventually
 
 
@@ -68,3 +71,34 @@ async def test_a_checkpoint_taken_under_load_equals_the_replay_at_its_sequence(
         assert saved.state == replayed, f"checkpoint at {seq} differs from the replay to {seq}"
         published = {ResourceKey(t, n): sha for t, n, sha in saved.published}
         assert published == await resources_at(bus, saved.ledger_version)
+
+
+async def test_a_builder_behind_the_log_checkpoints_once_caught_up(
+    bus: Bus, nats_server: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Small fetches and a short debounce: the builder cuts several versions while the backlog lasts,
+    # each of which would take a checkpoint every 100 events if it did not wait.
+    monkeypatch.setattr(builder_module, "FETCH_BATCH", 50)
+    marker = Marker(bus)
+    async with running_builder(bus, checkpoint_events=100):
+        await marker.setup()
+        first = await wait_for_caught_up(bus)
+    before = set(await checkpoints.sequences(bus, SCOPE))
+    # A backlog the next builder finds in the log: fewer events than CHECKPOINT_DEFER_FACTOR times
+    # checkpoint_events, so no checkpoint is owed before it catches up.
+    src = ScriptedSource(bus)
+    await src.put(service("backlog"))
+    for n in range(949):
+        await src.put(endpoint_slice("backlog", [f"10.9.{n // 250}.{n % 250 + 1}"]))
+    head = await last_event_seq(bus)
+
+    async def taken() -> list[int] | None:
+        new = [seq for seq in await checkpoints.sequences(bus, SCOPE) if seq not in before]
+        return new or None
+
+    async with running_builder(bus, checkpoint_events=100, debounce_max=0.005):
+        new_checkpoints = await eventually(taken, what="a checkpoint after the backlog")
+        await wait_for_caught_up(bus)
+    assert new_checkpoints == [head]
+    # The backlog was folded into several versions, each a point where a checkpoint was due.
+    assert len([r for r in await records(bus) if r.version > first.version]) >= 3

@@ -219,16 +219,22 @@ def _stream(name: str, subjects: list[str], settings: LayoutSettings, cap: int, 
     )
 
 
-def _kv(name: str, settings: LayoutSettings, cap: int, ttl: float = 0.0, max_value: int = 0) -> Spec:
+def _kv(
+    name: str, settings: LayoutSettings, cap: int, ttl: float = 0.0, max_value: int = 0, direct: bool = False
+) -> Spec:
     def create(js: JetStreamContext) -> Any:
         params: dict[str, Any] = {"history": 1, "replicas": settings.replicas, "max_bytes": cap}
         if ttl:
             params["ttl"] = ttl
         if max_value:
             params["max_value_size"] = max_value
+        if direct:
+            params["direct"] = True
         return js.create_key_value(bucket=name, **params)
 
     extra = (Setting("max_msg_size", max_value),) if max_value else ()
+    if direct:
+        extra += (Setting("allow_direct", True),)
     return Spec(
         Kind.KV,
         name,
@@ -265,7 +271,8 @@ def desired(settings: LayoutSettings) -> list[Spec]:
             Setting("allow_direct", True),
         ),
         # max_value_size -1: any body up to the server's max_payload (larger ones go to the object store).
-        _kv(RESOURCES_BUCKET, settings, caps.resources, max_value=-1),
+        # Direct gets: an edge reads a version's bodies a thousand per request (ledger/store.py).
+        _kv(RESOURCES_BUCKET, settings, caps.resources, max_value=-1, direct=True),
         _object_store(LARGE_RESOURCES_STORE, settings, caps.resources_large),
         _object_store(CHECKPOINTS_STORE, settings, caps.checkpoints),
         _object_store(LEDGER_CHANGES_STORE, settings, caps.ledger_changes),

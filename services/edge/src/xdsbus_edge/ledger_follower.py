@@ -32,7 +32,7 @@ from xdsbus.bus import LEDGER_STREAM, Bus, ledger_subject
 from xdsbus.contract import digest as digests
 from xdsbus.contract.resources import ResourceKey
 from xdsbus.ledger import reader
-from xdsbus.ledger.store import BodyCorrupt, BodyMissing, BodySealed, fetch_body
+from xdsbus.ledger.store import BodyCorrupt, BodyMissing, BodySealed, fetch_stored_many, open_body
 from xdsbus.proto.ledger.v1 import ledger_pb2
 from xdsbus.secretbox import SecretBox
 from xdsbus_edge.heap import TRIM_AFTER_CHANGES, release_free_memory
@@ -41,8 +41,6 @@ from xdsbus_edge.snapshot import CachedResource, Snapshot, next_snapshot
 
 log = logging.getLogger(__name__)
 
-# Bodies fetched at once.
-FETCH_CONCURRENCY = 128
 # Missing bodies listed by status() per version (all are counted).
 MISSING_SHOWN = 20
 
@@ -385,30 +383,27 @@ class LedgerFollower:
             sealed: list[str] = []
             gone: list[MissingBody] = []
             version = self.ledger_version
-            todo = iter(range(len(missing_names)))
-
-            async def worker() -> None:
-                # A few workers draining one iterator: no task per body, however many are missing.
-                for i in todo:
-                    type_url, name = missing_types[i], missing_names[i]
-                    digest = bytes(missing_digests[32 * i : 32 * i + 32])
-                    sha = digest.hex()
-                    what = f"{type_url.rsplit('.', 1)[-1]} {name!r}"
-                    try:
-                        body = await fetch_body(self.bus, sha, self.keyring)
-                    except BodySealed as exc:
-                        sealed.append(f"{what}: {exc}")
-                        continue
-                    except BodyMissing as exc:
-                        gone.append(MissingBody(self.scope, version, type_url, name, sha))
-                        failures.append(f"{what}: {exc}")
-                        continue
-                    except BodyCorrupt as exc:
-                        failures.append(f"{what}: {exc}")
-                        continue
-                    staged[type_url][name] = CachedResource(type_url, name, digest, body)
-
-            await asyncio.gather(*(worker() for _ in range(min(FETCH_CONCURRENCY, len(missing_names)))))
+            shas = [bytes(missing_digests[32 * i : 32 * i + 32]).hex() for i in range(len(missing_names))]
+            stored = await fetch_stored_many(self.bus, shas)
+            for i, sha in enumerate(shas):
+                type_url, name = missing_types[i], missing_names[i]
+                what = f"{type_url.rsplit('.', 1)[-1]} {name!r}"
+                found = stored.get(sha)
+                if found is None:
+                    gone.append(MissingBody(self.scope, version, type_url, name, sha))
+                    failures.append(f"{what}: resource body {sha} is not stored")
+                    continue
+                try:
+                    body = open_body(found, sha, self.keyring)
+                except BodySealed as exc:
+                    sealed.append(f"{what}: {exc}")
+                    continue
+                except BodyCorrupt as exc:
+                    failures.append(f"{what}: {exc}")
+                    continue
+                digest = bytes(missing_digests[32 * i : 32 * i + 32])
+                staged[type_url][name] = CachedResource(type_url, name, digest, body)
+            del stored
             self._report_missing(version, gone)
             if sealed:
                 more = f" (and {len(sealed) - 1} more)" if len(sealed) > 1 else ""
