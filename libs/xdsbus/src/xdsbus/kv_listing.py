@@ -58,11 +58,16 @@ async def stored_keys(bus: Bus, bucket: str, key_filter: str = ">") -> list[str]
     is a delete or purge marker is listed too (its subject stays in the stream): `KeyValue.get` of it
     raises KeyNotFoundError."""
     prefix = f"$KV.{bucket}."
+    return [s.removeprefix(prefix) for s in await stream_subjects(bus, f"KV_{bucket}", prefix + key_filter)]
+
+
+async def stream_subjects(bus: Bus, stream: str, subjects_filter: str) -> list[str]:
+    """Every subject of `stream` matching `subjects_filter` that holds a message, sorted, however many."""
     for _ in range(ATTEMPTS):
-        subjects = await _subjects(bus, f"KV_{bucket}", prefix + key_filter)
+        subjects = await _subjects(bus, stream, subjects_filter)
         if subjects is not None:
-            return sorted(s.removeprefix(prefix) for s in subjects)
-    raise ListingUnstable(f"the keys of {bucket} kept changing while they were listed")
+            return sorted(subjects)
+    raise ListingUnstable(f"the subjects of {stream} kept changing while they were listed")
 
 
 async def live_values(bus: Bus, bucket: str, key_filter: str = ">") -> dict[str, bytes]:
