@@ -121,6 +121,8 @@ async def live_values(bus: Bus, bucket: str, key_filter: str = ">") -> dict[str,
             await bus.js.delete_consumer(stream, consumer)
     # Keys the consumer did not bring (removed since they were listed, or behind a "nothing pending" mark
     # that came early), read one by one.
+    if not unseen:
+        return values
     kv = await bus.js.key_value(bucket)
     for key in sorted(unseen):
         try:
