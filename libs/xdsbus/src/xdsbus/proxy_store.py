@@ -15,6 +15,7 @@ import msgspec
 from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
+from xdsbus import kv_listing
 from xdsbus.bus import Bus
 from xdsbus.contract.proxy_status import ProxyStatus, TypeSync
 from xdsbus.layout import PROXIES_BUCKET
@@ -86,8 +87,7 @@ async def read_all(bus: Bus) -> list[ProxyStatus]:
     """Every stored entry (an undecodable one is skipped), sorted by node id, then edge."""
     kv = await bucket(bus)
     # Keys come from the bucket stream's subjects, as in status_store (nats-py's keys() can end early).
-    info = await bus.js.stream_info(f"KV_{PROXIES_BUCKET}", subjects_filter=f"{_SUBJECT_PREFIX}>")
-    keys = sorted(s.removeprefix(_SUBJECT_PREFIX) for s in info.state.subjects or {})
+    keys = await kv_listing.stored_keys(bus, PROXIES_BUCKET)
     values = await _bounded(_get(kv, key) for key in keys)
     found = [status for value in values if (status := _decode(value)) is not None]
     return sorted(found, key=lambda s: (s.node_id, s.edge))

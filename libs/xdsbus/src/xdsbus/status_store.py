@@ -21,6 +21,7 @@ from typing import Protocol
 import msgspec
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 
+from xdsbus import kv_listing
 from xdsbus.bus import STATUS_BUCKET, Bus
 from xdsbus.contract.status import (
     ObjectStatus,
@@ -203,12 +204,13 @@ async def migrate_legacy_keys(bus: Bus) -> int:
 
 
 async def _keys(bus: Bus, prefix: str, key_filter: str = ">") -> list[str]:
-    """Stored keys matching `key_filter` (a KV key pattern) and starting with `prefix`. Read from the
-    bucket stream's subjects, not `KeyValue.keys()`: nats-py's `keys()` ends early while other keys are
-    being written (nats-io/nats.py#842), and `xdsbus status` would miss entries."""
-    info = await bus.js.stream_info(f"KV_{STATUS_BUCKET}", subjects_filter=_SUBJECT_PREFIX + key_filter)
-    keys = (subject.removeprefix(_SUBJECT_PREFIX) for subject in info.state.subjects or {})
-    return sorted(key for key in keys if key.startswith(prefix))
+    """Stored keys matching `key_filter` (a KV key pattern) and starting with `prefix`, deleted ones
+    included. Read from the bucket stream's subjects, every page of them (xdsbus.kv_listing), not
+    `KeyValue.keys()`: nats-py's `keys()` can end early (nats-io/nats.py#842), and a key left out here is
+    a legacy entry never moved or a stale status never removed."""
+    return [
+        key for key in await kv_listing.stored_keys(bus, STATUS_BUCKET, key_filter) if key.startswith(prefix)
+    ]
 
 
 async def _get(bus: Bus, kv_key: str) -> ObjectStatus | None:

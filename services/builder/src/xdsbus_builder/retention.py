@@ -17,10 +17,8 @@ import math
 import time
 from collections.abc import Sequence
 
-from nats.js.errors import KeyNotFoundError, NoKeysError
-
-from xdsbus import status_store
-from xdsbus.bus import Bus
+from xdsbus import kv_listing, status_store
+from xdsbus.bus import RETENTION_BUCKET, Bus
 from xdsbus.contract.status import ObjectStatus, Verdict
 from xdsbus.events import EVENTS_STREAM
 from xdsbus.ledger import checkpoints
@@ -85,22 +83,12 @@ async def record_floor(bus: Bus, scope: str, seq: int) -> None:
 
 async def lowest_floor(bus: Bus) -> int | None:
     """The lowest floor of all scopes; None while a required scope has recorded none (nothing may be
-    purged then)."""
-    # The required scopes' keys are read by name, not only from the listing: nats-py's keys() ends at the
-    # first "nothing pending" mark of its watch, which was seen to leave out a key written just before.
-    try:
-        listed = [k for k in await bus.retention.keys() if k.startswith(FLOOR_PREFIX)]
-    except NoKeysError:
-        listed = []
-    keys = sorted(set(listed) | {floor_key(scope) for scope in REQUIRED_SCOPES})
-    floors: dict[str, int] = {}
-    for key in keys:
-        try:
-            entry = await bus.retention.get(key)
-        except KeyNotFoundError:
-            continue
-        floors[key.removeprefix(FLOOR_PREFIX)] = int((entry.value or b"0").decode())
-    if any(scope not in floors for scope in REQUIRED_SCOPES):
+    purged then). Every scope's floor counts, however many scopes there are: they are read as listed
+    from the bucket stream's subjects (xdsbus.kv_listing), not from nats-py's `KeyValue.keys()`, which
+    can leave out a key written just before; a deleted or purged floor counts for nothing."""
+    values = await kv_listing.live_values(bus, RETENTION_BUCKET, f"{FLOOR_PREFIX}>")
+    floors = {key.removeprefix(FLOOR_PREFIX): int((value or b"0").decode()) for key, value in values.items()}
+    if not floors or any(scope not in floors for scope in REQUIRED_SCOPES):
         return None
     return min(floors.values())
 

@@ -23,6 +23,7 @@ import logging
 
 import msgspec
 
+from xdsbus import kv_listing
 from xdsbus.bus import LARGE_RESOURCES_STORE, LEDGER_STREAM, RESOURCES_BUCKET, Bus
 from xdsbus.ledger import bases, reader
 from xdsbus.ledger.removal import drop_kv_entry, drop_object, object_meta_seq
@@ -63,10 +64,10 @@ class Swept(msgspec.Struct, frozen=True):
 
 
 async def scopes(bus: Bus) -> list[str]:
-    """Every scope with a subject on the ledger stream."""
-    info = await bus.js.stream_info(LEDGER_STREAM, subjects_filter="xdsbus.ledger.>")
-    subjects = info.state.subjects or {}
-    return sorted(subject.removeprefix("xdsbus.ledger.") for subject in subjects)
+    """Every scope with a subject on the ledger stream (every page of them: a scope left out would have
+    its bodies swept)."""
+    subjects = await kv_listing.stream_subjects(bus, LEDGER_STREAM, "xdsbus.ledger.>")
+    return [subject.removeprefix("xdsbus.ledger.") for subject in subjects]
 
 
 class Mark(msgspec.Struct, frozen=True):
