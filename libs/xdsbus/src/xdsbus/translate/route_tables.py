@@ -18,6 +18,8 @@ fragments exactly, so a wildcard host or `*` would have no scope.
 
 from __future__ import annotations
 
+import re
+
 from envoy.config.common.mutation_rules.v3 import mutation_rules_pb2
 from envoy.config.core.v3 import base_pb2, extension_pb2
 from envoy.config.route.v3 import scoped_route_pb2
@@ -69,35 +71,43 @@ def _key_expression() -> str:
 KEY_FORMAT = f"%CEL({_key_expression()})%"
 
 
+_LABEL_END = re.compile("[.:]")
+
+
 def _labels(host: str) -> tuple[str, str | None]:
     """The first label of `host` and, when a `.` ends it, the second (labels end at `.`, `:` or the end)."""
-    first_end = next((i for i, c in enumerate(host) if c in ".:"), len(host))
-    first = host[:first_end]
-    if first_end == len(host) or host[first_end] != ".":
+    end = _LABEL_END.search(host)
+    if end is None:
+        return host, None
+    first = host[: end.start()]
+    if end.group() != ".":
         return first, None
-    rest = host[first_end + 1 :]
-    second_end = next((i for i, c in enumerate(rest) if c in ".:"), len(rest))
-    return first, rest[:second_end]
+    second_end = _LABEL_END.search(host, end.end())
+    return first, host[end.end() : second_end.start() if second_end else len(host)]
 
 
-def _char_bits(char: str | None, bits: int) -> int:
-    index = _ALPHABET.find(char) if char else -1
-    return index & ((1 << bits) - 1) if index >= 0 else 0
+# Per position: (its shift in the key, each alphabet character's bits there); a character outside the
+# alphabet matches no class, so it adds nothing.
+_POSITION_BITS = {
+    position: (shift, {c: i & ((1 << bits) - 1) for i, c in enumerate(_ALPHABET)})
+    for (position, bits), shift in zip(
+        _POSITIONS, (sum(b for _, b in _POSITIONS[:n]) for n in range(len(_POSITIONS))), strict=True
+    )
+}
 
 
 def host_key(host: str) -> int:
     """The key Envoy computes (KEY_FORMAT) for a request to `host`: case-insensitive, port ignored."""
     first, second = _labels(host.lower())
     chars = {
-        _LAST_OF_FIRST: first[-1] if first else None,
-        _BEFORE_LAST_OF_FIRST: first[-2] if len(first) >= 2 else None,
-        _LAST_OF_SECOND: second[-1] if second else None,
+        _LAST_OF_FIRST: first[-1:],
+        _BEFORE_LAST_OF_FIRST: first[-2:-1],
+        _LAST_OF_SECOND: second[-1:] if second else "",
     }
     key = 0
-    shift = 0
-    for position, bits in _POSITIONS:
-        key |= _char_bits(chars[position], bits) << shift
-        shift += bits
+    for position, char in chars.items():
+        shift, bits_of = _POSITION_BITS[position]
+        key |= bits_of.get(char, 0) << shift
     return key
 
 
