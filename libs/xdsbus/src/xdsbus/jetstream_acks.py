@@ -25,6 +25,9 @@ from nats.js.errors import APIError, NoStreamResponseError
 ACK_TIMEOUT = 10.0
 # The status header of a "no responders" answer: no stream holds the subject, or JetStream is down.
 _NO_RESPONDERS = "503"
+# Publishes awaiting an answer beyond which those given up on are swept out (xdsbus.publish_window keeps
+# up to 512 in flight per watcher).
+_SWEEP_AT = 4096
 
 
 class _Error(msgspec.Struct):
@@ -63,6 +66,14 @@ class AckedPublisher:
         self._subscription: Subscription | None = None
         self._waiting: dict[str, asyncio.Future[Ack]] = {}
         self._tokens = itertools.count(1)
+        # An answered publish leaves `_waiting` when its answer is read; one its caller gave up on (timed
+        # out, cancelled) when `_waiting` next holds this many, in one sweep: cheaper than a callback
+        # on every future.
+        self._sweep_at = _SWEEP_AT
+
+    def _sweep(self) -> None:
+        self._waiting = {token: ack for token, ack in self._waiting.items() if not ack.done()}
+        self._sweep_at = max(_SWEEP_AT, 2 * len(self._waiting))
 
     async def publish(
         self, subject: str, payload: bytes, headers: dict[str, str] | None = None
@@ -71,13 +82,16 @@ class AckedPublisher:
         if self._subscription is None:
             self._inbox = self.nc.new_inbox()
             self._subscription = await self.nc.subscribe(f"{self._inbox}.*", cb=self._answered)
+        waiting = self._waiting
+        if len(waiting) >= self._sweep_at:
+            self._sweep()
         token = str(next(self._tokens))
         ack: asyncio.Future[Ack] = asyncio.get_running_loop().create_future()
-        self._waiting[token] = ack
-        ack.add_done_callback(lambda _: self._waiting.pop(token, None))
+        waiting[token] = ack
         try:
             await self.nc.publish(subject, payload, reply=f"{self._inbox}.{token}", headers=headers)
         except BaseException:
+            waiting.pop(token, None)
             ack.cancel()
             raise
         return ack
@@ -87,11 +101,12 @@ class AckedPublisher:
         if self._subscription is not None:
             await self._subscription.unsubscribe()
             self._subscription = None
-        for ack in list(self._waiting.values()):
+        waiting, self._waiting = self._waiting, {}
+        for ack in waiting.values():
             ack.cancel()
 
     async def _answered(self, msg: Msg) -> None:
-        ack = self._waiting.get(msg.subject.rpartition(".")[2])
+        ack = self._waiting.pop(msg.subject.rpartition(".")[2], None)
         if ack is None or ack.done():
             return  # answered after its publish timed out (and was sent again)
         if msg.headers and msg.headers.get("Status") == _NO_RESPONDERS:
