@@ -104,6 +104,22 @@ class AckedPublisher:
             raise
         return ack
 
+    def publish_now(
+        self, subject: str, payload: bytes, headers: dict[str, str]
+    ) -> asyncio.Future[Ack] | None:
+        """`publish` when it needs no waiting (the acknowledgements' subscription is made, the message
+        can go straight into the connection's buffer); None when only `publish` can send it."""
+        if self._subscription is None or not buffered_publish.usable(self.nc):
+            return None
+        waiting = self._waiting
+        if len(waiting) >= self._sweep_at:
+            self._sweep()
+        token = str(next(self._tokens))
+        buffered_publish.append(self.nc, subject, f"{self._inbox}.{token}", payload, headers)
+        ack: asyncio.Future[Ack] = asyncio.get_running_loop().create_future()
+        waiting[token] = ack
+        return ack
+
     async def close(self) -> None:
         """Stop reading answers; every publish still waiting is cancelled."""
         if self._subscription is not None:

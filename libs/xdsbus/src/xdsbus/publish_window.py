@@ -66,6 +66,10 @@ class Publish:
 class WindowOwner(Protocol):
     """What the window asks of the watcher that owns it."""
 
+    def publish_now(self, publish: Publish) -> asyncio.Future[Any] | None:
+        """Send `publish` once if that needs no waiting (the message only joins the connection's
+        buffer): the future of its acknowledgement; None when only `publish_attempt` can send it."""
+
     async def publish_attempt(self, publish: Publish) -> asyncio.Future[Any]:
         """Send `publish` once; the future of its acknowledgement (its result, or the server's error)."""
 
@@ -189,7 +193,11 @@ class PublishWindow:
         try:
             while queue:
                 head = queue[0]
-                exc = await self._outcome(head)
+                attempt = head.attempt
+                if attempt.done() and not attempt.cancelled() and attempt.exception() is None:
+                    exc = None  # acknowledged already: the common case once acknowledgements flow
+                else:
+                    exc = await self._outcome(head)
                 if exc is None:
                     backoff.reset()
                     await self.owner.publish_stored(head)
@@ -215,13 +223,24 @@ class PublishWindow:
     async def _send(self, publish: Publish) -> None:
         loop = asyncio.get_running_loop()
         publish.sent_at = now = loop.time()
+        if self._watchdog is None:
+            self._arm_watchdog(loop)
+        try:
+            attempt = self.owner.publish_now(publish)
+        except Exception as exc:
+            # Not sent (a payload over the server's limit, say): a failed attempt like any other.
+            attempt = loop.create_future()
+            attempt.set_exception(exc)
+        if attempt is not None:
+            # Most sends: nothing awaited, so no deadline to keep.
+            publish.attempt = attempt
+            return
         task = asyncio.current_task()
         assert task is not None
         # Bounded (the watchdog): nats-py's publish can wait, with no deadline, for a forced flush of
         # its buffer that a connection lost mid-write never completes; that wait would stall the window.
         base = task.cancelling()
         self._sending[task] = (now, base)
-        self._arm_watchdog(loop)
         expired = self._expired
         try:
             attempt = await self.owner.publish_attempt(publish)

@@ -566,6 +566,14 @@ class Watcher(abc.ABC):
 
     # -- the publish window's owner (xdsbus.publish_window.WindowOwner) --------------------------
 
+    def publish_now(self, publish: Publish) -> asyncio.Future[Any] | None:
+        """Send `publish` into the connection's buffer when it can be (xdsbus.buffered_publish)."""
+        if self._acks is None:
+            return None
+        return self._acks.publish_now(
+            publish.subject, publish.payload, headers={"Nats-Msg-Id": publish.message_id}
+        )
+
     async def publish_attempt(self, publish: Publish) -> asyncio.Future[Any]:
         """Send `publish` once; the future of its acknowledgement (xdsbus.jetstream_acks)."""
         if not self.bus.nc.is_connected:
