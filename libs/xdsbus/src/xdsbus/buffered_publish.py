@@ -23,9 +23,11 @@ from typing import Any
 from nats.aio.client import Client
 from nats.errors import BadHeaderError, MaxPayloadError
 
-# As nats-py's: a header name is printable ASCII without ':' or white space.
-_HEADER_NAME = re.compile(r"[!-9;-~]+")
-_STATUS_LINE = b"NATS/1.0\r\n"
+# As nats-py's: a header name is an HTTP token (RFC 9110).
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# Header names checked already (a watcher sends one, Nats-Msg-Id), as sent; a few are enough.
+_NAMES: dict[str, str] = {}
+_NAMES_KEPT = 64
 
 
 def usable(nc: Any) -> bool:
@@ -42,29 +44,39 @@ def append(nc: Client, subject: str, reply: str, payload: bytes, headers: Mappin
     `subject` and `reply` must be valid subjects (no white space)."""
     if len(payload) > nc.max_payload:
         raise MaxPayloadError
-    lines = [_STATUS_LINE]
+    lines = ["NATS/1.0\r\n"]
     for name, value in headers.items():
-        name = name.strip()
-        if not name:
-            continue  # as nats-py: an empty name is left out
-        if not _HEADER_NAME.fullmatch(name):
-            raise BadHeaderError(name)
-        value = value.strip()
-        if "\r" in value or "\n" in value:
-            value = value.replace("\r", " ").replace("\n", " ")
-        lines.append(f"{name}: {value}\r\n".encode())
-    lines.append(b"\r\n")
-    header = b"".join(lines)
+        checked = _NAMES.get(name)
+        if checked is None:
+            checked = _checked_name(name)
+        if checked:
+            value = value.strip()
+            if "\r" in value or "\n" in value:
+                value = value.replace("\r", " ").replace("\n", " ")
+            lines.append(f"{checked}: {value}\r\n")
+    lines.append("\r\n")
+    header = "".join(lines).encode()
     size = len(header)
     command = b"".join(
         (f"HPUB {subject} {reply} {size} {size + len(payload)}\r\n".encode(), header, payload, b"\r\n")
     )
     nc._pending.append(command)
     nc._pending_data_size += len(command)
-    nc.stats["out_msgs"] += 1
-    nc.stats["out_bytes"] += len(payload)
+    stats = nc.stats
+    stats["out_msgs"] += 1
+    stats["out_bytes"] += len(payload)
     flush_queue = nc._flush_queue
     assert flush_queue is not None
     if flush_queue.empty():
         # The flusher writes everything buffered when it takes this; it sets the future once written.
         flush_queue.put_nowait(asyncio.get_running_loop().create_future())
+
+
+def _checked_name(name: str) -> str:
+    """The header name as sent ("" for none: left out, as nats-py does); remembered in `_NAMES`."""
+    checked = name.strip()
+    if checked and not _HEADER_NAME.fullmatch(checked):
+        raise BadHeaderError(checked)
+    if len(_NAMES) < _NAMES_KEPT:
+        _NAMES[name] = checked
+    return checked
