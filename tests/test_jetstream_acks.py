@@ -5,10 +5,13 @@ fails after its timeout instead of waiting forever."""
 from __future__ import annotations
 
 import pytest
+from nats.errors import MaxPayloadError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.errors import NoStreamResponseError
 
+from xdsbus import buffered_publish
 from xdsbus.bus import STATUS_BUCKET, Bus
+from xdsbus.events import EVENTS_STREAM
 from xdsbus.jetstream_acks import all_acked
 
 
@@ -36,3 +39,25 @@ async def test_answers_that_never_come_time_out_and_are_forgotten(bus: Bus) -> N
         await all_acked(pending, timeout=0.3)
     assert all(ack.cancelled() for ack in pending)
     await silent.unsubscribe()
+
+
+async def test_a_publish_with_headers_goes_through_the_buffer_as_nats_py_would_send_it(bus: Bus) -> None:
+    # The watchers' events take this way (xdsbus.buffered_publish): it must frame the message as
+    # nats-py does, header values cleaned of line breaks, and JetStream must see the id to deduplicate.
+    assert buffered_publish.usable(bus.nc)
+    acks = bus.acks()
+    subject = "xdsbus.events.test.buffered.Service"
+    odd_id = " test/buffered:Service:a\r\nb:r1@x.1 "
+    first = [await acks.publish(subject, b"\x81\xa1v\x01", headers={"Nats-Msg-Id": odd_id}) for _ in range(2)]
+    other = await acks.publish(subject, b"", headers={"Nats-Msg-Id": "test/buffered:other@x.2"})
+    await all_acked([*first, other])
+    stored, again = first[0].result(), first[1].result()
+    assert not stored.duplicate and again.duplicate and again.seq == stored.seq
+    msg = await bus.js.get_msg(EVENTS_STREAM, stored.seq)
+    assert msg.data == b"\x81\xa1v\x01"
+    assert msg.headers == {"Nats-Msg-Id": "test/buffered:Service:a  b:r1@x.1"}
+    empty = await bus.js.get_msg(EVENTS_STREAM, other.result().seq)
+    assert not empty.data and empty.headers == {"Nats-Msg-Id": "test/buffered:other@x.2"}
+
+    with pytest.raises(MaxPayloadError):
+        await acks.publish(subject, b"x" * (bus.nc.max_payload + 1), headers={"Nats-Msg-Id": "big"})

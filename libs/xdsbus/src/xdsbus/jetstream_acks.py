@@ -6,7 +6,9 @@ its `publish` waits for each answer. Here every publish of the process gets a re
 inbox of the connection (`_INBOX_<user>.<nuid>.<n>`, what each role may subscribe to, docs/design.md
 §10), one subscription reads them all, and each answer completes the publish's future with the
 `PubAck` fields or the error JetStream gave, as `js.publish` would raise it. A publish never answered
-is for its caller to time out (cancelling the future forgets it).
+is for its caller to time out (cancelling the future forgets it). A publish with headers (the watchers'
+events, with their `Nats-Msg-Id`) goes straight into the connection's buffer (xdsbus.buffered_publish)
+when it can: nats-py's own publish costs more than the rest of it.
 """
 
 from __future__ import annotations
@@ -21,10 +23,15 @@ from nats.aio.subscription import Subscription
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.errors import APIError, NoStreamResponseError
 
+from xdsbus import buffered_publish
+
 # Seconds a batch of publishes may wait for its acknowledgements (as the bus's JetStream requests).
 ACK_TIMEOUT = 10.0
 # The status header of a "no responders" answer: no stream holds the subject, or JetStream is down.
 _NO_RESPONDERS = "503"
+# Publishes awaiting an answer beyond which those given up on are swept out (xdsbus.publish_window keeps
+# up to 512 in flight per watcher).
+_SWEEP_AT = 4096
 
 
 class _Error(msgspec.Struct):
@@ -63,6 +70,14 @@ class AckedPublisher:
         self._subscription: Subscription | None = None
         self._waiting: dict[str, asyncio.Future[Ack]] = {}
         self._tokens = itertools.count(1)
+        # An answered publish leaves `_waiting` when its answer is read; one its caller gave up on (timed
+        # out, cancelled) when `_waiting` next holds this many, in one sweep: cheaper than a callback
+        # on every future.
+        self._sweep_at = _SWEEP_AT
+
+    def _sweep(self) -> None:
+        self._waiting = {token: ack for token, ack in self._waiting.items() if not ack.done()}
+        self._sweep_at = max(_SWEEP_AT, 2 * len(self._waiting))
 
     async def publish(
         self, subject: str, payload: bytes, headers: dict[str, str] | None = None
@@ -71,15 +86,38 @@ class AckedPublisher:
         if self._subscription is None:
             self._inbox = self.nc.new_inbox()
             self._subscription = await self.nc.subscribe(f"{self._inbox}.*", cb=self._answered)
+        waiting = self._waiting
+        if len(waiting) >= self._sweep_at:
+            self._sweep()
         token = str(next(self._tokens))
         ack: asyncio.Future[Ack] = asyncio.get_running_loop().create_future()
-        self._waiting[token] = ack
-        ack.add_done_callback(lambda _: self._waiting.pop(token, None))
+        waiting[token] = ack
+        reply = f"{self._inbox}.{token}"
         try:
-            await self.nc.publish(subject, payload, reply=f"{self._inbox}.{token}", headers=headers)
+            if headers and buffered_publish.usable(self.nc):
+                buffered_publish.append(self.nc, subject, reply, payload, headers)
+            else:
+                await self.nc.publish(subject, payload, reply=reply, headers=headers)
         except BaseException:
+            waiting.pop(token, None)
             ack.cancel()
             raise
+        return ack
+
+    def publish_now(
+        self, subject: str, payload: bytes, headers: dict[str, str]
+    ) -> asyncio.Future[Ack] | None:
+        """`publish` when it needs no waiting (the acknowledgements' subscription is made, the message
+        can go straight into the connection's buffer); None when only `publish` can send it."""
+        if self._subscription is None or not buffered_publish.usable(self.nc):
+            return None
+        waiting = self._waiting
+        if len(waiting) >= self._sweep_at:
+            self._sweep()
+        token = str(next(self._tokens))
+        buffered_publish.append(self.nc, subject, f"{self._inbox}.{token}", payload, headers)
+        ack: asyncio.Future[Ack] = asyncio.get_running_loop().create_future()
+        waiting[token] = ack
         return ack
 
     async def close(self) -> None:
@@ -87,11 +125,12 @@ class AckedPublisher:
         if self._subscription is not None:
             await self._subscription.unsubscribe()
             self._subscription = None
-        for ack in list(self._waiting.values()):
+        waiting, self._waiting = self._waiting, {}
+        for ack in waiting.values():
             ack.cancel()
 
     async def _answered(self, msg: Msg) -> None:
-        ack = self._waiting.get(msg.subject.rpartition(".")[2])
+        ack = self._waiting.pop(msg.subject.rpartition(".")[2], None)
         if ack is None or ack.done():
             return  # answered after its publish timed out (and was sent again)
         if msg.headers and msg.headers.get("Status") == _NO_RESPONDERS:

@@ -4,7 +4,10 @@ docs/design.md §4: publishes may be pipelined, but never two unacknowledged pub
 so per key the log keeps the source's order. A publish is sent at once and its acknowledgement awaited
 later, in the order of sending, by one drain task; a publish that failed, or whose acknowledgement did
 not come within `ack_timeout`, is sent again with its own `Nats-Msg-Id` (JetStream stores it once
-however often it is sent). A later publish of a key whose
+however often it is sent). The deadlines are kept by one watchdog per window, a timer that looks every
+`ack_timeout / 4` at the oldest acknowledgement awaited and at the sends under way: a timer or a task per
+publish would cost more than the publish itself (watch-k8s publishing a cold list, issue 16), at the
+price of a deadline kept to within a quarter of itself. A later publish of a key whose
 earlier one is still in the window waits for it; so does everything while the window is full.
 
 A publish sent again after later ones were stored lands after them: only the order of one key's events
@@ -63,6 +66,10 @@ class Publish:
 class WindowOwner(Protocol):
     """What the window asks of the watcher that owns it."""
 
+    def publish_now(self, publish: Publish) -> asyncio.Future[Any] | None:
+        """Send `publish` once if that needs no waiting (the message only joins the connection's
+        buffer): the future of its acknowledgement; None when only `publish_attempt` can send it."""
+
     async def publish_attempt(self, publish: Publish) -> asyncio.Future[Any]:
         """Send `publish` once; the future of its acknowledgement (its result, or the server's error)."""
 
@@ -95,11 +102,19 @@ class PublishWindow:
         self._room = asyncio.Event()
         self._room.set()
         self._drainer: asyncio.Task[None] | None = None
+        # The tasks inside a send: when it began, and the task's cancellation count then.
+        self._sending: dict[asyncio.Task[Any], tuple[float, int]] = {}
+        self._expired: set[asyncio.Task[Any]] = set()  # cancelled by the watchdog: their send timed out
+        self._watchdog: asyncio.TimerHandle | None = None
         # Why publishing stopped (a lost lease, a stop): raised to every later caller until `reset()`.
         self.failure: BaseException | None = None
 
     def __len__(self) -> int:
         return len(self._queue)
+
+    def holds(self, key: tuple[str, str]) -> bool:
+        """Whether a publish of `key` is in the window (then `wait_for_key` would wait)."""
+        return key in self._by_key
 
     async def wait_for_key(self, key: tuple[str, str]) -> None:
         """Until no publish of `key` is in the window."""
@@ -112,15 +127,9 @@ class PublishWindow:
         `before_send` runs right before sending (the lease check: nothing is sent once it is lost)."""
         self.raise_failure()
         key = publish.key
-        while True:
-            if key is not None:
-                await self.wait_for_key(key)
-            while len(self._queue) >= self.size:
-                self._room.clear()
-                await self._room.wait()
-                self.raise_failure()
-            if key is None or key not in self._by_key:
-                break
+        # Most publishes find room and their key free: straight to the send.
+        if len(self._queue) >= self.size or (key is not None and key in self._by_key):
+            await self._make_way(key)
         before_send()
         if key is not None:
             self._by_key[key] = publish
@@ -133,6 +142,18 @@ class PublishWindow:
         self._queue.append(publish)
         if self._drainer is None:
             self._drainer = asyncio.get_running_loop().create_task(self._drain(), name="publish-window")
+
+    async def _make_way(self, key: tuple[str, str] | None) -> None:
+        """Until the window has room and no publish of `key` in it."""
+        while True:
+            if key is not None:
+                await self.wait_for_key(key)
+            while len(self._queue) >= self.size:
+                self._room.clear()
+                await self._room.wait()
+                self.raise_failure()
+            if key is None or key not in self._by_key:
+                return
 
     async def flush(self) -> None:
         """Until every publish sent so far was stored or refused (later ones may still be in flight);
@@ -157,6 +178,7 @@ class PublishWindow:
         if self._drainer is not None:
             self._drainer.cancel()
             self._drainer = None
+        # The watchdog stays: a send still under way keeps its deadline; it stops once nothing is.
         self._forget_all()
 
     def reset(self) -> None:
@@ -167,10 +189,15 @@ class PublishWindow:
     async def _drain(self) -> None:
         """Await the acknowledgements in the order of sending; resend what failed."""
         backoff = Backoff(base=0.1, cap=5.0)
+        queue = self._queue
         try:
-            while self._queue:
-                head = self._queue[0]
-                exc = await self._outcome(head)
+            while queue:
+                head = queue[0]
+                attempt = head.attempt
+                if attempt.done() and not attempt.cancelled() and attempt.exception() is None:
+                    exc = None  # acknowledged already: the common case once acknowledgements flow
+                else:
+                    exc = await self._outcome(head)
                 if exc is None:
                     backoff.reset()
                     await self.owner.publish_stored(head)
@@ -195,31 +222,90 @@ class PublishWindow:
 
     async def _send(self, publish: Publish) -> None:
         loop = asyncio.get_running_loop()
-        publish.sent_at = loop.time()
+        publish.sent_at = now = loop.time()
+        if self._watchdog is None:
+            self._arm_watchdog(loop)
         try:
-            # Bounded: nats-py's publish can wait, with no deadline, for a forced flush of its buffer
-            # that a connection lost mid-write never completes; that wait would stall the window.
-            async with asyncio.timeout(self.ack_timeout):
-                publish.attempt = await self.owner.publish_attempt(publish)
-        except TimeoutError:
-            publish.attempt = loop.create_future()
-            publish.attempt.set_exception(NatsTimeoutError())
+            attempt = self.owner.publish_now(publish)
+        except Exception as exc:
+            # Not sent (a payload over the server's limit, say): a failed attempt like any other.
+            attempt = loop.create_future()
+            attempt.set_exception(exc)
+        if attempt is not None:
+            # Most sends: nothing awaited, so no deadline to keep.
+            publish.attempt = attempt
+            return
+        task = asyncio.current_task()
+        assert task is not None
+        # Bounded (the watchdog): nats-py's publish can wait, with no deadline, for a forced flush of
+        # its buffer that a connection lost mid-write never completes; that wait would stall the window.
+        base = task.cancelling()
+        self._sending[task] = (now, base)
+        expired = self._expired
+        try:
+            attempt = await self.owner.publish_attempt(publish)
+        except asyncio.CancelledError:
+            # Only the watchdog's own cancellation is a timeout; any other goes on.
+            if task not in expired:
+                raise
+            expired.discard(task)
+            if task.uncancel() > base:
+                raise
+            attempt = loop.create_future()
+            attempt.set_exception(NatsTimeoutError())
         except Exception as exc:
             # Not sent (no connection now, say): a failed attempt like any other.
-            publish.attempt = loop.create_future()
-            publish.attempt.set_exception(exc)
+            attempt = loop.create_future()
+            attempt.set_exception(exc)
+        finally:
+            del self._sending[task]
+            if task in expired:
+                # Cancelled by the watchdog, but the send swallowed it and returned: as asyncio.timeout.
+                expired.discard(task)
+                task.uncancel()
+        publish.attempt = attempt
+
+    def _arm_watchdog(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._watchdog is None:
+            self._watchdog = loop.call_later(self.ack_timeout / 4, self._check_deadlines)
+
+    def _check_deadlines(self) -> None:
+        """The watchdog: a send under way for `ack_timeout` is cancelled (its task carries on with a
+        failed attempt), and so is the oldest acknowledgement awaited for as long (the drain task
+        resends it). Looks again later while anything is in flight."""
+        self._watchdog = None
+        loop = asyncio.get_running_loop()
+        overdue = loop.time() - self.ack_timeout
+        for task, (began, _) in self._sending.items():
+            if began <= overdue and task not in self._expired:
+                self._expired.add(task)
+                task.cancel()
+        if self._queue:
+            head = self._queue[0]
+            if head.sent_at <= overdue and not head.attempt.done():
+                head.attempt.cancel()
+        if self._queue or self._sending:
+            self._arm_watchdog(loop)
 
     async def _outcome(self, publish: Publish) -> BaseException | None:
         """None once `publish` is acknowledged, else why its latest attempt failed. An acknowledgement
-        that does not come within `ack_timeout` of the send is a timeout: the attempt is cancelled,
-        which frees the client's slot for it."""
+        that does not come within `ack_timeout` of the send is a timeout: the attempt is cancelled (here,
+        or by the watchdog while it is awaited), which frees the client's slot for it."""
         attempt = publish.attempt
         if not attempt.done():
-            left = publish.sent_at + self.ack_timeout - asyncio.get_running_loop().time()
-            if left > 0:
-                await asyncio.wait((attempt,), timeout=left)
-            if not attempt.done():
+            if publish.sent_at + self.ack_timeout <= asyncio.get_running_loop().time():
                 attempt.cancel()
+            else:
+                try:
+                    await attempt
+                except asyncio.CancelledError:
+                    # The attempt cancelled (timed out, the acknowledgements' subscription closed) is
+                    # its outcome; the drain task itself cancelled is not.
+                    task = asyncio.current_task()
+                    if not attempt.cancelled() or (task is not None and task.cancelling()):
+                        raise
+                except Exception:
+                    pass  # its exception is read below
         if attempt.cancelled():
             return NatsTimeoutError()
         return attempt.exception()

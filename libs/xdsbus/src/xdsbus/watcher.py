@@ -197,6 +197,7 @@ class Watcher(abc.ABC):
         self._refused: set[tuple[str, str]] = set()
         self._window = PublishWindow(self, publish_window, publish_timeout)
         self._acks: AckedPublisher | None = None  # made at the first publish
+        self._subjects: dict[str, str] = {}  # the event log's subject of each kind published
         # A sync_begin or sync_end the server refused: the resync fails (raised by the next flush).
         self._sync_refusal: EventRefused | None = None
         # Resync epochs begun and not ended, and open `pipelined()` blocks: publishes return once sent.
@@ -545,7 +546,9 @@ class Watcher(abc.ABC):
         self._check_lease()
         if event.key:
             # Its id is taken when its turn comes, so that ids follow the order of the log per key.
-            await self._window.wait_for_key((event.kind, event.key))
+            key = (event.kind, event.key)
+            if self._window.holds(key):
+                await self._window.wait_for_key(key)
         else:
             # sync_begin and sync_end are stored after everything sent before them.
             await self._window.flush()
@@ -554,11 +557,22 @@ class Watcher(abc.ABC):
         if len(payload) > self._inline_limit() and event.body is not None:
             event = await self._claim_check(event)
             payload = encode(event)
-        publish = Publish(event, subject_for(event.source, event.kind), payload, message_id)
+        subject = self._subjects.get(event.kind)
+        if subject is None:
+            subject = self._subjects[event.kind] = subject_for(self.source, event.kind)
+        publish = Publish(event, subject, payload, message_id)
         await self._window.submit(publish, self._check_lease)
         return publish
 
     # -- the publish window's owner (xdsbus.publish_window.WindowOwner) --------------------------
+
+    def publish_now(self, publish: Publish) -> asyncio.Future[Any] | None:
+        """Send `publish` into the connection's buffer when it can be (xdsbus.buffered_publish)."""
+        if self._acks is None:
+            return None
+        return self._acks.publish_now(
+            publish.subject, publish.payload, headers={"Nats-Msg-Id": publish.message_id}
+        )
 
     async def publish_attempt(self, publish: Publish) -> asyncio.Future[Any]:
         """Send `publish` once; the future of its acknowledgement (xdsbus.jetstream_acks)."""
