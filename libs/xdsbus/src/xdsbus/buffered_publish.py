@@ -34,8 +34,13 @@ def usable(nc: Any) -> bool:
     """Whether `append` can publish on `nc` now: a connected nats-py Client whose flusher runs."""
     if type(nc) is not Client or not nc.is_connected:
         return False
-    flusher = nc._flusher_task
-    return flusher is not None and not flusher.done() and nc._flush_queue is not None
+    flusher = getattr(nc, "_flusher_task", None)
+    return (
+        isinstance(flusher, asyncio.Task)
+        and not flusher.done()
+        and isinstance(getattr(nc, "_pending", None), list)
+        and isinstance(getattr(nc, "_flush_queue", None), asyncio.Queue)
+    )
 
 
 def append(nc: Client, subject: str, reply: str, payload: bytes, headers: Mapping[str, str]) -> None:
