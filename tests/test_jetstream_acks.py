@@ -61,3 +61,22 @@ async def test_a_publish_with_headers_goes_through_the_buffer_as_nats_py_would_s
 
     with pytest.raises(MaxPayloadError):
         await acks.publish(subject, b"x" * (bus.nc.max_payload + 1), headers={"Nats-Msg-Id": "big"})
+
+
+async def test_a_publish_without_headers_goes_through_the_buffer_and_a_full_buffer_waits(bus: Bus) -> None:
+    # The builder's bodies and statuses take this way: a plain PUB, stored as sent.
+    assert buffered_publish.usable(bus.nc)
+    acks = bus.acks()
+    plain = [await acks.publish(f"$KV.{STATUS_BUCKET}.test.plain{i}", f"v{i}".encode()) for i in range(3)]
+    # Past nats-py's pending limit the buffer is not used: its own publish waits for the buffer to drain.
+    big = b"b" * (bus.nc._max_pending_size + 1)
+    bus.nc._pending.append(big)
+    bus.nc._pending_data_size += len(big)
+    try:
+        assert not buffered_publish.usable(bus.nc)
+    finally:
+        bus.nc._pending.remove(big)
+        bus.nc._pending_data_size -= len(big)
+    await all_acked(plain)
+    for i, ack in enumerate(plain):
+        assert (await bus.js.get_msg(f"KV_{STATUS_BUCKET}", ack.result().seq)).data == f"v{i}".encode()

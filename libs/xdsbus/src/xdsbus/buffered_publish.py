@@ -2,15 +2,17 @@
 
 nats-py's `Client.publish` is a coroutine that costs more than the JetStream publish it sends when a
 watcher publishes a cold list (issue 16): it validates the subjects, runs each header value through
-`str.translate`, and may wait for a forced flush. `append` builds the same HPUB command (the NATS protocol:
-`HPUB <subject> <reply> <header bytes> <total bytes>`, the headers, the payload) and appends it to the
-client's buffer as `Client.publish` does, then wakes the client's flusher, which writes everything
-buffered in one go. It reaches into the client's private buffer (`_pending`, `_flush_queue`), so it is
-used only with nats-py's own `Client`, connected, with its flusher running; `usable` says so, and
-anything else goes through `Client.publish`.
+`str.translate`, and may wait for a forced flush. `append` builds the same command (the NATS protocol:
+`HPUB <subject> <reply> <header bytes> <total bytes>`, the headers, the payload; without headers
+`PUB <subject> <reply> <bytes>` and the payload) and appends it to the client's buffer as
+`Client.publish` does, then wakes the client's flusher, which writes everything buffered in one go. It
+reaches into the client's private buffer (`_pending`, `_flush_queue`), so it is used only with nats-py's
+own `Client`, connected, with its flusher running; `usable` says so, and anything else goes through
+`Client.publish`.
 
-Nothing bounds the buffer here: the caller does (xdsbus.publish_window keeps at most a window of
-publishes in flight).
+`usable` is false once the buffer holds nats-py's pending limit (2 MiB by default): the caller then
+goes through `Client.publish`, which waits for the buffer to be written, so large bodies are never
+piled up in memory; the callers also keep at most a window of publishes in flight.
 """
 
 from __future__ import annotations
@@ -40,15 +42,37 @@ def usable(nc: Any) -> bool:
         and not flusher.done()
         and isinstance(getattr(nc, "_pending", None), list)
         and isinstance(getattr(nc, "_flush_queue", None), asyncio.Queue)
+        # Past nats-py's pending limit its own publish waits for the buffer to be written: the
+        # backpressure large bodies need.
+        and getattr(nc, "_pending_data_size", 0) < getattr(nc, "_max_pending_size", 0)
     )
 
 
-def append(nc: Client, subject: str, reply: str, payload: bytes, headers: Mapping[str, str]) -> None:
+def append(
+    nc: Client, subject: str, reply: str, payload: bytes, headers: Mapping[str, str] | None = None
+) -> None:
     """Publish as `nc.publish(subject, payload, reply=reply, headers=headers)` would, header values
     stripped and their line breaks made spaces as it does, without waiting. Only when `usable(nc)`;
     `subject` and `reply` must be valid subjects (no white space)."""
     if len(payload) > nc.max_payload:
         raise MaxPayloadError
+    if headers:
+        command = _hpub(subject, reply, payload, headers)
+    else:
+        command = b"".join((f"PUB {subject} {reply} {len(payload)}\r\n".encode(), payload, b"\r\n"))
+    nc._pending.append(command)
+    nc._pending_data_size += len(command)
+    stats = nc.stats
+    stats["out_msgs"] += 1
+    stats["out_bytes"] += len(payload)
+    flush_queue = nc._flush_queue
+    assert flush_queue is not None
+    if flush_queue.empty():
+        # The flusher writes everything buffered when it takes this; it sets the future once written.
+        flush_queue.put_nowait(asyncio.get_running_loop().create_future())
+
+
+def _hpub(subject: str, reply: str, payload: bytes, headers: Mapping[str, str]) -> bytes:
     lines = ["NATS/1.0\r\n"]
     for name, value in headers.items():
         checked = _NAMES.get(name)
@@ -62,19 +86,9 @@ def append(nc: Client, subject: str, reply: str, payload: bytes, headers: Mappin
     lines.append("\r\n")
     header = "".join(lines).encode()
     size = len(header)
-    command = b"".join(
+    return b"".join(
         (f"HPUB {subject} {reply} {size} {size + len(payload)}\r\n".encode(), header, payload, b"\r\n")
     )
-    nc._pending.append(command)
-    nc._pending_data_size += len(command)
-    stats = nc.stats
-    stats["out_msgs"] += 1
-    stats["out_bytes"] += len(payload)
-    flush_queue = nc._flush_queue
-    assert flush_queue is not None
-    if flush_queue.empty():
-        # The flusher writes everything buffered when it takes this; it sets the future once written.
-        flush_queue.put_nowait(asyncio.get_running_loop().create_future())
 
 
 def _checked_name(name: str) -> str:

@@ -6,8 +6,8 @@ its `publish` waits for each answer. Here every publish of the process gets a re
 inbox of the connection (`_INBOX_<user>.<nuid>.<n>`, what each role may subscribe to, docs/design.md
 §10), one subscription reads them all, and each answer completes the publish's future with the
 `PubAck` fields or the error JetStream gave, as `js.publish` would raise it. A publish never answered
-is for its caller to time out (cancelling the future forgets it). A publish with headers (the watchers'
-events, with their `Nats-Msg-Id`) goes straight into the connection's buffer (xdsbus.buffered_publish)
+is for its caller to time out (cancelling the future forgets it). A publish (the watchers' events, the
+builder's bodies and statuses) goes straight into the connection's buffer (xdsbus.buffered_publish)
 when it can: nats-py's own publish costs more than the rest of it.
 """
 
@@ -94,7 +94,7 @@ class AckedPublisher:
         waiting[token] = ack
         reply = f"{self._inbox}.{token}"
         try:
-            if headers and buffered_publish.usable(self.nc):
+            if buffered_publish.usable(self.nc):
                 buffered_publish.append(self.nc, subject, reply, payload, headers)
             else:
                 await self.nc.publish(subject, payload, reply=reply, headers=headers)
