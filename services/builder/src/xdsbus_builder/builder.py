@@ -41,6 +41,8 @@ from xdsbus_builder.teardown import end_term, settle
 
 log = logging.getLogger(__name__)
 
+# Events per pull request of the live fold (fold/live_pull.py): what one look takes at most.
+FETCH_BATCH = 1000
 # Objects folded and not yet translated beyond which the builder translates them before the version is
 # cut: large enough that an Ingress, its Service and its slice usually meet in one translation, small
 # enough that a cold load's version waits for a fraction of a full build (bench cold_load).
@@ -324,7 +326,7 @@ class _Leader:
             inactive_threshold=3600.0,
         )
         info = await self.bus.js.add_consumer(EVENTS_STREAM, config=config)
-        return await LivePull.open(self.bus, info)
+        return await LivePull.open(self.bus, info, batch=FETCH_BATCH)
 
     async def _loop(self, sub: LivePull) -> None:
         quiet, max_delay = self.config.debounce_quiet, self.config.debounce_max
@@ -367,7 +369,7 @@ class _Leader:
                         )
                     await status_store.publish_rejections(self.bus, result.rejected)
                 last_msg = msgs[-1]
-                behind = last_msg.metadata.num_pending > 0
+                behind = sub.pending > 0
             now = time.monotonic()
             if msgs:
                 first = now if first is None else first
