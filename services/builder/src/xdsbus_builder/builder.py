@@ -17,6 +17,7 @@ from xdsbus.bus import Bus
 from xdsbus.contract.type_urls import SECRET
 from xdsbus.events import EVENTS_STREAM, EVENTS_SUBJECT_PREFIX, subject_token
 from xdsbus.fold.folding import BatchResult, fold_stored
+from xdsbus.fold.live_pull import LivePull
 from xdsbus.fold.reading import EventGap, check_next, find_gap
 from xdsbus.fold.state import FoldState, ObjectRef
 from xdsbus.layout import DEFAULT_LEASE_TTL
@@ -40,6 +41,7 @@ from xdsbus_builder.teardown import end_term, settle
 
 log = logging.getLogger(__name__)
 
+# Events per pull request of the live fold (fold/live_pull.py): what one look takes at most.
 FETCH_BATCH = 1000
 # Objects folded and not yet translated beyond which the builder translates them before the version is
 # cut: large enough that an Ingress, its Service and its slice usually meet in one translation, small
@@ -240,8 +242,7 @@ class _Leader:
                 if self.checkpoint_task is not None:
                     await settle(self.checkpoint_task, f"checkpoint of scope {self.config.scope}")
                 await self.history.close()
-                with contextlib.suppress(NotFoundError):
-                    await sub.unsubscribe()
+                await sub.close()
 
     async def _restore_without_gap(self) -> Restored | None:
         """Restore from the newest checkpoint, once every event after it is in the log (docs/design.md
@@ -307,7 +308,8 @@ class _Leader:
             record.term.head_version,
         )
 
-    async def _subscribe(self):  # type: ignore[no-untyped-def]
+    async def _subscribe(self) -> LivePull:
+        """A new consumer of the events after the fold, and the reader of its deliveries."""
         try:
             await self.bus.js.delete_consumer(EVENTS_STREAM, self.consumer_name)
         except NotFoundError:
@@ -316,17 +318,17 @@ class _Leader:
             durable_name=self.consumer_name,
             deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
             opt_start_seq=self.state.seq + 1,
+            filter_subject=f"{EVENTS_SUBJECT_PREFIX}.>",
             ack_policy=api.AckPolicy.ALL,
             max_ack_pending=-1,
             ack_wait=300,
             # The consumers of instances that are gone (or stand by) are removed by the server.
             inactive_threshold=3600.0,
         )
-        return await self.bus.js.pull_subscribe(
-            f"{EVENTS_SUBJECT_PREFIX}.>", durable=self.consumer_name, stream=EVENTS_STREAM, config=config
-        )
+        info = await self.bus.js.add_consumer(EVENTS_STREAM, config=config)
+        return await LivePull.open(self.bus, info, batch=FETCH_BATCH)
 
-    async def _loop(self, sub) -> None:  # type: ignore[no-untyped-def]
+    async def _loop(self, sub: LivePull) -> None:
         quiet, max_delay = self.config.debounce_quiet, self.config.debounce_max
         # When the pending events were folded: the oldest and the newest (None: nothing pending).
         first: float | None = None
@@ -345,16 +347,12 @@ class _Leader:
             if self.lease.lost.is_set():
                 raise LostLedger("lease lost")
             timeout = IDLE_WAIT if until is None else max(MIN_WAIT, until - time.monotonic())
-            try:
-                # Idle, wait for one message: a long-polling batch fetch (nats-py 2.16) was measured
-                # holding a lone event until its timeout. Once a batch is open, take what is there.
-                msgs = await sub.fetch(1 if first is None else FETCH_BATCH, timeout=timeout)
-            except TimeoutError:
-                msgs = []
+            # Everything delivered so far; idle, the first event as soon as it comes (fold/live_pull.py).
+            msgs = await sub.next(timeout)
             if msgs:
                 result = BatchResult()
                 for msg in msgs:
-                    seq = msg.metadata.sequence.stream
+                    seq = msg.seq
                     # The consumer skips what was purged while it was behind: no fold over that gap.
                     check_next(self.state, seq)
                     await fold_stored(self.bus, self.state, seq, msg.subject, msg.data, result)
@@ -371,7 +369,7 @@ class _Leader:
                         )
                     await status_store.publish_rejections(self.bus, result.rejected)
                 last_msg = msgs[-1]
-                behind = last_msg.metadata.num_pending > 0
+                behind = sub.pending > 0
             now = time.monotonic()
             if msgs:
                 first = now if first is None else first
@@ -387,7 +385,7 @@ class _Leader:
                 untranslated.clear()
                 await self._flush(behind)
                 if last_msg is not None:
-                    await last_msg.ack()
+                    await sub.ack(last_msg)
                 first = last = None
                 published = time.monotonic()
             elif first is None:
