@@ -232,7 +232,7 @@ def _kv(
             params["direct"] = True
         return js.create_key_value(bucket=name, **params)
 
-    extra = (Setting("max_msg_size", max_value),) if max_value else ()
+    extra: tuple[Setting, ...] = (Setting("max_msg_size", max_value),) if max_value else ()
     if direct:
         extra += (Setting("allow_direct", True),)
     return Spec(

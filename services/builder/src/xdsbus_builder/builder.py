@@ -375,8 +375,8 @@ class _Leader:
                 first = now if first is None else first
                 last = now
             elif until is not None:
-                # The wait ran out without an event (nats-py ends a fetch 100 us before its timeout):
-                # its deadline has come.
+                # The wait ran out without an event (a timer may wake the loop a hair before its
+                # deadline): its deadline has come.
                 now = max(now, until)
             decision = decide(first, last, now, quiet=quiet, max_delay=max_delay, published=published)
             until = decision.until
