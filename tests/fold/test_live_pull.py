@@ -61,7 +61,7 @@ async def test_events_arrive_in_order_with_the_pending_count_and_acks_move_the_a
     info = await _consumer(bus)
     assert info.num_pending == 30
     # Requests of 4 messages, and of fewer when about 3 reach max_bytes.
-    reader = await LivePull.open(bus, info, batch=4, max_bytes=3 * size + 300)
+    reader = await LivePull(bus, info, batch=4, max_bytes=3 * size + 300).start()
     try:
         assert reader.pending == 30
         batches = await _take(reader, 30, 30)
@@ -108,7 +108,7 @@ async def test_a_lone_event_reaches_an_idle_reader_at_once_and_an_idle_wait_ends
     src = ScriptedSource(bus)
     # Requests that expire (408) and heartbeats every 0.2 s: an idle reader outlives several of each,
     # and its silence bound (0.6 s) is shorter than its waits.
-    reader = await LivePull.open(bus, await _consumer(bus), expires=0.5, heartbeat=0.2)
+    reader = await LivePull(bus, await _consumer(bus), expires=0.5, heartbeat=0.2).start()
     try:
         loop = asyncio.get_running_loop()
         started = loop.time()
@@ -128,6 +128,15 @@ async def test_a_lone_event_reaches_an_idle_reader_at_once_and_an_idle_wait_ends
         await reader.close()
 
 
+async def _read_until_interrupted(reader: LivePull, reason: str, each: float) -> PullInterrupted:
+    """Read until the reader raises PullInterrupted saying `reason` (within 10 s); the error."""
+    with pytest.raises(PullInterrupted, match=reason) as raised:
+        async with asyncio.timeout(10.0):
+            while True:
+                await reader.next(each)
+    return raised.value
+
+
 async def test_a_request_the_server_drops_silently_interrupts_the_read(bus):
     info = await _consumer(bus, max_waiting=1)
     # Another request holds the consumer's only waiting slot, so the server refuses the reader's, and
@@ -140,27 +149,21 @@ async def test_a_request_the_server_drops_silently_interrupts_the_read(bus):
         reply=other,
     )
     await bus.nc.flush()
-    reader = await LivePull.open(bus, info, expires=1.0, heartbeat=0.2)
+    reader = await LivePull(bus, info, expires=1.0, heartbeat=0.2).start()
     try:
-        with pytest.raises(PullInterrupted, match="no reply from the server"):
-            async with asyncio.timeout(10.0):
-                while True:
-                    await reader.next(0.3)
+        await _read_until_interrupted(reader, "no reply from the server", each=0.3)
     finally:
         await reader.close()
 
 
 async def test_a_deleted_consumer_interrupts_the_read(bus):
-    reader = await LivePull.open(bus, await _consumer(bus))
+    reader = await LivePull(bus, await _consumer(bus)).start()
     try:
         assert await reader.next(0.1) == []
         await bus.js.delete_consumer(EVENTS_STREAM, CONSUMER)
-        with pytest.raises(PullInterrupted, match="Consumer Deleted") as raised:
-            async with asyncio.timeout(10.0):
-                while True:
-                    await reader.next(1.0)
+        interrupted = await _read_until_interrupted(reader, "Consumer Deleted", each=1.0)
         # The builder's restart path: a transient fault, after which it leads again on a new consumer.
-        assert is_transient(raised.value)
+        assert is_transient(interrupted)
         with pytest.raises(PullInterrupted):
             await reader.next(0.1)
     finally:
@@ -168,14 +171,11 @@ async def test_a_deleted_consumer_interrupts_the_read(bus):
 
 
 async def test_a_silent_server_interrupts_the_read(bus, nats_server):
-    reader = await LivePull.open(bus, await _consumer(bus), expires=1.0, heartbeat=0.2)
+    reader = await LivePull(bus, await _consumer(bus), expires=1.0, heartbeat=0.2).start()
     assert nats_server.proc is not None
     os.kill(nats_server.proc.pid, signal.SIGSTOP)
     try:
-        with pytest.raises(PullInterrupted, match="no reply from the server"):
-            async with asyncio.timeout(10.0):
-                while True:
-                    await reader.next(0.3)
+        await _read_until_interrupted(reader, "no reply from the server", each=0.3)
     finally:
         os.kill(nats_server.proc.pid, signal.SIGCONT)
         await reader.close()

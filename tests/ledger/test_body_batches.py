@@ -40,23 +40,21 @@ async def test_many_bodies_come_back_in_batches_and_missing_ones_are_absent(
     assert found == {b.sha256: b.body for b in [*bodies, large]}
 
 
-async def test_an_answer_cut_at_its_byte_limit_is_asked_for_again(
-    bus: Bus, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("count", "size", "max_bytes"),
+    [
+        # Answers cut at about 1 KB: the rest is asked for again, request after request.
+        (20, 200, 1000),
+        # One request for a thousand subjects, answered whole.
+        (1000, 64, direct_batch.MAX_BYTES),
+    ],
+    ids=["answers-cut-at-their-byte-limit", "a-thousand-subjects-in-one-request"],
+)
+async def test_every_stored_subject_is_answered(
+    bus: Bus, monkeypatch: pytest.MonkeyPatch, count: int, size: int, max_bytes: int
 ) -> None:
-    monkeypatch.setattr(direct_batch, "MAX_BYTES", 1000)
-    bodies = [body(n) for n in range(20)]
-    await store_bodies(bus, bodies)
-    subjects = [f"$KV.{RESOURCES_BUCKET}.{b.sha256}" for b in bodies]
-
-    got = await direct_batch.last_of(bus.nc, f"KV_{RESOURCES_BUCKET}", subjects)
-
-    assert {subject: entry.data for subject, entry in got.items()} == {
-        subject: b.body for subject, b in zip(subjects, bodies, strict=True)
-    }
-
-
-async def test_one_request_answers_a_thousand_subjects(bus: Bus) -> None:
-    bodies = [body(n, size=64) for n in range(1000)]
+    monkeypatch.setattr(direct_batch, "MAX_BYTES", max_bytes)
+    bodies = [body(n, size=size) for n in range(count)]
     await store_bodies(bus, bodies)
     subjects = [f"$KV.{RESOURCES_BUCKET}.{b.sha256}" for b in bodies]
 

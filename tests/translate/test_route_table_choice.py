@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.translate.translator_harness import HTTP_ROUTES, Harness, N, ingress_body
+from tests.translate.translator_harness import HTTP_ROUTES, Harness, N, ingress_body, service_body
 from xdsbus.contract.resources import ResourceKey
 from xdsbus.contract.type_urls import LISTENER, ROUTE, SCOPED_ROUTE
 from xdsbus.translate.route_table_choice import HOSTS_PER_TABLE, SPLIT_FROM_HOSTS, choose
@@ -22,21 +22,12 @@ ONE_TABLE = TranslatorSettings(route_tables=0)
 SPECIAL = 3
 
 
-def _service(name: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {"name": name, "namespace": "default", "creationTimestamp": "2026-01-01T00:00:00Z"},
-        "spec": {"ports": [{"name": "http", "port": 80, "targetPort": 8080}]},
-    }
-
-
 def _base() -> list[dict[str, Any]]:
     errors = ingress_body("errors", [("errors.example.com", [("/", "web", 80)])])
     errors["metadata"]["annotations"] = {N + "default-backend": "pages", N + "custom-http-errors": "404"}
     return [
-        _service("web"),
-        _service("pages"),
+        service_body("web"),
+        service_body("pages"),
         ingress_body("wild", [("*.example.com", [("/", "web", 80)]), ("", [("/", "web", 80)])]),
         errors,
     ]

@@ -12,7 +12,7 @@ from envoy.config.listener.v3 import listener_pb2
 from envoy.config.route.v3 import route_pb2, scoped_route_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm
 
-from tests.translate.translator_harness import HTTP_LISTENER, HTTP_ROUTES, Harness, ingress_body
+from tests.translate.translator_harness import HTTP_LISTENER, HTTP_ROUTES, Harness, ingress_body, service_body
 from xdsbus.contract.type_urls import LISTENER, ROUTE, SCOPED_ROUTE
 from xdsbus.translate.route_tables import KEY_FORMAT, KEYS, TABLE_HEADER, host_key, table_name, table_of
 from xdsbus.translate.settings import TranslatorSettings
@@ -20,15 +20,6 @@ from xdsbus.translate.settings import TranslatorSettings
 TABLES = 4
 SPLIT = TranslatorSettings(route_tables=TABLES)
 EXACT = ["a.example.com", "b.example.com", "shop1.example.org", "shop2.example.org", "x"]
-
-
-def _service(name: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {"name": name, "namespace": "default", "creationTimestamp": "2026-01-01T00:00:00Z"},
-        "spec": {"ports": [{"name": "http", "port": 80, "targetPort": 8080}]},
-    }
 
 
 def _hosts(hosts: list[str], name: str = "site") -> dict[str, Any]:
@@ -80,7 +71,7 @@ def _domains(config: route_pb2.RouteConfiguration) -> list[str]:
 
 def test_every_table_holds_its_exact_hosts_and_every_wildcard_and_catch_all_host() -> None:
     h = Harness(settings=SPLIT)
-    h.put(_service("web"), _hosts([*EXACT, "*.example.com", ""]))
+    h.put(service_body("web"), _hosts([*EXACT, "*.example.com", ""]))
     assert HTTP_ROUTES not in h.names(ROUTE)
     assert {table_name(80, t) for t in range(TABLES)} <= h.names(ROUTE)
     for t in range(TABLES):
@@ -102,7 +93,7 @@ def test_every_table_holds_its_exact_hosts_and_every_wildcard_and_catch_all_host
 
 def test_a_change_to_one_host_republishes_its_table_alone() -> None:
     h = Harness(settings=SPLIT)
-    h.put(_service("web"), _hosts(["*.example.com", ""]), _hosts(EXACT, "exact"))
+    h.put(service_body("web"), _hosts(["*.example.com", ""]), _hosts(EXACT, "exact"))
     h.commit()
     h.put(_hosts(["new.example.com"], "new"))
     changed = {k.name for k, _ in h.commit().changed if k.type_url in (ROUTE, SCOPED_ROUTE, LISTENER)}
@@ -116,7 +107,7 @@ def test_a_change_to_one_host_republishes_its_table_alone() -> None:
 
 def test_the_listener_reads_the_tables_through_scoped_rds_keyed_by_the_early_header_mutation() -> None:
     h = Harness(settings=SPLIT)
-    h.put(_service("web"), _hosts(EXACT))
+    h.put(service_body("web"), _hosts(EXACT))
     listener = h.get(LISTENER, HTTP_LISTENER, listener_pb2.Listener)
     manager = hcm.HttpConnectionManager()
     assert listener.filter_chains[0].filters[0].typed_config.Unpack(manager)
@@ -130,7 +121,7 @@ def test_the_listener_reads_the_tables_through_scoped_rds_keyed_by_the_early_hea
 
 def test_unsplit_is_one_route_configuration_without_scopes() -> None:
     h = Harness()
-    h.put(_service("web"), _hosts([*EXACT, "*.example.com", ""]))
+    h.put(service_body("web"), _hosts([*EXACT, "*.example.com", ""]))
     assert h.names(ROUTE) == {HTTP_ROUTES}
     assert not h.names(SCOPED_ROUTE)
     config = h.route_config()

@@ -76,6 +76,16 @@ def ca_secret(name: str, ca: bytes = CA.cert_pem, *, namespace: str = "default")
     return secret_body(name, {"ca.crt": ca}, namespace=namespace, type_="Opaque")
 
 
+def service_body(name: str) -> dict[str, Any]:
+    """A Service `name` in `default` with one HTTP port, 80 to 8080."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": "default", "creationTimestamp": "2026-01-01T00:00:00Z"},
+        "spec": {"ports": [{"name": "http", "port": 80, "targetPort": 8080}]},
+    }
+
+
 def ingress_body(
     name: str,
     rules: list[tuple[str, list[tuple[str, str, int]]]],

@@ -86,39 +86,45 @@ class AckedPublisher:
         if self._subscription is None:
             self._inbox = self.nc.new_inbox()
             self._subscription = await self.nc.subscribe(f"{self._inbox}.*", cb=self._answered)
-        waiting = self._waiting
-        if len(waiting) >= self._sweep_at:
-            self._sweep()
-        token = str(next(self._tokens))
-        ack: asyncio.Future[Ack] = asyncio.get_running_loop().create_future()
-        waiting[token] = ack
-        reply = f"{self._inbox}.{token}"
+        ack = self.publish_now(subject, payload, headers)
+        if ack is not None:
+            return ack
+        token, ack = self._expect()
         try:
-            if buffered_publish.usable(self.nc):
-                buffered_publish.append(self.nc, subject, reply, payload, headers)
-            else:
-                await self.nc.publish(subject, payload, reply=reply, headers=headers)
+            await self.nc.publish(subject, payload, reply=f"{self._inbox}.{token}", headers=headers)
         except BaseException:
-            waiting.pop(token, None)
-            ack.cancel()
+            self._forget(token, ack)
             raise
         return ack
 
     def publish_now(
-        self, subject: str, payload: bytes, headers: dict[str, str]
+        self, subject: str, payload: bytes, headers: dict[str, str] | None = None
     ) -> asyncio.Future[Ack] | None:
         """`publish` when it needs no waiting (the acknowledgements' subscription is made, the message
         can go straight into the connection's buffer); None when only `publish` can send it."""
         if self._subscription is None or not buffered_publish.usable(self.nc):
             return None
-        waiting = self._waiting
-        if len(waiting) >= self._sweep_at:
+        token, ack = self._expect()
+        try:
+            buffered_publish.append(self.nc, subject, f"{self._inbox}.{token}", payload, headers)
+        except BaseException:
+            self._forget(token, ack)
+            raise
+        return ack
+
+    def _expect(self) -> tuple[str, asyncio.Future[Ack]]:
+        """A token for the next publish's reply subject, and the future its answer completes."""
+        if len(self._waiting) >= self._sweep_at:
             self._sweep()
         token = str(next(self._tokens))
-        buffered_publish.append(self.nc, subject, f"{self._inbox}.{token}", payload, headers)
         ack: asyncio.Future[Ack] = asyncio.get_running_loop().create_future()
-        waiting[token] = ack
-        return ack
+        self._waiting[token] = ack
+        return token, ack
+
+    def _forget(self, token: str, ack: asyncio.Future[Ack]) -> None:
+        """A publish that was not sent: nothing will answer it."""
+        self._waiting.pop(token, None)
+        ack.cancel()
 
     async def close(self) -> None:
         """Stop reading answers; every publish still waiting is cancelled."""

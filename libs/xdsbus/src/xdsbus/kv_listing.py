@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+from collections.abc import Mapping
 from typing import Any
 
 import msgspec
@@ -70,6 +71,14 @@ async def stream_subjects(bus: Bus, stream: str, subjects_filter: str) -> list[s
     raise ListingUnstable(f"the subjects of {stream} kept changing while they were listed")
 
 
+def is_marker(headers: Mapping[str, str] | None) -> bool:
+    """Whether a KV entry's headers make it a marker, not a value: a delete or purge (or the server's
+    TTL marker), after which the key holds nothing."""
+    if not headers:
+        return False
+    return headers.get(KV_OP) in (KV_DEL, KV_PURGE) or KV_MARKER_REASON in headers
+
+
 async def live_values(bus: Bus, bucket: str, key_filter: str = ">") -> dict[str, bytes]:
     """The value of every key of KV `bucket` matching `key_filter` that is neither deleted nor purged:
     each key stored when this is called is in it (with its value then, or a newer one), however many."""
@@ -84,9 +93,8 @@ async def live_values(bus: Bus, bucket: str, key_filter: str = ">") -> dict[str,
     async def on_message(msg: Msg) -> None:
         key = msg.subject.removeprefix(prefix)
         unseen.discard(key)
-        headers = msg.headers or {}
-        if headers.get(KV_OP) in (KV_DEL, KV_PURGE) or KV_MARKER_REASON in headers:
-            values.pop(key, None)  # a delete or purge marker (or the server's TTL marker)
+        if is_marker(msg.headers):
+            values.pop(key, None)
         else:
             values[key] = msg.data
         if not unseen or msg.metadata.num_pending == 0:

@@ -326,7 +326,7 @@ class _Leader:
             inactive_threshold=3600.0,
         )
         info = await self.bus.js.add_consumer(EVENTS_STREAM, config=config)
-        return await LivePull.open(self.bus, info, batch=FETCH_BATCH)
+        return await LivePull(self.bus, info, batch=FETCH_BATCH).start()
 
     async def _loop(self, sub: LivePull) -> None:
         quiet, max_delay = self.config.debounce_quiet, self.config.debounce_max

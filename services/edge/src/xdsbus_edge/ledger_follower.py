@@ -32,7 +32,14 @@ from xdsbus.bus import LEDGER_STREAM, Bus, ledger_subject
 from xdsbus.contract import digest as digests
 from xdsbus.contract.resources import ResourceKey
 from xdsbus.ledger import reader
-from xdsbus.ledger.store import BodyCorrupt, BodyMissing, BodySealed, fetch_stored_many, open_body
+from xdsbus.ledger.store import (
+    BodyCorrupt,
+    BodyMissing,
+    BodySealed,
+    fetch_stored_many,
+    not_stored,
+    open_body,
+)
 from xdsbus.proto.ledger.v1 import ledger_pb2
 from xdsbus.secretbox import SecretBox
 from xdsbus_edge.heap import TRIM_AFTER_CHANGES, release_free_memory
@@ -383,25 +390,22 @@ class LedgerFollower:
             sealed: list[str] = []
             gone: list[MissingBody] = []
             version = self.ledger_version
-            shas = [bytes(missing_digests[32 * i : 32 * i + 32]).hex() for i in range(len(missing_names))]
+            wanted = [bytes(missing_digests[32 * i : 32 * i + 32]) for i in range(len(missing_names))]
+            shas = [digest.hex() for digest in wanted]
             stored = await fetch_stored_many(self.bus, shas)
-            for i, sha in enumerate(shas):
-                type_url, name = missing_types[i], missing_names[i]
-                what = f"{type_url.rsplit('.', 1)[-1]} {name!r}"
+            for type_url, name, digest, sha in zip(missing_types, missing_names, wanted, shas, strict=True):
                 found = stored.get(sha)
-                if found is None:
-                    gone.append(MissingBody(self.scope, version, type_url, name, sha))
-                    failures.append(f"{what}: resource body {sha} is not stored")
-                    continue
                 try:
+                    if found is None:
+                        gone.append(MissingBody(self.scope, version, type_url, name, sha))
+                        raise not_stored(sha)
                     body = open_body(found, sha, self.keyring)
                 except BodySealed as exc:
-                    sealed.append(f"{what}: {exc}")
+                    sealed.append(f"{_what(type_url, name)}: {exc}")
                     continue
-                except BodyCorrupt as exc:
-                    failures.append(f"{what}: {exc}")
+                except (BodyMissing, BodyCorrupt) as exc:
+                    failures.append(f"{_what(type_url, name)}: {exc}")
                     continue
-                digest = bytes(missing_digests[32 * i : 32 * i + 32])
                 staged[type_url][name] = CachedResource(type_url, name, digest, body)
             del stored
             self._report_missing(version, gone)
@@ -476,3 +480,8 @@ class LedgerFollower:
         )
         self.first_loaded.set()
         self.on_snapshot(snapshot)
+
+
+def _what(type_url: str, name: str) -> str:
+    """A resource as a reason names it: `Cluster 'a'`."""
+    return f"{type_url.rsplit('.', 1)[-1]} {name!r}"

@@ -83,7 +83,8 @@ def num_pending(reply: str) -> int:
 
 class LivePull:
     """Reads a durable pull consumer: `next` returns what arrived, `ack` acks up to a delivery
-    (AckPolicy.ALL), `close` ends the subscription. Open with `LivePull.open`."""
+    (AckPolicy.ALL), `close` ends the subscription. Made on the consumer `info` that `add_consumer`
+    returns, then `start`ed."""
 
     def __init__(
         self,
@@ -122,23 +123,11 @@ class LivePull:
         self._silent = 0.0
         self._waiter: asyncio.Future[None] | None = None
 
-    @classmethod
-    async def open(
-        cls,
-        bus: Bus,
-        info: api.ConsumerInfo,
-        *,
-        batch: int = PULL_BATCH,
-        max_bytes: int = PULL_MAX_BYTES,
-        expires: float = PULL_EXPIRES,
-        heartbeat: float = HEARTBEAT,
-    ) -> LivePull:
-        """Subscribe to the deliveries of the consumer `info` (as `add_consumer` returns it) and send
-        the first pull request."""
-        reader = cls(bus, info, batch=batch, max_bytes=max_bytes, expires=expires, heartbeat=heartbeat)
-        reader._sub = await bus.nc.subscribe(reader._inbox, cb=reader._on_message)
-        await reader._pull()
-        return reader
+    async def start(self) -> LivePull:
+        """Subscribe to the consumer's deliveries and send the first pull request; returns the reader."""
+        self._sub = await self.bus.nc.subscribe(self._inbox, cb=self._on_message)
+        await self._pull()
+        return self
 
     @property
     def pending(self) -> int:

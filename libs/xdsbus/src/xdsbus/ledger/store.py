@@ -22,6 +22,7 @@ from xdsbus.bus import RESOURCES_BUCKET, Bus
 from xdsbus.contract.resources import Resource, ResourceKey
 from xdsbus.contract.type_urls import SECRET
 from xdsbus.jetstream_acks import Ack, all_acked
+from xdsbus.kv_listing import is_marker
 from xdsbus.ledger import direct_batch
 from xdsbus.objects import READ_RETRY_WITHIN, read_object
 from xdsbus.secretbox import Sealed, SecretBox, SecretKeyError, is_sealed
@@ -171,14 +172,19 @@ async def fetch_stored(bus: Bus, sha256: str) -> bytes:
             what=f"reading body {sha256}",
             within=READ_RETRY_WITHIN,
         )
-        if not _deleted(msg.headers):
+        if not is_marker(msg.headers):
             return msg.data or b""
     except NotFoundError:
         pass
     try:
         return await read_object(bus.js, bus.large_resources, sha256)
     except (ObjectNotFoundError, NotFoundError) as exc:
-        raise BodyMissing(f"resource body {sha256} is not stored") from exc
+        raise not_stored(sha256) from exc
+
+
+def not_stored(sha256: str) -> BodyMissing:
+    """The error of a body the store does not hold."""
+    return BodyMissing(f"resource body {sha256} is not stored")
 
 
 async def fetch_stored_many(bus: Bus, shas: Sequence[str]) -> dict[str, bytes]:
@@ -198,7 +204,7 @@ async def fetch_stored_many(bus: Bus, shas: Sequence[str]) -> dict[str, bytes]:
             unanswered: list[str] = []
             for sha, subject in zip(chunk, subjects, strict=True):
                 entry = got.get(subject)
-                if entry is not None and not _deleted(entry.headers):
+                if entry is not None and not is_marker(entry.headers):
                     found[sha] = entry.data
                 else:
                     unanswered.append(sha)
@@ -223,11 +229,6 @@ async def _stored_or_none(bus: Bus, sha256: str) -> bytes | None:
 
 def _subject(sha256: str) -> str:
     return f"$KV.{RESOURCES_BUCKET}.{sha256}"
-
-
-def _deleted(headers: dict[str, str] | None) -> bool:
-    """A KV delete or purge marker: the key holds no body."""
-    return headers is not None and headers.get("KV-Operation") in ("DEL", "PURGE")
 
 
 async def fetch_body(bus: Bus, sha256: str, box: SecretBox | None = None) -> bytes:
