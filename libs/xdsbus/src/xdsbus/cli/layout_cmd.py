@@ -17,7 +17,7 @@ import nats
 from nats.errors import Error as NatsError
 from nats.errors import NoServersError
 
-from xdsbus import layout
+from xdsbus import header_parsing, layout
 from xdsbus.cli.errors import UNREACHABLE_HINT
 from xdsbus.layout import LayoutSettings
 from xdsbus.nats_options import NatsOptions, NatsOptionsError, error_callback, redact_url
@@ -52,6 +52,7 @@ async def _run(options: NatsOptions, settings: LayoutSettings, apply: bool) -> i
         max_reconnect_attempts=3,
         error_cb=error_callback("xdsbus-layout", options),
     )
+    header_parsing.install(nc)
     try:
         js = nc.jetstream(timeout=10)
         print("layout:")
