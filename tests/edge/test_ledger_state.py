@@ -107,3 +107,44 @@ def test_digest_of_a_load_with_more_keys_than_buckets() -> None:
     assert state.hexdigest(digests.BUCKETS_4096_V1) == _expected(bodies, digests.BUCKETS_4096_V1)
     _switch(state, bodies, 2)
     assert state.hexdigest(digests.BUCKETS_4096_V1) == _expected(bodies, digests.BUCKETS_4096_V1)
+
+
+def test_a_served_version_stores_the_digests_of_what_it_serves_whatever_was_checked_before() -> None:
+    """adopt stores the bucket digests hexdigest computed for the same pending keys; a check of keys
+    that changed before the switch (a set, a discard, a reload) must not leave its digests behind."""
+    state = LedgerState()
+    bodies = {key(t, f"r{i:03d}"): _body(f"{t}{i}", 0) for t in (ROUTE, ENDPOINT) for i in range(300)}
+    state.reset({k: _sha(b) for k, b in bodies.items()})
+    assert state.hexdigest(digests.BUCKETS_4096_V1) == _expected(bodies, digests.BUCKETS_4096_V1)
+    _switch(state, bodies, 1)
+    assert state.hexdigest(digests.BUCKETS_4096_V1) == _expected(bodies, digests.BUCKETS_4096_V1)
+
+    # Checked, then one more key changed before the switch.
+    first, later = key(ENDPOINT, "r005"), key(ROUTE, "r250")
+    bodies[first] = _body("first", 1)
+    state.set(first, bytes.fromhex(_sha(bodies[first])))
+    assert state.hexdigest(digests.BUCKETS_4096_V1) == _expected(bodies, digests.BUCKETS_4096_V1)
+    bodies[later] = _body("later", 1)
+    state.set(later, bytes.fromhex(_sha(bodies[later])))
+    _switch(state, bodies, 2)
+    assert state.hexdigest(digests.BUCKETS_4096_V1) == _expected(bodies, digests.BUCKETS_4096_V1)
+
+    # Checked, then a key set back to what is served before the switch.
+    undone = key(ROUTE, "r017")
+    state.set(undone, bytes.fromhex(_sha(_body("undone", 2))))
+    state.set(first, None)
+    del bodies[first]
+    assert state.hexdigest(digests.BUCKETS_4096_V1) != _expected(bodies, digests.BUCKETS_4096_V1)
+    state.set(undone, bytes.fromhex(_sha(bodies[undone])))
+    _switch(state, bodies, 3)
+    assert state.hexdigest(digests.BUCKETS_4096_V1) == _expected(bodies, digests.BUCKETS_4096_V1)
+
+    # Checked, then reloaded as a set of the same size that differs elsewhere before the switch.
+    checked = dict(bodies)
+    checked[key(ENDPOINT, "r100")] = _body("checked", 2)
+    state.reset({k: _sha(b) for k, b in checked.items()})
+    assert state.hexdigest(digests.BUCKETS_4096_V1) == _expected(checked, digests.BUCKETS_4096_V1)
+    bodies[key(ROUTE, "r200")] = _body("reloaded", 2)
+    state.reset({k: _sha(b) for k, b in bodies.items()})
+    _switch(state, bodies, 4)
+    assert state.hexdigest(digests.BUCKETS_4096_V1) == _expected(bodies, digests.BUCKETS_4096_V1)

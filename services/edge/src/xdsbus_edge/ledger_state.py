@@ -7,7 +7,9 @@ needs. The version digest (`sha256-buckets4096-v1`,
 docs/architecture.md "Digest") is kept for the served snapshot as 4,096 bucket digests and, per bucket,
 the resources in it (references to the snapshot's own objects); checking a version rehashes only the
 buckets its pending keys fall in, so a version costs O(change) and the state costs a few bytes per
-resource on top of the snapshot.
+resource on top of the snapshot. The bucket digests a check computes are kept (128 KiB) until the
+version is served, which stores them instead of hashing those buckets again (issue 16: a load's
+versions touch nearly every bucket), unless the pending keys changed in between.
 """
 
 from __future__ import annotations
@@ -87,17 +89,23 @@ class Pending(Mapping[ResourceKey, "bytes | None"]):
     lives): so no object per key, only the interned name in a dict per type, mapped to the position of
     its digest in one buffer (-1: removed). Keys and digests read from it are made as they are read."""
 
-    __slots__ = ("_digests", "_types")
+    __slots__ = ("_buckets", "_digests", "_types", "changes")
 
     def __init__(self) -> None:
         self._types: dict[str, dict[str, int]] = {}
         # 32 bytes per digest put; a slot let go by `discard` stays until the pending set is replaced
         # (at the next switch).
         self._digests = bytearray()
+        # Counts `put` and `discard` calls: bucket digests computed for the set are stale once it moves.
+        self.changes = 0
+        # The bucket of each key in iteration order, as `by_bucket` found it at `changes` (2 bytes a
+        # key): a version's check and its switch both group the same keys.
+        self._buckets: tuple[int, array.array[int]] | None = None
 
     def put(self, type_url: str, name: str, digest: bytes | None) -> None:
         """The newest version holds `type_url`/`name` with this digest (None: does not hold it); both
         strings interned."""
+        self.changes += 1
         names = self._types.setdefault(type_url, {})
         if digest is None:
             names[name] = -1
@@ -112,6 +120,7 @@ class Pending(Mapping[ResourceKey, "bytes | None"]):
             self._digests[32 * at : 32 * at + 32] = digest
 
     def discard(self, type_url: str, name: str) -> None:
+        self.changes += 1
         names = self._types.get(type_url)
         if names is not None:
             names.pop(name, None)
@@ -130,13 +139,17 @@ class Pending(Mapping[ResourceKey, "bytes | None"]):
         types: list[str] = []
         names: list[str] = []
         ats = array.array("q")
-        buckets = array.array("H")
+        known = self._buckets
+        found = known is not None and known[0] == self.changes
+        buckets = known[1] if known is not None and found else array.array("H")
         for type_url, named in self._types.items():
             for name, at in named.items():
                 types.append(type_url)
                 names.append(name)
                 ats.append(at)
-                buckets.append(digests.bucket_of(type_url, name))
+                if not found:
+                    buckets.append(digests.bucket_of(type_url, name))
+        self._buckets = (self.changes, buckets)
         for bucket, positions in _grouped(buckets):
             yield (
                 bucket,
@@ -170,11 +183,24 @@ class LedgerState:
     def __init__(self) -> None:
         self.served: Snapshot | None = None
         # What the newest version changes on top of the served snapshot.
-        self.pending = Pending()
+        self._pending = Pending()
         # The served snapshot's bucket digests (32 bytes each, bucket b at 32*b) and per bucket its
         # resources (the snapshot's CachedResources, in no order).
         self._digests = bytearray(_EMPTY_BUCKET * digests.BUCKETS)
         self._members: list[tuple[CachedResource, ...]] = [()] * digests.BUCKETS
+        # The newest version's bucket digests as `hexdigest` computed them, with `pending.changes` then;
+        # dropped when `pending` is replaced.
+        self._hashed: tuple[int, bytearray] | None = None
+
+    @property
+    def pending(self) -> Pending:
+        """What the newest version changes on top of the served snapshot."""
+        return self._pending
+
+    @pending.setter
+    def pending(self, pending: Pending) -> None:
+        self._pending = pending
+        self._hashed = None
 
     def served_digest(self, k: ResourceKey) -> bytes | None:
         if self.served is None:
@@ -209,6 +235,14 @@ class LedgerState:
             return digests.digest_of(algorithm, self._entries())
         if not self.pending:
             return hashlib.sha256(self._digests).hexdigest()
+        return hashlib.sha256(self._newest_buckets()).hexdigest()
+
+    def _newest_buckets(self) -> bytearray:
+        """The newest version's 4096 bucket digests: the served ones with the buckets pending keys fall
+        in rehashed; kept for `adopt` while `pending` does not change."""
+        hashed = self._hashed
+        if hashed is not None and hashed[0] == self.pending.changes:
+            return hashed[1]
         buckets = bytearray(self._digests)
         for bucket, entries in self.pending.by_bucket():
             lines = {(r.type_url, r.name): r.peek_digest() for r in self._members[bucket]}
@@ -218,7 +252,8 @@ class LedgerState:
                 else:
                     lines[(type_url, name)] = target
             buckets[32 * bucket : 32 * bucket + 32] = _hash_lines(lines)
-        return hashlib.sha256(buckets).hexdigest()
+        self._hashed = (self.pending.changes, buckets)
+        return buckets
 
     def _entries(self) -> Iterator[digests.Entry]:
         pending = self.pending
@@ -233,8 +268,15 @@ class LedgerState:
 
     def adopt(self, snapshot: Snapshot) -> None:
         """`snapshot` is served now: it holds the newest version (every pending key resolved). Called
-        with the bodies of a whole load alive: each touched bucket gets its new members tuple once."""
+        with the bodies of a whole load alive: each touched bucket gets its new members tuple once.
+        `snapshot` holds each pending key with the digest pending names (the follower stages only bodies
+        it verified or found under that digest), so the bucket digests `hexdigest` computed for the same
+        pending keys are stored as they are; only when the keys changed since are the buckets hashed."""
         members = self._members
+        hashed = self._hashed
+        # The served digests with the touched buckets replaced, when checked. Hashing here would also
+        # hash the body of every small resource in those buckets again (peek_digest).
+        newest = hashed[1] if hashed is not None and hashed[0] == self.pending.changes else None
         for bucket, entries in self.pending.by_bucket():
             changed = {(type_url, name) for type_url, name, _ in entries}
             kept = [r for r in members[bucket] if (r.type_url, r.name) not in changed]
@@ -243,9 +285,12 @@ class LedgerState:
                 if res is not None:
                     kept.append(res)
             members[bucket] = tuple(kept)
-            self._digests[32 * bucket : 32 * bucket + 32] = _hash_lines(
-                {(r.type_url, r.name): r.peek_digest() for r in kept}
-            )
+            if newest is None:
+                self._digests[32 * bucket : 32 * bucket + 32] = _hash_lines(
+                    {(r.type_url, r.name): r.peek_digest() for r in kept}
+                )
+        if newest is not None:
+            self._digests = newest
         self.served = snapshot
         self.pending = Pending()
 
