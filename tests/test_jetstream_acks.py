@@ -1,13 +1,15 @@
 """Pipelined JetStream publishes (xdsbus.jetstream_acks) on a real nats-server: acknowledgements come
 back with the stream's sequence, an error answer fails its publish, and a batch whose answers never come
-fails after its timeout instead of waiting forever."""
+fails after its timeout instead of waiting forever; a group of publishes awaited together does the same."""
 
 from __future__ import annotations
+
+import asyncio
 
 import pytest
 from nats.errors import MaxPayloadError
 from nats.errors import TimeoutError as NatsTimeoutError
-from nats.js.errors import NoStreamResponseError
+from nats.js.errors import APIError, NoStreamResponseError
 
 from xdsbus import buffered_publish
 from xdsbus.bus import STATUS_BUCKET, Bus
@@ -23,11 +25,49 @@ async def test_a_batch_is_acknowledged_in_the_stream(bus: Bus) -> None:
     assert sequences == sorted(sequences) and len(set(sequences)) == 50
     assert {ack.result().stream for ack in pending} == {f"KV_{STATUS_BUCKET}"}
 
+    group = acks.group()
+    for i in range(50):
+        await group.publish(f"$KV.{STATUS_BUCKET}.test.g{i}", f"g{i}".encode())
+    await group.acked()
+    assert len(group) == 50
+    stored = await bus.js.get_last_msg(f"KV_{STATUS_BUCKET}", f"$KV.{STATUS_BUCKET}.test.g49")
+    assert stored.data == b"g49"
+    with pytest.raises(RuntimeError):
+        await group.publish(f"$KV.{STATUS_BUCKET}.test.late", b"x")
+    await acks.group().acked()  # an empty group has nothing to wait for
+
 
 async def test_no_stream_fails_the_publish(bus: Bus) -> None:
     pending = [await bus.acks().publish("no.stream.holds.this", b"x")]
     with pytest.raises(NoStreamResponseError):
         await all_acked(pending)
+
+
+async def test_an_error_inside_a_group_fails_the_group_with_that_error(bus: Bus) -> None:
+    acks = bus.acks()
+    subject = f"$KV.{STATUS_BUCKET}.test.group"
+    # One publish among acknowledged ones that no stream takes.
+    group = acks.group()
+    await group.publish(subject, b"first")
+    await group.publish("no.stream.holds.this", b"x")
+    await group.publish(subject, b"last")
+    with pytest.raises(NoStreamResponseError):
+        await group.acked()
+    # Errors JetStream answers (the subject moved on since the sequence expected; another stream
+    # expected): the first is raised, as js.publish raises it, even when it came before the wait.
+    group = acks.group()
+    for i in range(20):
+        await group.publish(subject, f"ok{i}".encode())
+    await group.publish(subject, b"stale", headers={"Nats-Expected-Last-Subject-Sequence": "1"})
+    await group.publish(subject, b"elsewhere", headers={"Nats-Expected-Stream": "OTHER"})
+    await group.publish(subject, b"after")
+    # The stream answers in order: once this is acknowledged, every answer of the group has come.
+    await all_acked([await acks.publish(subject, b"probe")])
+    with pytest.raises(APIError) as raised:
+        await group.acked()
+    assert raised.value.err_code == 10071
+    latest = await bus.js.get_last_msg(f"KV_{STATUS_BUCKET}", subject)
+    assert latest.data == b"probe"
 
 
 async def test_answers_that_never_come_time_out_and_are_forgotten(bus: Bus) -> None:
@@ -38,6 +78,22 @@ async def test_answers_that_never_come_time_out_and_are_forgotten(bus: Bus) -> N
     with pytest.raises(NatsTimeoutError):
         await all_acked(pending, timeout=0.3)
     assert all(ack.cancelled() for ack in pending)
+
+    group = acks.group()
+    await group.publish(f"$KV.{STATUS_BUCKET}.test.answered", b"x")
+    await group.publish("silent.subject", b"x")
+    with pytest.raises(NatsTimeoutError):
+        await group.acked(timeout=0.3)
+    assert group.done()
+
+    # The publisher closing cancels what waits on its publishes, as it cancels their futures.
+    group = acks.group()
+    await group.publish("silent.subject", b"x")
+    waiting = asyncio.create_task(group.acked())
+    await asyncio.sleep(0)
+    await acks.close()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
     await silent.unsubscribe()
 
 

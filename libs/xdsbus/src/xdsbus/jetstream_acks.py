@@ -9,6 +9,10 @@ inbox of the connection (`_INBOX_<user>.<nuid>.<n>`, what each role may subscrib
 is for its caller to time out (cancelling the future forgets it). A publish (the watchers' events, the
 builder's bodies and statuses) goes straight into the connection's buffer (xdsbus.buffered_publish)
 when it can: nats-py's own publish costs more than the rest of it.
+
+A batch whose acknowledgements are only awaited all together (the builder's bodies and statuses:
+tens of thousands in a cold load, issue 16) goes through an `AckGroup`: one count and one future for the
+batch instead of a future per publish and a gather over them, with the same outcome as `all_acked`.
 """
 
 from __future__ import annotations
@@ -61,6 +65,85 @@ def _api_error(error: _Error) -> APIError:
     return APIError(code=error.code, err_code=error.err_code, description=error.description)
 
 
+class AckGroup:
+    """Publishes whose acknowledgements are awaited together (`AckedPublisher.group`): `acked` returns
+    once each is acknowledged, or raises as `all_acked` would over their futures."""
+
+    __slots__ = ("_answers", "_closed", "_done", "_error", "_publisher", "_sent")
+
+    def __init__(self, publisher: AckedPublisher) -> None:
+        self._publisher = publisher
+        self._sent = 0
+        self._answers = 0
+        # The first error answered (or the publisher's close), raised by `acked`.
+        self._error: BaseException | None = None
+        # Made by `acked` while it waits: an answer completes it when the count is reached.
+        self._done: asyncio.Future[None] | None = None
+        # Once `acked` ended, or the publisher closed: later answers are ignored and swept out.
+        self._closed = False
+
+    def __len__(self) -> int:
+        """How many publishes the group sent."""
+        return self._sent
+
+    async def publish(self, subject: str, payload: bytes, headers: dict[str, str] | None = None) -> None:
+        """Send one message to JetStream as `AckedPublisher.publish` does; `acked` awaits its answer.
+        Not once the group was awaited."""
+        if self._closed:
+            raise RuntimeError("publish to an acknowledgement group already awaited")
+        self._sent += 1
+        try:
+            await self._publisher._send(self, subject, payload, headers)
+        except BaseException:
+            self._sent -= 1
+            raise
+
+    async def acked(self, timeout: float = ACK_TIMEOUT) -> None:
+        """Until every publish of the group is acknowledged. Raises the first error answered, or
+        nats-py's TimeoutError once `timeout` passed; either way answers still to come are ignored."""
+        try:
+            if self._error is None and self._answers < self._sent:
+                self._done = asyncio.get_running_loop().create_future()
+                try:
+                    async with asyncio.timeout(timeout):
+                        await self._done
+                except TimeoutError:
+                    raise NatsTimeoutError from None
+            if self._error is not None:
+                raise self._error
+        finally:
+            self._closed = True
+            self._done = None
+
+    def done(self) -> bool:
+        """Whether answers to the group are still awaited (as `Future.done` for the publisher's sweep)."""
+        return self._closed
+
+    def cancel(self) -> None:
+        """The publisher closed: what awaits the group is cancelled, as the futures of `all_acked`."""
+        if self._error is None:
+            self._error = asyncio.CancelledError()
+        if self._done is not None:
+            self._done.cancel()
+        self._closed = True
+
+    def _answer(self, answer: Ack | BaseException) -> None:
+        if isinstance(answer, BaseException):
+            self._answer_error(answer)
+            return
+        self._answers += 1
+        done = self._done
+        if done is not None and self._answers >= self._sent and not done.done():
+            done.set_result(None)
+
+    def _answer_error(self, error: BaseException) -> None:
+        if self._error is None:
+            self._error = error
+        done = self._done
+        if done is not None and not done.done():
+            done.set_exception(self._error)
+
+
 class AckedPublisher:
     """Sends JetStream publishes on `nc` and hands out the futures of their acknowledgements."""
 
@@ -68,7 +151,8 @@ class AckedPublisher:
         self.nc = nc
         self._inbox = ""
         self._subscription: Subscription | None = None
-        self._waiting: dict[str, asyncio.Future[Ack]] = {}
+        # The future of each publish awaiting its answer, or the group it belongs to.
+        self._waiting: dict[str, asyncio.Future[Ack] | AckGroup] = {}
         self._tokens = itertools.count(1)
         # An answered publish leaves `_waiting` when its answer is read; one its caller gave up on (timed
         # out, cancelled) when `_waiting` next holds this many, in one sweep: cheaper than a callback
@@ -79,23 +163,42 @@ class AckedPublisher:
         self._waiting = {token: ack for token, ack in self._waiting.items() if not ack.done()}
         self._sweep_at = max(_SWEEP_AT, 2 * len(self._waiting))
 
+    def group(self) -> AckGroup:
+        """An empty group of publishes whose acknowledgements are awaited together."""
+        return AckGroup(self)
+
     async def publish(
         self, subject: str, payload: bytes, headers: dict[str, str] | None = None
     ) -> asyncio.Future[Ack]:
         """Send one message to JetStream; the future of its acknowledgement."""
+        ack: asyncio.Future[Ack] = asyncio.get_running_loop().create_future()
+        try:
+            await self._send(ack, subject, payload, headers)
+        except BaseException:
+            ack.cancel()
+            raise
+        return ack
+
+    async def _send(
+        self,
+        waiter: asyncio.Future[Ack] | AckGroup,
+        subject: str,
+        payload: bytes,
+        headers: dict[str, str] | None,
+    ) -> None:
+        """Send one message whose answer goes to `waiter`."""
         if self._subscription is None:
             self._inbox = self.nc.new_inbox()
             self._subscription = await self.nc.subscribe(f"{self._inbox}.*", cb=self._answered)
-        ack = self.publish_now(subject, payload, headers)
-        if ack is not None:
-            return ack
-        token, ack = self._expect()
+        token = self._expect(waiter)
         try:
-            await self.nc.publish(subject, payload, reply=f"{self._inbox}.{token}", headers=headers)
+            if buffered_publish.usable(self.nc):
+                buffered_publish.append(self.nc, subject, f"{self._inbox}.{token}", payload, headers)
+            else:
+                await self.nc.publish(subject, payload, reply=f"{self._inbox}.{token}", headers=headers)
         except BaseException:
-            self._forget(token, ack)
+            self._waiting.pop(token, None)
             raise
-        return ack
 
     def publish_now(
         self, subject: str, payload: bytes, headers: dict[str, str] | None = None
@@ -104,27 +207,24 @@ class AckedPublisher:
         can go straight into the connection's buffer); None when only `publish` can send it."""
         if self._subscription is None or not buffered_publish.usable(self.nc):
             return None
-        token, ack = self._expect()
+        ack: asyncio.Future[Ack] = asyncio.get_running_loop().create_future()
+        token = self._expect(ack)
         try:
             buffered_publish.append(self.nc, subject, f"{self._inbox}.{token}", payload, headers)
         except BaseException:
-            self._forget(token, ack)
+            # Not sent: nothing will answer it.
+            self._waiting.pop(token, None)
+            ack.cancel()
             raise
         return ack
 
-    def _expect(self) -> tuple[str, asyncio.Future[Ack]]:
-        """A token for the next publish's reply subject, and the future its answer completes."""
+    def _expect(self, waiter: asyncio.Future[Ack] | AckGroup) -> str:
+        """A token for the next publish's reply subject; its answer goes to `waiter`."""
         if len(self._waiting) >= self._sweep_at:
             self._sweep()
         token = str(next(self._tokens))
-        ack: asyncio.Future[Ack] = asyncio.get_running_loop().create_future()
-        self._waiting[token] = ack
-        return token, ack
-
-    def _forget(self, token: str, ack: asyncio.Future[Ack]) -> None:
-        """A publish that was not sent: nothing will answer it."""
-        self._waiting.pop(token, None)
-        ack.cancel()
+        self._waiting[token] = waiter
+        return token
 
     async def close(self) -> None:
         """Stop reading answers; every publish still waiting is cancelled."""
@@ -136,21 +236,29 @@ class AckedPublisher:
             ack.cancel()
 
     async def _answered(self, msg: Msg) -> None:
-        ack = self._waiting.pop(msg.subject.rpartition(".")[2], None)
-        if ack is None or ack.done():
+        waiter = self._waiting.pop(msg.subject.rpartition(".")[2], None)
+        if waiter is None or waiter.done():
             return  # answered after its publish timed out (and was sent again)
-        if msg.headers and msg.headers.get("Status") == _NO_RESPONDERS:
-            ack.set_exception(NoStreamResponseError())
-            return
-        try:
-            answer = _decode(msg.data)
-        except msgspec.DecodeError as exc:
-            ack.set_exception(APIError(description=f"unreadable acknowledgement: {exc}"))
-            return
-        if answer.error is not None:
-            ack.set_exception(_api_error(answer.error))
+        answer = _answer_of(msg)
+        if isinstance(waiter, AckGroup):
+            waiter._answer(answer)
+        elif isinstance(answer, Ack):
+            waiter.set_result(answer)
         else:
-            ack.set_result(answer)
+            waiter.set_exception(answer)
+
+
+def _answer_of(msg: Msg) -> Ack | BaseException:
+    """The acknowledgement in an answer, or the error `js.publish` would raise for it."""
+    if msg.headers and msg.headers.get("Status") == _NO_RESPONDERS:
+        return NoStreamResponseError()
+    try:
+        answer = _decode(msg.data)
+    except msgspec.DecodeError as exc:
+        return APIError(description=f"unreadable acknowledgement: {exc}")
+    if answer.error is not None:
+        return _api_error(answer.error)
+    return answer
 
 
 async def all_acked(pending: list[asyncio.Future[Ack]], timeout: float = ACK_TIMEOUT) -> None:

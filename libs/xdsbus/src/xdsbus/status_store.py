@@ -30,7 +30,6 @@ from xdsbus.contract.status import (
     status_key,
     status_kind_filter,
 )
-from xdsbus.jetstream_acks import Ack, all_acked
 
 log = logging.getLogger(__name__)
 
@@ -64,18 +63,17 @@ class RejectedEvent(Protocol):
 async def publish(bus: Bus, statuses: Iterable[ObjectStatus | StatusRef]) -> None:
     """Write changed statuses (a bare reference deletes the object's entry), pipelined."""
     acks = bus.acks()
-    pending: list[asyncio.Future[Ack]] = []
+    group = acks.group()
     for item in statuses:
         if not isinstance(item, ObjectStatus):
             await delete(bus, item.kind, item.source, item.key)
             continue
         subject = _SUBJECT_PREFIX + status_key(item.kind, item.source, item.key)
-        pending.append(await acks.publish(subject, msgspec.json.encode(item)))
-        if len(pending) >= _WINDOW:
-            await all_acked(pending)
-            pending.clear()
-    if pending:
-        await all_acked(pending)
+        await group.publish(subject, msgspec.json.encode(item))
+        if len(group) >= _WINDOW:
+            await group.acked()
+            group = acks.group()
+    await group.acked()
 
 
 async def publish_rejections(bus: Bus, rejections: Iterable[RejectedEvent]) -> None:

@@ -21,7 +21,6 @@ from nats.js.errors import NotFoundError, ObjectNotFoundError
 from xdsbus.bus import RESOURCES_BUCKET, Bus
 from xdsbus.contract.resources import Resource, ResourceKey
 from xdsbus.contract.type_urls import SECRET
-from xdsbus.jetstream_acks import Ack, all_acked
 from xdsbus.kv_listing import is_marker
 from xdsbus.ledger import direct_batch
 from xdsbus.objects import READ_RETRY_WITHIN, read_object
@@ -149,18 +148,16 @@ async def reseal_bodies(bus: Bus, secrets: Iterable[Resource], box: SecretBox) -
 
 
 async def _put(bus: Bus, bodies: Iterable[tuple[str, bytes]]) -> None:
-    pending: list[asyncio.Future[Ack]] = []
+    group = bus.acks().group()
     for sha256, body in bodies:
         if len(body) > LARGE_BODY:
             await bus.large_resources.put(sha256, body)
             continue
-        subject = f"$KV.{RESOURCES_BUCKET}.{sha256}"
-        pending.append(await bus.acks().publish(subject, body))
-        if len(pending) >= _WINDOW:
-            await all_acked(pending)
-            pending.clear()
-    if pending:
-        await all_acked(pending)
+        await group.publish(f"$KV.{RESOURCES_BUCKET}.{sha256}", body)
+        if len(group) >= _WINDOW:
+            await group.acked()
+            group = bus.acks().group()
+    await group.acked()
 
 
 async def fetch_stored(bus: Bus, sha256: str) -> bytes:
