@@ -47,7 +47,10 @@ class ScriptedApi:
 
 
 class NullSink:
-    async def replace(self, feed: Feed, api_version: str, items: list[dict[str, Any]]) -> None:
+    async def page(self, feed: Feed, api_version: str, items: list[dict[str, Any]], first: bool) -> None:
+        return None
+
+    async def replace(self, feed: Feed, api_version: str) -> None:
         return None
 
     async def apply(self, feed: Feed, api_version: str, event_type: str, obj: dict[str, Any]) -> None:

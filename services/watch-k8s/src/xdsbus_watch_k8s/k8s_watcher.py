@@ -34,9 +34,11 @@ from xdsbus_watch_k8s.list_watch import DEFAULT_PAGE_SIZE, DEFAULT_WATCH_TIMEOUT
 from xdsbus_watch_k8s.normalize import normalize, object_name
 from xdsbus_watch_k8s.publisher import Body, KindPublisher
 from xdsbus_watch_k8s.resources import (
+    BACKEND_KINDS,
     DEFAULT_SYSTEM_NAMESPACE,
     INGRESS,
     INGRESS_CLASS,
+    ROUTE_KINDS,
     SECRET,
     WASM_PLUGIN,
     Feed,
@@ -162,7 +164,11 @@ class K8sWatcher(Watcher):
                     retry_cap=self.retry_cap,
                 )
                 self.loops.append(loop)
-                tasks.append(asyncio.create_task(loop.run(), name=f"watch {feed.name}"))
+            backends = [loop for loop in self.loops if loop.feed.kind in BACKEND_KINDS]
+            for loop in self.loops:
+                if loop.feed.kind in ROUTE_KINDS:
+                    loop.after = backends
+                tasks.append(asyncio.create_task(loop.run(), name=f"watch {loop.feed.name}"))
             writer = None
             if self.status_writer is not None:
                 writer = asyncio.create_task(self.status_writer.run(), name="status writes")
@@ -190,6 +196,9 @@ class _FeedSink:
         self.feed = feed
         self.index = index
         self.publisher = watcher.publishers[feed.kind]
+        # The list in progress, page by page: the feed's bodies by key, and every listed object by key.
+        self._listed: dict[str, Body] = {}
+        self._listed_raw: list[tuple[str, dict[str, Any]]] = []
 
     def _key(self, obj: dict[str, Any]) -> tuple[str, str]:
         """(event key, name); the name is "" when the object has none."""
@@ -201,15 +210,26 @@ class _FeedSink:
             return None
         return normalize(obj, api_version, self.feed.kind)
 
-    async def replace(self, feed: Feed, api_version: str, items: list[dict[str, Any]]) -> None:
-        """A list: everything the feed holds."""
-        objects: dict[str, Body] = {}
-        keyed: list[tuple[str, dict[str, Any]]] = []
+    async def page(self, feed: Feed, api_version: str, items: list[dict[str, Any]], first: bool) -> None:
+        """A page of a list: its objects are published now (those that changed), before the list ends;
+        the kind's resync waits for the whole list (`replace`)."""
+        if first:
+            self._listed, self._listed_raw = {}, []
+        bodies: dict[str, Body] = {}
         for obj in items:
             key, name = self._key(obj)
-            keyed.append((key, obj))
+            self._listed_raw.append((key, obj))
             if (body := self._body(api_version, obj, name)) is not None:
-                objects[key] = body
+                bodies[key] = body
+        self._listed.update(bodies)
+        # A WasmPlugin's body waits for its module's digest (wasm_modules.py): published by the resync.
+        if self.feed.kind != WASM_PLUGIN.kind:
+            await self.publisher.publish_listed(bodies)
+
+    async def replace(self, feed: Feed, api_version: str) -> None:
+        """The list is complete: its pages held everything the feed holds."""
+        objects, keyed = self._listed, self._listed_raw
+        self._listed, self._listed_raw = {}, []
         if self.feed.kind == WASM_PLUGIN.kind:
             objects = await self.watcher.modules.bodies(objects)
         await self.publisher.replace(self.index, objects)

@@ -1,11 +1,15 @@
 """The list+watch loop of one feed, written directly against the API's JSON protocol.
 
-    list (paged) ──▶ sink.replace ──▶ watch from the list's resourceVersion ──▶ sink.apply per event
-        ▲                                  │ stream ends (timeoutSeconds): watch again from the last RV
+    list (paged: sink.page per page) ──▶ sink.replace ──▶ watch from the list's resourceVersion
+        ▲                                                         │ ──▶ sink.apply per event
+        │                                                         │ stream ends (timeoutSeconds): watch
+        │                                                         │ again from the last RV
         └──── 410 Expired (in-stream ERROR or HTTP), or the resource vanished ──┘
 
 Every list is a full resync of what the feed holds, so objects deleted while the watcher was away, or
-during the gap a 410 leaves, disappear. Bookmarks move the resourceVersion forward without an object,
+during the gap a 410 leaves, disappear. Each page goes to the sink as it arrives, so the objects of a
+large list are published while the rest is still being listed (bench cold_load); only the complete list
+(`replace`) says what the feed holds. Bookmarks move the resourceVersion forward without an object,
 so a quiet resource resumes from a recent RV instead of running into 410. Any other failure (API server
 unreachable, 5xx, a dropped connection) waits with backoff and resumes the watch from the last RV: the
 state already published stays, nothing is deleted because the server could not be reached.
@@ -58,8 +62,12 @@ _SHORT_WATCH = 1.0
 class FeedSink(Protocol):
     """Where a feed's objects go (the raw JSON objects as the API returns them)."""
 
-    async def replace(self, feed: Feed, api_version: str, items: list[dict[str, Any]]) -> None:
-        """Everything the feed holds now (after a list)."""
+    async def page(self, feed: Feed, api_version: str, items: list[dict[str, Any]], first: bool) -> None:
+        """One page of a list, as it arrives; `first` starts a list (what the pages of a list that did
+        not complete held is forgotten)."""
+
+    async def replace(self, feed: Feed, api_version: str) -> None:
+        """The list is complete: its pages held everything the feed holds now."""
 
     async def apply(self, feed: Feed, api_version: str, event_type: str, obj: dict[str, Any]) -> None:
         """One watch event: ADDED, MODIFIED or DELETED."""
@@ -97,6 +105,10 @@ class ListWatch:
         self.retry_base = retry_base
         self.retry_cap = retry_cap
         self.probe_cap = probe_cap
+        # Set once the first list ended, listed or not: what feeds listed `after` this one wait for.
+        self.first_list_ended = asyncio.Event()
+        # Feeds whose first list this one's first list waits for (K8sWatcher: routes after backends).
+        self.after: list[ListWatch] = []
         self.resource_version: str | None = None  # where the next watch starts; None: list first
         self.version: str = feed.resource.versions[0]  # the API version served, found by the last list
         self.lists = 0  # successful lists, for logs and tests
@@ -112,7 +124,12 @@ class ListWatch:
         while not self.stop.is_set():
             try:
                 if self.resource_version is None:
-                    await self._list()
+                    if not self.first_list_ended.is_set():
+                        await self._wait_for_earlier_feeds()
+                    try:
+                        await self._list()
+                    finally:
+                        self.first_list_ended.set()
                     if missing:
                         log.info("%s: now served (%s); listed", self.feed.name, self.version)
                         missing = False
@@ -167,6 +184,19 @@ class ListWatch:
                 log.exception("%s: unexpected failure; keeping the last known state", self.feed.name)
             await self._pause(backoff.next_delay())
 
+    async def _wait_for_earlier_feeds(self) -> None:
+        """Until the first list of every feed in `after` ended (listed, failed or not served) or the loop
+        is stopped; a failure there delays nothing beyond its own attempt."""
+        if not self.after:
+            return
+        ended: asyncio.Future[Any] = asyncio.gather(*(feed.first_list_ended.wait() for feed in self.after))
+        stopped: asyncio.Future[Any] = asyncio.ensure_future(self.stop.wait())
+        try:
+            await asyncio.wait([ended, stopped], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            ended.cancel()
+            stopped.cancel()
+
     async def _pause(self, delay: float) -> None:
         """Wait `delay` seconds, or until stopped."""
         try:
@@ -177,33 +207,49 @@ class ListWatch:
     async def _list(self) -> None:
         """List every page of the first served version and hand the objects to the sink."""
         for version in self.feed.resource.versions:
+            api_version = self.feed.resource.api_version(version)
             try:
-                items, resource_version = await self._list_version(version)
+                count, resource_version = await self._list_version(version, api_version)
             except NotFound:
                 continue
             self.version = version
-            self.sink.answered()
-            await self.sink.replace(self.feed, self.feed.resource.api_version(version), items)
+            await self.sink.replace(self.feed, api_version)
             self.resource_version = resource_version
             self.lists += 1
-            log.debug("%s: listed %d objects at %s", self.feed.name, len(items), resource_version)
+            log.debug("%s: listed %d objects at %s", self.feed.name, count, resource_version)
             return
         raise NotServed(self.feed.name)
 
-    async def _list_version(self, version: str) -> tuple[list[dict[str, Any]], str]:
+    async def _list_version(self, version: str, api_version: str) -> tuple[int, str]:
+        """Hand every page of the list to the sink; the number of objects and the list's RV."""
         path = self.feed.resource.collection_path(version, self.feed.namespace)
         params = [("limit", str(self.page_size)), *self._selector()]
-        items: list[dict[str, Any]] = []
-        token = ""
+        count = 0
+        first = True
+        # An expired continue token is a 410 too: the caller relists from the start.
+        page = await self.api.get(path, params)
         while True:
-            # An expired continue token is a 410 too: the caller relists from the start.
-            page = await self.api.get(path, [*params, ("continue", token)] if token else params)
-            page_items = page.get("items") or []
-            items.extend(item for item in page_items if isinstance(item, dict))
+            self.sink.answered()
             metadata = page.get("metadata") or {}
             token = str(metadata.get("continue") or "")
-            if not token:
-                return items, str(metadata.get("resourceVersion") or "")
+            # The next page is asked for while the sink publishes this one.
+            following = None
+            if token:
+                following = asyncio.ensure_future(self.api.get(path, [*params, ("continue", token)]))
+            try:
+                items = [item for item in page.get("items") or () if isinstance(item, dict)]
+                await self.sink.page(self.feed, api_version, items, first=first)
+                count += len(items)
+                if following is None:
+                    return count, str(metadata.get("resourceVersion") or "")
+                page = await following
+            finally:
+                if following is not None:
+                    if not following.done():
+                        following.cancel()
+                    elif not following.cancelled():
+                        following.exception()  # retrieved: the sink's failure is the one raised
+            first = False
 
     async def _watch(self, backoff: Backoff) -> bool:
         """One watch request from `resource_version`, until the server ends it (timeoutSeconds).

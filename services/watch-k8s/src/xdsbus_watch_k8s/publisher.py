@@ -3,7 +3,9 @@
 A kind's first resync waits until every feed of the kind has listed once, so a restart never publishes a
 key list missing what a slower feed holds (the builder would drop those objects until the feed caught
 up). Later relists of one feed resync the whole kind: that feed's fresh list plus what the other feeds
-hold now.
+hold now. A list's objects need not wait for that resync: each page's objects are published as the page
+arrives (`publish_listed`: an upsert is a fact whenever it is sent), and the resync adds the sync_end
+that names every key, which is what drops the objects no feed holds any more.
 
 Publishing is skipped when a key's normalized body has the digest last published for it: a status write,
 a no-op update or a relist of unchanged objects sends nothing. The digest is the event's `rev`, a
@@ -36,6 +38,8 @@ class KindPublisher:
         self._lock = asyncio.Lock()
         self._feeds: list[dict[str, Body] | None] = [None] * feeds  # None until the feed has listed
         self._published: dict[str, str] = {}  # key -> rev told to the builder
+        # Bodies `publish_listed` sent since the last resync: that resync need not hash them again.
+        self._listed_now: dict[str, Body] = {}
 
     def objects(self) -> dict[str, Body]:
         """Every object the feeds hold, by key."""
@@ -51,6 +55,7 @@ class KindPublisher:
         publish every object (what the builder holds may be another replica's)."""
         self._feeds = [None] * len(self._feeds)
         self._published = {}
+        self._listed_now = {}
         self.synced.clear()
 
     def is_published(self, key: str) -> bool:
@@ -65,6 +70,20 @@ class KindPublisher:
                 return
             await self._resync()
             self.synced.set()
+
+    async def publish_listed(self, objects: Mapping[str, Body]) -> None:
+        """Objects of a list still in progress: those whose content differs from what was published go
+        out now, so a large list is published while it is still being read; the resync that follows the
+        list publishes none of them again, and its sync_end still names every key listed. Pipelined as
+        a resync is: returns once every one is stored."""
+        async with self._lock, self.watcher.pipelined():
+            for key, body in objects.items():
+                rev = content_rev(body)
+                if self._published.get(key) != rev and await self.watcher.upsert(
+                    self.kind, key, body, rev=rev
+                ):
+                    self._published[key] = rev
+                    self._listed_now[key] = body
 
     async def put(self, feed: int, key: str, body: Body | None) -> None:
         """A feed saw `key` change (`body`) or go away (None)."""
@@ -101,11 +120,13 @@ class KindPublisher:
     async def _resync(self) -> None:
         present = self.objects()
         epoch = await self.watcher.begin_sync([self.kind])
+        listed_now, self._listed_now = self._listed_now, {}
         for key in sorted(present):
-            rev = content_rev(present[key])
-            if self._published.get(key) != rev and await self.watcher.upsert(
-                self.kind, key, present[key], rev=rev
-            ):
+            body = present[key]
+            if listed_now.get(key) is body and key in self._published:
+                continue
+            rev = content_rev(body)
+            if self._published.get(key) != rev and await self.watcher.upsert(self.kind, key, body, rev=rev):
                 self._published[key] = rev
         # Refused objects are listed too: the builder keeps the version it has of them.
         await self.watcher.end_sync(epoch, {self.kind: present})

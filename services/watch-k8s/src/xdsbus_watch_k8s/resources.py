@@ -186,6 +186,13 @@ def secret_feeds(watch_namespace: str, system_namespace: str, secret_namespaces:
     return table
 
 
+# A cold start lists the kinds routes point at before the routes themselves (each feed's first list only):
+# the builder's versions then carry the clusters before the routes to them, and the last version of a
+# cold start changes routes only, which Envoy applies much faster than clusters (bench cold_load).
+BACKEND_KINDS = frozenset({SERVICE.kind, ENDPOINT_SLICE.kind})
+ROUTE_KINDS = frozenset({INGRESS.kind, HTTP_ROUTE.kind, GRPC_ROUTE.kind})
+
+
 def feeds(watch_namespace: str, system_namespace: str, secret_namespaces: Sequence[str] = ()) -> list[Feed]:
     """Every feed, for `watch_namespace` ("" = all namespaces), the Higress system namespace and the
     namespaces Secrets are restricted to (none: no restriction)."""
