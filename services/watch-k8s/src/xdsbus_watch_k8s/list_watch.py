@@ -126,6 +126,8 @@ class ListWatch:
                 if self.resource_version is None:
                     if not self.first_list_ended.is_set():
                         await self._wait_for_earlier_feeds()
+                        if self.stop.is_set():
+                            return
                     try:
                         await self._list()
                     finally:
