@@ -33,6 +33,8 @@ from xdsbus.contract import digest as digests
 from xdsbus.contract.resources import ResourceKey
 from xdsbus.ledger import reader
 from xdsbus.ledger.store import (
+    DIRECT_BATCH,
+    DIRECT_BATCHES_IN_FLIGHT,
     BodyCorrupt,
     BodyMissing,
     BodySealed,
@@ -50,6 +52,8 @@ log = logging.getLogger(__name__)
 
 # Missing bodies listed by status() per version (all are counted).
 MISSING_SHOWN = 20
+# Bodies a version's load fetches per part: as many as the store reads in parallel (ledger/store.py).
+FETCH_PART = DIRECT_BATCH * DIRECT_BATCHES_IN_FLIGHT
 
 
 @dataclasses.dataclass(frozen=True)
@@ -390,24 +394,32 @@ class LedgerFollower:
             sealed: list[str] = []
             gone: list[MissingBody] = []
             version = self.ledger_version
-            wanted = [bytes(missing_digests[32 * i : 32 * i + 32]) for i in range(len(missing_names))]
-            shas = [digest.hex() for digest in wanted]
-            stored = await fetch_stored_many(self.bus, shas)
-            for type_url, name, digest, sha in zip(missing_types, missing_names, wanted, shas, strict=True):
-                found = stored.get(sha)
-                try:
-                    if found is None:
-                        gone.append(MissingBody(self.scope, version, type_url, name, sha))
-                        raise not_stored(sha)
-                    body = open_body(found, sha, self.keyring)
-                except BodySealed as exc:
-                    sealed.append(f"{_what(type_url, name)}: {exc}")
-                    continue
-                except (BodyMissing, BodyCorrupt) as exc:
-                    failures.append(f"{_what(type_url, name)}: {exc}")
-                    continue
-                staged[type_url][name] = CachedResource(type_url, name, digest, body)
-            del stored
+            # A part at a time: the hex names and the replies of a part are freed before the next part's
+            # are made, which reuse their memory. Made for a whole version at once, they left the
+            # allocator's pools strewn between the bodies that stay (bench edge_memory: +2.5 MiB of RSS
+            # at 21k resources).
+            for start in range(0, len(missing_names), FETCH_PART):
+                end = min(start + FETCH_PART, len(missing_names))
+                wanted = [bytes(missing_digests[32 * i : 32 * i + 32]) for i in range(start, end)]
+                shas = [digest.hex() for digest in wanted]
+                stored = await fetch_stored_many(self.bus, shas)
+                for type_url, name, digest, sha in zip(
+                    missing_types[start:end], missing_names[start:end], wanted, shas, strict=True
+                ):
+                    found = stored.get(sha)
+                    try:
+                        if found is None:
+                            gone.append(MissingBody(self.scope, version, type_url, name, sha))
+                            raise not_stored(sha)
+                        body = open_body(found, sha, self.keyring)
+                    except BodySealed as exc:
+                        sealed.append(f"{_what(type_url, name)}: {exc}")
+                        continue
+                    except (BodyMissing, BodyCorrupt) as exc:
+                        failures.append(f"{_what(type_url, name)}: {exc}")
+                        continue
+                    staged[type_url][name] = CachedResource(type_url, name, digest, body)
+                del stored, shas, wanted
             self._report_missing(version, gone)
             if sealed:
                 more = f" (and {len(sealed) - 1} more)" if len(sealed) > 1 else ""
