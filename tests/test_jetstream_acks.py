@@ -14,7 +14,20 @@ from nats.js.errors import APIError, NoStreamResponseError
 from xdsbus import buffered_publish
 from xdsbus.bus import STATUS_BUCKET, Bus
 from xdsbus.events import EVENTS_STREAM
-from xdsbus.jetstream_acks import all_acked
+from xdsbus.jetstream_acks import Ack
+
+
+async def all_acked(pending: list[asyncio.Future[Ack]], timeout: float = 10.0) -> None:
+    """Until every publish of `pending` is acknowledged: the first error, or nats-py's TimeoutError
+    once `timeout` passed; either way the publishes still waiting are cancelled."""
+    try:
+        async with asyncio.timeout(timeout):
+            await asyncio.gather(*pending)
+    except TimeoutError:
+        raise NatsTimeoutError from None
+    finally:
+        for ack in pending:
+            ack.cancel()
 
 
 async def test_a_batch_is_acknowledged_in_the_stream(bus: Bus) -> None:

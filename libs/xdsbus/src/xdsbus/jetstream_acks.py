@@ -12,7 +12,7 @@ when it can: nats-py's own publish costs more than the rest of it.
 
 A batch whose acknowledgements are only awaited all together (the builder's bodies and statuses:
 tens of thousands in a cold load, issue 16) goes through an `AckGroup`: one count and one future for the
-batch instead of a future per publish and a gather over them, with the same outcome as `all_acked`.
+batch instead of a future per publish and a gather over them, with the same outcome.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def _api_error(error: _Error) -> APIError:
 
 class AckGroup:
     """Publishes whose acknowledgements are awaited together (`AckedPublisher.group`): `acked` returns
-    once each is acknowledged, or raises as `all_acked` would over their futures."""
+    once each is acknowledged, or raises the first error, as a gather over their futures would."""
 
     __slots__ = ("_answers", "_closed", "_done", "_error", "_publisher", "_sent")
 
@@ -120,7 +120,7 @@ class AckGroup:
         return self._closed
 
     def cancel(self) -> None:
-        """The publisher closed: what awaits the group is cancelled, as the futures of `all_acked`."""
+        """The publisher closed: what awaits the group is cancelled, as single publishes' futures are."""
         if self._error is None:
             self._error = asyncio.CancelledError()
         if self._done is not None:
@@ -190,12 +190,11 @@ class AckedPublisher:
         if self._subscription is None:
             self._inbox = self.nc.new_inbox()
             self._subscription = await self.nc.subscribe(f"{self._inbox}.*", cb=self._answered)
+        if self._buffered(waiter, subject, payload, headers):
+            return
         token = self._expect(waiter)
         try:
-            if buffered_publish.usable(self.nc):
-                buffered_publish.append(self.nc, subject, f"{self._inbox}.{token}", payload, headers)
-            else:
-                await self.nc.publish(subject, payload, reply=f"{self._inbox}.{token}", headers=headers)
+            await self.nc.publish(subject, payload, reply=f"{self._inbox}.{token}", headers=headers)
         except BaseException:
             self._waiting.pop(token, None)
             raise
@@ -205,18 +204,33 @@ class AckedPublisher:
     ) -> asyncio.Future[Ack] | None:
         """`publish` when it needs no waiting (the acknowledgements' subscription is made, the message
         can go straight into the connection's buffer); None when only `publish` can send it."""
-        if self._subscription is None or not buffered_publish.usable(self.nc):
-            return None
         ack: asyncio.Future[Ack] = asyncio.get_running_loop().create_future()
-        token = self._expect(ack)
+        try:
+            sent = self._buffered(ack, subject, payload, headers)
+        except BaseException:
+            ack.cancel()
+            raise
+        return ack if sent else None
+
+    def _buffered(
+        self,
+        waiter: asyncio.Future[Ack] | AckGroup,
+        subject: str,
+        payload: bytes,
+        headers: dict[str, str] | None,
+    ) -> bool:
+        """Put the message into the connection's buffer (xdsbus.buffered_publish), its answer going to
+        `waiter`, when it can go there now; whether it went."""
+        if self._subscription is None or not buffered_publish.usable(self.nc):
+            return False
+        token = self._expect(waiter)
         try:
             buffered_publish.append(self.nc, subject, f"{self._inbox}.{token}", payload, headers)
         except BaseException:
             # Not sent: nothing will answer it.
             self._waiting.pop(token, None)
-            ack.cancel()
             raise
-        return ack
+        return True
 
     def _expect(self, waiter: asyncio.Future[Ack] | AckGroup) -> str:
         """A token for the next publish's reply subject; its answer goes to `waiter`."""
@@ -259,17 +273,3 @@ def _answer_of(msg: Msg) -> Ack | BaseException:
     if answer.error is not None:
         return _api_error(answer.error)
     return answer
-
-
-async def all_acked(pending: list[asyncio.Future[Ack]], timeout: float = ACK_TIMEOUT) -> None:
-    """Until every publish of `pending` is acknowledged. Raises the first error, or nats-py's
-    TimeoutError once `timeout` passed (an answer lost with a connection never comes); either way the
-    publishes still waiting are cancelled, so nothing waits for them any more."""
-    try:
-        async with asyncio.timeout(timeout):
-            await asyncio.gather(*pending)
-    except TimeoutError:
-        raise NatsTimeoutError from None
-    finally:
-        for ack in pending:
-            ack.cancel()

@@ -78,11 +78,7 @@ class KindPublisher:
         a resync is: returns once every one is stored."""
         async with self._lock, self.watcher.pipelined():
             for key, body in objects.items():
-                rev = content_rev(body)
-                if self._published.get(key) != rev and await self.watcher.upsert(
-                    self.kind, key, body, rev=rev
-                ):
-                    self._published[key] = rev
+                if await self._upsert_changed(key, body):
                     self._listed_now[key] = body
 
     async def put(self, feed: int, key: str, body: Body | None) -> None:
@@ -109,13 +105,19 @@ class KindPublisher:
     async def _publish(self, key: str) -> None:
         body = self.get(key)
         if body is not None:
-            rev = content_rev(body)  # the Watcher's default rev, computed once for the digest too
-            # A refused upsert (reported by the watcher) leaves what was published: tried again next time.
-            if self._published.get(key) != rev and await self.watcher.upsert(self.kind, key, body, rev=rev):
-                self._published[key] = rev
+            await self._upsert_changed(key, body)
         elif key in self._published:
             if await self.watcher.delete(self.kind, key):
                 del self._published[key]
+
+    async def _upsert_changed(self, key: str, body: Body) -> bool:
+        """Publish `body` unless it is what was last published for `key`; whether it was published now.
+        A refused upsert (reported by the watcher) leaves what was published: tried again next time."""
+        rev = content_rev(body)  # the Watcher's default rev, computed once for the digest too
+        if self._published.get(key) == rev or not await self.watcher.upsert(self.kind, key, body, rev=rev):
+            return False
+        self._published[key] = rev
+        return True
 
     async def _resync(self) -> None:
         present = self.objects()
@@ -123,11 +125,8 @@ class KindPublisher:
         listed_now, self._listed_now = self._listed_now, {}
         for key in sorted(present):
             body = present[key]
-            if listed_now.get(key) is body and key in self._published:
-                continue
-            rev = content_rev(body)
-            if self._published.get(key) != rev and await self.watcher.upsert(self.kind, key, body, rev=rev):
-                self._published[key] = rev
+            if listed_now.get(key) is not body or key not in self._published:
+                await self._upsert_changed(key, body)
         # Refused objects are listed too: the builder keeps the version it has of them.
         await self.watcher.end_sync(epoch, {self.kind: present})
         # The sync_end makes the builder drop what is not listed; so is it forgotten here.

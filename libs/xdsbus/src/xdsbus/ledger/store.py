@@ -153,7 +153,7 @@ async def _put(bus: Bus, bodies: Iterable[tuple[str, bytes]]) -> None:
         if len(body) > LARGE_BODY:
             await bus.large_resources.put(sha256, body)
             continue
-        await group.publish(f"$KV.{RESOURCES_BUCKET}.{sha256}", body)
+        await group.publish(_subject(sha256), body)
         if len(group) >= _WINDOW:
             await group.acked()
             group = bus.acks().group()
