@@ -48,10 +48,16 @@ FETCH_BATCH = 1000
 # enough that a cold load's version waits for a fraction of a full build (bench cold_load).
 TRANSLATE_AHEAD = 5000
 # While the builder is behind the log (more events stored than it has fetched: a cold load, a resync),
-# a checkpoint due for its event count or age waits until it catches up, instead of encoding and
-# uploading the whole state every `checkpoint_events` mid-load (bench cold_load: 6 checkpoints of up to
-# 60k objects became one); never past this many times `checkpoint_events` folded since the last one.
-# The log's storage pressure never waits.
+# a checkpoint due for its event count or age waits until it catches up when it would cost more than it
+# saves a replay: while the events folded since the last one are fewer than CHECKPOINT_DEFER_RATIO times
+# the objects held (a replay loads the objects, then folds those events). A cold load, where each event
+# adds an object, so takes one checkpoint at its end instead of encoding and uploading the growing state
+# every `checkpoint_events` (bench cold_load: 6 checkpoints of up to 60k objects became one); a backlog
+# of changes to few objects is checkpointed as if the builder kept up, so a replay to one of its
+# versions folds few events (bench replay_1m_recent: 1M events over ~3k objects). Never past
+# CHECKPOINT_DEFER_FACTOR times `checkpoint_events` folded since the last one; the log's storage
+# pressure never waits.
+CHECKPOINT_DEFER_RATIO = 2
 CHECKPOINT_DEFER_FACTOR = 10
 # Seconds an idle builder waits for an event before it looks at its lease and checkpoint again.
 IDLE_WAIT = 1.0
@@ -394,7 +400,7 @@ class _Leader:
     async def _flush(self, behind: bool) -> None:
         """Publish a version when the resources changed; the version is the last folded sequence. A
         pinned scope publishes only its pin's version (pinning.py). `behind`: the log holds more events
-        than fetched, so a due checkpoint may wait (CHECKPOINT_DEFER_FACTOR)."""
+        than fetched, so a due checkpoint may wait (CHECKPOINT_DEFER_RATIO)."""
         table = self.translator.table
         pin = self.state.pin_of(self.config.scope)
         action = step(pin, self.pinned.served, self.pinned.refused)
@@ -455,14 +461,19 @@ class _Leader:
 
     async def _maybe_checkpoint(self, behind: bool = False) -> None:
         """Checkpoint when enough events or time passed, at a point where everything is published; while
-        `behind` the log, only once CHECKPOINT_DEFER_FACTOR times the events passed."""
+        `behind` the log, a due one may wait (CHECKPOINT_DEFER_RATIO, CHECKPOINT_DEFER_FACTOR)."""
         self.history.tick()
         folded = self.state.seq - self.checkpoint_seq
         if folded <= 0:
             return
         every = self.config.checkpoint_events
         due = folded >= every or (time.monotonic() - self.checkpoint_time >= self.config.checkpoint_seconds)
-        if due and behind and folded < CHECKPOINT_DEFER_FACTOR * every:
+        if (
+            due
+            and behind
+            and folded < CHECKPOINT_DEFER_FACTOR * every
+            and folded < CHECKPOINT_DEFER_RATIO * self.state.count()
+        ):
             due = False
         due = due or await self.retention.pressing()
         if not due or (self.checkpoint_task is not None and not self.checkpoint_task.done()):
