@@ -31,6 +31,7 @@ BENCHMARKS = {
     "propagation": "bench.propagation",
     "ingress_20k": "bench.ingress_20k",
     "cold_load": "bench.cold_load",
+    "watcher_publish_rate": "bench.watcher_publish_rate",
     "registry_propagation": "bench.registry_propagation",
     "tls_hosts_change": "bench.tls_hosts_change",
     "edge_startup": "bench.edge_startup",

@@ -15,7 +15,10 @@ params    per watcher (source) the events it published and its rate, events/s be
           last event stored in the log (JetStream's timestamps, read after the load: this process
           receives no event while the load is timed; budget: over 20k/s, `watcher_rate_pass`), the
           events per second of the watcher process's CPU time (the rate a core of its own would allow,
-          lists and normalization included), and the time from its start to its first event (the list); the
+          lists and normalization included), the time from its start to its first event (the list),
+          where each kind's events fall ([first, last] s from the start: backends are listed before
+          routes) and the longest pause between two of its events (bench/watcher_publish_rate.py
+          measures the same watcher with nothing else running); the
           builder's share: from the last event to the ledger record Envoy ends up serving
           (`builder.tail_s`, what the builder adds after the watcher is done), the versions it
           published during the load and its CPU seconds, and the time of a full build of the same objects
@@ -34,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import itertools
 import random
 import sys
 import tempfile
@@ -106,6 +110,7 @@ class Arrivals:
 
     def __init__(self) -> None:
         self.events: dict[str, list[float]] = defaultdict(list)  # source -> stored at (wall clock)
+        self.kinds: dict[str, list[float]] = defaultdict(list)  # source/kind -> stored at (wall clock)
         self.records: list[float] = []
         # Wall clock of each record's arrival, to compare with the edge's /debug/syncz times.
         self.records_wall: list[float] = []
@@ -121,14 +126,16 @@ class Arrivals:
         """An event read back from the log: its source's times get its stored timestamp."""
         # xdsbus.events.<source_type>.<source_name>.<kind>
         parts = msg.subject.split(".")
-        self.events[f"{parts[2]}/{parts[3]}"].append(msg.metadata.timestamp.timestamp())
+        stored = msg.metadata.timestamp.timestamp()
+        self.events[f"{parts[2]}/{parts[3]}"].append(stored)
+        self.kinds[f"{parts[2]}/{parts[3]}/{parts[4]}"].append(stored)
 
     def last_event(self) -> float:
         return max(times[-1] for times in self.events.values())
 
 
-def _rates(arrivals: Arrivals, t0: float) -> dict[str, dict[str, float]]:
-    out = {}
+def _rates(arrivals: Arrivals, t0: float) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
     for source, times in sorted(arrivals.events.items()):
         span = times[-1] - times[0]
         out[source] = {
@@ -136,6 +143,13 @@ def _rates(arrivals: Arrivals, t0: float) -> dict[str, dict[str, float]]:
             "events_per_s": round((len(times) - 1) / span) if span > 0 else 0,
             "start_to_first_event_s": round(times[0] - t0, 3),
             "first_to_last_event_s": round(span, 3),
+            "longest_pause_s": round(max((b - a for a, b in itertools.pairwise(times)), default=0.0), 3),
+            # Where each kind's events fall in the load: the watcher orders kinds (backends first).
+            "kinds": {
+                key.rpartition("/")[2]: [round(kind[0] - t0, 3), round(kind[-1] - t0, 3)]
+                for key, kind in sorted(arrivals.kinds.items())
+                if key.startswith(source + "/")
+            },
         }
     return out
 

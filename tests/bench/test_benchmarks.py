@@ -134,6 +134,7 @@ SMALL: dict[str, dict[str, str]] = {
         "BENCH_INGRESS_SETTLE": "0.05",
     },
     "cold_load": {"BENCH_COLD_INGRESSES": "30"},
+    "watcher_publish_rate": {"BENCH_WATCHER_INGRESSES": "30"},
     "registry_propagation": {
         "BENCH_REGISTRY_SERVICES": "10",
         "BENCH_REGISTRY_INSTANCES": "2",
