@@ -1,11 +1,13 @@
-"""Flame graphs of a benchmark's builder and edges (`python -m bench --flame`, on in `make bench`).
+"""Flame graphs of a benchmark's builder, edges and watch-k8s (`python -m bench --flame`, on in
+`make bench`).
 
-While a benchmark runs, `py-spy record` samples every `xdsbus-builder` and `xdsbus-edge` subprocess it
-starts (the harness tells us of each start: `xdsbus_dev.harness.processes.observe_starts`) and, for the
-benchmarks that run the builder's code in their own process (IN_PROCESS), that process. Each graph is
-written beside the result as `<name>.<role>.svg` (role `builder`, `edge`, `bench` for the benchmark's own
-process; a second edge of the run is `edge-2`, and so on), and the result's `params.flame` says what was
-sampled, at what rate, and why a graph is missing. A profiler that cannot run (py-spy not installed,
+While a benchmark runs, `py-spy record` samples every `xdsbus-builder`, `xdsbus-edge` and
+`xdsbus-watch-k8s` subprocess it starts (the harness tells us of each start:
+`xdsbus_dev.harness.processes.observe_starts`) and, for the benchmarks that run the builder's code in
+their own process (IN_PROCESS), that process. Each graph is written beside the result as
+`<name>.<role>.svg` (role `builder`, `edge`, `watch-k8s`, `bench` for the benchmark's own process; a
+second edge of the run is `edge-2`, and so on), and the result's `params.flame` says what was sampled,
+at what rate, and why a graph is missing. A profiler that cannot run (py-spy not installed,
 ptrace denied) never fails the benchmark: its result says why there is no graph.
 
 py-spy reads the target's memory from outside (`--nonblocking`: the target is never paused), but its
@@ -34,7 +36,7 @@ from xdsbus_dev.harness.processes import Service, observe_starts, tool
 RATE_ENV = "BENCH_FLAME_RATE"
 DEFAULT_RATE = 50
 # The console scripts worth a graph, by the role their graph is named after.
-ROLES = {"xdsbus-builder": "builder", "xdsbus-edge": "edge"}
+ROLES = {"xdsbus-builder": "builder", "xdsbus-edge": "edge", "xdsbus-watch-k8s": "watch-k8s"}
 # Benchmarks that run the builder's code (translator, fold, replay) in the benchmark's own process.
 IN_PROCESS = frozenset(
     {"builder_full_build", "builder_fold_rate", "builder_stall", "replay_1m_recent", "tls_hosts_change"}

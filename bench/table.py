@@ -62,9 +62,10 @@ NOTES: dict[str, str] = {
     "with one table; builder/edge are the 100-Ingress reference stack when it runs, builder-2/edge-2 "
     "the 20k one",
     "cold_load": "s from the watcher's start to Envoy serving 20k hosts; builder.svg: folding and the "
-    "full build of the load, edge.svg: serving it",
+    "full build of the load, edge.svg: serving it, watch-k8s.svg: listing and publishing it",
     "watcher_publish_rate": "µs per event of watch-k8s alone listing 60k objects into the log, against "
-    "50 µs (20k events/s); baseline: nats-py's own pipelined publish of the same messages; no graphs",
+    "50 µs (20k events/s); baseline: nats-py's own pipelined publish of the same messages; watch-k8s.svg: "
+    "lists, normalization and publishing",
     "registry_propagation": "p99 registry event → Envoy, worst of Nacos/Consul, against 50 ms; the "
     "graphs cover the three registries' runs together",
     "edge_reconnect_storm": "peak RSS growth of the edge in a storm of 1,000 mTLS clients over the bytes "
