@@ -145,9 +145,13 @@ class EventRefused(Exception):
     """This one event cannot be published (too large, refused by the server); others still can."""
 
 
+# The canonical encoding of a body: msgpack with every map's keys sorted.
+_encode_sorted = msgspec.msgpack.Encoder(order="sorted").encode
+
+
 def content_rev(body: Any) -> str:
     """A revision for sources that have none: a hash of the canonical encoding of the body."""
-    return hashlib.sha256(msgspec.msgpack.encode(body, order="sorted")).hexdigest()[:20]
+    return hashlib.sha256(_encode_sorted(body)).hexdigest()[:20]
 
 
 class SourceUnavailable(Exception):
