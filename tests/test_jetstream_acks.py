@@ -11,10 +11,10 @@ from nats.errors import MaxPayloadError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.errors import APIError, NoStreamResponseError
 
-from xdsbus import buffered_publish
+from xdsbus import buffered_publish, direct_replies
 from xdsbus.bus import STATUS_BUCKET, Bus
 from xdsbus.events import EVENTS_STREAM
-from xdsbus.jetstream_acks import Ack
+from xdsbus.jetstream_acks import Ack, AckedPublisher
 
 
 async def all_acked(pending: list[asyncio.Future[Ack]], timeout: float = 10.0) -> None:
@@ -149,3 +149,20 @@ async def test_a_publish_without_headers_goes_through_the_buffer_and_a_full_buff
     await all_acked(plain)
     for i, ack in enumerate(plain):
         assert (await bus.js.get_msg(f"KV_{STATUS_BUCKET}", ack.result().seq)).data == f"v{i}".encode()
+
+
+async def test_answers_reach_their_publishes_directly_and_are_counted_as_nats_py_would(bus: Bus) -> None:
+    # On nats-py's own client the acknowledgements skip its per-message machinery (xdsbus.direct_replies):
+    # each still reaches its publish and is counted; an answer with headers (no responders) goes to the
+    # subscription's callback as before; once the publisher closes, nats-py's own reading is back.
+    acks = AckedPublisher(bus.nc)
+    received = bus.nc.stats["in_msgs"]
+    pending = [await acks.publish(f"$KV.{STATUS_BUCKET}.test.d{i}", b"{}") for i in range(20)]
+    assert direct_replies.usable(bus.nc) and "_process_msg" in vars(bus.nc)
+    await all_acked(pending)
+    assert len({ack.result().seq for ack in pending}) == 20
+    assert bus.nc.stats["in_msgs"] - received >= 20
+    with pytest.raises(NoStreamResponseError):
+        await all_acked([await acks.publish("no.stream.holds.this", b"x")])
+    await acks.close()
+    assert "_process_msg" not in vars(bus.nc)

@@ -17,6 +17,7 @@ from collections import Counter, defaultdict
 import pytest
 
 from tests.support.flaky_nats import MODES, FlakyNats, every
+from xdsbus import buffered_publish
 from xdsbus.bus import Bus
 from xdsbus.events import EVENTS_STREAM, Event, Op, decode
 from xdsbus.fold.reading import fold_until, last_event_seq
@@ -112,3 +113,27 @@ async def test_a_refused_renewal_stops_publishing_at_once(bus: Bus) -> None:
         await watcher.upsert("Service", _key(0), {"n": -1}, rev="after")
     assert nc.calls == sent, "a publish was sent after the lease was lost"
     await watcher.release()
+
+
+async def test_a_burst_through_the_connections_buffer_keeps_each_keys_order(bus: Bus) -> None:
+    # The real connection: publishes that find room and their key free go straight into its buffer
+    # (PublishWindow.submit_now); the others wait for their key or for room, and every key's events
+    # still land in the order they were sent, each once.
+    watcher = _Source(bus, SOURCE, publish_window=4)
+    assert buffered_publish.usable(bus.nc)
+    sent = bus.nc.stats["out_msgs"]
+    async with watcher.pipelined():
+        for n in range(REVISIONS):
+            for i in range(KEYS):
+                # Runs of one key: the second of each run waits for the first's acknowledgement.
+                for run in range(2):
+                    assert await watcher.upsert("Service", _key(i), {"n": n, "run": run}, rev=f"{n}.{run}")
+    log = await _log(bus)
+    assert len(log) == KEYS * REVISIONS * 2
+    assert bus.nc.stats["out_msgs"] - sent >= len(log)
+    assert len({message_id for message_id, _ in log}) == len(log)
+    per_key: dict[str, list[str]] = defaultdict(list)
+    for _, event in log:
+        per_key[event.key].append(event.rev)
+    expected = [f"{n}.{run}" for n in range(REVISIONS) for run in range(2)]
+    assert all(per_key[_key(i)] == expected for i in range(KEYS))

@@ -27,7 +27,7 @@ from nats.aio.subscription import Subscription
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.errors import APIError, NoStreamResponseError
 
-from xdsbus import buffered_publish
+from xdsbus import buffered_publish, direct_replies
 
 # Seconds a batch of publishes may wait for its acknowledgements (as the bus's JetStream requests).
 ACK_TIMEOUT = 10.0
@@ -190,6 +190,8 @@ class AckedPublisher:
         if self._subscription is None:
             self._inbox = self.nc.new_inbox()
             self._subscription = await self.nc.subscribe(f"{self._inbox}.*", cb=self._answered)
+            # Answers without headers (every acknowledgement) skip nats-py's per-message machinery.
+            direct_replies.route(self.nc, self._subscription, self._answered_directly)
         if self._buffered(waiter, subject, payload, headers):
             return
         token = self._expect(waiter)
@@ -243,8 +245,9 @@ class AckedPublisher:
     async def close(self) -> None:
         """Stop reading answers; every publish still waiting is cancelled."""
         if self._subscription is not None:
-            await self._subscription.unsubscribe()
-            self._subscription = None
+            subscription, self._subscription = self._subscription, None
+            direct_replies.unroute(self.nc, subscription)
+            await subscription.unsubscribe()
         waiting, self._waiting = self._waiting, {}
         for ack in waiting.values():
             ack.cancel()
@@ -253,7 +256,19 @@ class AckedPublisher:
         waiter = self._waiting.pop(msg.subject.rpartition(".")[2], None)
         if waiter is None or waiter.done():
             return  # answered after its publish timed out (and was sent again)
-        answer = _answer_of(msg)
+        if msg.headers and msg.headers.get("Status") == _NO_RESPONDERS:
+            self._hand(waiter, NoStreamResponseError())
+        else:
+            self._hand(waiter, _answer_in(msg.data))
+
+    def _answered_directly(self, subject: bytes, data: bytes) -> None:
+        """An answer without headers, as the connection reads it (xdsbus.direct_replies)."""
+        waiter = self._waiting.pop(subject[subject.rfind(b".") + 1 :].decode(), None)
+        if waiter is not None and not waiter.done():
+            self._hand(waiter, _answer_in(data))
+
+    @staticmethod
+    def _hand(waiter: asyncio.Future[Ack] | AckGroup, answer: Ack | BaseException) -> None:
         if isinstance(waiter, AckGroup):
             waiter._answer(answer)
         elif isinstance(answer, Ack):
@@ -262,12 +277,10 @@ class AckedPublisher:
             waiter.set_exception(answer)
 
 
-def _answer_of(msg: Msg) -> Ack | BaseException:
-    """The acknowledgement in an answer, or the error `js.publish` would raise for it."""
-    if msg.headers and msg.headers.get("Status") == _NO_RESPONDERS:
-        return NoStreamResponseError()
+def _answer_in(data: bytes) -> Ack | BaseException:
+    """The acknowledgement in an answer's payload, or the error `js.publish` would raise for it."""
     try:
-        answer = _decode(msg.data)
+        answer = _decode(data)
     except msgspec.DecodeError as exc:
         return APIError(description=f"unreadable acknowledgement: {exc}")
     if answer.error is not None:

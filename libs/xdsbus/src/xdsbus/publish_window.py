@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -43,7 +43,7 @@ DEFAULT_WINDOW = 512
 DEFAULT_ACK_TIMEOUT = 10.0
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Publish:
     """One event on its way: what is sent (always the same bytes and id) and its current attempt."""
 
@@ -51,16 +51,13 @@ class Publish:
     subject: str
     payload: bytes
     message_id: str
+    # The key whose order this publish holds; None for sync events (they flush instead).
+    key: tuple[str, str] | None
     attempt: asyncio.Future[Any] = field(init=False)  # the acknowledgement of the latest send
     sent_at: float = 0.0  # loop time of the latest send
     refused: bool = False  # set by the owner when the server refused it
     # Made when a later publish of the same key waits for this one.
     settled: asyncio.Future[None] | None = None
-
-    @property
-    def key(self) -> tuple[str, str] | None:
-        """The key whose order this publish holds; None for sync events (they flush instead)."""
-        return (self.event.kind, self.event.key) if self.event.key else None
 
 
 class WindowOwner(Protocol):
@@ -79,8 +76,9 @@ class WindowOwner(Protocol):
     def publish_may_retry(self, publish: Publish, exc: BaseException, delay: float) -> None:
         """Called before each resend; raises to stop publishing (a lost lease, a stop)."""
 
-    async def publish_stored(self, publish: Publish) -> None:
-        """JetStream acknowledged `publish`."""
+    def publish_stored(self, publish: Publish) -> Awaitable[None] | None:
+        """JetStream acknowledged `publish`; what to await before the next one, if anything (most
+        acknowledgements only count, and a coroutine per publish would cost more than the count)."""
 
     async def publish_refused(self, publish: Publish, exc: BaseException) -> None:
         """`publish` can never be stored (a refusal, not a fault of the bus)."""
@@ -122,12 +120,29 @@ class PublishWindow:
             await self._wait_settled(earlier)
         self.raise_failure()
 
+    def submit_now(self, publish: Publish, before_send: Callable[[], None]) -> bool:
+        """`submit` when that needs no waiting: the window has room, no publish of its key is in it,
+        and the message goes straight into the connection's buffer. Whether it was sent; when not,
+        nothing happened and `submit` sends it. Most publishes of a burst go this way, without the
+        coroutines of `submit`."""
+        key = publish.key
+        if (
+            self.failure is not None
+            or len(self._queue) >= self.size
+            or (key is not None and key in self._by_key)
+        ):
+            return False
+        before_send()
+        if not self._send_now(publish):
+            return False
+        self._sent(publish, key)
+        return True
+
     async def submit(self, publish: Publish, before_send: Callable[[], None]) -> None:
         """Send `publish` once there is room and no earlier publish of its key is in flight.
         `before_send` runs right before sending (the lease check: nothing is sent once it is lost)."""
         self.raise_failure()
         key = publish.key
-        # Most publishes find room and their key free: straight to the send.
         if len(self._queue) >= self.size or (key is not None and key in self._by_key):
             await self._make_way(key)
         before_send()
@@ -139,6 +154,12 @@ class PublishWindow:
             if key is not None:
                 del self._by_key[key]
             raise
+        self._sent(publish, key)
+
+    def _sent(self, publish: Publish, key: tuple[str, str] | None) -> None:
+        """`publish` went out: it holds its key and awaits its acknowledgement in the window."""
+        if key is not None:
+            self._by_key[key] = publish
         self._queue.append(publish)
         if self._drainer is None:
             self._drainer = asyncio.get_running_loop().create_task(self._drain(), name="publish-window")
@@ -200,7 +221,9 @@ class PublishWindow:
                     exc = await self._outcome(head)
                 if exc is None:
                     backoff.reset()
-                    await self.owner.publish_stored(head)
+                    stored = self.owner.publish_stored(head)
+                    if stored is not None:
+                        await stored
                     self._settle(head)
                 elif self.owner.publish_retryable(exc):
                     delay = backoff.next_delay()
@@ -220,9 +243,11 @@ class PublishWindow:
             if asyncio.current_task() is self._drainer:
                 self._drainer = None
 
-    async def _send(self, publish: Publish) -> None:
+    def _send_now(self, publish: Publish) -> bool:
+        """Send `publish` if that needs no waiting (`owner.publish_now`); whether it was sent (an
+        attempt that failed at once counts: it is resent like any other)."""
         loop = asyncio.get_running_loop()
-        publish.sent_at = now = loop.time()
+        publish.sent_at = loop.time()
         if self._watchdog is None:
             self._arm_watchdog(loop)
         try:
@@ -231,10 +256,17 @@ class PublishWindow:
             # Not sent (a payload over the server's limit, say): a failed attempt like any other.
             attempt = loop.create_future()
             attempt.set_exception(exc)
-        if attempt is not None:
-            # Most sends: nothing awaited, so no deadline to keep.
-            publish.attempt = attempt
+        if attempt is None:
+            return False
+        # Most sends: nothing awaited, so no deadline to keep.
+        publish.attempt = attempt
+        return True
+
+    async def _send(self, publish: Publish) -> None:
+        if self._send_now(publish):
             return
+        loop = asyncio.get_running_loop()
+        now = publish.sent_at
         task = asyncio.current_task()
         assert task is not None
         # Bounded (the watchdog): nats-py's publish can wait, with no deadline, for a forced flush of

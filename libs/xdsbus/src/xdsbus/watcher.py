@@ -145,9 +145,13 @@ class EventRefused(Exception):
     """This one event cannot be published (too large, refused by the server); others still can."""
 
 
+# The canonical encoding of a body: msgpack with every map's keys sorted.
+_encode_sorted = msgspec.msgpack.Encoder(order="sorted").encode
+
+
 def content_rev(body: Any) -> str:
     """A revision for sources that have none: a hash of the canonical encoding of the body."""
-    return hashlib.sha256(msgspec.msgpack.encode(body, order="sorted")).hexdigest()[:20]
+    return hashlib.sha256(_encode_sorted(body)).hexdigest()[:20]
 
 
 class SourceUnavailable(Exception):
@@ -544,6 +548,7 @@ class Watcher(abc.ABC):
         Raises EventRefused when this event cannot be sent at all, and LeaseLost once the source lease
         is lost: a former holder stops publishing at once."""
         self._check_lease()
+        key: tuple[str, str] | None = None
         if event.key:
             # Its id is taken when its turn comes, so that ids follow the order of the log per key.
             key = (event.kind, event.key)
@@ -560,8 +565,9 @@ class Watcher(abc.ABC):
         subject = self._subjects.get(event.kind)
         if subject is None:
             subject = self._subjects[event.kind] = subject_for(self.source, event.kind)
-        publish = Publish(event, subject, payload, message_id)
-        await self._window.submit(publish, self._check_lease)
+        publish = Publish(event, subject, payload, message_id, key)
+        if not self._window.submit_now(publish, self._check_lease):
+            await self._window.submit(publish, self._check_lease)
         return publish
 
     # -- the publish window's owner (xdsbus.publish_window.WindowOwner) --------------------------
@@ -610,15 +616,17 @@ class Watcher(abc.ABC):
             delay,
         )
 
-    async def publish_stored(self, publish: Publish) -> None:
-        """Counted; a refusal reported earlier for the object is cleared."""
+    def publish_stored(self, publish: Publish) -> Awaitable[None] | None:
+        """Counted; a refusal reported earlier for the object is cleared (the status write returned)."""
         event = publish.event
         _PUBLISHED.inc(self.source, event.kind)
         self.events_published += 1
-        ref = (event.kind, event.key)
-        if event.key and ref in self._refused:
-            self._refused.discard(ref)
-            await self._write_status(status_store.delete(self.bus, event.kind, self.source, event.key))
+        if event.key and self._refused:
+            ref = (event.kind, event.key)
+            if ref in self._refused:
+                self._refused.discard(ref)
+                return self._write_status(status_store.delete(self.bus, event.kind, self.source, event.key))
+        return None
 
     async def publish_refused(self, publish: Publish, exc: BaseException) -> None:
         """The server refused `publish`: reported like a refusal before sending."""

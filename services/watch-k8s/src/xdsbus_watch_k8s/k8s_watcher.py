@@ -196,7 +196,7 @@ class _FeedSink:
         self.feed = feed
         self.index = index
         self.publisher = watcher.publishers[feed.kind]
-        # The list in progress, page by page: the feed's bodies by key, and every listed object by key.
+        # The list in progress, page by page: the feed's bodies by key, and every listed Ingress by key.
         self._listed: dict[str, Body] = {}
         self._listed_raw: list[tuple[str, dict[str, Any]]] = []
 
@@ -216,9 +216,13 @@ class _FeedSink:
         if first:
             self._listed, self._listed_raw = {}, []
         bodies: dict[str, Body] = {}
+        # Only Ingresses' status is looked at after the list (`_after_change`): the objects of other
+        # kinds are dropped with their page, not held to the end of the list.
+        keep_raw = self.feed.kind == INGRESS.kind
         for obj in items:
             key, name = self._key(obj)
-            self._listed_raw.append((key, obj))
+            if keep_raw:
+                self._listed_raw.append((key, obj))
             if (body := self._body(api_version, obj, name)) is not None:
                 bodies[key] = body
         self._listed.update(bodies)

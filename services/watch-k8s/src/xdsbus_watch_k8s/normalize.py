@@ -13,22 +13,26 @@ from collections.abc import Mapping
 from typing import Any
 
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
-_DROPPED_METADATA = frozenset({"managedFields", "resourceVersion", "selfLink"})
+_DROPPED_METADATA = ("managedFields", "resourceVersion", "selfLink")
 
 
 def normalize(obj: Mapping[str, Any], api_version: str, kind: str) -> dict[str, Any]:
     """The event body of `obj`, with `apiVersion` and `kind` set (list items of built-in kinds lack them)."""
-    body: dict[str, Any] = {k: v for k, v in obj.items() if k != "status"}
+    # Copies with keys popped rather than comprehensions, and `type(...) is dict` before the slower ABC
+    # check: the same keys in the same order at half the cost (every listed object passes here,
+    # bench/cold_load.py).
+    body: dict[str, Any] = dict(obj)
+    body.pop("status", None)
     body["apiVersion"] = api_version
     body["kind"] = kind
     metadata = obj.get("metadata")
-    meta = (
-        {k: v for k, v in metadata.items() if k not in _DROPPED_METADATA}
-        if isinstance(metadata, Mapping)
-        else {}
-    )
+    meta: dict[str, Any] = {}
+    if type(metadata) is dict or isinstance(metadata, Mapping):
+        meta = dict(metadata)
+        for dropped in _DROPPED_METADATA:
+            meta.pop(dropped, None)
     annotations = meta.get("annotations")
-    if isinstance(annotations, Mapping) and LAST_APPLIED in annotations:
+    if (type(annotations) is dict or isinstance(annotations, Mapping)) and LAST_APPLIED in annotations:
         kept = {k: v for k, v in annotations.items() if k != LAST_APPLIED}
         if kept:
             meta["annotations"] = kept
@@ -41,7 +45,7 @@ def normalize(obj: Mapping[str, Any], api_version: str, kind: str) -> dict[str, 
 def object_name(obj: Mapping[str, Any]) -> tuple[str | None, str]:
     """(namespace, name) of an object from the API; namespace None when absent, name "" when missing."""
     metadata = obj.get("metadata")
-    if not isinstance(metadata, Mapping):
+    if type(metadata) is not dict and not isinstance(metadata, Mapping):
         return None, ""
     namespace = metadata.get("namespace")
     name = metadata.get("name")

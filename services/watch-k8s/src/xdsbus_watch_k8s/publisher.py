@@ -43,6 +43,8 @@ class KindPublisher:
 
     def objects(self) -> dict[str, Body]:
         """Every object the feeds hold, by key."""
+        if len(self._feeds) == 1:
+            return dict(self._feeds[0] or {})
         merged: dict[str, Body] = {}
         for held in self._feeds:
             if held:
@@ -123,12 +125,16 @@ class KindPublisher:
         present = self.objects()
         epoch = await self.watcher.begin_sync([self.kind])
         listed_now, self._listed_now = self._listed_now, {}
-        for key in sorted(present):
-            body = present[key]
-            if listed_now.get(key) is not body or key not in self._published:
-                await self._upsert_changed(key, body)
+        published = self._published
+        # After a list whose pages published everything, nothing is left to sort and look at again.
+        unsent = [
+            key for key, body in present.items() if listed_now.get(key) is not body or key not in published
+        ]
+        for key in sorted(unsent):
+            await self._upsert_changed(key, present[key])
         # Refused objects are listed too: the builder keeps the version it has of them.
         await self.watcher.end_sync(epoch, {self.kind: present})
         # The sync_end makes the builder drop what is not listed; so is it forgotten here.
-        self._published = {key: rev for key, rev in self._published.items() if key in present}
+        if not self._published.keys() <= present.keys():
+            self._published = {key: rev for key, rev in self._published.items() if key in present}
         log.info("%s: resync of %s: %d objects", self.watcher.source, self.kind, len(present))
