@@ -227,6 +227,13 @@ class K8sStack:
     async def start_sources(self) -> None:
         """watch-k8s on the fake's kubeconfig, and Envoy on the edge."""
         assert self.edge is not None
+        self.start_watcher()
+        self.envoy = _Envoy(self.workdir / "envoy", [self.edge.address], gateway_port=self.gateway_port)
+        self.envoy.stats_flush = self.stats_flush
+        self.envoy.start()
+
+    def start_watcher(self) -> Service:
+        """watch-k8s on the fake's kubeconfig (source k8s/<CLUSTER_NAME>), publishing into this NATS."""
         kubeconfig = self.kube.write_kubeconfig(self.workdir / "kubeconfig")
         self.watcher = Service(
             [
@@ -241,9 +248,7 @@ class K8sStack:
             self.log_dir / "watch-k8s.log",
             env=self.env,
         ).start()
-        self.envoy = _Envoy(self.workdir / "envoy", [self.edge.address], gateway_port=self.gateway_port)
-        self.envoy.stats_flush = self.stats_flush
-        self.envoy.start()
+        return self.watcher
 
     # Envoy's /stats is no probe at this size: with 20k clusters a filtered /stats walks millions of
     # stats on Envoy's main thread (measured 4-5 s a call), delaying the very updates being timed. Config

@@ -43,7 +43,7 @@ from bench.results_io import env_float, env_int, write_result
 from xdsbus.bus import BusSettings, connect
 from xdsbus.events import EVENTS_STREAM
 from xdsbus.fold.state import FoldState
-from xdsbus_dev.harness.processes import Service, tool
+from xdsbus_dev.harness.processes import Service
 
 NAME = "watcher_publish_rate"
 BUDGET_US = 50.0  # 20k events/s
@@ -118,21 +118,8 @@ async def _main(tmp: Path) -> dict[str, Any]:
         async with contextlib.AsyncExitStack() as exits:
             bus = await connect(BusSettings(url=stack.nats.url), name="bench-watcher-rate")
             exits.push_async_callback(bus.close)
-            kubeconfig = stack.kube.write_kubeconfig(tmp / "kubeconfig")
             wall0 = time.time()
-            watcher = Service(
-                [
-                    tool("xdsbus-watch-k8s"),
-                    "--kubeconfig",
-                    str(kubeconfig),
-                    "--cluster",
-                    CLUSTER_NAME,
-                    "--nats-url",
-                    stack.nats.url,
-                ],
-                stack.log_dir / "watch-k8s.log",
-                env=stack.env,
-            ).start()
+            watcher = stack.start_watcher()
             assert watcher.proc is not None
             await stack.wait(
                 lambda: asyncio.to_thread(_resynced, watcher),

@@ -25,6 +25,7 @@ from xdsbus.fold.reading import fold_until, last_event_seq
 from xdsbus.fold.state import FoldState
 from xdsbus.ledger import checkpoints
 from xdsbus.objects import read_object
+from xdsbus.proto.ledger.v1 import ledger_pb2
 from xdsbus_builder import builder as builder_module
 from xdsbus_dev.harness.processes import eventually
 
@@ -78,12 +79,7 @@ async def test_a_builder_behind_the_log_checkpoints_once_caught_up(
 ) -> None:
     # Small fetches and a short debounce: the builder cuts several versions while the backlog lasts,
     # each of which would take a checkpoint every 100 events if it did not wait.
-    monkeypatch.setattr(builder_module, "FETCH_BATCH", 50)
-    marker = Marker(bus)
-    async with running_builder(bus, checkpoint_events=100):
-        await marker.setup()
-        first = await wait_for_caught_up(bus)
-    before = set(await checkpoints.sequences(bus, SCOPE))
+    first, before = await _set_up_for_a_backlog(bus, monkeypatch)
     # A backlog the next builder finds in the log, as a cold load: every event a new object, fewer
     # events than CHECKPOINT_DEFER_FACTOR times checkpoint_events, so no checkpoint is owed before it
     # catches up.
@@ -109,12 +105,7 @@ async def test_a_builder_behind_a_log_of_changes_to_few_objects_checkpoints_as_i
     # A backlog of 950 changes to one slice: a checkpoint (a handful of objects) costs less than the
     # events it saves a replay, so the builder takes the checkpoints due while behind instead of one at
     # the end, and a replay to any of its versions folds few events (docs/design.md §8).
-    monkeypatch.setattr(builder_module, "FETCH_BATCH", 50)
-    marker = Marker(bus)
-    async with running_builder(bus, checkpoint_events=100):
-        await marker.setup()
-        await wait_for_caught_up(bus)
-    before = set(await checkpoints.sequences(bus, SCOPE))
+    _, before = await _set_up_for_a_backlog(bus, monkeypatch)
     src = ScriptedSource(bus)
     await src.put(service("backlog"))
     for n in range(949):
@@ -130,6 +121,19 @@ async def test_a_builder_behind_a_log_of_changes_to_few_objects_checkpoints_as_i
     # The whole backlog was in the log before the builder started: a checkpoint before its head was
     # taken while behind. Deferred, the backlog would have one checkpoint, at its head.
     assert new_checkpoints[0] < head, f"checkpoints at {new_checkpoints}: deferred while behind"
+
+
+async def _set_up_for_a_backlog(
+    bus: Bus, monkeypatch: pytest.MonkeyPatch
+) -> tuple[ledger_pb2.Version, set[int]]:
+    """Fetches of 50 events (a backlog takes several), the marker set up by a builder that caught up:
+    the head record then, and the checkpoints taken so far."""
+    monkeypatch.setattr(builder_module, "FETCH_BATCH", 50)
+    marker = Marker(bus)
+    async with running_builder(bus, checkpoint_events=100):
+        await marker.setup()
+        first = await wait_for_caught_up(bus)
+    return first, set(await checkpoints.sequences(bus, SCOPE))
 
 
 async def _taken_since(bus: Bus, before: set[int]) -> list[int] | None:
