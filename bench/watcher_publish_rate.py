@@ -1,6 +1,6 @@
 """watcher_publish_rate: watch-k8s alone publishing a cold list of 60k objects into the event log.
 
-DESIGN §8's "watcher publish rate" (docs/design.md §8): how fast a watcher puts a source's objects into
+The "watcher publish rate" of docs/design.md §8: how fast a watcher puts a source's objects into
 the log when the watcher is the only work. `cold_load` reports the same rate inside a whole cold start,
 where the watcher shares two cores with the builder, the edge, Envoy and nats-server (and gets about
 half of one); this benchmark tells the watcher's own speed apart from the share the others leave it.
