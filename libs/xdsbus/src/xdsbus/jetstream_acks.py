@@ -253,22 +253,20 @@ class AckedPublisher:
             ack.cancel()
 
     async def _answered(self, msg: Msg) -> None:
-        waiter = self._waiting.pop(msg.subject.rpartition(".")[2], None)
-        if waiter is None or waiter.done():
-            return  # answered after its publish timed out (and was sent again)
-        if msg.headers and msg.headers.get("Status") == _NO_RESPONDERS:
-            self._hand(waiter, NoStreamResponseError())
-        else:
-            self._hand(waiter, _answer_in(msg.data))
+        """An answer through the subscription's callback: one with headers, or any answer when the
+        connection's replies are not routed (xdsbus.direct_replies)."""
+        no_responders = msg.headers is not None and msg.headers.get("Status") == _NO_RESPONDERS
+        self._deliver(msg.subject.rpartition(".")[2], msg.data, no_responders)
 
     def _answered_directly(self, subject: bytes, data: bytes) -> None:
         """An answer without headers, as the connection reads it (xdsbus.direct_replies)."""
-        waiter = self._waiting.pop(subject[subject.rfind(b".") + 1 :].decode(), None)
-        if waiter is not None and not waiter.done():
-            self._hand(waiter, _answer_in(data))
+        self._deliver(subject[subject.rfind(b".") + 1 :].decode(), data)
 
-    @staticmethod
-    def _hand(waiter: asyncio.Future[Ack] | AckGroup, answer: Ack | BaseException) -> None:
+    def _deliver(self, token: str, data: bytes, no_responders: bool = False) -> None:
+        waiter = self._waiting.pop(token, None)
+        if waiter is None or waiter.done():
+            return  # answered after its publish timed out (and was sent again)
+        answer = NoStreamResponseError() if no_responders else _answer_in(data)
         if isinstance(waiter, AckGroup):
             waiter._answer(answer)
         elif isinstance(answer, Ack):

@@ -126,11 +126,7 @@ class PublishWindow:
         nothing happened and `submit` sends it. Most publishes of a burst go this way, without the
         coroutines of `submit`."""
         key = publish.key
-        if (
-            self.failure is not None
-            or len(self._queue) >= self.size
-            or (key is not None and key in self._by_key)
-        ):
+        if self.failure is not None or not self._free_for(key):
             return False
         before_send()
         if not self._send_now(publish):
@@ -143,7 +139,7 @@ class PublishWindow:
         `before_send` runs right before sending (the lease check: nothing is sent once it is lost)."""
         self.raise_failure()
         key = publish.key
-        if len(self._queue) >= self.size or (key is not None and key in self._by_key):
+        if not self._free_for(key):
             await self._make_way(key)
         before_send()
         if key is not None:
@@ -164,8 +160,12 @@ class PublishWindow:
         if self._drainer is None:
             self._drainer = asyncio.get_running_loop().create_task(self._drain(), name="publish-window")
 
+    def _free_for(self, key: tuple[str, str] | None) -> bool:
+        """Whether the window has room and no publish of `key` in it."""
+        return len(self._queue) < self.size and (key is None or key not in self._by_key)
+
     async def _make_way(self, key: tuple[str, str] | None) -> None:
-        """Until the window has room and no publish of `key` in it."""
+        """Until the window is free for `key` (`_free_for`)."""
         while True:
             if key is not None:
                 await self.wait_for_key(key)
@@ -173,7 +173,7 @@ class PublishWindow:
                 self._room.clear()
                 await self._room.wait()
                 self.raise_failure()
-            if key is None or key not in self._by_key:
+            if self._free_for(key):
                 return
 
     async def flush(self) -> None:
